@@ -1,0 +1,27 @@
+//! raft-store: RaftMQ's replicated commit log.
+//!
+//! Every queue group's commit log is a Raft log, and this crate is that log. It knows nothing
+//! about topics; the broker puts its commands inside the entries.
+//!
+//! - [`disk`]: the [`disk::Disk`] trait every byte goes through, with the real filesystem and a
+//!   simulated device that loses unsynced writes on crash and injects faults;
+//! - [`log`]: the segmented log (CRC-framed entries, sparse index, group commit, torn-tail
+//!   recovery) implementing openraft's log storage;
+//! - [`meta`]: the vote, committed index and purge point, in a crash-safe two-slot file;
+//! - [`state_machine`]: adapts a caller's [`state_machine::App`] to openraft's state machine,
+//!   with durable snapshots;
+//! - [`network`] and [`server`]: the Raft transport over tonic, a group id in every request;
+//! - [`group`]: start, propose to, observe and stop one replica;
+//! - [`rt`]: the runtime shim (real tokio or madsim), the only `cfg(madsim)` code;
+//! - [`types`] and [`error`]: the Raft type configuration, newtypes, and the error enum.
+
+pub mod disk;
+pub mod error;
+pub mod log;
+pub mod meta;
+pub mod rt;
+pub mod state_machine;
+pub mod types;
+
+pub use error::Error;
+pub use error::Result;

@@ -1,0 +1,736 @@
+//! The segmented Raft log: openraft's [`RaftLogStorage`] over a [`Disk`].
+//!
+//! - `frame`: the on-disk encoding (entry frames with CRC32C, segment headers);
+//! - `segment`: one segment file (sparse index, scanner, recovery);
+//! - `flusher`: the group-commit task that fsyncs batches and fires openraft's callbacks;
+//! - this file: [`LogStore`] (append, truncate, purge, vote) and [`LogReader`].
+//!
+//! Entries are appended to the active segment; once it passes `segment_bytes` the segment is
+//! synced and sealed and a new one is started. Appends only write; durability is the flusher's
+//! job: it takes every append queued since its last round, fsyncs the files (and the directory
+//! when a segment was created) once, and only then tells openraft the entries are flushed. So
+//! openraft never counts an entry towards a commit quorum before it is on disk here.
+
+mod flusher;
+pub mod frame;
+mod segment;
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::Bound;
+use std::ops::RangeBounds;
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::RwLock;
+
+use openraft::OptionalSend;
+use openraft::RaftLogReader;
+use openraft::storage::IOFlushed;
+use openraft::storage::LogState;
+use openraft::storage::RaftLogStorage;
+
+use self::flusher::Flusher;
+use self::segment::Recovered;
+use self::segment::Segment;
+use crate::disk::Disk;
+use crate::error::Error;
+use crate::error::Result;
+use crate::meta::Meta;
+use crate::meta::MetaFile;
+use crate::types::Entry;
+use crate::types::LogId;
+use crate::types::TypeConfig;
+use crate::types::Vote;
+use crate::types::log_id;
+
+const META_FILE: &str = "meta";
+
+/// Tuning of the log store.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A segment is sealed and a new one started once it reaches this size.
+    pub segment_bytes: u64,
+    /// One sparse-index point per this many bytes of a segment.
+    pub index_interval_bytes: u64,
+    /// `limited_get_log_entries` (what replication reads) stops after about this many bytes,
+    /// which bounds the size of one append-entries request.
+    pub max_read_bytes: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 256 << 20,
+            index_interval_bytes: 64 << 10,
+            max_read_bytes: 4 << 20,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks the values are usable.
+    pub fn validate(&self) -> Result<()> {
+        if self.segment_bytes < 4096 {
+            return Err(Error::Config(format!(
+                "segment_bytes must be at least 4096, got {}",
+                self.segment_bytes
+            )));
+        }
+        if self.index_interval_bytes == 0 || self.index_interval_bytes > self.segment_bytes {
+            return Err(Error::Config(format!(
+                "index_interval_bytes must be in 1..=segment_bytes, got {}",
+                self.index_interval_bytes
+            )));
+        }
+        if self.max_read_bytes == 0 {
+            return Err(Error::Config("max_read_bytes must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+/// What recovery did on open, for logs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segments found.
+    pub segments: usize,
+    /// Bytes cut from a torn tail.
+    pub torn_bytes: u64,
+    /// Segment files removed (never-born tail segment, or finishing an interrupted purge).
+    pub removed_segments: usize,
+    /// The last log id after recovery.
+    pub last_log_id: Option<LogId>,
+}
+
+/// The sealed segments plus the active one, in index order.
+struct Segments {
+    list: Vec<Segment>,
+    last_purged: Option<LogId>,
+    /// The last entry's log id (the purge point when the log is empty).
+    last: Option<LogId>,
+}
+
+impl Segments {
+    fn next_index(&self) -> u64 {
+        self.last.map_or(0, |l| l.index + 1)
+    }
+
+    fn read(&self, from: u64, to: u64, budget: u64) -> Result<Vec<Entry>> {
+        let first = self.last_purged.map_or(0, |p| p.index + 1);
+        let from = from.max(first);
+        let to = to.min(self.next_index());
+        let mut out = Vec::new();
+        if from >= to {
+            return Ok(out);
+        }
+        let mut read = 0u64;
+        let start = self
+            .list
+            .partition_point(|s| s.last.is_none_or(|(l, _)| l < from));
+        for seg in &self.list[start..] {
+            if seg.base >= to || read >= budget {
+                break;
+            }
+            read += seg.read_range(
+                from.max(seg.base),
+                to,
+                budget.saturating_sub(read).max(1),
+                &mut out,
+            )?;
+        }
+        Ok(out)
+    }
+}
+
+pub(crate) struct Shared {
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+    cfg: LogConfig,
+    segs: RwLock<Segments>,
+    meta: tokio::sync::Mutex<MetaFile>,
+    /// The last vote, readable without the meta lock.
+    vote: Mutex<Option<Vote>>,
+    flusher: Flusher,
+}
+
+/// The segmented log store; see the module docs.
+#[derive(Clone)]
+pub struct LogStore {
+    shared: Arc<Shared>,
+}
+
+/// A reader over a [`LogStore`], used by openraft's replication tasks.
+#[derive(Clone)]
+pub struct LogReader {
+    shared: Arc<Shared>,
+}
+
+fn range_bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
+    let from = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s + 1,
+        Bound::Unbounded => 0,
+    };
+    let to = match range.end_bound() {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (from, to)
+}
+
+impl LogStore {
+    /// Opens (recovering) or creates the log in `dir`.
+    pub async fn open(
+        disk: Arc<dyn Disk>,
+        dir: impl AsRef<Path>,
+        cfg: LogConfig,
+    ) -> Result<(LogStore, RecoveryReport)> {
+        cfg.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        disk.create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let names = disk.list(&dir).map_err(|e| Error::io(&dir, e))?;
+        let mut bases: Vec<u64> = names
+            .iter()
+            .filter_map(|n| segment::parse_name(n))
+            .collect();
+        bases.sort_unstable();
+
+        let mut meta = MetaFile::open(&*disk, &dir, META_FILE, !bases.is_empty()).await?;
+        let last_purged = meta.get().last_purged;
+        let mut report = RecoveryReport::default();
+        let mut dir_dirty = false;
+
+        let mut list: Vec<Segment> = Vec::new();
+        for (i, base) in bases.iter().copied().enumerate() {
+            let is_last = i + 1 == bases.len();
+            match segment::recover(&*disk, &dir, base, is_last, cfg.index_interval_bytes)? {
+                Recovered::Unborn => {
+                    disk.remove(&dir.join(segment::file_name(base)))
+                        .map_err(|e| Error::io(&dir, e))?;
+                    report.removed_segments += 1;
+                    dir_dirty = true;
+                }
+                Recovered::Segment {
+                    segment,
+                    torn_bytes,
+                } => {
+                    if torn_bytes > 0 {
+                        tracing::warn!(
+                            path = %segment.path.display(),
+                            torn_bytes,
+                            end = segment.end,
+                            "cutting a torn tail (never acknowledged)"
+                        );
+                        segment
+                            .file
+                            .set_len(segment.end)
+                            .map_err(|e| Error::io(&segment.path, e))?;
+                        segment
+                            .file
+                            .clone()
+                            .sync()
+                            .await
+                            .map_err(|e| Error::io(&segment.path, e))?;
+                        report.torn_bytes += torn_bytes;
+                    }
+                    list.push(segment);
+                }
+            }
+        }
+        report.segments = list.len();
+
+        // Finish an interrupted purge: drop segments wholly at or below the purge point, and an
+        // empty tail segment (the next append starts a fresh one).
+        let purged_index = last_purged.map(|p| p.index);
+        let mut kept = Vec::with_capacity(list.len());
+        let count = list.len();
+        for (i, seg) in list.into_iter().enumerate() {
+            let below_purge = match (seg.last, purged_index) {
+                (Some((l, _)), Some(p)) => l <= p,
+                _ => false,
+            };
+            let empty_tail = seg.last.is_none() && i + 1 == count;
+            if below_purge || empty_tail {
+                disk.remove(&seg.path)
+                    .map_err(|e| Error::io(&seg.path, e))?;
+                report.removed_segments += 1;
+                dir_dirty = true;
+            } else {
+                kept.push(seg);
+            }
+        }
+        let list = kept;
+        if dir_dirty {
+            disk.sync_dir(&dir).await.map_err(|e| Error::io(&dir, e))?;
+        }
+
+        // The log must be one contiguous run of indexes.
+        for pair in list.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            match a.last {
+                Some((l, _)) if l + 1 == b.base => {}
+                _ => {
+                    return Err(Error::Corrupt {
+                        path: b.path.clone(),
+                        offset: 0,
+                        reason: format!(
+                            "gap in the log: {} ends at {:?} but {} starts at {}",
+                            a.path.display(),
+                            a.last.map(|(l, _)| l),
+                            b.path.display(),
+                            b.base
+                        ),
+                    });
+                }
+            }
+        }
+        if let (Some(first), Some(p)) = (list.first(), last_purged)
+            && first.base > p.index + 1
+        {
+            return Err(Error::Corrupt {
+                path: first.path.clone(),
+                offset: 0,
+                reason: format!(
+                    "log starts at {} but only entries up to {} were purged",
+                    first.base, p.index
+                ),
+            });
+        }
+
+        let last = list
+            .last()
+            .and_then(|s| s.last)
+            .map(|(i, t)| log_id(t, i))
+            .or(last_purged);
+        report.last_log_id = last;
+
+        // The committed index must point at an entry we still have (or the purge point): after
+        // a crash, entries this replica wrote but never synced may be gone even though the
+        // group committed them elsewhere.
+        let segs = Segments {
+            list,
+            last_purged,
+            last,
+        };
+        let committed = meta.get().committed;
+        let clamped = match committed {
+            None => None,
+            Some(c) if last_purged.is_some_and(|p| c.index <= p.index) => last_purged,
+            Some(c) => {
+                let idx = c.index.min(segs.next_index().saturating_sub(1));
+                match segs.read(idx, idx + 1, 1)?.first() {
+                    Some(e) if e.log_id.index == c.index && e.log_id != c => {
+                        return Err(Error::Corrupt {
+                            path: dir.join(META_FILE),
+                            offset: 0,
+                            reason: format!(
+                                "committed log id {c} disagrees with the log ({})",
+                                e.log_id
+                            ),
+                        });
+                    }
+                    Some(e) => Some(e.log_id),
+                    None => last_purged,
+                }
+            }
+        };
+        if clamped != committed {
+            let mut m = meta.get().clone();
+            m.committed = clamped;
+            meta.write(m)?;
+        }
+        let vote = meta.get().vote;
+        let flusher = Flusher::spawn(disk.clone(), dir.clone());
+        let shared = Arc::new(Shared {
+            disk,
+            dir,
+            cfg,
+            segs: RwLock::new(segs),
+            meta: tokio::sync::Mutex::new(meta),
+            vote: Mutex::new(vote),
+            flusher,
+        });
+        Ok((LogStore { shared }, report))
+    }
+
+    /// A reader sharing this store.
+    pub fn reader(&self) -> LogReader {
+        LogReader {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The last log id and purge point.
+    pub fn state(&self) -> (Option<LogId>, Option<LogId>) {
+        let segs = self.shared.segs.read().unwrap();
+        (segs.last_purged, segs.last)
+    }
+
+    /// Number of segment files currently held.
+    pub fn segment_count(&self) -> usize {
+        self.shared.segs.read().unwrap().list.len()
+    }
+
+    /// Reads entries `range` (for tests and tools).
+    pub fn read(&self, range: impl RangeBounds<u64>) -> Result<Vec<Entry>> {
+        let (from, to) = range_bounds(&range);
+        self.shared.segs.read().unwrap().read(from, to, u64::MAX)
+    }
+
+    /// Why the store stopped, if a fatal storage error happened.
+    pub fn fatal_error(&self) -> Option<String> {
+        self.shared.flusher.poisoned()
+    }
+
+    fn check(&self) -> Result<()> {
+        match self.shared.flusher.poisoned() {
+            Some(reason) => Err(Error::Poisoned(reason)),
+            None => Ok(()),
+        }
+    }
+
+    fn poison(&self, e: &Error) {
+        self.shared.flusher.poison(e.to_string());
+    }
+
+    async fn do_append(&self, entries: Vec<Entry>, callback: IOFlushed<TypeConfig>) -> Result<()> {
+        self.check()?;
+        let sh = &*self.shared;
+        if entries.is_empty() {
+            sh.flusher.submit(Vec::new(), false, callback);
+            return Ok(());
+        }
+        let mut touched: Vec<Arc<dyn crate::disk::DiskFile>> = Vec::new();
+        let mut new_segment = false;
+        let mut buf: Vec<u8> = Vec::new();
+        // (index, term, offset in buf, len) of frames in `buf`, all bound for the active segment.
+        let mut pending: Vec<(u64, u64, u64, u64)> = Vec::new();
+
+        let mut next = {
+            let segs = sh.segs.read().unwrap();
+            // A log that has never held an entry may start anywhere (openraft starts at 0 after
+            // `initialize`, but a log can also begin at the first entry a leader sends).
+            if segs.last.is_none() {
+                entries[0].log_id.index
+            } else {
+                segs.next_index()
+            }
+        };
+        for entry in &entries {
+            assert_eq!(
+                entry.log_id.index, next,
+                "append must continue the log: got {} after {}",
+                entry.log_id, next
+            );
+            next += 1;
+            let start = buf.len();
+            frame::encode_entry(entry, &mut buf);
+            let len = (buf.len() - start) as u64;
+            let needs_new = match sh.segs.read().unwrap().list.last() {
+                // Roll when the frame would overflow the active segment, unless the segment is
+                // still empty (an entry larger than a segment gets a segment of its own).
+                Some(a) => {
+                    a.end + start as u64 + len > sh.cfg.segment_bytes
+                        && (a.last.is_some() || start > 0)
+                }
+                None => true,
+            };
+            if needs_new {
+                // Write what belongs to the current segment, seal it, start a new one.
+                let frame_bytes = buf.split_off(start);
+                self.write_pending(&buf, &pending, &mut touched)?;
+                buf = frame_bytes;
+                pending.clear();
+                self.roll(entry.log_id.index).await?;
+                new_segment = true;
+            }
+            pending.push((
+                entry.log_id.index,
+                entry.log_id.leader_id.term,
+                buf.len() as u64 - len,
+                len,
+            ));
+        }
+        self.write_pending(&buf, &pending, &mut touched)?;
+        sh.flusher.submit(touched, new_segment, callback);
+        Ok(())
+    }
+
+    /// Writes `buf` (frames described by `pending`) at the end of the active segment and records
+    /// them in memory.
+    fn write_pending(
+        &self,
+        buf: &[u8],
+        pending: &[(u64, u64, u64, u64)],
+        touched: &mut Vec<Arc<dyn crate::disk::DiskFile>>,
+    ) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let sh = &*self.shared;
+        let (file, path, pos) = {
+            let segs = sh.segs.read().unwrap();
+            let a = segs.list.last().expect("an active segment");
+            (a.file.clone(), a.path.clone(), a.end)
+        };
+        if let Err(e) = file.write_at(buf, pos) {
+            let err = Error::io(&path, e);
+            self.poison(&err);
+            return Err(err);
+        }
+        let mut segs = sh.segs.write().unwrap();
+        let a = segs.list.last_mut().expect("an active segment");
+        for &(index, term, off, len) in pending {
+            a.note_appended(index, term, pos + off, len);
+        }
+        let &(index, term, _, _) = pending.last().unwrap();
+        segs.last = Some(log_id(term, index));
+        if !touched.iter().any(|f| Arc::ptr_eq(f, &file)) {
+            touched.push(file);
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment (fsync, so no later segment can outlive its tail) and starts a
+    /// new one at `base`.
+    async fn roll(&self, base: u64) -> Result<()> {
+        let sh = &*self.shared;
+        let old = sh
+            .segs
+            .read()
+            .unwrap()
+            .list
+            .last()
+            .map(|s| (s.file.clone(), s.path.clone()));
+        if let Some((file, path)) = old
+            && let Err(e) = file.sync().await
+        {
+            let err = Error::io(&path, e);
+            self.poison(&err);
+            return Err(err);
+        }
+        let seg = match Segment::create(&*sh.disk, &sh.dir, base, sh.cfg.index_interval_bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                self.poison(&e);
+                return Err(e);
+            }
+        };
+        sh.segs.write().unwrap().list.push(seg);
+        Ok(())
+    }
+
+    async fn do_truncate_after(&self, last: Option<LogId>) -> Result<()> {
+        self.check()?;
+        let sh = &*self.shared;
+        // Let queued flushes finish so no callback refers to entries we are about to cut.
+        sh.flusher.barrier().await;
+        let keep = last.map(|l| l.index);
+        {
+            let segs = sh.segs.read().unwrap();
+            if let (Some(k), Some(cur)) = (keep, segs.last)
+                && k >= cur.index
+            {
+                return Ok(()); // nothing after `last`
+            }
+        }
+        // First remove whole segments above the cut and sync the directory, then cut the
+        // boundary segment: a crash in between leaves a longer but contiguous log.
+        let doomed: Vec<PathBuf> = {
+            let segs = sh.segs.read().unwrap();
+            segs.list
+                .iter()
+                .filter(|s| keep.is_none_or(|k| s.base > k))
+                .map(|s| s.path.clone())
+                .collect()
+        };
+        for path in &doomed {
+            sh.disk.remove(path).map_err(|e| Error::io(path, e))?;
+        }
+        if !doomed.is_empty() {
+            sh.disk
+                .sync_dir(&sh.dir)
+                .await
+                .map_err(|e| Error::io(&sh.dir, e))?;
+        }
+        let boundary = {
+            let mut segs = sh.segs.write().unwrap();
+            segs.list.retain(|s| !doomed.contains(&s.path));
+            match (keep, segs.list.last()) {
+                (Some(k), Some(s)) if s.last.is_some_and(|(l, _)| l > k) => {
+                    let pos = s.position_of(k + 1)?;
+                    Some((s.file.clone(), s.path.clone(), pos))
+                }
+                _ => None,
+            }
+        };
+        if let Some((file, path, pos)) = boundary {
+            file.set_len(pos).map_err(|e| Error::io(&path, e))?;
+            if let Err(e) = file.clone().sync().await {
+                let err = Error::io(&path, e);
+                self.poison(&err);
+                return Err(err);
+            }
+            let mut segs = sh.segs.write().unwrap();
+            let s = segs.list.last_mut().unwrap();
+            s.forget_after(keep.unwrap(), pos, last.map(|l| l.leader_id.term));
+        }
+        let mut segs = sh.segs.write().unwrap();
+        segs.last = match last {
+            Some(l) if segs.last_purged.is_none_or(|p| l.index >= p.index) => Some(l),
+            _ => segs.last_purged,
+        };
+        Ok(())
+    }
+
+    async fn do_purge(&self, upto: LogId) -> Result<()> {
+        self.check()?;
+        let sh = &*self.shared;
+        {
+            let mut meta = sh.meta.lock().await;
+            if meta.get().last_purged.is_some_and(|p| p >= upto) {
+                return Ok(());
+            }
+            let mut m: Meta = meta.get().clone();
+            m.last_purged = Some(upto);
+            meta.store(m).await.inspect_err(|e| self.poison(e))?;
+        }
+        let doomed: Vec<PathBuf> = {
+            let mut segs = sh.segs.write().unwrap();
+            segs.last_purged = Some(upto);
+            if segs.last.is_none_or(|l| l.index < upto.index) {
+                segs.last = Some(upto);
+            }
+            let n = segs
+                .list
+                .iter()
+                .take_while(|s| s.last.is_none_or(|(l, _)| l <= upto.index))
+                .count();
+            // Keep the active segment if it is the only one and still empty (nothing to drop).
+            segs.list.drain(..n).map(|s| s.path).collect()
+        };
+        for path in &doomed {
+            sh.disk.remove(path).map_err(|e| Error::io(path, e))?;
+        }
+        if !doomed.is_empty() {
+            sh.disk
+                .sync_dir(&sh.dir)
+                .await
+                .map_err(|e| Error::io(&sh.dir, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn io_err(e: Error) -> io::Error {
+    e.into()
+}
+
+impl RaftLogReader<TypeConfig> for LogReader {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> io::Result<Vec<Entry>> {
+        let (from, to) = range_bounds(&range);
+        self.shared
+            .segs
+            .read()
+            .unwrap()
+            .read(from, to, u64::MAX)
+            .map_err(io_err)
+    }
+
+    async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
+        Ok(*self.shared.vote.lock().unwrap())
+    }
+
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> io::Result<Vec<Entry>> {
+        let budget = self.shared.cfg.max_read_bytes;
+        self.shared
+            .segs
+            .read()
+            .unwrap()
+            .read(start, end, budget)
+            .map_err(io_err)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> io::Result<Vec<Entry>> {
+        self.reader().try_get_log_entries(range).await
+    }
+
+    async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
+        Ok(*self.shared.vote.lock().unwrap())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogReader;
+
+    async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
+        let segs = self.shared.segs.read().unwrap();
+        Ok(LogState {
+            last_purged_log_id: segs.last_purged,
+            last_log_id: segs.last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.reader()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
+        self.check().map_err(io_err)?;
+        let mut meta = self.shared.meta.lock().await;
+        let mut m = meta.get().clone();
+        m.vote = Some(*vote);
+        meta.store(m)
+            .await
+            .inspect_err(|e| self.poison(e))
+            .map_err(io_err)?;
+        *self.shared.vote.lock().unwrap() = Some(*vote);
+        Ok(())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
+        self.check().map_err(io_err)?;
+        let mut meta = self.shared.meta.lock().await;
+        if meta.get().committed == committed {
+            return Ok(());
+        }
+        let mut m = meta.get().clone();
+        m.committed = committed;
+        meta.write(m)
+            .inspect_err(|e| self.poison(e))
+            .map_err(io_err)
+    }
+
+    async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
+        Ok(self.shared.meta.lock().await.get().committed)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        self.do_append(entries.into_iter().collect(), callback)
+            .await
+            .map_err(io_err)
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
+        self.do_truncate_after(last_log_id).await.map_err(io_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
+        self.do_purge(log_id).await.map_err(io_err)
+    }
+}

@@ -1,0 +1,454 @@
+//! One segment file of the log: its in-memory summary (base index, write position, last entry,
+//! sparse index), the sequential frame scanner used by reads and recovery, and recovery itself.
+
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::frame;
+use super::frame::FRAME_HEADER_LEN;
+use super::frame::FrameHeader;
+use super::frame::SEGMENT_HEADER_LEN;
+use crate::disk::Disk;
+use crate::disk::DiskFile;
+use crate::error::Error;
+use crate::error::Result;
+use crate::types::Entry;
+
+const SCAN_CHUNK: usize = 1 << 20;
+
+/// A segment file and what is known about it.
+pub(crate) struct Segment {
+    /// Index of the first entry this segment holds (or will hold).
+    pub base: u64,
+    pub path: PathBuf,
+    pub file: Arc<dyn DiskFile>,
+    /// Byte offset where the next frame goes: the end of valid data.
+    pub end: u64,
+    /// Index and term of the last entry, if the segment holds any.
+    pub last: Option<(u64, u64)>,
+    /// Sparse index: (index, byte offset) of the first entry and then of one entry per
+    /// `index_interval` bytes, ascending.
+    sparse: Vec<(u64, u64)>,
+    next_sparse_at: u64,
+    index_interval: u64,
+}
+
+/// The file name of the segment starting at `base`: zero-padded so names sort numerically.
+pub(crate) fn file_name(base: u64) -> String {
+    format!("{base:020}.seg")
+}
+
+/// The base index encoded in a segment file name.
+pub(crate) fn parse_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".seg")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// One step of a [`Scanner`].
+pub(crate) enum Scanned<'a> {
+    /// A complete frame with a valid CRC at `pos`.
+    Frame {
+        pos: u64,
+        header: FrameHeader,
+        bytes: &'a [u8],
+    },
+    /// Clean end of data.
+    End,
+    /// Something that is not a valid frame starts at `pos`.
+    Bad { pos: u64, reason: String },
+}
+
+/// Reads frames sequentially from a file through a large buffer.
+pub(crate) struct Scanner<'f> {
+    file: &'f dyn DiskFile,
+    path: &'f Path,
+    /// File offset of `buf[0]`.
+    buf_pos: u64,
+    buf: Vec<u8>,
+    /// Cursor within `buf`.
+    cur: usize,
+    /// Stop at this file offset (end of valid data, or file length during recovery).
+    limit: u64,
+}
+
+impl<'f> Scanner<'f> {
+    pub fn new(file: &'f dyn DiskFile, path: &'f Path, pos: u64, limit: u64) -> Self {
+        Scanner {
+            file,
+            path,
+            buf_pos: pos,
+            buf: Vec::new(),
+            cur: 0,
+            limit,
+        }
+    }
+
+    fn pos(&self) -> u64 {
+        self.buf_pos + self.cur as u64
+    }
+
+    /// Makes at least `want` bytes available at the cursor, if the file has them.
+    fn fill(&mut self, want: usize) -> Result<bool> {
+        let avail = self.buf.len() - self.cur;
+        if avail >= want {
+            return Ok(true);
+        }
+        let pos = self.pos();
+        let remaining = self.limit.saturating_sub(pos);
+        if (remaining as usize) < want {
+            return Ok(false);
+        }
+        // Drop consumed bytes and read a chunk (at least `want`).
+        self.buf.drain(..self.cur);
+        self.buf_pos = pos;
+        self.cur = 0;
+        let have = self.buf.len();
+        let target = want.max(SCAN_CHUNK).min(remaining as usize);
+        self.buf.resize(target, 0);
+        let mut filled = have;
+        while filled < target {
+            let n = self
+                .file
+                .read_at(&mut self.buf[filled..], self.buf_pos + filled as u64)
+                .map_err(|e| Error::io(self.path, e))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        self.buf.truncate(filled);
+        Ok(filled >= want)
+    }
+
+    /// The next frame, or where and why scanning must stop.
+    pub fn next_frame(&mut self) -> Result<Scanned<'_>> {
+        let pos = self.pos();
+        if pos >= self.limit {
+            return Ok(Scanned::End);
+        }
+        if !self.fill(FRAME_HEADER_LEN)? {
+            return Ok(Scanned::Bad {
+                pos,
+                reason: "partial frame header at end of file".into(),
+            });
+        }
+        let Some(header) = frame::parse_frame_header(&self.buf[self.cur..]) else {
+            return Ok(Scanned::Bad {
+                pos,
+                reason: "bad frame magic or length".into(),
+            });
+        };
+        let len = header.frame_len() as usize;
+        if !self.fill(len)? {
+            return Ok(Scanned::Bad {
+                pos,
+                reason: format!("frame of {len} bytes runs past the end of the data"),
+            });
+        }
+        let bytes = &self.buf[self.cur..self.cur + len];
+        if !frame::frame_crc_ok(&header, bytes) {
+            return Ok(Scanned::Bad {
+                pos,
+                reason: format!("CRC mismatch in the frame of entry {}", header.index),
+            });
+        }
+        self.cur += len;
+        Ok(Scanned::Frame { pos, header, bytes })
+    }
+}
+
+impl Segment {
+    /// Creates a new segment file starting at `base` and writes its header (not synced; the
+    /// caller syncs the file and the directory before acknowledging anything in it).
+    pub fn create(disk: &dyn Disk, dir: &Path, base: u64, index_interval: u64) -> Result<Segment> {
+        let path = dir.join(file_name(base));
+        let file = disk.create(&path).map_err(|e| Error::io(&path, e))?;
+        file.write_at(&frame::segment_header(base), 0)
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(Segment {
+            base,
+            path,
+            file,
+            end: SEGMENT_HEADER_LEN,
+            last: None,
+            sparse: Vec::new(),
+            next_sparse_at: 0,
+            index_interval,
+        })
+    }
+
+    /// Records that the frame of entry (`index`, `term`) of `len` bytes now sits at `pos`.
+    pub fn note_appended(&mut self, index: u64, term: u64, pos: u64, len: u64) {
+        let expected = self.last.map_or(self.base, |(i, _)| i + 1);
+        assert_eq!(
+            index,
+            expected,
+            "segment {} appended out of order",
+            self.path.display()
+        );
+        assert_eq!(
+            pos,
+            self.end,
+            "segment {} appended at the wrong offset",
+            self.path.display()
+        );
+        if pos >= self.next_sparse_at {
+            self.sparse.push((index, pos));
+            self.next_sparse_at = pos + self.index_interval;
+        }
+        self.last = Some((index, term));
+        self.end = pos + len;
+    }
+
+    /// True if the segment holds `index`.
+    pub fn contains(&self, index: u64) -> bool {
+        self.last
+            .is_some_and(|(last, _)| index >= self.base && index <= last)
+    }
+
+    /// The byte offset of the closest sparse-index point at or before `index`.
+    fn seek_pos(&self, index: u64) -> u64 {
+        let i = self.sparse.partition_point(|(idx, _)| *idx <= index);
+        if i == 0 {
+            SEGMENT_HEADER_LEN
+        } else {
+            self.sparse[i - 1].1
+        }
+    }
+
+    /// Reads entries `from..to` (clamped to this segment) into `out`, stopping early once
+    /// `budget` bytes have been read (at least one entry is always read). Returns the bytes read.
+    pub fn read_range(&self, from: u64, to: u64, budget: u64, out: &mut Vec<Entry>) -> Result<u64> {
+        let Some((last, _)) = self.last else {
+            return Ok(0);
+        };
+        let from = from.max(self.base);
+        let to = to.min(last + 1);
+        if from >= to {
+            return Ok(0);
+        }
+        let mut scanner = Scanner::new(&*self.file, &self.path, self.seek_pos(from), self.end);
+        let mut read = 0;
+        loop {
+            match scanner.next_frame()? {
+                Scanned::Frame { pos, header, bytes } => {
+                    if header.index < from {
+                        continue;
+                    }
+                    if header.index >= to {
+                        return Ok(read);
+                    }
+                    let entry =
+                        frame::decode_entry(&header, bytes).map_err(|reason| Error::Corrupt {
+                            path: self.path.clone(),
+                            offset: pos,
+                            reason,
+                        })?;
+                    out.push(entry);
+                    read += header.frame_len();
+                    if header.index + 1 == to || read >= budget {
+                        return Ok(read);
+                    }
+                }
+                Scanned::End => {
+                    return Err(Error::Corrupt {
+                        path: self.path.clone(),
+                        offset: self.end,
+                        reason: format!("entries {from}..{to} expected but the segment ended"),
+                    });
+                }
+                Scanned::Bad { pos, reason } => {
+                    return Err(Error::Corrupt {
+                        path: self.path.clone(),
+                        offset: pos,
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The byte offset of entry `index`'s frame, which must be in this segment.
+    pub fn position_of(&self, index: u64) -> Result<u64> {
+        assert!(
+            self.contains(index),
+            "position_of({index}) outside {}",
+            self.path.display()
+        );
+        let mut scanner = Scanner::new(&*self.file, &self.path, self.seek_pos(index), self.end);
+        loop {
+            match scanner.next_frame()? {
+                Scanned::Frame { pos, header, .. } if header.index == index => return Ok(pos),
+                Scanned::Frame { .. } => continue,
+                Scanned::End => {
+                    return Err(Error::Corrupt {
+                        path: self.path.clone(),
+                        offset: self.end,
+                        reason: format!("entry {index} expected but not found"),
+                    });
+                }
+                Scanned::Bad { pos, reason } => {
+                    return Err(Error::Corrupt {
+                        path: self.path.clone(),
+                        offset: pos,
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Forgets entries after `index` in memory (the caller truncates the file). `index` may be
+    /// below `base`, which empties the segment.
+    pub fn forget_after(&mut self, index: u64, new_end: u64, term_at_index: Option<u64>) {
+        self.sparse.retain(|(i, _)| *i <= index);
+        self.end = new_end;
+        self.last = if index >= self.base {
+            Some((index, term_at_index.expect("term of the kept last entry")))
+        } else {
+            None
+        };
+        self.next_sparse_at = self
+            .sparse
+            .last()
+            .map_or(0, |(_, p)| *p + self.index_interval);
+    }
+}
+
+/// What recovery found in one segment file.
+pub(crate) enum Recovered {
+    /// A usable segment; `torn_bytes` were cut from its tail.
+    Segment { segment: Segment, torn_bytes: u64 },
+    /// The last segment's header never became durable: the file holds nothing acknowledged.
+    Unborn,
+}
+
+/// Opens and validates a segment file. Only the last segment may have a torn tail; any other
+/// damage is [`Error::Corrupt`].
+pub(crate) fn recover(
+    disk: &dyn Disk,
+    dir: &Path,
+    base: u64,
+    is_last: bool,
+    index_interval: u64,
+) -> Result<Recovered> {
+    let path = dir.join(file_name(base));
+    let file = disk.open(&path).map_err(|e| Error::io(&path, e))?;
+    let len = file.len().map_err(|e| Error::io(&path, e))?;
+    let corrupt = |offset: u64, reason: String| Error::Corrupt {
+        path: path.clone(),
+        offset,
+        reason,
+    };
+
+    let mut header = [0u8; SEGMENT_HEADER_LEN as usize];
+    let n = file
+        .read_at(&mut header, 0)
+        .map_err(|e| Error::io(&path, e))?;
+    match frame::parse_segment_header(&header[..n]) {
+        Ok(b) if b == base => {}
+        Ok(b) => {
+            return Err(corrupt(
+                0,
+                format!("header says base {b}, file name says {base}"),
+            ));
+        }
+        Err(_) if is_last && len <= SEGMENT_HEADER_LEN => return Ok(Recovered::Unborn),
+        Err(reason) => return Err(corrupt(0, reason)),
+    }
+
+    let mut segment = Segment {
+        base,
+        path: path.clone(),
+        file: file.clone(),
+        end: SEGMENT_HEADER_LEN,
+        last: None,
+        sparse: Vec::new(),
+        next_sparse_at: 0,
+        index_interval,
+    };
+    let mut scanner = Scanner::new(&*file, &path, SEGMENT_HEADER_LEN, len);
+    let bad = loop {
+        match scanner.next_frame()? {
+            Scanned::Frame { pos, header, .. } => {
+                let expected = segment.last.map_or(base, |(i, _)| i + 1);
+                if header.index != expected {
+                    break Some((
+                        pos,
+                        format!("entry {} where {expected} was expected", header.index),
+                    ));
+                }
+                segment.note_appended(header.index, header.term, pos, header.frame_len());
+            }
+            Scanned::End => break None,
+            Scanned::Bad { pos, reason } => break Some((pos, reason)),
+        }
+    };
+    let Some((bad_pos, reason)) = bad else {
+        return Ok(Recovered::Segment {
+            segment,
+            torn_bytes: 0,
+        });
+    };
+    if !is_last {
+        return Err(corrupt(bad_pos, format!("{reason} (in a sealed segment)")));
+    }
+    // A torn tail is the last thing in the file. If a valid frame follows the damage, the
+    // damage is not a torn write but lost data in the middle of the log.
+    let after = segment.last.map_or(base, |(i, _)| i + 1);
+    if let Some(found) = valid_frame_after(&*file, &path, bad_pos + 1, len, after)? {
+        return Err(corrupt(
+            bad_pos,
+            format!("{reason}; a valid entry ({found}) follows, so this is not a torn tail"),
+        ));
+    }
+    Ok(Recovered::Segment {
+        torn_bytes: len - bad_pos,
+        segment,
+    })
+}
+
+/// Looks for any valid frame with index >= `min_index` starting at or after `from`.
+fn valid_frame_after(
+    file: &dyn DiskFile,
+    path: &Path,
+    from: u64,
+    len: u64,
+    min_index: u64,
+) -> Result<Option<u64>> {
+    let magic = frame::FRAME_MAGIC.to_le_bytes();
+    let mut pos = from;
+    let mut buf = vec![0u8; SCAN_CHUNK];
+    while pos + FRAME_HEADER_LEN as u64 <= len {
+        let n = file
+            .read_at(&mut buf, pos)
+            .map_err(|e| Error::io(path, e))?;
+        if n < 4 {
+            break;
+        }
+        for i in 0..=n - 4 {
+            if buf[i..i + 4] != magic {
+                continue;
+            }
+            let at = pos + i as u64;
+            let mut hdr = [0u8; FRAME_HEADER_LEN];
+            let got = file.read_at(&mut hdr, at).map_err(|e| Error::io(path, e))?;
+            let Some(h) = frame::parse_frame_header(&hdr[..got]) else {
+                continue;
+            };
+            if h.index < min_index || at + h.frame_len() > len {
+                continue;
+            }
+            let mut bytes = vec![0u8; h.frame_len() as usize];
+            crate::disk::read_exact_at(file, &mut bytes, at).map_err(|e| Error::io(path, e))?;
+            if frame::frame_crc_ok(&h, &bytes) {
+                return Ok(Some(h.index));
+            }
+        }
+        pos += (n - 3) as u64;
+    }
+    Ok(None)
+}

@@ -1,0 +1,61 @@
+//! The runtime shim: the one place in RaftMQ's library crates that knows whether it runs on
+//! real tokio or inside the madsim simulator.
+//!
+//! [`Rt`] is the `AsyncRuntime` openraft is built with: openraft's own tokio runtime normally,
+//! [`madsim::MadsimRuntime`] under `--cfg madsim`. The helpers below (`spawn_blocking`, `rng`)
+//! are what the rest of the code uses instead of `std::thread` or a process-seeded RNG, so the
+//! simulator stays deterministic. Everything else (`tokio::spawn`, `tokio::time`, tonic) is
+//! swapped by renaming the `madsim-tokio`/`madsim-tonic` packages, without any `cfg`.
+
+#[cfg(madsim)]
+mod det_watch;
+#[cfg(madsim)]
+mod madsim;
+
+#[cfg(madsim)]
+pub use self::madsim::MadsimRuntime as Rt;
+#[cfg(not(madsim))]
+pub use openraft_rt_tokio::TokioRuntime as Rt;
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+/// Runs a blocking closure (an `fsync`, a large file read) off the async worker threads.
+///
+/// In the simulator there are no OS threads: the closure runs inline, which is what a
+/// simulated disk wants anyway (its latency is modelled with virtual sleeps).
+pub async fn spawn_blocking<F, T>(f: F) -> std::io::Result<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    #[cfg(madsim)]
+    {
+        Ok(f())
+    }
+    #[cfg(not(madsim))]
+    {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| std::io::Error::other(format!("blocking task failed: {e}")))
+    }
+}
+
+/// A fresh pseudo-random generator: seeded from the simulation's seed under madsim, from the
+/// OS otherwise. Use it for anything random that affects behaviour (jitter, fault injection).
+pub fn rng() -> SmallRng {
+    SmallRng::seed_from_u64(random_u64())
+}
+
+/// One random `u64` from the runtime's source of randomness (see [`rng`]).
+pub fn random_u64() -> u64 {
+    #[cfg(madsim)]
+    {
+        ::madsim::rand::random::<u64>()
+    }
+    #[cfg(not(madsim))]
+    {
+        use rand::RngExt;
+        rand::rng().random::<u64>()
+    }
+}

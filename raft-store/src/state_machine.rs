@@ -1,0 +1,289 @@
+//! Adapts a caller's deterministic state machine ([`App`]) to openraft, with durable snapshots.
+//!
+//! The adapter tracks what openraft needs (last applied log id, last membership), hands each
+//! committed proposal to [`App::apply`] in log order and sends the answer back to the proposer.
+//! Snapshots are written through the [`Disk`] as `snapshot` (temporary file, fsync, rename,
+//! directory fsync), so a replica restarts from its latest snapshot and replays only the log
+//! after it, and a lagging follower can be sent one.
+
+use std::io;
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use futures::Stream;
+use futures::StreamExt;
+use openraft::OptionalSend;
+use openraft::RaftSnapshotBuilder;
+use openraft::entry::RaftEntry;
+use openraft::storage::EntryResponder;
+use openraft::storage::RaftStateMachine;
+use serde::Deserialize;
+use serde::Serialize;
+
+use crate::disk::Disk;
+use crate::error::Error;
+use crate::error::Result;
+use crate::types::EntryPayload;
+use crate::types::LogId;
+use crate::types::LogIndex;
+use crate::types::Response;
+use crate::types::Snapshot;
+use crate::types::SnapshotMeta;
+use crate::types::StoredMembership;
+use crate::types::TypeConfig;
+
+const SNAPSHOT_FILE: &str = "snapshot";
+const SNAPSHOT_TMP: &str = "snapshot.tmp";
+
+/// A replicated application: a deterministic function of the committed log.
+///
+/// Every replica calls [`App::apply`] with the same proposals in the same order, so `apply` must
+/// not read clocks, randomness or anything outside `self` and its arguments (time, when needed,
+/// travels inside the proposal).
+pub trait App: Send + Sync + 'static {
+    /// Applies one committed proposal at `index`; the returned bytes go back to the proposer.
+    fn apply(&mut self, index: LogIndex, request: &[u8]) -> Vec<u8>;
+
+    /// The whole state, encoded (for snapshots).
+    fn snapshot(&self) -> Vec<u8>;
+
+    /// Replaces the whole state with a snapshot produced by [`App::snapshot`].
+    fn restore(&mut self, snapshot: &[u8]) -> std::result::Result<(), String>;
+}
+
+/// The application plus what openraft tracks about it.
+pub struct Applied<A> {
+    /// The application state.
+    pub app: A,
+    /// The last log id applied.
+    pub last_applied: Option<LogId>,
+    /// The last membership applied.
+    pub last_membership: StoredMembership,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotHeader {
+    meta: SnapshotMeta,
+    data_crc: u32,
+    data_len: u64,
+}
+
+/// openraft's state machine for an [`App`]; clones share the state.
+pub struct StateMachineStore<A> {
+    state: Arc<Mutex<Applied<A>>>,
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+}
+
+impl<A> Clone for StateMachineStore<A> {
+    fn clone(&self) -> Self {
+        Self {
+            state: self.state.clone(),
+            disk: self.disk.clone(),
+            dir: self.dir.clone(),
+        }
+    }
+}
+
+fn encode_snapshot(meta: &SnapshotMeta, data: &[u8]) -> Vec<u8> {
+    let header = SnapshotHeader {
+        meta: meta.clone(),
+        data_crc: crc32c::crc32c(data),
+        data_len: data.len() as u64,
+    };
+    let h = bincode::serde::encode_to_vec(&header, bincode::config::standard())
+        .expect("snapshot header encodes");
+    let mut out = Vec::with_capacity(8 + h.len() + data.len());
+    out.extend_from_slice(&(h.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(&h).to_le_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(data);
+    out
+}
+
+fn decode_snapshot(bytes: &[u8]) -> std::result::Result<(SnapshotMeta, &[u8]), String> {
+    if bytes.len() < 8 {
+        return Err("snapshot file too short".into());
+    }
+    let hlen = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+    let hcrc = u32::from_le_bytes(bytes[4..8].try_into().unwrap());
+    let h = bytes.get(8..8 + hlen).ok_or("snapshot header truncated")?;
+    if crc32c::crc32c(h) != hcrc {
+        return Err("snapshot header CRC mismatch".into());
+    }
+    let (header, _): (SnapshotHeader, _) =
+        bincode::serde::decode_from_slice(h, bincode::config::standard())
+            .map_err(|e| e.to_string())?;
+    let data = &bytes[8 + hlen..];
+    if data.len() as u64 != header.data_len || crc32c::crc32c(data) != header.data_crc {
+        return Err("snapshot data length or CRC mismatch".into());
+    }
+    Ok((header.meta, data))
+}
+
+impl<A: App> StateMachineStore<A> {
+    /// Opens the state machine in `dir`, restoring `app` from the last durable snapshot if any.
+    pub async fn open(disk: Arc<dyn Disk>, dir: impl AsRef<Path>, mut app: A) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        disk.create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let mut last_applied = None;
+        let mut last_membership = StoredMembership::default();
+        let names = disk.list(&dir).map_err(|e| Error::io(&dir, e))?;
+        if names.iter().any(|n| n == SNAPSHOT_FILE) {
+            let path = dir.join(SNAPSHOT_FILE);
+            let bytes = read_all(&*disk, &path)?;
+            let (meta, data) = decode_snapshot(&bytes).map_err(|reason| Error::Corrupt {
+                path: path.clone(),
+                offset: 0,
+                reason,
+            })?;
+            app.restore(data).map_err(|reason| Error::Corrupt {
+                path: path.clone(),
+                offset: 0,
+                reason: format!("the application rejected the snapshot: {reason}"),
+            })?;
+            last_applied = meta.last_log_id;
+            last_membership = meta.last_membership.clone();
+            tracing::info!(dir = %dir.display(), last_applied = ?last_applied, "restored state from snapshot");
+        }
+        Ok(Self {
+            state: Arc::new(Mutex::new(Applied {
+                app,
+                last_applied,
+                last_membership,
+            })),
+            disk,
+            dir,
+        })
+    }
+
+    /// Runs `f` with the applied state (never across an await).
+    pub fn with<T>(&self, f: impl FnOnce(&Applied<A>) -> T) -> T {
+        f(&self.state.lock().unwrap())
+    }
+
+    async fn persist(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<()> {
+        let tmp = self.dir.join(SNAPSHOT_TMP);
+        let dst = self.dir.join(SNAPSHOT_FILE);
+        let bytes = encode_snapshot(meta, data);
+        let file = self.disk.create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        file.write_at(&bytes, 0).map_err(|e| Error::io(&tmp, e))?;
+        file.sync().await.map_err(|e| Error::io(&tmp, e))?;
+        self.disk
+            .rename(&tmp, &dst)
+            .map_err(|e| Error::io(&dst, e))?;
+        self.disk
+            .sync_dir(&self.dir)
+            .await
+            .map_err(|e| Error::io(&self.dir, e))?;
+        Ok(())
+    }
+
+    async fn build(&self) -> Result<Snapshot> {
+        let (meta, data) = {
+            let st = self.state.lock().unwrap();
+            let meta = SnapshotMeta {
+                last_log_id: st.last_applied,
+                last_membership: st.last_membership.clone(),
+            };
+            (meta, st.app.snapshot())
+        };
+        self.persist(&meta, &data).await?;
+        Ok(Snapshot {
+            meta,
+            snapshot: data,
+        })
+    }
+}
+
+fn read_all(disk: &dyn Disk, path: &Path) -> Result<Vec<u8>> {
+    let file = disk.open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.len().map_err(|e| Error::io(path, e))?;
+    let mut buf = vec![0u8; len as usize];
+    crate::disk::read_exact_at(&*file, &mut buf, 0).map_err(|e| Error::io(path, e))?;
+    Ok(buf)
+}
+
+impl<A: App> RaftSnapshotBuilder<TypeConfig> for StateMachineStore<A> {
+    type SnapshotData = Vec<u8>;
+
+    async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
+        Ok(self.build().await?)
+    }
+}
+
+impl<A: App> RaftStateMachine<TypeConfig> for StateMachineStore<A> {
+    type SnapshotData = Vec<u8>;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
+        let st = self.state.lock().unwrap();
+        Ok((st.last_applied, st.last_membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
+    where
+        Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
+    {
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            let log_id = entry.log_id();
+            let response = {
+                let mut st = self.state.lock().unwrap();
+                let out = match &entry.payload {
+                    EntryPayload::Blank => Vec::new(),
+                    EntryPayload::Normal(req) => st.app.apply(LogIndex(log_id.index), &req.0),
+                    EntryPayload::Membership(m) => {
+                        st.last_membership = StoredMembership::new(Some(log_id), m.clone());
+                        Vec::new()
+                    }
+                };
+                st.last_applied = Some(log_id);
+                out
+            };
+            if let Some(r) = responder {
+                r.send(Response(response));
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> io::Result<()> {
+        {
+            let mut st = self.state.lock().unwrap();
+            st.app.restore(&snapshot).map_err(|e| {
+                io::Error::other(format!("snapshot rejected by the application: {e}"))
+            })?;
+            st.last_applied = meta.last_log_id;
+            st.last_membership = meta.last_membership.clone();
+        }
+        self.persist(meta, &snapshot).await?;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
+        let names = self.disk.list(&self.dir)?;
+        if !names.iter().any(|n| n == SNAPSHOT_FILE) {
+            return Ok(None);
+        }
+        let path = self.dir.join(SNAPSHOT_FILE);
+        let bytes = read_all(&*self.disk, &path)?;
+        let (meta, data) = decode_snapshot(&bytes).map_err(|reason| {
+            io::Error::from(Error::Corrupt {
+                path: path.clone(),
+                offset: 0,
+                reason,
+            })
+        })?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: data.to_vec(),
+        }))
+    }
+}
