@@ -17,9 +17,12 @@
 
 pub mod disk;
 pub mod error;
+pub mod group;
 pub mod log;
 pub mod meta;
+pub mod network;
 pub mod rt;
+pub mod server;
 pub mod state_machine;
 pub mod types;
 

@@ -1,0 +1,386 @@
+//! One replica of one Raft group: start it with a caller's state machine, propose to it,
+//! observe it, and stop it (handing leadership over first).
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::ServerState;
+use openraft::SnapshotPolicy;
+use openraft::async_runtime::WatchReceiver;
+use openraft::errors::ClientWriteError;
+use openraft::errors::InitializeError;
+use openraft::errors::RaftError;
+
+use crate::disk::Disk;
+use crate::error::Error;
+use crate::error::Result;
+use crate::log::LogConfig;
+use crate::log::LogStore;
+use crate::log::RecoveryReport;
+use crate::network::Channels;
+use crate::network::NetConfig;
+use crate::network::NetworkFactory;
+use crate::server::Registry;
+use crate::state_machine::App;
+use crate::state_machine::Applied;
+use crate::state_machine::StateMachineStore;
+use crate::types::GroupId;
+use crate::types::LogIndex;
+use crate::types::Node;
+use crate::types::NodeId;
+use crate::types::Raft;
+use crate::types::Request;
+use crate::types::Term;
+
+/// Everything needed to run one replica.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// The group this replica belongs to.
+    pub group: GroupId,
+    /// This node's id; must be one of `members`.
+    pub node_id: NodeId,
+    /// The group's initial voters and their Raft transport addresses (`host:port`).
+    pub members: BTreeMap<NodeId, String>,
+    /// Where this replica keeps its data (`log/` and `sm/` inside).
+    pub data_dir: PathBuf,
+    /// Leader heartbeat period.
+    pub heartbeat_interval: Duration,
+    /// Election timeout range (randomized per election).
+    pub election_timeout: (Duration, Duration),
+    /// Take a state-machine snapshot after this many applied entries.
+    pub snapshot_every: u64,
+    /// Entries to keep behind a snapshot before purging the log; `None` never purges (for the
+    /// broker the log *is* the message store, and retention is separate).
+    pub purge_keep: Option<u64>,
+    /// How long [`Group::propose`] waits for the commit before reporting an unknown outcome.
+    pub propose_timeout: Duration,
+    /// Log storage tuning.
+    pub log: LogConfig,
+    /// Transport tuning.
+    pub net: NetConfig,
+}
+
+impl GroupConfig {
+    /// A configuration with the defaults for sub-second failover on a healthy network.
+    pub fn new(
+        group: GroupId,
+        node_id: NodeId,
+        members: BTreeMap<NodeId, String>,
+        data_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            group,
+            node_id,
+            members,
+            data_dir: data_dir.into(),
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout: (Duration::from_millis(300), Duration::from_millis(600)),
+            snapshot_every: 10_000,
+            purge_keep: None,
+            propose_timeout: Duration::from_secs(5),
+            log: LogConfig::default(),
+            net: NetConfig::default(),
+        }
+    }
+
+    /// Checks the configuration, with a message naming the bad field.
+    pub fn validate(&self) -> Result<()> {
+        if !self.members.contains_key(&self.node_id) {
+            return Err(Error::Config(format!(
+                "group {}: node {} is not among the members {:?}",
+                self.group,
+                self.node_id,
+                self.members.keys().collect::<Vec<_>>()
+            )));
+        }
+        for (id, addr) in &self.members {
+            if addr
+                .rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                return Err(Error::Config(format!(
+                    "group {}: member {id} has a bad address {addr:?} (want host:port)",
+                    self.group
+                )));
+            }
+        }
+        let (lo, hi) = self.election_timeout;
+        if self.heartbeat_interval.is_zero() || lo <= self.heartbeat_interval * 2 || hi <= lo {
+            return Err(Error::Config(format!(
+                "group {}: need 0 < 2*heartbeat ({:?}) < election_timeout_min ({lo:?}) < election_timeout_max ({hi:?})",
+                self.group, self.heartbeat_interval
+            )));
+        }
+        if self.snapshot_every == 0 {
+            return Err(Error::Config("snapshot_every must be positive".into()));
+        }
+        self.log.validate()
+    }
+
+    fn raft_config(&self) -> Result<openraft::Config> {
+        let ms = |d: Duration| d.as_millis() as u64;
+        let cfg = openraft::Config {
+            cluster_name: format!("raftmq-group-{}", self.group),
+            heartbeat_interval: ms(self.heartbeat_interval),
+            election_timeout_min: ms(self.election_timeout.0),
+            election_timeout_max: ms(self.election_timeout.1),
+            enable_pre_vote: Some(true),
+            enable_leader_restore: Some(false),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: self.purge_keep.unwrap_or(u64::MAX / 2),
+            install_snapshot_timeout: 10_000,
+            ..Default::default()
+        };
+        cfg.validate().map_err(|e| Error::Config(e.to_string()))
+    }
+}
+
+/// A replica's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Leads the group: accepts proposals.
+    Leader,
+    /// Follows a leader.
+    Follower,
+    /// Campaigning.
+    Candidate,
+    /// Replicates but does not vote.
+    Learner,
+    /// Stopped (shut down, or failed on a fatal storage error).
+    Stopped,
+}
+
+/// A snapshot of a replica's Raft state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMetrics {
+    /// Group id.
+    pub group: GroupId,
+    /// This node.
+    pub node: NodeId,
+    /// Role.
+    pub role: Role,
+    /// Current term.
+    pub term: Term,
+    /// The leader this replica knows of.
+    pub leader: Option<NodeId>,
+    /// Last entry in the local log.
+    pub last_log: Option<LogIndex>,
+    /// Highest entry known committed.
+    pub committed: Option<LogIndex>,
+    /// Highest entry applied to the state machine.
+    pub applied: Option<LogIndex>,
+    /// Current voters.
+    pub voters: BTreeSet<NodeId>,
+}
+
+/// The outcome of a committed proposal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proposed {
+    /// Where it sits in the log.
+    pub index: LogIndex,
+    /// The state machine's answer.
+    pub response: Vec<u8>,
+}
+
+/// A running replica; see the module docs.
+pub struct Group<A: App> {
+    cfg: GroupConfig,
+    raft: Raft<StateMachineStore<A>>,
+    sm: StateMachineStore<A>,
+    log: LogStore,
+    registry: Registry,
+    recovery: RecoveryReport,
+}
+
+impl<A: App> Group<A> {
+    /// Opens (recovering) or creates the replica's storage, starts Raft and registers it with
+    /// the process's transport `registry`. A brand-new group is bootstrapped with `members`.
+    pub async fn start(
+        cfg: GroupConfig,
+        disk: Arc<dyn Disk>,
+        app: A,
+        registry: &Registry,
+        channels: &Channels,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let raft_cfg = Arc::new(cfg.raft_config()?);
+        let (log, recovery) =
+            LogStore::open(disk.clone(), cfg.data_dir.join("log"), cfg.log.clone()).await?;
+        let sm = StateMachineStore::open(disk, cfg.data_dir.join("sm"), app).await?;
+        let network =
+            NetworkFactory::new(cfg.group, cfg.node_id, channels.clone(), cfg.net.clone());
+        let raft = openraft::Raft::new(cfg.node_id, raft_cfg, network, log.clone(), sm.clone())
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))?;
+        registry.register(cfg.group, Arc::new(raft.clone()));
+        let pristine = recovery.last_log_id.is_none();
+        if pristine {
+            // Every initial member may do this with the identical membership; openraft accepts
+            // it only on a node whose log is empty, and voting picks one leader.
+            let nodes: BTreeMap<NodeId, Node> = cfg
+                .members
+                .iter()
+                .map(|(id, a)| (*id, Node::new(a.clone())))
+                .collect();
+            match raft.initialize(nodes).await {
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(Error::Raft(e.to_string())),
+            }
+        }
+        tracing::info!(
+            group = %cfg.group,
+            node = cfg.node_id,
+            last_log = ?recovery.last_log_id,
+            torn_bytes = recovery.torn_bytes,
+            "replica started"
+        );
+        Ok(Group {
+            cfg,
+            raft,
+            sm,
+            log,
+            registry: registry.clone(),
+            recovery,
+        })
+    }
+
+    /// The configuration this replica runs with.
+    pub fn config(&self) -> &GroupConfig {
+        &self.cfg
+    }
+
+    /// What recovery found when the replica started.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// The openraft handle (for linearizable reads, membership changes, triggers).
+    pub fn raft(&self) -> &Raft<StateMachineStore<A>> {
+        &self.raft
+    }
+
+    /// The log store (for reading committed entries directly).
+    pub fn log(&self) -> &LogStore {
+        &self.log
+    }
+
+    /// Runs `f` on the applied state (briefly; never across an await).
+    pub fn with_app<T>(&self, f: impl FnOnce(&Applied<A>) -> T) -> T {
+        self.sm.with(f)
+    }
+
+    /// Proposes `data` and waits until it is committed by a majority (each of which fsynced
+    /// it) and applied here. A timeout means the outcome is unknown: it may still commit.
+    pub async fn propose(&self, data: Vec<u8>) -> Result<Proposed> {
+        let timeout = self.cfg.propose_timeout;
+        match tokio::time::timeout(timeout, self.raft.client_write(Request(data))).await {
+            Err(_) => Err(Error::Timeout(timeout)),
+            Ok(Ok(resp)) => Ok(Proposed {
+                index: LogIndex(resp.log_id.index),
+                response: resp.data.0,
+            }),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(Error::NotLeader {
+                    leader: f.leader_id,
+                    leader_addr: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Ok(Err(RaftError::Fatal(f))) => Err(Error::Stopped(f.to_string())),
+            Ok(Err(e)) => Err(Error::Raft(e.to_string())),
+        }
+    }
+
+    /// The replica's current Raft state.
+    pub fn metrics(&self) -> GroupMetrics {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let role = if self.log.fatal_error().is_some() {
+            Role::Stopped
+        } else {
+            match m.state {
+                ServerState::Leader => Role::Leader,
+                ServerState::Follower => Role::Follower,
+                ServerState::Candidate => Role::Candidate,
+                ServerState::Learner => Role::Learner,
+                ServerState::Shutdown => Role::Stopped,
+            }
+        };
+        GroupMetrics {
+            group: self.cfg.group,
+            node: self.cfg.node_id,
+            role,
+            term: Term(m.current_term),
+            leader: m.current_leader,
+            last_log: m.last_log_index.map(LogIndex),
+            committed: m.local_committed.map(|c| LogIndex(c.index)),
+            applied: m.last_applied.map(|a| LogIndex(a.index)),
+            voters: m.membership_config.membership().voter_ids().collect(),
+        }
+    }
+
+    /// Waits until some leader is known (to this replica), up to `timeout`.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId> {
+        let mut rx = self.raft.metrics();
+        let fut = async {
+            loop {
+                if let Some(l) = rx.borrow_watched().current_leader {
+                    return Ok(l);
+                }
+                if rx.changed().await.is_err() {
+                    return Err(Error::Stopped("replica stopped".into()));
+                }
+            }
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| Error::Timeout(timeout))?
+    }
+
+    /// Stops the replica. A leader first hands leadership to the most caught-up voter and waits
+    /// (up to one election timeout) for it to take over, so clients see a short pause rather
+    /// than an election timeout.
+    pub async fn shutdown(self) -> Result<()> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        if m.state == ServerState::Leader {
+            let me = self.cfg.node_id;
+            let target = m.replication.as_ref().and_then(|r| {
+                r.iter()
+                    .filter(|(id, _)| {
+                        **id != me
+                            && m.membership_config
+                                .membership()
+                                .voter_ids()
+                                .any(|v| v == **id)
+                    })
+                    .max_by_key(|(id, matched)| (matched.map(|l| l.index), std::cmp::Reverse(**id)))
+                    .map(|(id, _)| *id)
+            });
+            if let Some(to) = target {
+                tracing::info!(group = %self.cfg.group, node = me, to, "transferring leadership before shutdown");
+                if self.raft.trigger().transfer_leader(to).await.is_ok() {
+                    let mut rx = self.raft.metrics();
+                    let wait = async {
+                        loop {
+                            let cur = rx.borrow_watched().current_leader;
+                            if cur.is_some() && cur != Some(me) {
+                                break;
+                            }
+                            if rx.changed().await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    let _ = tokio::time::timeout(self.cfg.election_timeout.1, wait).await;
+                }
+            }
+        }
+        self.registry.unregister(self.cfg.group);
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,288 @@
+//! The server side of the Raft transport: one tonic service per process that routes each
+//! request to the replica of the group it names.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::RwLock;
+
+use openraft::raft::AppendEntriesRequest;
+use openraft::raft::AppendEntriesResponse;
+use openraft::raft::SnapshotResponse;
+use openraft::raft::TransferLeaderRequest;
+use openraft::raft::TransferLeaderResponse;
+use openraft::raft::VoteRequest;
+use openraft::raft::VoteResponse;
+use openraft::storage::RaftStateMachine;
+use raftmq_proto::raft::RaftReply;
+use raftmq_proto::raft::RaftRequest;
+use raftmq_proto::raft::SnapshotChunk;
+use raftmq_proto::raft::raft_service_server::RaftService;
+use raftmq_proto::raft::raft_service_server::RaftServiceServer;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::Status;
+use tonic::Streaming;
+
+use crate::types::GroupId;
+use crate::types::Raft;
+use crate::types::Snapshot;
+use crate::types::SnapshotMeta;
+use crate::types::TypeConfig;
+use crate::types::Vote;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+type Reply<T> = Result<T, String>;
+
+/// The Raft RPCs a replica answers, with its state machine type erased.
+pub trait RaftRpc: Send + Sync + 'static {
+    /// Handles append-entries.
+    fn append_entries(
+        &self,
+        req: AppendEntriesRequest<TypeConfig>,
+    ) -> BoxFuture<Reply<AppendEntriesResponse<TypeConfig>>>;
+    /// Handles a vote request.
+    fn vote(&self, req: VoteRequest<TypeConfig>) -> BoxFuture<Reply<VoteResponse<TypeConfig>>>;
+    /// Handles a pre-vote request.
+    fn pre_vote(&self, req: VoteRequest<TypeConfig>) -> BoxFuture<Reply<VoteResponse<TypeConfig>>>;
+    /// Installs a full snapshot.
+    fn install_snapshot(
+        &self,
+        vote: Vote,
+        snapshot: Snapshot,
+    ) -> BoxFuture<Reply<SnapshotResponse<TypeConfig>>>;
+    /// Handles a leadership transfer to this replica.
+    fn transfer_leader(
+        &self,
+        req: TransferLeaderRequest<TypeConfig>,
+    ) -> BoxFuture<Reply<TransferLeaderResponse<TypeConfig>>>;
+}
+
+impl<SM> RaftRpc for Raft<SM>
+where
+    SM: RaftStateMachine<TypeConfig, SnapshotData = Vec<u8>>,
+{
+    fn append_entries(
+        &self,
+        req: AppendEntriesRequest<TypeConfig>,
+    ) -> BoxFuture<Reply<AppendEntriesResponse<TypeConfig>>> {
+        let r = self.clone();
+        Box::pin(async move { r.append_entries(req).await.map_err(|e| e.to_string()) })
+    }
+
+    fn vote(&self, req: VoteRequest<TypeConfig>) -> BoxFuture<Reply<VoteResponse<TypeConfig>>> {
+        let r = self.clone();
+        Box::pin(async move { r.vote(req).await.map_err(|e| e.to_string()) })
+    }
+
+    fn pre_vote(&self, req: VoteRequest<TypeConfig>) -> BoxFuture<Reply<VoteResponse<TypeConfig>>> {
+        let r = self.clone();
+        Box::pin(async move { r.pre_vote(req).await.map_err(|e| e.to_string()) })
+    }
+
+    fn install_snapshot(
+        &self,
+        vote: Vote,
+        snapshot: Snapshot,
+    ) -> BoxFuture<Reply<SnapshotResponse<TypeConfig>>> {
+        let r = self.clone();
+        Box::pin(async move {
+            r.install_full_snapshot(vote, snapshot)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn transfer_leader(
+        &self,
+        req: TransferLeaderRequest<TypeConfig>,
+    ) -> BoxFuture<Reply<TransferLeaderResponse<TypeConfig>>> {
+        let r = self.clone();
+        Box::pin(async move {
+            r.handle_transfer_leader(req)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// The replicas a process hosts, by group.
+#[derive(Clone, Default)]
+pub struct Registry {
+    groups: Arc<RwLock<BTreeMap<GroupId, Arc<dyn RaftRpc>>>>,
+}
+
+impl Registry {
+    /// Routes `group`'s requests to `rpc` (replacing any previous replica of the group).
+    pub fn register(&self, group: GroupId, rpc: Arc<dyn RaftRpc>) {
+        self.groups.write().unwrap().insert(group, rpc);
+    }
+
+    /// Stops routing `group`'s requests.
+    pub fn unregister(&self, group: GroupId) {
+        self.groups.write().unwrap().remove(&group);
+    }
+
+    fn get(&self, group: u64) -> Result<Arc<dyn RaftRpc>, String> {
+        self.groups
+            .read()
+            .unwrap()
+            .get(&GroupId(group))
+            .cloned()
+            .ok_or_else(|| format!("no replica of group {group} here"))
+    }
+
+    /// The tonic service answering Raft RPCs for the registered groups.
+    pub fn service(&self, max_message_bytes: usize) -> RaftServiceServer<RaftServer> {
+        RaftServiceServer::new(RaftServer {
+            registry: self.clone(),
+        })
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes)
+    }
+}
+
+/// The tonic service; see [`Registry::service`].
+pub struct RaftServer {
+    registry: Registry,
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("raft message encodes")
+}
+
+fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+    bincode::serde::decode_from_slice(b, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| format!("undecodable raft message: {e}"))
+}
+
+fn reply<T: Serialize>(result: Result<Reply<T>, String>) -> tonic::Response<RaftReply> {
+    tonic::Response::new(match result {
+        Ok(r) => RaftReply {
+            payload: encode(&r).into(),
+            error: String::new(),
+        },
+        Err(error) => RaftReply {
+            payload: Default::default(),
+            error,
+        },
+    })
+}
+
+impl RaftServer {
+    async fn dispatch<Req, Resp, F>(&self, req: RaftRequest, call: F) -> tonic::Response<RaftReply>
+    where
+        Req: DeserializeOwned,
+        Resp: Serialize,
+        F: FnOnce(Arc<dyn RaftRpc>, Req) -> BoxFuture<Reply<Resp>>,
+    {
+        let target = match self.registry.get(req.group) {
+            Ok(t) => t,
+            Err(e) => return reply::<Resp>(Err(e)),
+        };
+        let parsed: Req = match decode(&req.payload) {
+            Ok(p) => p,
+            Err(e) => return reply::<Resp>(Err(e)),
+        };
+        reply(Ok(call(target, parsed).await))
+    }
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftServer {
+    async fn append_entries(
+        &self,
+        req: tonic::Request<RaftRequest>,
+    ) -> Result<tonic::Response<RaftReply>, Status> {
+        Ok(self
+            .dispatch(
+                req.into_inner(),
+                |t, r: AppendEntriesRequest<TypeConfig>| t.append_entries(r),
+            )
+            .await)
+    }
+
+    async fn vote(
+        &self,
+        req: tonic::Request<RaftRequest>,
+    ) -> Result<tonic::Response<RaftReply>, Status> {
+        Ok(self
+            .dispatch(req.into_inner(), |t, r: VoteRequest<TypeConfig>| t.vote(r))
+            .await)
+    }
+
+    async fn pre_vote(
+        &self,
+        req: tonic::Request<RaftRequest>,
+    ) -> Result<tonic::Response<RaftReply>, Status> {
+        Ok(self
+            .dispatch(req.into_inner(), |t, r: VoteRequest<TypeConfig>| {
+                t.pre_vote(r)
+            })
+            .await)
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: tonic::Request<RaftRequest>,
+    ) -> Result<tonic::Response<RaftReply>, Status> {
+        Ok(self
+            .dispatch(
+                req.into_inner(),
+                |t, r: TransferLeaderRequest<TypeConfig>| t.transfer_leader(r),
+            )
+            .await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: tonic::Request<Streaming<SnapshotChunk>>,
+    ) -> Result<tonic::Response<RaftReply>, Status> {
+        let mut stream = req.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let target = match self.registry.get(first.group) {
+            Ok(t) => t,
+            Err(e) => return Ok(reply::<SnapshotResponse<TypeConfig>>(Err(e))),
+        };
+        let (vote, meta): (Vote, SnapshotMeta) = match decode(&first.header) {
+            Ok(h) => h,
+            Err(e) => return Ok(reply::<SnapshotResponse<TypeConfig>>(Err(e))),
+        };
+        let mut data = first.data.to_vec();
+        while let Some(chunk) = stream.message().await? {
+            data.extend_from_slice(&chunk.data);
+        }
+        let result = target
+            .install_snapshot(
+                vote,
+                Snapshot {
+                    meta,
+                    snapshot: data,
+                },
+            )
+            .await;
+        Ok(reply(Ok(result)))
+    }
+}
+
+/// Serves the Raft transport for `registry` on `addr` until `shutdown` completes.
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    registry: Registry,
+    max_message_bytes: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> crate::Result<()> {
+    tonic::transport::Server::builder()
+        .add_service(registry.service(max_message_bytes))
+        .serve_with_shutdown(addr, shutdown)
+        .await
+        .map_err(|e| crate::Error::Io {
+            path: std::path::PathBuf::from(addr.to_string()),
+            source: std::io::Error::other(e.to_string()),
+        })
+}

@@ -1,0 +1,239 @@
+//! Recovery and fault handling of the segmented log on the simulated disk: torn tails are cut,
+//! damage anywhere else refuses to start, a failed fsync stops the store, and group commit
+//! batches fsyncs.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::storage::IOFlushed;
+use openraft::storage::RaftLogStorage;
+use openraft::type_config::TypeConfigExt;
+use raft_store::Error;
+use raft_store::disk::Disk;
+use raft_store::disk::SimDisk;
+use raft_store::disk::SimDiskFaults;
+use raft_store::log::LogConfig;
+use raft_store::log::LogStore;
+use raft_store::log::RecoveryReport;
+use raft_store::types::Entry;
+use raft_store::types::EntryPayload;
+use raft_store::types::Request;
+use raft_store::types::TypeConfig;
+use raft_store::types::log_id;
+
+fn cfg() -> LogConfig {
+    LogConfig {
+        segment_bytes: 8192,
+        index_interval_bytes: 1024,
+        max_read_bytes: 1 << 20,
+    }
+}
+
+fn entry(i: u64) -> Entry {
+    Entry {
+        log_id: log_id(1, i),
+        payload: EntryPayload::Normal(Request(vec![i as u8; 300])),
+    }
+}
+
+async fn open(disk: &SimDisk) -> raft_store::Result<(LogStore, RecoveryReport)> {
+    let d: Arc<dyn Disk> = Arc::new(disk.clone());
+    LogStore::open(d, "/log", cfg()).await
+}
+
+/// Appends entries `from..to` and waits until they are durable.
+async fn append_synced(store: &mut LogStore, from: u64, to: u64) {
+    let (tx, rx) = TypeConfig::oneshot();
+    store
+        .append((from..to).map(entry), IOFlushed::signal(tx))
+        .await
+        .unwrap();
+    rx.await.unwrap().unwrap();
+}
+
+fn segment_files(disk: &SimDisk) -> Vec<String> {
+    disk.list(Path::new("/log"))
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.ends_with(".seg"))
+        .collect()
+}
+
+#[tokio::test]
+async fn torn_tail_is_cut_and_acknowledged_entries_stay() {
+    let disk = SimDisk::new(7);
+    let (mut store, _) = open(&disk).await.unwrap();
+    append_synced(&mut store, 0, 10).await;
+    drop(store);
+    // Half a frame lands at the end of the last segment: a write torn by power loss.
+    let last = segment_files(&disk).pop().unwrap();
+    let path = Path::new("/log").join(&last);
+    let file = disk.open(&path).unwrap();
+    let len = file.len().unwrap();
+    let mut frame = Vec::new();
+    raft_store::log::frame::encode_entry(&entry(10), &mut frame);
+    file.write_at(&frame[..frame.len() / 2], len).unwrap();
+
+    let (store, report) = open(&disk).await.unwrap();
+    assert_eq!(report.torn_bytes, (frame.len() / 2) as u64);
+    assert_eq!(
+        store.read(..).unwrap(),
+        (0..10).map(entry).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        disk.file_len(&path),
+        Some(len),
+        "the torn bytes are removed from the file"
+    );
+}
+
+#[tokio::test]
+async fn damage_before_the_tail_refuses_to_start() {
+    let disk = SimDisk::new(8);
+    let (mut store, _) = open(&disk).await.unwrap();
+    append_synced(&mut store, 0, 5).await;
+    drop(store);
+    let last = segment_files(&disk).pop().unwrap();
+    let path = Path::new("/log").join(&last);
+    // Flip a bit inside the first entry's payload; valid entries follow it.
+    assert!(disk.flip_bit(&path, 32 + 40, 3));
+    let err = open(&disk).await.err().expect("must refuse");
+    match &err {
+        Error::Corrupt { reason, .. } => assert!(reason.contains("not a torn tail"), "{err}"),
+        other => panic!("expected corruption, got {other}"),
+    }
+    assert!(err.to_string().contains("refusing to start"), "{err}");
+}
+
+#[tokio::test]
+async fn damage_in_a_sealed_segment_refuses_to_start() {
+    let disk = SimDisk::new(9);
+    let (mut store, _) = open(&disk).await.unwrap();
+    append_synced(&mut store, 0, 100).await; // ~30 KiB: several 8 KiB segments
+    drop(store);
+    let segs = segment_files(&disk);
+    assert!(segs.len() >= 3, "{segs:?}");
+    let path = Path::new("/log").join(&segs[0]);
+    // The very last byte of a sealed segment (its last entry's payload).
+    let len = disk.file_len(&path).unwrap();
+    assert!(disk.flip_bit(&path, len - 1, 0));
+    let err = open(&disk).await.err().expect("must refuse");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("sealed segment"), "{err}");
+}
+
+#[tokio::test]
+async fn failed_fsync_stops_the_store() {
+    let disk = SimDisk::new(10);
+    let (mut store, _) = open(&disk).await.unwrap();
+    append_synced(&mut store, 0, 3).await;
+    disk.set_faults(SimDiskFaults {
+        sync_eio: 1.0,
+        ..SimDiskFaults::default()
+    });
+    let (tx, rx) = TypeConfig::oneshot();
+    store
+        .append([entry(3)], IOFlushed::signal(tx))
+        .await
+        .unwrap();
+    let flushed = rx.await.unwrap();
+    assert!(
+        flushed.is_err(),
+        "the flush callback must report the failure"
+    );
+    assert!(store.fatal_error().is_some());
+    // Even with the disk healthy again, the store refuses more work: retrying an fsync after an
+    // error could acknowledge data the kernel already dropped.
+    disk.set_faults(SimDiskFaults::default());
+    let (tx, _rx) = TypeConfig::oneshot();
+    assert!(
+        store
+            .append([entry(4)], IOFlushed::signal(tx))
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .save_vote(&raft_store::types::Vote::new(2, 1))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn failed_write_stops_the_store() {
+    let disk = SimDisk::new(11);
+    let (mut store, _) = open(&disk).await.unwrap();
+    append_synced(&mut store, 0, 3).await;
+    disk.set_faults(SimDiskFaults {
+        write_enospc: 1.0,
+        ..SimDiskFaults::default()
+    });
+    let (tx, _rx) = TypeConfig::oneshot();
+    assert!(
+        store
+            .append([entry(3)], IOFlushed::signal(tx))
+            .await
+            .is_err()
+    );
+    assert!(store.fatal_error().unwrap().contains("ENOSPC"));
+    drop(store);
+    // Nothing acknowledged was lost; the store reopens once space is back.
+    disk.set_faults(SimDiskFaults::default());
+    let (store, _) = open(&disk).await.unwrap();
+    assert_eq!(store.read(..).unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn group_commit_batches_fsyncs() {
+    let disk = SimDisk::new(12);
+    disk.set_faults(SimDiskFaults {
+        sync_latency: (Duration::from_millis(2), Duration::from_millis(2)),
+        ..SimDiskFaults::default()
+    });
+    let (mut store, _) = open(&disk).await.unwrap();
+    let before = disk.stats().file_syncs;
+    let mut waits = Vec::new();
+    for i in 0..200 {
+        let (tx, rx) = TypeConfig::oneshot();
+        store
+            .append([entry(i)], IOFlushed::signal(tx))
+            .await
+            .unwrap();
+        waits.push(rx);
+    }
+    for rx in waits {
+        rx.await.unwrap().unwrap();
+    }
+    let syncs = disk.stats().file_syncs - before;
+    // 200 appends land while the first fsync is in flight: a handful of rounds, not 200.
+    assert!(syncs < 20, "{syncs} fsyncs for 200 appends");
+    assert_eq!(store.read(..).unwrap().len(), 200);
+}
+
+#[tokio::test]
+async fn committed_index_is_clamped_to_the_surviving_log() {
+    let disk = SimDisk::new(13);
+    disk.set_faults(SimDiskFaults {
+        crash_keeps_prefix: false,
+        ..SimDiskFaults::default()
+    });
+    let (mut store, _) = open(&disk).await.unwrap();
+    append_synced(&mut store, 0, 5).await;
+    // Entries 5..10 are written but never synced, yet the group committed them elsewhere.
+    store
+        .append((5..10).map(entry), IOFlushed::noop())
+        .await
+        .unwrap();
+    store.save_committed(Some(log_id(1, 9))).await.unwrap();
+    store
+        .save_vote(&raft_store::types::Vote::new(1, 1))
+        .await
+        .unwrap(); // syncs the meta file
+    drop(store);
+    disk.crash();
+    let (mut store, report) = open(&disk).await.unwrap();
+    assert_eq!(report.last_log_id, Some(log_id(1, 4)));
+    assert_eq!(store.read_committed().await.unwrap(), Some(log_id(1, 4)));
+}
