@@ -133,13 +133,19 @@ impl Registry {
             .ok_or_else(|| format!("no replica of group {group} here"))
     }
 
-    /// The tonic service answering Raft RPCs for the registered groups.
-    pub fn service(&self, max_message_bytes: usize) -> RaftServiceServer<RaftServer> {
-        RaftServiceServer::new(RaftServer {
-            registry: self.clone(),
-        })
-        .max_decoding_message_size(max_message_bytes)
-        .max_encoding_message_size(max_message_bytes)
+    /// Adds the Raft transport for the registered groups to a tonic server.
+    pub fn add_to(
+        &self,
+        server: &mut tonic::transport::Server,
+        max_message_bytes: usize,
+    ) -> tonic::transport::server::Router {
+        server.add_service(
+            RaftServiceServer::new(RaftServer {
+                registry: self.clone(),
+            })
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes),
+        )
     }
 }
 
@@ -277,8 +283,8 @@ pub async fn serve(
     max_message_bytes: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> crate::Result<()> {
-    tonic::transport::Server::builder()
-        .add_service(registry.service(max_message_bytes))
+    registry
+        .add_to(&mut tonic::transport::Server::builder(), max_message_bytes)
         .serve_with_shutdown(addr, shutdown)
         .await
         .map_err(|e| crate::Error::Io {
