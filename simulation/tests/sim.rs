@@ -17,8 +17,8 @@ fn raft_group_chaos() {
     );
 }
 
-fn determinism_probe() -> impl std::future::Future<Output = runner::RunResult> {
-    async { raft_group::chaos(madsim::runtime::Handle::current().seed()).await }
+async fn determinism_probe() -> runner::RunResult {
+    raft_group::chaos(madsim::runtime::Handle::current().seed()).await
 }
 
 /// The same seed must replay the same execution: madsim records every random draw of the first

@@ -57,6 +57,7 @@ pub trait Disk: Send + Sync + 'static {
 }
 
 /// An open file on a [`Disk`].
+#[allow(clippy::len_without_is_empty)] // a fallible length; emptiness is never asked
 pub trait DiskFile: Send + Sync + 'static {
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (short at EOF).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;

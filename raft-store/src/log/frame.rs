@@ -165,10 +165,10 @@ mod tests {
     use crate::types::Node;
 
     fn entries() -> Vec<Entry> {
-        let mut nodes = BTreeMap::new();
+        let mut nodes: BTreeMap<u64, Node> = BTreeMap::new();
         nodes.insert(1, Node::new("10.0.0.1:5000"));
         nodes.insert(2, Node::new("10.0.0.2:5000"));
-        let m = Membership::new_with_defaults(vec![[1u64, 2].into_iter().collect()], nodes);
+        let m = Membership::new(vec![[1u64, 2].into_iter().collect()], nodes).unwrap();
         vec![
             Entry {
                 log_id: log_id(1, 1),

@@ -409,7 +409,7 @@ impl LogStore {
         // (index, term, offset in buf, len) of frames in `buf`, all bound for the active segment.
         let mut pending: Vec<(u64, u64, u64, u64)> = Vec::new();
 
-        let mut next = {
+        let first = {
             let segs = sh.segs.read().unwrap();
             // A log that has never held an entry may start anywhere (openraft starts at 0 after
             // `initialize`, but a log can also begin at the first entry a leader sends).
@@ -419,13 +419,12 @@ impl LogStore {
                 segs.next_index()
             }
         };
-        for entry in &entries {
+        for (entry, expected) in entries.iter().zip(first..) {
             assert_eq!(
-                entry.log_id.index, next,
-                "append must continue the log: got {} after {}",
-                entry.log_id, next
+                entry.log_id.index, expected,
+                "append must continue the log: got {} where {expected} was due",
+                entry.log_id
             );
-            next += 1;
             let start = buf.len();
             frame::encode_entry(entry, &mut buf);
             let len = (buf.len() - start) as u64;

@@ -125,6 +125,7 @@ impl AsyncRuntime for MadsimRuntime {
         self.rt.block_on(future)
     }
 
+    #[allow(clippy::manual_async_fn)] // the trait's signature, spelled as declared
     fn spawn_blocking<F, T>(f: F) -> impl Future<Output = Result<T, std::io::Error>> + Send
     where
         F: FnOnce() -> T + Send + 'static,
