@@ -22,7 +22,11 @@ use raft_store::types::GroupId;
 use raft_store::types::LogIndex;
 
 #[derive(Parser)]
-#[command(name = "raftmq", version, about = "RaftMQ: a RocketMQ-compatible broker whose commit log is a Raft log")]
+#[command(
+    name = "raftmq",
+    version,
+    about = "RaftMQ: a RocketMQ-compatible broker whose commit log is a Raft log"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -64,11 +68,15 @@ impl App for Counter {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
         )
         .init();
     match Cli::parse().command {
-        Command::Dev { data_dir, raft_port } => dev(data_dir, raft_port).await,
+        Command::Dev {
+            data_dir,
+            raft_port,
+        } => dev(data_dir, raft_port).await,
     }
 }
 
@@ -90,10 +98,21 @@ async fn dev(data_dir: PathBuf, raft_port: u16) -> anyhow::Result<()> {
             })
             .await
         }));
-        let cfg = GroupConfig::new(GroupId(1), id, members.clone(), data_dir.join(format!("n{id}")));
-        let group = Group::start(cfg, Arc::new(RealDisk::new()), Counter::default(), &registry, &Channels::default())
-            .await
-            .with_context(|| format!("starting replica {id} in {}", data_dir.display()))?;
+        let cfg = GroupConfig::new(
+            GroupId(1),
+            id,
+            members.clone(),
+            data_dir.join(format!("n{id}")),
+        );
+        let group = Group::start(
+            cfg,
+            Arc::new(RealDisk::new()),
+            Counter::default(),
+            &registry,
+            &Channels::default(),
+        )
+        .await
+        .with_context(|| format!("starting replica {id} in {}", data_dir.display()))?;
         groups.push(Arc::new(group));
     }
     println!(

@@ -59,7 +59,13 @@ fn append(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(8));
 
     let dir = bench_dir();
-    let file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(dir.path().join("raw")).unwrap();
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(dir.path().join("raw"))
+        .unwrap();
     let chunk = vec![7u8; BATCH as usize * ENTRY];
     let mut pos = 0u64;
     g.bench_function("raw/64KiB", |b| {
@@ -70,17 +76,28 @@ fn append(c: &mut Criterion) {
         })
     });
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = bench_dir();
     let (mut store, _) = rt
-        .block_on(LogStore::open(Arc::new(RealDisk::new()), dir.path(), LogConfig::default()))
+        .block_on(LogStore::open(
+            Arc::new(RealDisk::new()),
+            dir.path(),
+            LogConfig::default(),
+        ))
         .unwrap();
     let mut next = 0u64;
     g.bench_function("log/64x1KiB", |b| {
         b.iter(|| {
             rt.block_on(async {
                 let (tx, rx) = TypeConfig::oneshot();
-                store.append(batch(&mut next), IOFlushed::signal(tx)).await.unwrap();
+                store
+                    .append(batch(&mut next), IOFlushed::signal(tx))
+                    .await
+                    .unwrap();
                 rx.await.unwrap().unwrap();
             })
         })
@@ -93,7 +110,10 @@ fn append(c: &mut Criterion) {
                 let mut waits = Vec::new();
                 for _ in 0..8 {
                     let (tx, rx) = TypeConfig::oneshot();
-                    store.append(batch(&mut next), IOFlushed::signal(tx)).await.unwrap();
+                    store
+                        .append(batch(&mut next), IOFlushed::signal(tx))
+                        .await
+                        .unwrap();
                     waits.push(rx);
                 }
                 for rx in waits {

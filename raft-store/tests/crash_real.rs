@@ -46,14 +46,18 @@ fn cfg() -> LogConfig {
 /// The child: append forever, report durable indexes on stdout.
 #[test]
 fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap()
         .block_on(async move {
-            let (mut store, _) = LogStore::open(Arc::new(RealDisk::new()), &dir, cfg()).await.unwrap();
+            let (mut store, _) = LogStore::open(Arc::new(RealDisk::new()), &dir, cfg())
+                .await
+                .unwrap();
             let mut next = store.state().1.map_or(0, |l| l.index + 1);
             let mut batch = 1u64;
             loop {
@@ -111,7 +115,10 @@ fn sigkill_mid_append_keeps_every_flushed_entry() {
             if let Ok(i) = rx.recv_timeout(Duration::from_millis(5)) {
                 max_durable = Some(max_durable.map_or(i, |m| m.max(i)));
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "child made no progress");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "child made no progress"
+            );
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -122,7 +129,10 @@ fn sigkill_mid_append_keeps_every_flushed_entry() {
         let max_durable = max_durable.unwrap();
         total_reported += 1;
 
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let (store, report) = LogStore::open(Arc::new(RealDisk::new()), &dir, cfg()).await.unwrap();
             let last = store.state().1.expect("log not empty").index;

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every RaftMQ test: formatting, lints (normal and simulator builds), the normal build's
+# tests, and the simulator build's tests including a time-budgeted seed sweep. The last line is
+# "N passed, M failed". CI runs exactly this (through .ci/run).
+#
+# Knobs: SIM_BUDGET_SECS (wall-clock budget per simulation sweep, default 240),
+# SIM_SEEDS (max fresh seeds per sweep), SIM_SEED (replay one seed only).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+step_failures=0
+
+step() {
+    echo "== $*"
+    local start=$SECONDS
+    "$@" 2>&1 | tee -a "$log"
+    local rc=${PIPESTATUS[0]}
+    echo "== $1 ... exit $rc after $((SECONDS - start)) s"
+    if [ "$rc" -ne 0 ]; then
+        step_failures=$((step_failures + 1))
+    fi
+}
+
+export CARGO_TERM_COLOR=never
+step cargo fmt --all --check
+step cargo clippy --workspace --all-targets --locked -- -D warnings
+step env RUSTFLAGS="--cfg madsim" cargo clippy --workspace --all-targets --locked -- -D warnings
+step cargo test --workspace --locked
+# The simulator build runs optimised (profile `sim`: release plus debug assertions), so a
+# sweep covers many more seeds per minute.
+step env RUSTFLAGS="--cfg madsim" SIM_BUDGET_SECS="${SIM_BUDGET_SECS:-240}" SIM_SEEDS="${SIM_SEEDS:-100000}" \
+    cargo test --workspace --profile sim --locked -- --nocapture
+
+echo
+echo "== summary"
+grep -E "^sim: " "$log" || true
+grep -E "^SIM FAILURE|^  replay: " "$log" || true
+passed=$(grep -oE "test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed" "$log" | awk '{p += $4} END {print p + 0}')
+failed=$(grep -oE "test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed" "$log" | awk '{f += $6} END {print f + 0}')
+if [ "$step_failures" -gt 0 ] && [ "$failed" -eq 0 ]; then
+    # A step failed without a failing test (formatting, lints, a build error): count it.
+    failed=$step_failures
+fi
+echo "$passed passed, $failed failed"
+[ "$step_failures" -eq 0 ] && [ "$failed" -eq 0 ]
