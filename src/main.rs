@@ -1,25 +1,21 @@
 //! `raftmq`: the command users type.
 //!
-//! - `raftmq dev`: a local 3-replica Raft group in one process with its data under `./data`
-//!   (until the broker lands, a demo counter is replicated: it proposes one increment a second
-//!   and prints the group's state). Ctrl-C stops it cleanly; a restart keeps the data.
+//! - `raftmq dev`: a 3-replica group in one process with its data under `./data` and the
+//!   RocketMQ v2 endpoint on 127.0.0.1:8081. Ctrl-C stops it cleanly; a restart keeps the data.
+//! - `raftmq admin ...`: topics, groups and status over the admin service.
+//! - `raftmq bench`: send load through the v2 protocol and report throughput and latency.
 
-use std::collections::BTreeMap;
+mod bench;
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
+use anyhow::bail;
 use clap::Parser;
 use clap::Subcommand;
-use raft_store::disk::RealDisk;
-use raft_store::group::Group;
-use raft_store::group::GroupConfig;
-use raft_store::network::Channels;
-use raft_store::server::Registry;
-use raft_store::state_machine::App;
-use raft_store::types::GroupId;
-use raft_store::types::LogIndex;
+use raftmq_proto::admin as pb;
+use raftmq_proto::admin::admin_client::AdminClient;
 
 #[derive(Parser)]
 #[command(
@@ -34,34 +30,59 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a local 3-replica group in one process (data in ./data).
+    /// Run a 3-replica broker in one process (data in ./data, v2 endpoint on 127.0.0.1:8081).
     Dev {
         /// Where the replicas keep their data.
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
-        /// First Raft transport port; replicas use this and the next two.
+        /// The RocketMQ v2 (and admin) endpoint.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+        /// First Raft transport port; the replicas use this and the next two.
         #[arg(long, default_value_t = 7001)]
         raft_port: u16,
+        /// Do not create topics and consumer groups on first use.
+        #[arg(long)]
+        no_auto_create: bool,
     },
+    /// Administer a running broker.
+    Admin {
+        /// The broker's endpoint.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        endpoint: String,
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+    /// Measure send throughput and latency through the v2 protocol.
+    Bench(bench::BenchArgs),
 }
 
-/// The demo application: a replicated counter.
-#[derive(Default)]
-struct Counter(u64);
-
-impl App for Counter {
-    fn apply(&mut self, _index: LogIndex, request: &[u8]) -> Vec<u8> {
-        let by = request.try_into().map(u64::from_le_bytes).unwrap_or(0);
-        self.0 += by;
-        self.0.to_le_bytes().to_vec()
-    }
-    fn snapshot(&self) -> Vec<u8> {
-        self.0.to_le_bytes().to_vec()
-    }
-    fn restore(&mut self, s: &[u8]) -> Result<(), String> {
-        self.0 = u64::from_le_bytes(s.try_into().map_err(|_| "bad counter snapshot")?);
-        Ok(())
-    }
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Raft state of the replicas, topics and groups.
+    Status,
+    /// Create or update a topic.
+    Topic {
+        /// Topic name.
+        name: String,
+        /// Number of queues (never reduced).
+        #[arg(long, default_value_t = 8)]
+        queues: u32,
+        /// normal, fifo, delay, transaction or mixed.
+        #[arg(long, default_value = "mixed")]
+        kind: String,
+    },
+    /// Create or update a consumer group.
+    Group {
+        /// Group name.
+        name: String,
+        /// Deliveries before a message goes to the dead-letter topic.
+        #[arg(long, default_value_t = 17)]
+        max_attempts: u32,
+        /// Consume queue by queue, in order.
+        #[arg(long)]
+        fifo: bool,
+    },
 }
 
 #[tokio::main]
@@ -75,83 +96,99 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Dev {
             data_dir,
+            listen,
             raft_port,
-        } => dev(data_dir, raft_port).await,
+            no_auto_create,
+        } => {
+            let opts = broker::dev::DevOptions {
+                data_dir,
+                listen,
+                raft_port,
+                auto_create: !no_auto_create,
+            };
+            println!(
+                "raftmq dev: 3 replicas in {} (raft {}..{}), RocketMQ v2 endpoint on {listen}; Ctrl-C to stop",
+                opts.data_dir.display(),
+                raft_port,
+                raft_port + 2
+            );
+            broker::dev::run(opts, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("raftmq dev")?;
+            println!("raftmq dev: stopped");
+            Ok(())
+        }
+        Command::Admin { endpoint, action } => admin(&endpoint, action).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 
-async fn dev(data_dir: PathBuf, raft_port: u16) -> anyhow::Result<()> {
-    let members: BTreeMap<u64, String> = (1..=3u64)
-        .map(|i| (i, format!("127.0.0.1:{}", raft_port + i as u16 - 1)))
-        .collect();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut groups = Vec::new();
-    let mut servers = Vec::new();
-    for (&id, addr) in &members {
-        let registry = Registry::default();
-        let listen = addr.parse().context("raft address")?;
-        let mut rx = stop_rx.clone();
-        let reg = registry.clone();
-        servers.push(tokio::spawn(async move {
-            raft_store::server::serve(listen, reg, 64 << 20, async move {
-                let _ = rx.changed().await;
-            })
-            .await
-        }));
-        let cfg = GroupConfig::new(
-            GroupId(1),
-            id,
-            members.clone(),
-            data_dir.join(format!("n{id}")),
-        );
-        let group = Group::start(
-            cfg,
-            Arc::new(RealDisk::new()),
-            Counter::default(),
-            &registry,
-            &Channels::default(),
-        )
+async fn admin(endpoint: &str, action: AdminAction) -> anyhow::Result<()> {
+    let mut c = AdminClient::connect(format!("http://{endpoint}"))
         .await
-        .with_context(|| format!("starting replica {id} in {}", data_dir.display()))?;
-        groups.push(Arc::new(group));
-    }
-    println!(
-        "raftmq dev: 3 replicas of group 1 (data in {}, raft on {:?}); Ctrl-C to stop",
-        data_dir.display(),
-        members.values().collect::<Vec<_>>()
-    );
-
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            biased;
-            _ = tokio::signal::ctrl_c() => break,
-            _ = tick.tick() => {
-                if let Some(leader) = groups.iter().find(|g| g.metrics().role == raft_store::group::Role::Leader) {
-                    match leader.propose(1u64.to_le_bytes().to_vec()).await {
-                        Ok(p) => println!(
-                            "leader n{} term {}: counter = {} at log index {}",
-                            leader.config().node_id,
-                            leader.metrics().term,
-                            u64::from_le_bytes(p.response.try_into().unwrap_or_default()),
-                            p.index
-                        ),
-                        Err(e) => println!("proposal failed: {e}"),
-                    }
-                }
+        .with_context(|| format!("cannot reach the admin service at {endpoint}"))?;
+    let check = |r: tonic::Response<pb::AdminReply>| -> anyhow::Result<()> {
+        let e = r.into_inner().error;
+        if e.is_empty() { Ok(()) } else { bail!("{e}") }
+    };
+    match action {
+        AdminAction::Status => {
+            let s = c.status(pb::StatusRequest {}).await?.into_inner();
+            println!(
+                "{:<6} {:<5} {:<10} {:>5} {:>7} {:>10} {:>10} {:>10}",
+                "group", "node", "role", "term", "leader", "last_log", "committed", "applied"
+            );
+            for r in s.replicas {
+                println!(
+                    "{:<6} {:<5} {:<10} {:>5} {:>7} {:>10} {:>10} {:>10}",
+                    r.group, r.node, r.role, r.term, r.leader, r.last_log, r.committed, r.applied
+                );
             }
+            for t in s.topics {
+                let total: u64 = t.queue_ends.iter().sum();
+                println!(
+                    "topic {} ({}, {} queues): {total} messages {:?}",
+                    t.name, t.kind, t.queues, t.queue_ends
+                );
+            }
+            for g in s.groups {
+                println!(
+                    "group {} (max attempts {}, fifo {})",
+                    g.name, g.max_delivery_attempts, g.fifo
+                );
+            }
+            Ok(())
+        }
+        AdminAction::Topic { name, queues, kind } => {
+            check(
+                c.upsert_topic(pb::TopicSpec {
+                    name: name.clone(),
+                    queues,
+                    kind,
+                })
+                .await?,
+            )?;
+            println!("topic {name} updated");
+            Ok(())
+        }
+        AdminAction::Group {
+            name,
+            max_attempts,
+            fifo,
+        } => {
+            check(
+                c.upsert_group(pb::GroupSpec {
+                    name: name.clone(),
+                    max_delivery_attempts: max_attempts,
+                    fifo,
+                    retry_backoff_ms: vec![],
+                })
+                .await?,
+            )?;
+            println!("group {name} updated");
+            Ok(())
         }
     }
-    println!("stopping");
-    // The leader goes first, while its followers are still up to take over.
-    groups.sort_by_key(|g| g.metrics().role != raft_store::group::Role::Leader);
-    for g in groups {
-        let g = Arc::into_inner(g).expect("sole owner");
-        g.shutdown().await?;
-    }
-    let _ = stop_tx.send(true);
-    for s in servers {
-        s.await??;
-    }
-    Ok(())
 }

@@ -1,13 +1,27 @@
 //! Wire types for RaftMQ.
 //!
-//! - [`raft`]: the internal Raft transport between replicas (append-entries, vote, pre-vote,
-//!   transfer-leader, snapshot install), with a group id in every request.
+//! - [`v2`]: the Apache RocketMQ 5.x gRPC protocol (`apache.rocketmq.v2`), written from the
+//!   protocol brief with rocketmq-apis v2.1.2's names and field numbers;
+//! - [`raft`]: the internal Raft transport between replicas, a group id in every request;
+//! - [`admin`]: RaftMQ's admin service.
 //!
 //! The code is generated at build time by `madsim-tonic-build`, which emits both a real tonic
 //! variant and a madsim variant; `tonic::include_proto!` picks the right one for the build.
+
+/// The RocketMQ 5.x client protocol.
+#[allow(missing_docs, clippy::all)]
+pub mod v2 {
+    tonic::include_proto!("apache.rocketmq.v2");
+}
 
 /// RaftMQ's internal Raft transport (`raftmq.raft`).
 #[allow(missing_docs, clippy::all)]
 pub mod raft {
     tonic::include_proto!("raftmq.raft");
+}
+
+/// RaftMQ's admin service (`raftmq.admin`).
+#[allow(missing_docs, clippy::all)]
+pub mod admin {
+    tonic::include_proto!("raftmq.admin");
 }

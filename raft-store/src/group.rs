@@ -96,7 +96,14 @@ impl GroupConfig {
                 self.members.keys().collect::<Vec<_>>()
             )));
         }
+        let mut seen = std::collections::BTreeSet::new();
         for (id, addr) in &self.members {
+            if !seen.insert(addr) {
+                return Err(Error::Config(format!(
+                    "group {}: two members share the address {addr:?}",
+                    self.group
+                )));
+            }
             if addr
                 .rsplit_once(':')
                 .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
@@ -341,7 +348,7 @@ impl<A: App> Group<A> {
     /// Stops the replica. A leader first hands leadership to the most caught-up voter and waits
     /// (up to one election timeout) for it to take over, so clients see a short pause rather
     /// than an election timeout.
-    pub async fn shutdown(self) -> Result<()> {
+    pub async fn shutdown(&self) -> Result<()> {
         let m = self.raft.metrics().borrow_watched().clone();
         if m.state == ServerState::Leader {
             let me = self.cfg.node_id;

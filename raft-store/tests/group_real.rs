@@ -49,17 +49,25 @@ struct Node {
     server: Option<tokio::task::JoinHandle<()>>,
 }
 
-async fn start_node(id: u64, members: &BTreeMap<u64, String>, dir: &std::path::Path) -> Node {
+async fn start_node(
+    id: u64,
+    members: &BTreeMap<u64, String>,
+    listener: tokio::net::TcpListener,
+    dir: &std::path::Path,
+) -> Node {
     let registry = Registry::default();
-    let addr = members[&id].parse().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let reg = registry.clone();
     let server = tokio::spawn(async move {
-        raft_store::server::serve(addr, reg, 64 << 20, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
+        reg.add_to(&mut tonic::transport::Server::builder(), 64 << 20)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async {
+                    let _ = rx.await;
+                },
+            )
+            .await
+            .unwrap();
     });
     let mut cfg = GroupConfig::new(GroupId(1), id, members.clone(), dir.join(format!("n{id}")));
     cfg.snapshot_every = 50; // exercise snapshots too
@@ -157,7 +165,8 @@ async fn three_replicas_replicate_fail_over_and_recover() {
 
     // The stopped replica restarts from its disk and catches up.
     let id = old as u64 + 1;
-    nodes[old] = start_node(id, &members, dir.path()).await;
+    let l = listen(&members[&id]).await;
+    nodes[old] = start_node(id, &members, l, dir.path()).await;
     wait_applied(&nodes, last).await;
 
     let states: Vec<Vec<(u64, Vec<u8>)>> = nodes

@@ -1,0 +1,162 @@
+//! RaftMQ's admin service (`raftmq.admin.Admin`): create or update topics and groups, and
+//! report the Raft and topic state. Served beside the v2 endpoint; `raftmq admin` calls it.
+
+use std::sync::Arc;
+
+use raftmq_proto::admin as pb;
+use raftmq_proto::admin::admin_server::Admin;
+use tonic::Request;
+use tonic::Response;
+
+use crate::command::Command;
+use crate::core::BrokerCore;
+use crate::model::GroupConfig;
+use crate::model::TopicConfig;
+use crate::service::convert::parse_topic_kind;
+use crate::service::convert::topic_kind_name;
+
+/// The admin service over a broker core.
+pub struct AdminServer {
+    core: Arc<BrokerCore>,
+}
+
+impl AdminServer {
+    /// An admin service over `core`.
+    pub fn new(core: Arc<BrokerCore>) -> Self {
+        Self { core }
+    }
+}
+
+fn reply(r: Result<(), String>) -> Response<pb::AdminReply> {
+    Response::new(pb::AdminReply {
+        error: r.err().unwrap_or_default(),
+    })
+}
+
+fn name_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 127
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"%|_-".contains(&b))
+}
+
+#[tonic::async_trait]
+impl Admin for AdminServer {
+    async fn upsert_topic(
+        &self,
+        req: Request<pb::TopicSpec>,
+    ) -> Result<Response<pb::AdminReply>, tonic::Status> {
+        let t = req.into_inner();
+        if !name_ok(&t.name) {
+            return Ok(reply(Err(format!("illegal topic name {:?}", t.name))));
+        }
+        if t.queues == 0 || t.queues > 1024 {
+            return Ok(reply(Err(format!(
+                "queues must be 1..=1024, got {}",
+                t.queues
+            ))));
+        }
+        let Some(kind) = parse_topic_kind(&t.kind) else {
+            return Ok(reply(Err(format!(
+                "unknown topic kind {:?} (normal, fifo, delay, transaction, mixed)",
+                t.kind
+            ))));
+        };
+        let cmd = Command::UpsertTopic(TopicConfig {
+            name: t.name,
+            queues: t.queues,
+            kind,
+        });
+        Ok(reply(
+            self.core
+                .submit(cmd)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        ))
+    }
+
+    async fn upsert_group(
+        &self,
+        req: Request<pb::GroupSpec>,
+    ) -> Result<Response<pb::AdminReply>, tonic::Status> {
+        let g = req.into_inner();
+        if !name_ok(&g.name) || g.name.starts_with('%') {
+            return Ok(reply(Err(format!("illegal group name {:?}", g.name))));
+        }
+        if g.max_delivery_attempts == 0 {
+            return Ok(reply(
+                Err("max delivery attempts must be at least 1".into()),
+            ));
+        }
+        let mut cfg = GroupConfig::with_defaults(g.name);
+        cfg.max_delivery_attempts = g.max_delivery_attempts;
+        cfg.fifo = g.fifo;
+        if !g.retry_backoff_ms.is_empty() {
+            cfg.retry_backoff_ms = g.retry_backoff_ms;
+        }
+        Ok(reply(
+            self.core
+                .submit(Command::UpsertGroup(cfg))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        ))
+    }
+
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusReply>, tonic::Status> {
+        let replicas = self
+            .core
+            .replicas()
+            .iter()
+            .map(|r| {
+                let m = r.metrics();
+                pb::ReplicaStatus {
+                    group: m.group.0,
+                    node: m.node,
+                    role: format!("{:?}", m.role).to_lowercase(),
+                    term: m.term.0,
+                    leader: m.leader.unwrap_or(0),
+                    last_log: m.last_log.map_or(0, |i| i.0),
+                    committed: m.committed.map_or(0, |i| i.0),
+                    applied: m.applied.map_or(0, |i| i.0),
+                }
+            })
+            .collect();
+        let (topics, groups) = match self.core.leader().await {
+            Ok(l) => l.read(|s| {
+                let topics = s
+                    .topics
+                    .values()
+                    .map(|t| pb::TopicStatus {
+                        name: t.name.clone(),
+                        queues: t.queues,
+                        kind: topic_kind_name(t.kind).into(),
+                        queue_ends: (0..t.queues)
+                            .map(|q| s.queue(&t.name, q).map_or(0, |c| c.end()))
+                            .collect(),
+                    })
+                    .collect();
+                let groups = s
+                    .groups
+                    .values()
+                    .map(|g| pb::GroupStatus {
+                        name: g.name.clone(),
+                        max_delivery_attempts: g.max_delivery_attempts,
+                        fifo: g.fifo,
+                    })
+                    .collect();
+                (topics, groups)
+            }),
+            Err(_) => (vec![], vec![]),
+        };
+        Ok(Response::new(pb::StatusReply {
+            replicas,
+            topics,
+            groups,
+        }))
+    }
+}

@@ -1,0 +1,73 @@
+//! The broker's replicated application: [`BrokerState`] behind raft-store's [`App`] trait, plus
+//! the one side effect a shell needs: waking long polls after each apply.
+
+use std::sync::Arc;
+
+use raft_store::state_machine::App;
+use raft_store::types::LogIndex;
+use tokio::sync::Notify;
+
+use crate::state::BrokerState;
+use crate::state::Outcome;
+
+/// The state machine raft-store drives on every replica.
+pub struct BrokerApp {
+    state: BrokerState,
+    changed: Arc<Notify>,
+}
+
+impl BrokerApp {
+    /// An empty state; `changed` is notified after every apply.
+    pub fn new(changed: Arc<Notify>) -> Self {
+        Self {
+            state: BrokerState::default(),
+            changed,
+        }
+    }
+
+    /// The state.
+    pub fn state(&self) -> &BrokerState {
+        &self.state
+    }
+}
+
+/// Encodes the outcomes of one entry (the proposer decodes them).
+pub fn encode_outcomes(o: &[Outcome]) -> Vec<u8> {
+    bincode::serde::encode_to_vec(o, bincode::config::standard()).expect("outcomes encode")
+}
+
+/// Decodes the outcomes of one entry.
+pub fn decode_outcomes(b: &[u8]) -> Result<Vec<Outcome>, String> {
+    bincode::serde::decode_from_slice(b, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| e.to_string())
+}
+
+impl App for BrokerApp {
+    fn apply(&mut self, index: LogIndex, request: &[u8]) -> Vec<u8> {
+        let outcomes = self
+            .state
+            .apply_entry(index.0, request)
+            .unwrap_or_else(|e| {
+                panic!("committed entry {index} cannot be applied ({e}); stopping this replica")
+            });
+        if cfg!(debug_assertions) {
+            self.state.check_invariants();
+        }
+        self.changed.notify_waiters();
+        encode_outcomes(&outcomes)
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(&self.state, bincode::config::standard())
+            .expect("state encodes")
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+        self.state = bincode::serde::decode_from_slice(snapshot, bincode::config::standard())
+            .map_err(|e| e.to_string())?
+            .0;
+        self.changed.notify_waiters();
+        Ok(())
+    }
+}

@@ -1,0 +1,148 @@
+//! Group commit at the leader: concurrent commands (sends, receives, acks) are gathered into
+//! one log entry, bounded in bytes and count, and several entries are kept in flight at once
+//! (Raft pipelines their replication; the log store folds their fsyncs).
+//!
+//! There is no artificial linger: a batch closes as soon as a proposal slot is free, so an idle
+//! broker proposes a lone command at once and a busy one proposes big batches.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+use std::time::UNIX_EPOCH;
+
+use raft_store::group::Group;
+use tokio::sync::Semaphore;
+use tokio::sync::mpsc;
+use tokio::sync::oneshot;
+
+use crate::app::BrokerApp;
+use crate::app::decode_outcomes;
+use crate::command::Command;
+use crate::command::encode_entry;
+use crate::error::BrokerError;
+use crate::error::Result;
+use crate::state::Outcome;
+
+/// Group-commit limits.
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    /// Close a batch at about this many bytes.
+    pub max_bytes: usize,
+    /// Close a batch at this many commands.
+    pub max_commands: usize,
+    /// Proposals in flight at once.
+    pub max_inflight: usize,
+    /// Commands waiting for a batch before submitters are pushed back.
+    pub queue_capacity: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 1 << 20,
+            max_commands: 4096,
+            max_inflight: 16,
+            queue_capacity: 1 << 16,
+        }
+    }
+}
+
+struct Pending {
+    command: Command,
+    reply: oneshot::Sender<Result<Outcome>>,
+}
+
+/// Submits commands to the group commit of one replica.
+#[derive(Clone)]
+pub struct Batcher {
+    tx: mpsc::Sender<Pending>,
+}
+
+/// Milliseconds since the epoch by the local clock (virtual in the simulator).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Batcher {
+    /// Starts the batching task for `group`.
+    pub fn spawn(group: Arc<Group<BrokerApp>>, cfg: BatchConfig) -> Self {
+        let (tx, rx) = mpsc::channel(cfg.queue_capacity);
+        tokio::spawn(run(rx, group, cfg));
+        Batcher { tx }
+    }
+
+    /// Proposes `command` in the next batch and waits for its outcome.
+    pub async fn submit(&self, command: Command) -> Result<Outcome> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Pending { command, reply })
+            .await
+            .map_err(|_| BrokerError::Unavailable("replica stopped".into()))?;
+        rx.await.map_err(|_| {
+            BrokerError::Unknown("replica stopped while the command was in flight".into())
+        })?
+    }
+}
+
+async fn run(mut rx: mpsc::Receiver<Pending>, group: Arc<Group<BrokerApp>>, cfg: BatchConfig) {
+    let slots = Arc::new(Semaphore::new(cfg.max_inflight));
+    while let Some(first) = rx.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        // Everything that arrived while we waited for a slot joins this batch.
+        let mut bytes = first.command.approx_size();
+        let mut batch = vec![first];
+        while bytes < cfg.max_bytes && batch.len() < cfg.max_commands {
+            match rx.try_recv() {
+                Ok(p) => {
+                    bytes += p.command.approx_size();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let group = group.clone();
+        tokio::spawn(async move {
+            let (commands, replies): (Vec<Command>, Vec<_>) =
+                batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+            let payload = encode_entry(now_ms(), &commands);
+            drop(commands);
+            match group.propose(payload).await {
+                Ok(p) => match decode_outcomes(&p.response) {
+                    Ok(outcomes) if outcomes.len() == replies.len() => {
+                        for (reply, o) in replies.into_iter().zip(outcomes) {
+                            let _ = reply.send(Ok(o));
+                        }
+                    }
+                    other => {
+                        let msg = format!("entry {} answered with {other:?}", p.index);
+                        for reply in replies {
+                            let _ = reply.send(Err(BrokerError::Corrupt(msg.clone())));
+                        }
+                    }
+                },
+                Err(e) => {
+                    let msg = e.to_string();
+                    let definite_leader = match &e {
+                        raft_store::Error::NotLeader { leader, .. } => Some(*leader),
+                        _ => None,
+                    };
+                    for reply in replies {
+                        let err = match (definite_leader, &e) {
+                            (Some(leader), _) => BrokerError::NotLeader { leader },
+                            (None, raft_store::Error::Stopped(_)) => {
+                                BrokerError::Unavailable(msg.clone())
+                            }
+                            _ => BrokerError::Unknown(msg.clone()),
+                        };
+                        let _ = reply.send(Err(err));
+                    }
+                }
+            }
+            drop(slot);
+        });
+    }
+}

@@ -1,0 +1,370 @@
+//! Commands in the log and their encoding.
+//!
+//! One log entry carries a batch of commands proposed together by the leader (group commit):
+//!
+//! ```text
+//! version u8 (=1) | now_ms u64 | count u32 | count × (op u8 | len u32 | body[len])
+//! ```
+//!
+//! `now_ms` is the leader's clock when it proposed the batch; it is the only time the state
+//! machines see. Each body is the bincode encoding of the op's struct. **Op codes are only ever
+//! appended**: a replica that meets an op code it does not know stops rather than skip it
+//! (an older binary must not diverge from the group). A send's body stays where it is in the
+//! log; consume queues point at it by (log index, byte offset, length).
+
+use serde::Deserialize;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::model::GroupConfig;
+use crate::model::QueueId;
+use crate::model::QueueOffset;
+use crate::model::StoredMessage;
+use crate::model::TopicConfig;
+
+const ENTRY_VERSION: u8 = 1;
+const ENTRY_HEADER: usize = 13;
+
+/// Op codes. Append only; never reuse or renumber.
+pub mod op {
+    /// Create or update a topic.
+    pub const UPSERT_TOPIC: u8 = 1;
+    /// Create or update a consumer group.
+    pub const UPSERT_GROUP: u8 = 2;
+    /// Store one message.
+    pub const SEND: u8 = 3;
+    /// Receive (pop): take visible messages and make them invisible.
+    pub const POP: u8 = 4;
+    /// Acknowledge a received message.
+    pub const ACK: u8 = 5;
+    /// Change a received message's invisibility (new receipt).
+    pub const CHANGE_INVISIBLE: u8 = 6;
+    /// Extend a received message's invisibility, keeping its receipt (auto-renew).
+    pub const RENEW: u8 = 7;
+    /// Commit a consumer offset (offset-based consumption).
+    pub const COMMIT_OFFSET: u8 = 8;
+}
+
+/// Which messages a receive wants, by tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TagFilter {
+    /// Every message.
+    All,
+    /// Messages whose tag hash is one of these.
+    Tags(Vec<u64>),
+}
+
+impl TagFilter {
+    /// True if a message with `tag_hash` passes.
+    pub fn matches(&self, tag_hash: u64) -> bool {
+        match self {
+            TagFilter::All => true,
+            TagFilter::Tags(hashes) => hashes.contains(&tag_hash),
+        }
+    }
+}
+
+/// A receive (pop) request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pop {
+    /// Consumer group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// One queue, or `None` for any queue of the topic.
+    pub queue: Option<QueueId>,
+    /// At most this many messages.
+    pub max: u32,
+    /// How long delivered messages stay invisible.
+    pub invisible_ms: u64,
+    /// Tag filter.
+    pub filter: TagFilter,
+}
+
+/// A reference to one delivery of one message (what a receipt handle names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// Queue.
+    pub queue: QueueId,
+    /// Offset in the queue.
+    pub offset: QueueOffset,
+    /// Which delivery: changes on every redelivery and every client change of invisibility.
+    pub seq: u64,
+}
+
+/// Acknowledge a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// Consumer group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// The delivery.
+    pub receipt: Receipt,
+}
+
+/// Change (or extend) a delivery's invisibility.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeInvisible {
+    /// Consumer group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// The delivery.
+    pub receipt: Receipt,
+    /// Invisible for this long from the entry's time.
+    pub invisible_ms: u64,
+}
+
+/// Commit a consumer group's offset in a queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitOffset {
+    /// Consumer group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// Queue.
+    pub queue: QueueId,
+    /// The next offset to consume.
+    pub offset: QueueOffset,
+    /// Allow moving backwards (an administrative reset); otherwise stale commits are ignored.
+    pub reset: bool,
+}
+
+/// One command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// [`op::UPSERT_TOPIC`]
+    UpsertTopic(TopicConfig),
+    /// [`op::UPSERT_GROUP`]
+    UpsertGroup(GroupConfig),
+    /// [`op::SEND`]
+    Send(StoredMessage),
+    /// [`op::POP`]
+    Pop(Pop),
+    /// [`op::ACK`]
+    Ack(Ack),
+    /// [`op::CHANGE_INVISIBLE`]
+    ChangeInvisible(ChangeInvisible),
+    /// [`op::RENEW`]
+    Renew(ChangeInvisible),
+    /// [`op::COMMIT_OFFSET`]
+    CommitOffset(CommitOffset),
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("command encodes")
+}
+
+fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+    let (v, used) = bincode::serde::decode_from_slice(b, bincode::config::standard())
+        .map_err(|e| e.to_string())?;
+    if used != b.len() {
+        return Err(format!("{} trailing bytes", b.len() - used));
+    }
+    Ok(v)
+}
+
+impl Command {
+    /// Op code and encoded body.
+    pub fn encode(&self) -> (u8, Vec<u8>) {
+        match self {
+            Command::UpsertTopic(c) => (op::UPSERT_TOPIC, enc(c)),
+            Command::UpsertGroup(c) => (op::UPSERT_GROUP, enc(c)),
+            Command::Send(m) => (op::SEND, enc(m)),
+            Command::Pop(p) => (op::POP, enc(p)),
+            Command::Ack(a) => (op::ACK, enc(a)),
+            Command::ChangeInvisible(c) => (op::CHANGE_INVISIBLE, enc(c)),
+            Command::Renew(c) => (op::RENEW, enc(c)),
+            Command::CommitOffset(c) => (op::COMMIT_OFFSET, enc(c)),
+        }
+    }
+
+    /// Decodes one command body.
+    pub fn decode(op: u8, body: &[u8]) -> Result<Command, String> {
+        Ok(match op {
+            op::UPSERT_TOPIC => Command::UpsertTopic(dec(body)?),
+            op::UPSERT_GROUP => Command::UpsertGroup(dec(body)?),
+            op::SEND => Command::Send(dec(body)?),
+            op::POP => Command::Pop(dec(body)?),
+            op::ACK => Command::Ack(dec(body)?),
+            op::CHANGE_INVISIBLE => Command::ChangeInvisible(dec(body)?),
+            op::RENEW => Command::Renew(dec(body)?),
+            op::COMMIT_OFFSET => Command::CommitOffset(dec(body)?),
+            other => {
+                return Err(format!(
+                    "unknown op code {other}: this binary is older than the log"
+                ));
+            }
+        })
+    }
+
+    /// Approximate encoded size, for batching limits.
+    pub fn approx_size(&self) -> usize {
+        match self {
+            Command::Send(m) => m.body.len() + m.topic.len() + m.message_id.len() + 64,
+            _ => 128,
+        }
+    }
+}
+
+/// Encodes a batch of commands proposed at `now_ms`.
+pub fn encode_entry(now_ms: u64, commands: &[Command]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        ENTRY_HEADER + commands.iter().map(|c| c.approx_size() + 5).sum::<usize>(),
+    );
+    out.push(ENTRY_VERSION);
+    out.extend_from_slice(&now_ms.to_le_bytes());
+    out.extend_from_slice(&(commands.len() as u32).to_le_bytes());
+    for c in commands {
+        let (op, body) = c.encode();
+        out.push(op);
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
+/// One command of a decoded entry, with where its body sits in the entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// The command.
+    pub command: Command,
+    /// Byte offset of the body within the entry.
+    pub pos: u32,
+    /// Body length.
+    pub len: u32,
+}
+
+/// A decoded entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedEntry {
+    /// The leader's clock when it proposed the entry.
+    pub now_ms: u64,
+    /// The commands in order.
+    pub commands: Vec<Located>,
+}
+
+/// Decodes an entry produced by [`encode_entry`].
+pub fn decode_entry(bytes: &[u8]) -> Result<DecodedEntry, String> {
+    if bytes.len() < ENTRY_HEADER {
+        return Err("entry too short".into());
+    }
+    if bytes[0] != ENTRY_VERSION {
+        return Err(format!(
+            "unknown entry version {}: this binary is older than the log",
+            bytes[0]
+        ));
+    }
+    let now_ms = u64::from_le_bytes(bytes[1..9].try_into().unwrap());
+    let count = u32::from_le_bytes(bytes[9..13].try_into().unwrap()) as usize;
+    let mut pos = ENTRY_HEADER;
+    let mut commands = Vec::with_capacity(count.min(1 << 16));
+    for i in 0..count {
+        if pos + 5 > bytes.len() {
+            return Err(format!("command {i} header runs past the entry"));
+        }
+        let op = bytes[pos];
+        let len = u32::from_le_bytes(bytes[pos + 1..pos + 5].try_into().unwrap()) as usize;
+        let body_pos = pos + 5;
+        let body = bytes
+            .get(body_pos..body_pos + len)
+            .ok_or_else(|| format!("command {i} body runs past the entry"))?;
+        commands.push(Located {
+            command: Command::decode(op, body)?,
+            pos: body_pos as u32,
+            len: len as u32,
+        });
+        pos = body_pos + len;
+    }
+    if pos != bytes.len() {
+        return Err(format!(
+            "{} trailing bytes after {count} commands",
+            bytes.len() - pos
+        ));
+    }
+    Ok(DecodedEntry { now_ms, commands })
+}
+
+/// Decodes the message stored at `pos..pos+len` of an entry (a send's body).
+pub fn decode_message(entry: &[u8], pos: u32, len: u32) -> Result<StoredMessage, String> {
+    let body = entry
+        .get(pos as usize..(pos + len) as usize)
+        .ok_or("message position outside the entry")?;
+    dec(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::MessageKind;
+    use crate::model::TopicKind;
+
+    fn msg(i: u32) -> StoredMessage {
+        StoredMessage {
+            topic: "t".into(),
+            queue: QueueId(i % 4),
+            message_id: format!("id{i}"),
+            tag: Some("TagA".into()),
+            keys: vec!["k".into()],
+            properties: BTreeMap::from([("a".to_string(), "b".to_string())]),
+            kind: MessageKind::Normal,
+            message_group: None,
+            delivery_ms: None,
+            born_ms: 7,
+            born_host: "h".into(),
+            body_encoding: 1,
+            trace_context: None,
+            body: vec![i as u8; 100],
+        }
+    }
+
+    #[test]
+    fn entry_round_trip_and_message_slices() {
+        let cmds = vec![
+            Command::UpsertTopic(TopicConfig {
+                name: "t".into(),
+                queues: 4,
+                kind: TopicKind::Normal,
+            }),
+            Command::Send(msg(1)),
+            Command::Send(msg(2)),
+            Command::Ack(Ack {
+                group: "g".into(),
+                topic: "t".into(),
+                receipt: Receipt {
+                    queue: QueueId(1),
+                    offset: QueueOffset(9),
+                    seq: 3,
+                },
+            }),
+        ];
+        let bytes = encode_entry(1234, &cmds);
+        let d = decode_entry(&bytes).unwrap();
+        assert_eq!(d.now_ms, 1234);
+        assert_eq!(
+            d.commands
+                .iter()
+                .map(|l| l.command.clone())
+                .collect::<Vec<_>>(),
+            cmds
+        );
+        let l = &d.commands[2];
+        assert_eq!(decode_message(&bytes, l.pos, l.len).unwrap(), msg(2));
+    }
+
+    #[test]
+    fn unknown_op_and_damage_are_errors() {
+        let mut bytes = encode_entry(1, &[Command::Send(msg(1))]);
+        assert!(decode_entry(&bytes[..bytes.len() - 1]).is_err());
+        bytes[13] = 200;
+        assert!(
+            decode_entry(&bytes)
+                .unwrap_err()
+                .contains("unknown op code")
+        );
+        assert!(decode_entry(&[9; 20]).unwrap_err().contains("version"));
+    }
+}

@@ -1,0 +1,30 @@
+//! The RaftMQ broker: commands in the Raft log, the state machines derived from them, and the
+//! Apache RocketMQ v2 service.
+//!
+//! - [`model`]: topics, groups, stored messages, queue ids and offsets;
+//! - [`command`]: the commands in the log and their versioned, append-only encoding;
+//! - [`state`]: the pure replicated state machines (consume queues, receive state, consumer
+//!   offsets) and `apply`;
+//! - [`app`]: the state behind raft-store's `App`;
+//! - [`batcher`]: group commit at the leader;
+//! - [`replica`]: one replica (group, batching, message reads, change notifications);
+//! - [`core`]: what front ends share (leader choice, retries, auto-creation, clients, renewal);
+//! - [`service`]: the v2 `MessagingService`; [`admin`]: the admin service;
+//! - [`receipt`]: receipt handles; [`dev`]: the `raftmq dev` runner;
+//! - [`error`]: the error enum.
+
+pub mod admin;
+pub mod app;
+pub mod batcher;
+pub mod command;
+pub mod core;
+pub mod dev;
+pub mod error;
+pub mod model;
+pub mod receipt;
+pub mod replica;
+pub mod service;
+pub mod state;
+
+pub use error::BrokerError;
+pub use error::Result;

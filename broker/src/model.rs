@@ -1,0 +1,179 @@
+//! The broker's data model: topics, consumer groups, stored messages, and the newtypes for
+//! queue ids and offsets. Everything here is replicated through the log, so it is serde-encoded
+//! with field order fixed (append new fields at the end, behind a new op code when needed).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::Serialize;
+
+/// A queue within a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QueueId(pub u32);
+
+/// A position within one queue: dense, starting at 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QueueOffset(pub u64);
+
+impl fmt::Display for QueueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for QueueOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What a topic accepts (RocketMQ 5 topic message types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TopicKind {
+    /// Plain messages only.
+    Normal,
+    /// Ordered messages with a message group.
+    Fifo,
+    /// Messages with a delivery time.
+    Delay,
+    /// Transactional (half) messages.
+    Transaction,
+    /// Any of the above.
+    Mixed,
+}
+
+/// The type of one message, as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum MessageKind {
+    /// Plain.
+    Normal,
+    /// Ordered within its message group.
+    Fifo,
+    /// Delivered at a given time.
+    Delay,
+    /// Half message of a transaction.
+    Transaction,
+}
+
+impl TopicKind {
+    /// True if the topic takes messages of `kind`.
+    pub fn accepts(self, kind: MessageKind) -> bool {
+        matches!(
+            (self, kind),
+            (TopicKind::Mixed, _)
+                | (TopicKind::Normal, MessageKind::Normal)
+                | (TopicKind::Fifo, MessageKind::Fifo)
+                | (TopicKind::Delay, MessageKind::Delay)
+                | (TopicKind::Transaction, MessageKind::Transaction)
+        )
+    }
+
+    /// The message kinds the topic takes.
+    pub fn accepted(self) -> Vec<MessageKind> {
+        [
+            MessageKind::Normal,
+            MessageKind::Fifo,
+            MessageKind::Delay,
+            MessageKind::Transaction,
+        ]
+        .into_iter()
+        .filter(|k| self.accepts(*k))
+        .collect()
+    }
+}
+
+/// A topic's replicated configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    /// Topic name (the key).
+    pub name: String,
+    /// Number of queues; sends are spread over them.
+    pub queues: u32,
+    /// Accepted message types.
+    pub kind: TopicKind,
+}
+
+/// Prefix of the dead-letter topic of a consumer group.
+pub const DLQ_PREFIX: &str = "%DLQ%";
+
+/// The dead-letter topic of `group`.
+pub fn dlq_topic(group: &str) -> String {
+    format!("{DLQ_PREFIX}{group}")
+}
+
+/// A consumer group's replicated configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupConfig {
+    /// Group name (the key).
+    pub name: String,
+    /// A message delivered this many times without an ack goes to the dead-letter topic
+    /// instead of being delivered again (RocketMQ: retryMaxTimes + 1, 17 by default).
+    pub max_delivery_attempts: u32,
+    /// FIFO group: messages of a queue are handed out one batch at a time, in order.
+    pub fifo: bool,
+    /// Client-side retry backoff announced in Settings, in milliseconds per attempt.
+    pub retry_backoff_ms: Vec<u64>,
+}
+
+impl GroupConfig {
+    /// A group with RocketMQ's defaults.
+    pub fn with_defaults(name: impl Into<String>) -> Self {
+        GroupConfig {
+            name: name.into(),
+            max_delivery_attempts: 17,
+            fifo: false,
+            retry_backoff_ms: [
+                1, 5, 10, 30, 60, 120, 180, 240, 300, 360, 420, 480, 540, 600, 1200, 1800, 3600,
+                7200,
+            ]
+            .iter()
+            .map(|s| s * 1000)
+            .collect(),
+        }
+    }
+}
+
+/// A message as stored in the log: everything the producer sent plus the broker's stamps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    /// Topic it was sent to.
+    pub topic: String,
+    /// Queue it was sent to.
+    pub queue: QueueId,
+    /// Client-generated message id.
+    pub message_id: String,
+    /// Tag, if any.
+    pub tag: Option<String>,
+    /// Keys.
+    pub keys: Vec<String>,
+    /// User properties.
+    pub properties: BTreeMap<String, String>,
+    /// Message type as sent.
+    pub kind: MessageKind,
+    /// FIFO message group.
+    pub message_group: Option<String>,
+    /// Delivery time (DELAY), milliseconds since the epoch.
+    pub delivery_ms: Option<u64>,
+    /// Producer's timestamp, milliseconds since the epoch.
+    pub born_ms: u64,
+    /// Producer host.
+    pub born_host: String,
+    /// Body encoding (1 identity, 2 gzip), as sent.
+    pub body_encoding: i32,
+    /// Trace context.
+    pub trace_context: Option<String>,
+    /// Payload.
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+}
+
+/// A stable 64-bit hash of a tag (FNV-1a), stored in consume queues for tag filtering.
+pub fn tag_hash(tag: Option<&str>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in tag.unwrap_or("").bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}

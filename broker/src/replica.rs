@@ -1,0 +1,176 @@
+//! One replica of one Raft group of the broker: the group, its group commit, reads of messages
+//! from the log, and the notification long polls wait on.
+
+use std::collections::BTreeMap;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use raft_store::disk::Disk;
+use raft_store::group::Group;
+use raft_store::group::GroupConfig;
+use raft_store::group::GroupMetrics;
+use raft_store::group::Role;
+use raft_store::network::Channels;
+use raft_store::server::Registry;
+use raft_store::types::EntryPayload;
+use raft_store::types::GroupId;
+use tokio::sync::Notify;
+
+use crate::app::BrokerApp;
+use crate::batcher::BatchConfig;
+use crate::batcher::Batcher;
+use crate::command;
+use crate::command::Command;
+use crate::error::BrokerError;
+use crate::error::Result;
+use crate::model::StoredMessage;
+use crate::state::BrokerState;
+use crate::state::Outcome;
+use crate::state::consume_queue::CqEntry;
+
+/// Recently read log entries, so a receive of many messages from one batch reads it once.
+struct EntryCache {
+    map: BTreeMap<u64, Arc<Vec<u8>>>,
+    order: VecDeque<u64>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl EntryCache {
+    fn get(&self, index: u64) -> Option<Arc<Vec<u8>>> {
+        self.map.get(&index).cloned()
+    }
+
+    fn put(&mut self, index: u64, bytes: Arc<Vec<u8>>) {
+        if self.map.contains_key(&index) {
+            return;
+        }
+        self.bytes += bytes.len();
+        self.map.insert(index, bytes);
+        self.order.push_back(index);
+        while self.bytes > self.max_bytes && self.order.len() > 1 {
+            let old = self.order.pop_front().expect("non-empty");
+            if let Some(b) = self.map.remove(&old) {
+                self.bytes -= b.len();
+            }
+        }
+    }
+}
+
+/// A running replica; see the module docs.
+pub struct Replica {
+    group: Arc<Group<BrokerApp>>,
+    batcher: Batcher,
+    changed: Arc<Notify>,
+    cache: Mutex<EntryCache>,
+}
+
+impl Replica {
+    /// Starts (or recovers) the replica described by `cfg`.
+    pub async fn start(
+        cfg: GroupConfig,
+        disk: Arc<dyn Disk>,
+        registry: &Registry,
+        channels: &Channels,
+        batch: BatchConfig,
+    ) -> Result<Arc<Replica>> {
+        let changed = Arc::new(Notify::new());
+        let group = Arc::new(
+            Group::start(
+                cfg,
+                disk,
+                BrokerApp::new(changed.clone()),
+                registry,
+                channels,
+            )
+            .await?,
+        );
+        let batcher = Batcher::spawn(group.clone(), batch);
+        Ok(Arc::new(Replica {
+            group,
+            batcher,
+            changed,
+            cache: Mutex::new(EntryCache {
+                map: BTreeMap::new(),
+                order: VecDeque::new(),
+                bytes: 0,
+                max_bytes: 64 << 20,
+            }),
+        }))
+    }
+
+    /// The Raft group id.
+    pub fn group_id(&self) -> GroupId {
+        self.group.config().group
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.group.config().node_id
+    }
+
+    /// Raft state.
+    pub fn metrics(&self) -> GroupMetrics {
+        self.group.metrics()
+    }
+
+    /// True if this replica leads its group now.
+    pub fn is_leader(&self) -> bool {
+        self.group.metrics().role == Role::Leader
+    }
+
+    /// The underlying group.
+    pub fn group(&self) -> &Arc<Group<BrokerApp>> {
+        &self.group
+    }
+
+    /// Proposes `command` (group-committed with others) and waits for its outcome.
+    pub async fn submit(&self, command: Command) -> Result<Outcome> {
+        self.batcher.submit(command).await
+    }
+
+    /// Reads the applied state (briefly).
+    pub fn read<T>(&self, f: impl FnOnce(&BrokerState) -> T) -> T {
+        self.group.with_app(|a| f(a.app.state()))
+    }
+
+    /// Notified after every apply.
+    pub fn changed(&self) -> &Arc<Notify> {
+        &self.changed
+    }
+
+    /// Reads a committed message from the log.
+    pub fn read_message(&self, e: &CqEntry) -> Result<StoredMessage> {
+        let cached = self.cache.lock().unwrap().get(e.log_index);
+        let bytes = match cached {
+            Some(b) => b,
+            None => {
+                let entries = self.group.log().read(e.log_index..e.log_index + 1)?;
+                let payload = match entries.into_iter().next().map(|en| en.payload) {
+                    Some(EntryPayload::Normal(r)) => Arc::new(r.0),
+                    other => {
+                        return Err(BrokerError::Corrupt(format!(
+                            "log entry {} is not a broker entry: {other:?}",
+                            e.log_index
+                        )));
+                    }
+                };
+                self.cache.lock().unwrap().put(e.log_index, payload.clone());
+                payload
+            }
+        };
+        command::decode_message(&bytes, e.pos, e.len).map_err(|m| {
+            BrokerError::Corrupt(format!(
+                "message at entry {} byte {}: {m}",
+                e.log_index, e.pos
+            ))
+        })
+    }
+
+    /// Stops the replica (handing leadership over first if it leads).
+    pub async fn shutdown(&self) -> Result<()> {
+        self.group.shutdown().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,156 @@
+//! Conversions between v2 protocol types and the broker's model: messages in (with
+//! validation, see `validate`) and out (with the server-set system properties).
+
+use std::time::Duration;
+
+use md5::Digest as _;
+use md5::Md5;
+use raftmq_proto::v2 as pb;
+
+use crate::model::MessageKind;
+use crate::model::StoredMessage;
+use crate::model::TopicKind;
+
+/// Milliseconds since the epoch from a protobuf timestamp (clients send seconds or millis
+/// precision; both land here).
+pub fn ts_to_ms(t: &prost_types::Timestamp) -> u64 {
+    (t.seconds.max(0) as u64) * 1000 + (t.nanos.max(0) as u64) / 1_000_000
+}
+
+/// A protobuf timestamp from milliseconds since the epoch.
+pub fn ms_to_ts(ms: u64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
+}
+
+/// A duration from a protobuf duration (negative becomes zero).
+pub fn pb_duration(d: &prost_types::Duration) -> Duration {
+    Duration::from_secs(d.seconds.max(0) as u64) + Duration::from_nanos(d.nanos.max(0) as u64)
+}
+
+/// A protobuf duration.
+pub fn to_pb_duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+/// The v2 message type of a kind.
+pub fn kind_to_pb(k: MessageKind) -> pb::MessageType {
+    match k {
+        MessageKind::Normal => pb::MessageType::Normal,
+        MessageKind::Fifo => pb::MessageType::Fifo,
+        MessageKind::Delay => pb::MessageType::Delay,
+        MessageKind::Transaction => pb::MessageType::Transaction,
+    }
+}
+
+/// The message types a topic accepts, for routes.
+pub fn accepted_types(k: TopicKind) -> Vec<i32> {
+    k.accepted()
+        .into_iter()
+        .map(|m| kind_to_pb(m) as i32)
+        .collect()
+}
+
+/// Parses a topic kind name (admin).
+pub fn parse_topic_kind(s: &str) -> Option<TopicKind> {
+    Some(match s.to_ascii_lowercase().as_str() {
+        "normal" => TopicKind::Normal,
+        "fifo" => TopicKind::Fifo,
+        "delay" => TopicKind::Delay,
+        "transaction" => TopicKind::Transaction,
+        "mixed" | "" => TopicKind::Mixed,
+        _ => return None,
+    })
+}
+
+/// The name of a topic kind.
+pub fn topic_kind_name(k: TopicKind) -> &'static str {
+    match k {
+        TopicKind::Normal => "normal",
+        TopicKind::Fifo => "fifo",
+        TopicKind::Delay => "delay",
+        TopicKind::Transaction => "transaction",
+        TopicKind::Mixed => "mixed",
+    }
+}
+
+/// MD5 of the body as upper-case hex, as the Apache proxy sends it (clients verify it).
+pub fn md5_upper_hex(body: &[u8]) -> String {
+    Md5::digest(body)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect()
+}
+
+/// Everything the server adds to a delivered message.
+pub struct DeliveryStamp<'a> {
+    /// Topic it is delivered from (a dead-letter topic for dead letters).
+    pub topic: &'a str,
+    /// Queue it is delivered from.
+    pub queue: u32,
+    /// Offset within that queue.
+    pub offset: u64,
+    /// Receipt handle.
+    pub receipt_handle: String,
+    /// Delivery attempt (1 first).
+    pub attempt: u32,
+    /// Invisible duration granted.
+    pub invisible: Duration,
+    /// When it was stored.
+    pub store_ms: u64,
+    /// This broker's address, for `store_host`.
+    pub store_host: &'a str,
+}
+
+/// Builds the v2 message for a delivery.
+pub fn to_pb_message(m: StoredMessage, s: DeliveryStamp<'_>) -> pb::Message {
+    let dead_letter_queue = (s.topic != m.topic).then(|| pb::DeadLetterQueue {
+        topic: m.topic.clone(),
+        message_id: m.message_id.clone(),
+    });
+    let sys = pb::SystemProperties {
+        tag: m.tag.clone(),
+        keys: m.keys.clone(),
+        message_id: m.message_id.clone(),
+        body_digest: Some(pb::Digest {
+            r#type: pb::DigestType::Md5 as i32,
+            checksum: md5_upper_hex(&m.body),
+        }),
+        body_encoding: if m.body_encoding == pb::Encoding::Gzip as i32 {
+            pb::Encoding::Gzip as i32
+        } else {
+            pb::Encoding::Identity as i32
+        },
+        message_type: kind_to_pb(m.kind) as i32,
+        born_timestamp: Some(ms_to_ts(m.born_ms)),
+        born_host: m.born_host.clone(),
+        store_timestamp: Some(ms_to_ts(s.store_ms)),
+        store_host: s.store_host.to_string(),
+        delivery_timestamp: m.delivery_ms.map(ms_to_ts),
+        receipt_handle: Some(s.receipt_handle),
+        queue_id: s.queue as i32,
+        queue_offset: Some(s.offset as i64),
+        invisible_duration: Some(to_pb_duration(s.invisible)),
+        delivery_attempt: Some(s.attempt as i32),
+        message_group: m.message_group.clone(),
+        trace_context: m.trace_context.clone(),
+        orphaned_transaction_recovery_duration: None,
+        dead_letter_queue,
+        lite_topic: None,
+        priority: None,
+    };
+    pb::Message {
+        topic: Some(pb::Resource {
+            resource_namespace: String::new(),
+            name: s.topic.to_string(),
+        }),
+        user_properties: m.properties.into_iter().collect(),
+        system_properties: Some(sys),
+        body: m.body.into(),
+    }
+}

@@ -1,0 +1,223 @@
+//! The Apache RocketMQ v2 `MessagingService` over the broker core. One file per RPC family:
+//! `route` (QueryRoute, Heartbeat, QueryAssignment, NotifyClientTermination), `send`,
+//! `receive` (ReceiveMessage, Ack, ChangeInvisibleDuration), `telemetry`; plus `convert`,
+//! `validate` and `status` helpers. Business errors are v2 statuses inside gRPC-OK responses;
+//! gRPC errors are used only for unimplemented RPCs.
+
+pub mod convert;
+mod receive;
+mod route;
+mod send;
+pub mod status;
+mod telemetry;
+pub mod validate;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use raftmq_proto::v2 as pb;
+use raftmq_proto::v2::Code;
+use raftmq_proto::v2::messaging_service_server::MessagingService;
+use tonic::Request;
+use tonic::Response;
+
+use crate::core::BrokerCore;
+
+type RpcResult<T> = Result<Response<T>, tonic::Status>;
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;
+
+/// The v2 service; cheap to clone.
+#[derive(Clone)]
+pub struct MessagingServer {
+    core: Arc<BrokerCore>,
+}
+
+impl MessagingServer {
+    /// A service over `core`.
+    pub fn new(core: Arc<BrokerCore>) -> Self {
+        Self { core }
+    }
+}
+
+/// The calling client's id (`x-mq-client-id`), or the status to answer without one.
+fn client_id<T>(req: &Request<T>) -> Result<String, pb::Status> {
+    match req
+        .metadata()
+        .get("x-mq-client-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(id) if !id.trim().is_empty() => Ok(id.to_string()),
+        _ => Err(status::status(
+            Code::ClientIdRequired,
+            "the x-mq-client-id header is required",
+        )),
+    }
+}
+
+/// The request's gRPC deadline (`grpc-timeout`), if any.
+fn grpc_timeout<T>(req: &Request<T>) -> Option<Duration> {
+    let v = req.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (num, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[tonic::async_trait]
+impl MessagingService for MessagingServer {
+    type ReceiveMessageStream = BoxStream<pb::ReceiveMessageResponse>;
+    type PullMessageStream = BoxStream<pb::PullMessageResponse>;
+    type TelemetryStream = BoxStream<pb::TelemetryCommand>;
+
+    async fn query_route(
+        &self,
+        req: Request<pb::QueryRouteRequest>,
+    ) -> RpcResult<pb::QueryRouteResponse> {
+        Ok(Response::new(route::query_route(&self.core, req).await))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> RpcResult<pb::HeartbeatResponse> {
+        Ok(Response::new(route::heartbeat(&self.core, req).await))
+    }
+
+    async fn send_message(
+        &self,
+        req: Request<pb::SendMessageRequest>,
+    ) -> RpcResult<pb::SendMessageResponse> {
+        Ok(Response::new(send::send_message(&self.core, req).await))
+    }
+
+    async fn query_assignment(
+        &self,
+        req: Request<pb::QueryAssignmentRequest>,
+    ) -> RpcResult<pb::QueryAssignmentResponse> {
+        Ok(Response::new(
+            route::query_assignment(&self.core, req).await,
+        ))
+    }
+
+    async fn receive_message(
+        &self,
+        req: Request<pb::ReceiveMessageRequest>,
+    ) -> RpcResult<Self::ReceiveMessageStream> {
+        let replies = receive::receive_message(&self.core, req).await;
+        Ok(Response::new(Box::pin(futures::stream::iter(
+            replies.into_iter().map(Ok),
+        ))))
+    }
+
+    async fn ack_message(
+        &self,
+        req: Request<pb::AckMessageRequest>,
+    ) -> RpcResult<pb::AckMessageResponse> {
+        Ok(Response::new(receive::ack_message(&self.core, req).await))
+    }
+
+    async fn forward_message_to_dead_letter_queue(
+        &self,
+        _req: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
+    ) -> RpcResult<pb::ForwardMessageToDeadLetterQueueResponse> {
+        Ok(Response::new(pb::ForwardMessageToDeadLetterQueueResponse {
+            status: Some(status::status(
+                Code::Unsupported,
+                "forwarding FIFO messages to the dead-letter queue is not supported yet",
+            )),
+        }))
+    }
+
+    async fn pull_message(
+        &self,
+        _req: Request<pb::PullMessageRequest>,
+    ) -> RpcResult<Self::PullMessageStream> {
+        Err(tonic::Status::unimplemented(
+            "PullMessage is not implemented",
+        ))
+    }
+
+    async fn update_offset(
+        &self,
+        _req: Request<pb::UpdateOffsetRequest>,
+    ) -> RpcResult<pb::UpdateOffsetResponse> {
+        Err(tonic::Status::unimplemented(
+            "UpdateOffset is not implemented",
+        ))
+    }
+
+    async fn get_offset(
+        &self,
+        _req: Request<pb::GetOffsetRequest>,
+    ) -> RpcResult<pb::GetOffsetResponse> {
+        Err(tonic::Status::unimplemented("GetOffset is not implemented"))
+    }
+
+    async fn query_offset(
+        &self,
+        _req: Request<pb::QueryOffsetRequest>,
+    ) -> RpcResult<pb::QueryOffsetResponse> {
+        Err(tonic::Status::unimplemented(
+            "QueryOffset is not implemented",
+        ))
+    }
+
+    async fn end_transaction(
+        &self,
+        _req: Request<pb::EndTransactionRequest>,
+    ) -> RpcResult<pb::EndTransactionResponse> {
+        Ok(Response::new(pb::EndTransactionResponse {
+            status: Some(status::status(
+                Code::Unsupported,
+                "transactional messages are not supported yet",
+            )),
+        }))
+    }
+
+    async fn telemetry(
+        &self,
+        req: Request<tonic::Streaming<pb::TelemetryCommand>>,
+    ) -> RpcResult<Self::TelemetryStream> {
+        telemetry::telemetry(self.core.clone(), req).await
+    }
+
+    async fn notify_client_termination(
+        &self,
+        req: Request<pb::NotifyClientTerminationRequest>,
+    ) -> RpcResult<pb::NotifyClientTerminationResponse> {
+        Ok(Response::new(
+            route::notify_client_termination(&self.core, req).await,
+        ))
+    }
+
+    async fn change_invisible_duration(
+        &self,
+        req: Request<pb::ChangeInvisibleDurationRequest>,
+    ) -> RpcResult<pb::ChangeInvisibleDurationResponse> {
+        Ok(Response::new(
+            receive::change_invisible_duration(&self.core, req).await,
+        ))
+    }
+
+    async fn recall_message(
+        &self,
+        _req: Request<pb::RecallMessageRequest>,
+    ) -> RpcResult<pb::RecallMessageResponse> {
+        Ok(Response::new(pb::RecallMessageResponse {
+            status: Some(status::status(
+                Code::Unsupported,
+                "recalling messages is not supported",
+            )),
+            message_id: String::new(),
+        }))
+    }
+}

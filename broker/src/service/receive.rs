@@ -1,0 +1,392 @@
+//! ReceiveMessage (long polling), AckMessage, ChangeInvisibleDuration.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use raftmq_proto::v2 as pb;
+use raftmq_proto::v2::Code;
+use tonic::Request;
+
+use super::client_id;
+use super::convert::DeliveryStamp;
+use super::convert::ms_to_ts;
+use super::convert::pb_duration;
+use super::convert::to_pb_message;
+use super::grpc_timeout;
+use super::status::combine;
+use super::status::from_error;
+use super::status::from_reject;
+use super::status::ok;
+use super::status::status;
+use super::validate;
+use crate::batcher::now_ms;
+use crate::command::Ack;
+use crate::command::ChangeInvisible;
+use crate::command::Command;
+use crate::command::Pop;
+use crate::command::TagFilter;
+use crate::core::BrokerCore;
+use crate::model::QueueId;
+use crate::model::tag_hash;
+use crate::receipt;
+use crate::state::Outcome;
+
+/// Long polls default to this when the client names none.
+const DEFAULT_LONG_POLL: Duration = Duration::from_secs(20);
+/// And never exceed this.
+const MAX_LONG_POLL: Duration = Duration::from_secs(60);
+/// Margin kept before the client's gRPC deadline, so the answer arrives in time.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(200);
+const MAX_BATCH: i32 = 1024;
+
+fn reply_status(s: pb::Status) -> Vec<pb::ReceiveMessageResponse> {
+    vec![
+        pb::ReceiveMessageResponse {
+            content: Some(pb::receive_message_response::Content::Status(s)),
+        },
+        pb::ReceiveMessageResponse {
+            content: Some(pb::receive_message_response::Content::DeliveryTimestamp(
+                ms_to_ts(now_ms()),
+            )),
+        },
+    ]
+}
+
+/// Parses a filter expression; only tag filters are supported so far.
+pub fn parse_filter(f: Option<&pb::FilterExpression>) -> Result<TagFilter, pb::Status> {
+    let Some(f) = f else {
+        return Ok(TagFilter::All);
+    };
+    match pb::FilterType::try_from(f.r#type).unwrap_or(pb::FilterType::Unspecified) {
+        pb::FilterType::Tag | pb::FilterType::Unspecified => {
+            let e = f.expression.trim();
+            if e.is_empty() || e == "*" {
+                return Ok(TagFilter::All);
+            }
+            let tags: Vec<&str> = e.split("||").map(str::trim).collect();
+            if tags.iter().any(|t| t.is_empty()) {
+                return Err(status(
+                    Code::IllegalFilterExpression,
+                    format!("illegal tag expression {e:?}"),
+                ));
+            }
+            Ok(TagFilter::Tags(
+                tags.into_iter().map(|t| tag_hash(Some(t))).collect(),
+            ))
+        }
+        pb::FilterType::Sql => Err(status(
+            Code::Unsupported,
+            "SQL92 filters are not supported yet",
+        )),
+    }
+}
+
+pub async fn receive_message(
+    core: &BrokerCore,
+    req: Request<pb::ReceiveMessageRequest>,
+) -> Vec<pb::ReceiveMessageResponse> {
+    let started = tokio::time::Instant::now();
+    let rpc_deadline = grpc_timeout(&req);
+    let client = match client_id(&req) {
+        Ok(c) => c,
+        Err(s) => return reply_status(s),
+    };
+    core.touch_client(&client);
+    let req = req.into_inner();
+    let group = match validate::group(req.group.as_ref()) {
+        Ok(g) => g,
+        Err(s) => return reply_status(s),
+    };
+    let Some(mq) = req.message_queue.as_ref() else {
+        return reply_status(status(Code::BadRequest, "message queue is required"));
+    };
+    let topic = match validate::topic(mq.topic.as_ref()) {
+        Ok(t) => t,
+        Err(s) => return reply_status(s),
+    };
+    if req.batch_size <= 0 || req.batch_size > MAX_BATCH {
+        return reply_status(status(
+            Code::BadRequest,
+            format!("batch size must be 1..={MAX_BATCH}"),
+        ));
+    }
+    let invisible = match (
+        req.auto_renew,
+        req.invisible_duration.as_ref().map(pb_duration),
+    ) {
+        (true, None) => core.settings.renew_invisible,
+        (_, Some(d)) if d >= core.settings.min_invisible && d <= core.settings.max_invisible => d,
+        (_, Some(d)) => {
+            return reply_status(status(
+                Code::IllegalInvisibleTime,
+                format!(
+                    "invisible duration {d:?} is outside {:?}..={:?}",
+                    core.settings.min_invisible, core.settings.max_invisible
+                ),
+            ));
+        }
+        (false, None) => {
+            return reply_status(status(
+                Code::IllegalInvisibleTime,
+                "invisible duration is required",
+            ));
+        }
+    };
+    let filter = match parse_filter(req.filter_expression.as_ref()) {
+        Ok(f) => f,
+        Err(s) => return reply_status(s),
+    };
+    let mut wait = req
+        .long_polling_timeout
+        .as_ref()
+        .map(pb_duration)
+        .unwrap_or(DEFAULT_LONG_POLL)
+        .min(MAX_LONG_POLL);
+    if let Some(d) = rpc_deadline {
+        wait = wait.min(d.saturating_sub(DEADLINE_MARGIN));
+    }
+    let deadline = started + wait;
+
+    match core.ensure_topic(&topic).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return reply_status(status(
+                Code::TopicNotFound,
+                format!("topic {topic} does not exist"),
+            ));
+        }
+        Err(e) => return reply_status(from_error(&e)),
+    }
+    let gcfg = match core.ensure_group(&group).await {
+        Ok(g) => g,
+        Err(e) => return reply_status(from_error(&e)),
+    };
+    // Only FIFO groups read a named queue; others take from any queue (as the proxy does).
+    let queue = (gcfg.fifo && mq.id >= 0).then_some(mq.id as u32);
+    let pop = Pop {
+        group: group.clone(),
+        topic: topic.clone(),
+        queue: queue.map(QueueId),
+        max: req.batch_size as u32,
+        invisible_ms: invisible.as_millis() as u64,
+        filter,
+    };
+
+    loop {
+        let leader = match core.leader().await {
+            Ok(l) => l,
+            Err(e) => return reply_status(from_error(&e)),
+        };
+        let notified = leader.changed().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let now = now_ms();
+        let (visible, expiry) = leader.read(|s| {
+            (
+                s.has_visible(&group, &topic, queue, now),
+                s.next_expiry(&group, &topic),
+            )
+        });
+        if visible {
+            match core.pop(pop.clone()).await {
+                Ok(got) if !got.is_empty() => {
+                    let group_id = core.group_id();
+                    let mut out = vec![pb::ReceiveMessageResponse {
+                        content: Some(pb::receive_message_response::Content::Status(ok())),
+                    }];
+                    let host = core
+                        .settings
+                        .advertised
+                        .as_ref()
+                        .map_or(String::new(), |(h, p)| format!("{h}:{p}"));
+                    for (d, m) in got {
+                        if req.auto_renew {
+                            core.track_renewal(&client, &group, &d.topic, d.receipt, d.deadline_ms);
+                        }
+                        let msg = to_pb_message(
+                            m,
+                            DeliveryStamp {
+                                topic: &d.topic,
+                                queue: d.receipt.queue.0,
+                                offset: d.receipt.offset.0,
+                                receipt_handle: receipt::encode(group_id, &d.receipt),
+                                attempt: d.attempt,
+                                invisible,
+                                store_ms: d.entry.store_ms,
+                                store_host: &host,
+                            },
+                        );
+                        out.push(pb::ReceiveMessageResponse {
+                            content: Some(pb::receive_message_response::Content::Message(msg)),
+                        });
+                    }
+                    out.push(pb::ReceiveMessageResponse {
+                        content: Some(pb::receive_message_response::Content::DeliveryTimestamp(
+                            ms_to_ts(now_ms()),
+                        )),
+                    });
+                    return out;
+                }
+                Ok(_) => continue, // everything visible was filtered out or dead-lettered
+                Err(crate::error::BrokerError::Rejected(r)) => {
+                    return reply_status(from_reject(&r));
+                }
+                Err(e) => return reply_status(from_error(&e)),
+            }
+        }
+        let now_i = tokio::time::Instant::now();
+        if now_i >= deadline {
+            return reply_status(status(Code::MessageNotFound, "no new message"));
+        }
+        let mut sleep = (deadline - now_i).min(Duration::from_secs(1));
+        if let Some(e) = expiry {
+            sleep = sleep.min(Duration::from_millis(e.saturating_sub(now).max(1)));
+        }
+        tokio::select! {
+            biased;
+            _ = &mut notified => {}
+            _ = tokio::time::sleep(sleep) => {}
+        }
+    }
+}
+
+pub async fn ack_message(
+    core: &BrokerCore,
+    req: Request<pb::AckMessageRequest>,
+) -> pb::AckMessageResponse {
+    let id_check = client_id(&req);
+    let req = req.into_inner();
+    let fail = |s: pb::Status| pb::AckMessageResponse {
+        entries: req
+            .entries
+            .iter()
+            .map(|e| pb::AckMessageResultEntry {
+                message_id: e.message_id.clone(),
+                receipt_handle: e.receipt_handle.clone(),
+                status: Some(s.clone()),
+            })
+            .collect(),
+        status: Some(s),
+    };
+    match id_check {
+        Ok(c) => core.touch_client(&c),
+        Err(s) => return fail(s),
+    }
+    let (group, topic) = match (
+        validate::group(req.group.as_ref()),
+        validate::topic(req.topic.as_ref()),
+    ) {
+        (Ok(g), Ok(t)) => (g, t),
+        (Err(s), _) | (_, Err(s)) => return fail(s),
+    };
+    if req.entries.is_empty() {
+        return fail(status(Code::BadRequest, "no entries"));
+    }
+    let acks = req.entries.iter().map(|e| async {
+        let r = match receipt::decode(&e.receipt_handle) {
+            Ok((g, r)) if g == core.group_id() => r,
+            Ok(_) => {
+                return status(
+                    Code::InvalidReceiptHandle,
+                    "receipt handle belongs to another broker",
+                );
+            }
+            Err(why) => return status(Code::InvalidReceiptHandle, why),
+        };
+        let cmd = Command::Ack(Ack {
+            group: group.clone(),
+            topic: topic.clone(),
+            receipt: r,
+        });
+        match core.submit(cmd).await {
+            Ok(Outcome::Acked) => {
+                core.untrack_renewal(&group, &topic, &r);
+                ok()
+            }
+            Ok(Outcome::Rejected(x)) => from_reject(&x),
+            Ok(other) => status(Code::InternalError, format!("unexpected outcome {other:?}")),
+            Err(e) => from_error(&e),
+        }
+    });
+    let statuses = join_all(acks).await;
+    let entries: Vec<_> = req
+        .entries
+        .iter()
+        .zip(statuses)
+        .map(|(e, s)| pb::AckMessageResultEntry {
+            message_id: e.message_id.clone(),
+            receipt_handle: e.receipt_handle.clone(),
+            status: Some(s),
+        })
+        .collect();
+    pb::AckMessageResponse {
+        status: Some(combine(entries.iter().filter_map(|e| e.status.as_ref()))),
+        entries,
+    }
+}
+
+pub async fn change_invisible_duration(
+    core: &BrokerCore,
+    req: Request<pb::ChangeInvisibleDurationRequest>,
+) -> pb::ChangeInvisibleDurationResponse {
+    let id_check = client_id(&req);
+    let req = req.into_inner();
+    let fail = |s: pb::Status| pb::ChangeInvisibleDurationResponse {
+        status: Some(s),
+        receipt_handle: req.receipt_handle.clone(),
+    };
+    match id_check {
+        Ok(c) => core.touch_client(&c),
+        Err(s) => return fail(s),
+    }
+    let (group, topic) = match (
+        validate::group(req.group.as_ref()),
+        validate::topic(req.topic.as_ref()),
+    ) {
+        (Ok(g), Ok(t)) => (g, t),
+        (Err(s), _) | (_, Err(s)) => return fail(s),
+    };
+    let invisible = req
+        .invisible_duration
+        .as_ref()
+        .map(pb_duration)
+        .unwrap_or_default();
+    if invisible > core.settings.max_invisible {
+        return fail(status(
+            Code::IllegalInvisibleTime,
+            format!("invisible duration {invisible:?} is too long"),
+        ));
+    }
+    let r = match receipt::decode(&req.receipt_handle) {
+        Ok((g, r)) if g == core.group_id() => r,
+        Ok(_) => {
+            return fail(status(
+                Code::InvalidReceiptHandle,
+                "receipt handle belongs to another broker",
+            ));
+        }
+        Err(why) => return fail(status(Code::InvalidReceiptHandle, why)),
+    };
+    let cmd = Command::ChangeInvisible(ChangeInvisible {
+        group: group.clone(),
+        topic: topic.clone(),
+        receipt: r,
+        invisible_ms: invisible.as_millis() as u64,
+    });
+    match core.submit(cmd).await {
+        Ok(Outcome::Changed { receipt: nr, .. }) => {
+            // The client now manages this delivery's visibility itself.
+            core.untrack_renewal(&group, &topic, &r);
+            pb::ChangeInvisibleDurationResponse {
+                status: Some(ok()),
+                receipt_handle: receipt::encode(core.group_id(), &nr),
+            }
+        }
+        Ok(Outcome::Rejected(x)) => fail(from_reject(&x)),
+        Ok(other) => fail(status(
+            Code::InternalError,
+            format!("unexpected outcome {other:?}"),
+        )),
+        Err(e) => fail(from_error(&e)),
+    }
+}

@@ -1,0 +1,246 @@
+//! Validation of client input, with the v2 code each rule answers (rules as the Apache proxy
+//! applies them). Bad input never reaches the log.
+
+use std::collections::BTreeMap;
+
+use raftmq_proto::v2 as pb;
+use raftmq_proto::v2::Code;
+use raftmq_proto::v2::Status;
+
+use super::convert::ts_to_ms;
+use super::status::status;
+use crate::model::DLQ_PREFIX;
+use crate::model::MessageKind;
+use crate::model::QueueId;
+use crate::model::StoredMessage;
+
+/// Properties RocketMQ reserves for itself (a producer may not set them).
+const RESERVED_KEYS: &[&str] = &[
+    "KEYS",
+    "TAGS",
+    "WAIT",
+    "DELAY",
+    "RETRY_TOPIC",
+    "REAL_TOPIC",
+    "REAL_QID",
+    "TRAN_MSG",
+    "PGROUP",
+    "MIN_OFFSET",
+    "MAX_OFFSET",
+    "BUYER_ID",
+    "ORIGIN_MESSAGE_ID",
+    "TRANSFER_FLAG",
+    "CORRECTION_FLAG",
+    "MQ2_FLAG",
+    "RECONSUME_TIME",
+    "MSG_REGION",
+    "TRACE_ON",
+    "UNIQ_KEY",
+    "MAX_RECONSUME_TIMES",
+    "CONSUME_START_TIME",
+    "POP_CK",
+    "__STARTDELIVERTIME",
+    "TIMER_DELIVER_MS",
+    "TIMER_DELAY_SEC",
+    "TIMER_DELAY_MS",
+    "SHARDING_KEY",
+    "__transactionId__",
+];
+const MAX_PROPERTIES: usize = 128;
+const MAX_PROPERTY_BYTES: usize = 16 << 10;
+const MAX_GROUP_BYTES: usize = 64;
+const MAX_NAME_LEN: usize = 127;
+const MAX_DELAY_MS: u64 = 24 * 3600 * 1000;
+
+fn bad(code: Code, msg: impl Into<String>) -> Status {
+    status(code, msg)
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+fn name_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_NAME_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"%|_-".contains(&b))
+}
+
+/// The topic name of a resource (namespaces are not supported).
+pub fn topic(r: Option<&pb::Resource>) -> Result<String, Status> {
+    let r = r.ok_or_else(|| bad(Code::IllegalTopic, "topic is required"))?;
+    if !r.resource_namespace.is_empty() {
+        return Err(bad(
+            Code::IllegalTopic,
+            "namespaces are not supported; leave the namespace empty",
+        ));
+    }
+    if !name_ok(&r.name) {
+        return Err(bad(
+            Code::IllegalTopic,
+            format!(
+                "illegal topic name {:?}: use 1-127 characters of [%|a-zA-Z0-9_-]",
+                r.name
+            ),
+        ));
+    }
+    Ok(r.name.clone())
+}
+
+/// The consumer group name of a resource.
+pub fn group(r: Option<&pb::Resource>) -> Result<String, Status> {
+    let r = r.ok_or_else(|| bad(Code::IllegalConsumerGroup, "consumer group is required"))?;
+    if !r.resource_namespace.is_empty() {
+        return Err(bad(
+            Code::IllegalConsumerGroup,
+            "namespaces are not supported; leave the namespace empty",
+        ));
+    }
+    if !name_ok(&r.name) || r.name.starts_with('%') {
+        return Err(bad(
+            Code::IllegalConsumerGroup,
+            format!(
+                "illegal consumer group name {:?}: use 1-127 characters of [a-zA-Z0-9_-]",
+                r.name
+            ),
+        ));
+    }
+    Ok(r.name.clone())
+}
+
+/// Validates a message to send and converts it; `now_ms` bounds delivery times.
+pub fn message(m: &pb::Message, max_body: usize, now_ms: u64) -> Result<StoredMessage, Status> {
+    let topic = topic(m.topic.as_ref())?;
+    if topic.starts_with(DLQ_PREFIX) {
+        return Err(bad(
+            Code::IllegalTopic,
+            "dead-letter topics cannot be sent to",
+        ));
+    }
+    let sys = m
+        .system_properties
+        .as_ref()
+        .ok_or_else(|| bad(Code::BadRequest, "system properties are required"))?;
+    if sys.message_id.trim().is_empty() {
+        return Err(bad(Code::IllegalMessageId, "message id is required"));
+    }
+    if m.body.len() > max_body {
+        return Err(bad(
+            Code::MessageBodyTooLarge,
+            format!(
+                "body of {} bytes exceeds the limit of {max_body}",
+                m.body.len()
+            ),
+        ));
+    }
+    if let Some(tag) = &sys.tag
+        && (tag.trim().is_empty() || tag.contains('|') || has_control(tag))
+    {
+        return Err(bad(Code::IllegalMessageTag, format!("illegal tag {tag:?}")));
+    }
+    for k in &sys.keys {
+        if k.trim().is_empty() || has_control(k) {
+            return Err(bad(Code::IllegalMessageKey, format!("illegal key {k:?}")));
+        }
+    }
+    if let Some(g) = &sys.message_group
+        && (g.trim().is_empty() || g.len() >= MAX_GROUP_BYTES || has_control(g))
+    {
+        return Err(bad(
+            Code::IllegalMessageGroup,
+            format!("illegal message group {g:?}"),
+        ));
+    }
+    let mut bytes = 0;
+    for (k, v) in &m.user_properties {
+        if k.is_empty() || RESERVED_KEYS.contains(&k.as_str()) {
+            return Err(bad(
+                Code::IllegalMessagePropertyKey,
+                format!("property key {k:?} is reserved"),
+            ));
+        }
+        bytes += k.len() + v.len();
+    }
+    if m.user_properties.len() > MAX_PROPERTIES || bytes > MAX_PROPERTY_BYTES {
+        return Err(bad(
+            Code::MessagePropertiesTooLarge,
+            format!(
+                "{} properties of {bytes} bytes exceed {MAX_PROPERTIES} / {MAX_PROPERTY_BYTES}",
+                m.user_properties.len()
+            ),
+        ));
+    }
+    let delivery_ms = sys.delivery_timestamp.as_ref().map(ts_to_ms);
+    let declared =
+        pb::MessageType::try_from(sys.message_type).unwrap_or(pb::MessageType::Unspecified);
+    let kind = match declared {
+        pb::MessageType::Normal => MessageKind::Normal,
+        pb::MessageType::Fifo => MessageKind::Fifo,
+        pb::MessageType::Delay => MessageKind::Delay,
+        pb::MessageType::Transaction => MessageKind::Transaction,
+        pb::MessageType::Unspecified if sys.message_group.is_some() => MessageKind::Fifo,
+        pb::MessageType::Unspecified if delivery_ms.is_some() => MessageKind::Delay,
+        pb::MessageType::Unspecified => MessageKind::Normal,
+        other => {
+            return Err(bad(
+                Code::Unsupported,
+                format!("message type {other:?} is not supported"),
+            ));
+        }
+    };
+    let conflict = |why: &str| bad(Code::MessagePropertyConflictWithType, why.to_string());
+    match kind {
+        MessageKind::Fifo if sys.message_group.is_none() => {
+            return Err(conflict("a FIFO message needs a message group"));
+        }
+        MessageKind::Delay if delivery_ms.is_none() => {
+            return Err(conflict("a DELAY message needs a delivery timestamp"));
+        }
+        _ if sys.message_group.is_some() && delivery_ms.is_some() => {
+            return Err(conflict(
+                "a message cannot have both a message group and a delivery timestamp",
+            ));
+        }
+        MessageKind::Normal if sys.message_group.is_some() || delivery_ms.is_some() => {
+            return Err(conflict(
+                "a NORMAL message cannot have a message group or a delivery timestamp",
+            ));
+        }
+        _ => {}
+    }
+    if let Some(d) = delivery_ms
+        && d > now_ms + MAX_DELAY_MS
+    {
+        return Err(bad(
+            Code::IllegalDeliveryTime,
+            "delivery time is more than a day ahead",
+        ));
+    }
+    if matches!(kind, MessageKind::Delay | MessageKind::Transaction) {
+        return Err(bad(
+            Code::Unsupported,
+            format!("{kind:?} messages are not supported by this broker version yet"),
+        ));
+    }
+    Ok(StoredMessage {
+        topic,
+        queue: QueueId(sys.queue_id.max(0) as u32),
+        message_id: sys.message_id.clone(),
+        tag: sys.tag.clone(),
+        keys: sys.keys.clone(),
+        properties: m
+            .user_properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<BTreeMap<_, _>>(),
+        kind,
+        message_group: sys.message_group.clone(),
+        delivery_ms,
+        born_ms: sys.born_timestamp.as_ref().map_or(now_ms, ts_to_ms),
+        born_host: sys.born_host.clone(),
+        body_encoding: sys.body_encoding,
+        trace_context: sys.trace_context.clone(),
+        body: m.body.to_vec(),
+    })
+}

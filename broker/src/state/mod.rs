@@ -1,0 +1,401 @@
+//! The broker's replicated state and how committed entries change it.
+//!
+//! [`BrokerState::apply_entry`] is a pure function of the state and one committed entry (time
+//! comes from the entry): every replica computes the same outcomes. Submodules hold the pieces:
+//! [`consume_queue`], [`pop`] (per-group receive state) and [`offsets`].
+
+pub mod consume_queue;
+pub mod offsets;
+pub mod pop;
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde::Serialize;
+
+use self::consume_queue::ConsumeQueue;
+use self::consume_queue::CqEntry;
+use self::offsets::ConsumerOffsets;
+use self::pop::Inflight;
+use self::pop::PopQueue;
+use crate::command;
+use crate::command::Command;
+use crate::command::Pop;
+use crate::command::Receipt;
+use crate::model::GroupConfig;
+use crate::model::QueueId;
+use crate::model::QueueOffset;
+use crate::model::TopicConfig;
+use crate::model::TopicKind;
+use crate::model::dlq_topic;
+use crate::model::tag_hash;
+
+/// Why a command was refused (deterministically, on every replica).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reject {
+    /// The topic does not exist.
+    TopicNotFound,
+    /// The queue id is out of range.
+    QueueNotFound,
+    /// The topic does not take this message type.
+    WrongMessageType,
+    /// The receipt is unknown or stale (acked, redelivered, or changed since).
+    InvalidReceipt,
+}
+
+/// One message handed out by a receive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Topic it was received from (a dead-letter topic for dead letters).
+    pub topic: String,
+    /// Its receipt: queue, offset and delivery sequence.
+    pub receipt: Receipt,
+    /// Where the message sits in the log.
+    pub entry: CqEntry,
+    /// 1 on first delivery.
+    pub attempt: u32,
+    /// Invisible until then.
+    pub deadline_ms: u64,
+}
+
+/// The result of one command, returned to whoever proposed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Done (configuration changes, offset commits).
+    Done,
+    /// A message was stored at this queue offset.
+    Sent {
+        /// Queue.
+        queue: QueueId,
+        /// Offset.
+        offset: QueueOffset,
+    },
+    /// Messages handed out by a receive.
+    Popped {
+        /// The deliveries, in hand-out order.
+        deliveries: Vec<Delivery>,
+        /// Messages moved to the dead-letter topic instead of being delivered again.
+        dead_lettered: u32,
+    },
+    /// A delivery was acknowledged.
+    Acked,
+    /// A delivery's invisibility changed; `receipt` is the one to use from now on.
+    Changed {
+        /// The current receipt.
+        receipt: Receipt,
+        /// Invisible until then.
+        deadline_ms: u64,
+    },
+    /// The command was refused.
+    Rejected(Reject),
+}
+
+/// The whole replicated broker state of one Raft group.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerState {
+    /// The state's clock: the highest entry time applied (never goes backwards, even if a new
+    /// leader's wall clock is behind the old one's).
+    pub clock_ms: u64,
+    /// Topics by name.
+    pub topics: BTreeMap<String, TopicConfig>,
+    /// Consumer groups by name.
+    pub groups: BTreeMap<String, GroupConfig>,
+    /// Consume queues by (topic, queue).
+    pub queues: BTreeMap<(String, u32), ConsumeQueue>,
+    /// Receive state by (group, topic, queue).
+    pub pops: BTreeMap<(String, String, u32), PopQueue>,
+    /// Offset-based consumption.
+    pub offsets: ConsumerOffsets,
+    /// Last receipt sequence number issued.
+    pub receipt_seq: u64,
+    /// Last log index applied.
+    pub applied_index: u64,
+}
+
+/// Default delivery attempts for a group that was never configured.
+const DEFAULT_MAX_ATTEMPTS: u32 = 17;
+
+impl BrokerState {
+    /// Applies one committed entry. An entry that does not decode is a fatal error for the
+    /// replica: continuing would diverge from the group.
+    pub fn apply_entry(&mut self, index: u64, bytes: &[u8]) -> Result<Vec<Outcome>, String> {
+        let entry = command::decode_entry(bytes)?;
+        assert!(
+            index > self.applied_index || self.applied_index == 0,
+            "entry {index} applied twice"
+        );
+        self.applied_index = index;
+        self.clock_ms = self.clock_ms.max(entry.now_ms);
+        let now = self.clock_ms;
+        Ok(entry
+            .commands
+            .into_iter()
+            .map(|l| self.apply(index, now, l.command, l.pos, l.len))
+            .collect())
+    }
+
+    fn apply(&mut self, index: u64, now: u64, cmd: Command, pos: u32, len: u32) -> Outcome {
+        match cmd {
+            Command::UpsertTopic(t) => {
+                self.upsert_topic(t);
+                Outcome::Done
+            }
+            Command::UpsertGroup(g) => {
+                self.groups.insert(g.name.clone(), g);
+                Outcome::Done
+            }
+            Command::Send(m) => {
+                let Some(topic) = self.topics.get(&m.topic) else {
+                    return Outcome::Rejected(Reject::TopicNotFound);
+                };
+                if !topic.kind.accepts(m.kind) {
+                    return Outcome::Rejected(Reject::WrongMessageType);
+                }
+                let queue = QueueId(m.queue.0 % topic.queues);
+                let entry = CqEntry {
+                    log_index: index,
+                    pos,
+                    len,
+                    tag_hash: tag_hash(m.tag.as_deref()),
+                    store_ms: now,
+                };
+                let offset = self
+                    .queues
+                    .entry((m.topic, queue.0))
+                    .or_default()
+                    .push(entry);
+                Outcome::Sent {
+                    queue,
+                    offset: QueueOffset(offset),
+                }
+            }
+            Command::Pop(p) => self.pop(now, &p),
+            Command::Ack(a) => {
+                let key = (a.group, a.topic, a.receipt.queue.0);
+                let Some(pq) = self.pops.get_mut(&key) else {
+                    return Outcome::Rejected(Reject::InvalidReceipt);
+                };
+                match pq.inflight.get(&a.receipt.offset.0) {
+                    Some(i) if i.seq == a.receipt.seq => {
+                        pq.inflight.remove(&a.receipt.offset.0);
+                        Outcome::Acked
+                    }
+                    _ => Outcome::Rejected(Reject::InvalidReceipt),
+                }
+            }
+            Command::ChangeInvisible(c) => self.change_invisible(now, c, true),
+            Command::Renew(c) => self.change_invisible(now, c, false),
+            Command::CommitOffset(c) => {
+                self.offsets
+                    .commit(&c.group, &c.topic, c.queue.0, c.offset.0, c.reset);
+                Outcome::Done
+            }
+        }
+    }
+
+    fn upsert_topic(&mut self, t: TopicConfig) {
+        match self.topics.get_mut(&t.name) {
+            // Queues are never removed: that would orphan their messages.
+            Some(cur) => {
+                cur.queues = cur.queues.max(t.queues);
+                cur.kind = t.kind;
+            }
+            None => {
+                self.topics.insert(t.name.clone(), t);
+            }
+        }
+    }
+
+    fn change_invisible(
+        &mut self,
+        now: u64,
+        c: command::ChangeInvisible,
+        new_receipt: bool,
+    ) -> Outcome {
+        let key = (c.group, c.topic, c.receipt.queue.0);
+        let Some(pq) = self.pops.get_mut(&key) else {
+            return Outcome::Rejected(Reject::InvalidReceipt);
+        };
+        let Some(inf) = pq.inflight.get_mut(&c.receipt.offset.0) else {
+            return Outcome::Rejected(Reject::InvalidReceipt);
+        };
+        if inf.seq != c.receipt.seq {
+            return Outcome::Rejected(Reject::InvalidReceipt);
+        }
+        if new_receipt {
+            self.receipt_seq += 1;
+            inf.seq = self.receipt_seq;
+        }
+        inf.deadline_ms = now + c.invisible_ms;
+        Outcome::Changed {
+            receipt: Receipt {
+                seq: inf.seq,
+                ..c.receipt
+            },
+            deadline_ms: inf.deadline_ms,
+        }
+    }
+
+    fn pop(&mut self, now: u64, p: &Pop) -> Outcome {
+        let Some(topic) = self.topics.get(&p.topic) else {
+            return Outcome::Rejected(Reject::TopicNotFound);
+        };
+        let queue_count = topic.queues;
+        let queues: Vec<u32> = match p.queue {
+            Some(q) if q.0 < queue_count => vec![q.0],
+            Some(_) => return Outcome::Rejected(Reject::QueueNotFound),
+            // Any queue: start somewhere different each time so no queue starves.
+            None => {
+                let start = (self.receipt_seq % queue_count as u64) as u32;
+                (0..queue_count)
+                    .map(|i| (start + i) % queue_count)
+                    .collect()
+            }
+        };
+        let max_attempts = self
+            .groups
+            .get(&p.group)
+            .map_or(DEFAULT_MAX_ATTEMPTS, |g| g.max_delivery_attempts);
+        let max = p.max as usize;
+        let mut deliveries = Vec::new();
+        let mut dead: Vec<CqEntry> = Vec::new();
+        let empty = ConsumeQueue::default();
+        for q in queues {
+            if deliveries.len() >= max {
+                break;
+            }
+            let cq = self.queues.get(&(p.topic.clone(), q)).unwrap_or(&empty);
+            let pq = self
+                .pops
+                .entry((p.group.clone(), p.topic.clone(), q))
+                .or_default();
+            // Expired deliveries first, oldest offset first: a retry is due.
+            for off in pq.expired(now) {
+                if deliveries.len() >= max {
+                    break;
+                }
+                let entry = *cq.get(off).expect("in-flight offsets exist");
+                let inf = pq.inflight[&off];
+                if inf.attempt >= max_attempts {
+                    pq.inflight.remove(&off);
+                    dead.push(entry);
+                    continue;
+                }
+                self.receipt_seq += 1;
+                let next = Inflight {
+                    deadline_ms: now + p.invisible_ms,
+                    attempt: inf.attempt + 1,
+                    seq: self.receipt_seq,
+                };
+                pq.inflight.insert(off, next);
+                deliveries.push(Delivery {
+                    topic: p.topic.clone(),
+                    receipt: Receipt {
+                        queue: QueueId(q),
+                        offset: QueueOffset(off),
+                        seq: next.seq,
+                    },
+                    entry,
+                    attempt: next.attempt,
+                    deadline_ms: next.deadline_ms,
+                });
+            }
+            // Then messages never handed out to this group.
+            while deliveries.len() < max && pq.next < cq.end() {
+                let off = pq.next;
+                pq.next += 1;
+                let entry = *cq.get(off).expect("offset below end");
+                if !p.filter.matches(entry.tag_hash) {
+                    continue; // filtered out: consumed for this group
+                }
+                self.receipt_seq += 1;
+                let inf = Inflight {
+                    deadline_ms: now + p.invisible_ms,
+                    attempt: 1,
+                    seq: self.receipt_seq,
+                };
+                pq.inflight.insert(off, inf);
+                deliveries.push(Delivery {
+                    topic: p.topic.clone(),
+                    receipt: Receipt {
+                        queue: QueueId(q),
+                        offset: QueueOffset(off),
+                        seq: inf.seq,
+                    },
+                    entry,
+                    attempt: 1,
+                    deadline_ms: inf.deadline_ms,
+                });
+            }
+        }
+        let dead_lettered = dead.len() as u32;
+        if !dead.is_empty() {
+            let dlq = dlq_topic(&p.group);
+            self.upsert_topic(TopicConfig {
+                name: dlq.clone(),
+                queues: 1,
+                kind: TopicKind::Mixed,
+            });
+            let cq = self.queues.entry((dlq, 0)).or_default();
+            for e in dead {
+                // The dead letter points at the original message: no copy of the body.
+                cq.push(CqEntry { store_ms: now, ..e });
+            }
+        }
+        Outcome::Popped {
+            deliveries,
+            dead_lettered,
+        }
+    }
+
+    /// True if a receive by `group` on `topic` (one queue, or any) could hand something out at
+    /// `now`, ignoring filters. Lets a long poll wait instead of proposing empty receives.
+    pub fn has_visible(&self, group: &str, topic: &str, queue: Option<u32>, now_ms: u64) -> bool {
+        let Some(t) = self.topics.get(topic) else {
+            return false;
+        };
+        let queues: Vec<u32> = match queue {
+            Some(q) => vec![q],
+            None => (0..t.queues).collect(),
+        };
+        queues.into_iter().any(|q| {
+            let end = self
+                .queues
+                .get(&(topic.to_string(), q))
+                .map_or(0, |c| c.end());
+            match self.pops.get(&(group.to_string(), topic.to_string(), q)) {
+                Some(pq) => pq.has_visible(end, now_ms),
+                None => end > 0,
+            }
+        })
+    }
+
+    /// The earliest time an in-flight message of `group` on `topic` becomes visible again.
+    pub fn next_expiry(&self, group: &str, topic: &str) -> Option<u64> {
+        self.pops
+            .range(
+                (group.to_string(), topic.to_string(), 0)
+                    ..=(group.to_string(), topic.to_string(), u32::MAX),
+            )
+            .filter_map(|(_, pq)| pq.next_expiry())
+            .min()
+    }
+
+    /// The consume queue of (`topic`, `queue`), if it has entries.
+    pub fn queue(&self, topic: &str, queue: u32) -> Option<&ConsumeQueue> {
+        self.queues.get(&(topic.to_string(), queue))
+    }
+
+    /// Checks every invariant (tests run it after every apply; so does the simulator).
+    pub fn check_invariants(&self) {
+        for ((topic, q), cq) in &self.queues {
+            let t = self.topics.get(topic).expect("queue of an unknown topic");
+            assert!(*q < t.queues, "queue {q} beyond {topic}'s {}", t.queues);
+            cq.check_invariants();
+        }
+        for ((_, topic, q), pq) in &self.pops {
+            let end = self.queues.get(&(topic.clone(), *q)).map_or(0, |c| c.end());
+            pq.check_invariants(end, self.receipt_seq);
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! `raftmq bench`: closed-loop send load through the RocketMQ v2 protocol.
+//!
+//! `--senders` tasks each send one message at a time (the next as soon as the previous is
+//! acknowledged, which with RaftMQ means committed on a majority and fsynced there) for
+//! `--duration` after a `--warmup`. Prints throughput and the send latency distribution.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use hdrhistogram::Histogram;
+use raftmq_proto::v2 as pb;
+use raftmq_proto::v2::messaging_service_client::MessagingServiceClient;
+use tonic::transport::Channel;
+
+/// Options of `raftmq bench`.
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// The broker's v2 endpoint.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    endpoint: String,
+    /// Topic to send to (created on first use in dev mode).
+    #[arg(long, default_value = "BenchTopic")]
+    topic: String,
+    /// Concurrent senders.
+    #[arg(long, default_value_t = 64)]
+    senders: usize,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Unmeasured seconds first.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// HTTP/2 connections to spread the senders over.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+}
+
+fn request(topic: &str, id: String, body: &[u8]) -> tonic::Request<pb::SendMessageRequest> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let msg = pb::Message {
+        topic: Some(pb::Resource {
+            resource_namespace: String::new(),
+            name: topic.to_string(),
+        }),
+        user_properties: Default::default(),
+        system_properties: Some(pb::SystemProperties {
+            message_id: id,
+            message_type: pb::MessageType::Normal as i32,
+            body_encoding: pb::Encoding::Identity as i32,
+            born_timestamp: Some(prost_types::Timestamp {
+                seconds: now.as_secs() as i64,
+                nanos: now.subsec_nanos() as i32,
+            }),
+            born_host: "raftmq-bench".into(),
+            ..Default::default()
+        }),
+        body: body.to_vec().into(),
+    };
+    let mut r = tonic::Request::new(pb::SendMessageRequest {
+        messages: vec![msg],
+    });
+    r.metadata_mut()
+        .insert("x-mq-client-id", "raftmq-bench".parse().unwrap());
+    r.set_timeout(Duration::from_secs(10));
+    r
+}
+
+/// Runs the benchmark and prints the report.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let mut channels = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        let ch = Channel::from_shared(format!("http://{}", args.endpoint))?
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach {}", args.endpoint))?;
+        channels.push(ch);
+    }
+    // One send first: creates the topic in dev mode and fails fast on a bad setup.
+    let mut probe = MessagingServiceClient::new(channels[0].clone());
+    let st = probe
+        .send_message(request(&args.topic, "bench-probe".into(), b"probe"))
+        .await?
+        .into_inner()
+        .status
+        .unwrap_or_default();
+    anyhow::ensure!(
+        st.code == pb::Code::Ok as i32,
+        "probe send failed: {} {}",
+        st.code,
+        st.message
+    );
+
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let body = Arc::new(vec![b'x'; args.size]);
+    let mut tasks = Vec::new();
+    for s in 0..args.senders {
+        let mut client = MessagingServiceClient::new(channels[s % channels.len()].clone())
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        let (measuring, stop, errors, body, topic) = (
+            measuring.clone(),
+            stop.clone(),
+            errors.clone(),
+            body.clone(),
+            args.topic.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let r = client.send_message(request(&topic, format!("bench-{s}-{n}"), &body)).await;
+                n += 1;
+                let ok = matches!(&r, Ok(resp) if resp.get_ref().status.as_ref().is_some_and(|x| x.code == pb::Code::Ok as i32));
+                if measuring.load(Ordering::Relaxed) {
+                    if ok {
+                        h.record(t.elapsed().as_micros().max(1) as u64).ok();
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            h
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.duration)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    for t in tasks {
+        all.add(t.await?).ok();
+    }
+    let n = all.len();
+    let rate = n as f64 / elapsed;
+    let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "raftmq bench: {} senders, {} B messages, {:.1} s: {:.0} msgs/s ({:.1} MB/s), {} errors",
+        args.senders,
+        args.size,
+        elapsed,
+        rate,
+        rate * args.size as f64 / 1e6,
+        errors.load(Ordering::Relaxed)
+    );
+    println!(
+        "send latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+        ms(0.5),
+        ms(0.9),
+        ms(0.99),
+        ms(0.999),
+        all.max() as f64 / 1000.0
+    );
+    Ok(())
+}
