@@ -11,6 +11,7 @@ use openraft::ServerState;
 use openraft::SnapshotPolicy;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::ClientWriteError;
+use openraft::errors::ForwardReason;
 use openraft::errors::InitializeError;
 use openraft::errors::RaftError;
 
@@ -283,20 +284,35 @@ impl<A: App> Group<A> {
     /// it) and applied here. A timeout means the outcome is unknown: it may still commit.
     pub async fn propose(&self, data: Vec<u8>) -> Result<Proposed> {
         let timeout = self.cfg.propose_timeout;
-        match tokio::time::timeout(timeout, self.raft.client_write(Request(data))).await {
-            Err(_) => Err(Error::Timeout(timeout)),
-            Ok(Ok(resp)) => Ok(Proposed {
-                index: LogIndex(resp.log_id.index),
-                response: resp.data.0,
-            }),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(Error::NotLeader {
-                    leader: f.leader_id,
-                    leader_addr: f.leader_node.map(|n| n.addr),
-                })
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.raft.client_write(Request(data.clone()))).await {
+                Err(_) => return Err(Error::Timeout(timeout)),
+                Ok(Ok(resp)) => {
+                    return Ok(Proposed {
+                        index: LogIndex(resp.log_id.index),
+                        response: resp.data.0,
+                    });
+                }
+                // A leader that has not heard from a quorum yet (just elected) or lately (cut
+                // off) refuses writes before appending them. Retrying is safe: nothing was
+                // written. A new leader confirms its lease within a heartbeat; a cut-off one
+                // steps down, and the retry then reports where the leader is.
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))))
+                    if f.reason == ForwardReason::LeaseExpired && left > self.cfg.heartbeat_interval =>
+                {
+                    tokio::time::sleep(self.cfg.heartbeat_interval / 2).await;
+                }
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                    return Err(Error::NotLeader {
+                        leader: f.leader_id,
+                        leader_addr: f.leader_node.map(|n| n.addr),
+                    });
+                }
+                Ok(Err(RaftError::Fatal(f))) => return Err(Error::Stopped(f.to_string())),
+                Ok(Err(e)) => return Err(Error::Raft(e.to_string())),
             }
-            Ok(Err(RaftError::Fatal(f))) => Err(Error::Stopped(f.to_string())),
-            Ok(Err(e)) => Err(Error::Raft(e.to_string())),
         }
     }
 

@@ -35,12 +35,10 @@ impl App for Recorder {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Binds a listener (port 0 picks a free one) and keeps it: picking a port and binding it
+/// later races with other sockets, and two picks can even return the same port.
+async fn listen(addr: &str) -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind(addr).await.unwrap()
 }
 
 struct Node {
@@ -125,12 +123,18 @@ async fn wait_applied(nodes: &[Node], index: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_replicate_fail_over_and_recover() {
     let dir = tempfile::tempdir().unwrap();
-    let members: BTreeMap<u64, String> = (1..=3)
-        .map(|i| (i, format!("127.0.0.1:{}", free_port())))
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(listen("127.0.0.1:0").await);
+    }
+    let members: BTreeMap<u64, String> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string()))
         .collect();
     let mut nodes = Vec::new();
-    for id in 1..=3 {
-        nodes.push(start_node(id, &members, dir.path()).await);
+    for (i, l) in listeners.into_iter().enumerate() {
+        nodes.push(start_node(i as u64 + 1, &members, l, dir.path()).await);
     }
 
     let l = leader_of(&nodes).await;
