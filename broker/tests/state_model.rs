@@ -34,11 +34,26 @@ const MAX_ATTEMPTS: u32 = 3;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Send { queue: u32, count: u8 },
-    Pop { max: u8, invisible: u16, one_queue: Option<u32> },
-    Ack { pick: u16, stale: bool },
-    Change { pick: u16, invisible: u16 },
-    Advance { ms: u16 },
+    Send {
+        queue: u32,
+        count: u8,
+    },
+    Pop {
+        max: u8,
+        invisible: u16,
+        one_queue: Option<u32>,
+    },
+    Ack {
+        pick: u16,
+        stale: bool,
+    },
+    Change {
+        pick: u16,
+        invisible: u16,
+    },
+    Advance {
+        ms: u16,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -54,7 +69,11 @@ fn op() -> impl Strategy<Value = Op> {
 #[derive(Debug, Clone, PartialEq)]
 enum M {
     New,
-    Inflight { deadline: u64, seq: u64, attempt: u32 },
+    Inflight {
+        deadline: u64,
+        seq: u64,
+        attempt: u32,
+    },
     Acked,
     Dead,
 }
@@ -68,7 +87,10 @@ struct Harness {
 impl Harness {
     fn apply(&mut self, cmds: &[Command]) -> Vec<Outcome> {
         self.index += 1;
-        let out = self.state.apply_entry(self.index, &encode_entry(self.now, cmds)).unwrap();
+        let out = self
+            .state
+            .apply_entry(self.index, &encode_entry(self.now, cmds))
+            .unwrap();
         self.state.check_invariants();
         out
     }
@@ -130,14 +152,20 @@ fn run(ops: Vec<Op>) {
                     })
                     .collect();
                 for o in h.apply(&cmds) {
-                    let Outcome::Sent { queue: q, offset } = o else { panic!("{o:?}") };
+                    let Outcome::Sent { queue: q, offset } = o else {
+                        panic!("{o:?}")
+                    };
                     assert_eq!(q.0, queue);
                     assert_eq!(offset.0, next_offset[queue as usize], "dense offsets");
                     next_offset[queue as usize] += 1;
                     model.insert((queue, offset.0), M::New);
                 }
             }
-            Op::Pop { max, invisible, one_queue } => {
+            Op::Pop {
+                max,
+                invisible,
+                one_queue,
+            } => {
                 let pop = Pop {
                     group: "g".into(),
                     topic: "t".into(),
@@ -149,7 +177,13 @@ fn run(ops: Vec<Op>) {
                 // What the model allows to be handed out, and what must go to the DLQ first.
                 let now = h.now;
                 let o = h.apply1(Command::Pop(pop));
-                let Outcome::Popped { deliveries, dead_lettered } = o else { panic!("{o:?}") };
+                let Outcome::Popped {
+                    deliveries,
+                    dead_lettered,
+                } = o
+                else {
+                    panic!("{o:?}")
+                };
                 assert!(deliveries.len() <= max as usize);
                 let mut last_new: BTreeMap<u32, u64> = BTreeMap::new();
                 for d in &deliveries {
@@ -165,8 +199,13 @@ fn run(ops: Vec<Op>) {
                             }
                             1
                         }
-                        M::Inflight { deadline, attempt, .. } => {
-                            assert!(*deadline <= now, "handed out a message still invisible until {deadline} at {now}");
+                        M::Inflight {
+                            deadline, attempt, ..
+                        } => {
+                            assert!(
+                                *deadline <= now,
+                                "handed out a message still invisible until {deadline} at {now}"
+                            );
                             assert!(*attempt < MAX_ATTEMPTS, "redelivered beyond max attempts");
                             *attempt + 1
                         }
@@ -194,7 +233,11 @@ fn run(ops: Vec<Op>) {
                 // Which of the candidates were moved is decided by scan order; mirror it from
                 // the state: a candidate is dead now iff the state no longer has it in flight.
                 for k in became_dead {
-                    let still = h.state.pops.get(&("g".into(), "t".into(), k.0)).is_some_and(|p| p.inflight.contains_key(&k.1));
+                    let still = h
+                        .state
+                        .pops
+                        .get(&("g".into(), "t".into(), k.0))
+                        .is_some_and(|p| p.inflight.contains_key(&k.1));
                     if !still {
                         model.insert(k, M::Dead);
                         dead += 1;
@@ -211,7 +254,8 @@ fn run(ops: Vec<Op>) {
                     r.seq += 1_000_000;
                 }
                 let key = (r.queue.0, r.offset.0);
-                let valid = matches!(model.get(&key), Some(M::Inflight { seq, .. }) if *seq == r.seq);
+                let valid =
+                    matches!(model.get(&key), Some(M::Inflight { seq, .. }) if *seq == r.seq);
                 let o = h.apply1(Command::Ack(Ack {
                     group: "g".into(),
                     topic: "t".into(),
@@ -221,7 +265,11 @@ fn run(ops: Vec<Op>) {
                     assert_eq!(o, Outcome::Acked);
                     model.insert(key, M::Acked);
                 } else {
-                    assert_eq!(o, Outcome::Rejected(Reject::InvalidReceipt), "a stale receipt was accepted");
+                    assert_eq!(
+                        o,
+                        Outcome::Rejected(Reject::InvalidReceipt),
+                        "a stale receipt was accepted"
+                    );
                 }
             }
             Op::Change { pick, invisible } => {
@@ -230,7 +278,8 @@ fn run(ops: Vec<Op>) {
                 }
                 let r = receipts[pick as usize % receipts.len()];
                 let key = (r.queue.0, r.offset.0);
-                let valid = matches!(model.get(&key), Some(M::Inflight { seq, .. }) if *seq == r.seq);
+                let valid =
+                    matches!(model.get(&key), Some(M::Inflight { seq, .. }) if *seq == r.seq);
                 let o = h.apply1(Command::ChangeInvisible(ChangeInvisible {
                     group: "g".into(),
                     topic: "t".into(),
@@ -238,11 +287,26 @@ fn run(ops: Vec<Op>) {
                     invisible_ms: invisible as u64,
                 }));
                 match (valid, o) {
-                    (true, Outcome::Changed { receipt, deadline_ms }) => {
+                    (
+                        true,
+                        Outcome::Changed {
+                            receipt,
+                            deadline_ms,
+                        },
+                    ) => {
                         assert_ne!(receipt.seq, r.seq, "a change issues a new receipt");
                         assert_eq!(deadline_ms, h.now + invisible as u64);
-                        let Some(M::Inflight { attempt, .. }) = model.get(&key).cloned() else { unreachable!() };
-                        model.insert(key, M::Inflight { deadline: deadline_ms, seq: receipt.seq, attempt });
+                        let Some(M::Inflight { attempt, .. }) = model.get(&key).cloned() else {
+                            unreachable!()
+                        };
+                        model.insert(
+                            key,
+                            M::Inflight {
+                                deadline: deadline_ms,
+                                seq: receipt.seq,
+                                attempt,
+                            },
+                        );
                         receipts.push(receipt);
                     }
                     (false, Outcome::Rejected(Reject::InvalidReceipt)) => {}
@@ -253,7 +317,10 @@ fn run(ops: Vec<Op>) {
         }
         // A snapshot restores to the same state.
         let snap = bincode::serde::encode_to_vec(&h.state, bincode::config::standard()).unwrap();
-        let back: BrokerState = bincode::serde::decode_from_slice(&snap, bincode::config::standard()).unwrap().0;
+        let back: BrokerState =
+            bincode::serde::decode_from_slice(&snap, bincode::config::standard())
+                .unwrap()
+                .0;
         assert_eq!(back, h.state);
     }
 
@@ -268,14 +335,18 @@ fn run(ops: Vec<Op>) {
             invisible_ms: 1_000,
             filter: TagFilter::All,
         }));
-        let Outcome::Popped { deliveries, .. } = o else { panic!() };
+        let Outcome::Popped { deliveries, .. } = o else {
+            panic!()
+        };
         let acks: Vec<Command> = deliveries
             .iter()
-            .map(|d| Command::Ack(Ack {
-                group: "g".into(),
-                topic: "t".into(),
-                receipt: d.receipt,
-            }))
+            .map(|d| {
+                Command::Ack(Ack {
+                    group: "g".into(),
+                    topic: "t".into(),
+                    receipt: d.receipt,
+                })
+            })
             .collect();
         for o in h.apply(&acks) {
             assert_eq!(o, Outcome::Acked);
@@ -283,8 +354,14 @@ fn run(ops: Vec<Op>) {
     }
     for q in 0..QUEUES {
         if let Some(p) = h.state.pops.get(&("g".to_string(), "t".to_string(), q)) {
-            assert!(p.inflight.is_empty(), "queue {q} still has in-flight messages");
-            assert_eq!(p.next, next_offset[q as usize], "queue {q} not fully handed out");
+            assert!(
+                p.inflight.is_empty(),
+                "queue {q} still has in-flight messages"
+            );
+            assert_eq!(
+                p.next, next_offset[q as usize],
+                "queue {q} not fully handed out"
+            );
             assert_eq!(p.ack_offset(), next_offset[q as usize]);
         } else {
             assert_eq!(next_offset[q as usize], 0);
@@ -327,9 +404,14 @@ fn tag_filter_skips_without_delivering_and_clock_never_goes_back() {
         invisible_ms: 100,
         filter: TagFilter::Tags(vec![broker::model::tag_hash(Some("B"))]),
     }));
-    let Outcome::Popped { deliveries, .. } = o else { panic!() };
+    let Outcome::Popped { deliveries, .. } = o else {
+        panic!()
+    };
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0].receipt.offset.0, 1);
-    assert_eq!(deliveries[0].deadline_ms, 5_100, "deadline from the state's clock, not the lagging leader's");
+    assert_eq!(
+        deliveries[0].deadline_ms, 5_100,
+        "deadline from the state's clock, not the lagging leader's"
+    );
     assert_eq!(h.state.clock_ms, 5_000);
 }

@@ -300,7 +300,8 @@ impl<A: App> Group<A> {
                 // written. A new leader confirms its lease within a heartbeat; a cut-off one
                 // steps down, and the retry then reports where the leader is.
                 Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))))
-                    if f.reason == ForwardReason::LeaseExpired && left > self.cfg.heartbeat_interval =>
+                    if f.reason == ForwardReason::LeaseExpired
+                        && left > self.cfg.heartbeat_interval =>
                 {
                     tokio::time::sleep(self.cfg.heartbeat_interval / 2).await;
                 }

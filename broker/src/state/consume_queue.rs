@@ -31,7 +31,10 @@ impl ConsumeQueue {
     /// in dead-letter queues, whose entries point back at the original messages.
     pub fn push(&mut self, e: CqEntry) -> u64 {
         if let Some(last) = self.entries.last() {
-            assert!(e.store_ms >= last.store_ms, "consume queue store times went backwards");
+            assert!(
+                e.store_ms >= last.store_ms,
+                "consume queue store times went backwards"
+            );
         }
         self.entries.push(e);
         self.entries.len() as u64 - 1

@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""RaftMQ interop scenarios driven through the official Python SDK (rocketmq-python-client 5.1.2).
+
+Each subcommand is one scenario; exit status 0 means it passed. The Rust test
+`tests/interop.rs` starts `raftmq dev` and runs these.
+
+  send-receive  N messages with keys, tag and properties; a SimpleConsumer gets every one intact
+  push          N messages; a PushConsumer gets every one
+  redelivery    an unacked message comes back with delivery attempt 2, a stale receipt is refused,
+                and after the group's max attempts (set to 2 beforehand) it is in %DLQ%<group>
+  produce       send N messages and write their ids to a file
+  consume       receive and ack exactly the ids in a file (nothing missing, nothing unknown)
+  expect-empty  a receive finds nothing (acked messages do not come back)
+"""
+import argparse
+import os
+import sys
+import threading
+import time
+import uuid
+
+from rocketmq import (ClientConfiguration, ConsumeResult, Credentials, FilterExpression,
+                      Message, MessageListener, Producer, PushConsumer, SimpleConsumer)
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def config(endpoint):
+    return ClientConfiguration(endpoint, Credentials(), namespace="", request_timeout=5)
+
+
+def make_message(topic, run, i):
+    m = Message()
+    m.topic = topic
+    m.body = f"body-{run}-{i}-".encode() + bytes(range(256)) * 2
+    m.tag = "TagA" if i % 2 == 0 else "TagB"
+    m.keys = f"key-{run}-{i}"
+    m.add_property("index", str(i))
+    m.add_property("run", run)
+    return m
+
+
+def produce(endpoint, topic, count, run):
+    p = Producer(config(endpoint), (topic,))
+    p.startup()
+    ids = {}
+    try:
+        futures = [(i, p.send_async(make_message(topic, run, i))) for i in range(count)]
+        for i, f in futures:
+            r = f.result(timeout=30)
+            ids[r.message_id] = i
+    finally:
+        p.shutdown()
+    log(f"sent {len(ids)} messages")
+    return ids
+
+
+def check_message(m, run, i):
+    problems = []
+    expected = f"body-{run}-{i}-".encode() + bytes(range(256)) * 2
+    if m.body != expected:
+        problems.append("body")
+    if m.tag != ("TagA" if i % 2 == 0 else "TagB"):
+        problems.append(f"tag {m.tag}")
+    if f"key-{run}-{i}" not in m.keys:
+        problems.append(f"keys {m.keys}")
+    if m.properties.get("index") != str(i) or m.properties.get("run") != run:
+        problems.append(f"properties {m.properties}")
+    if m.corrupted:
+        problems.append("body digest mismatch")
+    return problems
+
+
+def receive_all(endpoint, topic, group, expected, run, ack=True, deadline_s=90):
+    """Receives until every id in `expected` (id -> index) arrived; returns (received, problems)."""
+    c = SimpleConsumer(config(endpoint), group, {topic: FilterExpression("*")}, await_duration=5)
+    c.startup()
+    got = {}
+    problems = []
+    start = time.time()
+    try:
+        while len(got) < len(expected) and time.time() - start < deadline_s:
+            for m in c.receive(32, 30):
+                if m.message_id not in expected:
+                    problems.append(f"unexpected message {m.message_id}")
+                    continue
+                if m.message_id in got:
+                    problems.append(f"duplicate delivery of {m.message_id}")
+                i = expected[m.message_id]
+                if run is not None:
+                    problems += [f"{m.message_id}: {p}" for p in check_message(m, run, i)]
+                if m.delivery_attempt != 1:
+                    problems.append(f"{m.message_id}: delivery attempt {m.delivery_attempt}")
+                got[m.message_id] = m
+                if ack:
+                    c.ack(m)
+    finally:
+        c.shutdown()
+    missing = set(expected) - set(got)
+    if missing:
+        problems.append(f"{len(missing)} messages never received, e.g. {sorted(missing)[:3]}")
+    log(f"received {len(got)} of {len(expected)} in {time.time() - start:.1f}s")
+    return got, problems
+
+
+def finish(problems):
+    for p in problems[:20]:
+        log("PROBLEM:", p)
+    log("PASS" if not problems else f"FAIL ({len(problems)} problems)")
+    os._exit(0 if not problems else 1)
+
+
+def cmd_send_receive(a):
+    run = uuid.uuid4().hex[:8]
+    ids = produce(a.endpoint, a.topic, a.count, run)
+    _, problems = receive_all(a.endpoint, a.topic, a.group, ids, run)
+    finish(problems)
+
+
+class Collector(MessageListener):
+    def __init__(self):
+        self.ids = {}
+        self.lock = threading.Lock()
+
+    def consume(self, message):
+        with self.lock:
+            self.ids[message.message_id] = self.ids.get(message.message_id, 0) + 1
+        return ConsumeResult.SUCCESS
+
+
+def cmd_push(a):
+    run = uuid.uuid4().hex[:8]
+    collector = Collector()
+    consumer = PushConsumer(config(a.endpoint), a.group, collector, {a.topic: FilterExpression("*")})
+    consumer.startup()
+    try:
+        ids = produce(a.endpoint, a.topic, a.count, run)
+        start = time.time()
+        while time.time() - start < 90:
+            with collector.lock:
+                if set(ids) <= set(collector.ids):
+                    break
+            time.sleep(0.2)
+        time.sleep(1)
+    finally:
+        consumer.shutdown()
+    problems = []
+    missing = set(ids) - set(collector.ids)
+    if missing:
+        problems.append(f"{len(missing)} of {len(ids)} never consumed")
+    unknown = set(collector.ids) - set(ids)
+    if unknown:
+        problems.append(f"{len(unknown)} unknown messages consumed")
+    dups = sum(1 for n in collector.ids.values() if n > 1)
+    log(f"push consumer got {len(collector.ids)} distinct messages, {dups} delivered more than once")
+    finish(problems)
+
+
+def cmd_redelivery(a):
+    run = uuid.uuid4().hex[:8]
+    ids = produce(a.endpoint, a.topic, 1, run)
+    (mid,) = ids
+    problems = []
+    c = SimpleConsumer(config(a.endpoint), a.group, {a.topic: FilterExpression("*")}, await_duration=5)
+    c.startup()
+    try:
+        first = [m for m in c.receive(16, 2) if m.message_id == mid]
+        if len(first) != 1 or first[0].delivery_attempt != 1:
+            problems.append(f"first receive: {[(m.message_id, m.delivery_attempt) for m in first]}")
+        time.sleep(2.5)  # invisible duration passes without an ack
+        second = [m for m in c.receive(16, 2) if m.message_id == mid]
+        if len(second) != 1 or second[0].delivery_attempt != 2:
+            problems.append(f"redelivery: {[(m.message_id, m.delivery_attempt) for m in second]}")
+        elif first and second[0].body != first[0].body:
+            problems.append("redelivered body differs")
+        if first:
+            try:
+                c.ack(first[0])
+                problems.append("ack with the stale first receipt was accepted")
+            except Exception as e:  # INVALID_RECEIPT_HANDLE
+                log(f"stale receipt refused as expected: {e}")
+        time.sleep(2.5)
+        third = [m for m in c.receive(16, 2) if m.message_id == mid]
+        if third:
+            problems.append(f"delivered again after max attempts: attempt {third[0].delivery_attempt}")
+    finally:
+        c.shutdown()
+    dlq = f"%DLQ%{a.group}"
+    got, p = receive_all(a.endpoint, dlq, a.group + "-dlq-reader", ids, None)
+    problems += [f"dead-letter topic: {x}" for x in p]
+    if mid in got and got[mid].body != f"body-{run}-0-".encode() + bytes(range(256)) * 2:
+        problems.append("dead letter body differs")
+    finish(problems)
+
+
+def cmd_produce(a):
+    ids = produce(a.endpoint, a.topic, a.count, a.run)
+    with open(a.ids, "w") as f:
+        for mid, i in ids.items():
+            f.write(f"{mid} {i}\n")
+    finish([])
+
+
+def cmd_consume(a):
+    expected = {}
+    with open(a.ids) as f:
+        for line in f:
+            mid, i = line.split()
+            expected[mid] = int(i)
+    _, problems = receive_all(a.endpoint, a.topic, a.group, expected, a.run)
+    finish(problems)
+
+
+def cmd_expect_empty(a):
+    c = SimpleConsumer(config(a.endpoint), a.group, {a.topic: FilterExpression("*")}, await_duration=3)
+    c.startup()
+    problems = []
+    try:
+        for _ in range(2):
+            for m in c.receive(32, 30):
+                problems.append(f"received {m.message_id} (attempt {m.delivery_attempt}) after it was acked")
+    finally:
+        c.shutdown()
+    finish(problems)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("scenario", choices=["send-receive", "push", "redelivery", "produce", "consume", "expect-empty"])
+    p.add_argument("--endpoint", default="127.0.0.1:8081")
+    p.add_argument("--topic", default="InteropTopic")
+    p.add_argument("--group", default="InteropGroup")
+    p.add_argument("--count", type=int, default=1000)
+    p.add_argument("--ids", default="ids.txt")
+    p.add_argument("--run", default="restart")
+    a = p.parse_args()
+    {"send-receive": cmd_send_receive, "push": cmd_push, "redelivery": cmd_redelivery,
+     "produce": cmd_produce, "consume": cmd_consume, "expect-empty": cmd_expect_empty}[a.scenario](a)
+
+
+if __name__ == "__main__":
+    main()
