@@ -24,6 +24,18 @@ step() {
 }
 
 export CARGO_TERM_COLOR=never
+
+# The official RocketMQ clients the interop tests drive: the Python SDK in a venv and a small
+# program on the official Rust crate, both under target/ (rebuilt only when missing).
+setup_clients() {
+    if [ ! -x target/interop-venv/bin/python ] || ! target/interop-venv/bin/python -c "import rocketmq" 2>/dev/null; then
+        rm -rf target/interop-venv
+        python3 -m venv target/interop-venv &&
+            target/interop-venv/bin/pip install --quiet --disable-pip-version-check "rocketmq-python-client==5.1.2" || return 1
+    fi
+    (cd interop/rust-official && CARGO_TARGET_DIR=../../target/interop-rust cargo build --release --locked --quiet)
+}
+step setup_clients
 step cargo fmt --all --check
 step cargo clippy --workspace --all-targets --locked -- -D warnings
 step env RUSTFLAGS="--cfg madsim" cargo clippy --workspace --all-targets --locked -- -D warnings
