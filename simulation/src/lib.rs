@@ -11,9 +11,14 @@
 
 pub mod checker;
 pub mod history;
+pub mod queue_checker;
 pub mod recorder;
 
+#[cfg(madsim)]
+pub mod broker_cluster;
 #[cfg(madsim)]
 pub mod raft_group;
 #[cfg(madsim)]
 pub mod runner;
+#[cfg(madsim)]
+pub mod sim_nodes;

@@ -14,11 +14,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use madsim::net::NetSim;
-use madsim::runtime::Handle;
-use madsim::runtime::NodeHandle;
 use raft_store::Error;
-use raft_store::disk::SimDisk;
 use raft_store::group::Group;
 use raft_store::group::GroupConfig;
 use raft_store::group::Role;
@@ -34,166 +30,119 @@ use crate::history::Outcome;
 use crate::history::Proposal;
 use crate::recorder::Recorder;
 use crate::runner::RunResult;
+use crate::sim_nodes;
+use crate::sim_nodes::Nodes;
 
 type Slot = Arc<Mutex<Option<Arc<Group<Recorder>>>>>;
 
-struct Replica {
-    node: NodeHandle,
-    disk: SimDisk,
-    slot: Slot,
-    power_loss_on_boot: Arc<AtomicBool>,
-    alive: bool,
-    isolated: bool,
-}
-
 /// The simulated group.
 pub struct RaftCluster {
-    replicas: Vec<Replica>,
+    nodes: Nodes,
+    slots: Vec<Slot>,
     /// Errors replicas hit while starting (a replica must always restart from its own disk).
     start_errors: Arc<Mutex<Vec<String>>>,
 }
 
 fn addr(i: usize) -> String {
-    format!("10.0.0.{}:5000", i + 1)
+    format!("{}:5000", sim_nodes::ip(i))
 }
 
 impl RaftCluster {
     /// Builds and boots `n` replicas.
     pub fn new(n: usize) -> Self {
-        let handle = Handle::current();
         let members: BTreeMap<u64, String> = (0..n).map(|i| (i as u64 + 1, addr(i))).collect();
         let start_errors = Arc::new(Mutex::new(Vec::new()));
-        let mut replicas = Vec::new();
-        for i in 0..n {
-            let disk = SimDisk::new(raft_store::rt::random_u64());
-            // fsync takes 0.2-4 ms of virtual time: the window where a crash loses what an
-            // early acknowledgement would have promised.
-            disk.set_faults(raft_store::disk::SimDiskFaults {
-                sync_latency: (Duration::from_micros(200), Duration::from_millis(4)),
-                ..Default::default()
-            });
-            let slot: Slot = Arc::new(Mutex::new(None));
-            let power = Arc::new(AtomicBool::new(false));
-            let (d, s, p, m, errs) = (
-                disk.clone(),
-                slot.clone(),
-                power.clone(),
-                members.clone(),
-                start_errors.clone(),
-            );
-            let node = handle
-                .create_node()
-                .name(format!("n{}", i + 1))
-                .ip(format!("10.0.0.{}", i + 1).parse().unwrap())
-                .init(move || {
-                    let (disk, slot, power, members, errs) =
-                        (d.clone(), s.clone(), p.clone(), m.clone(), errs.clone());
-                    async move {
-                        if power.swap(false, Ordering::SeqCst) {
-                            disk.crash();
-                        }
-                        let registry = Registry::default();
-                        let listen: SocketAddr = addr(i).parse().unwrap();
-                        let reg = registry.clone();
-                        tokio::spawn(async move {
-                            let _ = raft_store::server::serve(
-                                listen,
-                                reg,
-                                64 << 20,
-                                std::future::pending(),
-                            )
+        let slots: Vec<Slot> = (0..n).map(|_| Arc::new(Mutex::new(None))).collect();
+        let (s, errs) = (slots.clone(), start_errors.clone());
+        // fsync takes 0.2-4 ms of virtual time: the window where a crash loses what an early
+        // acknowledgement would have promised.
+        let faults = raft_store::disk::SimDiskFaults {
+            sync_latency: (Duration::from_micros(200), Duration::from_millis(4)),
+            ..Default::default()
+        };
+        let nodes = Nodes::new(n, faults, move |i, disk| {
+            let (slot, members, errs) = (s[i].clone(), members.clone(), errs.clone());
+            async move {
+                *slot.lock().unwrap() = None;
+                let registry = Registry::default();
+                let listen: SocketAddr = addr(i).parse().unwrap();
+                let reg = registry.clone();
+                tokio::spawn(async move {
+                    let _ =
+                        raft_store::server::serve(listen, reg, 64 << 20, std::future::pending())
                             .await;
-                        });
-                        let mut cfg =
-                            GroupConfig::new(GroupId(1), i as u64 + 1, members, "/data/g1");
-                        cfg.snapshot_every = 200;
-                        cfg.log.segment_bytes = 16 << 10;
-                        cfg.log.index_interval_bytes = 1 << 10;
-                        match Group::start(
-                            cfg,
-                            Arc::new(disk),
-                            Recorder::default(),
-                            &registry,
-                            &Channels::default(),
-                        )
-                        .await
-                        {
-                            Ok(g) => *slot.lock().unwrap() = Some(Arc::new(g)),
-                            Err(e) => errs
-                                .lock()
-                                .unwrap()
-                                .push(format!("n{} failed to start: {e}", i + 1)),
-                        }
-                        std::future::pending::<()>().await;
-                    }
-                })
-                .build();
-            replicas.push(Replica {
-                node,
-                disk,
-                slot,
-                power_loss_on_boot: power,
-                alive: true,
-                isolated: false,
-            });
-        }
+                });
+                let mut cfg = GroupConfig::new(GroupId(1), i as u64 + 1, members, "/data/g1");
+                cfg.snapshot_every = 200;
+                cfg.log.segment_bytes = 16 << 10;
+                cfg.log.index_interval_bytes = 1 << 10;
+                match Group::start(
+                    cfg,
+                    Arc::new(disk),
+                    Recorder::default(),
+                    &registry,
+                    &Channels::default(),
+                )
+                .await
+                {
+                    Ok(g) => *slot.lock().unwrap() = Some(Arc::new(g)),
+                    Err(e) => errs
+                        .lock()
+                        .unwrap()
+                        .push(format!("n{} failed to start: {e}", i + 1)),
+                }
+                std::future::pending::<()>().await;
+            }
+        });
         RaftCluster {
-            replicas,
+            nodes,
+            slots,
             start_errors,
         }
     }
 
     /// Number of replicas.
     pub fn len(&self) -> usize {
-        self.replicas.len()
+        self.nodes.len()
     }
 
     /// True if there are no replicas.
     pub fn is_empty(&self) -> bool {
-        self.replicas.is_empty()
+        self.nodes.is_empty()
     }
 
     /// The running group of replica `i`, if it is up.
     pub fn group(&self, i: usize) -> Option<Arc<Group<Recorder>>> {
-        self.replicas[i].slot.lock().unwrap().clone()
+        if !self.nodes.is_alive(i) {
+            return None;
+        }
+        self.slots[i].lock().unwrap().clone()
     }
 
     /// Kills replica `i`'s process.
     pub fn kill(&mut self, i: usize) {
-        let r = &mut self.replicas[i];
-        if r.alive {
-            Handle::current().kill(r.node.id());
-            *r.slot.lock().unwrap() = None;
-            r.alive = false;
-        }
+        self.nodes.kill(i);
+        *self.slots[i].lock().unwrap() = None;
     }
 
     /// Restarts replica `i`; with `power_loss` its disk first loses what was not synced.
     pub fn restart(&mut self, i: usize, power_loss: bool) {
-        let r = &mut self.replicas[i];
-        if r.alive {
-            return;
-        }
-        r.power_loss_on_boot.store(power_loss, Ordering::SeqCst);
-        Handle::current().restart(r.node.id());
-        r.alive = true;
+        self.nodes.restart(i, power_loss);
     }
 
     /// Cuts replica `i` off the network (both directions).
     pub fn isolate(&mut self, i: usize) {
-        NetSim::current().clog_node(self.replicas[i].node.id());
-        self.replicas[i].isolated = true;
+        self.nodes.isolate(i);
     }
 
     /// Reconnects replica `i`.
     pub fn heal(&mut self, i: usize) {
-        NetSim::current().unclog_node(self.replicas[i].node.id());
-        self.replicas[i].isolated = false;
+        self.nodes.heal(i);
     }
 
     /// Whether replica `i`'s process is up.
     pub fn is_alive(&self, i: usize) -> bool {
-        self.replicas[i].alive
+        self.nodes.is_alive(i)
     }
 
     /// The replica that leads with the highest term, if any.
@@ -225,8 +174,7 @@ impl RaftCluster {
         value: Vec<u8>,
     ) -> impl std::future::Future<Output = Outcome> + use<> {
         let group = self.group(i);
-        // A fresh handle: one taken before a restart spawns onto the dead incarnation.
-        let node = Handle::current().get_node(self.replicas[i].node.id());
+        let node = self.nodes.handle(i);
         async move {
             let (Some(g), Some(node)) = (group, node) else {
                 return Outcome::Fail;
@@ -293,9 +241,9 @@ impl RaftCluster {
         self.start_errors.lock().unwrap().clone()
     }
 
-    /// The simulated disk of replica `i`.
-    pub fn disk(&self, i: usize) -> &SimDisk {
-        &self.replicas[i].disk
+    /// Unsynced writes lost in crashes, over all replicas.
+    pub fn lost_writes(&self) -> u64 {
+        self.nodes.lost_writes()
     }
 }
 
@@ -458,9 +406,7 @@ pub async fn chaos(seed: u64) -> RunResult {
         .iter()
         .filter(|p| p.outcome == Outcome::Info)
         .count();
-    let lost_writes: u64 = (0..c.len())
-        .map(|i| c.disk(i).stats().crash_lost_writes)
-        .sum();
+    let lost_writes = c.lost_writes();
     Ok(format!(
         "{acked} acked, {unknown} unknown of {} proposals; {} faults; {lost_writes} unsynced writes lost in crashes",
         history.len(),

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use simulation::broker_cluster;
 use simulation::raft_group;
 use simulation::runner;
 
@@ -33,4 +34,28 @@ fn raft_group_is_deterministic() {
         );
         assert!(r.is_ok(), "seed {seed}: {r:?}");
     }
+}
+
+#[test]
+fn broker_chaos() {
+    runner::sweep(
+        "broker_chaos",
+        "broker_chaos",
+        Duration::from_secs(900),
+        broker_cluster::chaos,
+    );
+}
+
+async fn broker_determinism_probe() -> runner::RunResult {
+    broker_cluster::chaos(madsim::runtime::Handle::current().seed()).await
+}
+
+#[test]
+fn broker_is_deterministic() {
+    let r = madsim::runtime::Runtime::check_determinism(
+        7,
+        madsim::Config::default(),
+        broker_determinism_probe,
+    );
+    assert!(r.is_ok(), "{r:?}");
 }
