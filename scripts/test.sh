@@ -3,7 +3,7 @@
 # tests, and the simulator build's tests including a time-budgeted seed sweep. The last line is
 # "N passed, M failed". CI runs exactly this (through .ci/run).
 #
-# Knobs: SIM_BUDGET_SECS (wall-clock budget per simulation sweep, default 240),
+# Knobs: SIM_BUDGET_SECS (wall-clock budget per simulation scenario, default 180),
 # SIM_SEEDS (max fresh seeds per sweep), SIM_SEED (replay one seed only).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +42,7 @@ step env RUSTFLAGS="--cfg madsim" cargo clippy --workspace --all-targets --locke
 step cargo test --workspace --locked
 # The simulator build runs optimised (profile `sim`: release plus debug assertions), so a
 # sweep covers many more seeds per minute.
-step env RUSTFLAGS="--cfg madsim" SIM_BUDGET_SECS="${SIM_BUDGET_SECS:-240}" SIM_SEEDS="${SIM_SEEDS:-100000}" \
+step env RUSTFLAGS="--cfg madsim" SIM_BUDGET_SECS="${SIM_BUDGET_SECS:-180}" SIM_SEEDS="${SIM_SEEDS:-100000}" \
     cargo test --workspace --profile sim --locked -- --nocapture
 
 echo

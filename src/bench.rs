@@ -16,7 +16,6 @@ use clap::Args;
 use hdrhistogram::Histogram;
 use raftmq_proto::v2 as pb;
 use raftmq_proto::v2::messaging_service_client::MessagingServiceClient;
-use tonic::transport::Channel;
 
 /// Options of `raftmq bench`.
 #[derive(Args, Debug, Clone)]
@@ -80,7 +79,7 @@ fn request(topic: &str, id: String, body: &[u8]) -> tonic::Request<pb::SendMessa
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {
-        let ch = Channel::from_shared(format!("http://{}", args.endpoint))?
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", args.endpoint))?
             .connect()
             .await
             .with_context(|| format!("cannot reach {}", args.endpoint))?;
