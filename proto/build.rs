@@ -12,6 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[
                 "proto/raftmq/raft.proto",
                 "proto/raftmq/admin.proto",
+                "proto/raftmq/forward.proto",
+                "proto/raftmq/nameserver.proto",
                 "proto/apache/rocketmq/v2/service.proto",
             ],
             &[std::path::PathBuf::from("proto"), wkt],

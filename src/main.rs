@@ -6,6 +6,7 @@
 //! - `raftmq bench`: send load through the v2 protocol and report throughput and latency.
 
 mod bench;
+mod dev;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,9 +42,30 @@ enum Command {
         /// First Raft transport port; the replicas use this and the next two.
         #[arg(long, default_value_t = 7001)]
         raft_port: u16,
+        /// Where to run the nameserver.
+        #[arg(long, default_value = "127.0.0.1:9876")]
+        nameserver: SocketAddr,
+        /// Run no nameserver.
+        #[arg(long)]
+        no_nameserver: bool,
         /// Do not create topics and consumer groups on first use.
         #[arg(long)]
         no_auto_create: bool,
+    },
+    /// Run one broker node of a cluster.
+    Broker {
+        /// The node's configuration (see docs/operations.md).
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Run a nameserver.
+    Nameserver {
+        /// Where clients and brokers reach it.
+        #[arg(long, default_value = "0.0.0.0:9876")]
+        listen: SocketAddr,
+        /// Forget a broker this long after its last registration (milliseconds).
+        #[arg(long, default_value_t = 3000)]
+        ttl_ms: u64,
     },
     /// Administer a running broker.
     Admin {
@@ -92,36 +114,95 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,openraft=warn".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
         Command::Dev {
             data_dir,
             listen,
             raft_port,
+            nameserver,
+            no_nameserver,
             no_auto_create,
         } => {
-            let opts = broker::dev::DevOptions {
+            let opts = dev::DevOptions {
                 data_dir,
                 listen,
                 raft_port,
+                nameserver: (!no_nameserver).then_some(nameserver),
                 auto_create: !no_auto_create,
             };
             println!(
-                "raftmq dev: 3 replicas in {} (raft {}..{}), RocketMQ v2 endpoint on {listen}; Ctrl-C to stop",
+                "raftmq dev: 3 nodes in {} (v2 on {listen} and the next two ports, raft {}..{}{}); Ctrl-C to stop",
                 opts.data_dir.display(),
                 raft_port,
-                raft_port + 2
+                raft_port + 2,
+                opts.nameserver
+                    .map(|n| format!(", nameserver {n}"))
+                    .unwrap_or_default()
             );
-            broker::dev::run(opts, async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .context("raftmq dev")?;
+            dev::run(opts, shutdown_signal())
+                .await
+                .context("raftmq dev")?;
             println!("raftmq dev: stopped");
             Ok(())
         }
+        Command::Broker { config } => {
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("reading {}", config.display()))?;
+            let cfg = broker::config::BrokerToml::parse(&text)
+                .and_then(|t| t.into_config())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+            println!(
+                "raftmq broker: node {} serving v2 on {} (raft {})",
+                cfg.node_id, cfg.listen, cfg.raft_listen
+            );
+            broker::node::run(
+                cfg,
+                std::sync::Arc::new(raft_store::disk::RealDisk::new()),
+                shutdown_signal(),
+            )
+            .await
+            .context("raftmq broker")?;
+            println!("raftmq broker: stopped");
+            Ok(())
+        }
+        Command::Nameserver { listen, ttl_ms } => {
+            println!("raftmq nameserver on {listen}");
+            nameserver::run(
+                listen,
+                std::time::Duration::from_millis(ttl_ms),
+                shutdown_signal(),
+            )
+            .await
+            .map_err(anyhow::Error::msg)
+        }
         Command::Admin { endpoint, action } => admin(&endpoint, action).await,
         Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM (a graceful stop: leadership is handed over first).
+async fn shutdown_signal() {
+    #[cfg(not(madsim))]
+    {
+        use tokio::signal::unix::SignalKind;
+        use tokio::signal::unix::signal;
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(madsim)]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

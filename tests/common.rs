@@ -14,7 +14,8 @@ use std::time::Instant;
 use raftmq_proto::admin::StatusRequest;
 use raftmq_proto::admin::admin_client::AdminClient;
 
-/// A `raftmq dev` process on 127.0.0.1:`port` (Raft on the next three ports).
+/// A `raftmq dev` process: v2 on 127.0.0.1:`port` and the next two ports, Raft on `port + 10`
+/// and the next two, the nameserver on `port + 20`.
 pub struct Dev {
     child: Option<Child>,
     pub port: u16,
@@ -42,10 +43,14 @@ impl Dev {
     /// (Re)starts the process on the same data directory.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let log = std::fs::File::create(
-            self.dir
-                .join(format!("dev-{}.log", Instant::now().elapsed().as_nanos())),
-        )
+        // Kept after the test (temp dirs are not) so a CI failure can be read.
+        let logs = workspace().join("target/test-logs");
+        let _ = std::fs::create_dir_all(&logs);
+        let log = std::fs::File::create(logs.join(format!(
+            "dev-{}-{}.log",
+            self.port,
+            std::process::id()
+        )))
         .ok();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_raftmq"));
         cmd.args(["dev", "--data-dir"])
@@ -54,7 +59,9 @@ impl Dev {
                 "--listen",
                 &endpoint(self.port),
                 "--raft-port",
-                &(self.port + 1).to_string(),
+                &(self.port + 10).to_string(),
+                "--nameserver",
+                &endpoint(self.port + 20),
             ])
             .args(&self.extra)
             .stdout(Stdio::null());
@@ -77,7 +84,7 @@ impl Dev {
             loop {
                 if let Ok(mut c) = AdminClient::connect(ep.clone()).await
                     && let Ok(s) = c.status(StatusRequest {}).await
-                    && s.get_ref().replicas.iter().any(|r| r.role == "leader")
+                    && s.get_ref().replicas.iter().any(|r| r.leader != 0)
                 {
                     return;
                 }

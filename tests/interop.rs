@@ -13,7 +13,7 @@ use common::python_scenario;
 #[test]
 fn python_client_send_receive_push_redelivery_and_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
-    let dev = Dev::start(dir.path(), 18110, &[]);
+    let dev = Dev::start(dir.path(), 18100, &[]);
     python_scenario(
         dev.port,
         &[
@@ -54,7 +54,7 @@ fn python_client_send_receive_push_redelivery_and_dead_letters() {
 #[test]
 fn rust_official_client_send_receive() {
     let dir = tempfile::tempdir().unwrap();
-    let dev = Dev::start(dir.path(), 18120, &[]);
+    let dev = Dev::start(dir.path(), 18200, &[]);
     common::run_ok(
         "official Rust client",
         Command::new(common::rust_official()).args([
@@ -72,7 +72,7 @@ fn restart_between_send_and_receive_loses_nothing_and_acked_stays_acked() {
     let dir = tempfile::tempdir().unwrap();
     let ids = dir.path().join("ids.txt");
     let ids = ids.to_str().unwrap();
-    let mut dev = Dev::start(dir.path(), 18130, &[]);
+    let mut dev = Dev::start(dir.path(), 18300, &[]);
     python_scenario(
         dev.port,
         &[

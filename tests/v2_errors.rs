@@ -68,7 +68,7 @@ async fn messages_in(port: u16, topic: &str) -> Option<u64> {
 #[test]
 fn bad_requests_get_the_right_code_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let dev = Dev::start(dir.path(), 18140, &["--no-auto-create"]);
+    let dev = Dev::start(dir.path(), 18400, &["--no-auto-create"]);
     dev.admin(&["topic", "Known", "--queues", "4", "--kind", "normal"]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,5 +1,6 @@
-//! RaftMQ's admin service (`raftmq.admin.Admin`): create or update topics and groups, and
-//! report the Raft and topic state. Served beside the v2 endpoint; `raftmq admin` calls it.
+//! RaftMQ's admin service (`raftmq.admin.Admin`): create or update topics and groups (in every
+//! Raft group the node hosts), and report the Raft and topic state. Served beside the v2
+//! endpoint; `raftmq admin` calls it.
 
 use std::sync::Arc;
 
@@ -24,6 +25,17 @@ impl AdminServer {
     /// An admin service over `core`.
     pub fn new(core: Arc<BrokerCore>) -> Self {
         Self { core }
+    }
+
+    /// Applies a configuration command to every group this node hosts.
+    async fn on_every_group(&self, cmd: Command) -> Result<(), String> {
+        for g in self.core.groups() {
+            self.core
+                .submit(g.id, cmd.clone())
+                .await
+                .map_err(|e| format!("group {}: {e}", g.name))?;
+        }
+        Ok(())
     }
 }
 
@@ -67,13 +79,7 @@ impl Admin for AdminServer {
             queues: t.queues,
             kind,
         });
-        Ok(reply(
-            self.core
-                .submit(cmd)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-        ))
+        Ok(reply(self.on_every_group(cmd).await))
     }
 
     async fn upsert_group(
@@ -95,64 +101,50 @@ impl Admin for AdminServer {
         if !g.retry_backoff_ms.is_empty() {
             cfg.retry_backoff_ms = g.retry_backoff_ms;
         }
-        Ok(reply(
-            self.core
-                .submit(Command::UpsertGroup(cfg))
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-        ))
+        Ok(reply(self.on_every_group(Command::UpsertGroup(cfg)).await))
     }
 
     async fn status(
         &self,
         _req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusReply>, tonic::Status> {
-        let replicas = self
-            .core
-            .replicas()
-            .iter()
-            .map(|r| {
-                let m = r.metrics();
-                pb::ReplicaStatus {
-                    group: m.group.0,
-                    node: m.node,
-                    role: format!("{:?}", m.role).to_lowercase(),
-                    term: m.term.0,
-                    leader: m.leader.unwrap_or(0),
-                    last_log: m.last_log.map_or(0, |i| i.0),
-                    committed: m.committed.map_or(0, |i| i.0),
-                    applied: m.applied.map_or(0, |i| i.0),
-                }
-            })
-            .collect();
-        let (topics, groups) = match self.core.leader().await {
-            Ok(l) => l.read(|s| {
-                let topics = s
-                    .topics
-                    .values()
-                    .map(|t| pb::TopicStatus {
+        let mut replicas = Vec::new();
+        let mut topics = Vec::new();
+        let mut groups: Vec<pb::GroupStatus> = Vec::new();
+        for g in self.core.groups() {
+            let m = g.replica.metrics();
+            replicas.push(pb::ReplicaStatus {
+                group: m.group.0,
+                node: m.node,
+                role: format!("{:?}", m.role).to_lowercase(),
+                term: m.term.0,
+                leader: m.leader.unwrap_or(0),
+                last_log: m.last_log.map_or(0, |i| i.0),
+                committed: m.committed.map_or(0, |i| i.0),
+                applied: m.applied.map_or(0, |i| i.0),
+            });
+            g.replica.read(|s| {
+                for t in s.topics.values() {
+                    topics.push(pb::TopicStatus {
                         name: t.name.clone(),
                         queues: t.queues,
                         kind: topic_kind_name(t.kind).into(),
                         queue_ends: (0..t.queues)
                             .map(|q| s.queue(&t.name, q).map_or(0, |c| c.end()))
                             .collect(),
-                    })
-                    .collect();
-                let groups = s
-                    .groups
-                    .values()
-                    .map(|g| pb::GroupStatus {
-                        name: g.name.clone(),
-                        max_delivery_attempts: g.max_delivery_attempts,
-                        fifo: g.fifo,
-                    })
-                    .collect();
-                (topics, groups)
-            }),
-            Err(_) => (vec![], vec![]),
-        };
+                    });
+                }
+                for c in s.groups.values() {
+                    if !groups.iter().any(|x| x.name == c.name) {
+                        groups.push(pb::GroupStatus {
+                            name: c.name.clone(),
+                            max_delivery_attempts: c.max_delivery_attempts,
+                            fifo: c.fifo,
+                        });
+                    }
+                }
+            });
+        }
         Ok(Response::new(pb::StatusReply {
             replicas,
             topics,

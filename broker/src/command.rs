@@ -131,8 +131,9 @@ pub struct CommitOffset {
     pub reset: bool,
 }
 
-/// One command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One command. (Serde is for forwarding between nodes of the same version; the log uses the
+/// op-code encoding below.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// [`op::UPSERT_TOPIC`]
     UpsertTopic(TopicConfig),

@@ -1,10 +1,13 @@
-//! The broker core every front end uses (the v2 service, admin, simulation): which local
-//! replica leads, submitting commands with retries across leader changes, auto-creation of
-//! topics and groups, the connected clients, and auto-renewal of push consumers' receipts.
+//! The broker core of one node, shared by every front end (the v2 service, admin, forwarding,
+//! simulation): the Raft groups this node hosts, submitting commands to each group's leader
+//! (locally, or forwarded in one hop), auto-creation of topics and consumer groups, the
+//! connected clients, and auto-renewal of push consumers' receipts.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -16,12 +19,13 @@ use crate::command::Pop;
 use crate::command::Receipt;
 use crate::error::BrokerError;
 use crate::error::Result;
+use crate::forward::Forwarder;
+use crate::forward::Popped;
 use crate::model::GroupConfig;
-use crate::model::StoredMessage;
 use crate::model::TopicConfig;
 use crate::model::TopicKind;
 use crate::replica::Replica;
-use crate::state::Delivery;
+use crate::state::BrokerState;
 use crate::state::Outcome;
 use crate::state::Reject;
 
@@ -30,12 +34,14 @@ use crate::state::Reject;
 pub struct BrokerSettings {
     /// Create unknown topics and groups on first use (dev mode).
     pub auto_create: bool,
-    /// Queues of an auto-created topic.
+    /// Queues per hosted group of an auto-created topic.
     pub default_queues: u32,
     /// Largest message body accepted.
     pub max_body_bytes: usize,
-    /// How long a request waits for a leader before failing.
+    /// How long a request waits for a leader (an election) before failing.
     pub leader_wait: Duration,
+    /// Deadline of one forwarded request.
+    pub forward_timeout: Duration,
     /// Shortest invisible duration a receive may ask for.
     pub min_invisible: Duration,
     /// Longest invisible duration a receive may ask for.
@@ -45,10 +51,6 @@ pub struct BrokerSettings {
     pub renew_invisible: Duration,
     /// A client not heard from for this long is gone (its receipts are no longer renewed).
     pub client_timeout: Duration,
-    /// The name routes give this broker (a Raft group).
-    pub broker_name: String,
-    /// The address routes point clients at, if not the one they dialed.
-    pub advertised: Option<(String, u16)>,
 }
 
 impl Default for BrokerSettings {
@@ -58,30 +60,53 @@ impl Default for BrokerSettings {
             default_queues: 8,
             max_body_bytes: 4 << 20,
             leader_wait: Duration::from_secs(3),
+            forward_timeout: Duration::from_secs(10),
             min_invisible: Duration::from_secs(1),
             max_invisible: Duration::from_secs(12 * 3600),
             renew_invisible: Duration::from_secs(60),
             client_timeout: Duration::from_secs(90),
-            broker_name: "raftmq-g1".into(),
-            advertised: None,
         }
     }
+}
+
+/// Where a node can be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAddrs {
+    /// Raft transport (and forwarding) address.
+    pub raft: String,
+    /// Client (v2) address.
+    pub client: String,
+}
+
+/// A Raft group this node hosts a replica of.
+pub struct HostedGroup {
+    /// Group id.
+    pub id: u64,
+    /// The broker name routes give it.
+    pub name: String,
+    /// The local replica.
+    pub replica: Arc<Replica>,
+    /// The node that should lead when healthy.
+    pub preferred_leader: Option<u64>,
 }
 
 /// A telemetry stream to a client: where server-pushed commands go.
 pub type TelemetrySender = mpsc::Sender<Result<raftmq_proto::v2::TelemetryCommand, tonic::Status>>;
 
-/// A connected client.
 struct Client {
     last_seen_ms: u64,
     telemetry: Option<TelemetrySender>,
 }
 
+/// (Raft group, consumer group, topic, queue, offset) of a renewed delivery.
+type RenewalKey = (u64, String, String, u32, u64);
+
 /// A delivery the broker keeps invisible on a push consumer's behalf.
 #[derive(Debug, Clone)]
 struct Renewal {
     client: String,
-    group: String,
+    group: u64,
+    consumer_group: String,
     topic: String,
     receipt: Receipt,
     deadline_ms: u64,
@@ -91,19 +116,33 @@ struct Renewal {
 pub struct BrokerCore {
     /// Settings.
     pub settings: BrokerSettings,
-    replicas: Vec<Arc<Replica>>,
+    node_id: u64,
+    peers: BTreeMap<u64, NodeAddrs>,
+    groups: BTreeMap<u64, HostedGroup>,
+    forwarder: Forwarder,
     clients: Mutex<BTreeMap<String, Client>>,
-    renewals: Mutex<BTreeMap<(String, String, u32, u64), Renewal>>,
+    renewals: Mutex<BTreeMap<RenewalKey, Renewal>>,
+    round_robin: AtomicU64,
 }
 
 impl BrokerCore {
-    /// A core over the local `replicas` of the broker's group; starts the renewal task.
-    pub fn new(settings: BrokerSettings, replicas: Vec<Arc<Replica>>) -> Arc<Self> {
+    /// A core for node `node_id` hosting `groups`, knowing every node's addresses (`peers`);
+    /// starts the renewal task.
+    pub fn new(
+        settings: BrokerSettings,
+        node_id: u64,
+        peers: BTreeMap<u64, NodeAddrs>,
+        groups: Vec<HostedGroup>,
+    ) -> Arc<Self> {
         let core = Arc::new(BrokerCore {
             settings,
-            replicas,
+            node_id,
+            peers,
+            groups: groups.into_iter().map(|g| (g.id, g)).collect(),
+            forwarder: Forwarder::default(),
             clients: Mutex::new(BTreeMap::new()),
             renewals: Mutex::new(BTreeMap::new()),
+            round_robin: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&core);
         tokio::spawn(async move {
@@ -117,38 +156,90 @@ impl BrokerCore {
         core
     }
 
-    /// The local replicas.
-    pub fn replicas(&self) -> &[Arc<Replica>] {
-        &self.replicas
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.node_id
     }
 
-    /// The Raft group this broker serves.
-    pub fn group_id(&self) -> u64 {
-        self.replicas.first().map_or(0, |r| r.group_id().0)
+    /// The hosted groups, by id.
+    pub fn groups(&self) -> impl Iterator<Item = &HostedGroup> {
+        self.groups.values()
     }
 
-    /// The local replica that leads, waiting up to `leader_wait` for an election.
-    pub async fn leader(&self) -> Result<Arc<Replica>> {
-        let deadline = tokio::time::Instant::now() + self.settings.leader_wait;
+    /// A hosted group.
+    pub fn group(&self, id: u64) -> Result<&HostedGroup> {
+        self.groups.get(&id).ok_or(BrokerError::Rejected(Reject::QueueNotFound))
+    }
+
+    /// The hosted group routes call `name`.
+    pub fn group_by_name(&self, name: &str) -> Option<&HostedGroup> {
+        self.groups.values().find(|g| g.name == name)
+    }
+
+    /// Every node's addresses.
+    pub fn peers(&self) -> &BTreeMap<u64, NodeAddrs> {
+        &self.peers
+    }
+
+    /// Reads group `id`'s state from the local replica (a follower's may lag slightly).
+    pub fn read<T>(&self, id: u64, f: impl FnOnce(&BrokerState) -> T) -> Result<T> {
+        Ok(self.group(id)?.replica.read(f))
+    }
+
+    /// The group's members' client addresses, the leader's first (what routes carry).
+    pub fn endpoints(&self, id: u64) -> Result<Vec<String>> {
+        let m = self.group(id)?.replica.metrics();
+        let mut members: Vec<u64> = m.voters.iter().copied().collect();
+        members.sort_by_key(|n| (Some(*n) != m.leader, *n));
+        Ok(members
+            .into_iter()
+            .filter_map(|n| self.peers.get(&n).map(|p| p.client.clone()))
+            .collect())
+    }
+
+    fn leader_addr(&self, leader: u64) -> Result<String> {
+        self.peers
+            .get(&leader)
+            .map(|p| p.raft.clone())
+            .ok_or_else(|| {
+                BrokerError::Unavailable(format!("leader {leader} is not in the node table"))
+            })
+    }
+
+    /// Where to run a request for group `id` now: here, or at the leader's address. Waits
+    /// (up to `leader_wait` from `deadline`) while no leader is known.
+    async fn route(&self, id: u64, deadline: tokio::time::Instant) -> Result<Option<String>> {
+        let replica = self.group(id)?.replica.clone();
         loop {
-            if let Some(r) = self.replicas.iter().find(|r| r.is_leader()) {
-                return Ok(r.clone());
+            if replica.is_leader() {
+                return Ok(None);
+            }
+            match replica.metrics().leader {
+                Some(l) if l != self.node_id => return self.leader_addr(l).map(Some),
+                _ => {}
             }
             if tokio::time::Instant::now() >= deadline {
-                let hint = self.replicas.first().and_then(|r| r.metrics().leader);
-                return Err(BrokerError::NotLeader { leader: hint });
+                return Err(BrokerError::NotLeader { leader: None });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    /// Proposes `command` on the leader. A refusal before the command was written (not the
-    /// leader) is retried on the new leader; anything else is returned as is.
-    pub async fn submit(&self, command: Command) -> Result<Outcome> {
+    /// Proposes `command` to group `id`'s leader, here or one hop away. A refusal that happened
+    /// before anything was written (not the leader) is retried after the election; anything
+    /// else is returned as is.
+    pub async fn submit(&self, id: u64, command: Command) -> Result<Outcome> {
         let deadline = tokio::time::Instant::now() + self.settings.leader_wait;
         loop {
-            let leader = self.leader().await?;
-            match leader.submit(command.clone()).await {
+            let r = match self.route(id, deadline).await? {
+                None => self.group(id)?.replica.submit(command.clone()).await,
+                Some(addr) => {
+                    self.forwarder
+                        .submit(&addr, id, &command, self.settings.forward_timeout)
+                        .await
+                }
+            };
+            match r {
                 Err(BrokerError::NotLeader { .. }) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
@@ -157,67 +248,114 @@ impl BrokerCore {
         }
     }
 
-    /// Receives: proposes `pop` on the leader and reads the delivered messages from that
-    /// replica's log (where the pop's outcome guarantees they are). Retries a definite refusal
-    /// on a new leader like [`BrokerCore::submit`].
-    pub async fn pop(&self, pop: Pop) -> Result<Vec<(Delivery, StoredMessage)>> {
+    /// Runs `command` on the local replica if it leads; never forwards (the forward service's
+    /// entry point, so a request moves at most one hop).
+    pub async fn submit_local(&self, id: u64, command: Command) -> Result<Outcome> {
+        let r = &self.group(id)?.replica;
+        if !r.is_leader() {
+            return Err(BrokerError::NotLeader {
+                leader: r.metrics().leader,
+            });
+        }
+        r.submit(command).await
+    }
+
+    /// Receives: proposes `pop` on group `id`'s leader and reads the delivered messages from
+    /// that leader's log (where the pop's outcome guarantees they are).
+    pub async fn pop(&self, id: u64, pop: Pop) -> Result<Popped> {
         let deadline = tokio::time::Instant::now() + self.settings.leader_wait;
         loop {
-            let leader = self.leader().await?;
-            match leader.submit(Command::Pop(pop.clone())).await {
-                Ok(Outcome::Popped { deliveries, .. }) => {
-                    return deliveries
-                        .into_iter()
-                        .map(|d| {
-                            let m = leader.read_message(&d.entry)?;
-                            Ok((d, m))
-                        })
-                        .collect();
+            let r = match self.route(id, deadline).await? {
+                None => self.pop_local(id, pop.clone()).await,
+                Some(addr) => {
+                    self.forwarder
+                        .pop(&addr, id, &pop, self.settings.forward_timeout)
+                        .await
                 }
-                Ok(Outcome::Rejected(r)) => return Err(BrokerError::Rejected(r)),
-                Ok(other) => {
-                    return Err(BrokerError::Corrupt(format!(
-                        "receive answered with {other:?}"
-                    )));
-                }
+            };
+            match r {
                 Err(BrokerError::NotLeader { .. }) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Err(e) => return Err(e),
+                other => return other,
             }
         }
     }
 
-    /// The topic's configuration, creating the topic if auto-creation is on.
-    pub async fn ensure_topic(&self, name: &str) -> Result<Option<TopicConfig>> {
-        let leader = self.leader().await?;
-        if let Some(t) = leader.read(|s| s.topics.get(name).cloned()) {
-            return Ok(Some(t));
+    /// [`BrokerCore::pop`] on the local replica only.
+    pub async fn pop_local(&self, id: u64, pop: Pop) -> Result<Popped> {
+        let r = self.group(id)?.replica.clone();
+        if !r.is_leader() {
+            return Err(BrokerError::NotLeader {
+                leader: r.metrics().leader,
+            });
         }
-        if !self.settings.auto_create {
-            return Ok(None);
+        match r.submit(Command::Pop(pop)).await? {
+            Outcome::Popped { deliveries, .. } => deliveries
+                .into_iter()
+                .map(|d| {
+                    let m = r.read_message(&d.entry)?;
+                    Ok((d, m))
+                })
+                .collect(),
+            Outcome::Rejected(x) => Err(BrokerError::Rejected(x)),
+            other => Err(BrokerError::Corrupt(format!(
+                "receive answered with {other:?}"
+            ))),
         }
-        let t = TopicConfig {
-            name: name.to_string(),
-            queues: self.settings.default_queues,
-            kind: TopicKind::Mixed,
-        };
-        self.submit(Command::UpsertTopic(t)).await?;
-        Ok(self.leader().await?.read(|s| s.topics.get(name).cloned()))
     }
 
-    /// The group's configuration, creating it with defaults if it does not exist and
-    /// auto-creation is on (otherwise the defaults apply without a record).
+    /// The topic's configuration in every hosted group that has it, creating it in each group
+    /// when auto-creation is on. Empty if it exists nowhere (and may not be created).
+    pub async fn ensure_topic(&self, name: &str) -> Result<Vec<(u64, TopicConfig)>> {
+        let mut out = Vec::new();
+        for g in self.groups.values() {
+            let mut t = g.replica.read(|s| s.topics.get(name).cloned());
+            if t.is_none() && self.settings.auto_create {
+                let cfg = TopicConfig {
+                    name: name.to_string(),
+                    queues: self.settings.default_queues,
+                    kind: TopicKind::Mixed,
+                };
+                self.submit(g.id, Command::UpsertTopic(cfg.clone())).await?;
+                t = Some(
+                    g.replica
+                        .read(|s| s.topics.get(name).cloned())
+                        .unwrap_or(cfg),
+                );
+            }
+            if let Some(t) = t {
+                out.push((g.id, t));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The consumer group's configuration, creating it in every hosted group when
+    /// auto-creation is on (the defaults apply where it has no record).
     pub async fn ensure_group(&self, name: &str) -> Result<GroupConfig> {
-        let leader = self.leader().await?;
-        if let Some(g) = leader.read(|s| s.groups.get(name).cloned()) {
-            return Ok(g);
+        let mut found = None;
+        for g in self.groups.values() {
+            match g.replica.read(|s| s.groups.get(name).cloned()) {
+                Some(c) => {
+                    found.get_or_insert(c);
+                }
+                None if self.settings.auto_create => {
+                    let c = found
+                        .clone()
+                        .unwrap_or_else(|| GroupConfig::with_defaults(name));
+                    self.submit(g.id, Command::UpsertGroup(c.clone())).await?;
+                    found.get_or_insert(c);
+                }
+                None => {}
+            }
         }
-        let g = GroupConfig::with_defaults(name);
-        if self.settings.auto_create {
-            self.submit(Command::UpsertGroup(g.clone())).await?;
-        }
-        Ok(g)
+        Ok(found.unwrap_or_else(|| GroupConfig::with_defaults(name)))
+    }
+
+    /// A counter for spreading sends over queues.
+    pub fn next_round_robin(&self) -> u64 {
+        self.round_robin.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Records that `client` was heard from.
@@ -230,7 +368,7 @@ impl BrokerCore {
         c.last_seen_ms = now_ms();
     }
 
-    /// Registers a client's telemetry stream.
+    /// Registers (or clears) a client's telemetry stream.
     pub fn set_telemetry(&self, client: &str, sender: Option<TelemetrySender>) {
         self.touch_client(client);
         if let Some(c) = self.clients.lock().unwrap().get_mut(client) {
@@ -251,21 +389,24 @@ impl BrokerCore {
     pub fn track_renewal(
         &self,
         client: &str,
-        group: &str,
+        group: u64,
+        consumer_group: &str,
         topic: &str,
         receipt: Receipt,
         deadline_ms: u64,
     ) {
         self.renewals.lock().unwrap().insert(
             (
-                group.to_string(),
+                group,
+                consumer_group.to_string(),
                 topic.to_string(),
                 receipt.queue.0,
                 receipt.offset.0,
             ),
             Renewal {
                 client: client.to_string(),
-                group: group.to_string(),
+                group,
+                consumer_group: consumer_group.to_string(),
                 topic: topic.to_string(),
                 receipt,
                 deadline_ms,
@@ -274,9 +415,16 @@ impl BrokerCore {
     }
 
     /// Stops renewing a delivery (acked, or changed by the client).
-    pub fn untrack_renewal(&self, group: &str, topic: &str, receipt: &Receipt) {
+    pub fn untrack_renewal(
+        &self,
+        group: u64,
+        consumer_group: &str,
+        topic: &str,
+        receipt: &Receipt,
+    ) {
         self.renewals.lock().unwrap().remove(&(
-            group.to_string(),
+            group,
+            consumer_group.to_string(),
             topic.to_string(),
             receipt.queue.0,
             receipt.offset.0,
@@ -304,18 +452,19 @@ impl BrokerCore {
         };
         for r in due {
             let cmd = Command::Renew(ChangeInvisible {
-                group: r.group.clone(),
+                group: r.consumer_group.clone(),
                 topic: r.topic.clone(),
                 receipt: r.receipt,
                 invisible_ms: self.settings.renew_invisible.as_millis() as u64,
             });
             let key = (
-                r.group.clone(),
+                r.group,
+                r.consumer_group.clone(),
                 r.topic.clone(),
                 r.receipt.queue.0,
                 r.receipt.offset.0,
             );
-            match self.submit(cmd).await {
+            match self.submit(r.group, cmd).await {
                 Ok(Outcome::Changed { deadline_ms, .. }) => {
                     if let Some(x) = self.renewals.lock().unwrap().get_mut(&key) {
                         x.deadline_ms = deadline_ms;

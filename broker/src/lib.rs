@@ -10,17 +10,22 @@
 //! - [`replica`]: one replica (group, batching, message reads, change notifications);
 //! - [`core`]: what front ends share (leader choice, retries, auto-creation, clients, renewal);
 //! - [`service`]: the v2 `MessagingService`; [`admin`]: the admin service;
-//! - [`receipt`]: receipt handles; [`dev`]: the `raftmq dev` runner;
+//! - [`forward`]: one-hop forwarding to a group's leader; [`node`]: a whole broker node
+//!   (replicas, listeners, registration, preferred leaders, graceful stop); [`config`]: its
+//!   typed TOML configuration;
+//! - [`receipt`]: receipt handles;
 //! - [`error`]: the error enum.
 
 pub mod admin;
 pub mod app;
 pub mod batcher;
 pub mod command;
+pub mod config;
 pub mod core;
-pub mod dev;
 pub mod error;
+pub mod forward;
 pub mod model;
+pub mod node;
 pub mod receipt;
 pub mod replica;
 pub mod service;

@@ -168,6 +168,11 @@ impl Replica {
         })
     }
 
+    /// Hands leadership to the most caught-up voter if this replica leads; keeps running.
+    pub async fn step_down(&self) -> bool {
+        self.group.step_down().await
+    }
+
     /// Stops the replica (handing leadership over first if it leads).
     pub async fn shutdown(&self) -> Result<()> {
         self.group.shutdown().await?;

@@ -3,7 +3,11 @@
 //! - [`v2`]: the Apache RocketMQ 5.x gRPC protocol (`apache.rocketmq.v2`), written from the
 //!   protocol brief with rocketmq-apis v2.1.2's names and field numbers;
 //! - [`raft`]: the internal Raft transport between replicas, a group id in every request;
-//! - [`admin`]: RaftMQ's admin service.
+//! - [`admin`]: RaftMQ's admin service;
+//! - [`forward`]: forwarding a command to a group's leader in one hop;
+//! - [`nameserver`]: broker registration with nameservers;
+//! - [`v2util`]: protocol helpers shared by the broker and the nameserver (statuses,
+//!   timestamps, the settings answer, route entries).
 //!
 //! The code is generated at build time by `madsim-tonic-build`, which emits both a real tonic
 //! variant and a madsim variant; `tonic::include_proto!` picks the right one for the build.
@@ -25,3 +29,17 @@ pub mod raft {
 pub mod admin {
     tonic::include_proto!("raftmq.admin");
 }
+
+/// Forwarding between broker nodes (`raftmq.forward`).
+#[allow(missing_docs, clippy::all)]
+pub mod forward {
+    tonic::include_proto!("raftmq.forward");
+}
+
+/// Broker registration with nameservers (`raftmq.nameserver`).
+#[allow(missing_docs, clippy::all)]
+pub mod nameserver {
+    tonic::include_proto!("raftmq.nameserver");
+}
+
+pub mod v2util;

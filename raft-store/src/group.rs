@@ -182,6 +182,8 @@ pub struct GroupMetrics {
     pub applied: Option<LogIndex>,
     /// Current voters.
     pub voters: BTreeSet<NodeId>,
+    /// On a leader: the last entry each follower has, as far as the leader knows.
+    pub replication: BTreeMap<NodeId, Option<LogIndex>>,
 }
 
 /// The outcome of a committed proposal.
@@ -341,6 +343,15 @@ impl<A: App> Group<A> {
             committed: m.local_committed.map(|c| LogIndex(c.index)),
             applied: m.last_applied.map(|a| LogIndex(a.index)),
             voters: m.membership_config.membership().voter_ids().collect(),
+            replication: m
+                .replication
+                .as_ref()
+                .map(|r| {
+                    r.iter()
+                        .map(|(n, l)| (*n, l.map(|l| LogIndex(l.index))))
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 
@@ -362,44 +373,58 @@ impl<A: App> Group<A> {
             .map_err(|_| Error::Timeout(timeout))?
     }
 
-    /// Stops the replica. A leader first hands leadership to the most caught-up voter and waits
-    /// (up to one election timeout) for it to take over, so clients see a short pause rather
-    /// than an election timeout.
-    pub async fn shutdown(&self) -> Result<()> {
+    /// If this replica leads, hands leadership to the most caught-up voter and waits (up to
+    /// one election timeout) until another leader is known. The replica keeps running as a
+    /// follower. Returns whether leadership moved.
+    pub async fn step_down(&self) -> bool {
         let m = self.raft.metrics().borrow_watched().clone();
-        if m.state == ServerState::Leader {
-            let me = self.cfg.node_id;
-            let target = m.replication.as_ref().and_then(|r| {
-                r.iter()
-                    .filter(|(id, _)| {
-                        **id != me
-                            && m.membership_config
-                                .membership()
-                                .voter_ids()
-                                .any(|v| v == **id)
-                    })
-                    .max_by_key(|(id, matched)| (matched.map(|l| l.index), std::cmp::Reverse(**id)))
-                    .map(|(id, _)| *id)
-            });
-            if let Some(to) = target {
-                tracing::info!(group = %self.cfg.group, node = me, to, "transferring leadership before shutdown");
-                if self.raft.trigger().transfer_leader(to).await.is_ok() {
-                    let mut rx = self.raft.metrics();
-                    let wait = async {
-                        loop {
-                            let cur = rx.borrow_watched().current_leader;
-                            if cur.is_some() && cur != Some(me) {
-                                break;
-                            }
-                            if rx.changed().await.is_err() {
-                                break;
-                            }
-                        }
-                    };
-                    let _ = tokio::time::timeout(self.cfg.election_timeout.1, wait).await;
+        if m.state != ServerState::Leader {
+            return false;
+        }
+        let me = self.cfg.node_id;
+        let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
+        let target = m.replication.as_ref().and_then(|r| {
+            r.iter()
+                .filter(|(id, _)| **id != me && voters.contains(id))
+                .max_by_key(|(id, matched)| (matched.map(|l| l.index), std::cmp::Reverse(**id)))
+                .map(|(id, _)| *id)
+        });
+        let Some(to) = target else { return false };
+        tracing::info!(group = %self.cfg.group, node = me, to, "handing leadership over");
+        if self.raft.trigger().transfer_leader(to).await.is_err() {
+            return false;
+        }
+        let mut rx = self.raft.metrics();
+        let wait = async {
+            loop {
+                let cur = rx.borrow_watched().current_leader;
+                if cur.is_some() && cur != Some(me) {
+                    return true;
+                }
+                if rx.changed().await.is_err() {
+                    return false;
                 }
             }
-        }
+        };
+        tokio::time::timeout(self.cfg.election_timeout.1, wait)
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Asks this replica to hand leadership to `to` (used to move leadership back to a
+    /// preferred node). A no-op unless this replica leads.
+    pub async fn transfer_leadership(&self, to: NodeId) -> Result<()> {
+        self.raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))
+    }
+
+    /// Stops the replica. A leader first hands leadership to the most caught-up voter, so
+    /// clients see a short pause rather than an election timeout.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.step_down().await;
         self.registry.unregister(self.cfg.group);
         self.raft
             .shutdown()

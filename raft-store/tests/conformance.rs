@@ -43,6 +43,7 @@ fn small_segments() -> LogConfig {
         segment_bytes: 4096,
         index_interval_bytes: 256,
         max_read_bytes: 1 << 20,
+        ..LogConfig::default()
     }
 }
 

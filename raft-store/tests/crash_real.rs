@@ -40,6 +40,7 @@ fn cfg() -> LogConfig {
         segment_bytes: 256 << 10, // roll often
         index_interval_bytes: 4 << 10,
         max_read_bytes: 1 << 20,
+        ..LogConfig::default()
     }
 }
 

@@ -87,6 +87,7 @@ fn cfg() -> LogConfig {
         segment_bytes: 4096,
         index_interval_bytes: 512,
         max_read_bytes: 1 << 20,
+        ..LogConfig::default()
     }
 }
 

@@ -27,6 +27,7 @@ fn cfg() -> LogConfig {
         segment_bytes: 8192,
         index_interval_bytes: 1024,
         max_read_bytes: 1 << 20,
+        ..LogConfig::default()
     }
 }
 

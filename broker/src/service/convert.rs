@@ -11,32 +11,10 @@ use crate::model::MessageKind;
 use crate::model::StoredMessage;
 use crate::model::TopicKind;
 
-/// Milliseconds since the epoch from a protobuf timestamp (clients send seconds or millis
-/// precision; both land here).
-pub fn ts_to_ms(t: &prost_types::Timestamp) -> u64 {
-    (t.seconds.max(0) as u64) * 1000 + (t.nanos.max(0) as u64) / 1_000_000
-}
-
-/// A protobuf timestamp from milliseconds since the epoch.
-pub fn ms_to_ts(ms: u64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: (ms / 1000) as i64,
-        nanos: ((ms % 1000) * 1_000_000) as i32,
-    }
-}
-
-/// A duration from a protobuf duration (negative becomes zero).
-pub fn pb_duration(d: &prost_types::Duration) -> Duration {
-    Duration::from_secs(d.seconds.max(0) as u64) + Duration::from_nanos(d.nanos.max(0) as u64)
-}
-
-/// A protobuf duration.
-pub fn to_pb_duration(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
-}
+pub use raftmq_proto::v2util::from_pb_duration as pb_duration;
+pub use raftmq_proto::v2util::ms_to_ts;
+pub use raftmq_proto::v2util::to_pb_duration;
+pub use raftmq_proto::v2util::ts_to_ms;
 
 /// The v2 message type of a kind.
 pub fn kind_to_pb(k: MessageKind) -> pb::MessageType {

@@ -43,17 +43,7 @@ impl MessagingServer {
 
 /// The calling client's id (`x-mq-client-id`), or the status to answer without one.
 fn client_id<T>(req: &Request<T>) -> Result<String, pb::Status> {
-    match req
-        .metadata()
-        .get("x-mq-client-id")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(id) if !id.trim().is_empty() => Ok(id.to_string()),
-        _ => Err(status::status(
-            Code::ClientIdRequired,
-            "the x-mq-client-id header is required",
-        )),
-    }
+    raftmq_proto::v2util::client_id(req.metadata())
 }
 
 /// The request's gRPC deadline (`grpc-timeout`), if any.

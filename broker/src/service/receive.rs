@@ -147,9 +147,25 @@ pub async fn receive_message(
     }
     let deadline = started + wait;
 
+    // The broker name in the queue names the Raft group.
+    let group_id = match mq.broker.as_ref().and_then(|b| core.group_by_name(&b.name)) {
+        Some(g) => g.id,
+        None => match core.groups().collect::<Vec<_>>().as_slice() {
+            [only] => only.id,
+            _ => {
+                return reply_status(status(
+                    Code::BadRequest,
+                    format!(
+                        "unknown broker {:?}: receive from a queue of this topic's route",
+                        mq.broker.as_ref().map(|b| b.name.as_str())
+                    ),
+                ));
+            }
+        },
+    };
     match core.ensure_topic(&topic).await {
-        Ok(Some(_)) => {}
-        Ok(None) => {
+        Ok(c) if c.iter().any(|(g, _)| *g == group_id) => {}
+        Ok(_) => {
             return reply_status(status(
                 Code::TopicNotFound,
                 format!("topic {topic} does not exist"),
@@ -173,35 +189,43 @@ pub async fn receive_message(
     };
 
     loop {
-        let leader = match core.leader().await {
-            Ok(l) => l,
+        let notified = match core.group(group_id) {
+            Ok(g) => g.replica.changed().clone(),
             Err(e) => return reply_status(from_error(&e)),
         };
-        let notified = leader.changed().notified();
+        let notified = notified.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let now = now_ms();
-        let (visible, expiry) = leader.read(|s| {
+        let (visible, expiry) = match core.read(group_id, |s| {
             (
                 s.has_visible(&group, &topic, queue, now),
                 s.next_expiry(&group, &topic),
             )
-        });
+        }) {
+            Ok(v) => v,
+            Err(e) => return reply_status(from_error(&e)),
+        };
         if visible {
-            match core.pop(pop.clone()).await {
+            match core.pop(group_id, pop.clone()).await {
                 Ok(got) if !got.is_empty() => {
-                    let group_id = core.group_id();
                     let mut out = vec![pb::ReceiveMessageResponse {
                         content: Some(pb::receive_message_response::Content::Status(ok())),
                     }];
                     let host = core
-                        .settings
-                        .advertised
-                        .as_ref()
-                        .map_or(String::new(), |(h, p)| format!("{h}:{p}"));
+                        .peers()
+                        .get(&core.node_id())
+                        .map_or(String::new(), |p| p.client.clone());
                     for (d, m) in got {
                         if req.auto_renew {
-                            core.track_renewal(&client, &group, &d.topic, d.receipt, d.deadline_ms);
+                            core.track_renewal(
+                                &client,
+                                group_id,
+                                &group,
+                                &d.topic,
+                                d.receipt,
+                                d.deadline_ms,
+                            );
                         }
                         let msg = to_pb_message(
                             m,
@@ -283,12 +307,12 @@ pub async fn ack_message(
         return fail(status(Code::BadRequest, "no entries"));
     }
     let acks = req.entries.iter().map(|e| async {
-        let r = match receipt::decode(&e.receipt_handle) {
-            Ok((g, r)) if g == core.group_id() => r,
+        let (g, r) = match receipt::decode(&e.receipt_handle) {
+            Ok((g, r)) if core.group(g).is_ok() => (g, r),
             Ok(_) => {
                 return status(
                     Code::InvalidReceiptHandle,
-                    "receipt handle belongs to another broker",
+                    "receipt handle belongs to a broker not served here",
                 );
             }
             Err(why) => return status(Code::InvalidReceiptHandle, why),
@@ -298,9 +322,9 @@ pub async fn ack_message(
             topic: topic.clone(),
             receipt: r,
         });
-        match core.submit(cmd).await {
+        match core.submit(g, cmd).await {
             Ok(Outcome::Acked) => {
-                core.untrack_renewal(&group, &topic, &r);
+                core.untrack_renewal(g, &group, &topic, &r);
                 ok()
             }
             Ok(Outcome::Rejected(x)) => from_reject(&x),
@@ -357,12 +381,12 @@ pub async fn change_invisible_duration(
             format!("invisible duration {invisible:?} is too long"),
         ));
     }
-    let r = match receipt::decode(&req.receipt_handle) {
-        Ok((g, r)) if g == core.group_id() => r,
+    let (g, r) = match receipt::decode(&req.receipt_handle) {
+        Ok((g, r)) if core.group(g).is_ok() => (g, r),
         Ok(_) => {
             return fail(status(
                 Code::InvalidReceiptHandle,
-                "receipt handle belongs to another broker",
+                "receipt handle belongs to a broker not served here",
             ));
         }
         Err(why) => return fail(status(Code::InvalidReceiptHandle, why)),
@@ -373,13 +397,13 @@ pub async fn change_invisible_duration(
         receipt: r,
         invisible_ms: invisible.as_millis() as u64,
     });
-    match core.submit(cmd).await {
+    match core.submit(g, cmd).await {
         Ok(Outcome::Changed { receipt: nr, .. }) => {
             // The client now manages this delivery's visibility itself.
-            core.untrack_renewal(&group, &topic, &r);
+            core.untrack_renewal(g, &group, &topic, &r);
             pb::ChangeInvisibleDurationResponse {
                 status: Some(ok()),
-                receipt_handle: receipt::encode(core.group_id(), &nr),
+                receipt_handle: receipt::encode(g, &nr),
             }
         }
         Ok(Outcome::Rejected(x)) => fail(from_reject(&x)),

@@ -1,7 +1,9 @@
-//! QueryRoute, Heartbeat, QueryAssignment, NotifyClientTermination.
+//! QueryRoute, Heartbeat, QueryAssignment, NotifyClientTermination, as a broker node answers
+//! them for the groups it hosts (a nameserver answers for the whole cluster).
 
 use raftmq_proto::v2 as pb;
 use raftmq_proto::v2::Code;
+use raftmq_proto::v2util;
 use tonic::Request;
 
 use super::client_id;
@@ -11,35 +13,6 @@ use super::status::ok;
 use super::status::status;
 use super::validate;
 use crate::core::BrokerCore;
-
-/// The endpoints routes point at: the advertised address, else the one the client dialed.
-fn endpoints(core: &BrokerCore, dialed: Option<&pb::Endpoints>) -> Option<pb::Endpoints> {
-    if let Some((host, port)) = &core.settings.advertised {
-        let scheme = if host.parse::<std::net::Ipv4Addr>().is_ok() {
-            pb::AddressScheme::IPv4
-        } else if host.parse::<std::net::Ipv6Addr>().is_ok() {
-            pb::AddressScheme::IPv6
-        } else {
-            pb::AddressScheme::DomainName
-        };
-        return Some(pb::Endpoints {
-            scheme: scheme as i32,
-            addresses: vec![pb::Address {
-                host: host.clone(),
-                port: *port as i32,
-            }],
-        });
-    }
-    dialed.filter(|e| !e.addresses.is_empty()).cloned()
-}
-
-fn broker(core: &BrokerCore, eps: pb::Endpoints) -> pb::Broker {
-    pb::Broker {
-        name: core.settings.broker_name.clone(),
-        id: 0,
-        endpoints: Some(eps),
-    }
-}
 
 pub async fn query_route(
     core: &BrokerCore,
@@ -52,39 +25,37 @@ pub async fn query_route(
     if let Err(s) = client_id(&req) {
         return reply(s, vec![]);
     }
+    let all = v2util::is_rust_client(req.metadata());
     let req = req.into_inner();
     let topic = match validate::topic(req.topic.as_ref()) {
         Ok(t) => t,
         Err(s) => return reply(s, vec![]),
     };
-    let Some(eps) = endpoints(core, req.endpoints.as_ref()) else {
-        return reply(
-            status(Code::IllegalAccessPoint, "no access point to route to"),
-            vec![],
-        );
-    };
-    let cfg = match core.ensure_topic(&topic).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
+    let configs = match core.ensure_topic(&topic).await {
+        Ok(c) if c.is_empty() => {
             return reply(
                 status(Code::TopicNotFound, format!("topic {topic} does not exist")),
                 vec![],
             );
         }
+        Ok(c) => c,
         Err(e) => return reply(from_error(&e), vec![]),
     };
-    let queues = (0..cfg.queues)
-        .map(|id| pb::MessageQueue {
-            topic: Some(pb::Resource {
-                resource_namespace: String::new(),
-                name: topic.clone(),
-            }),
-            id: id as i32,
-            permission: pb::Permission::ReadWrite as i32,
-            broker: Some(broker(core, eps.clone())),
-            accept_message_types: accepted_types(cfg.kind),
-        })
-        .collect();
+    let mut queues = Vec::new();
+    for (g, cfg) in configs {
+        let (Ok(group), Ok(eps)) = (core.group(g), core.endpoints(g)) else {
+            continue;
+        };
+        for id in 0..cfg.queues {
+            queues.push(v2util::message_queue(
+                &topic,
+                id as i32,
+                &group.name,
+                v2util::queue_endpoints(&eps, id as u64, all),
+                accepted_types(cfg.kind),
+            ));
+        }
+    }
     reply(ok(), queues)
 }
 
@@ -120,10 +91,14 @@ pub async fn query_assignment(
         status: Some(s),
         assignments: a,
     };
-    match client_id(&req) {
-        Ok(id) => core.touch_client(&id),
+    let client = match client_id(&req) {
+        Ok(id) => id,
         Err(s) => return reply(s, vec![]),
-    }
+    };
+    core.touch_client(&client);
+    let all = v2util::is_rust_client(req.metadata());
+    // Spread push consumers of one group over the members, one member per client.
+    let spread = crate::model::tag_hash(Some(&client));
     let req = req.into_inner();
     let (topic, group) = match (
         validate::topic(req.topic.as_ref()),
@@ -132,45 +107,42 @@ pub async fn query_assignment(
         (Ok(t), Ok(g)) => (t, g),
         (Err(s), _) | (_, Err(s)) => return reply(s, vec![]),
     };
-    let Some(eps) = endpoints(core, req.endpoints.as_ref()) else {
-        return reply(
-            status(Code::IllegalAccessPoint, "no access point to route to"),
-            vec![],
-        );
-    };
-    let cfg = match core.ensure_topic(&topic).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
+    let configs = match core.ensure_topic(&topic).await {
+        Ok(c) if c.is_empty() => {
             return reply(
                 status(Code::TopicNotFound, format!("topic {topic} does not exist")),
                 vec![],
             );
         }
+        Ok(c) => c,
         Err(e) => return reply(from_error(&e), vec![]),
     };
     let group = match core.ensure_group(&group).await {
         Ok(g) => g,
         Err(e) => return reply(from_error(&e), vec![]),
     };
-    let mq = |id: i32| pb::Assignment {
-        message_queue: Some(pb::MessageQueue {
-            topic: Some(pb::Resource {
-                resource_namespace: String::new(),
-                name: topic.clone(),
-            }),
-            id,
-            permission: pb::Permission::ReadWrite as i32,
-            broker: Some(broker(core, eps.clone())),
-            accept_message_types: accepted_types(cfg.kind),
-        }),
-    };
-    // A FIFO group reads queue by queue; any other group takes from every queue of the broker
-    // in one receive (queue id -1), as the Apache proxy does.
-    let assignments = if group.fifo {
-        (0..cfg.queues as i32).map(mq).collect()
-    } else {
-        vec![mq(-1)]
-    };
+    let mut assignments = Vec::new();
+    for (g, cfg) in configs {
+        let (Ok(hosted), Ok(eps)) = (core.group(g), core.endpoints(g)) else {
+            continue;
+        };
+        let mq = |id: i32| pb::Assignment {
+            message_queue: Some(v2util::message_queue(
+                &topic,
+                id,
+                &hosted.name,
+                v2util::queue_endpoints(&eps, if id >= 0 { id as u64 } else { spread }, all),
+                accepted_types(cfg.kind),
+            )),
+        };
+        // A FIFO group reads queue by queue; any other group takes from every queue of a
+        // broker in one receive (queue id -1), as the Apache proxy does.
+        if group.fifo {
+            assignments.extend((0..cfg.queues as i32).map(mq));
+        } else {
+            assignments.push(mq(-1));
+        }
+    }
     reply(ok(), assignments)
 }
 

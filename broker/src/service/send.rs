@@ -96,33 +96,51 @@ pub async fn send_message(
             entries,
         };
     };
-    let cfg = match core.ensure_topic(&topic).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
+    let configs = match core.ensure_topic(&topic).await {
+        Ok(c) if c.is_empty() => {
             return fail_all(status(
                 Code::TopicNotFound,
                 format!("topic {topic} does not exist"),
             ));
         }
+        Ok(c) => c,
         Err(e) => return fail_all(from_error(&e)),
     };
+    // Every (group, queue) of the topic on this node, in a fixed order.
+    let slots: Vec<(u64, u32)> = configs
+        .iter()
+        .flat_map(|(g, c)| (0..c.queues).map(move |q| (*g, q)))
+        .collect();
+    // Plain messages prefer groups led here (no forwarding hop), spread round robin; clients'
+    // queue choices are not reliable (the Python client always says queue 0), so the broker
+    // picks, as the Apache proxy does.
+    let led: Vec<(u64, u32)> = slots
+        .iter()
+        .copied()
+        .filter(|(g, _)| core.group(*g).is_ok_and(|h| h.replica.is_leader()))
+        .collect();
+    let kind = configs[0].1.kind;
 
     let sends = checked.into_iter().map(|c| async {
         let mut m = c?;
-        if !cfg.kind.accepts(m.kind) {
+        if !kind.accepts(m.kind) {
             return Err(status(
                 Code::MessagePropertyConflictWithType,
-                format!("topic {} does not accept {:?} messages", cfg.name, m.kind),
+                format!("topic {topic} does not accept {:?} messages", m.kind),
             ));
         }
         // Messages of one message group always go to one queue, whatever queue the client
         // picked, so the group keeps its order.
-        m.queue = match &m.message_group {
-            Some(g) => QueueId((tag_hash(Some(g)) % cfg.queues as u64) as u32),
-            None => QueueId(m.queue.0 % cfg.queues),
+        let (g, q) = match &m.message_group {
+            Some(mg) => slots[(tag_hash(Some(mg)) % slots.len() as u64) as usize],
+            None => {
+                let pool = if led.is_empty() { &slots } else { &led };
+                pool[(core.next_round_robin() % pool.len() as u64) as usize]
+            }
         };
+        m.queue = QueueId(q);
         let id = m.message_id.clone();
-        match core.submit(Command::Send(m)).await {
+        match core.submit(g, Command::Send(m)).await {
             Ok(Outcome::Sent { offset, .. }) => Ok((id, offset.0)),
             Ok(Outcome::Rejected(r)) => Err(from_reject(&r)),
             Ok(other) => Err(status(

@@ -1,4 +1,4 @@
-//! v2 status codes: building statuses and mapping broker errors to codes.
+//! v2 status codes: mapping broker errors to the codes RocketMQ clients expect.
 //!
 //! Every business error travels as a `Status` inside a gRPC-OK response. Only codes the
 //! official Rust 5.0.0 SDK knows are used (it panics on others): no 40019–40021, 40404, 41302,
@@ -6,22 +6,12 @@
 
 use raftmq_proto::v2::Code;
 use raftmq_proto::v2::Status;
+pub use raftmq_proto::v2util::combine;
+pub use raftmq_proto::v2util::ok;
+pub use raftmq_proto::v2util::status;
 
 use crate::error::BrokerError;
 use crate::state::Reject;
-
-/// A status with `code` and a readable message.
-pub fn status(code: Code, message: impl Into<String>) -> Status {
-    Status {
-        code: code as i32,
-        message: message.into(),
-    }
-}
-
-/// The OK status.
-pub fn ok() -> Status {
-    status(Code::Ok, "OK")
-}
 
 /// Maps a broker error to the code a RocketMQ client expects.
 pub fn from_error(e: &BrokerError) -> Status {
@@ -39,7 +29,7 @@ pub fn from_error(e: &BrokerError) -> Status {
 pub fn from_reject(r: &Reject) -> Status {
     match r {
         Reject::TopicNotFound => status(Code::TopicNotFound, "topic not found"),
-        Reject::QueueNotFound => status(Code::BadRequest, "no such queue in this topic"),
+        Reject::QueueNotFound => status(Code::BadRequest, "no such queue or broker"),
         Reject::WrongMessageType => status(
             Code::MessagePropertyConflictWithType,
             "the topic does not accept this message type",
@@ -49,21 +39,4 @@ pub fn from_reject(r: &Reject) -> Status {
             "receipt handle is stale (acked, redelivered or changed since) or unknown",
         ),
     }
-}
-
-/// The common code of `entries`, or MULTIPLE_RESULTS.
-pub fn combine<'a>(entries: impl Iterator<Item = &'a Status>) -> Status {
-    let mut first: Option<&Status> = None;
-    for s in entries {
-        match first {
-            None => first = Some(s),
-            Some(f) if f.code != s.code => {
-                return status(Code::MultipleResults, "entries have different results");
-            }
-            Some(_) => {}
-        }
-    }
-    first
-        .cloned()
-        .unwrap_or_else(|| status(Code::BadRequest, "no entries"))
 }

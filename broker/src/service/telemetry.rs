@@ -15,77 +15,35 @@ use tonic::Response;
 
 use super::BoxStream;
 use super::client_id;
-use super::convert::to_pb_duration;
-use super::status::ok;
 use crate::core::BrokerCore;
-
-fn exponential(max_attempts: i32) -> pb::RetryPolicy {
-    pb::RetryPolicy {
-        max_attempts,
-        strategy: Some(pb::retry_policy::Strategy::ExponentialBackoff(
-            pb::ExponentialBackoff {
-                initial: Some(to_pb_duration(Duration::from_millis(10))),
-                max: Some(to_pb_duration(Duration::from_secs(1))),
-                multiplier: 2.0,
-            },
-        )),
-    }
-}
+use raftmq_proto::v2util;
 
 /// The server's answer to a client's settings.
 pub async fn settings_reply(core: &BrokerCore, s: pb::Settings) -> pb::TelemetryCommand {
-    let mut out = s.clone();
-    out.metric = Some(pb::Metric {
-        on: false,
-        endpoints: None,
-    });
-    match s.pub_sub {
-        Some(pb::settings::PubSub::Publishing(p)) => {
-            out.backoff_policy = Some(exponential(3));
-            out.pub_sub = Some(pb::settings::PubSub::Publishing(pb::Publishing {
-                topics: p.topics,
-                max_body_size: core.settings.max_body_bytes as i32,
-                validate_message_type: true,
-            }));
-        }
+    let policy = match &s.pub_sub {
         Some(pb::settings::PubSub::Subscription(sub)) => {
             let group = sub
                 .group
                 .as_ref()
                 .map(|g| g.name.clone())
                 .unwrap_or_default();
-            let cfg = match core.ensure_group(&group).await {
-                Ok(g) => g,
-                Err(_) => crate::model::GroupConfig::with_defaults(group),
-            };
-            out.backoff_policy = Some(pb::RetryPolicy {
-                max_attempts: cfg.max_delivery_attempts as i32,
-                strategy: Some(pb::retry_policy::Strategy::CustomizedBackoff(
-                    pb::CustomizedBackoff {
-                        next: cfg
-                            .retry_backoff_ms
-                            .iter()
-                            .map(|ms| to_pb_duration(Duration::from_millis(*ms)))
-                            .collect(),
-                    },
-                )),
-            });
-            out.pub_sub = Some(pb::settings::PubSub::Subscription(pb::Subscription {
-                group: sub.group,
-                subscriptions: sub.subscriptions,
-                fifo: Some(cfg.fifo),
-                receive_batch_size: Some(32),
-                long_polling_timeout: Some(to_pb_duration(Duration::from_secs(20))),
-            }));
+            let cfg = core
+                .ensure_group(&group)
+                .await
+                .unwrap_or_else(|_| crate::model::GroupConfig::with_defaults(group));
+            Some(v2util::GroupPolicy {
+                max_delivery_attempts: cfg.max_delivery_attempts,
+                fifo: cfg.fifo,
+                retry_backoff: cfg
+                    .retry_backoff_ms
+                    .iter()
+                    .map(|ms| Duration::from_millis(*ms))
+                    .collect(),
+            })
         }
-        None => {
-            out.backoff_policy = Some(exponential(3));
-        }
-    }
-    pb::TelemetryCommand {
-        status: Some(ok()),
-        command: Some(pb::telemetry_command::Command::Settings(out)),
-    }
+        _ => None,
+    };
+    v2util::settings_reply(s, policy, core.settings.max_body_bytes)
 }
 
 pub async fn telemetry(

@@ -57,6 +57,21 @@ pub struct LogConfig {
     /// `limited_get_log_entries` (what replication reads) stops after about this many bytes,
     /// which bounds the size of one append-entries request.
     pub max_read_bytes: u64,
+    /// When appended entries count as persisted.
+    pub flush: FlushMode,
+}
+
+/// When an appended entry counts as persisted (and so towards a commit quorum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlushMode {
+    /// After it is fsynced (group commit). An acknowledged write survives power loss of every
+    /// replica.
+    #[default]
+    Sync,
+    /// As soon as it is written; fsyncs run in the background. **Relaxed**: a power loss of a
+    /// majority can lose acknowledged writes (process crashes cannot). For measurements and for
+    /// users who knowingly trade durability for latency.
+    Async,
 }
 
 impl Default for LogConfig {
@@ -65,6 +80,7 @@ impl Default for LogConfig {
             segment_bytes: 256 << 20,
             index_interval_bytes: 64 << 10,
             max_read_bytes: 4 << 20,
+            flush: FlushMode::Sync,
         }
     }
 }
@@ -454,7 +470,13 @@ impl LogStore {
             ));
         }
         self.write_pending(&buf, &pending, &mut touched)?;
-        sh.flusher.submit(touched, new_segment, callback);
+        match sh.cfg.flush {
+            FlushMode::Sync => sh.flusher.submit(touched, new_segment, callback),
+            FlushMode::Async => {
+                callback.io_completed(Ok(()));
+                sh.flusher.submit(touched, new_segment, IOFlushed::noop());
+            }
+        }
         Ok(())
     }
 

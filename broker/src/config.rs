@@ -1,0 +1,405 @@
+//! The typed configuration of a broker node (`raftmq broker -c broker.toml`), parsed from TOML
+//! and validated with errors that name the offending field.
+//!
+//! Every node of a cluster shares the `[[nodes]]` and `[[groups]]` tables; a node hosts a
+//! replica of each group listing it among `members`.
+//!
+//! ```toml
+//! node_id = 1
+//! data_dir = "/var/lib/raftmq"
+//! listen = "0.0.0.0:8081"            # RocketMQ v2 endpoint
+//! advertise = "10.0.0.1:8081"        # what routes tell clients (default: listen)
+//! raft_listen = "0.0.0.0:7001"       # Raft transport and forwarding
+//! nameservers = ["10.0.0.1:9876", "10.0.0.2:9876"]
+//! flush = "sync"                     # "async" acknowledges before fsync (relaxed)
+//!
+//! [[nodes]]
+//! id = 1
+//! raft = "10.0.0.1:7001"
+//! client = "10.0.0.1:8081"
+//!
+//! [[groups]]
+//! id = 1
+//! members = [1, 2, 3]
+//! preferred_leader = 1
+//! ```
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use raft_store::log::FlushMode;
+use serde::Deserialize;
+
+use crate::core::BrokerSettings;
+use crate::core::NodeAddrs;
+
+fn default_true() -> bool {
+    true
+}
+fn default_flush() -> String {
+    "sync".into()
+}
+fn default_queues() -> u32 {
+    4
+}
+
+/// Raft timing, in milliseconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsToml {
+    /// Leader heartbeat period.
+    pub heartbeat_ms: u64,
+    /// Election timeout, lower bound.
+    pub election_min_ms: u64,
+    /// Election timeout, upper bound.
+    pub election_max_ms: u64,
+    /// How long a request waits for an election before failing.
+    pub leader_wait_ms: u64,
+    /// How long a node keeps forwarding after handing leadership over on shutdown.
+    pub shutdown_drain_ms: u64,
+}
+
+impl Default for TimeoutsToml {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 50,
+            election_min_ms: 300,
+            election_max_ms: 600,
+            leader_wait_ms: 3000,
+            shutdown_drain_ms: 1500,
+        }
+    }
+}
+
+/// A `[[nodes]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeToml {
+    /// Node id (unique, positive).
+    pub id: u64,
+    /// Raft transport address (`host:port`) other nodes connect to.
+    pub raft: String,
+    /// Client (v2) address routes give out.
+    pub client: String,
+}
+
+/// A `[[groups]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupToml {
+    /// Raft group id (unique, positive).
+    pub id: u64,
+    /// Broker name in routes (default `raftmq-g<id>`).
+    pub name: Option<String>,
+    /// Node ids of the replicas (an odd number, usually 3).
+    pub members: Vec<u64>,
+    /// Node that leads when it is healthy and caught up.
+    pub preferred_leader: Option<u64>,
+}
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerToml {
+    /// This node's id.
+    pub node_id: u64,
+    /// Where this node keeps its replicas.
+    pub data_dir: PathBuf,
+    /// RocketMQ v2 (and admin) listen address.
+    pub listen: String,
+    /// Raft transport (and forwarding) listen address.
+    pub raft_listen: String,
+    /// Nameservers to register with.
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    /// `sync` (default) or `async`.
+    #[serde(default = "default_flush")]
+    pub flush: String,
+    /// Create topics and groups on first use.
+    #[serde(default = "default_true")]
+    pub auto_create: bool,
+    /// Queues per group of an auto-created topic.
+    #[serde(default = "default_queues")]
+    pub default_queues: u32,
+    /// Raft timing.
+    #[serde(default)]
+    pub timeouts: TimeoutsToml,
+    /// Every node of the cluster.
+    pub nodes: Vec<NodeToml>,
+    /// Every Raft group of the cluster.
+    pub groups: Vec<GroupToml>,
+}
+
+/// One group as a node runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPlan {
+    /// Raft group id.
+    pub id: u64,
+    /// Broker name in routes.
+    pub name: String,
+    /// Node ids of the replicas.
+    pub members: Vec<u64>,
+    /// Node that should lead.
+    pub preferred_leader: Option<u64>,
+}
+
+/// A validated node configuration.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id.
+    pub node_id: u64,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// v2 listen address.
+    pub listen: SocketAddr,
+    /// Raft listen address.
+    pub raft_listen: SocketAddr,
+    /// Every node's addresses.
+    pub peers: BTreeMap<u64, NodeAddrs>,
+    /// Every group of the cluster (the node hosts those it is a member of).
+    pub groups: Vec<GroupPlan>,
+    /// Nameservers to register with.
+    pub nameservers: Vec<String>,
+    /// Registration period.
+    pub register_interval: Duration,
+    /// Log durability.
+    pub flush: FlushMode,
+    /// Leader heartbeat period.
+    pub heartbeat: Duration,
+    /// Election timeout range.
+    pub election: (Duration, Duration),
+    /// Forwarding after stepping down on shutdown.
+    pub shutdown_drain: Duration,
+    /// How often a leader checks whether to hand leadership back to the preferred node.
+    pub preferred_leader_check: Duration,
+    /// Broker behaviour.
+    pub broker: BrokerSettings,
+}
+
+fn addr_ok(field: &str, a: &str) -> Result<(), String> {
+    match a.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(format!("{field}: {a:?} is not host:port")),
+    }
+}
+
+fn socket(field: &str, a: &str) -> Result<SocketAddr, String> {
+    a.parse()
+        .map_err(|_| format!("{field}: {a:?} is not an IP:port to listen on"))
+}
+
+impl BrokerToml {
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Validates and converts.
+    pub fn into_config(self) -> Result<NodeConfig, String> {
+        let mut peers = BTreeMap::new();
+        for n in &self.nodes {
+            if n.id == 0 {
+                return Err("nodes: node id 0 is reserved".into());
+            }
+            addr_ok(&format!("nodes[{}].raft", n.id), &n.raft)?;
+            addr_ok(&format!("nodes[{}].client", n.id), &n.client)?;
+            let prev = peers.insert(
+                n.id,
+                NodeAddrs {
+                    raft: n.raft.clone(),
+                    client: n.client.clone(),
+                },
+            );
+            if prev.is_some() {
+                return Err(format!("nodes: node id {} appears twice", n.id));
+            }
+        }
+        let raft_addrs: BTreeSet<&str> = self.nodes.iter().map(|n| n.raft.as_str()).collect();
+        if raft_addrs.len() != self.nodes.len() {
+            return Err("nodes: two nodes share a raft address".into());
+        }
+        if !peers.contains_key(&self.node_id) {
+            return Err(format!("node_id {} is not in [[nodes]]", self.node_id));
+        }
+        let mut groups = Vec::new();
+        let mut ids = BTreeSet::new();
+        for g in &self.groups {
+            if g.id == 0 || !ids.insert(g.id) {
+                return Err(format!("groups: group id {} is 0 or appears twice", g.id));
+            }
+            if g.members.is_empty() || g.members.len() % 2 == 0 {
+                return Err(format!(
+                    "groups[{}]: needs an odd number of members, has {}",
+                    g.id,
+                    g.members.len()
+                ));
+            }
+            for m in &g.members {
+                if !peers.contains_key(m) {
+                    return Err(format!("groups[{}]: member {m} is not in [[nodes]]", g.id));
+                }
+            }
+            if let Some(p) = g.preferred_leader
+                && !g.members.contains(&p)
+            {
+                return Err(format!(
+                    "groups[{}]: preferred_leader {p} is not a member",
+                    g.id
+                ));
+            }
+            groups.push(GroupPlan {
+                id: g.id,
+                name: g
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("raftmq-g{}", g.id)),
+                members: g.members.clone(),
+                preferred_leader: g.preferred_leader,
+            });
+        }
+        if !groups.iter().any(|g| g.members.contains(&self.node_id)) {
+            return Err(format!("node {} is a member of no group", self.node_id));
+        }
+        let flush = match self.flush.as_str() {
+            "sync" => FlushMode::Sync,
+            "async" => FlushMode::Async,
+            other => {
+                return Err(format!(
+                    "flush: {other:?} is neither \"sync\" nor \"async\""
+                ));
+            }
+        };
+        let t = &self.timeouts;
+        if t.heartbeat_ms == 0
+            || t.election_min_ms <= 2 * t.heartbeat_ms
+            || t.election_max_ms <= t.election_min_ms
+        {
+            return Err(
+                "timeouts: need 0 < 2*heartbeat_ms < election_min_ms < election_max_ms".into(),
+            );
+        }
+        if self.default_queues == 0 || self.default_queues > 1024 {
+            return Err(format!(
+                "default_queues: {} is outside 1..=1024",
+                self.default_queues
+            ));
+        }
+        for (i, ns) in self.nameservers.iter().enumerate() {
+            addr_ok(&format!("nameservers[{i}]"), ns)?;
+        }
+        Ok(NodeConfig {
+            node_id: self.node_id,
+            data_dir: self.data_dir,
+            listen: socket("listen", &self.listen)?,
+            raft_listen: socket("raft_listen", &self.raft_listen)?,
+            peers,
+            groups,
+            nameservers: self.nameservers,
+            register_interval: Duration::from_secs(1),
+            flush,
+            heartbeat: Duration::from_millis(t.heartbeat_ms),
+            election: (
+                Duration::from_millis(t.election_min_ms),
+                Duration::from_millis(t.election_max_ms),
+            ),
+            shutdown_drain: Duration::from_millis(t.shutdown_drain_ms),
+            preferred_leader_check: Duration::from_secs(2),
+            broker: BrokerSettings {
+                auto_create: self.auto_create,
+                default_queues: self.default_queues,
+                leader_wait: Duration::from_millis(t.leader_wait_ms),
+                ..BrokerSettings::default()
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+node_id = 2
+data_dir = "/tmp/x"
+listen = "127.0.0.2:8081"
+raft_listen = "127.0.0.2:7001"
+nameservers = ["127.0.0.1:9876"]
+
+[[nodes]]
+id = 1
+raft = "127.0.0.1:7001"
+client = "127.0.0.1:8081"
+[[nodes]]
+id = 2
+raft = "127.0.0.2:7001"
+client = "127.0.0.2:8081"
+[[nodes]]
+id = 3
+raft = "127.0.0.3:7001"
+client = "127.0.0.3:8081"
+
+[[groups]]
+id = 1
+members = [1, 2, 3]
+preferred_leader = 1
+[[groups]]
+id = 2
+members = [1, 2, 3]
+preferred_leader = 2
+"#;
+
+    #[test]
+    fn a_good_file_parses() {
+        let c = BrokerToml::parse(GOOD).unwrap().into_config().unwrap();
+        assert_eq!(c.node_id, 2);
+        assert_eq!(c.groups.len(), 2);
+        assert_eq!(c.groups[1].name, "raftmq-g2");
+        assert_eq!(c.flush, FlushMode::Sync);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let cases = [
+            (
+                "node_id = 2",
+                "node_id = 9",
+                "node_id 9 is not in [[nodes]]",
+            ),
+            (
+                "preferred_leader = 2",
+                "preferred_leader = 7",
+                "preferred_leader 7 is not a member",
+            ),
+            (
+                "members = [1, 2, 3]\npreferred_leader = 1",
+                "members = [1, 2]",
+                "odd number of members",
+            ),
+            (
+                "listen = \"127.0.0.2:8081\"",
+                "listen = \"nowhere\"",
+                "listen",
+            ),
+            (
+                "nameservers = [\"127.0.0.1:9876\"]",
+                "nameservers = [\"x\"]\nflush = \"sometimes\"",
+                "nameservers[0]",
+            ),
+            (
+                "data_dir = \"/tmp/x\"",
+                "data_dir = \"/tmp/x\"\nbogus = 1",
+                "unknown field",
+            ),
+        ];
+        for (from, to, want) in cases {
+            let text = GOOD.replacen(from, to, 1);
+            let err = BrokerToml::parse(&text)
+                .and_then(|t| t.into_config().map(|_| ()))
+                .unwrap_err();
+            assert!(err.contains(want), "{to:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! One broker node: its replicas, the Raft/forwarding listener, the v2 and admin listener,
+//! registration with the nameservers, handing leadership back to preferred nodes, and a
+//! graceful stop (hand leadership over, keep forwarding for a moment, then close).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use raft_store::disk::Disk;
+use raft_store::group::GroupConfig;
+use raft_store::group::Role;
+use raft_store::network::Channels;
+use raft_store::server::Registry;
+use raft_store::types::GroupId;
+use raftmq_proto::admin::admin_server::AdminServer as AdminGrpc;
+use raftmq_proto::forward::forward_server::ForwardServer as ForwardGrpc;
+use raftmq_proto::nameserver as ns;
+use raftmq_proto::nameserver::registry_client::RegistryClient;
+use raftmq_proto::v2::messaging_service_server::MessagingServiceServer;
+use tokio::sync::watch;
+use tonic::transport::Endpoint;
+
+use crate::admin::AdminServer;
+use crate::batcher::BatchConfig;
+use crate::config::NodeConfig;
+use crate::core::BrokerCore;
+use crate::core::HostedGroup;
+use crate::error::Result;
+use crate::forward::ForwardServer;
+use crate::replica::Replica;
+use crate::service::MessagingServer;
+use crate::service::convert::topic_kind_name;
+
+/// Largest gRPC message accepted: bodies up to 4 MiB plus headers, with room (tonic's 4 MiB
+/// default would reject a 4 MiB body).
+pub const MAX_GRPC_MESSAGE: usize = 130 << 20;
+
+/// A started node, ready to serve until [`Node::stop`].
+pub struct Node {
+    cfg: NodeConfig,
+    core: Arc<BrokerCore>,
+    stop_clients: watch::Sender<bool>,
+    stop_internal: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    client_server: tokio::task::JoinHandle<std::result::Result<(), String>>,
+    internal_server: tokio::task::JoinHandle<std::result::Result<(), String>>,
+}
+
+async fn until_true(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Node {
+    /// Opens (recovering) the replicas this node hosts and starts serving.
+    pub async fn start(cfg: NodeConfig, disk: Arc<dyn Disk>) -> Result<Node> {
+        let registry = Registry::default();
+        let channels = Channels::default();
+        let mut hosted = Vec::new();
+        for g in cfg
+            .groups
+            .iter()
+            .filter(|g| g.members.contains(&cfg.node_id))
+        {
+            let members: BTreeMap<u64, String> = g
+                .members
+                .iter()
+                .map(|m| (*m, cfg.peers[m].raft.clone()))
+                .collect();
+            let mut gc = GroupConfig::new(
+                GroupId(g.id),
+                cfg.node_id,
+                members,
+                cfg.data_dir.join(format!("group-{}", g.id)),
+            );
+            gc.heartbeat_interval = cfg.heartbeat;
+            gc.election_timeout = cfg.election;
+            gc.log.flush = cfg.flush;
+            let replica = Replica::start(
+                gc,
+                disk.clone(),
+                &registry,
+                &channels,
+                BatchConfig::default(),
+            )
+            .await?;
+            hosted.push(HostedGroup {
+                id: g.id,
+                name: g.name.clone(),
+                replica,
+                preferred_leader: g.preferred_leader,
+            });
+        }
+
+        // Raft transport and forwarding share one listener; forwarding needs the core, which
+        // needs the replicas, so its slot is filled once the core exists.
+        let slot = Arc::new(OnceLock::new());
+        let (stop_internal, rx) = watch::channel(false);
+        let internal = registry
+            .add_to(&mut tonic::transport::Server::builder(), MAX_GRPC_MESSAGE)
+            .add_service(
+                ForwardGrpc::new(ForwardServer::new(slot.clone()))
+                    .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                    .max_encoding_message_size(MAX_GRPC_MESSAGE),
+            );
+        let raft_listen = cfg.raft_listen;
+        let internal_server = tokio::spawn(async move {
+            internal
+                .serve_with_shutdown(raft_listen, until_true(rx))
+                .await
+                .map_err(|e| format!("raft listener {raft_listen}: {e}"))
+        });
+
+        let core = BrokerCore::new(cfg.broker.clone(), cfg.node_id, cfg.peers.clone(), hosted);
+        let _ = slot.set(Arc::downgrade(&core));
+
+        let (stop_clients, rx) = watch::channel(false);
+        let clients = tonic::transport::Server::builder()
+            .add_service(
+                MessagingServiceServer::new(MessagingServer::new(core.clone()))
+                    .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                    .max_encoding_message_size(MAX_GRPC_MESSAGE),
+            )
+            .add_service(AdminGrpc::new(AdminServer::new(core.clone())));
+        let listen = cfg.listen;
+        let client_server = tokio::spawn(async move {
+            clients
+                .serve_with_shutdown(listen, until_true(rx))
+                .await
+                .map_err(|e| format!("client listener {listen}: {e}"))
+        });
+
+        // A listener that cannot bind (address in use) ends its task at once: fail the start
+        // rather than run a node nobody can reach.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for (what, h) in [("raft", &internal_server), ("client", &client_server)] {
+            if h.is_finished() {
+                let _ = stop_internal.send(true);
+                let _ = stop_clients.send(true);
+                return Err(crate::error::BrokerError::Unavailable(format!(
+                    "the {what} listener of node {} stopped at start (address in use?)",
+                    cfg.node_id
+                )));
+            }
+        }
+        let tasks = vec![
+            tokio::spawn(register_loop(
+                core.clone(),
+                cfg.nameservers.clone(),
+                cfg.register_interval,
+            )),
+            tokio::spawn(preferred_leader_loop(
+                core.clone(),
+                cfg.preferred_leader_check,
+            )),
+        ];
+        tracing::info!(node = cfg.node_id, listen = %cfg.listen, raft = %cfg.raft_listen, "broker node started");
+        Ok(Node {
+            cfg,
+            core,
+            stop_clients,
+            stop_internal,
+            tasks,
+            client_server,
+            internal_server,
+        })
+    }
+
+    /// The node's core.
+    pub fn core(&self) -> &Arc<BrokerCore> {
+        &self.core
+    }
+
+    /// Stops gracefully: hands leadership of every group it leads to a caught-up follower,
+    /// keeps serving (requests are forwarded to the new leaders, registrations catch up) for
+    /// the drain time, then closes the client listener, stops the replicas and the transport.
+    pub async fn stop(self) -> Result<()> {
+        for g in self.core.groups() {
+            g.replica.step_down().await;
+        }
+        tokio::time::sleep(self.cfg.shutdown_drain).await;
+        let _ = self.stop_clients.send(true);
+        // Long polls in flight are cut short rather than waited for.
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.client_server).await;
+        for t in &self.tasks {
+            t.abort();
+        }
+        for g in self.core.groups() {
+            g.replica.shutdown().await?;
+        }
+        let _ = self.stop_internal.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.internal_server).await;
+        tracing::info!(node = self.cfg.node_id, "broker node stopped");
+        Ok(())
+    }
+}
+
+/// Runs a node until `shutdown` completes, then stops it gracefully.
+pub async fn run(
+    cfg: NodeConfig,
+    disk: Arc<dyn Disk>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let node = Node::start(cfg, disk).await?;
+    shutdown.await;
+    node.stop().await
+}
+
+/// What this node tells nameservers.
+pub fn registration(core: &BrokerCore) -> ns::RegisterRequest {
+    let me = core.node_id();
+    let groups = core
+        .groups()
+        .map(|g| {
+            let m = g.replica.metrics();
+            let (topics, consumer_groups) = g.replica.read(|s| {
+                let topics = s
+                    .topics
+                    .values()
+                    .map(|t| ns::TopicInfo {
+                        name: t.name.clone(),
+                        queues: t.queues,
+                        kind: topic_kind_name(t.kind).into(),
+                    })
+                    .collect();
+                let groups = s
+                    .groups
+                    .values()
+                    .map(|c| ns::ConsumerGroupInfo {
+                        name: c.name.clone(),
+                        max_delivery_attempts: c.max_delivery_attempts,
+                        fifo: c.fifo,
+                        retry_backoff_ms: c.retry_backoff_ms.clone(),
+                    })
+                    .collect();
+                (topics, groups)
+            });
+            ns::GroupReport {
+                group: g.id,
+                name: g.name.clone(),
+                role: match m.role {
+                    Role::Leader => "leader",
+                    Role::Follower => "follower",
+                    _ => "other",
+                }
+                .into(),
+                term: m.term.0,
+                leader: m.leader.unwrap_or(0),
+                members: m
+                    .voters
+                    .iter()
+                    .filter_map(|n| {
+                        core.peers().get(n).map(|p| ns::Member {
+                            node: *n,
+                            client_addr: p.client.clone(),
+                        })
+                    })
+                    .collect(),
+                topics,
+                consumer_groups,
+            }
+        })
+        .collect();
+    ns::RegisterRequest {
+        node: me,
+        client_addr: core
+            .peers()
+            .get(&me)
+            .map(|p| p.client.clone())
+            .unwrap_or_default(),
+        groups,
+    }
+}
+
+/// Registers with every nameserver every `every`; a slow or dead nameserver never delays the
+/// others.
+async fn register_loop(core: Arc<BrokerCore>, nameservers: Vec<String>, every: Duration) {
+    let clients: Vec<(String, Option<RegistryClient<tonic::transport::Channel>>)> = nameservers
+        .into_iter()
+        .map(|a| {
+            let c = Endpoint::from_shared(format!("http://{a}")).ok().map(|e| {
+                RegistryClient::new(e.connect_timeout(Duration::from_millis(500)).connect_lazy())
+            });
+            (a, c)
+        })
+        .collect();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let req = registration(&core);
+        for (addr, c) in &clients {
+            let Some(mut c) = c.clone() else { continue };
+            let req = req.clone();
+            let addr = addr.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(every, c.register(req)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(nameserver = %addr, error = %e, "registration failed")
+                    }
+                    Err(_) => tracing::debug!(nameserver = %addr, "registration timed out"),
+                }
+            });
+        }
+    }
+}
+
+/// Hands leadership back to a group's preferred node once it has been caught up for two checks
+/// in a row (so a node that just restarted is not handed work it cannot do yet).
+async fn preferred_leader_loop(core: Arc<BrokerCore>, every: Duration) {
+    let mut caught_up: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        for g in core.groups() {
+            let Some(p) = g.preferred_leader else {
+                continue;
+            };
+            if p == core.node_id() || !g.replica.is_leader() {
+                caught_up.remove(&g.id);
+                continue;
+            }
+            let m = g.replica.metrics();
+            let matched = m.replication.get(&p).copied().flatten();
+            if m.last_log.is_some() && matched == m.last_log {
+                let n = caught_up.entry(g.id).or_default();
+                *n += 1;
+                if *n >= 2 {
+                    tracing::info!(
+                        group = g.id,
+                        to = p,
+                        "handing leadership back to the preferred node"
+                    );
+                    if let Err(e) = g.replica.group().transfer_leadership(p).await {
+                        tracing::warn!(group = g.id, error = %e, "leadership transfer failed");
+                    }
+                    caught_up.remove(&g.id);
+                }
+            } else {
+                caught_up.remove(&g.id);
+            }
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! The nameserver's services: `raftmq.nameserver.Registry` for brokers and the access-point
+//! part of `apache.rocketmq.v2.MessagingService` for clients. Data RPCs (send, receive, ack)
+//! belong to brokers; a client that sends them here is told so.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+use std::time::SystemTime;
+use std::time::UNIX_EPOCH;
+
+use futures::Stream;
+use raftmq_proto::nameserver as nspb;
+use raftmq_proto::nameserver::registry_server::Registry;
+use raftmq_proto::nameserver::registry_server::RegistryServer;
+use raftmq_proto::v2 as pb;
+use raftmq_proto::v2::Code;
+use raftmq_proto::v2::messaging_service_server::MessagingService;
+use raftmq_proto::v2::messaging_service_server::MessagingServiceServer;
+use raftmq_proto::v2util;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Request;
+use tonic::Response;
+
+use crate::route_table::ConsumerGroupReport;
+use crate::route_table::GroupReport;
+use crate::route_table::GroupRole;
+use crate::route_table::Registration;
+use crate::route_table::RouteTable;
+use crate::route_table::TopicReport;
+
+type RpcResult<T> = Result<Response<T>, tonic::Status>;
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The nameserver's shared state.
+#[derive(Clone)]
+pub struct NameServer {
+    table: Arc<Mutex<RouteTable>>,
+}
+
+impl NameServer {
+    /// A nameserver forgetting a broker `ttl` after its last registration.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            table: Arc::new(Mutex::new(RouteTable::new(ttl.as_millis() as u64))),
+        }
+    }
+
+    /// A copy of the current table (tests, admin).
+    pub fn table(&self) -> RouteTable {
+        self.table.lock().unwrap().clone()
+    }
+}
+
+fn from_pb(r: nspb::RegisterRequest) -> Registration {
+    Registration {
+        node: r.node,
+        client_addr: r.client_addr,
+        groups: r
+            .groups
+            .into_iter()
+            .map(|g| GroupReport {
+                group: g.group,
+                name: g.name,
+                role: match g.role.as_str() {
+                    "leader" => GroupRole::Leader,
+                    "follower" => GroupRole::Follower,
+                    _ => GroupRole::Other,
+                },
+                term: g.term,
+                leader: (g.leader != 0).then_some(g.leader),
+                members: g
+                    .members
+                    .into_iter()
+                    .map(|m| (m.node, m.client_addr))
+                    .collect(),
+                topics: g
+                    .topics
+                    .into_iter()
+                    .map(|t| TopicReport {
+                        name: t.name,
+                        queues: t.queues,
+                        kind: t.kind,
+                    })
+                    .collect(),
+                consumer_groups: g
+                    .consumer_groups
+                    .into_iter()
+                    .map(|c| ConsumerGroupReport {
+                        name: c.name,
+                        max_delivery_attempts: c.max_delivery_attempts,
+                        fifo: c.fifo,
+                        retry_backoff_ms: c.retry_backoff_ms,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+#[tonic::async_trait]
+impl Registry for NameServer {
+    async fn register(
+        &self,
+        req: Request<nspb::RegisterRequest>,
+    ) -> RpcResult<nspb::RegisterReply> {
+        let reg = from_pb(req.into_inner());
+        if reg.node == 0 {
+            return Ok(Response::new(nspb::RegisterReply {
+                error: "node id 0 is reserved".into(),
+            }));
+        }
+        let now = now_ms();
+        let mut t = self.table.lock().unwrap();
+        t.register(now, reg);
+        t.expire(now);
+        Ok(Response::new(nspb::RegisterReply {
+            error: String::new(),
+        }))
+    }
+}
+
+fn topic_of(r: Option<&pb::Resource>) -> Result<String, pb::Status> {
+    match r {
+        Some(r) if !r.name.is_empty() => Ok(r.name.clone()),
+        _ => Err(v2util::status(Code::IllegalTopic, "topic is required")),
+    }
+}
+
+fn not_here(rpc: &str) -> tonic::Status {
+    tonic::Status::unimplemented(format!(
+        "{rpc} is served by broker nodes: send it to the endpoints of the topic's route"
+    ))
+}
+
+#[tonic::async_trait]
+impl MessagingService for NameServer {
+    type ReceiveMessageStream = BoxStream<pb::ReceiveMessageResponse>;
+    type PullMessageStream = BoxStream<pb::PullMessageResponse>;
+    type TelemetryStream = BoxStream<pb::TelemetryCommand>;
+
+    async fn query_route(
+        &self,
+        req: Request<pb::QueryRouteRequest>,
+    ) -> RpcResult<pb::QueryRouteResponse> {
+        let reply = |s, q| {
+            Ok(Response::new(pb::QueryRouteResponse {
+                status: Some(s),
+                message_queues: q,
+            }))
+        };
+        if let Err(s) = v2util::client_id(req.metadata()) {
+            return reply(s, vec![]);
+        }
+        let all = v2util::is_rust_client(req.metadata());
+        let topic = match topic_of(req.get_ref().topic.as_ref()) {
+            Ok(t) => t,
+            Err(s) => return reply(s, vec![]),
+        };
+        let route = self.table.lock().unwrap().route(now_ms(), &topic);
+        if route.is_empty() {
+            return reply(
+                v2util::status(
+                    Code::TopicNotFound,
+                    format!("no live broker hosts topic {topic}"),
+                ),
+                vec![],
+            );
+        }
+        let queues = route
+            .into_iter()
+            .map(|q| {
+                v2util::message_queue(
+                    &topic,
+                    q.queue as i32,
+                    &q.broker,
+                    v2util::queue_endpoints(&q.endpoints, q.queue as u64, all),
+                    v2util::accepted_types(&q.kind),
+                )
+            })
+            .collect();
+        reply(v2util::ok(), queues)
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> RpcResult<pb::HeartbeatResponse> {
+        let status = match v2util::client_id(req.metadata()) {
+            Ok(_) => v2util::ok(),
+            Err(s) => s,
+        };
+        Ok(Response::new(pb::HeartbeatResponse {
+            status: Some(status),
+        }))
+    }
+
+    async fn send_message(
+        &self,
+        _req: Request<pb::SendMessageRequest>,
+    ) -> RpcResult<pb::SendMessageResponse> {
+        Err(not_here("SendMessage"))
+    }
+
+    async fn query_assignment(
+        &self,
+        req: Request<pb::QueryAssignmentRequest>,
+    ) -> RpcResult<pb::QueryAssignmentResponse> {
+        let reply = |s, a| {
+            Ok(Response::new(pb::QueryAssignmentResponse {
+                status: Some(s),
+                assignments: a,
+            }))
+        };
+        let client = match v2util::client_id(req.metadata()) {
+            Ok(c) => c,
+            Err(s) => return reply(s, vec![]),
+        };
+        let all = v2util::is_rust_client(req.metadata());
+        let spread = client.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        let topic = match topic_of(req.get_ref().topic.as_ref()) {
+            Ok(t) => t,
+            Err(s) => return reply(s, vec![]),
+        };
+        let group = req
+            .get_ref()
+            .group
+            .as_ref()
+            .map(|g| g.name.clone())
+            .unwrap_or_default();
+        let now = now_ms();
+        let table = self.table.lock().unwrap();
+        let fifo = table.consumer_group(now, &group).is_some_and(|c| c.fifo);
+        let route = table.route(now, &topic);
+        if route.is_empty() {
+            return reply(
+                v2util::status(
+                    Code::TopicNotFound,
+                    format!("no live broker hosts topic {topic}"),
+                ),
+                vec![],
+            );
+        }
+        let mut out: Vec<pb::Assignment> = Vec::new();
+        for q in route {
+            // Non-FIFO groups: one assignment per broker (queue -1, receive from any queue).
+            if !fifo
+                && out.iter().any(|a| {
+                    a.message_queue
+                        .as_ref()
+                        .and_then(|m| m.broker.as_ref())
+                        .is_some_and(|b| b.name == q.broker)
+                })
+            {
+                continue;
+            }
+            out.push(pb::Assignment {
+                message_queue: Some(v2util::message_queue(
+                    &topic,
+                    if fifo { q.queue as i32 } else { -1 },
+                    &q.broker,
+                    v2util::queue_endpoints(
+                        &q.endpoints,
+                        if fifo { q.queue as u64 } else { spread },
+                        all,
+                    ),
+                    v2util::accepted_types(&q.kind),
+                )),
+            });
+        }
+        reply(v2util::ok(), out)
+    }
+
+    async fn receive_message(
+        &self,
+        _req: Request<pb::ReceiveMessageRequest>,
+    ) -> RpcResult<Self::ReceiveMessageStream> {
+        Err(not_here("ReceiveMessage"))
+    }
+
+    async fn ack_message(
+        &self,
+        _req: Request<pb::AckMessageRequest>,
+    ) -> RpcResult<pb::AckMessageResponse> {
+        Err(not_here("AckMessage"))
+    }
+
+    async fn forward_message_to_dead_letter_queue(
+        &self,
+        _req: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
+    ) -> RpcResult<pb::ForwardMessageToDeadLetterQueueResponse> {
+        Err(not_here("ForwardMessageToDeadLetterQueue"))
+    }
+
+    async fn pull_message(
+        &self,
+        _req: Request<pb::PullMessageRequest>,
+    ) -> RpcResult<Self::PullMessageStream> {
+        Err(not_here("PullMessage"))
+    }
+
+    async fn update_offset(
+        &self,
+        _req: Request<pb::UpdateOffsetRequest>,
+    ) -> RpcResult<pb::UpdateOffsetResponse> {
+        Err(not_here("UpdateOffset"))
+    }
+
+    async fn get_offset(
+        &self,
+        _req: Request<pb::GetOffsetRequest>,
+    ) -> RpcResult<pb::GetOffsetResponse> {
+        Err(not_here("GetOffset"))
+    }
+
+    async fn query_offset(
+        &self,
+        _req: Request<pb::QueryOffsetRequest>,
+    ) -> RpcResult<pb::QueryOffsetResponse> {
+        Err(not_here("QueryOffset"))
+    }
+
+    async fn end_transaction(
+        &self,
+        _req: Request<pb::EndTransactionRequest>,
+    ) -> RpcResult<pb::EndTransactionResponse> {
+        Err(not_here("EndTransaction"))
+    }
+
+    async fn telemetry(
+        &self,
+        req: Request<tonic::Streaming<pb::TelemetryCommand>>,
+    ) -> RpcResult<Self::TelemetryStream> {
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let table = self.table.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(cmd)) = inbound.message().await {
+                if let Some(pb::telemetry_command::Command::Settings(s)) = cmd.command {
+                    let policy = match &s.pub_sub {
+                        Some(pb::settings::PubSub::Subscription(sub)) => {
+                            let name = sub
+                                .group
+                                .as_ref()
+                                .map(|g| g.name.clone())
+                                .unwrap_or_default();
+                            table
+                                .lock()
+                                .unwrap()
+                                .consumer_group(now_ms(), &name)
+                                .map(|c| v2util::GroupPolicy {
+                                    max_delivery_attempts: c.max_delivery_attempts,
+                                    fifo: c.fifo,
+                                    retry_backoff: c
+                                        .retry_backoff_ms
+                                        .iter()
+                                        .map(|ms| Duration::from_millis(*ms))
+                                        .collect(),
+                                })
+                        }
+                        _ => None,
+                    };
+                    if tx
+                        .send(Ok(v2util::settings_reply(s, policy, 4 << 20)))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn notify_client_termination(
+        &self,
+        _req: Request<pb::NotifyClientTerminationRequest>,
+    ) -> RpcResult<pb::NotifyClientTerminationResponse> {
+        Ok(Response::new(pb::NotifyClientTerminationResponse {
+            status: Some(v2util::ok()),
+        }))
+    }
+
+    async fn change_invisible_duration(
+        &self,
+        _req: Request<pb::ChangeInvisibleDurationRequest>,
+    ) -> RpcResult<pb::ChangeInvisibleDurationResponse> {
+        Err(not_here("ChangeInvisibleDuration"))
+    }
+
+    async fn recall_message(
+        &self,
+        _req: Request<pb::RecallMessageRequest>,
+    ) -> RpcResult<pb::RecallMessageResponse> {
+        Err(not_here("RecallMessage"))
+    }
+}
+
+/// Serves a nameserver on `listen` until `shutdown` completes.
+pub async fn run(
+    listen: SocketAddr,
+    ttl: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let ns = NameServer::new(ttl);
+    tracing::info!(%listen, "nameserver started");
+    tonic::transport::Server::builder()
+        .add_service(RegistryServer::new(ns.clone()))
+        .add_service(MessagingServiceServer::new(ns))
+        .serve_with_shutdown(listen, shutdown)
+        .await
+        .map_err(|e| format!("nameserver on {listen}: {e}"))
+}

@@ -1,0 +1,251 @@
+//! Pure helpers for the v2 protocol, shared by the broker and the nameserver: statuses,
+//! timestamps and durations, the Telemetry settings answer, route entries, and the client id.
+
+use std::time::Duration;
+
+use crate::v2 as pb;
+use crate::v2::Code;
+
+/// A status with `code` and a readable message.
+pub fn status(code: Code, message: impl Into<String>) -> pb::Status {
+    pb::Status {
+        code: code as i32,
+        message: message.into(),
+    }
+}
+
+/// The OK status.
+pub fn ok() -> pb::Status {
+    status(Code::Ok, "OK")
+}
+
+/// The common code of `entries`, or MULTIPLE_RESULTS.
+pub fn combine<'a>(entries: impl Iterator<Item = &'a pb::Status>) -> pb::Status {
+    let mut first: Option<&pb::Status> = None;
+    for s in entries {
+        match first {
+            None => first = Some(s),
+            Some(f) if f.code != s.code => {
+                return status(Code::MultipleResults, "entries have different results");
+            }
+            Some(_) => {}
+        }
+    }
+    first
+        .cloned()
+        .unwrap_or_else(|| status(Code::BadRequest, "no entries"))
+}
+
+/// Milliseconds since the epoch from a protobuf timestamp (clients send seconds or millis
+/// precision; both land here).
+pub fn ts_to_ms(t: &prost_types::Timestamp) -> u64 {
+    (t.seconds.max(0) as u64) * 1000 + (t.nanos.max(0) as u64) / 1_000_000
+}
+
+/// A protobuf timestamp from milliseconds since the epoch.
+pub fn ms_to_ts(ms: u64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
+}
+
+/// A duration from a protobuf duration (negative becomes zero).
+pub fn from_pb_duration(d: &prost_types::Duration) -> Duration {
+    Duration::from_secs(d.seconds.max(0) as u64) + Duration::from_nanos(d.nanos.max(0) as u64)
+}
+
+/// A protobuf duration.
+pub fn to_pb_duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+/// The calling client's id (`x-mq-client-id`), or the status to answer without one.
+pub fn client_id(meta: &tonic::metadata::MetadataMap) -> Result<String, pb::Status> {
+    match meta.get("x-mq-client-id").and_then(|v| v.to_str().ok()) {
+        Some(id) if !id.trim().is_empty() => Ok(id.to_string()),
+        _ => Err(status(
+            Code::ClientIdRequired,
+            "the x-mq-client-id header is required",
+        )),
+    }
+}
+
+/// A consumer group's retry policy, as Settings announce it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPolicy {
+    /// Deliveries before dead-lettering.
+    pub max_delivery_attempts: u32,
+    /// Ordered consumption.
+    pub fifo: bool,
+    /// Retry backoff per attempt.
+    pub retry_backoff: Vec<Duration>,
+}
+
+fn exponential(max_attempts: i32) -> pb::RetryPolicy {
+    pb::RetryPolicy {
+        max_attempts,
+        strategy: Some(pb::retry_policy::Strategy::ExponentialBackoff(
+            pb::ExponentialBackoff {
+                initial: Some(to_pb_duration(Duration::from_millis(10))),
+                max: Some(to_pb_duration(Duration::from_secs(1))),
+                multiplier: 2.0,
+            },
+        )),
+    }
+}
+
+/// The server's answer to a client's `Settings`: the client's values merged with the server's.
+/// Java and Python clients fail to start without it (a producer needs an exponential backoff and
+/// a positive body limit; a push consumer needs a backoff, batch size and long-polling timeout).
+/// `policy` is the consumer group's (for subscriptions).
+pub fn settings_reply(
+    s: pb::Settings,
+    policy: Option<GroupPolicy>,
+    max_body_bytes: usize,
+) -> pb::TelemetryCommand {
+    let mut out = s.clone();
+    out.metric = Some(pb::Metric {
+        on: false,
+        endpoints: None,
+    });
+    match s.pub_sub {
+        Some(pb::settings::PubSub::Publishing(p)) => {
+            out.backoff_policy = Some(exponential(3));
+            out.pub_sub = Some(pb::settings::PubSub::Publishing(pb::Publishing {
+                topics: p.topics,
+                max_body_size: max_body_bytes as i32,
+                validate_message_type: true,
+            }));
+        }
+        Some(pb::settings::PubSub::Subscription(sub)) => {
+            let policy = policy.unwrap_or(GroupPolicy {
+                max_delivery_attempts: 17,
+                fifo: false,
+                retry_backoff: vec![Duration::from_secs(1)],
+            });
+            out.backoff_policy = Some(pb::RetryPolicy {
+                max_attempts: policy.max_delivery_attempts as i32,
+                strategy: Some(pb::retry_policy::Strategy::CustomizedBackoff(
+                    pb::CustomizedBackoff {
+                        next: policy
+                            .retry_backoff
+                            .iter()
+                            .map(|d| to_pb_duration(*d))
+                            .collect(),
+                    },
+                )),
+            });
+            out.pub_sub = Some(pb::settings::PubSub::Subscription(pb::Subscription {
+                group: sub.group,
+                subscriptions: sub.subscriptions,
+                fifo: Some(policy.fifo),
+                receive_batch_size: Some(32),
+                long_polling_timeout: Some(to_pb_duration(Duration::from_secs(20))),
+            }));
+        }
+        None => out.backoff_policy = Some(exponential(3)),
+    }
+    pb::TelemetryCommand {
+        status: Some(ok()),
+        command: Some(pb::telemetry_command::Command::Settings(out)),
+    }
+}
+
+/// `host:port` strings as v2 endpoints (IPv4, IPv6 or a domain name, from the first host).
+pub fn endpoints(addrs: &[String]) -> pb::Endpoints {
+    let addresses: Vec<pb::Address> = addrs
+        .iter()
+        .filter_map(|a| {
+            let (host, port) = a.rsplit_once(':')?;
+            Some(pb::Address {
+                host: host.trim_matches(['[', ']']).to_string(),
+                port: port.parse().ok()?,
+            })
+        })
+        .collect();
+    let scheme = match addresses.first().map(|a| a.host.as_str()) {
+        Some(h) if h.parse::<std::net::Ipv4Addr>().is_ok() => pb::AddressScheme::IPv4,
+        Some(h) if h.parse::<std::net::Ipv6Addr>().is_ok() => pb::AddressScheme::IPv6,
+        _ => pb::AddressScheme::DomainName,
+    };
+    // A domain name may carry only one address (the Python and Rust clients reject more).
+    let addresses = if scheme == pb::AddressScheme::DomainName {
+        addresses.into_iter().take(1).collect()
+    } else {
+        addresses
+    };
+    pb::Endpoints {
+        scheme: scheme as i32,
+        addresses,
+    }
+}
+
+/// A route entry: queue `id` of `topic` on broker `broker` at `endpoints`.
+pub fn message_queue(
+    topic: &str,
+    id: i32,
+    broker: &str,
+    endpoints: pb::Endpoints,
+    accept: Vec<i32>,
+) -> pb::MessageQueue {
+    pb::MessageQueue {
+        topic: Some(pb::Resource {
+            resource_namespace: String::new(),
+            name: topic.to_string(),
+        }),
+        id,
+        permission: pb::Permission::ReadWrite as i32,
+        broker: Some(pb::Broker {
+            name: broker.to_string(),
+            id: 0,
+            endpoints: Some(endpoints),
+        }),
+        accept_message_types: accept,
+    }
+}
+
+/// The v2 message types a topic kind name accepts.
+pub fn accepted_types(kind: &str) -> Vec<i32> {
+    use pb::MessageType as T;
+    match kind {
+        "normal" => vec![T::Normal as i32],
+        "fifo" => vec![T::Fifo as i32],
+        "delay" => vec![T::Delay as i32],
+        "transaction" => vec![T::Transaction as i32],
+        _ => vec![
+            T::Normal as i32,
+            T::Fifo as i32,
+            T::Delay as i32,
+            T::Transaction as i32,
+        ],
+    }
+}
+
+/// True if the request comes from the official Rust client (`x-mq-language: RUST`).
+pub fn is_rust_client(meta: &tonic::metadata::MetadataMap) -> bool {
+    meta.get("x-mq-language")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|l| l.eq_ignore_ascii_case("rust"))
+}
+
+/// The endpoints a route gives one queue of a group whose members are `members`.
+///
+/// Most clients (Python, Java) put every address of an `Endpoints` into one gRPC target, whose
+/// `:authority` an HTTP/2 server rejects, and pick one address anyway; so each queue gets one
+/// member, spread over the members by `spread` (the queue id, or a per-client key), and a dead
+/// node costs such a client a retry on its next queue. The Rust 5.0.0 client balances over all
+/// addresses and never refreshes routes, so it gets every member (`all`).
+pub fn queue_endpoints(members: &[String], spread: u64, all: bool) -> Endpoints {
+    if all || members.len() <= 1 {
+        return endpoints(members);
+    }
+    endpoints(std::slice::from_ref(
+        &members[(spread % members.len() as u64) as usize],
+    ))
+}
+
+use crate::v2::Endpoints;

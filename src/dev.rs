@@ -1,0 +1,109 @@
+//! `raftmq dev`: a nameserver and three broker nodes in one process, hosting one 3-replica
+//! group, on loopback. Node 1 serves the v2 endpoint on `--listen` (nodes 2 and 3 on the next
+//! two ports); every node serves every request, forwarding to the leader.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use broker::config::GroupPlan;
+use broker::config::NodeConfig;
+use broker::core::BrokerSettings;
+use broker::core::NodeAddrs;
+use broker::node::Node;
+use raft_store::disk::RealDisk;
+use raft_store::log::FlushMode;
+
+/// What `raftmq dev` runs.
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    /// Data directory; node `i` lives in `<data_dir>/n<i>`.
+    pub data_dir: PathBuf,
+    /// Node 1's v2 endpoint (nodes 2 and 3 take the next ports).
+    pub listen: SocketAddr,
+    /// First Raft port (nodes use this and the next two).
+    pub raft_port: u16,
+    /// Where to run the nameserver, if at all.
+    pub nameserver: Option<SocketAddr>,
+    /// Create topics and groups on first use.
+    pub auto_create: bool,
+}
+
+/// The three nodes' configurations.
+pub fn node_configs(o: &DevOptions) -> Vec<NodeConfig> {
+    let host = o.listen.ip();
+    let peers: BTreeMap<u64, NodeAddrs> = (1..=3u16)
+        .map(|i| {
+            (
+                i as u64,
+                NodeAddrs {
+                    raft: SocketAddr::new(host, o.raft_port + i - 1).to_string(),
+                    client: SocketAddr::new(host, o.listen.port() + i - 1).to_string(),
+                },
+            )
+        })
+        .collect();
+    (1..=3u16)
+        .map(|i| NodeConfig {
+            node_id: i as u64,
+            data_dir: o.data_dir.join(format!("n{i}")),
+            listen: SocketAddr::new(host, o.listen.port() + i - 1),
+            raft_listen: SocketAddr::new(host, o.raft_port + i - 1),
+            peers: peers.clone(),
+            groups: vec![GroupPlan {
+                id: 1,
+                name: "raftmq-g1".into(),
+                members: vec![1, 2, 3],
+                preferred_leader: Some(1),
+            }],
+            nameservers: o.nameserver.iter().map(|a| a.to_string()).collect(),
+            register_interval: Duration::from_secs(1),
+            flush: FlushMode::Sync,
+            heartbeat: Duration::from_millis(50),
+            election: (Duration::from_millis(300), Duration::from_millis(600)),
+            shutdown_drain: Duration::from_millis(200),
+            preferred_leader_check: Duration::from_secs(2),
+            broker: BrokerSettings {
+                auto_create: o.auto_create,
+                ..BrokerSettings::default()
+            },
+        })
+        .collect()
+}
+
+/// Runs until `shutdown`, then stops every node cleanly.
+pub async fn run(
+    o: DevOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (ns_stop, ns_rx) = tokio::sync::oneshot::channel::<()>();
+    let ns = o.nameserver.map(|addr| {
+        tokio::spawn(nameserver::run(addr, Duration::from_secs(3), async move {
+            let _ = ns_rx.await;
+        }))
+    });
+    let mut nodes = Vec::new();
+    for cfg in node_configs(&o) {
+        let dir = cfg.data_dir.clone();
+        nodes.push(
+            Node::start(cfg, Arc::new(RealDisk::new()))
+                .await
+                .with_context(|| format!("starting the node in {}", dir.display()))?,
+        );
+    }
+    shutdown.await;
+    // Followers first would make the leader hand over to a stopping node; stop the leader of
+    // the group last instead, so its followers are gone quickly and it does not wait on them.
+    nodes.sort_by_key(|n| n.core().groups().any(|g| g.replica.is_leader()));
+    for n in nodes {
+        n.stop().await?;
+    }
+    let _ = ns_stop.send(());
+    if let Some(ns) = ns {
+        ns.await?.map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
