@@ -168,7 +168,9 @@ impl BrokerCore {
 
     /// A hosted group.
     pub fn group(&self, id: u64) -> Result<&HostedGroup> {
-        self.groups.get(&id).ok_or(BrokerError::Rejected(Reject::QueueNotFound))
+        self.groups
+            .get(&id)
+            .ok_or(BrokerError::Rejected(Reject::QueueNotFound))
     }
 
     /// The hosted group routes call `name`.

@@ -184,9 +184,7 @@ impl ForwardServer {
 fn reply<T: Serialize>(
     v: Result<T, ForwardError>,
 ) -> Result<tonic::Response<pb::ForwardReply>, tonic::Status> {
-    Ok(tonic::Response::new(pb::ForwardReply {
-        payload: enc(&v),
-    }))
+    Ok(tonic::Response::new(pb::ForwardReply { payload: enc(&v) }))
 }
 
 #[tonic::async_trait]

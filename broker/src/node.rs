@@ -274,6 +274,8 @@ pub fn registration(core: &BrokerCore) -> ns::RegisterRequest {
             .map(|p| p.client.clone())
             .unwrap_or_default(),
         groups,
+        auto_create: core.settings.auto_create,
+        default_queues: core.settings.default_queues,
     }
 }
 

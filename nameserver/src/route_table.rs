@@ -76,6 +76,8 @@ pub struct Registration {
     pub client_addr: String,
     /// The groups it hosts.
     pub groups: Vec<GroupReport>,
+    /// Queues per group of a topic the node creates on first use (0: it does not).
+    pub auto_create_queues: u32,
 }
 
 /// The current view of one group.
@@ -205,10 +207,13 @@ impl RouteTable {
             .collect()
     }
 
-    /// The route of `topic`: every queue of every group hosting it.
+    /// The route of `topic`: every queue of every group hosting it. A topic no group has yet
+    /// gets a provisional route over the groups of nodes that create topics on first use (the
+    /// broker creates it when the client sends or receives), as RocketMQ's auto-creation does.
     pub fn route(&self, now_ms: u64, topic: &str) -> Vec<RouteQueue> {
+        let groups = self.groups(now_ms);
         let mut out = Vec::new();
-        for g in self.groups(now_ms) {
+        for g in &groups {
             if let Some(t) = g.topics.iter().find(|t| t.name == topic) {
                 for q in 0..t.queues {
                     out.push(RouteQueue {
@@ -217,6 +222,29 @@ impl RouteTable {
                         endpoints: g.endpoints.clone(),
                         kind: t.kind.clone(),
                     });
+                }
+            }
+        }
+        if out.is_empty() {
+            let auto: Vec<(u64, u32)> = self
+                .live(now_ms)
+                .filter(|r| r.auto_create_queues > 0)
+                .flat_map(|r| {
+                    r.groups
+                        .iter()
+                        .map(move |g| (g.group, r.auto_create_queues))
+                })
+                .collect();
+            for g in &groups {
+                if let Some((_, queues)) = auto.iter().find(|(id, _)| *id == g.group) {
+                    for q in 0..*queues {
+                        out.push(RouteQueue {
+                            broker: g.name.clone(),
+                            queue: q,
+                            endpoints: g.endpoints.clone(),
+                            kind: "mixed".into(),
+                        });
+                    }
                 }
             }
         }
@@ -259,6 +287,7 @@ mod tests {
                 }],
                 consumer_groups: vec![],
             }],
+            auto_create_queues: 0,
         }
     }
 

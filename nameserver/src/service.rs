@@ -104,6 +104,7 @@ fn from_pb(r: nspb::RegisterRequest) -> Registration {
                     .collect(),
             })
             .collect(),
+        auto_create_queues: if r.auto_create { r.default_queues } else { 0 },
     }
 }
 

@@ -1,32 +1,29 @@
-//! Three broker nodes on simulated nodes and disks, each serving the real v2 service over
-//! madsim-tonic, and the chaos scenario of the data-path issue: producers and consumers use
-//! the v2 protocol from a client node while the nemesis kills leaders, cuts power and isolates
-//! nodes. Clients do what an official client does without forwarding: on any error they try
-//! the next node.
+//! A nameserver and three broker nodes (the real node runner: replicas, forwarding,
+//! registration, preferred leaders) on simulated nodes and disks, hosting one or two Raft
+//! groups, and the broker chaos scenario: producers and consumers on a client node take routes
+//! from the nameserver and use the v2 protocol, as the official clients do (send to a queue's
+//! endpoint, move to the next queue after an error, refresh the route now and then), while the
+//! nemesis kills leaders, cuts power and isolates nodes.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use broker::batcher::BatchConfig;
+use broker::config::GroupPlan;
+use broker::config::NodeConfig;
 use broker::core::BrokerCore;
 use broker::core::BrokerSettings;
-use broker::replica::Replica;
-use broker::service::MessagingServer;
+use broker::core::NodeAddrs;
+use broker::node::Node;
 use madsim::runtime::Handle;
-use raft_store::group::GroupConfig;
 use raft_store::group::Role;
-use raft_store::network::Channels;
-use raft_store::server::Registry;
-use raft_store::types::GroupId;
+use raft_store::log::FlushMode;
 use raftmq_proto::v2 as pb;
 use raftmq_proto::v2::messaging_service_client::MessagingServiceClient;
-use raftmq_proto::v2::messaging_service_server::MessagingServiceServer;
 use rand::RngExt;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -43,13 +40,15 @@ use crate::sim_nodes::Nodes;
 const TOPIC: &str = "SimTopic";
 const GROUP: &str = "SimGroup";
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+const NAMESERVER: &str = "10.0.0.10:9876";
 
-/// The simulated broker cluster.
+/// The simulated broker cluster: three broker nodes and a nameserver.
 pub struct BrokerCluster {
-    /// The nodes.
+    /// The broker nodes.
     pub nodes: Nodes,
-    replicas: Vec<Arc<Mutex<Option<Arc<Replica>>>>>,
+    cores: Vec<Arc<Mutex<Option<Arc<BrokerCore>>>>>,
     start_errors: Arc<Mutex<Vec<String>>>,
+    groups: u64,
 }
 
 fn raft_addr(i: usize) -> String {
@@ -61,89 +60,134 @@ pub fn v2_addr(i: usize) -> String {
     format!("{}:8081", sim_nodes::ip(i))
 }
 
+fn node_config(i: usize, n: usize, groups: u64) -> NodeConfig {
+    let peers: BTreeMap<u64, NodeAddrs> = (0..n)
+        .map(|j| {
+            (
+                j as u64 + 1,
+                NodeAddrs {
+                    raft: raft_addr(j),
+                    client: v2_addr(j),
+                },
+            )
+        })
+        .collect();
+    NodeConfig {
+        node_id: i as u64 + 1,
+        data_dir: "/data".into(),
+        listen: v2_addr(i).parse().unwrap(),
+        raft_listen: raft_addr(i).parse().unwrap(),
+        peers,
+        // Preferred leaders spread over the nodes.
+        groups: (1..=groups)
+            .map(|g| GroupPlan {
+                id: g,
+                name: format!("raftmq-g{g}"),
+                members: (1..=n as u64).collect(),
+                preferred_leader: Some((g - 1) % n as u64 + 1),
+            })
+            .collect(),
+        nameservers: vec![NAMESERVER.into()],
+        register_interval: Duration::from_secs(1),
+        flush: FlushMode::Sync,
+        heartbeat: Duration::from_millis(50),
+        election: (Duration::from_millis(300), Duration::from_millis(600)),
+        shutdown_drain: Duration::from_millis(500),
+        preferred_leader_check: Duration::from_secs(2),
+        broker: BrokerSettings {
+            leader_wait: Duration::from_secs(2),
+            default_queues: 4,
+            ..BrokerSettings::default()
+        },
+    }
+}
+
 impl BrokerCluster {
-    /// Boots `n` broker nodes hosting one 3-replica group.
-    pub fn new(n: usize) -> Self {
-        let members: BTreeMap<u64, String> = (0..n).map(|i| (i as u64 + 1, raft_addr(i))).collect();
+    /// Boots a nameserver and `n` broker nodes hosting `groups` groups of `n` replicas.
+    pub fn new(n: usize, groups: u64) -> Self {
+        Handle::current()
+            .create_node()
+            .name("nameserver")
+            .ip("10.0.0.10".parse().unwrap())
+            .init(|| async {
+                let _ = nameserver::run(
+                    NAMESERVER.parse().unwrap(),
+                    Duration::from_secs(3),
+                    std::future::pending(),
+                )
+                .await;
+            })
+            .build();
         let start_errors = Arc::new(Mutex::new(Vec::new()));
-        let replicas: Vec<_> = (0..n).map(|_| Arc::new(Mutex::new(None))).collect();
-        let (errs, slots) = (start_errors.clone(), replicas.clone());
+        let cores: Vec<_> = (0..n).map(|_| Arc::new(Mutex::new(None))).collect();
+        let (errs, slots) = (start_errors.clone(), cores.clone());
         let faults = raft_store::disk::SimDiskFaults {
             sync_latency: (Duration::from_micros(200), Duration::from_millis(4)),
             ..Default::default()
         };
         let nodes = Nodes::new(n, faults, move |i, disk| {
-            let (members, errs, slot) = (members.clone(), errs.clone(), slots[i].clone());
+            let (errs, slot) = (errs.clone(), slots[i].clone());
             async move {
                 *slot.lock().unwrap() = None;
-                let registry = Registry::default();
-                let raft_listen: SocketAddr = raft_addr(i).parse().unwrap();
-                let reg = registry.clone();
-                tokio::spawn(async move {
-                    let _ = raft_store::server::serve(
-                        raft_listen,
-                        reg,
-                        64 << 20,
-                        std::future::pending(),
-                    )
-                    .await;
-                });
-                let mut cfg = GroupConfig::new(GroupId(1), i as u64 + 1, members, "/data/g1");
-                cfg.snapshot_every = 500;
-                cfg.log.segment_bytes = 64 << 10;
-                cfg.log.index_interval_bytes = 4 << 10;
-                let replica = match Replica::start(
-                    cfg,
-                    Arc::new(disk),
-                    &registry,
-                    &Channels::default(),
-                    BatchConfig::default(),
-                )
-                .await
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        errs.lock()
-                            .unwrap()
-                            .push(format!("n{} failed to start: {e}", i + 1));
-                        return;
+                let mut cfg = node_config(i, n, groups);
+                cfg.broker.auto_create = true;
+                match Node::start(cfg, Arc::new(disk)).await {
+                    Ok(node) => {
+                        *slot.lock().unwrap() = Some(node.core().clone());
+                        std::future::pending::<()>().await;
+                        drop(node);
                     }
-                };
-                *slot.lock().unwrap() = Some(replica.clone());
-                let settings = BrokerSettings {
-                    leader_wait: Duration::from_millis(500),
-                    advertised: Some((sim_nodes::ip(i), 8081)),
-                    ..BrokerSettings::default()
-                };
-                let core = BrokerCore::new(settings, vec![replica]);
-                let listen: SocketAddr = v2_addr(i).parse().unwrap();
-                let _ = tonic::transport::Server::builder()
-                    .add_service(MessagingServiceServer::new(MessagingServer::new(core)))
-                    .serve(listen)
-                    .await;
+                    Err(e) => errs
+                        .lock()
+                        .unwrap()
+                        .push(format!("n{} failed to start: {e}", i + 1)),
+                }
             }
         });
         BrokerCluster {
             nodes,
-            replicas,
+            cores,
             start_errors,
+            groups,
         }
     }
 
-    /// The node whose replica leads with the highest term.
-    pub fn leader(&self) -> Option<usize> {
+    fn core(&self, i: usize) -> Option<Arc<BrokerCore>> {
+        if !self.nodes.is_alive(i) {
+            return None;
+        }
+        self.cores[i].lock().unwrap().clone()
+    }
+
+    /// The node leading group `g` with the highest term.
+    pub fn leader_of(&self, g: u64) -> Option<usize> {
         (0..self.nodes.len())
-            .filter(|&i| self.nodes.is_alive(i))
             .filter_map(|i| {
-                self.replicas[i]
-                    .lock()
-                    .unwrap()
-                    .as_ref()
-                    .map(|r| (i, r.metrics()))
+                let core = self.core(i)?;
+                let m = core.group(g).ok()?.replica.metrics();
+                (m.role == Role::Leader).then_some((i, m.term))
             })
-            .filter(|(_, m)| m.role == Role::Leader)
-            .max_by_key(|(_, m)| m.term)
+            .max_by_key(|(_, t)| *t)
             .map(|(i, _)| i)
+    }
+
+    /// The node leading the most groups (the nemesis' "leader").
+    pub fn leader(&self) -> Option<usize> {
+        let mut count: BTreeMap<usize, u32> = BTreeMap::new();
+        for g in 1..=self.groups {
+            if let Some(i) = self.leader_of(g) {
+                *count.entry(i).or_default() += 1;
+            }
+        }
+        count
+            .into_iter()
+            .max_by_key(|(i, c)| (*c, std::cmp::Reverse(*i)))
+            .map(|(i, _)| i)
+    }
+
+    /// True if every group has a leader.
+    pub fn all_led(&self) -> bool {
+        (1..=self.groups).all(|g| self.leader_of(g).is_some())
     }
 
     /// Startup failures.
@@ -152,10 +196,13 @@ impl BrokerCluster {
     }
 }
 
-/// A v2 client for the cluster that moves to the next node after any error.
+/// A v2 client that behaves like the official ones: routes from the nameserver (refreshed
+/// after errors), sends to a queue's endpoint, moves to the next queue after any error.
 #[derive(Clone)]
 struct Client {
-    clients: Vec<MessagingServiceClient<Channel>>,
+    channels: BTreeMap<String, MessagingServiceClient<Channel>>,
+    /// (broker name, queue id, endpoint) of every queue of the topic.
+    route: Vec<(String, i32, String)>,
     at: usize,
 }
 
@@ -181,36 +228,101 @@ fn ok(s: &Option<pb::Status>) -> bool {
     s.as_ref().is_some_and(|s| s.code == pb::Code::Ok as i32)
 }
 
+fn first_addr(e: &Option<pb::Endpoints>) -> Option<String> {
+    let a = e.as_ref()?.addresses.first()?;
+    Some(format!("{}:{}", a.host, a.port))
+}
+
 impl Client {
-    fn new(n: usize) -> Self {
-        let clients = (0..n)
-            .map(|i| {
-                let ch = Endpoint::from_shared(format!("http://{}", v2_addr(i)))
-                    .unwrap()
-                    .connect_lazy();
-                MessagingServiceClient::new(ch)
-            })
-            .collect();
-        Client { clients, at: 0 }
+    fn new() -> Self {
+        Client {
+            channels: BTreeMap::new(),
+            route: Vec::new(),
+            at: 0,
+        }
     }
 
-    fn next(&mut self) {
-        self.at = (self.at + 1) % self.clients.len();
+    fn channel(&mut self, addr: &str) -> MessagingServiceClient<Channel> {
+        self.channels
+            .entry(addr.to_string())
+            .or_insert_with(|| {
+                MessagingServiceClient::new(
+                    Endpoint::from_shared(format!("http://{addr}"))
+                        .unwrap()
+                        .connect_lazy(),
+                )
+            })
+            .clone()
+    }
+
+    /// Asks the nameserver for the route. `rust` asks as the Rust client does (every member per
+    /// queue, the leader first).
+    async fn query_route(&mut self, rust: bool) -> Option<Vec<pb::MessageQueue>> {
+        let mut c = self.channel(NAMESERVER);
+        let mut r = req(pb::QueryRouteRequest {
+            topic: res(TOPIC),
+            endpoints: None,
+        });
+        if rust {
+            r.metadata_mut()
+                .insert("x-mq-language", "RUST".parse().unwrap());
+        }
+        match tokio::time::timeout(CLIENT_TIMEOUT, c.query_route(r)).await {
+            Ok(Ok(resp)) if ok(&resp.get_ref().status) => Some(resp.into_inner().message_queues),
+            other => {
+                tracing::debug!(?other, "route query failed");
+                None
+            }
+        }
+    }
+
+    async fn refresh(&mut self) {
+        if let Some(qs) = self.query_route(false).await {
+            let route: Vec<_> = qs
+                .into_iter()
+                .filter_map(|q| {
+                    let b = q.broker?;
+                    Some((b.name, q.id, first_addr(&b.endpoints)?))
+                })
+                .collect();
+            if !route.is_empty() {
+                self.route = route;
+            }
+        }
+    }
+
+    async fn ensure_route(&mut self) -> bool {
+        if self.route.is_empty() {
+            self.refresh().await;
+        }
+        !self.route.is_empty()
+    }
+
+    async fn failed(&mut self) {
+        self.at += 1;
+        if self.at % 4 == 0 {
+            self.refresh().await;
+        }
     }
 
     async fn send(&mut self, id: &str, body: &[u8]) -> Result3 {
+        if !self.ensure_route().await {
+            return Result3::Fail;
+        }
+        let (_, qid, addr) = self.route[self.at % self.route.len()].clone();
+        self.at += 1;
         let msg = pb::Message {
             topic: res(TOPIC),
             user_properties: Default::default(),
             system_properties: Some(pb::SystemProperties {
                 message_id: id.into(),
                 message_type: pb::MessageType::Normal as i32,
-                queue_id: (body.len() % 4) as i32,
+                queue_id: qid,
                 ..Default::default()
             }),
             body: body.to_vec().into(),
         };
-        let mut c = self.clients[self.at].clone();
+        let mut c = self.channel(&addr);
         let r = tokio::time::timeout(
             CLIENT_TIMEOUT,
             c.send_message(req(pb::SendMessageRequest {
@@ -221,18 +333,30 @@ impl Client {
         match r {
             Ok(Ok(resp)) if ok(&resp.get_ref().status) => Result3::Ok,
             _ => {
-                self.next();
+                self.failed().await;
                 Result3::Info
             }
         }
     }
 
-    async fn receive(&mut self) -> Option<Vec<(String, Vec<u8>, u32, String)>> {
+    /// Receives from one broker (group), through the endpoint of one of its queues. Returns the
+    /// endpoint used (acks go there) and the messages.
+    async fn receive(&mut self) -> Option<(String, Vec<(String, Vec<u8>, u32, String)>)> {
+        if !self.ensure_route().await {
+            return None;
+        }
+        let (broker, _, addr) = self.route[self.at % self.route.len()].clone();
+        self.at += 1;
         let r = pb::ReceiveMessageRequest {
             group: res(GROUP),
             message_queue: Some(pb::MessageQueue {
                 topic: res(TOPIC),
                 id: -1,
+                broker: Some(pb::Broker {
+                    name: broker,
+                    id: 0,
+                    endpoints: None,
+                }),
                 ..Default::default()
             }),
             filter_expression: None,
@@ -248,7 +372,7 @@ impl Client {
             }),
             attempt_id: None,
         };
-        let mut c = self.clients[self.at].clone();
+        let mut c = self.channel(&addr);
         let call = async {
             let mut stream = c.receive_message(req(r)).await?.into_inner();
             let mut msgs = Vec::new();
@@ -271,16 +395,18 @@ impl Client {
             Ok::<_, tonic::Status>((status, msgs))
         };
         match tokio::time::timeout(CLIENT_TIMEOUT, call).await {
-            Ok(Ok((Some(s), msgs))) if s.code == pb::Code::Ok as i32 => Some(msgs),
-            Ok(Ok((Some(s), _))) if s.code == pb::Code::MessageNotFound as i32 => Some(vec![]),
+            Ok(Ok((Some(s), msgs))) if s.code == pb::Code::Ok as i32 => Some((addr, msgs)),
+            Ok(Ok((Some(s), _))) if s.code == pb::Code::MessageNotFound as i32 => {
+                Some((addr, vec![]))
+            }
             _ => {
-                self.next();
+                self.failed().await;
                 None
             }
         }
     }
 
-    async fn ack(&mut self, id: &str, handle: &str) -> Result3 {
+    async fn ack(&mut self, addr: &str, id: &str, handle: &str) -> Result3 {
         let r = pb::AckMessageRequest {
             group: res(GROUP),
             topic: res(TOPIC),
@@ -290,7 +416,7 @@ impl Client {
                 lite_topic: None,
             }],
         };
-        let mut c = self.clients[self.at].clone();
+        let mut c = self.channel(addr);
         match tokio::time::timeout(CLIENT_TIMEOUT, c.ack_message(req(r))).await {
             Ok(Ok(resp)) if ok(&resp.get_ref().status) => Result3::Ok,
             Ok(Ok(resp))
@@ -302,10 +428,7 @@ impl Client {
             {
                 Result3::Fail
             }
-            _ => {
-                self.next();
-                Result3::Info
-            }
+            _ => Result3::Info,
         }
     }
 }
@@ -318,12 +441,14 @@ enum Fault {
     PowerLossAll,
 }
 
-/// The broker chaos scenario (see the module docs). Passes if no acknowledged send is lost,
+/// The broker chaos scenario (see the module docs), on 1 or 2 groups. Passes if no acknowledged
+/// send is lost, routes converge on the leaders after healing,
 /// nothing received was never sent, bodies are intact, and no message is handed out again by a
 /// receive that started after its ack succeeded.
 pub async fn chaos(seed: u64) -> RunResult {
     let mut rng = SmallRng::seed_from_u64(seed ^ 0xb0c3);
-    let cluster = Arc::new(tokio::sync::Mutex::new(BrokerCluster::new(3)));
+    let groups = rng.random_range(1..=2u64);
+    let cluster = Arc::new(tokio::sync::Mutex::new(BrokerCluster::new(3, groups)));
     let client_node = Handle::current()
         .create_node()
         .name("client")
@@ -334,9 +459,9 @@ pub async fn chaos(seed: u64) -> RunResult {
     let stop_producers = Arc::new(AtomicBool::new(false));
     let stop_consumers = Arc::new(AtomicBool::new(false));
 
-    // Wait for a leader before any load.
+    // Wait for every group to have a leader before any load.
     for _ in 0..200 {
-        if cluster.lock().await.leader().is_some() {
+        if cluster.lock().await.all_led() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -347,7 +472,7 @@ pub async fn chaos(seed: u64) -> RunResult {
         let (history, stop) = (history.clone(), stop_producers.clone());
         let mut prng = SmallRng::seed_from_u64(seed.wrapping_add(p * 7919));
         tasks.push(client_node.spawn(async move {
-            let mut c = Client::new(3);
+            let mut c = Client::new();
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) {
                 let id = format!("p{p}-{n}");
@@ -363,10 +488,10 @@ pub async fn chaos(seed: u64) -> RunResult {
         let (history, stop) = (history.clone(), stop_consumers.clone());
         let mut crng = SmallRng::seed_from_u64(seed.wrapping_add(100 + k));
         tasks.push(client_node.spawn(async move {
-            let mut c = Client::new(3);
+            let mut c = Client::new();
             while !stop.load(Ordering::SeqCst) {
                 let invoked = micros(start);
-                let Some(msgs) = c.receive().await else {
+                let Some((addr, msgs)) = c.receive().await else {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
@@ -382,7 +507,7 @@ pub async fn chaos(seed: u64) -> RunResult {
                     if crng.random::<f64>() < 0.15 {
                         continue;
                     }
-                    let result = c.ack(&id, &handle).await;
+                    let result = c.ack(&addr, &id, &handle).await;
                     history.lock().unwrap().push(Op::Ack {
                         id,
                         completed: micros(start),
@@ -410,7 +535,7 @@ pub async fn chaos(seed: u64) -> RunResult {
             Fault::KillLeader | Fault::KillAny => {
                 let i = match (fault, leader) {
                     (Fault::KillLeader, Some(l)) => l,
-                    _ => rng.random_range(0..3),
+                    _ => rng.random_range(0..3usize),
                 };
                 let power = rng.random::<bool>();
                 c.nodes.kill(i);
@@ -458,14 +583,54 @@ pub async fn chaos(seed: u64) -> RunResult {
     }
     let mut leader_found = false;
     for _ in 0..200 {
-        if cluster.lock().await.leader().is_some() {
+        if cluster.lock().await.all_led() {
             leader_found = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     if !leader_found {
-        return Err(format!("no leader 10 s after healing; faults: {log:?}"));
+        return Err(format!(
+            "a group has no leader 10 s after healing; faults: {log:?}"
+        ));
+    }
+    // Routes converge: within a few registration rounds the nameserver names every group's
+    // actual leader first (as it tells the Rust client, which never refreshes).
+    let mut converged = false;
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        let mut probe = Client::new();
+        if let Some(qs) = client_node
+            .spawn(async move { probe.query_route(true).await })
+            .await
+            .ok()
+            .flatten()
+        {
+            let c = cluster.lock().await;
+            seen = qs
+                .iter()
+                .filter_map(|q| {
+                    let b = q.broker.as_ref()?;
+                    let g: u64 = b.name.strip_prefix("raftmq-g")?.parse().ok()?;
+                    Some((g, first_addr(&b.endpoints)?, c.leader_of(g).map(v2_addr)))
+                })
+                .collect();
+            let groups_seen: BTreeSet<u64> = seen.iter().map(|(g, _, _)| *g).collect();
+            if groups_seen.len() as u64 == groups
+                && seen
+                    .iter()
+                    .all(|(_, first, leader)| Some(first) == leader.as_ref())
+            {
+                converged = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if !converged {
+        return Err(format!(
+            "routes did not converge on the leaders within 10 s: {seen:?}; faults: {log:?}"
+        ));
     }
     // Drained: every acknowledged send was received, and nothing was handed out for longer
     // than the invisible time, so nothing in flight is left to come back. (An ack whose outcome
@@ -520,6 +685,11 @@ pub async fn chaos(seed: u64) -> RunResult {
             &anomalies[..anomalies.len().min(5)]
         ));
     }
+    if stats.sent_ok == 0 || stats.received == 0 {
+        return Err(format!(
+            "the workload did nothing: {stats:?}; faults: {log:?}"
+        ));
+    }
     if !drain_ok {
         let acked: BTreeSet<&str> = history
             .iter()
@@ -572,7 +742,7 @@ pub async fn chaos(seed: u64) -> RunResult {
         ));
     }
     Ok(format!(
-        "{} sent ok, {} unknown ({} recovered), {} received, {} redeliveries; {} faults; {} unsynced writes lost",
+        "{groups} groups: {} sent ok, {} unknown ({} recovered), {} received, {} redeliveries; {} faults; {} unsynced writes lost",
         stats.sent_ok,
         stats.sent_info,
         stats.recovered,
