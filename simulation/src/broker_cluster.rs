@@ -300,7 +300,7 @@ impl Client {
 
     async fn failed(&mut self) {
         self.at += 1;
-        if self.at % 4 == 0 {
+        if self.at.is_multiple_of(4) {
             self.refresh().await;
         }
     }
