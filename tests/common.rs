@@ -205,3 +205,214 @@ pub fn python_scenario(port: u16, args: &[&str]) -> Output {
             .env("HOME", std::env::temp_dir()),
     )
 }
+
+/// A real cluster: a nameserver on 127.0.0.1:`base+90` and three `raftmq broker` processes on
+/// 127.0.0.1, .2 and .3 (v2 on `base`, Raft on `base+1`), hosting `groups` 3-replica groups
+/// whose preferred leaders are spread over the nodes.
+pub struct Cluster {
+    dir: PathBuf,
+    base: u16,
+    nameserver: Option<Child>,
+    brokers: Vec<Option<Child>>,
+}
+
+impl Cluster {
+    pub fn start(dir: &Path, base: u16, groups: u64) -> Cluster {
+        let nodes: String = (1..=3)
+            .map(|i| format!("[[nodes]]\nid = {i}\nraft = \"127.0.0.{i}:{}\"\nclient = \"127.0.0.{i}:{base}\"\n", base + 1))
+            .collect();
+        let groups: String = (1..=groups)
+            .map(|g| {
+                format!(
+                    "[[groups]]\nid = {g}\nmembers = [1, 2, 3]\npreferred_leader = {}\n",
+                    (g - 1) % 3 + 1
+                )
+            })
+            .collect();
+        for i in 1..=3 {
+            let toml = format!(
+                "node_id = {i}\ndata_dir = \"{}\"\nlisten = \"127.0.0.{i}:{base}\"\nraft_listen = \"127.0.0.{i}:{}\"\nnameservers = [\"127.0.0.1:{}\"]\n\n{nodes}\n{groups}",
+                dir.join(format!("n{i}")).display(),
+                base + 1,
+                base + 90
+            );
+            std::fs::write(dir.join(format!("n{i}.toml")), toml).unwrap();
+        }
+        let mut c = Cluster {
+            dir: dir.to_path_buf(),
+            base,
+            nameserver: None,
+            brokers: vec![None, None, None],
+        };
+        c.nameserver = Some(c.spawn(
+            "nameserver",
+            &[
+                "nameserver",
+                "--listen",
+                &format!("127.0.0.1:{}", base + 90),
+            ],
+        ));
+        for i in 0..3 {
+            c.restart(i);
+        }
+        c.wait_all_led();
+        c
+    }
+
+    fn spawn(&self, name: &str, args: &[&str]) -> Child {
+        let logs = workspace().join("target/test-logs");
+        let _ = std::fs::create_dir_all(&logs);
+        let log = std::fs::File::create(logs.join(format!(
+            "{name}-{}-{}.log",
+            self.base,
+            std::process::id()
+        )))
+        .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_raftmq"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn raftmq")
+    }
+
+    /// The nameserver's endpoint (what clients are given).
+    pub fn nameserver(&self) -> String {
+        format!("127.0.0.1:{}", self.base + 90)
+    }
+
+    /// Node `i`'s (0-based) client endpoint.
+    pub fn node(&self, i: usize) -> String {
+        format!("127.0.0.{}:{}", i + 1, self.base)
+    }
+
+    /// (Re)starts node `i` (0-based).
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.brokers[i].is_none());
+        let cfg = self.dir.join(format!("n{}.toml", i + 1));
+        self.brokers[i] = Some(self.spawn(
+            &format!("broker{}", i + 1),
+            &["broker", "-c", cfg.to_str().unwrap()],
+        ));
+    }
+
+    /// SIGKILLs node `i`.
+    pub fn kill(&mut self, i: usize) {
+        let mut c = self.brokers[i].take().expect("running");
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    /// SIGTERMs node `i` and checks it exits cleanly.
+    pub fn terminate(&mut self, i: usize) {
+        let mut c = self.brokers[i].take().expect("running");
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                assert!(
+                    s.success(),
+                    "broker {} exited with {s} after SIGTERM",
+                    i + 1
+                );
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "broker {} did not stop after SIGTERM",
+                i + 1
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Each live node's view: group -> (leader node id, term).
+    fn views(&self) -> Vec<Vec<(u64, u64, u64)>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut out = Vec::new();
+            for i in 0..3 {
+                if self.brokers[i].is_none() {
+                    continue;
+                }
+                if let Ok(Ok(mut c)) = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    AdminClient::connect(format!("http://{}", self.node(i))),
+                )
+                .await
+                    && let Ok(Ok(s)) =
+                        tokio::time::timeout(Duration::from_secs(1), c.status(StatusRequest {}))
+                            .await
+                {
+                    out.push(
+                        s.into_inner()
+                            .replicas
+                            .iter()
+                            .map(|r| (r.group, r.leader, r.term))
+                            .collect(),
+                    );
+                }
+            }
+            out
+        })
+    }
+
+    /// The 0-based node leading `group`, as the live nodes agree.
+    pub fn leader_of(&self, group: u64) -> Option<usize> {
+        self.views()
+            .iter()
+            .flatten()
+            .filter(|(g, l, _)| *g == group && *l != 0)
+            .max_by_key(|(_, _, t)| *t)
+            .map(|(_, l, _)| *l as usize - 1)
+            .filter(|i| self.brokers[*i].is_some())
+    }
+
+    /// Waits until every group has a live leader.
+    pub fn wait_all_led(&self) {
+        let start = Instant::now();
+        loop {
+            let views = self.views();
+            let groups: std::collections::BTreeSet<u64> =
+                views.iter().flatten().map(|(g, _, _)| *g).collect();
+            if !views.is_empty() && groups.iter().all(|g| self.leader_of(*g).is_some()) {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "cluster did not elect leaders"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in self
+            .brokers
+            .iter_mut()
+            .chain(std::iter::once(&mut self.nameserver))
+        {
+            if let Some(mut c) = c.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// Runs an interop_test.py scenario against an explicit endpoint, in the background.
+pub fn python_background(endpoint: &str, args: &[&str]) -> std::thread::JoinHandle<Output> {
+    let script = workspace().join("interop/python/interop_test.py");
+    let mut cmd = Command::new(python());
+    cmd.arg(script)
+        .args(args)
+        .args(["--endpoint", endpoint])
+        .env("HOME", std::env::temp_dir());
+    let what = format!("python {}", args.join(" "));
+    std::thread::spawn(move || run_ok(&what, &mut cmd))
+}

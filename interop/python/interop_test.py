@@ -11,6 +11,8 @@ Each subcommand is one scenario; exit status 0 means it passed. The Rust test
   produce       send N messages and write their ids to a file
   consume       receive and ack exactly the ids in a file (nothing missing, nothing unknown)
   expect-empty  a receive finds nothing (acked messages do not come back)
+  produce-for   send one at a time for --seconds, recording acked and attempted ids
+  consume-at-least  every acked id arrives at least once; duplicates are counted
 """
 import argparse
 import os
@@ -213,6 +215,80 @@ def cmd_consume(a):
     finish(problems)
 
 
+def cmd_produce_for(a):
+    """Sends one message at a time for --seconds; writes acked ids to --ids and every attempted
+    id to --ids + '.attempted'; prints how many sends failed after the SDK's own retries."""
+    p = Producer(config(a.endpoint), (a.topic,))
+    p.startup()
+    acked, attempted, failed = [], [], 0
+    start = time.time()
+    i = 0
+    try:
+        while time.time() - start < a.seconds:
+            m = make_message(a.topic, a.run, i)
+            try:
+                r = p.send(m)
+                acked.append((r.message_id, i))
+            except Exception as e:
+                failed += 1
+                log(f"send {i} failed after retries: {e!r}"[:300])
+            attempted.append((m.message_id, i))
+            i += 1
+    finally:
+        p.shutdown()
+    with open(a.ids, "w") as f:
+        f.writelines(f"{mid} {i}\n" for mid, i in acked)
+    with open(a.ids + ".attempted", "w") as f:
+        f.writelines(f"{mid} {i}\n" for mid, i in attempted)
+    log(f"produced for {a.seconds}s: {len(acked)} acked, {failed} failed")
+    finish([f"{failed} sends failed"] if failed and a.no_failures else [])
+
+
+def cmd_consume_at_least(a):
+    """Every acked id (--ids) must be received at least once; ids outside the attempted set are
+    unexpected; duplicates and recovered (failed but stored) sends are counted, not errors."""
+    def load(path):
+        d = {}
+        with open(path) as f:
+            for line in f:
+                mid, i = line.split()
+                d[mid] = int(i)
+        return d
+
+    acked = load(a.ids)
+    attempted = load(a.ids + ".attempted")
+    c = SimpleConsumer(config(a.endpoint), a.group, {a.topic: FilterExpression("*")}, await_duration=3)
+    c.startup()
+    counts = {}
+    problems = []
+    start = time.time()
+    quiet_since = time.time()
+    try:
+        while time.time() - start < 180:
+            got = c.receive(32, 60)
+            if got:
+                quiet_since = time.time()
+            for m in got:
+                counts[m.message_id] = counts.get(m.message_id, 0) + 1
+                if m.message_id not in attempted:
+                    problems.append(f"unexpected message {m.message_id}")
+                elif m.body != f"body-{a.run}-{attempted[m.message_id]}-".encode() + bytes(range(256)) * 2:
+                    problems.append(f"{m.message_id}: body differs")
+                c.ack(m)
+            if set(acked) <= set(counts) and time.time() - quiet_since > 5:
+                break
+    finally:
+        c.shutdown()
+    lost = set(acked) - set(counts)
+    if lost:
+        problems.append(f"{len(lost)} acknowledged messages never received, e.g. {sorted(lost)[:3]}")
+    dups = sum(n - 1 for n in counts.values())
+    recovered = len(set(counts) - set(acked))
+    log(f"consumed {len(counts)} distinct ({len(acked)} acked sends): {dups} duplicate deliveries, "
+        f"{recovered} failed-but-stored sends")
+    finish(problems)
+
+
 def cmd_expect_empty(a):
     c = SimpleConsumer(config(a.endpoint), a.group, {a.topic: FilterExpression("*")}, await_duration=3)
     c.startup()
@@ -228,16 +304,20 @@ def cmd_expect_empty(a):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("scenario", choices=["send-receive", "push", "redelivery", "produce", "consume", "expect-empty"])
+    p.add_argument("scenario", choices=["send-receive", "push", "redelivery", "produce", "consume", "expect-empty",
+                                        "produce-for", "consume-at-least"])
     p.add_argument("--endpoint", default="127.0.0.1:8081")
     p.add_argument("--topic", default="InteropTopic")
     p.add_argument("--group", default="InteropGroup")
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--ids", default="ids.txt")
     p.add_argument("--run", default="restart")
+    p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--no-failures", action="store_true", help="produce-for: fail if any send failed")
     a = p.parse_args()
     {"send-receive": cmd_send_receive, "push": cmd_push, "redelivery": cmd_redelivery,
-     "produce": cmd_produce, "consume": cmd_consume, "expect-empty": cmd_expect_empty}[a.scenario](a)
+     "produce": cmd_produce, "consume": cmd_consume, "expect-empty": cmd_expect_empty,
+     "produce-for": cmd_produce_for, "consume-at-least": cmd_consume_at_least}[a.scenario](a)
 
 
 if __name__ == "__main__":
