@@ -20,9 +20,13 @@ use raftmq_proto::v2::messaging_service_client::MessagingServiceClient;
 /// Options of `raftmq bench`.
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// The broker's v2 endpoint.
+    /// The broker's v2 endpoints, comma separated; a sender moves to the next after an error.
     #[arg(long, default_value = "127.0.0.1:8081")]
     endpoint: String,
+    /// Write every gap between consecutive successful sends longer than 20 ms to this file
+    /// (`start_ms end_ms`, milliseconds since the epoch): the unavailability windows.
+    #[arg(long)]
+    gaps: Option<std::path::PathBuf>,
     /// Topic to send to (created on first use in dev mode).
     #[arg(long, default_value = "BenchTopic")]
     topic: String,
@@ -76,17 +80,35 @@ fn request(topic: &str, id: String, body: &[u8]) -> tonic::Request<pb::SendMessa
 }
 
 /// Runs the benchmark and prints the report.
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let endpoints: Vec<String> = args
+        .endpoint
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
+    // One lazily connected channel per (endpoint, connection).
     let mut channels = Vec::new();
-    for _ in 0..args.connections.max(1) {
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", args.endpoint))?
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach {}", args.endpoint))?;
-        channels.push(ch);
+    for ep in &endpoints {
+        let mut per = Vec::new();
+        for _ in 0..args.connections.max(1) {
+            per.push(
+                tonic::transport::Endpoint::from_shared(format!("http://{ep}"))
+                    .with_context(|| format!("bad endpoint {ep}"))?
+                    .connect_timeout(Duration::from_millis(500))
+                    .connect_lazy(),
+            );
+        }
+        channels.push(per);
     }
     // One send first: creates the topic in dev mode and fails fast on a bad setup.
-    let mut probe = MessagingServiceClient::new(channels[0].clone());
+    let mut probe = MessagingServiceClient::new(channels[0][0].clone());
     let st = probe
         .send_message(request(&args.topic, "bench-probe".into(), b"probe"))
         .await?
@@ -103,27 +125,48 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
+    let last_ok = Arc::new(AtomicU64::new(epoch_ms()));
+    let gaps: Arc<std::sync::Mutex<Vec<(u64, u64)>>> = Default::default();
     let body = Arc::new(vec![b'x'; args.size]);
     let mut tasks = Vec::new();
     for s in 0..args.senders {
-        let mut client = MessagingServiceClient::new(channels[s % channels.len()].clone())
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20);
-        let (measuring, stop, errors, body, topic) = (
+        let clients: Vec<_> = channels
+            .iter()
+            .map(|per| {
+                MessagingServiceClient::new(per[s % per.len()].clone())
+                    .max_decoding_message_size(64 << 20)
+                    .max_encoding_message_size(64 << 20)
+            })
+            .collect();
+        let (measuring, stop, errors, body, topic, last_ok, gaps) = (
             measuring.clone(),
             stop.clone(),
             errors.clone(),
             body.clone(),
             args.topic.clone(),
+            last_ok.clone(),
+            gaps.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
             let mut n = 0u64;
+            let mut at = s % clients.len();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
+                let mut client = clients[at].clone();
                 let r = client.send_message(request(&topic, format!("bench-{s}-{n}"), &body)).await;
                 n += 1;
                 let ok = matches!(&r, Ok(resp) if resp.get_ref().status.as_ref().is_some_and(|x| x.code == pb::Code::Ok as i32));
+                if ok {
+                    let now = epoch_ms();
+                    let prev = last_ok.fetch_max(now, Ordering::Relaxed);
+                    if now > prev + 20 {
+                        gaps.lock().unwrap().push((prev, now));
+                    }
+                } else {
+                    // Like a client without a route refresh: try the next endpoint.
+                    at = (at + 1) % clients.len();
+                }
                 if measuring.load(Ordering::Relaxed) {
                     if ok {
                         h.record(t.elapsed().as_micros().max(1) as u64).ok();
@@ -145,6 +188,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
     for t in tasks {
         all.add(t.await?).ok();
+    }
+    if let Some(path) = &args.gaps {
+        let text: String = gaps
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(a, b)| format!("{a} {b}\n"))
+            .collect();
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     let n = all.len();
     let rate = n as f64 / elapsed;

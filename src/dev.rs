@@ -63,7 +63,7 @@ pub fn node_configs(o: &DevOptions) -> Vec<NodeConfig> {
             register_interval: Duration::from_secs(1),
             flush: FlushMode::Sync,
             heartbeat: Duration::from_millis(50),
-            election: (Duration::from_millis(300), Duration::from_millis(600)),
+            election: (Duration::from_millis(200), Duration::from_millis(400)),
             shutdown_drain: Duration::from_millis(200),
             preferred_leader_check: Duration::from_secs(2),
             broker: BrokerSettings {

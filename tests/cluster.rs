@@ -72,6 +72,16 @@ fn sigkill_of_the_leader_loses_no_acknowledged_message() {
     );
     c.wait_all_led();
     consume_all(&c.nameserver(), &ids, "FailoverKill");
+    // Group g prefers node g: once the restarted node is caught up, it leads again.
+    let start = std::time::Instant::now();
+    while (1..=3).any(|g| c.leader_of(g) != Some(g as usize - 1)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "leadership did not return to the preferred nodes: {:?}",
+            (1..=3).map(|g| c.leader_of(g)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

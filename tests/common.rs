@@ -262,12 +262,12 @@ impl Cluster {
     fn spawn(&self, name: &str, args: &[&str]) -> Child {
         let logs = workspace().join("target/test-logs");
         let _ = std::fs::create_dir_all(&logs);
-        let log = std::fs::File::create(logs.join(format!(
-            "{name}-{}-{}.log",
-            self.base,
-            std::process::id()
-        )))
-        .unwrap();
+        // Appended, not truncated: a restarted node's log follows its previous life.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logs.join(format!("{name}-{}-{}.log", self.base, std::process::id())))
+            .unwrap();
         Command::new(env!("CARGO_BIN_EXE_raftmq"))
             .args(args)
             .stdout(Stdio::null())

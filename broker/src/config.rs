@@ -66,8 +66,8 @@ impl Default for TimeoutsToml {
     fn default() -> Self {
         Self {
             heartbeat_ms: 50,
-            election_min_ms: 300,
-            election_max_ms: 600,
+            election_min_ms: 200,
+            election_max_ms: 400,
             leader_wait_ms: 3000,
             shutdown_drain_ms: 1500,
         }

@@ -263,9 +263,19 @@ def cmd_consume_at_least(a):
     problems = []
     start = time.time()
     quiet_since = time.time()
+    last_report = time.time()
     try:
         while time.time() - start < 180:
-            got = c.receive(32, 60)
+            t0 = time.time()
+            try:
+                got = c.receive(32, 60)
+            except Exception as e:
+                log(f"receive failed after {time.time() - t0:.1f}s: {e!r}"[:300])
+                got = []
+            if time.time() - last_report > 10:
+                missing = len(set(acked) - set(counts))
+                log(f"t={time.time() - start:.0f}s: {len(counts)} distinct received, {missing} acked still missing")
+                last_report = time.time()
             if got:
                 quiet_since = time.time()
             for m in got:

@@ -78,7 +78,7 @@ impl GroupConfig {
             members,
             data_dir: data_dir.into(),
             heartbeat_interval: Duration::from_millis(50),
-            election_timeout: (Duration::from_millis(300), Duration::from_millis(600)),
+            election_timeout: (Duration::from_millis(200), Duration::from_millis(400)),
             snapshot_every: 10_000,
             purge_keep: None,
             propose_timeout: Duration::from_secs(5),

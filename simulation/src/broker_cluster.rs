@@ -91,7 +91,7 @@ fn node_config(i: usize, n: usize, groups: u64) -> NodeConfig {
         register_interval: Duration::from_secs(1),
         flush: FlushMode::Sync,
         heartbeat: Duration::from_millis(50),
-        election: (Duration::from_millis(300), Duration::from_millis(600)),
+        election: (Duration::from_millis(200), Duration::from_millis(400)),
         shutdown_drain: Duration::from_millis(500),
         preferred_leader_check: Duration::from_secs(2),
         broker: BrokerSettings {

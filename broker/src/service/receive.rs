@@ -163,8 +163,8 @@ pub async fn receive_message(
             }
         },
     };
-    match core.ensure_topic(&topic).await {
-        Ok(c) if c.iter().any(|(g, _)| *g == group_id) => {}
+    let topic_groups: Vec<u64> = match core.ensure_topic(&topic).await {
+        Ok(c) if c.iter().any(|(g, _)| *g == group_id) => c.into_iter().map(|(g, _)| g).collect(),
         Ok(_) => {
             return reply_status(status(
                 Code::TopicNotFound,
@@ -172,13 +172,24 @@ pub async fn receive_message(
             ));
         }
         Err(e) => return reply_status(from_error(&e)),
-    }
+    };
     let gcfg = match core.ensure_group(&group).await {
         Ok(g) => g,
         Err(e) => return reply_status(from_error(&e)),
     };
-    // Only FIFO groups read a named queue; others take from any queue (as the proxy does).
+    // Only FIFO groups read a named queue; others take from any queue (as the proxy does),
+    // and, when the named group has nothing, from any other group of the topic on this node:
+    // a simple consumer cycles through every queue of its route, and waiting out a long poll
+    // on a drained group while another holds messages would make it crawl. The receipt names
+    // the group a message came from, and any node forwards acks.
     let queue = (gcfg.fifo && mq.id >= 0).then_some(mq.id as u32);
+    let candidates: Vec<u64> = if gcfg.fifo {
+        vec![group_id]
+    } else {
+        std::iter::once(group_id)
+            .chain(topic_groups.into_iter().filter(|g| *g != group_id))
+            .collect()
+    };
     let pop = Pop {
         group: group.clone(),
         topic: topic.clone(),
@@ -189,67 +200,55 @@ pub async fn receive_message(
     };
 
     loop {
-        let notified = match core.group(group_id) {
-            Ok(g) => g.replica.changed().clone(),
-            Err(e) => return reply_status(from_error(&e)),
-        };
-        let notified = notified.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
+        // Register for wake-ups before looking, so an apply in between is not missed.
+        let mut notifies = Vec::new();
+        for g in &candidates {
+            match core.group(*g) {
+                Ok(h) => notifies.push(h.replica.changed().clone()),
+                Err(e) => return reply_status(from_error(&e)),
+            }
+        }
+        let mut waits: Vec<_> = notifies.iter().map(|n| Box::pin(n.notified())).collect();
+        for w in &mut waits {
+            w.as_mut().enable();
+        }
         let now = now_ms();
-        let (visible, expiry) = match core.read(group_id, |s| {
-            (
-                s.has_visible(&group, &topic, queue, now),
-                s.next_expiry(&group, &topic),
-            )
-        }) {
-            Ok(v) => v,
-            Err(e) => return reply_status(from_error(&e)),
-        };
-        if visible {
-            match core.pop(group_id, pop.clone()).await {
+        let mut chosen = None;
+        let mut expiry: Option<u64> = None;
+        for g in &candidates {
+            let (visible, e) = match core.read(*g, |s| {
+                (
+                    s.has_visible(&group, &topic, queue, now),
+                    s.next_expiry(&group, &topic),
+                )
+            }) {
+                Ok(v) => v,
+                Err(e) => return reply_status(from_error(&e)),
+            };
+            expiry = match (expiry, e) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if visible {
+                chosen = Some(*g);
+                break;
+            }
+        }
+        if let Some(g) = chosen {
+            let t = tokio::time::Instant::now();
+            let popped = core.pop(g, pop.clone()).await;
+            tracing::debug!(
+                group = g,
+                %topic,
+                consumer = %group,
+                waited_ms = started.elapsed().as_millis() as u64,
+                pop_ms = t.elapsed().as_millis() as u64,
+                result = ?popped.as_ref().map(|v| v.len()),
+                "receive pop"
+            );
+            match popped {
                 Ok(got) if !got.is_empty() => {
-                    let mut out = vec![pb::ReceiveMessageResponse {
-                        content: Some(pb::receive_message_response::Content::Status(ok())),
-                    }];
-                    let host = core
-                        .peers()
-                        .get(&core.node_id())
-                        .map_or(String::new(), |p| p.client.clone());
-                    for (d, m) in got {
-                        if req.auto_renew {
-                            core.track_renewal(
-                                &client,
-                                group_id,
-                                &group,
-                                &d.topic,
-                                d.receipt,
-                                d.deadline_ms,
-                            );
-                        }
-                        let msg = to_pb_message(
-                            m,
-                            DeliveryStamp {
-                                topic: &d.topic,
-                                queue: d.receipt.queue.0,
-                                offset: d.receipt.offset.0,
-                                receipt_handle: receipt::encode(group_id, &d.receipt),
-                                attempt: d.attempt,
-                                invisible,
-                                store_ms: d.entry.store_ms,
-                                store_host: &host,
-                            },
-                        );
-                        out.push(pb::ReceiveMessageResponse {
-                            content: Some(pb::receive_message_response::Content::Message(msg)),
-                        });
-                    }
-                    out.push(pb::ReceiveMessageResponse {
-                        content: Some(pb::receive_message_response::Content::DeliveryTimestamp(
-                            ms_to_ts(now_ms()),
-                        )),
-                    });
-                    return out;
+                    return deliveries(core, &req, &client, g, &group, invisible, got);
                 }
                 Ok(_) => continue, // everything visible was filtered out or dead-lettered
                 Err(crate::error::BrokerError::Rejected(r)) => {
@@ -268,10 +267,56 @@ pub async fn receive_message(
         }
         tokio::select! {
             biased;
-            _ = &mut notified => {}
+            _ = futures::future::select_all(waits) => {}
             _ = tokio::time::sleep(sleep) => {}
         }
     }
+}
+
+/// The stream for delivered messages: `status OK`, the messages, then the server's time.
+fn deliveries(
+    core: &BrokerCore,
+    req: &pb::ReceiveMessageRequest,
+    client: &str,
+    group_id: u64,
+    group: &str,
+    invisible: Duration,
+    got: crate::forward::Popped,
+) -> Vec<pb::ReceiveMessageResponse> {
+    let mut out = vec![pb::ReceiveMessageResponse {
+        content: Some(pb::receive_message_response::Content::Status(ok())),
+    }];
+    let host = core
+        .peers()
+        .get(&core.node_id())
+        .map_or(String::new(), |p| p.client.clone());
+    for (d, m) in got {
+        if req.auto_renew {
+            core.track_renewal(client, group_id, group, &d.topic, d.receipt, d.deadline_ms);
+        }
+        let msg = to_pb_message(
+            m,
+            DeliveryStamp {
+                topic: &d.topic,
+                queue: d.receipt.queue.0,
+                offset: d.receipt.offset.0,
+                receipt_handle: receipt::encode(group_id, &d.receipt),
+                attempt: d.attempt,
+                invisible,
+                store_ms: d.entry.store_ms,
+                store_host: &host,
+            },
+        );
+        out.push(pb::ReceiveMessageResponse {
+            content: Some(pb::receive_message_response::Content::Message(msg)),
+        });
+    }
+    out.push(pb::ReceiveMessageResponse {
+        content: Some(pb::receive_message_response::Content::DeliveryTimestamp(
+            ms_to_ts(now_ms()),
+        )),
+    });
+    out
 }
 
 pub async fn ack_message(

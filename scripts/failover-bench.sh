@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Failover benchmark (not a test): a nameserver and three `raftmq broker` processes on
+# 127.0.0.1-3 hosting NGROUPS groups; `raftmq bench` sends through all three nodes (moving to the
+# next node after an error) while the leader of group 1 is SIGKILLed KILLS times, restarted
+# after DOWN seconds each time. Prints the unavailability window around each kill (the longest
+# gap between successful sends) and its p50/p99/max.
+#
+#   KILLS=20 NGROUPS=1 ./scripts/failover-bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KILLS=${KILLS:-20}
+NGROUPS=${NGROUPS:-1}
+DOWN=${DOWN:-3}
+SETTLE=${SETTLE:-5}
+BASE=${BASE:-28081}
+cargo build --release --quiet
+BIN=target/release/raftmq
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { kill -9 "${PIDS[@]}" "${BENCH_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+nodes=""
+for i in 1 2 3; do nodes+=$'[[nodes]]\n'"id = $i"$'\n'"raft = \"127.0.0.$i:$((BASE + 1))\""$'\n'"client = \"127.0.0.$i:$BASE\""$'\n'; done
+groups=""
+for g in $(seq 1 "$NGROUPS"); do groups+=$'[[groups]]\n'"id = $g"$'\nmembers = [1, 2, 3]\n'"preferred_leader = $(((g - 1) % 3 + 1))"$'\n'; done
+for i in 1 2 3; do
+    cat > "$WORK/n$i.toml" <<TOML
+node_id = $i
+data_dir = "$WORK/data$i"
+listen = "127.0.0.$i:$BASE"
+raft_listen = "127.0.0.$i:$((BASE + 1))"
+nameservers = ["127.0.0.1:$((BASE + 90))"]
+$nodes
+$groups
+TOML
+done
+
+"$BIN" nameserver --listen "127.0.0.1:$((BASE + 90))" 2> "$WORK/ns.log" & PIDS+=($!)
+start_node() { "$BIN" broker -c "$WORK/n$1.toml" 2>> "$WORK/n$1.log" & NODE_PID[$1]=$!; PIDS+=($!); }
+declare -A NODE_PID
+for i in 1 2 3; do start_node "$i"; done
+
+leader_of_group1() {
+    local l
+    for i in 1 2 3; do
+        l=$("$BIN" admin --endpoint "127.0.0.$i:$BASE" status 2>/dev/null | awk '$1 == "1" && $5 != "0" {print $5; exit}')
+        if [ -n "$l" ]; then echo "$l"; return 0; fi
+    done
+}
+for _ in $(seq 1 100); do [ -n "$(leader_of_group1)" ] && break; sleep 0.2; done
+
+DURATION=$((KILLS * (DOWN + SETTLE + 2) + 10))
+"$BIN" bench --endpoint "127.0.0.1:$BASE,127.0.0.2:$BASE,127.0.0.3:$BASE" --senders 16 --connections 1 \
+    --duration "$DURATION" --warmup 2 --gaps "$WORK/gaps.txt" > "$WORK/bench.out" 2>&1 & BENCH_PID=$!
+sleep 5
+: > "$WORK/kills.txt"
+for k in $(seq 1 "$KILLS"); do
+    L=$(leader_of_group1)
+    [ -n "$L" ] || { echo "no leader before kill $k" >&2; exit 1; }
+    date +%s%3N >> "$WORK/kills.txt"
+    kill -9 "${NODE_PID[$L]}"
+    sleep "$DOWN"
+    start_node "$L"
+    sleep "$SETTLE"
+    echo "kill $k: node $L" >&2
+done
+wait "$BENCH_PID"
+cat "$WORK/bench.out"
+python3 scripts/failover_summary.py "$WORK/kills.txt" "$WORK/gaps.txt"
