@@ -385,8 +385,13 @@ preferred_leader = 2
             ),
             (
                 "nameservers = [\"127.0.0.1:9876\"]",
-                "nameservers = [\"x\"]\nflush = \"sometimes\"",
+                "nameservers = [\"x\"]",
                 "nameservers[0]",
+            ),
+            (
+                "data_dir = \"/tmp/x\"",
+                "data_dir = \"/tmp/x\"\nflush = \"sometimes\"",
+                "neither \"sync\" nor \"async\"",
             ),
             (
                 "data_dir = \"/tmp/x\"",
