@@ -40,6 +40,8 @@ step cargo fmt --all --check
 step cargo clippy --workspace --all-targets --locked -- -D warnings
 step env RUSTFLAGS="--cfg madsim" cargo clippy --workspace --all-targets --locked -- -D warnings
 step cargo test --workspace --locked
+# Public API documentation must build cleanly (every public item of the client is documented).
+step env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -p raftmq-client
 # The simulator build runs optimised (profile `sim`: release plus debug assertions), so a
 # sweep covers many more seeds per minute.
 step env RUSTFLAGS="--cfg madsim" SIM_BUDGET_SECS="${SIM_BUDGET_SECS:-180}" SIM_SEEDS="${SIM_SEEDS:-100000}" \

@@ -4,8 +4,10 @@
 //!   RocketMQ v2 endpoint on 127.0.0.1:8081. Ctrl-C stops it cleanly; a restart keeps the data.
 //! - `raftmq admin ...`: topics, groups and status over the admin service.
 //! - `raftmq bench`: send load through the v2 protocol and report throughput and latency.
+//! - `raftmq produce` / `raftmq consume`: send and receive with the native client.
 
 mod bench;
+mod client_cli;
 mod dev;
 
 use std::net::SocketAddr;
@@ -77,6 +79,10 @@ enum Command {
     },
     /// Measure send throughput and latency through the v2 protocol.
     Bench(bench::BenchArgs),
+    /// Send messages with the native client.
+    Produce(client_cli::ProduceArgs),
+    /// Receive and acknowledge messages with the native client.
+    Consume(client_cli::ConsumeArgs),
 }
 
 #[derive(Subcommand)]
@@ -179,6 +185,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Admin { endpoint, action } => admin(&endpoint, action).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Produce(args) => client_cli::produce(args).await,
+        Command::Consume(args) => client_cli::consume(args).await,
     }
 }
 

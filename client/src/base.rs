@@ -134,7 +134,6 @@ impl Base {
                 fifo: None,
                 receive_batch_size: Some(32),
                 long_polling_timeout: Some(v2util::to_pb_duration(rpc.config.long_polling_timeout)),
-                ..Default::default()
             }),
         };
         pb::Settings {

@@ -98,7 +98,8 @@ impl Message {
     }
 
     /// Makes this a FIFO message of `group`: messages of one group are stored in one queue in
-    /// send order and consumed in that order.
+    /// the order their sends complete and consumed in that order. Await each send of a group
+    /// before the next to get send order (concurrent sends of one group have no order).
     pub fn with_message_group(mut self, group: impl Into<String>) -> Self {
         self.message_group = Some(group.into());
         self
