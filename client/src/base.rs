@@ -41,6 +41,8 @@ pub(crate) enum Role {
 pub(crate) struct ServerSettings {
     /// The consumer group consumes in order (`subscription.fifo`).
     pub fifo: Option<bool>,
+    /// A Settings reply has arrived.
+    pub answered: bool,
 }
 
 pub(crate) struct Base {
@@ -85,6 +87,21 @@ impl Base {
         });
         base.tasks.lock().unwrap().push(hb);
         base
+    }
+
+    /// Waits (up to the request timeout) for the first Settings reply, which carries the
+    /// group's FIFO flag; false if none came.
+    pub(crate) async fn settings_answered(&self) -> bool {
+        let deadline = tokio::time::Instant::now() + self.rpc.config.request_timeout;
+        loop {
+            if self.server.lock().unwrap().answered {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     pub(crate) fn check_open(&self) -> Result<(), ClientError> {

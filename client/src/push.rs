@@ -97,6 +97,10 @@ impl PushConsumerBuilder {
             &self.subscriptions,
         )
         .await?;
+        // The group's FIFO flag comes in the Settings reply: wait for it before reading.
+        if self.fifo.is_none() && !base.settings_answered().await {
+            tracing::warn!("no Settings reply yet; consuming as a non-FIFO group until one comes");
+        }
         let listener: Listener = Arc::new(move |m| Box::pin(listener(m)));
         let inner = Arc::new(Inner {
             base,

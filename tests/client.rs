@@ -1,0 +1,410 @@
+//! The native client (`raftmq-client`), its examples and the `raftmq produce`/`consume`
+//! commands against a real `raftmq dev` process (v2 on 127.0.0.1:18800).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use std::time::Instant;
+
+use common::Dev;
+use common::endpoint;
+use raftmq_client::ClientConfig;
+use raftmq_client::ClientError;
+use raftmq_client::ConsumeResult;
+use raftmq_client::Filter;
+use raftmq_client::Message;
+use raftmq_client::Producer;
+use raftmq_client::PushConsumer;
+use raftmq_client::SimpleConsumer;
+use raftmq_proto::admin::GroupSpec;
+use raftmq_proto::admin::admin_client::AdminClient;
+
+const PORT: u16 = 18800;
+
+fn config() -> ClientConfig {
+    let mut c = ClientConfig::new(endpoint(PORT));
+    c.long_polling_timeout = Duration::from_secs(1);
+    c
+}
+
+/// Polls `done` every 50 ms for up to `secs`.
+async fn wait_for(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn native_client_examples_and_cli_against_raftmq_dev() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dev = Dev::start(dir.path(), PORT, &[]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        producer_and_simple_consumer().await;
+        push_consumer_bounds_concurrency_and_redelivers_failures().await;
+        fifo_push_consumer_keeps_group_order().await;
+        unsupported_kinds_are_definite_refusals().await;
+    });
+    examples_and_cli();
+    dev.stop();
+}
+
+async fn producer_and_simple_consumer() {
+    let p = Producer::builder(config())
+        .topics(["plain", "redeliver"])
+        .start()
+        .await
+        .unwrap();
+    let mut sent = BTreeMap::new();
+    let handles: Vec<_> = (0..200)
+        .map(|i| {
+            let tag = if i % 2 == 0 { "a" } else { "b" };
+            p.send_async(
+                Message::new("plain", format!("body-{i}").into_bytes())
+                    .with_tag(tag)
+                    .with_keys([format!("key-{i}")])
+                    .with_property("n", i.to_string()),
+            )
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        let r = h.await.expect("send acknowledged");
+        sent.insert(r.message_id, i);
+    }
+    let batch: Vec<Message> = (200..210)
+        .map(|i| {
+            Message::new("plain", format!("body-{i}").into_bytes())
+                .with_tag("a")
+                .with_keys([format!("key-{i}")])
+                .with_property("n", i.to_string())
+        })
+        .collect();
+    let receipts = p.send_batch(batch).await.unwrap();
+    assert_eq!(receipts.len(), 10);
+    for (k, r) in receipts.into_iter().enumerate() {
+        sent.insert(r.message_id, 200 + k);
+    }
+    assert_eq!(sent.len(), 210, "message ids are unique");
+
+    // Tag filter: only the 110 messages tagged "a", every field intact.
+    let c = SimpleConsumer::builder(config(), "c-simple")
+        .subscribe("plain", Filter::Tags(vec!["a".into()]))
+        .start()
+        .await
+        .unwrap();
+    let mut got = BTreeSet::new();
+    let start = Instant::now();
+    while got.len() < 110 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "received {}",
+            got.len()
+        );
+        for m in c.receive(32, Duration::from_secs(30)).await.unwrap() {
+            let i = sent[&m.message_id];
+            assert_eq!(m.tag.as_deref(), Some("a"));
+            assert_eq!(i % 2 == 0 || i >= 200, true, "message {i} is not tagged a");
+            assert_eq!(m.body, format!("body-{i}").into_bytes());
+            assert_eq!(m.keys, vec![format!("key-{i}")]);
+            assert_eq!(m.properties.get("n"), Some(&i.to_string()));
+            assert_eq!(m.topic, "plain");
+            assert_eq!(m.delivery_attempt, 1);
+            assert!(m.store_ms.is_some() && m.queue_offset.is_some());
+            c.ack(&m).await.unwrap();
+            assert!(got.insert(m.message_id), "no duplicates without failures");
+        }
+    }
+    // Nothing more: acknowledged messages do not come back.
+    let rest = c.receive(32, Duration::from_secs(30)).await.unwrap();
+    assert!(rest.is_empty(), "{} unexpected messages", rest.len());
+
+    // Change invisible duration: the old receipt no longer acks; the message comes back.
+    let r = p
+        .send(Message::new("redeliver", b"again".to_vec()))
+        .await
+        .unwrap();
+    let c2 = SimpleConsumer::builder(config(), "c-redeliver")
+        .subscribe("redeliver", Filter::All)
+        .start()
+        .await
+        .unwrap();
+    let mut m = loop {
+        let mut ms = c2.receive(1, Duration::from_secs(30)).await.unwrap();
+        if let Some(m) = ms.pop() {
+            break m;
+        }
+    };
+    assert_eq!(m.message_id, r.message_id);
+    let old = m.clone();
+    c2.change_invisible_duration(&mut m, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_ne!(m.receipt_handle, old.receipt_handle);
+    let e = c2.ack(&old).await.unwrap_err();
+    assert!(
+        e.is_definite(),
+        "a stale receipt is a definite refusal: {e}"
+    );
+    let again = loop {
+        let mut ms = c2.receive(1, Duration::from_secs(30)).await.unwrap();
+        if let Some(m) = ms.pop() {
+            break m;
+        }
+    };
+    assert_eq!(again.message_id, r.message_id);
+    assert_eq!(again.delivery_attempt, 2);
+    c2.ack(&again).await.unwrap();
+    c2.shutdown().await;
+    c.shutdown().await;
+    p.shutdown().await;
+}
+
+async fn push_consumer_bounds_concurrency_and_redelivers_failures() {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let max_seen = Arc::new(AtomicUsize::new(0));
+    let seen: Arc<Mutex<BTreeMap<String, Vec<u32>>>> = Arc::default();
+    let (f, m, s) = (in_flight.clone(), max_seen.clone(), seen.clone());
+    let consumer = PushConsumer::builder(config(), "c-push")
+        .subscribe("plain", Filter::All)
+        .max_concurrency(4)
+        .start(move |msg| {
+            let (f, m, s) = (f.clone(), m.clone(), s.clone());
+            async move {
+                let now = f.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                let first = {
+                    let mut s = s.lock().unwrap();
+                    let v = s.entry(msg.message_id.clone()).or_default();
+                    v.push(msg.delivery_attempt);
+                    v.len() == 1
+                };
+                f.fetch_sub(1, Ordering::SeqCst);
+                // Every tenth message fails its first delivery.
+                let n: usize = msg.properties["n"].parse().unwrap();
+                if first && n % 10 == 0 {
+                    ConsumeResult::Failure
+                } else {
+                    ConsumeResult::Success
+                }
+            }
+        })
+        .await
+        .unwrap();
+    // 210 messages, 21 of them twice.
+    wait_for(90, "push consumption", || {
+        let s = seen.lock().unwrap();
+        s.len() == 210 && s.values().filter(|v| v.len() >= 2).count() >= 21
+    })
+    .await;
+    consumer.shutdown().await;
+    let s = seen.lock().unwrap();
+    assert!(
+        max_seen.load(Ordering::SeqCst) <= 4,
+        "listener calls in flight exceeded the bound"
+    );
+    for v in s.values().filter(|v| v.len() >= 2) {
+        assert_eq!(
+            v[..2],
+            [1, 2],
+            "a failed message comes back with the next attempt"
+        );
+    }
+}
+
+async fn fifo_push_consumer_keeps_group_order() {
+    let mut admin = AdminClient::connect(format!("http://{}", endpoint(PORT)))
+        .await
+        .unwrap();
+    admin
+        .upsert_group(GroupSpec {
+            name: "c-fifo".into(),
+            max_delivery_attempts: 16,
+            fifo: true,
+            retry_backoff_ms: vec![],
+        })
+        .await
+        .unwrap();
+    let p = Producer::builder(config())
+        .topics(["fifo"])
+        .start()
+        .await
+        .unwrap();
+    // Four groups sent concurrently, each group's sends one after another.
+    let sends = (0..4).map(|g| {
+        let p = &p;
+        async move {
+            for step in 0..20 {
+                let m = Message::new("fifo", format!("{step}").into_bytes())
+                    .with_message_group(format!("account-{g}"));
+                p.send(m).await.unwrap();
+            }
+        }
+    });
+    futures::future::join_all(sends).await;
+
+    let log: Arc<Mutex<Vec<(String, u32, bool)>>> = Arc::default();
+    let busy: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let overlap = Arc::new(AtomicUsize::new(0));
+    let (l, b, o) = (log.clone(), busy.clone(), overlap.clone());
+    let consumer = PushConsumer::builder(config(), "c-fifo")
+        .subscribe("fifo", Filter::All)
+        .max_concurrency(8)
+        .start(move |msg| {
+            let (l, b, o) = (l.clone(), b.clone(), o.clone());
+            async move {
+                let group = msg.message_group.clone().unwrap();
+                if !b.lock().unwrap().insert(group.clone()) {
+                    o.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let step: u32 = String::from_utf8(msg.body.clone())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let mut l = l.lock().unwrap();
+                // Step 5 of account-1 fails once: it is retried before step 6 runs.
+                let fail = group == "account-1"
+                    && step == 5
+                    && !l.iter().any(|(g, s, _)| g == &group && *s == 5);
+                l.push((group.clone(), step, !fail));
+                b.lock().unwrap().remove(&group);
+                if fail {
+                    ConsumeResult::Failure
+                } else {
+                    ConsumeResult::Success
+                }
+            }
+        })
+        .await
+        .unwrap();
+    wait_for(60, "FIFO consumption", || {
+        log.lock().unwrap().iter().filter(|e| e.2).count() >= 80
+    })
+    .await;
+    consumer.shutdown().await;
+    p.shutdown().await;
+    assert_eq!(
+        overlap.load(Ordering::SeqCst),
+        0,
+        "one message per group at a time"
+    );
+    let log = log.lock().unwrap();
+    for g in 0..4 {
+        let name = format!("account-{g}");
+        let steps: Vec<u32> = log
+            .iter()
+            .filter(|(n, _, ok)| n == &name && *ok)
+            .map(|e| e.1)
+            .collect();
+        assert_eq!(steps, (0..20).collect::<Vec<_>>(), "order of {name}");
+    }
+    let fails: Vec<_> = log.iter().filter(|e| !e.2).collect();
+    assert_eq!(fails.len(), 1);
+}
+
+async fn unsupported_kinds_are_definite_refusals() {
+    let p = Producer::builder(config())
+        .topics(["plain"])
+        .start()
+        .await
+        .unwrap();
+    let e = p
+        .send(Message::new("plain", b"later".to_vec()).with_delay(Duration::from_secs(5)))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ClientError::Unsupported(_)), "{e}");
+    let mut tx = p.begin_transaction();
+    let e = tx
+        .send(Message::new("plain", b"half".to_vec()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ClientError::Unsupported(_)), "{e}");
+    let e = p
+        .send(Message::new("bad topic", b"x".to_vec()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ClientError::InvalidMessage(_)), "{e}");
+    p.shutdown().await;
+}
+
+/// The examples (built by `cargo test`) and the CLI commands, as processes.
+fn examples_and_cli() {
+    let deps = std::env::current_exe().unwrap();
+    let examples: PathBuf = deps.parent().unwrap().parent().unwrap().join("examples");
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().expect("spawn");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let ep = endpoint(PORT);
+    let out = run(Command::new(examples.join("produce")).args([&ep, "ex-topic"]));
+    assert!(out.contains("produce example done"), "{out}");
+    let out = run(Command::new(examples.join("simple_consume")).args([&ep, "ex-topic", "ex-g"]));
+    assert!(
+        out.contains("simple_consume example done: 14 messages"),
+        "{out}"
+    );
+    let out = run(Command::new(examples.join("push_consume")).args([&ep, "ex-topic", "ex-p", "3"]));
+    assert!(
+        out.contains("push_consume example done: 14 messages"),
+        "{out}"
+    );
+
+    let bin = env!("CARGO_BIN_EXE_raftmq");
+    let out = run(Command::new(bin).args([
+        "produce",
+        "--endpoints",
+        &ep,
+        "--topic",
+        "cli",
+        "--count",
+        "500",
+        "--size",
+        "100",
+        "--tag",
+        "t",
+    ]));
+    assert!(out.contains("sent 500 of 500"), "{out}");
+    let out = run(Command::new(bin).args([
+        "consume",
+        "--endpoints",
+        &ep,
+        "--topic",
+        "cli",
+        "--count",
+        "500",
+        "--idle-exit",
+        "20",
+    ]));
+    assert!(out.contains("consumed 500 from cli"), "{out}");
+    // A readable error for a bad endpoint.
+    let out = Command::new(bin)
+        .args(["produce", "--endpoints", "nowhere", "--topic", "cli"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not host:port"));
+}
