@@ -150,7 +150,7 @@ impl Forwarder {
             Err(_) => Err(BrokerError::Unknown(format!("forward to {addr} timed out"))),
             // No connection could be made: the request reached nobody, so the caller may wait
             // for the next leader and retry (a dead leader is the common case during failover).
-            Ok(Err(status)) if is_connect_failure(&status) => {
+            Ok(Err(status)) if raftmq_proto::v2util::is_connect_failure(&status) => {
                 Err(BrokerError::NotLeader { leader: None })
             }
             // The request may have reached the leader before the connection failed.
@@ -164,12 +164,6 @@ impl Forwarder {
             }
         }
     }
-}
-
-/// True if `status` says the connection could not be established at all (so nothing was
-/// sent), as tonic reports a refused or unreachable TCP connect.
-fn is_connect_failure(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::Unavailable && status.message().contains("connect")
 }
 
 /// Serves forwarded requests by running them on the local leader replica only.

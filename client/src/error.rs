@@ -117,12 +117,7 @@ impl Failure {
     /// Classifies a gRPC-level failure. Only a failure to connect is definite: a request
     /// that reached the wire may have been processed.
     pub(crate) fn from_grpc(s: &tonic::Status) -> Failure {
-        let msg = s.message().to_ascii_lowercase();
-        // Real tonic reports "tcp connect error"/"error trying to connect"; madsim and the OS
-        // say "connection refused". A reset or a broken pipe may follow a delivered request.
-        let connect = msg.contains("connect error")
-            || msg.contains("trying to connect")
-            || msg.contains("refused");
+        let connect = raftmq_proto::v2util::is_connect_failure(s);
         match s.code() {
             tonic::Code::Unavailable if connect => Failure::Retryable(format!("{s}")),
             tonic::Code::Unimplemented => Failure::Refused {

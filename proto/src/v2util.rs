@@ -249,3 +249,48 @@ pub fn queue_endpoints(members: &[String], spread: u64, all: bool) -> Endpoints 
 }
 
 use crate::v2::Endpoints;
+
+/// True if `status` says a gRPC call failed before its request left this process, because no
+/// connection could be made: retrying elsewhere cannot duplicate anything. A reset or broken
+/// connection is not such a failure (the request may have been delivered).
+///
+/// Real tonic reports connect failures as UNAVAILABLE "tcp connect error" / "error trying to
+/// connect" / "... refused"; madsim's tonic reports a failed connect or handshake as
+/// UNAVAILABLE "transport error" (it uses other messages once a request is on its way).
+pub fn is_connect_failure(status: &tonic::Status) -> bool {
+    if status.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    let m = status.message().to_ascii_lowercase();
+    let real =
+        m.contains("connect error") || m.contains("trying to connect") || m.contains("refused");
+    #[cfg(madsim)]
+    let sim = m == "transport error";
+    #[cfg(not(madsim))]
+    let sim = false;
+    real || sim
+}
+
+#[cfg(test)]
+mod connect_tests {
+    use super::is_connect_failure;
+
+    #[test]
+    fn only_failures_before_sending_count() {
+        assert!(is_connect_failure(&tonic::Status::unavailable(
+            "tcp connect error"
+        )));
+        assert!(is_connect_failure(&tonic::Status::unavailable(
+            "connection refused"
+        )));
+        assert!(!is_connect_failure(&tonic::Status::unavailable(
+            "connection reset"
+        )));
+        assert!(!is_connect_failure(&tonic::Status::unknown(
+            "connection refused"
+        )));
+        assert!(!is_connect_failure(&tonic::Status::deadline_exceeded(
+            "timeout"
+        )));
+    }
+}

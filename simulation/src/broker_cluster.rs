@@ -3,7 +3,9 @@
 //! groups, and the broker chaos scenario: producers and consumers on a client node take routes
 //! from the nameserver and use the v2 protocol, as the official clients do (send to a queue's
 //! endpoint, move to the next queue after an error, refresh the route now and then), while the
-//! nemesis kills leaders, cuts power and isolates nodes.
+//! nemesis kills leaders, cuts power and isolates nodes. Each seed picks its client: that
+//! hand-rolled imitation of the official clients, or RaftMQ's native client
+//! (`raftmq-client`), whose exact code runs here under madsim.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -467,20 +469,33 @@ pub async fn chaos(seed: u64) -> RunResult {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // Swarm: the official-like client or the native one, per seed.
+    let native = rng.random::<bool>();
     let mut tasks = Vec::new();
     for p in 0..2u64 {
         let (history, stop) = (history.clone(), stop_producers.clone());
         let mut prng = SmallRng::seed_from_u64(seed.wrapping_add(p * 7919));
         tasks.push(client_node.spawn(async move {
             let mut c = Client::new();
+            let native_producer = if native {
+                native::producer(&stop).await
+            } else {
+                None
+            };
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) {
                 let id = format!("p{p}-{n}");
                 n += 1;
                 let body = format!("{id}:{}", "x".repeat(prng.random_range(0..64))).into_bytes();
-                let result = c.send(&id, &body).await;
+                let result = match &native_producer {
+                    Some(np) => native::send(np, &id, &body).await,
+                    None => c.send(&id, &body).await,
+                };
                 history.lock().unwrap().push(Op::Send { id, body, result });
                 tokio::time::sleep(Duration::from_millis(prng.random_range(1..15))).await;
+            }
+            if let Some(np) = native_producer {
+                np.shutdown().await;
             }
         }));
     }
@@ -489,31 +504,51 @@ pub async fn chaos(seed: u64) -> RunResult {
         let mut crng = SmallRng::seed_from_u64(seed.wrapping_add(100 + k));
         tasks.push(client_node.spawn(async move {
             let mut c = Client::new();
+            let native_consumer = if native {
+                native::consumer(&stop).await
+            } else {
+                None
+            };
             while !stop.load(Ordering::SeqCst) {
                 let invoked = micros(start);
-                let Some((addr, msgs)) = c.receive().await else {
+                let got = match &native_consumer {
+                    Some(nc) => native::receive(nc).await,
+                    None => c.receive().await.map(|(addr, msgs)| {
+                        msgs.into_iter()
+                            .map(|(id, b, a, h)| native::Delivery::Raw(id, b, a, addr.clone(), h))
+                            .collect()
+                    }),
+                };
+                let Some(msgs) = got else {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
                 history.lock().unwrap().push(Op::Receive {
                     invoked,
-                    msgs: msgs
-                        .iter()
-                        .map(|(id, b, a, _)| (id.clone(), b.clone(), *a))
-                        .collect(),
+                    msgs: msgs.iter().map(|d| d.summary()).collect(),
                 });
-                for (id, _, _, handle) in msgs {
+                for d in msgs {
                     // Mostly ack; sometimes let the message expire and come back.
                     if crng.random::<f64>() < 0.15 {
                         continue;
                     }
-                    let result = c.ack(&addr, &id, &handle).await;
+                    let id = d.summary().0;
+                    let result = match (&native_consumer, d) {
+                        (Some(nc), native::Delivery::Native(m)) => native::ack(nc, &m).await,
+                        (_, native::Delivery::Raw(id, _, _, addr, handle)) => {
+                            c.ack(&addr, &id, &handle).await
+                        }
+                        (None, native::Delivery::Native(_)) => unreachable!(),
+                    };
                     history.lock().unwrap().push(Op::Ack {
                         id,
                         completed: micros(start),
                         result,
                     });
                 }
+            }
+            if let Some(nc) = native_consumer {
+                nc.shutdown().await;
             }
         }));
     }
@@ -742,7 +777,8 @@ pub async fn chaos(seed: u64) -> RunResult {
         ));
     }
     Ok(format!(
-        "{groups} groups: {} sent ok, {} unknown ({} recovered), {} received, {} redeliveries; {} faults; {} unsynced writes lost",
+        "{groups} groups, {} client: {} sent ok, {} unknown ({} recovered), {} received, {} redeliveries; {} faults; {} unsynced writes lost",
+        if native { "native" } else { "official-like" },
         stats.sent_ok,
         stats.sent_info,
         stats.recovered,
@@ -751,4 +787,113 @@ pub async fn chaos(seed: u64) -> RunResult {
         log.len(),
         cluster.lock().await.nodes.lost_writes()
     ))
+}
+
+/// The workload through RaftMQ's native client, mapped onto the checker's outcomes: OK,
+/// definitely failed, or unknown.
+mod native {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use raftmq_client::ClientConfig;
+    use raftmq_client::ClientError;
+    use raftmq_client::Filter;
+    use raftmq_client::Message;
+    use raftmq_client::Producer;
+    use raftmq_client::ReceivedMessage;
+    use raftmq_client::SimpleConsumer;
+
+    use super::CLIENT_TIMEOUT;
+    use super::GROUP;
+    use super::NAMESERVER;
+    use super::TOPIC;
+    use crate::queue_checker::Result3;
+
+    /// A received message, from either client.
+    pub enum Delivery {
+        Native(Box<ReceivedMessage>),
+        /// id, body, attempt, endpoint, receipt handle.
+        Raw(String, Vec<u8>, u32, String, String),
+    }
+
+    impl Delivery {
+        pub fn summary(&self) -> (String, Vec<u8>, u32) {
+            match self {
+                Delivery::Native(m) => (m.message_id.clone(), m.body.clone(), m.delivery_attempt),
+                Delivery::Raw(id, b, a, _, _) => (id.clone(), b.clone(), *a),
+            }
+        }
+    }
+
+    fn config() -> ClientConfig {
+        let mut c = ClientConfig::new(NAMESERVER);
+        c.request_timeout = CLIENT_TIMEOUT;
+        c.long_polling_timeout = Duration::from_secs(1);
+        c.route_refresh = Duration::from_secs(5);
+        c
+    }
+
+    fn outcome(r: Result<(), ClientError>) -> Result3 {
+        match r {
+            Ok(()) => Result3::Ok,
+            Err(e) if e.is_definite() => Result3::Fail,
+            Err(e) => {
+                if std::env::var("SIM_DEBUG_UNKNOWN").is_ok() {
+                    println!("unknown: {e}");
+                }
+                Result3::Info
+            }
+        }
+    }
+
+    /// Starts a producer, retrying while the cluster comes up.
+    pub async fn producer(stop: &AtomicBool) -> Option<Producer> {
+        while !stop.load(Ordering::SeqCst) {
+            match Producer::builder(config()).topics([TOPIC]).start().await {
+                Ok(p) => return Some(p),
+                Err(e) => tracing::debug!(error = %e, "producer start failed"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        None
+    }
+
+    pub async fn consumer(stop: &AtomicBool) -> Option<SimpleConsumer> {
+        while !stop.load(Ordering::SeqCst) {
+            match SimpleConsumer::builder(config(), GROUP)
+                .subscribe(TOPIC, Filter::All)
+                .start()
+                .await
+            {
+                Ok(c) => return Some(c),
+                Err(e) => tracing::debug!(error = %e, "consumer start failed"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        None
+    }
+
+    pub async fn send(p: &Producer, id: &str, body: &[u8]) -> Result3 {
+        let m = Message::new(TOPIC, body.to_vec()).with_message_id(id);
+        outcome(p.send(m).await.map(|_| ()))
+    }
+
+    pub async fn receive(c: &SimpleConsumer) -> Option<Vec<Delivery>> {
+        match c.receive(16, Duration::from_secs(3)).await {
+            Ok(ms) => Some(
+                ms.into_iter()
+                    .map(|m| Delivery::Native(Box::new(m)))
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::debug!(error = %e, "receive failed");
+                None
+            }
+        }
+    }
+
+    pub async fn ack(c: &SimpleConsumer, m: &ReceivedMessage) -> Result3 {
+        outcome(c.ack(m).await)
+    }
 }
