@@ -120,7 +120,7 @@ async fn producer_and_simple_consumer() {
         for m in c.receive(32, Duration::from_secs(30)).await.unwrap() {
             let i = sent[&m.message_id];
             assert_eq!(m.tag.as_deref(), Some("a"));
-            assert_eq!(i % 2 == 0 || i >= 200, true, "message {i} is not tagged a");
+            assert!(i % 2 == 0 || i >= 200, "message {i} is not tagged a");
             assert_eq!(m.body, format!("body-{i}").into_bytes());
             assert_eq!(m.keys, vec![format!("key-{i}")]);
             assert_eq!(m.properties.get("n"), Some(&i.to_string()));
@@ -199,7 +199,7 @@ async fn push_consumer_bounds_concurrency_and_redelivers_failures() {
                 f.fetch_sub(1, Ordering::SeqCst);
                 // Every tenth message fails its first delivery.
                 let n: usize = msg.properties["n"].parse().unwrap();
-                if first && n % 10 == 0 {
+                if first && n.is_multiple_of(10) {
                     ConsumeResult::Failure
                 } else {
                     ConsumeResult::Success
