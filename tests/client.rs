@@ -22,7 +22,9 @@ use raftmq_client::ConsumeResult;
 use raftmq_client::Filter;
 use raftmq_client::Message;
 use raftmq_client::Producer;
+use raftmq_client::PullConsumer;
 use raftmq_client::PushConsumer;
+use raftmq_client::SeekTo;
 use raftmq_client::SimpleConsumer;
 use raftmq_proto::admin::GroupSpec;
 use raftmq_proto::admin::admin_client::AdminClient;
@@ -60,6 +62,7 @@ fn native_client_examples_and_cli_against_raftmq_dev() {
         producer_and_simple_consumer().await;
         push_consumer_bounds_concurrency_and_redelivers_failures().await;
         fifo_push_consumer_keeps_group_order().await;
+        pull_consumer_seeks_pulls_and_commits().await;
         unsupported_kinds_are_definite_refusals().await;
     });
     examples_and_cli();
@@ -318,6 +321,101 @@ async fn fifo_push_consumer_keeps_group_order() {
     }
     let fails: Vec<_> = log.iter().filter(|e| !e.2).collect();
     assert_eq!(fails.len(), 1);
+}
+
+async fn pull_consumer_seeks_pulls_and_commits() {
+    let p = Producer::builder(config())
+        .topics(["pull"])
+        .start()
+        .await
+        .unwrap();
+    let mut first = BTreeSet::new();
+    let mut second = BTreeSet::new();
+    for i in 0..40 {
+        let r = p
+            .send(Message::new("pull", format!("{i}").into_bytes()))
+            .await
+            .unwrap();
+        if i < 20 { &mut first } else { &mut second }.insert(r.message_id);
+        if i == 19 {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+    p.shutdown().await;
+    // Store times of the two halves are 30 ms apart; seek to the middle of the gap.
+    let c = PullConsumer::builder(config(), "c-pull")
+        .topics(["pull"])
+        .start()
+        .await
+        .unwrap();
+    let queues = c.queues("pull").await.unwrap();
+    let (mut total, mut pulled) = (0, BTreeSet::new());
+    for q in &queues {
+        assert_eq!(c.offset_for(q, SeekTo::Beginning).await.unwrap(), 0);
+        let end = c.offset_for(q, SeekTo::End).await.unwrap();
+        total += end;
+        let mut at = 0;
+        while at < end {
+            let got = c.pull(q, at, 7, &Filter::All).await.unwrap();
+            for (k, m) in got.messages.iter().enumerate() {
+                assert_eq!(m.queue_offset, Some(at + k as i64), "offsets are dense");
+                assert_eq!(m.queue_id, q.id);
+                pulled.insert(m.message_id.clone());
+            }
+            assert!(got.next_offset > at);
+            at = got.next_offset;
+        }
+        // At the end: an empty answer after the long poll, same offset.
+        if q.id == queues[0].id {
+            let got = c.pull(q, end, 7, &Filter::All).await.unwrap();
+            assert!(got.messages.is_empty());
+            assert_eq!(got.next_offset, end);
+            // Commits only move forward unless reset.
+            assert_eq!(c.committed(q).await.unwrap(), None);
+            c.commit(q, end).await.unwrap();
+            assert_eq!(c.committed(q).await.unwrap(), Some(end));
+            c.commit(q, 0).await.unwrap();
+            assert_eq!(
+                c.committed(q).await.unwrap(),
+                Some(end),
+                "a stale commit is ignored"
+            );
+            c.reset(q, 0).await.unwrap();
+            assert_eq!(c.committed(q).await.unwrap(), Some(0), "a reset rewinds");
+            let e = c.commit(q, end + 100).await.unwrap_err();
+            assert_eq!(e.code(), Some(raftmq_proto::v2::Code::IllegalOffset), "{e}");
+        }
+    }
+    assert_eq!(total, 40);
+    let all: BTreeSet<_> = first.union(&second).cloned().collect();
+    assert_eq!(pulled, all);
+    // Backtracking by time: from the gap on, exactly the second half.
+    let mut gap = None;
+    for q in &queues {
+        let end = c.offset_for(q, SeekTo::End).await.unwrap();
+        let mut at = 0;
+        while at < end {
+            let got = c.pull(q, at, 32, &Filter::All).await.unwrap();
+            for m in &got.messages {
+                if m.body == b"19" {
+                    gap = m.store_ms.map(|t| t + 15);
+                }
+            }
+            at = got.next_offset;
+        }
+    }
+    let gap = gap.expect("message 19 found");
+    let mut later = BTreeSet::new();
+    for q in &queues {
+        let from = c.offset_for(q, SeekTo::Timestamp(gap)).await.unwrap();
+        let got = c.pull(q, from, 64, &Filter::All).await.unwrap();
+        later.extend(got.messages.into_iter().map(|m| m.message_id));
+    }
+    assert_eq!(
+        later, second,
+        "seeking to a time replays what was stored from then on"
+    );
+    c.shutdown().await;
 }
 
 async fn unsupported_kinds_are_definite_refusals() {

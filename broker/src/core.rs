@@ -188,6 +188,52 @@ impl BrokerCore {
         Ok(self.group(id)?.replica.read(f))
     }
 
+    /// The client (v2) address of group `id`'s leader, or `None` if this node leads it. Waits
+    /// up to `leader_wait` while no leader is known.
+    pub async fn leader_client_addr(&self, id: u64) -> Result<Option<String>> {
+        let deadline = tokio::time::Instant::now() + self.settings.leader_wait;
+        let replica = self.group(id)?.replica.clone();
+        loop {
+            if replica.is_leader() {
+                return Ok(None);
+            }
+            if let Some(l) = replica.metrics().leader
+                && l != self.node_id
+                && let Some(p) = self.peers.get(&l)
+            {
+                return Ok(Some(p.client.clone()));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(BrokerError::NotLeader { leader: None });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Reads group `id`'s state on this node, which must lead it, after a ReadIndex round
+    /// (a quorum confirms the leadership and the state has applied everything committed
+    /// before the call): the read reflects every write acknowledged before it began.
+    pub async fn read_linearizable<T>(
+        &self,
+        id: u64,
+        f: impl FnOnce(&BrokerState) -> T,
+    ) -> Result<T> {
+        let replica = &self.group(id)?.replica;
+        if !replica.is_leader() {
+            return Err(BrokerError::NotLeader {
+                leader: replica.metrics().leader,
+            });
+        }
+        replica.group().read_index().await.map_err(|e| match e {
+            // Reads change nothing, so a timed-out one is simply unavailable.
+            raft_store::Error::Timeout(d) => {
+                BrokerError::Unavailable(format!("leadership not confirmed within {d:?}"))
+            }
+            other => BrokerError::from_propose(other),
+        })?;
+        Ok(replica.read(f))
+    }
+
     /// The group's members' client addresses, the leader's first (what routes carry).
     pub fn endpoints(&self, id: u64) -> Result<Vec<String>> {
         let m = self.group(id)?.replica.metrics();

@@ -67,6 +67,7 @@ impl SimpleConsumerBuilder {
             pb::ClientType::SimpleConsumer,
             &self.group,
             &self.subscriptions,
+            false,
         )
         .await?;
         Ok(SimpleConsumer {
@@ -82,13 +83,14 @@ pub(crate) async fn start_consumer(
     kind: pb::ClientType,
     group: &str,
     subscriptions: &[(String, Filter)],
+    may_be_empty: bool,
 ) -> Result<Arc<Base>, ClientError> {
     if group.trim().is_empty() {
         return Err(ClientError::Config(
             "consumer group must not be empty".into(),
         ));
     }
-    if subscriptions.is_empty() {
+    if subscriptions.is_empty() && !may_be_empty {
         return Err(ClientError::Config(
             "subscribe to at least one topic".into(),
         ));

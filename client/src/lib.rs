@@ -8,6 +8,8 @@
 //! - [`SimpleConsumer`]: receive, ack, change invisible duration.
 //! - [`PushConsumer`]: a listener called with bounded concurrency; FIFO mode keeps each
 //!   message group in order.
+//! - [`PullConsumer`]: offset-based reading — pick queues, seek to the beginning, the end or
+//!   a store time, pull, commit.
 //!
 //! **Outcomes.** Every failure says whether the operation certainly did not happen
 //! ([`ClientError::is_definite`]). Sends are retried (with backoff, on another queue, after
@@ -31,6 +33,7 @@ mod consumer;
 mod error;
 mod message;
 mod producer;
+mod pull;
 mod push;
 mod route;
 mod rpc;
@@ -51,6 +54,10 @@ pub use producer::SendHandle;
 pub use producer::Transaction;
 pub use producer::TransactionChecker;
 pub use producer::TransactionResolution;
+pub use pull::PullConsumer;
+pub use pull::PullConsumerBuilder;
+pub use pull::Pulled;
+pub use pull::SeekTo;
 pub use push::ConsumeResult;
 pub use push::PushConsumer;
 pub use push::PushConsumerBuilder;

@@ -95,6 +95,7 @@ impl PushConsumerBuilder {
             pb::ClientType::PushConsumer,
             &self.group,
             &self.subscriptions,
+            false,
         )
         .await?;
         // The group's FIFO flag comes in the Settings reply: wait for it before reading.

@@ -319,6 +319,29 @@ impl<A: App> Group<A> {
         }
     }
 
+    /// Confirms this replica still leads (a quorum answers a heartbeat sent after the call)
+    /// and waits until everything committed before the call is applied here (ReadIndex), so
+    /// a read of the applied state that follows is linearizable. Errors if it does not lead.
+    pub async fn read_index(&self) -> Result<()> {
+        let timeout = self.cfg.propose_timeout;
+        match tokio::time::timeout(
+            timeout,
+            self.raft
+                .ensure_linearizable(openraft::raft::ReadPolicy::ReadIndex),
+        )
+        .await
+        {
+            Err(_) => Err(Error::Timeout(timeout)),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::Fatal(f))) => Err(Error::Stopped(f.to_string())),
+            Ok(Err(e)) => Err(Error::NotLeader {
+                leader: self.raft.metrics().borrow_watched().current_leader,
+                leader_addr: None,
+            })
+            .inspect_err(|_| tracing::debug!(error = %e, "read index refused")),
+        }
+    }
+
     /// The replica's current Raft state.
     pub fn metrics(&self) -> GroupMetrics {
         let m = self.raft.metrics().borrow_watched().clone();

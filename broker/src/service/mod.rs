@@ -1,10 +1,12 @@
 //! The Apache RocketMQ v2 `MessagingService` over the broker core. One file per RPC family:
 //! `route` (QueryRoute, Heartbeat, QueryAssignment, NotifyClientTermination), `send`,
-//! `receive` (ReceiveMessage, Ack, ChangeInvisibleDuration), `telemetry`; plus `convert`,
+//! `receive` (ReceiveMessage, Ack, ChangeInvisibleDuration), `pull` (PullMessage and the
+//! offset RPCs), `telemetry`; plus `convert`,
 //! `validate` and `status` helpers. Business errors are v2 statuses inside gRPC-OK responses;
 //! gRPC errors are used only for unimplemented RPCs.
 
 pub mod convert;
+mod pull;
 mod receive;
 mod route;
 mod send;
@@ -32,12 +34,16 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send +
 #[derive(Clone)]
 pub struct MessagingServer {
     core: Arc<BrokerCore>,
+    proxy: Arc<pull::Proxy>,
 }
 
 impl MessagingServer {
     /// A service over `core`.
     pub fn new(core: Arc<BrokerCore>) -> Self {
-        Self { core }
+        Self {
+            core,
+            proxy: Arc::default(),
+        }
     }
 }
 
@@ -129,35 +135,38 @@ impl MessagingService for MessagingServer {
 
     async fn pull_message(
         &self,
-        _req: Request<pb::PullMessageRequest>,
+        req: Request<pb::PullMessageRequest>,
     ) -> RpcResult<Self::PullMessageStream> {
-        Err(tonic::Status::unimplemented(
-            "PullMessage is not implemented",
-        ))
+        let replies = pull::pull_message(&self.core, &self.proxy, req).await;
+        Ok(Response::new(Box::pin(futures::stream::iter(
+            replies.into_iter().map(Ok),
+        ))))
     }
 
     async fn update_offset(
         &self,
-        _req: Request<pb::UpdateOffsetRequest>,
+        req: Request<pb::UpdateOffsetRequest>,
     ) -> RpcResult<pb::UpdateOffsetResponse> {
-        Err(tonic::Status::unimplemented(
-            "UpdateOffset is not implemented",
+        Ok(Response::new(
+            pull::update_offset(&self.core, &self.proxy, req).await,
         ))
     }
 
     async fn get_offset(
         &self,
-        _req: Request<pb::GetOffsetRequest>,
+        req: Request<pb::GetOffsetRequest>,
     ) -> RpcResult<pb::GetOffsetResponse> {
-        Err(tonic::Status::unimplemented("GetOffset is not implemented"))
+        Ok(Response::new(
+            pull::get_offset(&self.core, &self.proxy, req).await,
+        ))
     }
 
     async fn query_offset(
         &self,
-        _req: Request<pb::QueryOffsetRequest>,
+        req: Request<pb::QueryOffsetRequest>,
     ) -> RpcResult<pb::QueryOffsetResponse> {
-        Err(tonic::Status::unimplemented(
-            "QueryOffset is not implemented",
+        Ok(Response::new(
+            pull::query_offset(&self.core, &self.proxy, req).await,
         ))
     }
 

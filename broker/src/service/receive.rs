@@ -32,11 +32,11 @@ use crate::receipt;
 use crate::state::Outcome;
 
 /// Long polls default to this when the client names none.
-const DEFAULT_LONG_POLL: Duration = Duration::from_secs(20);
+pub(super) const DEFAULT_LONG_POLL: Duration = Duration::from_secs(20);
 /// And never exceed this.
-const MAX_LONG_POLL: Duration = Duration::from_secs(60);
+pub(super) const MAX_LONG_POLL: Duration = Duration::from_secs(60);
 /// Margin kept before the client's gRPC deadline, so the answer arrives in time.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(200);
+pub(super) const DEADLINE_MARGIN: Duration = Duration::from_millis(200);
 const MAX_BATCH: i32 = 1024;
 
 fn reply_status(s: pb::Status) -> Vec<pb::ReceiveMessageResponse> {
