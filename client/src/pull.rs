@@ -262,9 +262,9 @@ impl PullConsumer {
                     tokio::time::timeout(timeout, call).await.map_err(|_| {
                         Failure::Ambiguous(format!("no answer from {addr} within {timeout:?}"))
                     })??;
-                if !status
+                if status
                     .as_ref()
-                    .is_some_and(|s| s.code == pb::Code::MessageNotFound as i32)
+                    .is_none_or(|s| s.code != pb::Code::MessageNotFound as i32)
                 {
                     check(&status)?;
                 }
