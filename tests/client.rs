@@ -1,5 +1,6 @@
 //! The native client (`raftmq-client`), its examples and the `raftmq produce`/`consume`
 //! commands against a real `raftmq dev` process (v2 on 127.0.0.1:18800).
+#![cfg(not(madsim))]
 
 mod common;
 

@@ -238,6 +238,18 @@ fn bad_requests_get_the_right_code_and_change_nothing() {
             .into_inner();
         assert_eq!(r.status.unwrap().code, Code::Ok as i32);
         assert_eq!(r.entries[0].message_id, "ok1");
+        // The admin service reads node 1's replica, which may be a follower a heartbeat
+        // behind: wait for the send to apply there, then check nothing else was written (a bad
+        // request that had been stored would make the count exceed 1).
+        let start = std::time::Instant::now();
+        while messages_in(dev.port, "Known").await < Some(1) {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "send never applied"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         assert_eq!(messages_in(dev.port, "Known").await, Some(1));
     });
 }
