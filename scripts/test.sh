@@ -24,6 +24,10 @@ step() {
 }
 
 export CARGO_TERM_COLOR=never
+# Fresh simulation seeds are derived from the commit, so every commit explores new ones.
+if [ -z "${SIM_BASE_SEED:-}" ] && sha=$(git rev-parse --short=12 HEAD 2>/dev/null); then
+    export SIM_BASE_SEED=$((16#$sha))
+fi
 
 # The official RocketMQ clients the interop tests drive: the Python SDK in a venv and a small
 # program on the official Rust crate, both under target/ (rebuilt only when missing).
@@ -39,17 +43,18 @@ step setup_clients
 step cargo fmt --all --check
 step cargo clippy --workspace --all-targets --locked -- -D warnings
 step env RUSTFLAGS="--cfg madsim" cargo clippy --workspace --all-targets --locked -- -D warnings
-step cargo test --workspace --locked
+step cargo test --workspace --locked --no-fail-fast
 # Public API documentation must build cleanly (every public item of the client is documented).
 step env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -p raftmq-client
 # The simulator build runs optimised (profile `sim`: release plus debug assertions), so a
 # sweep covers many more seeds per minute.
 step env RUSTFLAGS="--cfg madsim" SIM_BUDGET_SECS="${SIM_BUDGET_SECS:-180}" SIM_SEEDS="${SIM_SEEDS:-100000}" \
-    cargo test --workspace --profile sim --locked -- --nocapture
+    cargo test --workspace --profile sim --locked --no-fail-fast -- --nocapture
 
 echo
 echo "== summary"
 grep -E "^sim: " "$log" || true
+grep -E "^sim: " "$log" | awk '{p += $3; f += $5} END {if (NR) print "sim: " p " passed, " f " failed"}' 
 grep -E "^SIM FAILURE|^  replay: " "$log" || true
 passed=$(grep -oE "test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed" "$log" | awk '{p += $4} END {print p + 0}')
 failed=$(grep -oE "test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed" "$log" | awk '{f += $6} END {print f + 0}')

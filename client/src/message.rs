@@ -422,13 +422,24 @@ mod tests {
         assert!(Message::new("t", vec![]).validate(true).is_ok());
     }
 
+    /// Runs `f` where the runtime shim works: inside a simulation under madsim (its
+    /// randomness needs one), directly otherwise.
+    fn in_runtime(f: impl FnOnce() + Send + 'static) {
+        #[cfg(madsim)]
+        madsim::runtime::Runtime::new().block_on(async move { f() });
+        #[cfg(not(madsim))]
+        f();
+    }
+
     #[test]
     fn ids_are_unique_and_well_formed() {
-        let a = new_message_id();
-        let b = new_message_id();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 34);
-        assert!(a.starts_with("01") && a.chars().all(|c| c.is_ascii_hexdigit()));
+        in_runtime(|| {
+            let a = new_message_id();
+            let b = new_message_id();
+            assert_ne!(a, b);
+            assert_eq!(a.len(), 34);
+            assert!(a.starts_with("01") && a.chars().all(|c| c.is_ascii_hexdigit()));
+        });
     }
 
     #[test]

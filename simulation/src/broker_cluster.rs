@@ -154,7 +154,8 @@ impl BrokerCluster {
         }
     }
 
-    fn core(&self, i: usize) -> Option<Arc<BrokerCore>> {
+    /// Node `i`'s broker core, if it is up.
+    pub fn core(&self, i: usize) -> Option<Arc<BrokerCore>> {
         if !self.nodes.is_alive(i) {
             return None;
         }

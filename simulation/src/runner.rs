@@ -46,8 +46,45 @@ pub fn regression_seeds(scenario: &str) -> Vec<u64> {
         .collect()
 }
 
+/// What a failing seed leaves behind: the history (one JSON op per line) and the checker's
+/// results (Jepsen's layout).
+#[derive(Debug, Clone, Default)]
+pub struct Artifacts {
+    /// `history.jsonl`.
+    pub history_jsonl: String,
+    /// `results.json`.
+    pub results_json: String,
+}
+
+thread_local! {
+    static ARTIFACTS: std::cell::RefCell<Option<Artifacts>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Called by a scenario (on the seed's thread) before it returns a failure.
+pub fn set_artifacts(history_jsonl: String, results_json: String) {
+    ARTIFACTS.with(|a| {
+        *a.borrow_mut() = Some(Artifacts {
+            history_jsonl,
+            results_json,
+        })
+    });
+}
+
 /// Runs one seed in a fresh runtime with a virtual-time limit; panics become failures.
 pub fn run_seed<F, Fut>(seed: u64, time_limit: Duration, scenario: F) -> RunResult
+where
+    F: FnOnce(u64) -> Fut + Send + 'static,
+    Fut: Future<Output = RunResult> + 'static,
+{
+    run_seed_with_artifacts(seed, time_limit, scenario).0
+}
+
+/// [`run_seed`], also returning what the scenario left with [`set_artifacts`].
+pub fn run_seed_with_artifacts<F, Fut>(
+    seed: u64,
+    time_limit: Duration,
+    scenario: F,
+) -> (RunResult, Option<Artifacts>)
 where
     F: FnOnce(u64) -> Fut + Send + 'static,
     Fut: Future<Output = RunResult> + 'static,
@@ -63,7 +100,8 @@ where
         let mut rt =
             madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
         rt.set_time_limit(time_limit);
-        rt.block_on(scenario(seed))
+        let r = rt.block_on(scenario(seed));
+        (r, ARTIFACTS.with(|a| a.borrow_mut().take()))
     });
     match handle.join() {
         Ok(r) => r,
@@ -73,9 +111,19 @@ where
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "panic".into());
-            Err(format!("panicked: {msg}"))
+            (Err(format!("panicked: {msg}")), None)
         }
     }
+}
+
+/// Where a failing seed's artifacts go: `target/sim-failures/<scenario>-<seed>/`.
+fn write_artifacts(scenario: &str, seed: u64, a: &Artifacts) -> Option<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/sim-failures");
+    let dir = root.join(format!("{scenario}-{seed}"));
+    std::fs::create_dir_all(&dir).ok()?;
+    std::fs::write(dir.join("history.jsonl"), &a.history_jsonl).ok()?;
+    std::fs::write(dir.join("results.json"), &a.results_json).ok()?;
+    Some(dir)
 }
 
 /// Sweeps seeds for `scenario` (see the module docs) and fails the test if any seed failed.
@@ -103,7 +151,8 @@ where
     let mut failures = Vec::new();
     let mut run = |seed: u64| {
         let t = Instant::now();
-        match run_seed(seed, time_limit, scenario) {
+        let (result, artifacts) = run_seed_with_artifacts(seed, time_limit, scenario);
+        match result {
             Ok(summary) => {
                 passed += 1;
                 if std::env::var("SIM_VERBOSE").is_ok() {
@@ -119,6 +168,10 @@ where
                 println!(
                     "  replay: SIM_SEED={seed} RUSTFLAGS=\"--cfg madsim\" cargo test --profile sim -p simulation --test sim {test_name} -- --nocapture"
                 );
+                if let Some(dir) = artifacts.and_then(|a| write_artifacts(scenario_name, seed, &a))
+                {
+                    println!("  history and results: {}", dir.display());
+                }
                 failures.push(seed);
             }
         }

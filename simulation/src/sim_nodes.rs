@@ -1,5 +1,5 @@
 //! Simulated server nodes with their own disks: boot, kill, restart (as a process crash or a
-//! power loss), isolate and heal. Shared by every cluster harness.
+//! power loss), isolate and heal, clog single links, pause. Shared by every cluster harness.
 //!
 //! Node `i` gets IP 10.0.0.`i+1` and a [`SimDisk`] owned here, outside the node, so it
 //! survives kills. A kill drops the node's tasks; the page cache (unsynced writes) survives it
@@ -110,6 +110,32 @@ impl Nodes {
     /// Reconnects node `i`.
     pub fn heal(&self, i: usize) {
         NetSim::current().unclog_node(self.nodes[i].handle.id());
+    }
+
+    /// Stops delivering node `i`'s outgoing traffic to node `j` (one way).
+    pub fn clog_link(&self, i: usize, j: usize) {
+        NetSim::current().clog_link(self.nodes[i].handle.id(), self.nodes[j].handle.id());
+    }
+
+    /// Undoes every clog: links and nodes.
+    pub fn unclog_all(&self) {
+        let net = NetSim::current();
+        for a in &self.nodes {
+            net.unclog_node(a.handle.id());
+            for b in &self.nodes {
+                net.unclog_link(a.handle.id(), b.handle.id());
+            }
+        }
+    }
+
+    /// Freezes node `i` (its tasks stop running; its timers and peers do not).
+    pub fn pause(&self, i: usize) {
+        Handle::current().pause(self.nodes[i].handle.id());
+    }
+
+    /// Unfreezes node `i`.
+    pub fn resume(&self, i: usize) {
+        Handle::current().resume(self.nodes[i].handle.id());
     }
 
     /// Whether node `i`'s process is up.

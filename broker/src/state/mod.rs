@@ -256,6 +256,10 @@ impl BrokerState {
             .groups
             .get(&p.group)
             .map_or(DEFAULT_MAX_ATTEMPTS, |g| g.max_delivery_attempts);
+        // An orderly (FIFO) group reads a queue strictly in order: while any message it took
+        // from the queue is still invisible (being processed), nothing else of that queue is
+        // handed out; expired ones come back first, before anything newer.
+        let fifo = self.groups.get(&p.group).is_some_and(|g| g.fifo);
         let max = p.max as usize;
         let mut deliveries = Vec::new();
         let mut dead: Vec<CqEntry> = Vec::new();
@@ -269,6 +273,9 @@ impl BrokerState {
                 .pops
                 .entry((p.group.clone(), p.topic.clone(), q))
                 .or_default();
+            if fifo && pq.inflight.values().any(|i| i.deadline_ms > now) {
+                continue;
+            }
             // Expired deliveries first, oldest offset first: a retry is due.
             for off in pq.expired(now) {
                 if deliveries.len() >= max {

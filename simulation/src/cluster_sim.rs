@@ -1,0 +1,905 @@
+//! The whole-cluster simulation: a nameserver and 3 or 5 broker nodes (1–2 Raft groups) on
+//! simulated nodes and disks, with producers (plain and FIFO), consumers (plain and FIFO) and
+//! an offset reader, all on RaftMQ's native client, while a nemesis draws faults from a swarm
+//! chosen per seed. Phases: chaos → heal → liveness (a leader per group, a probe send, a full
+//! drain within a bound) → check (the message checker and the Raft oracle).
+//!
+//! Each fault class is on or off per seed (p = 0.5): kills (any node or the leader, process
+//! crash or power loss), coordinated power loss of every node, partitions (isolate one node,
+//! isolate the leader, one-way cuts from or to the leader, swizzle-clog), pauses, packet loss
+//! and latency, leadership transfers. The chosen options are printed as `SIM-OPTIONS {...}`
+//! with every failure, and a failing seed leaves `history.jsonl` and `results.json` behind.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::hash::Hash;
+use std::hash::Hasher;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use broker::command::Command;
+use broker::model::GroupConfig;
+use madsim::net::NetSim;
+use madsim::runtime::Handle;
+use raft_store::group::Role;
+use raftmq_client::ClientConfig;
+use raftmq_client::ClientError;
+use raftmq_client::Filter;
+use raftmq_client::Message;
+use raftmq_client::Producer;
+use raftmq_client::PullConsumer;
+use raftmq_client::SimpleConsumer;
+use rand::RngExt;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use serde::Serialize;
+
+use crate::broker_cluster::BrokerCluster;
+use crate::msg_checker;
+use crate::msg_checker::Anomaly;
+use crate::msg_checker::Delivered;
+use crate::msg_checker::Op;
+use crate::msg_checker::Result3;
+use crate::runner::RunResult;
+
+const TOPIC: &str = "SimTopic";
+const FIFO_TOPIC: &str = "SimFifoTopic";
+const GROUP: &str = "SimGroup";
+const FIFO_GROUP: &str = "SimFifoGroup";
+const PULL_GROUP: &str = "SimPullGroup";
+const NAMESERVER: &str = "10.0.0.10:9876";
+const INVISIBLE: Duration = Duration::from_secs(3);
+
+/// What one seed runs, drawn from the seed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Options {
+    /// Broker nodes.
+    pub nodes: usize,
+    /// Raft groups.
+    pub groups: u64,
+    /// Plain producers.
+    pub producers: u64,
+    /// FIFO producers (one message group each).
+    pub fifo_producers: u64,
+    /// Plain consumers.
+    pub consumers: u64,
+    /// An offset reader pulls every queue and commits.
+    pub puller: bool,
+    /// Chaos phase length (ms of virtual time).
+    pub chaos_ms: u64,
+    /// Fault classes switched on.
+    pub kills: bool,
+    /// Power loss of every node at once.
+    pub power_loss_all: bool,
+    /// Partitions, including one-way and swizzle-clog.
+    pub partitions: bool,
+    /// Pauses.
+    pub pauses: bool,
+    /// Packet loss and latency.
+    pub lossy_net: bool,
+    /// Leadership transfers.
+    pub transfers: bool,
+}
+
+impl Options {
+    /// Draws the options of `seed` (`SIM_SOAK=1` makes the chaos phase ten times longer).
+    pub fn draw(seed: u64) -> Options {
+        let mut r = SmallRng::seed_from_u64(seed ^ 0x5eed_c1a5);
+        let soak = std::env::var("SIM_SOAK").is_ok_and(|v| v == "1");
+        let mut o = Options {
+            nodes: if r.random::<f64>() < 0.3 { 5 } else { 3 },
+            groups: r.random_range(1..=2u64),
+            producers: r.random_range(1..=3u64),
+            fifo_producers: r.random_range(0..=2u64),
+            consumers: r.random_range(1..=3u64),
+            puller: r.random::<bool>(),
+            chaos_ms: r.random_range(8_000..20_000u64) * if soak { 10 } else { 1 },
+            kills: r.random::<bool>(),
+            power_loss_all: r.random::<bool>(),
+            partitions: r.random::<bool>(),
+            pauses: r.random::<bool>(),
+            lossy_net: r.random::<bool>(),
+            transfers: r.random::<bool>(),
+        };
+        // `SIM_MASK=partitions,kills` turns classes off after drawing, keeping the stream.
+        if let Ok(mask) = std::env::var("SIM_MASK") {
+            for m in mask.split(',') {
+                match m.trim() {
+                    "kills" => o.kills = false,
+                    "power_loss_all" => o.power_loss_all = false,
+                    "partitions" => o.partitions = false,
+                    "pauses" => o.pauses = false,
+                    "lossy_net" => o.lossy_net = false,
+                    "transfers" => o.transfers = false,
+                    _ => {}
+                }
+            }
+        }
+        o
+    }
+}
+
+fn micros(start: tokio::time::Instant) -> u64 {
+    start.elapsed().as_micros() as u64
+}
+
+fn config() -> ClientConfig {
+    let mut c = ClientConfig::new(NAMESERVER);
+    c.request_timeout = Duration::from_secs(5);
+    c.long_polling_timeout = Duration::from_secs(1);
+    c.route_refresh = Duration::from_secs(5);
+    c
+}
+
+fn outcome<T>(r: &Result<T, ClientError>) -> Result3 {
+    match r {
+        Ok(_) => Result3::Ok,
+        Err(e) if e.is_definite() => Result3::Fail,
+        Err(_) => Result3::Info,
+    }
+}
+
+/// Samples every replica's role and term, for "at most one leader per term".
+#[derive(Default)]
+struct Oracle {
+    leaders: BTreeMap<(u64, u64), BTreeSet<usize>>,
+}
+
+type History = Arc<Mutex<Vec<Op>>>;
+
+async fn start_with_retry<T, F, Fut>(stop: &AtomicBool, f: F) -> Option<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    while !stop.load(Ordering::SeqCst) {
+        match f().await {
+            Ok(t) => return Some(t),
+            Err(e) => tracing::debug!(error = %e, "client start failed"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+/// A plain (`group` None) or FIFO producer: sequential sends with ids `<name>-<n>`.
+async fn produce(
+    name: String,
+    group: Option<String>,
+    seed: u64,
+    history: History,
+    stop: Arc<AtomicBool>,
+    start: tokio::time::Instant,
+) {
+    let topic = if group.is_some() { FIFO_TOPIC } else { TOPIC };
+    let Some(p) = start_with_retry(&stop, || {
+        Producer::builder(config()).topics([topic]).start()
+    })
+    .await
+    else {
+        return;
+    };
+    let mut r = SmallRng::seed_from_u64(seed);
+    let mut n = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let id = format!("{name}-{n}");
+        n += 1;
+        let body = format!("{id}:{}", "x".repeat(r.random_range(0..48))).into_bytes();
+        let mut m = Message::new(topic, body.clone()).with_message_id(id.clone());
+        if let Some(g) = &group {
+            m = m.with_message_group(g.clone());
+        }
+        let invoked = micros(start);
+        let res = p.send(m).await;
+        let completed = micros(start);
+        history.lock().unwrap().push(Op::Send {
+            id,
+            body,
+            group: group.clone(),
+            invoked,
+            completed,
+            result: outcome(&res),
+            pos: None,
+        });
+        tokio::time::sleep(Duration::from_millis(r.random_range(1..20))).await;
+    }
+    p.shutdown().await;
+}
+
+/// A consumer: receives, mostly acks (FIFO: in order, stopping at the first message it
+/// leaves unacknowledged).
+async fn consume(
+    k: u32,
+    fifo: bool,
+    seed: u64,
+    history: History,
+    stop: Arc<AtomicBool>,
+    start: tokio::time::Instant,
+) {
+    let (topic, group) = if fifo {
+        (FIFO_TOPIC, FIFO_GROUP)
+    } else {
+        (TOPIC, GROUP)
+    };
+    let Some(c) = start_with_retry(&stop, || {
+        SimpleConsumer::builder(config(), group)
+            .subscribe(topic, Filter::All)
+            .start()
+    })
+    .await
+    else {
+        return;
+    };
+    let mut r = SmallRng::seed_from_u64(seed);
+    while !stop.load(Ordering::SeqCst) {
+        let invoked = micros(start);
+        let got = c.receive(if fifo { 4 } else { 16 }, INVISIBLE).await;
+        let completed = micros(start);
+        let msgs = match got {
+            Ok(m) => m,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        history.lock().unwrap().push(Op::Receive {
+            consumer: k,
+            fifo,
+            invoked,
+            completed,
+            invisible_us: INVISIBLE.as_micros() as u64,
+            msgs: msgs
+                .iter()
+                .map(|m| Delivered {
+                    id: m.message_id.clone(),
+                    body: m.body.clone(),
+                    attempt: m.delivery_attempt,
+                    pos: m
+                        .queue_offset
+                        .map(|o| (format!("{}/{}", m.topic, m.broker), m.queue_id, o)),
+                })
+                .collect(),
+        });
+        for m in msgs {
+            if r.random::<f64>() < if fifo { 0.05 } else { 0.15 } {
+                if fifo {
+                    break;
+                }
+                continue;
+            }
+            let invoked = micros(start);
+            let res = c.ack(&m).await;
+            let result = outcome(&res);
+            history.lock().unwrap().push(Op::Ack {
+                consumer: k,
+                id: m.message_id.clone(),
+                invoked,
+                completed: micros(start),
+                result,
+            });
+            if fifo && result != Result3::Ok {
+                break;
+            }
+        }
+    }
+    c.shutdown().await;
+}
+
+/// Reads every queue of the topic by offset and commits its cursor; reads the committed
+/// offset back now and then.
+async fn pull(history: History, stop: Arc<AtomicBool>, start: tokio::time::Instant) {
+    let Some(c) = start_with_retry(&stop, || {
+        PullConsumer::builder(config(), PULL_GROUP)
+            .topics([TOPIC])
+            .start()
+    })
+    .await
+    else {
+        return;
+    };
+    let mut cursors: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    while !stop.load(Ordering::SeqCst) {
+        let queues = match c.queues(TOPIC).await {
+            Ok(q) => q,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        for q in queues {
+            let key = (q.broker.clone(), q.id);
+            let from = *cursors.get(&key).unwrap_or(&0);
+            let invoked = micros(start);
+            if let Ok(got) = c.pull(&q, from, 32, &Filter::All).await {
+                let completed = micros(start);
+                history.lock().unwrap().push(Op::Pull {
+                    broker: format!("{TOPIC}/{}", q.broker),
+                    queue: q.id,
+                    from,
+                    invoked,
+                    completed,
+                    msgs: got
+                        .messages
+                        .iter()
+                        .map(|m| {
+                            (
+                                m.queue_offset.unwrap_or(-1),
+                                m.message_id.clone(),
+                                m.body.clone(),
+                            )
+                        })
+                        .collect(),
+                    next: got.next_offset,
+                });
+                if got.next_offset > from {
+                    cursors.insert(key, got.next_offset);
+                    let invoked = micros(start);
+                    let res = c.commit(&q, got.next_offset).await;
+                    history.lock().unwrap().push(Op::Commit {
+                        broker: format!("{TOPIC}/{}", q.broker),
+                        queue: q.id,
+                        offset: got.next_offset,
+                        invoked,
+                        completed: micros(start),
+                        result: outcome(&res),
+                    });
+                }
+            }
+            let invoked = micros(start);
+            if let Ok(v) = c.committed(&q).await {
+                history.lock().unwrap().push(Op::ReadCommitted {
+                    broker: format!("{TOPIC}/{}", q.broker),
+                    queue: q.id,
+                    invoked,
+                    completed: micros(start),
+                    value: v,
+                });
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.shutdown().await;
+}
+
+/// Makes the FIFO consumer group orderly in every Raft group.
+async fn configure_fifo(
+    cluster: &tokio::sync::Mutex<BrokerCluster>,
+    groups: u64,
+) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..100 {
+        let core = {
+            let c = cluster.lock().await;
+            (0..c.nodes.len()).find_map(|i| c.core(i))
+        };
+        if let Some(core) = core {
+            let mut all = true;
+            for g in 1..=groups {
+                let mut cfg = GroupConfig::with_defaults(FIFO_GROUP);
+                cfg.fifo = true;
+                if let Err(e) = core.submit(g, Command::UpsertGroup(cfg)).await {
+                    last = format!("group {g}: {e}");
+                    all = false;
+                }
+            }
+            if all {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(last)
+}
+
+/// The chaos scenario (see the module docs).
+pub async fn chaos(seed: u64) -> RunResult {
+    let opts = Options::draw(seed);
+    let opts_line = format!(
+        "SIM-OPTIONS {}",
+        serde_json::to_string(&opts).unwrap_or_default()
+    );
+    let result = run(seed, &opts).await;
+    match result {
+        Ok(s) => Ok(s),
+        Err((e, history, anomalies)) => {
+            let jsonl: String = history
+                .iter()
+                .enumerate()
+                .map(|(i, op)| {
+                    let mut v = serde_json::to_value(op).unwrap_or_default();
+                    if let Some(m) = v.as_object_mut() {
+                        m.insert("index".into(), i.into());
+                    }
+                    format!("{v}\n")
+                })
+                .collect();
+            let mut kinds: Vec<&str> = anomalies.iter().map(|a| a.kind).collect();
+            kinds.sort();
+            kinds.dedup();
+            let mut by_kind: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for a in &anomalies {
+                let v = by_kind.entry(a.kind).or_default();
+                if v.len() < 32 {
+                    v.push(&a.detail);
+                }
+            }
+            let results = serde_json::json!({
+                "valid": false,
+                "bad_anomaly_types": kinds,
+                "anomalies": by_kind,
+                "options": opts,
+                "valid_reason": e,
+            });
+            crate::runner::set_artifacts(jsonl, format!("{results:#}\n"));
+            Err(format!("{e}\n  {opts_line}"))
+        }
+    }
+}
+
+type Failed = (String, Vec<Op>, Vec<Anomaly>);
+
+async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
+    let fail = |e: String, h: &History| (e, h.lock().unwrap().clone(), Vec::new());
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0xc4a0_5000);
+    let cluster = Arc::new(tokio::sync::Mutex::new(BrokerCluster::new(
+        o.nodes, o.groups,
+    )));
+    let client_node = Handle::current()
+        .create_node()
+        .name("client")
+        .ip("10.0.0.100".parse().unwrap())
+        .build();
+    let history: History = Arc::default();
+    let start = tokio::time::Instant::now();
+    let stop_producers = Arc::new(AtomicBool::new(false));
+    let stop_consumers = Arc::new(AtomicBool::new(false));
+
+    for _ in 0..200 {
+        if cluster.lock().await.all_led() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let Err(e) = configure_fifo(&cluster, o.groups).await {
+        return Err(fail(
+            format!("could not make the FIFO group orderly: {e}"),
+            &history,
+        ));
+    }
+
+    // The oracle samples roles and terms every 10 ms.
+    let oracle = Arc::new(Mutex::new(Oracle::default()));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (cluster, oracle, sampling) = (cluster.clone(), oracle.clone(), sampling.clone());
+        let groups = o.groups;
+        tokio::spawn(async move {
+            while sampling.load(Ordering::SeqCst) {
+                {
+                    let c = cluster.lock().await;
+                    for i in 0..c.nodes.len() {
+                        let Some(core) = c.core(i) else { continue };
+                        for g in 1..=groups {
+                            if let Ok(h) = core.group(g) {
+                                let m = h.replica.metrics();
+                                if m.role == Role::Leader {
+                                    oracle
+                                        .lock()
+                                        .unwrap()
+                                        .leaders
+                                        .entry((g, m.term.0))
+                                        .or_default()
+                                        .insert(i);
+                                }
+                            }
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+
+    let mut tasks = Vec::new();
+    for p in 0..o.producers {
+        let (h, s) = (history.clone(), stop_producers.clone());
+        tasks.push(client_node.spawn(produce(format!("p{p}"), None, seed ^ (p + 1), h, s, start)));
+    }
+    for p in 0..o.fifo_producers {
+        let (h, s) = (history.clone(), stop_producers.clone());
+        tasks.push(client_node.spawn(produce(
+            format!("f{p}"),
+            Some(format!("fg{p}")),
+            seed ^ (p + 11),
+            h,
+            s,
+            start,
+        )));
+    }
+    for k in 0..o.consumers {
+        let (h, s) = (history.clone(), stop_consumers.clone());
+        tasks.push(client_node.spawn(consume(k as u32, false, seed ^ (k + 21), h, s, start)));
+    }
+    if o.fifo_producers > 0 {
+        let (h, s) = (history.clone(), stop_consumers.clone());
+        tasks.push(client_node.spawn(consume(99, true, seed ^ 31, h, s, start)));
+    }
+    if o.puller {
+        let (h, s) = (history.clone(), stop_consumers.clone());
+        tasks.push(client_node.spawn(pull(h, s, start)));
+    }
+
+    // Chaos.
+    let mut kinds: Vec<&str> = Vec::new();
+    for (on, k) in [
+        (o.kills, "kill"),
+        (o.power_loss_all, "power-loss-all"),
+        (o.partitions, "partition"),
+        (o.pauses, "pause"),
+        (o.lossy_net, "lossy-net"),
+        (o.transfers, "transfer"),
+    ] {
+        if on {
+            kinds.push(k);
+        }
+    }
+    let mut log: Vec<String> = Vec::new();
+    let chaos_end = start + Duration::from_millis(o.chaos_ms);
+    let n = o.nodes;
+    while tokio::time::Instant::now() < chaos_end {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..2000))).await;
+        if kinds.is_empty() {
+            continue;
+        }
+        let kind = kinds[rng.random_range(0..kinds.len())];
+        let hold = Duration::from_millis(rng.random_range(200..3000));
+        let leader = cluster.lock().await.leader();
+        let victim = match leader {
+            Some(l) if rng.random::<bool>() => l,
+            _ => rng.random_range(0..n),
+        };
+        match kind {
+            "kill" => {
+                let power = rng.random::<bool>();
+                cluster.lock().await.nodes.kill(victim);
+                tokio::time::sleep(hold).await;
+                cluster.lock().await.nodes.restart(victim, power);
+                log.push(format!("kill n{} power_loss={power} {hold:?}", victim + 1));
+            }
+            "power-loss-all" => {
+                let mut c = cluster.lock().await;
+                for i in 0..n {
+                    c.nodes.kill(i);
+                }
+                drop(c);
+                tokio::time::sleep(hold).await;
+                let mut c = cluster.lock().await;
+                for i in 0..n {
+                    c.nodes.restart(i, true);
+                }
+                log.push(format!("power loss of all {hold:?}"));
+            }
+            "partition" => {
+                let c = cluster.lock().await;
+                let shape = rng.random_range(0..4);
+                match shape {
+                    0 => c.nodes.isolate(victim),
+                    1 => {
+                        for j in (0..n).filter(|j| *j != victim) {
+                            c.nodes.clog_link(victim, j);
+                        }
+                    }
+                    2 => {
+                        for j in (0..n).filter(|j| *j != victim) {
+                            c.nodes.clog_link(j, victim);
+                        }
+                    }
+                    _ => {
+                        // Swizzle: cut nodes one by one, then heal them in another order.
+                        let mut order: Vec<usize> = (0..n).collect();
+                        for i in (1..n).rev() {
+                            order.swap(i, rng.random_range(0..=i));
+                        }
+                        let cut = n / 2 + 1;
+                        drop(c);
+                        for i in order.iter().take(cut) {
+                            cluster.lock().await.nodes.isolate(*i);
+                            tokio::time::sleep(Duration::from_millis(rng.random_range(50..400)))
+                                .await;
+                        }
+                        for i in order.iter().take(cut).rev() {
+                            cluster.lock().await.nodes.heal(*i);
+                            tokio::time::sleep(Duration::from_millis(rng.random_range(50..400)))
+                                .await;
+                        }
+                        log.push(format!("swizzle {order:?}"));
+                        continue;
+                    }
+                }
+                drop(c);
+                tokio::time::sleep(hold).await;
+                cluster.lock().await.nodes.unclog_all();
+                log.push(format!(
+                    "partition shape {shape} around n{} {hold:?}",
+                    victim + 1
+                ));
+            }
+            "pause" => {
+                cluster.lock().await.nodes.pause(victim);
+                tokio::time::sleep(hold).await;
+                cluster.lock().await.nodes.resume(victim);
+                log.push(format!("pause n{} {hold:?}", victim + 1));
+            }
+            "lossy-net" => {
+                let loss = rng.random_range(0.0..0.05);
+                let lat = rng.random_range(1..50u64);
+                NetSim::current().update_config(|c| {
+                    c.packet_loss_rate = loss;
+                    c.send_latency = Duration::from_millis(1)..Duration::from_millis(lat + 1);
+                });
+                tokio::time::sleep(hold).await;
+                NetSim::current().update_config(|c| {
+                    c.packet_loss_rate = 0.0;
+                    c.send_latency = Duration::from_millis(1)..Duration::from_millis(5);
+                });
+                log.push(format!("loss {loss:.3} latency <{lat} ms {hold:?}"));
+            }
+            "transfer" => {
+                let c = cluster.lock().await;
+                let g = rng.random_range(1..=o.groups);
+                let to = rng.random_range(0..n);
+                if let Some(l) = c.leader_of(g)
+                    && let Some(core) = c.core(l)
+                    && let Ok(h) = core.group(g)
+                {
+                    let group = h.replica.group().clone();
+                    drop(c);
+                    let _ = group.transfer_leadership(to as u64 + 1).await;
+                    log.push(format!("transfer g{g} n{} -> n{}", l + 1, to + 1));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // Heal.
+    {
+        let mut c = cluster.lock().await;
+        c.nodes.unclog_all();
+        for i in 0..n {
+            c.nodes.resume(i);
+            c.nodes.restart(i, false);
+        }
+        NetSim::current().update_config(|c| {
+            c.packet_loss_rate = 0.0;
+            c.send_latency = Duration::from_millis(1)..Duration::from_millis(5);
+        });
+        let errors = c.start_errors();
+        if !errors.is_empty() {
+            return Err(fail(
+                format!("a node failed to restart from its own disk: {errors:?}; faults {log:?}"),
+                &history,
+            ));
+        }
+    }
+    stop_producers.store(true, Ordering::SeqCst);
+
+    // Liveness: leaders, a probe send, a drain.
+    let mut led = false;
+    for _ in 0..300 {
+        if cluster.lock().await.all_led() {
+            led = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !led {
+        return Err(fail(
+            format!("unavailable: a group has no leader 15 s after healing; faults {log:?}"),
+            &history,
+        ));
+    }
+    let h = history.clone();
+    let probe = client_node
+        .spawn(async move {
+            let p = Producer::builder(config()).topics([TOPIC]).start().await?;
+            let mut last = None;
+            for n in 0..20 {
+                let id = format!("probe-{n}");
+                let invoked = micros(start);
+                let r = p
+                    .send(Message::new(TOPIC, id.clone().into_bytes()).with_message_id(id.clone()))
+                    .await;
+                h.lock().unwrap().push(Op::Send {
+                    body: id.clone().into_bytes(),
+                    id,
+                    group: None,
+                    invoked,
+                    completed: micros(start),
+                    result: outcome(&r),
+                    pos: None,
+                });
+                match r {
+                    Ok(_) => {
+                        p.shutdown().await;
+                        return Ok(());
+                    }
+                    Err(e) => last = Some(e),
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(last.unwrap_or(ClientError::Shutdown))
+        })
+        .await;
+    if !matches!(probe, Ok(Ok(()))) {
+        return Err(fail(
+            format!("unavailable: the probe send failed after healing: {probe:?}; faults {log:?}"),
+            &history,
+        ));
+    }
+    let quiet = Duration::from_secs(8).as_micros() as u64;
+    let drained = async {
+        loop {
+            {
+                let h = history.lock().unwrap();
+                let mut sent = BTreeSet::new();
+                let mut got = BTreeSet::new();
+                let mut last = 0;
+                for op in h.iter() {
+                    match op {
+                        Op::Send {
+                            id,
+                            result: Result3::Ok,
+                            ..
+                        } => {
+                            sent.insert(id.as_str());
+                        }
+                        Op::Receive { invoked, msgs, .. } if !msgs.is_empty() => {
+                            last = last.max(*invoked);
+                            got.extend(msgs.iter().map(|m| m.id.as_str()));
+                        }
+                        _ => {}
+                    }
+                }
+                if sent.is_subset(&got) && micros(start).saturating_sub(last) > quiet {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let drain_ok = tokio::time::timeout(Duration::from_secs(90), drained)
+        .await
+        .is_ok();
+    stop_consumers.store(true, Ordering::SeqCst);
+    for t in tasks {
+        let _ = t.await;
+    }
+    sampling.store(false, Ordering::SeqCst);
+    let _ = sampler.await;
+
+    // Check.
+    let history = history.lock().unwrap().clone();
+    let (mut anomalies, stats) = msg_checker::check(&history);
+    for ((g, term), nodes) in &oracle.lock().unwrap().leaders {
+        if nodes.len() > 1 {
+            anomalies.push(Anomaly {
+                kind: "raft-two-leaders",
+                detail: format!("group {g} term {term}: leaders {nodes:?}"),
+            });
+        }
+    }
+    anomalies.extend(compare_logs(&*cluster.lock().await, o.groups));
+    if !drain_ok && !anomalies.iter().any(|a| a.kind == "lost") {
+        anomalies.push(Anomaly {
+            kind: "unavailable",
+            detail: "consumers did not drain within 90 s of healing".into(),
+        });
+    }
+    if !anomalies.is_empty() {
+        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+        for a in &anomalies {
+            *kinds.entry(a.kind).or_default() += 1;
+        }
+        return Err((
+            format!(
+                "{kinds:?}; first: {:?}; stats {stats:?}; faults {log:?}",
+                &anomalies[..anomalies.len().min(3)]
+            ),
+            history,
+            anomalies,
+        ));
+    }
+    if stats.sent_ok == 0 || stats.received == 0 {
+        return Err((
+            format!("the workload did nothing: {stats:?}; faults {log:?}"),
+            history,
+            Vec::new(),
+        ));
+    }
+    Ok(format!(
+        "{} nodes, {} groups: {} ok / {} unknown ({} recovered) / {} failed sends, {} received, {} redeliveries, {} FIFO deliveries, {} pulled; {} faults; {} unsynced writes lost",
+        o.nodes,
+        o.groups,
+        stats.sent_ok,
+        stats.sent_info,
+        stats.recovered,
+        stats.sent_fail,
+        stats.received,
+        stats.redeliveries,
+        stats.fifo_delivered,
+        stats.pulled,
+        log.len(),
+        cluster.lock().await.nodes.lost_writes()
+    ))
+}
+
+/// The Raft oracle after the run: every replica's committed log is identical up to the
+/// smallest commit index (log matching, state-machine safety).
+fn compare_logs(c: &BrokerCluster, groups: u64) -> Vec<Anomaly> {
+    let mut out = Vec::new();
+    for g in 1..=groups {
+        let mut logs: Vec<(usize, u64, u64, raft_store::log::LogStore)> = Vec::new();
+        for i in 0..c.nodes.len() {
+            let Some(core) = c.core(i) else { continue };
+            let Ok(h) = core.group(g) else { continue };
+            let m = h.replica.metrics();
+            let log = h.replica.group().log().clone();
+            let purged = log.state().0.map_or(0, |p| p.index);
+            let durable = m
+                .committed
+                .map_or(0, |x| x.0)
+                .min(m.last_log.map_or(0, |x| x.0));
+            logs.push((i, durable, purged, log));
+        }
+        let Some(upto) = logs.iter().map(|l| l.1).min() else {
+            continue;
+        };
+        let from = logs.iter().map(|l| l.2).max().unwrap_or(0) + 1;
+        if from > upto {
+            continue;
+        }
+        let mut reference: Option<(usize, Vec<u64>)> = None;
+        for (i, _, _, log) in &logs {
+            let hashes: Vec<u64> = match log.read(from..=upto) {
+                Ok(es) => es
+                    .iter()
+                    .map(|e| {
+                        let mut h = std::collections::hash_map::DefaultHasher::new();
+                        format!("{e:?}").hash(&mut h);
+                        h.finish()
+                    })
+                    .collect(),
+                Err(e) => {
+                    out.push(Anomaly {
+                        kind: "raft-log-mismatch",
+                        detail: format!("group {g} n{}: cannot read {from}..={upto}: {e}", i + 1),
+                    });
+                    continue;
+                }
+            };
+            match &reference {
+                None => reference = Some((*i, hashes)),
+                Some((r, ref_hashes)) => {
+                    if let Some(k) = (0..ref_hashes.len().max(hashes.len()))
+                        .find(|k| ref_hashes.get(*k) != hashes.get(*k))
+                    {
+                        out.push(Anomaly {
+                            kind: "raft-log-mismatch",
+                            detail: format!(
+                                "group {g}: n{} and n{} differ at index {}",
+                                r + 1,
+                                i + 1,
+                                from + k as u64
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
