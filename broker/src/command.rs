@@ -43,6 +43,10 @@ pub mod op {
     pub const RENEW: u8 = 7;
     /// Commit a consumer offset (offset-based consumption).
     pub const COMMIT_OFFSET: u8 = 8;
+    /// Create a topic unless it exists (auto-creation: never overwrites a configuration).
+    pub const CREATE_TOPIC: u8 = 9;
+    /// Create a consumer group unless it exists (auto-creation).
+    pub const CREATE_GROUP: u8 = 10;
 }
 
 /// Which messages a receive wants, by tag.
@@ -151,6 +155,10 @@ pub enum Command {
     Renew(ChangeInvisible),
     /// [`op::COMMIT_OFFSET`]
     CommitOffset(CommitOffset),
+    /// [`op::CREATE_TOPIC`]
+    CreateTopic(TopicConfig),
+    /// [`op::CREATE_GROUP`]
+    CreateGroup(GroupConfig),
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -178,6 +186,8 @@ impl Command {
             Command::ChangeInvisible(c) => (op::CHANGE_INVISIBLE, enc(c)),
             Command::Renew(c) => (op::RENEW, enc(c)),
             Command::CommitOffset(c) => (op::COMMIT_OFFSET, enc(c)),
+            Command::CreateTopic(c) => (op::CREATE_TOPIC, enc(c)),
+            Command::CreateGroup(c) => (op::CREATE_GROUP, enc(c)),
         }
     }
 
@@ -192,6 +202,8 @@ impl Command {
             op::CHANGE_INVISIBLE => Command::ChangeInvisible(dec(body)?),
             op::RENEW => Command::Renew(dec(body)?),
             op::COMMIT_OFFSET => Command::CommitOffset(dec(body)?),
+            op::CREATE_TOPIC => Command::CreateTopic(dec(body)?),
+            op::CREATE_GROUP => Command::CreateGroup(dec(body)?),
             other => {
                 return Err(format!(
                     "unknown op code {other}: this binary is older than the log"
@@ -341,6 +353,12 @@ mod tests {
                     seq: 3,
                 },
             }),
+            Command::CreateTopic(TopicConfig {
+                name: "u".into(),
+                queues: 2,
+                kind: TopicKind::Mixed,
+            }),
+            Command::CreateGroup(crate::model::GroupConfig::with_defaults("g")),
         ];
         let bytes = encode_entry(1234, &cmds);
         let d = decode_entry(&bytes).unwrap();

@@ -365,7 +365,7 @@ impl BrokerCore {
                     queues: self.settings.default_queues,
                     kind: TopicKind::Mixed,
                 };
-                self.submit(g.id, Command::UpsertTopic(cfg.clone())).await?;
+                self.submit(g.id, Command::CreateTopic(cfg.clone())).await?;
                 t = Some(
                     g.replica
                         .read(|s| s.topics.get(name).cloned())
@@ -392,7 +392,9 @@ impl BrokerCore {
                     let c = found
                         .clone()
                         .unwrap_or_else(|| GroupConfig::with_defaults(name));
-                    self.submit(g.id, Command::UpsertGroup(c.clone())).await?;
+                    self.submit(g.id, Command::CreateGroup(c.clone())).await?;
+                    // What applied: an existing configuration wins over the defaults.
+                    let c = g.replica.read(|s| s.groups.get(name).cloned()).unwrap_or(c);
                     found.get_or_insert(c);
                 }
                 None => {}

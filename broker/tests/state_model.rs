@@ -477,3 +477,36 @@ fn fifo_group_waits_for_the_head_of_the_queue() {
     }));
     assert_eq!(offsets(o), vec![(0, 1), (1, 1)]);
 }
+
+/// Auto-creation proposed from a lagging replica never clobbers a configuration. (Found by the
+/// whole-cluster simulation: a node restarted after a power loss re-created a FIFO group with
+/// the defaults, and the group lost its order.)
+#[test]
+fn auto_creation_never_overwrites() {
+    let mut h = Harness {
+        state: BrokerState::default(),
+        index: 0,
+        now: 1_000,
+    };
+    let mut g = GroupConfig::with_defaults("g");
+    g.fifo = true;
+    h.apply(&[
+        Command::UpsertTopic(TopicConfig {
+            name: "t".into(),
+            queues: 2,
+            kind: TopicKind::Fifo,
+        }),
+        Command::UpsertGroup(g.clone()),
+        Command::CreateGroup(GroupConfig::with_defaults("g")),
+        Command::CreateTopic(TopicConfig {
+            name: "t".into(),
+            queues: 8,
+            kind: TopicKind::Mixed,
+        }),
+        Command::CreateGroup(GroupConfig::with_defaults("new")),
+    ]);
+    assert_eq!(h.state.groups["g"], g);
+    assert_eq!(h.state.topics["t"].queues, 2);
+    assert_eq!(h.state.topics["t"].kind, TopicKind::Fifo);
+    assert!(!h.state.groups["new"].fifo);
+}

@@ -300,7 +300,10 @@ pub struct ReceivedMessage {
     pub store_ms: Option<u64>,
     /// The requested delivery time of a delayed message (ms since the epoch).
     pub delivery_ms: Option<u64>,
-    /// The broker (Raft group) it came from.
+    /// The broker (Raft group) the receive was addressed to. RaftMQ serves a non-FIFO receive
+    /// from another group of the topic when the named one has nothing, so with several groups
+    /// this names where the client asked, not necessarily where the message is stored (the
+    /// receipt handle knows; acks work either way).
     pub broker: String,
     /// The queue id within that broker.
     pub queue_id: i32,

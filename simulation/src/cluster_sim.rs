@@ -214,6 +214,7 @@ async fn produce(
 async fn consume(
     k: u32,
     fifo: bool,
+    single_group: bool,
     seed: u64,
     history: History,
     stop: Arc<AtomicBool>,
@@ -236,7 +237,7 @@ async fn consume(
     let mut r = SmallRng::seed_from_u64(seed);
     while !stop.load(Ordering::SeqCst) {
         let invoked = micros(start);
-        let got = c.receive(if fifo { 4 } else { 16 }, INVISIBLE).await;
+        let got = c.receive(32, INVISIBLE).await;
         let completed = micros(start);
         let msgs = match got {
             Ok(m) => m,
@@ -257,8 +258,11 @@ async fn consume(
                     id: m.message_id.clone(),
                     body: m.body.clone(),
                     attempt: m.delivery_attempt,
+                    // With several groups a receive may be served from another group of the
+                    // topic than the one it named, so its position is known only with one.
                     pos: m
                         .queue_offset
+                        .filter(|_| single_group)
                         .map(|o| (format!("{}/{}", m.topic, m.broker), m.queue_id, o)),
                 })
                 .collect(),
@@ -371,23 +375,28 @@ async fn configure_fifo(
 ) -> Result<(), String> {
     let mut last = String::new();
     for _ in 0..100 {
-        let core = {
-            let c = cluster.lock().await;
-            (0..c.nodes.len()).find_map(|i| c.core(i))
-        };
-        if let Some(core) = core {
-            let mut all = true;
-            for g in 1..=groups {
-                let mut cfg = GroupConfig::with_defaults(FIFO_GROUP);
-                cfg.fifo = true;
-                if let Err(e) = core.submit(g, Command::UpsertGroup(cfg)).await {
-                    last = format!("group {g}: {e}");
-                    all = false;
-                }
+        let mut all = true;
+        for g in 1..=groups {
+            // Submit on the leader itself: the supervisor task has no network address to
+            // forward from.
+            let core = {
+                let c = cluster.lock().await;
+                c.leader_of(g).and_then(|l| c.core(l))
+            };
+            let Some(core) = core else {
+                last = format!("group {g} has no leader");
+                all = false;
+                continue;
+            };
+            let mut cfg = GroupConfig::with_defaults(FIFO_GROUP);
+            cfg.fifo = true;
+            if let Err(e) = core.submit(g, Command::UpsertGroup(cfg)).await {
+                last = format!("group {g}: {e}");
+                all = false;
             }
-            if all {
-                return Ok(());
-            }
+        }
+        if all {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -521,11 +530,19 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
     }
     for k in 0..o.consumers {
         let (h, s) = (history.clone(), stop_consumers.clone());
-        tasks.push(client_node.spawn(consume(k as u32, false, seed ^ (k + 21), h, s, start)));
+        tasks.push(client_node.spawn(consume(
+            k as u32,
+            false,
+            o.groups == 1,
+            seed ^ (k + 21),
+            h,
+            s,
+            start,
+        )));
     }
     if o.fifo_producers > 0 {
         let (h, s) = (history.clone(), stop_consumers.clone());
-        tasks.push(client_node.spawn(consume(99, true, seed ^ 31, h, s, start)));
+        tasks.push(client_node.spawn(consume(99, true, o.groups == 1, seed ^ 31, h, s, start)));
     }
     if o.puller {
         let (h, s) = (history.clone(), stop_consumers.clone());
@@ -705,9 +722,22 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
     let h = history.clone();
     let probe = client_node
         .spawn(async move {
-            let p = Producer::builder(config()).topics([TOPIC]).start().await?;
+            // Right after a restart of every node the nameserver may not know the topic's
+            // brokers yet: starting the producer is part of the probe.
             let mut last = None;
-            for n in 0..20 {
+            let mut producer = None;
+            for n in 0..60 {
+                let p = match &producer {
+                    Some(p) => p,
+                    None => match Producer::builder(config()).topics([TOPIC]).start().await {
+                        Ok(p) => producer.insert(p),
+                        Err(e) => {
+                            last = Some(e);
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                            continue;
+                        }
+                    },
+                };
                 let id = format!("probe-{n}");
                 let invoked = micros(start);
                 let r = p
@@ -724,7 +754,9 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
                 });
                 match r {
                     Ok(_) => {
-                        p.shutdown().await;
+                        if let Some(p) = producer {
+                            p.shutdown().await;
+                        }
                         return Ok(());
                     }
                     Err(e) => last = Some(e),

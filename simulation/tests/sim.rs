@@ -62,3 +62,27 @@ fn broker_is_deterministic() {
         assert!(r.is_ok(), "seed {seed}: {r:?}");
     }
 }
+
+#[test]
+fn cluster_chaos() {
+    runner::sweep(
+        "cluster_chaos",
+        "cluster_chaos",
+        Duration::from_secs(1200),
+        simulation::cluster_sim::chaos,
+    );
+}
+
+async fn cluster_determinism_probe() -> runner::RunResult {
+    simulation::cluster_sim::chaos(madsim::runtime::Handle::current().seed()).await
+}
+
+#[test]
+fn cluster_is_deterministic() {
+    let r = madsim::runtime::Runtime::check_determinism(
+        3,
+        madsim::Config::default(),
+        cluster_determinism_probe,
+    );
+    assert!(r.is_ok(), "{r:?}");
+}

@@ -144,6 +144,19 @@ impl BrokerState {
                 self.groups.insert(g.name.clone(), g);
                 Outcome::Done
             }
+            // Auto-creation is proposed by whichever node saw the name missing in its own
+            // (possibly lagging) copy of the state: it must never replace a configuration
+            // that exists by the time it applies.
+            Command::CreateTopic(t) => {
+                if !self.topics.contains_key(&t.name) {
+                    self.upsert_topic(t);
+                }
+                Outcome::Done
+            }
+            Command::CreateGroup(g) => {
+                self.groups.entry(g.name.clone()).or_insert(g);
+                Outcome::Done
+            }
             Command::Send(m) => {
                 let Some(topic) = self.topics.get(&m.topic) else {
                     return Outcome::Rejected(Reject::TopicNotFound);
