@@ -165,6 +165,29 @@ where
     None
 }
 
+/// Every 16th acknowledged send, the oracle looks for it in what each node's disk would keep
+/// after a power loss right now: it must be on a majority.
+struct Durability {
+    disks: Vec<raft_store::disk::SimDisk>,
+    violations: Mutex<Vec<String>>,
+}
+
+impl Durability {
+    fn check(&self, id: &str) {
+        let on = self
+            .disks
+            .iter()
+            .filter(|d| d.durable_tail_contains(id.as_bytes(), 8 << 20))
+            .count();
+        if on * 2 <= self.disks.len() {
+            self.violations.lock().unwrap().push(format!(
+                "{id} acknowledged while durable on {on} of {} disks",
+                self.disks.len()
+            ));
+        }
+    }
+}
+
 /// A plain (`group` None) or FIFO producer: sequential sends with ids `<name>-<n>`.
 async fn produce(
     name: String,
@@ -173,6 +196,7 @@ async fn produce(
     history: History,
     stop: Arc<AtomicBool>,
     start: tokio::time::Instant,
+    durability: Arc<Durability>,
 ) {
     let topic = if group.is_some() { FIFO_TOPIC } else { TOPIC };
     let Some(p) = start_with_retry(&stop, || {
@@ -195,6 +219,9 @@ async fn produce(
         let invoked = micros(start);
         let res = p.send(m).await;
         let completed = micros(start);
+        if res.is_ok() && n % 16 == 1 {
+            durability.check(&id);
+        }
         history.lock().unwrap().push(Op::Send {
             id,
             body,
@@ -512,13 +539,30 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
         })
     };
 
+    let durability = {
+        let c = cluster.lock().await;
+        Arc::new(Durability {
+            disks: (0..c.nodes.len())
+                .map(|i| c.nodes.disk(i).clone())
+                .collect(),
+            violations: Mutex::new(Vec::new()),
+        })
+    };
     let mut tasks = Vec::new();
     for p in 0..o.producers {
-        let (h, s) = (history.clone(), stop_producers.clone());
-        tasks.push(client_node.spawn(produce(format!("p{p}"), None, seed ^ (p + 1), h, s, start)));
+        let (h, s, d) = (history.clone(), stop_producers.clone(), durability.clone());
+        tasks.push(client_node.spawn(produce(
+            format!("p{p}"),
+            None,
+            seed ^ (p + 1),
+            h,
+            s,
+            start,
+            d,
+        )));
     }
     for p in 0..o.fifo_producers {
-        let (h, s) = (history.clone(), stop_producers.clone());
+        let (h, s, d) = (history.clone(), stop_producers.clone(), durability.clone());
         tasks.push(client_node.spawn(produce(
             format!("f{p}"),
             Some(format!("fg{p}")),
@@ -526,6 +570,7 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
             h,
             s,
             start,
+            d,
         )));
     }
     for k in 0..o.consumers {
@@ -825,6 +870,12 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
         }
     }
     anomalies.extend(compare_logs(&*cluster.lock().await, o.groups));
+    for v in durability.violations.lock().unwrap().iter() {
+        anomalies.push(Anomaly {
+            kind: "raft-ack-not-durable",
+            detail: v.clone(),
+        });
+    }
     if !drain_ok && !anomalies.iter().any(|a| a.kind == "lost") {
         anomalies.push(Anomaly {
             kind: "unavailable",

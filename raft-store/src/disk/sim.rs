@@ -329,6 +329,20 @@ impl SimDisk {
         flipped
     }
 
+    /// True if `needle` appears in the last `tail` durable bytes of some file: what would
+    /// survive a power loss now (the oracle for "acknowledged only once durable"). Looks at
+    /// file contents only, not whether a new file's directory entry is durable yet.
+    pub fn durable_tail_contains(&self, needle: &[u8], tail: usize) -> bool {
+        if needle.is_empty() {
+            return true;
+        }
+        let st = self.state.lock().unwrap();
+        st.inodes.values().any(|i| {
+            let from = i.durable.len().saturating_sub(tail);
+            i.durable[from..].windows(needle.len()).any(|w| w == needle)
+        })
+    }
+
     /// The visible length of a file, if it exists (for tests).
     pub fn file_len(&self, path: &Path) -> Option<u64> {
         let st = self.state.lock().unwrap();
