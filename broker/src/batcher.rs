@@ -131,12 +131,13 @@ async fn run(mut rx: mpsc::Receiver<Pending>, group: Arc<Group<BrokerApp>>, cfg:
                         _ => None,
                     };
                     for reply in replies {
-                        let err = match (definite_leader, &e) {
-                            (Some(leader), _) => BrokerError::NotLeader { leader },
-                            (None, raft_store::Error::Stopped(_)) => {
-                                BrokerError::Unavailable(msg.clone())
-                            }
-                            _ => BrokerError::Unknown(msg.clone()),
+                        // Only a refusal before appending is definite. A replica that stopped
+                        // (say its fsync failed) may already have replicated the entry, and a
+                        // new leader may commit it. (Found by the whole-cluster simulation:
+                        // clients retried such sends and stored them twice.)
+                        let err = match definite_leader {
+                            Some(leader) => BrokerError::NotLeader { leader },
+                            None => BrokerError::Unknown(msg.clone()),
                         };
                         let _ = reply.send(Err(err));
                     }

@@ -44,7 +44,7 @@ impl BrokerError {
             raft_store::Error::Timeout(d) => {
                 BrokerError::Unknown(format!("not committed within {d:?}"))
             }
-            raft_store::Error::Stopped(s) => BrokerError::Unavailable(s),
+            // A stopped replica may have replicated the entry before it stopped: unknown.
             other => BrokerError::Unknown(other.to_string()),
         }
     }

@@ -82,6 +82,8 @@ pub struct Options {
     pub lossy_net: bool,
     /// Leadership transfers.
     pub transfers: bool,
+    /// Storage errors (EIO, ENOSPC) on one node at a time (a minority).
+    pub disk_faults: bool,
 }
 
 impl Options {
@@ -103,6 +105,7 @@ impl Options {
             pauses: r.random::<bool>(),
             lossy_net: r.random::<bool>(),
             transfers: r.random::<bool>(),
+            disk_faults: r.random::<bool>(),
         };
         // `SIM_MASK=partitions,kills` turns classes off after drawing, keeping the stream.
         if let Ok(mask) = std::env::var("SIM_MASK") {
@@ -114,6 +117,7 @@ impl Options {
                     "pauses" => o.pauses = false,
                     "lossy_net" => o.lossy_net = false,
                     "transfers" => o.transfers = false,
+                    "disk_faults" => o.disk_faults = false,
                     _ => {}
                 }
             }
@@ -603,6 +607,7 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
         (o.pauses, "pause"),
         (o.lossy_net, "lossy-net"),
         (o.transfers, "transfer"),
+        (o.disk_faults, "disk"),
     ] {
         if on {
             kinds.push(k);
@@ -709,6 +714,23 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
                 });
                 log.push(format!("loss {loss:.3} latency <{lat} ms {hold:?}"));
             }
+            "disk" => {
+                // A failing disk on one node: its replicas stop on the first error (they never
+                // retry an fsync) until the node is restarted at heal time.
+                let disk = cluster.lock().await.nodes.disk(victim).clone();
+                let base = disk.faults();
+                let mut bad = base.clone();
+                if rng.random::<bool>() {
+                    bad.sync_eio = 0.05;
+                    bad.write_eio = 0.01;
+                } else {
+                    bad.write_enospc = 0.05;
+                }
+                disk.set_faults(bad);
+                tokio::time::sleep(hold).await;
+                disk.set_faults(base);
+                log.push(format!("disk errors on n{} {hold:?}", victim + 1));
+            }
             "transfer" => {
                 let c = cluster.lock().await;
                 let g = rng.random_range(1..=o.groups);
@@ -731,6 +753,20 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
     {
         let mut c = cluster.lock().await;
         c.nodes.unclog_all();
+        // A node whose storage failed runs on with stopped replicas: restart it.
+        for i in 0..n {
+            let stopped = c.core(i).is_some_and(|core| {
+                (1..=o.groups).any(|g| {
+                    core.group(g)
+                        .is_ok_and(|h| h.replica.metrics().role == Role::Stopped)
+                })
+            });
+            if stopped {
+                c.nodes.kill(i);
+                c.nodes.restart(i, false);
+                log.push(format!("restart n{} (storage had failed)", i + 1));
+            }
+        }
         for i in 0..n {
             c.nodes.resume(i);
             c.nodes.restart(i, false);
