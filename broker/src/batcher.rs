@@ -95,7 +95,13 @@ async fn run(mut rx: mpsc::Receiver<Pending>, group: Arc<Group<BrokerApp>>, cfg:
         // Everything that arrived while we waited for a slot joins this batch.
         let mut bytes = first.command.approx_size();
         let mut batch = vec![first];
-        while bytes < cfg.max_bytes && batch.len() < cfg.max_commands {
+        // Under the simulator, sometimes one command per entry.
+        let max_commands = if raft_store::buggify!() {
+            1
+        } else {
+            cfg.max_commands
+        };
+        while bytes < cfg.max_bytes && batch.len() < max_commands {
             match rx.try_recv() {
                 Ok(p) => {
                     bytes += p.command.approx_size();
@@ -110,7 +116,15 @@ async fn run(mut rx: mpsc::Receiver<Pending>, group: Arc<Group<BrokerApp>>, cfg:
                 batch.into_iter().map(|p| (p.command, p.reply)).unzip();
             let payload = encode_entry(now_ms(), &commands);
             drop(commands);
-            match group.propose(payload).await {
+            let proposed = group.propose(payload).await;
+            if proposed.is_ok() && raft_store::buggify!() {
+                // The leader steps down right after a commit.
+                let g = group.clone();
+                tokio::spawn(async move {
+                    g.step_down().await;
+                });
+            }
+            match proposed {
                 Ok(p) => match decode_outcomes(&p.response) {
                     Ok(outcomes) if outcomes.len() == replies.len() => {
                         for (reply, o) in replies.into_iter().zip(outcomes) {

@@ -84,6 +84,8 @@ pub struct Options {
     pub transfers: bool,
     /// Storage errors (EIO, ENOSPC) on one node at a time (a minority).
     pub disk_faults: bool,
+    /// `buggify!()` sites in the product code are live.
+    pub buggify: bool,
 }
 
 impl Options {
@@ -106,6 +108,7 @@ impl Options {
             lossy_net: r.random::<bool>(),
             transfers: r.random::<bool>(),
             disk_faults: r.random::<bool>(),
+            buggify: r.random::<bool>(),
         };
         // `SIM_MASK=partitions,kills` turns classes off after drawing, keeping the stream.
         if let Ok(mask) = std::env::var("SIM_MASK") {
@@ -118,6 +121,7 @@ impl Options {
                     "lossy_net" => o.lossy_net = false,
                     "transfers" => o.transfers = false,
                     "disk_faults" => o.disk_faults = false,
+                    "buggify" => o.buggify = false,
                     _ => {}
                 }
             }
@@ -482,6 +486,7 @@ pub async fn chaos(seed: u64) -> RunResult {
 type Failed = (String, Vec<Op>, Vec<Anomaly>);
 
 async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
+    raft_store::rt::set_buggify(o.buggify);
     let fail = |e: String, h: &History| (e, h.lock().unwrap().clone(), Vec::new());
     let mut rng = SmallRng::seed_from_u64(seed ^ 0xc4a0_5000);
     let cluster = Arc::new(tokio::sync::Mutex::new(BrokerCluster::new(
@@ -749,7 +754,8 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
         }
     }
 
-    // Heal.
+    // Heal (fault injection in the product code stops too).
+    raft_store::rt::set_buggify(false);
     {
         let mut c = cluster.lock().await;
         c.nodes.unclog_all();

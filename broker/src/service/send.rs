@@ -141,6 +141,12 @@ pub async fn send_message(
         m.queue = QueueId(q);
         let id = m.message_id.clone();
         match core.submit(g, Command::Send(m)).await {
+            // Under the simulator, sometimes lose the answer of a stored send: the client
+            // must treat it as unknown.
+            Ok(Outcome::Sent { .. }) if raft_store::buggify!() => Err(status(
+                Code::MasterPersistenceTimeout,
+                "answer lost (simulated)",
+            )),
             Ok(Outcome::Sent { offset, .. }) => Ok((id, offset.0)),
             Ok(Outcome::Rejected(r)) => Err(from_reject(&r)),
             Ok(other) => Err(status(

@@ -121,6 +121,11 @@ async fn run(
             Some(reason) => Err(reason),
             None => {
                 let mut r = Ok(());
+                if crate::buggify!() {
+                    // A slow disk: the next batch grows while this one waits.
+                    let ms = crate::rt::random_u64() % 50;
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                }
                 for file in files {
                     if let Err(e) = file.sync().await {
                         r = Err(format!(

@@ -59,3 +59,45 @@ pub fn random_u64() -> u64 {
         rand::rng().random::<u64>()
     }
 }
+
+/// FoundationDB-style fault injection: `buggify!()` is `false` outside the simulator. Inside it,
+/// when the running scenario has switched buggify on ([`set_buggify`]), each call site is
+/// enabled for the whole run with probability 1/4 (decided from the seed and the site, so
+/// replays agree) and, when enabled, fires on a call with probability 1/4.
+#[macro_export]
+macro_rules! buggify {
+    () => {{
+        #[cfg(madsim)]
+        {
+            $crate::rt::buggify_site(concat!(file!(), ":", line!()))
+        }
+        #[cfg(not(madsim))]
+        {
+            false
+        }
+    }};
+}
+
+#[cfg(madsim)]
+thread_local! {
+    static BUGGIFY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Switches buggify on or off for the simulation running on this thread.
+#[cfg(madsim)]
+pub fn set_buggify(on: bool) {
+    BUGGIFY.with(|b| b.set(on));
+}
+
+/// See [`buggify!`].
+#[cfg(madsim)]
+pub fn buggify_site(site: &'static str) -> bool {
+    if !BUGGIFY.with(|b| b.get()) {
+        return false;
+    }
+    use std::hash::Hash;
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (site, ::madsim::runtime::Handle::current().seed()).hash(&mut h);
+    h.finish() % 4 == 0 && ::madsim::rand::random::<u64>() % 4 == 0
+}
