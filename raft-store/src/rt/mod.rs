@@ -99,5 +99,5 @@ pub fn buggify_site(site: &'static str) -> bool {
     use std::hash::Hasher;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (site, ::madsim::runtime::Handle::current().seed()).hash(&mut h);
-    h.finish() % 4 == 0 && ::madsim::rand::random::<u64>() % 4 == 0
+    h.finish().is_multiple_of(4) && ::madsim::rand::random::<u64>().is_multiple_of(4)
 }
