@@ -154,6 +154,44 @@ fn outcome<T>(r: &Result<T, ClientError>) -> Result3 {
 #[derive(Default)]
 struct Oracle {
     leaders: BTreeMap<(u64, u64), BTreeSet<usize>>,
+    /// Highest commit index seen per (group, term of the replica that reported it).
+    committed: BTreeMap<(u64, u64), u64>,
+    /// Leaders already checked for completeness, per (group, term).
+    checked: BTreeSet<(u64, u64)>,
+    /// Leader-completeness violations.
+    incomplete: Vec<String>,
+}
+
+impl Oracle {
+    /// Records one replica's metrics. A leader of term T must hold every index reported as
+    /// committed by a replica in a term below T (leader completeness): such an index was
+    /// committed in that lower term.
+    fn sample(&mut self, g: u64, node: usize, m: &raft_store::group::GroupMetrics) {
+        let term = m.term.0;
+        if let Some(c) = m.committed {
+            let e = self.committed.entry((g, term)).or_default();
+            *e = (*e).max(c.0);
+        }
+        if m.role != Role::Leader {
+            return;
+        }
+        self.leaders.entry((g, term)).or_default().insert(node);
+        if self.checked.insert((g, term)) {
+            let floor = self
+                .committed
+                .range((g, 0)..(g, term))
+                .map(|(_, c)| *c)
+                .max()
+                .unwrap_or(0);
+            let last = m.last_log.map_or(0, |l| l.0);
+            if last < floor {
+                self.incomplete.push(format!(
+                    "group {g}: n{} leads term {term} with last log {last}, but index {floor} was committed in an earlier term",
+                    node + 1
+                ));
+            }
+        }
+    }
 }
 
 type History = Arc<Mutex<Vec<Op>>>;
@@ -530,15 +568,7 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
                         for g in 1..=groups {
                             if let Ok(h) = core.group(g) {
                                 let m = h.replica.metrics();
-                                if m.role == Role::Leader {
-                                    oracle
-                                        .lock()
-                                        .unwrap()
-                                        .leaders
-                                        .entry((g, m.term.0))
-                                        .or_default()
-                                        .insert(i);
-                                }
+                                oracle.lock().unwrap().sample(g, i, &m);
                             }
                         }
                     }
@@ -903,6 +933,12 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
     // Check.
     let history = history.lock().unwrap().clone();
     let (mut anomalies, stats) = msg_checker::check(&history);
+    for v in &oracle.lock().unwrap().incomplete {
+        anomalies.push(Anomaly {
+            kind: "raft-leader-incomplete",
+            detail: v.clone(),
+        });
+    }
     for ((g, term), nodes) in &oracle.lock().unwrap().leaders {
         if nodes.len() > 1 {
             anomalies.push(Anomaly {
