@@ -322,49 +322,33 @@ async fn addresses_for(base: &Base, message: &ReceivedMessage) -> Vec<String> {
     addrs
 }
 
-pub(crate) async fn ack(base: &Base, message: &ReceivedMessage) -> Result<(), ClientError> {
+/// Runs `op` against the addresses that serve `message`, in turn, until one answers. Failures
+/// that may have taken effect are retried too; if a retry then finds the receipt stale, the
+/// earlier attempt may have succeeded, so the answer is Unknown rather than a refusal.
+async fn on_message<T, F, Fut>(
+    base: &Base,
+    message: &ReceivedMessage,
+    what: &str,
+    mut op: F,
+) -> Result<T, ClientError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
     base.check_open()?;
     let cfg = &base.rpc.config;
-    let group = base.group().unwrap_or_default();
     let addrs = addresses_for(base, message).await;
-    let span = tracing::debug_span!("ack", message_id = message.message_id);
     let mut last = Failure::Retryable("not tried".into());
     let mut maybe_done = false;
     for attempt in 1..=cfg.max_attempts {
         tokio::time::sleep(cfg.backoff(attempt)).await;
-        let addr = &addrs[(attempt as usize - 1) % addrs.len()];
-        let req = base.rpc.request(
-            pb::AckMessageRequest {
-                group: base.rpc.resource(group),
-                topic: base.rpc.resource(&message.topic),
-                entries: vec![pb::AckMessageEntry {
-                    message_id: message.message_id.clone(),
-                    receipt_handle: message.receipt_handle.clone(),
-                    lite_topic: None,
-                }],
-            },
-            Some(cfg.request_timeout),
-        );
-        let r = base
-            .rpc
-            .unary(addr, cfg.request_timeout, |mut s| async move {
-                s.ack_message(req).await
-            })
-            .instrument(span.clone())
-            .await
-            .and_then(|resp| {
-                check(&resp.status)?;
-                resp.entries.iter().try_for_each(|e| check(&e.status))
-            });
-        match r {
-            Ok(()) => return Ok(()),
+        match op(addrs[(attempt as usize - 1) % addrs.len()].clone()).await {
+            Ok(v) => return Ok(v),
             Err(f @ Failure::Refused { code, .. }) => {
-                // After an attempt with an unknown outcome, a stale handle may mean that
-                // attempt succeeded.
                 if maybe_done && code == pb::Code::InvalidReceiptHandle as i32 {
                     return Err(ClientError::Unknown {
                         attempts: attempt,
-                        last: "an earlier attempt may have acknowledged the message".into(),
+                        last: format!("an earlier attempt may have {what}"),
                     });
                 }
                 return Err(f.into_error(attempt));
@@ -378,58 +362,62 @@ pub(crate) async fn ack(base: &Base, message: &ReceivedMessage) -> Result<(), Cl
     Err(last.into_error(cfg.max_attempts))
 }
 
+pub(crate) async fn ack(base: &Base, message: &ReceivedMessage) -> Result<(), ClientError> {
+    let rpc = &base.rpc;
+    let t = rpc.config.request_timeout;
+    let msg = pb::AckMessageRequest {
+        group: rpc.resource(base.group().unwrap_or_default()),
+        topic: rpc.resource(&message.topic),
+        entries: vec![pb::AckMessageEntry {
+            message_id: message.message_id.clone(),
+            receipt_handle: message.receipt_handle.clone(),
+            lite_topic: None,
+        }],
+    };
+    let span = tracing::debug_span!("ack", message_id = message.message_id);
+    on_message(base, message, "acknowledged the message", |addr| {
+        let req = rpc.request(msg.clone(), Some(t));
+        let span = span.clone();
+        async move {
+            let resp = rpc
+                .unary(&addr, t, |mut s| async move { s.ack_message(req).await })
+                .instrument(span)
+                .await?;
+            check(&resp.status)?;
+            resp.entries.iter().try_for_each(|e| check(&e.status))
+        }
+    })
+    .await
+}
+
 pub(crate) async fn change_invisible_duration(
     base: &Base,
     message: &mut ReceivedMessage,
     invisible: Duration,
 ) -> Result<(), ClientError> {
-    base.check_open()?;
-    let cfg = &base.rpc.config;
-    let group = base.group().unwrap_or_default();
-    let addrs = addresses_for(base, message).await;
-    let mut last = Failure::Retryable("not tried".into());
-    let mut maybe_done = false;
-    for attempt in 1..=cfg.max_attempts {
-        tokio::time::sleep(cfg.backoff(attempt)).await;
-        let addr = &addrs[(attempt as usize - 1) % addrs.len()];
-        let req = base.rpc.request(
-            pb::ChangeInvisibleDurationRequest {
-                group: base.rpc.resource(group),
-                topic: base.rpc.resource(&message.topic),
-                receipt_handle: message.receipt_handle.clone(),
-                invisible_duration: Some(v2util::to_pb_duration(invisible)),
-                message_id: message.message_id.clone(),
-                lite_topic: None,
-                suspend: None,
-            },
-            Some(cfg.request_timeout),
-        );
-        let r = base
-            .rpc
-            .unary(addr, cfg.request_timeout, |mut s| async move {
-                s.change_invisible_duration(req).await
-            })
-            .await
-            .and_then(|resp| check(&resp.status).map(|()| resp.receipt_handle));
-        match r {
-            Ok(handle) => {
-                message.receipt_handle = handle;
-                return Ok(());
-            }
-            Err(f @ Failure::Refused { code, .. }) => {
-                if maybe_done && code == pb::Code::InvalidReceiptHandle as i32 {
-                    return Err(ClientError::Unknown {
-                        attempts: attempt,
-                        last: "an earlier attempt may have changed the invisible duration".into(),
-                    });
-                }
-                return Err(f.into_error(attempt));
-            }
-            Err(f) => {
-                maybe_done |= matches!(f, Failure::Ambiguous(_));
-                last = f;
-            }
+    let rpc = &base.rpc;
+    let t = rpc.config.request_timeout;
+    let msg = pb::ChangeInvisibleDurationRequest {
+        group: rpc.resource(base.group().unwrap_or_default()),
+        topic: rpc.resource(&message.topic),
+        receipt_handle: message.receipt_handle.clone(),
+        invisible_duration: Some(v2util::to_pb_duration(invisible)),
+        message_id: message.message_id.clone(),
+        lite_topic: None,
+        suspend: None,
+    };
+    let handle = on_message(base, message, "changed the invisible duration", |addr| {
+        let req = rpc.request(msg.clone(), Some(t));
+        async move {
+            let resp = rpc
+                .unary(&addr, t, |mut s| async move {
+                    s.change_invisible_duration(req).await
+                })
+                .await?;
+            check(&resp.status).map(|()| resp.receipt_handle)
         }
-    }
-    Err(last.into_error(cfg.max_attempts))
+    })
+    .await?;
+    message.receipt_handle = handle;
+    Ok(())
 }

@@ -73,21 +73,7 @@ async fn resolve(
 ) -> Result<(String, u64, u32), pb::Status> {
     let mq = mq.ok_or_else(|| status(Code::BadRequest, "message queue is required"))?;
     let topic = validate::topic(mq.topic.as_ref())?;
-    let g = match mq.broker.as_ref().and_then(|b| core.group_by_name(&b.name)) {
-        Some(h) => h.id,
-        None => match core.groups().collect::<Vec<_>>().as_slice() {
-            [only] => only.id,
-            _ => {
-                return Err(status(
-                    Code::BadRequest,
-                    format!(
-                        "unknown broker {:?}: use a queue from this topic's route",
-                        mq.broker.as_ref().map(|b| b.name.as_str())
-                    ),
-                ));
-            }
-        },
-    };
+    let g = validate::raft_group(core, mq)?;
     let configs = core
         .ensure_topic(&topic)
         .await
@@ -140,6 +126,37 @@ fn onward<T, U>(orig: &Request<T>, msg: U, timeout: Duration) -> Request<U> {
         .insert(HOP, tonic::metadata::MetadataValue::from_static("1"));
     r.set_timeout(timeout);
     r
+}
+
+/// Passes a unary request on to the leader at `addr` and returns its answer; `failed` says
+/// what a failed call means for this RPC.
+async fn pass_on<T, R, F, Fut>(
+    proxy: &Proxy,
+    addr: &str,
+    req: &Request<T>,
+    call: F,
+    failed: fn(&str, tonic::Status) -> pb::Status,
+) -> Result<R, pb::Status>
+where
+    T: Clone,
+    F: FnOnce(MessagingServiceClient<Channel>, Request<T>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+{
+    let stub = proxy.stub(addr)?;
+    let onward = onward(req, req.get_ref().clone(), Duration::from_secs(5));
+    call(stub, onward)
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| failed(addr, s))
+}
+
+/// A commit passed on to the leader failed: it may have happened (a repeat is harmless,
+/// commits only move forward).
+fn commit_passed_on_failed(addr: &str, s: tonic::Status) -> pb::Status {
+    status(
+        Code::ProxyTimeout,
+        format!("the leader at {addr} did not answer: {s}"),
+    )
 }
 
 /// A read passed on to the leader failed: nothing changed, so the client may simply retry.
@@ -363,17 +380,11 @@ pub async fn get_offset(
     match place(core, g, &req).await {
         Err(s) => reply(s, 0),
         Ok(Place::Leader(addr)) => {
-            let t = Duration::from_secs(5);
-            match proxy.stub(&addr) {
-                Ok(mut stub) => match stub
-                    .get_offset(onward(&req, req.get_ref().clone(), t))
-                    .await
-                {
-                    Ok(resp) => resp.into_inner(),
-                    Err(s) => reply(passed_on_failed(&addr, s), 0),
-                },
-                Err(s) => reply(s, 0),
-            }
+            let call =
+                |mut c: MessagingServiceClient<Channel>, r| async move { c.get_offset(r).await };
+            pass_on(proxy, &addr, &req, call, passed_on_failed)
+                .await
+                .unwrap_or_else(|s| reply(s, 0))
         }
         Ok(Place::Here) => match core
             .read_linearizable(g, |s| s.offsets.get(&group, &topic, queue))
@@ -435,17 +446,11 @@ pub async fn query_offset(
     match place(core, g, &req).await {
         Err(s) => reply(s, 0),
         Ok(Place::Leader(addr)) => {
-            let t = Duration::from_secs(5);
-            match proxy.stub(&addr) {
-                Ok(mut stub) => match stub
-                    .query_offset(onward(&req, req.get_ref().clone(), t))
-                    .await
-                {
-                    Ok(resp) => resp.into_inner(),
-                    Err(s) => reply(passed_on_failed(&addr, s), 0),
-                },
-                Err(s) => reply(s, 0),
-            }
+            let call =
+                |mut c: MessagingServiceClient<Channel>, r| async move { c.query_offset(r).await };
+            pass_on(proxy, &addr, &req, call, passed_on_failed)
+                .await
+                .unwrap_or_else(|s| reply(s, 0))
         }
         Ok(Place::Here) => match core
             .read_linearizable(g, |s| {
@@ -495,21 +500,11 @@ pub async fn update_offset(
     match place(core, g, &req).await {
         Err(s) => reply(s),
         Ok(Place::Leader(addr)) => {
-            let t = Duration::from_secs(5);
-            match proxy.stub(&addr) {
-                Ok(mut stub) => match stub
-                    .update_offset(onward(&req, req.get_ref().clone(), t))
-                    .await
-                {
-                    Ok(resp) => resp.into_inner(),
-                    // The commit may have happened; a repeat is harmless (forward-only).
-                    Err(s) => reply(status(
-                        Code::ProxyTimeout,
-                        format!("the leader at {addr} did not answer: {s}"),
-                    )),
-                },
-                Err(s) => reply(s),
-            }
+            let call =
+                |mut c: MessagingServiceClient<Channel>, r| async move { c.update_offset(r).await };
+            pass_on(proxy, &addr, &req, call, commit_passed_on_failed)
+                .await
+                .unwrap_or_else(reply)
         }
         Ok(Place::Here) => {
             let end = match core

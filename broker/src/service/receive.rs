@@ -147,21 +147,9 @@ pub async fn receive_message(
     }
     let deadline = started + wait;
 
-    // The broker name in the queue names the Raft group.
-    let group_id = match mq.broker.as_ref().and_then(|b| core.group_by_name(&b.name)) {
-        Some(g) => g.id,
-        None => match core.groups().collect::<Vec<_>>().as_slice() {
-            [only] => only.id,
-            _ => {
-                return reply_status(status(
-                    Code::BadRequest,
-                    format!(
-                        "unknown broker {:?}: receive from a queue of this topic's route",
-                        mq.broker.as_ref().map(|b| b.name.as_str())
-                    ),
-                ));
-            }
-        },
+    let group_id = match validate::raft_group(core, mq) {
+        Ok(g) => g,
+        Err(s) => return reply_status(s),
     };
     let topic_groups: Vec<u64> = match core.ensure_topic(&topic).await {
         Ok(c) if c.iter().any(|(g, _)| *g == group_id) => c.into_iter().map(|(g, _)| g).collect(),

@@ -244,3 +244,21 @@ pub fn message(m: &pb::Message, max_body: usize, now_ms: u64) -> Result<StoredMe
         body: m.body.to_vec(),
     })
 }
+
+/// The Raft group a request's queue names: its broker name is the group's name. A node
+/// hosting a single group takes any name (clients sometimes send none).
+pub fn raft_group(core: &crate::core::BrokerCore, mq: &pb::MessageQueue) -> Result<u64, Status> {
+    if let Some(g) = mq.broker.as_ref().and_then(|b| core.group_by_name(&b.name)) {
+        return Ok(g.id);
+    }
+    match core.groups().collect::<Vec<_>>().as_slice() {
+        [only] => Ok(only.id),
+        _ => Err(status(
+            Code::BadRequest,
+            format!(
+                "unknown broker {:?}: use a queue from this topic's route",
+                mq.broker.as_ref().map(|b| b.name.as_str())
+            ),
+        )),
+    }
+}
