@@ -388,6 +388,33 @@ async fn pull_consumer_seeks_pulls_and_commits() {
         }
     }
     assert_eq!(total, 40);
+    // Through followers only: they pass every offset RPC on to the leader, with the same
+    // answers.
+    let q = &queues[0];
+    let mut via_followers = q.clone();
+    via_followers.addrs = q.addrs[1..].to_vec();
+    assert!(
+        !via_followers.addrs.is_empty(),
+        "the route lists every member"
+    );
+    let end = c.offset_for(q, SeekTo::End).await.unwrap();
+    assert_eq!(
+        c.offset_for(&via_followers, SeekTo::End).await.unwrap(),
+        end
+    );
+    let direct = c.pull(q, 0, 64, &Filter::All).await.unwrap();
+    let passed = c.pull(&via_followers, 0, 64, &Filter::All).await.unwrap();
+    let ids = |p: &raftmq_client::Pulled| {
+        p.messages
+            .iter()
+            .map(|m| (m.queue_offset, m.message_id.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&passed), ids(&direct));
+    assert_eq!(passed.next_offset, direct.next_offset);
+    c.commit(&via_followers, end).await.unwrap();
+    assert_eq!(c.committed(&via_followers).await.unwrap(), Some(end));
+    assert_eq!(c.committed(q).await.unwrap(), Some(end));
     let all: BTreeSet<_> = first.union(&second).cloned().collect();
     assert_eq!(pulled, all);
     // Backtracking by time: from the gap on, exactly the second half.
