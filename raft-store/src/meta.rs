@@ -199,6 +199,29 @@ impl MetaFile {
         Ok(())
     }
 
+    /// Rewrites the newest record in place, byte for byte, and syncs it. After a failed fsync
+    /// the record this process read back may exist only in the page cache; rewriting identical
+    /// bytes into the same slot makes it durable, and a torn rewrite changes nothing.
+    pub async fn repersist(&mut self) -> Result<()> {
+        if self.dirty {
+            return self.sync().await;
+        }
+        let mut rec = vec![0u8; SLOT_LEN as usize];
+        let n = self
+            .file
+            .read_at(&mut rec, self.durable_slot * SLOT_LEN)
+            .map_err(|e| Error::io(&self.path, e))?;
+        rec.truncate(n);
+        self.file
+            .write_at(&rec, self.durable_slot * SLOT_LEN)
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.file
+            .clone()
+            .sync()
+            .await
+            .map_err(|e| Error::io(&self.path, e))
+    }
+
     /// Writes and syncs.
     pub async fn store(&mut self, meta: Meta) -> Result<()> {
         self.write(meta)?;

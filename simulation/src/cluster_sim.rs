@@ -107,9 +107,7 @@ impl Options {
             pauses: r.random::<bool>(),
             lossy_net: r.random::<bool>(),
             transfers: r.random::<bool>(),
-            // Drawn (to keep the stream) but off: write errors followed by a crash leave
-            // damage before the log's tail, and the replica refuses to start (open finding).
-            disk_faults: r.random::<bool>() && false,
+            disk_faults: r.random::<bool>(),
             buggify: r.random::<bool>(),
         };
         // `SIM_MASK=partitions,kills` turns classes off after drawing, keeping the stream.

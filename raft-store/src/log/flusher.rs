@@ -1,4 +1,4 @@
-//! Group commit: one task that makes appended entries durable in batches.
+//! Group commit, and the one gate every fsync of the log passes through.
 //!
 //! Appends write their frames and queue a request naming the files they touched and openraft's
 //! flush callback. The flusher takes everything queued since its previous round, fsyncs each
@@ -9,6 +9,13 @@
 //! A failed fsync poisons the store: every queued and later callback fails and every later
 //! operation is refused, so openraft stops the replica. Retrying an fsync after an error is not
 //! safe (the kernel may already have dropped the dirty pages).
+//!
+//! Every fsync of the log (group commit, sealing a segment, truncation, purge) goes through
+//! [`Flusher::sync`], one at a time, with the poison checked under the same lock. Linux reports
+//! a writeback error to one fsync only; a second fsync running beside the failed one can return
+//! success for pages that were dropped. Serialising them means that once any fsync has failed no
+//! later one is taken as proof of durability, so nothing written after the lost pages is ever
+//! acknowledged. Recovery relies on this (see `segment::recover`).
 
 use std::io;
 use std::path::PathBuf;
@@ -32,19 +39,81 @@ enum Item {
     Barrier(oneshot::Sender<()>),
 }
 
+/// Serialised fsyncs plus the poison flag they set.
+struct Gate {
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+    turn: tokio::sync::Mutex<()>,
+    poison: Mutex<Option<String>>,
+}
+
+impl Gate {
+    fn poisoned(&self) -> Option<String> {
+        self.poison.lock().unwrap().clone()
+    }
+
+    fn poison(&self, reason: String) {
+        let mut p = self.poison.lock().unwrap();
+        if p.is_none() {
+            tracing::error!(%reason, "log storage failed; this replica must stop");
+            *p = Some(reason);
+        }
+    }
+
+    /// Fsyncs `files` (and the log directory if `sync_dir`), unless the store is poisoned; a
+    /// failure poisons it before the next fsync may start.
+    async fn sync(&self, files: &[Arc<dyn DiskFile>], sync_dir: bool) -> Result<(), String> {
+        let _turn = self.turn.lock().await;
+        if let Some(reason) = self.poisoned() {
+            return Err(reason);
+        }
+        if crate::buggify!() {
+            // A slow disk: the next batch grows while this one waits.
+            let ms = crate::rt::random_u64() % 50;
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        for file in files {
+            if let Err(e) = file.clone().sync().await {
+                let reason = format!(
+                    "fsync of a log segment in {} failed: {e}",
+                    self.dir.display()
+                );
+                self.poison(reason.clone());
+                return Err(reason);
+            }
+        }
+        if sync_dir && let Err(e) = self.disk.sync_dir(&self.dir).await {
+            let reason = format!("fsync of log directory {} failed: {e}", self.dir.display());
+            self.poison(reason.clone());
+            return Err(reason);
+        }
+        // A failed write or meta update elsewhere may have poisoned the store meanwhile; once
+        // poisoned, nothing more is reported durable.
+        match self.poisoned() {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Handle to the group-commit task.
 pub(crate) struct Flusher {
     tx: mpsc::UnboundedSender<Item>,
-    poison: Arc<Mutex<Option<String>>>,
+    gate: Arc<Gate>,
 }
 
 impl Flusher {
     /// Starts the task for the log in `dir`.
     pub fn spawn(disk: Arc<dyn Disk>, dir: PathBuf) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let poison = Arc::new(Mutex::new(None));
-        tokio::spawn(run(rx, disk, dir, poison.clone()));
-        Flusher { tx, poison }
+        let gate = Arc::new(Gate {
+            disk,
+            dir,
+            turn: tokio::sync::Mutex::new(()),
+            poison: Mutex::new(None),
+        });
+        tokio::spawn(run(rx, gate.clone()));
+        Flusher { tx, gate }
     }
 
     /// Queues a flush of `files` whose completion is reported through `callback`.
@@ -64,6 +133,12 @@ impl Flusher {
         }
     }
 
+    /// Fsyncs `files` (and the directory if `sync_dir`) now, through the gate: for sealing a
+    /// segment, truncation and purge. The error is the reason the store is poisoned.
+    pub async fn sync(&self, files: &[Arc<dyn DiskFile>], sync_dir: bool) -> Result<(), String> {
+        self.gate.sync(files, sync_dir).await
+    }
+
     /// Waits until every flush queued before this call has completed.
     pub async fn barrier(&self) {
         let (tx, rx) = oneshot::channel();
@@ -74,25 +149,16 @@ impl Flusher {
 
     /// The fatal error that stopped the store, if any.
     pub fn poisoned(&self) -> Option<String> {
-        self.poison.lock().unwrap().clone()
+        self.gate.poisoned()
     }
 
     /// Marks the store as failed.
     pub fn poison(&self, reason: String) {
-        let mut p = self.poison.lock().unwrap();
-        if p.is_none() {
-            tracing::error!(%reason, "log storage failed; this replica must stop");
-            *p = Some(reason);
-        }
+        self.gate.poison(reason);
     }
 }
 
-async fn run(
-    mut rx: mpsc::UnboundedReceiver<Item>,
-    disk: Arc<dyn Disk>,
-    dir: PathBuf,
-    poison: Arc<Mutex<Option<String>>>,
-) {
+async fn run(mut rx: mpsc::UnboundedReceiver<Item>, gate: Arc<Gate>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while let Ok(item) = rx.try_recv() {
@@ -116,45 +182,7 @@ async fn run(
             }
         }
 
-        let prior = poison.lock().unwrap().clone();
-        let result: Result<(), String> = match prior {
-            Some(reason) => Err(reason),
-            None => {
-                let mut r = Ok(());
-                if crate::buggify!() {
-                    // A slow disk: the next batch grows while this one waits.
-                    let ms = crate::rt::random_u64() % 50;
-                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-                }
-                for file in files {
-                    if let Err(e) = file.sync().await {
-                        r = Err(format!(
-                            "fsync of a log segment in {} failed: {e}",
-                            dir.display()
-                        ));
-                        break;
-                    }
-                }
-                if r.is_ok()
-                    && sync_dir
-                    && let Err(e) = disk.sync_dir(&dir).await
-                {
-                    r = Err(format!(
-                        "fsync of log directory {} failed: {e}",
-                        dir.display()
-                    ));
-                }
-                if let Err(reason) = &r {
-                    let mut p = poison.lock().unwrap();
-                    if p.is_none() {
-                        tracing::error!(%reason, "log storage failed; this replica must stop");
-                        *p = Some(reason.clone());
-                    }
-                }
-                r
-            }
-        };
-
+        let result = gate.sync(&files, sync_dir).await;
         for item in batch {
             match item {
                 Item::Flush { callback, .. } => {

@@ -358,6 +358,15 @@ impl LogStore {
             m.committed = clamped;
             meta.write(m)?;
         }
+        // Trust nothing this process merely read back: make the active segment, the metadata
+        // and the directory durable before any of it counts as persisted (sealed segments were
+        // fsynced before the next one was started). See `Segment::repersist`.
+        if let Some(active) = segs.list.last() {
+            active.repersist().await?;
+        }
+        meta.repersist().await?;
+        disk.sync_dir(&dir).await.map_err(|e| Error::io(&dir, e))?;
+
         let vote = meta.get().vote;
         let flusher = Flusher::spawn(disk.clone(), dir.clone());
         let shared = Arc::new(Shared {
@@ -526,12 +535,10 @@ impl LogStore {
             .list
             .last()
             .map(|s| (s.file.clone(), s.path.clone()));
-        if let Some((file, path)) = old
-            && let Err(e) = file.sync().await
-        {
-            let err = Error::io(&path, e);
-            self.poison(&err);
-            return Err(err);
+        if let Some((file, path)) = old {
+            sh.flusher.sync(&[file], false).await.map_err(|reason| {
+                Error::Poisoned(format!("sealing {}: {reason}", path.display()))
+            })?;
         }
         let seg = match Segment::create(&*sh.disk, &sh.dir, base, sh.cfg.index_interval_bytes) {
             Ok(s) => s,
@@ -569,13 +576,13 @@ impl LogStore {
                 .collect()
         };
         for path in &doomed {
-            sh.disk.remove(path).map_err(|e| Error::io(path, e))?;
+            sh.disk
+                .remove(path)
+                .map_err(|e| Error::io(path, e))
+                .inspect_err(|e| self.poison(e))?;
         }
         if !doomed.is_empty() {
-            sh.disk
-                .sync_dir(&sh.dir)
-                .await
-                .map_err(|e| Error::io(&sh.dir, e))?;
+            sh.flusher.sync(&[], true).await.map_err(Error::Poisoned)?;
         }
         let boundary = {
             let mut segs = sh.segs.write().unwrap();
@@ -589,12 +596,13 @@ impl LogStore {
             }
         };
         if let Some((file, path, pos)) = boundary {
-            file.set_len(pos).map_err(|e| Error::io(&path, e))?;
-            if let Err(e) = file.clone().sync().await {
-                let err = Error::io(&path, e);
-                self.poison(&err);
-                return Err(err);
-            }
+            file.set_len(pos)
+                .map_err(|e| Error::io(&path, e))
+                .inspect_err(|e| self.poison(e))?;
+            sh.flusher
+                .sync(&[file], false)
+                .await
+                .map_err(Error::Poisoned)?;
             let mut segs = sh.segs.write().unwrap();
             let s = segs.list.last_mut().unwrap();
             s.forget_after(keep.unwrap(), pos, last.map(|l| l.leader_id.term));
@@ -637,10 +645,9 @@ impl LogStore {
             sh.disk.remove(path).map_err(|e| Error::io(path, e))?;
         }
         if !doomed.is_empty() {
-            sh.disk
-                .sync_dir(&sh.dir)
-                .await
-                .map_err(|e| Error::io(&sh.dir, e))?;
+            // Through the gate: a failed directory fsync may also have dropped the entry of a
+            // segment created since, which a later directory fsync would not bring back.
+            sh.flusher.sync(&[], true).await.map_err(Error::Poisoned)?;
         }
         Ok(())
     }

@@ -180,6 +180,32 @@ impl Segment {
         })
     }
 
+    /// Rewrites the segment's bytes in place, unchanged, and fsyncs them.
+    ///
+    /// What a starting process reads may exist only in the page cache: after a failed fsync,
+    /// Linux keeps the dropped pages readable (and clean) until they are evicted, and a later
+    /// fsync reports success. Writing the same bytes back dirties them again, so the fsync
+    /// that follows either really persists them or fails. A torn rewrite of identical bytes
+    /// changes nothing on disk.
+    pub async fn repersist(&self) -> Result<()> {
+        let mut buf = vec![0u8; SCAN_CHUNK];
+        let mut pos = 0;
+        while pos < self.end {
+            let want = ((self.end - pos) as usize).min(buf.len());
+            crate::disk::read_exact_at(&*self.file, &mut buf[..want], pos)
+                .map_err(|e| Error::io(&self.path, e))?;
+            self.file
+                .write_at(&buf[..want], pos)
+                .map_err(|e| Error::io(&self.path, e))?;
+            pos += want as u64;
+        }
+        self.file
+            .clone()
+            .sync()
+            .await
+            .map_err(|e| Error::io(&self.path, e))
+    }
+
     /// Records that the frame of entry (`index`, `term`) of `len` bytes now sits at `pos`.
     pub fn note_appended(&mut self, index: u64, term: u64, pos: u64, len: u64) {
         let expected = self.last.map_or(self.base, |(i, _)| i + 1);
@@ -397,13 +423,27 @@ pub(crate) fn recover(
         return Err(corrupt(bad_pos, format!("{reason} (in a sealed segment)")));
     }
     // A torn tail is the last thing in the file. If a valid frame follows the damage, the
-    // damage is not a torn write but lost data in the middle of the log.
+    // damage is lost data in the middle of the log, with one exception: a run of zeros up to
+    // that frame is a region that never reached the disk (a fsync failed and its pages were
+    // dropped, while writes issued after it landed). Nothing from there on was acknowledged:
+    // an acknowledgement needs a successful fsync after the write, no fsync is trusted once one
+    // has failed (the flusher's gate), and every successful fsync covers all earlier writes. A
+    // media error in acknowledged data is not zeros; it still stops the replica.
     let after = segment.last.map_or(base, |(i, _)| i + 1);
-    if let Some(found) = valid_frame_after(&*file, &path, bad_pos + 1, len, after)? {
-        return Err(corrupt(
-            bad_pos,
-            format!("{reason}; a valid entry ({found}) follows, so this is not a torn tail"),
-        ));
+    if let Some((at, found)) = valid_frame_after(&*file, &path, bad_pos + 1, len, after)? {
+        if !all_zero(&*file, &path, bad_pos, at)? {
+            return Err(corrupt(
+                bad_pos,
+                format!("{reason}; a valid entry ({found}) follows, so this is not a torn tail"),
+            ));
+        }
+        tracing::warn!(
+            path = %path.display(),
+            hole_at = bad_pos,
+            hole_bytes = at - bad_pos,
+            first_entry_after = found,
+            "a never-written region precedes later frames (lost to a failed fsync); cutting both"
+        );
     }
     Ok(Recovered::Segment {
         torn_bytes: len - bad_pos,
@@ -411,14 +451,30 @@ pub(crate) fn recover(
     })
 }
 
-/// Looks for any valid frame with index >= `min_index` starting at or after `from`.
+/// True if bytes `from..to` of `file` are all zero.
+fn all_zero(file: &dyn DiskFile, path: &Path, from: u64, to: u64) -> Result<bool> {
+    let mut buf = vec![0u8; SCAN_CHUNK];
+    let mut pos = from;
+    while pos < to {
+        let want = ((to - pos) as usize).min(buf.len());
+        crate::disk::read_exact_at(file, &mut buf[..want], pos).map_err(|e| Error::io(path, e))?;
+        if buf[..want].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        pos += want as u64;
+    }
+    Ok(true)
+}
+
+/// Looks for any valid frame with index >= `min_index` starting at or after `from`; returns its
+/// position and index.
 fn valid_frame_after(
     file: &dyn DiskFile,
     path: &Path,
     from: u64,
     len: u64,
     min_index: u64,
-) -> Result<Option<u64>> {
+) -> Result<Option<(u64, u64)>> {
     let magic = frame::FRAME_MAGIC.to_le_bytes();
     let mut pos = from;
     let mut buf = vec![0u8; SCAN_CHUNK];
@@ -445,7 +501,7 @@ fn valid_frame_after(
             let mut bytes = vec![0u8; h.frame_len() as usize];
             crate::disk::read_exact_at(file, &mut bytes, at).map_err(|e| Error::io(path, e))?;
             if frame::frame_crc_ok(&h, &bytes) {
-                return Ok(Some(h.index));
+                return Ok(Some((at, h.index)));
             }
         }
         pos += (n - 3) as u64;
