@@ -17,7 +17,7 @@ step() {
     local start=$SECONDS
     "$@" 2>&1 | tee -a "$log"
     local rc=${PIPESTATUS[0]}
-    echo "== $1 ... exit $rc after $((SECONDS - start)) s"
+    echo "== ${*:1:6} ... exit $rc after $((SECONDS - start)) s" | tee -a "$log"
     if [ "$rc" -ne 0 ]; then
         step_failures=$((step_failures + 1))
     fi
@@ -56,6 +56,9 @@ echo "== summary"
 grep -E "^sim: " "$log" || true
 grep -E "^sim: " "$log" | awk '{p += $3; f += $5} END {if (NR) print "sim: " p " passed, " f " failed"}' 
 grep -E "^SIM FAILURE|^  replay: " "$log" || true
+# Name what failed here, at the end, where a truncated CI log still shows it.
+grep -E "^test .* FAILED$|^error(\[E[0-9]+\])?: " "$log" | sort -u || true
+grep -E "^== .* exit [1-9][0-9]* after" "$log" || true
 passed=$(grep -oE "test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed" "$log" | awk '{p += $4} END {print p + 0}')
 failed=$(grep -oE "test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed" "$log" | awk '{f += $6} END {print f + 0}')
 if [ "$step_failures" -gt 0 ] && [ "$failed" -eq 0 ]; then

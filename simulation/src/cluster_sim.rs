@@ -283,7 +283,11 @@ async fn produce(
 }
 
 /// A consumer: receives, mostly acks (FIFO: in order, stopping at the first message it
-/// leaves unacknowledged).
+/// leaves unacknowledged). Once `draining` is set (producers stopped, faults healed) it acks
+/// everything: redelivery is exercised during the chaos, and a FIFO group stalls for the whole
+/// invisible duration at each skipped message, which would make the drain bound a measure of
+/// the workload rather than of the broker.
+#[allow(clippy::too_many_arguments)]
 async fn consume(
     k: u32,
     fifo: bool,
@@ -291,6 +295,7 @@ async fn consume(
     seed: u64,
     history: History,
     stop: Arc<AtomicBool>,
+    draining: Arc<AtomicBool>,
     start: tokio::time::Instant,
 ) {
     let (topic, group) = if fifo {
@@ -341,7 +346,8 @@ async fn consume(
                 .collect(),
         });
         for m in msgs {
-            if r.random::<f64>() < if fifo { 0.05 } else { 0.15 } {
+            let skip = r.random::<f64>() < if fifo { 0.05 } else { 0.15 };
+            if skip && !draining.load(Ordering::SeqCst) {
                 if fifo {
                     break;
                 }
@@ -621,12 +627,14 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
             seed ^ (k + 21),
             h,
             s,
+            stop_producers.clone(),
             start,
         )));
     }
     if o.fifo_producers > 0 {
         let (h, s) = (history.clone(), stop_consumers.clone());
-        tasks.push(client_node.spawn(consume(99, true, o.groups == 1, seed ^ 31, h, s, start)));
+        let d = stop_producers.clone();
+        tasks.push(client_node.spawn(consume(99, true, o.groups == 1, seed ^ 31, h, s, d, start)));
     }
     if o.puller {
         let (h, s) = (history.clone(), stop_consumers.clone());
