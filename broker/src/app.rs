@@ -7,6 +7,7 @@ use raft_store::state_machine::App;
 use raft_store::types::LogIndex;
 use tokio::sync::Notify;
 
+use crate::clock::ClusterClock;
 use crate::state::BrokerState;
 use crate::state::Outcome;
 
@@ -14,14 +15,17 @@ use crate::state::Outcome;
 pub struct BrokerApp {
     state: BrokerState,
     changed: Arc<Notify>,
+    clock: Arc<ClusterClock>,
 }
 
 impl BrokerApp {
-    /// An empty state; `changed` is notified after every apply.
-    pub fn new(changed: Arc<Notify>) -> Self {
+    /// An empty state; `changed` is notified after every apply, and `clock` sees the time of
+    /// every applied entry.
+    pub fn new(changed: Arc<Notify>, clock: Arc<ClusterClock>) -> Self {
         Self {
             state: BrokerState::default(),
             changed,
+            clock,
         }
     }
 
@@ -54,6 +58,7 @@ impl App for BrokerApp {
         if cfg!(debug_assertions) {
             self.state.check_invariants();
         }
+        self.clock.observe(self.state.clock_ms);
         self.changed.notify_waiters();
         encode_outcomes(&outcomes)
     }
@@ -67,6 +72,7 @@ impl App for BrokerApp {
         self.state = bincode::serde::decode_from_slice(snapshot, bincode::config::standard())
             .map_err(|e| e.to_string())?
             .0;
+        self.clock.observe(self.state.clock_ms);
         self.changed.notify_waiters();
         Ok(())
     }

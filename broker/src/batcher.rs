@@ -6,8 +6,6 @@
 //! broker proposes a lone command at once and a busy one proposes big batches.
 
 use std::sync::Arc;
-use std::time::SystemTime;
-use std::time::UNIX_EPOCH;
 
 use raft_store::group::Group;
 use tokio::sync::Semaphore;
@@ -16,6 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::app::BrokerApp;
 use crate::app::decode_outcomes;
+use crate::clock::ClusterClock;
 use crate::command::Command;
 use crate::command::encode_entry;
 use crate::error::BrokerError;
@@ -57,19 +56,17 @@ pub struct Batcher {
     tx: mpsc::Sender<Pending>,
 }
 
-/// Milliseconds since the epoch by the local clock (virtual in the simulator).
+/// Milliseconds since the epoch by this node's wall clock (virtual, and skewed per node, in the
+/// simulator). For local bookkeeping only; replicated time comes from [`ClusterClock`].
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    raft_store::rt::wall_ms()
 }
 
 impl Batcher {
-    /// Starts the batching task for `group`.
-    pub fn spawn(group: Arc<Group<BrokerApp>>, cfg: BatchConfig) -> Self {
+    /// Starts the batching task for `group`; each entry is stamped with `clock`.
+    pub fn spawn(group: Arc<Group<BrokerApp>>, cfg: BatchConfig, clock: Arc<ClusterClock>) -> Self {
         let (tx, rx) = mpsc::channel(cfg.queue_capacity);
-        tokio::spawn(run(rx, group, cfg));
+        tokio::spawn(run(rx, group, cfg, clock));
         Batcher { tx }
     }
 
@@ -86,7 +83,12 @@ impl Batcher {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Pending>, group: Arc<Group<BrokerApp>>, cfg: BatchConfig) {
+async fn run(
+    mut rx: mpsc::Receiver<Pending>,
+    group: Arc<Group<BrokerApp>>,
+    cfg: BatchConfig,
+    clock: Arc<ClusterClock>,
+) {
     let slots = Arc::new(Semaphore::new(cfg.max_inflight));
     while let Some(first) = rx.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -111,10 +113,12 @@ async fn run(mut rx: mpsc::Receiver<Pending>, group: Arc<Group<BrokerApp>>, cfg:
             }
         }
         let group = group.clone();
+        // Stamped here, in proposal order, so the entries of one leader carry rising times.
+        let stamp = clock.stamp();
         tokio::spawn(async move {
             let (commands, replies): (Vec<Command>, Vec<_>) =
                 batch.into_iter().map(|p| (p.command, p.reply)).unzip();
-            let payload = encode_entry(now_ms(), &commands);
+            let payload = encode_entry(stamp, &commands);
             drop(commands);
             let proposed = group.propose(payload).await;
             if proposed.is_ok() && raft_store::buggify!() {

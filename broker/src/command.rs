@@ -6,7 +6,7 @@
 //! version u8 (=1) | now_ms u64 | count u32 | count × (op u8 | len u32 | body[len])
 //! ```
 //!
-//! `now_ms` is the leader's clock when it proposed the batch; it is the only time the state
+//! `now_ms` is the cluster time the leader stamped on the batch (`clock.rs`); it is the only time the state
 //! machines see. Each body is the bincode encoding of the op's struct. **Op codes are only ever
 //! appended**: a replica that meets an op code it does not know stops rather than skip it
 //! (an older binary must not diverge from the group). A send's body stays where it is in the

@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use crate::app::BrokerApp;
 use crate::batcher::BatchConfig;
 use crate::batcher::Batcher;
+use crate::clock::ClusterClock;
 use crate::command;
 use crate::command::Command;
 use crate::error::BrokerError;
@@ -63,6 +64,7 @@ pub struct Replica {
     group: Arc<Group<BrokerApp>>,
     batcher: Batcher,
     changed: Arc<Notify>,
+    clock: Arc<ClusterClock>,
     cache: Mutex<EntryCache>,
 }
 
@@ -76,21 +78,23 @@ impl Replica {
         batch: BatchConfig,
     ) -> Result<Arc<Replica>> {
         let changed = Arc::new(Notify::new());
+        let clock = Arc::new(ClusterClock::new());
         let group = Arc::new(
             Group::start(
                 cfg,
                 disk,
-                BrokerApp::new(changed.clone()),
+                BrokerApp::new(changed.clone(), clock.clone()),
                 registry,
                 channels,
             )
             .await?,
         );
-        let batcher = Batcher::spawn(group.clone(), batch);
+        let batcher = Batcher::spawn(group.clone(), batch, clock.clone());
         Ok(Arc::new(Replica {
             group,
             batcher,
             changed,
+            clock,
             cache: Mutex::new(EntryCache {
                 map: BTreeMap::new(),
                 order: VecDeque::new(),
@@ -98,6 +102,11 @@ impl Replica {
                 max_bytes: 64 << 20,
             }),
         }))
+    }
+
+    /// This replica's cluster clock (see [`ClusterClock`]).
+    pub fn clock(&self) -> &ClusterClock {
+        &self.clock
     }
 
     /// The Raft group id.

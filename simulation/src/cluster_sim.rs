@@ -86,6 +86,9 @@ pub struct Options {
     pub disk_faults: bool,
     /// `buggify!()` sites in the product code are live.
     pub buggify: bool,
+    /// Every node's clock is off (up to ±5 s) and drifts (up to ±500 ppm, wall and monotonic
+    /// alike), and clocks are stepped by up to ±10 s during the chaos.
+    pub clocks: bool,
 }
 
 impl Options {
@@ -109,6 +112,7 @@ impl Options {
             transfers: r.random::<bool>(),
             disk_faults: r.random::<bool>(),
             buggify: r.random::<bool>(),
+            clocks: r.random::<bool>(),
         };
         // `SIM_MASK=partitions,kills` turns classes off after drawing, keeping the stream.
         if let Ok(mask) = std::env::var("SIM_MASK") {
@@ -122,6 +126,7 @@ impl Options {
                     "transfers" => o.transfers = false,
                     "disk_faults" => o.disk_faults = false,
                     "buggify" => o.buggify = false,
+                    "clocks" => o.clocks = false,
                     _ => {}
                 }
             }
@@ -531,11 +536,22 @@ type Failed = (String, Vec<Op>, Vec<Anomaly>);
 
 async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
     raft_store::rt::set_buggify(o.buggify);
+    raft_store::rt::reset_node_clocks();
     let fail = |e: String, h: &History| (e, h.lock().unwrap().clone(), Vec::new());
     let mut rng = SmallRng::seed_from_u64(seed ^ 0xc4a0_5000);
+    // Clock errors come from their own stream, so switching them on changes nothing else.
+    let mut clock_rng = SmallRng::seed_from_u64(seed ^ 0xc10c_4000);
     let cluster = Arc::new(tokio::sync::Mutex::new(BrokerCluster::new(
         o.nodes, o.groups,
     )));
+    if o.clocks {
+        let c = cluster.lock().await;
+        for i in 0..o.nodes {
+            let offset = clock_rng.random_range(-5_000..=5_000i64);
+            let drift = clock_rng.random_range(-500..=500i64);
+            raft_store::rt::set_node_clock(c.nodes.node_id(i), offset, drift);
+        }
+    }
     let client_node = Handle::current()
         .create_node()
         .name("client")
@@ -651,6 +667,7 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
         (o.lossy_net, "lossy-net"),
         (o.transfers, "transfer"),
         (o.disk_faults, "disk"),
+        (o.clocks, "clock-step"),
     ] {
         if on {
             kinds.push(k);
@@ -773,6 +790,15 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
                 tokio::time::sleep(hold).await;
                 disk.set_faults(base);
                 log.push(format!("disk errors on n{} {hold:?}", victim + 1));
+            }
+            "clock-step" => {
+                // An NTP step or an operator's `date -s`: the wall clock jumps, the rate error
+                // changes. Cluster time must not jump with it.
+                let offset = clock_rng.random_range(-10_000..=10_000i64);
+                let drift = clock_rng.random_range(-500..=500i64);
+                let id = cluster.lock().await.nodes.node_id(victim);
+                raft_store::rt::set_node_clock(id, offset, drift);
+                log.push(format!("clock n{} {offset:+} ms {drift:+} ppm", victim + 1));
             }
             "transfer" => {
                 let c = cluster.lock().await;

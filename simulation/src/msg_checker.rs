@@ -11,7 +11,8 @@
 //! - `inconsistent-offsets`: one queue position read back as two different messages;
 //! - `acked-redelivered`: a receive invoked after an OK ack of the message returned it;
 //! - `concurrent-ownership`: two deliveries of one message whose invisibility windows must
-//!   have overlapped (a message held by two consumers at once);
+//!   have overlapped (a message held by two consumers at once; a window is the requested
+//!   duration less [`RECEIPT_CLOCK_SLACK_PPM`]);
 //! - `order-violation`: a FIFO consumer was handed an earlier message of a message group
 //!   after it had acknowledged a later one;
 //! - `poll-skip`: a FIFO consumer got a message of a group while an earlier acknowledged
@@ -25,6 +26,12 @@ use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
 use serde::Serialize;
+
+/// How much shorter than requested an invisibility window may be, in parts per million: the
+/// cluster clock's slew (`broker::clock::SLEW_PPM`, 1,000) plus the simulator's largest
+/// monotonic drift (500), rounded up.
+pub const RECEIPT_CLOCK_SLACK_PPM: u64 = 2_000;
+const _: () = assert!(RECEIPT_CLOCK_SLACK_PPM >= broker::clock::SLEW_PPM + 500);
 
 pub use crate::queue_checker::Result3;
 
@@ -277,6 +284,10 @@ pub fn check<'h>(history: &'h [Op]) -> (Vec<Anomaly>, Stats) {
         }
     }
 
+    // The broker promises an invisible duration up to the cluster clock's slew short
+    // (docs/guarantees.md); the simulator's monotonic clocks may also drift. A window is the
+    // requested duration less both.
+    let at_least = |v: u64| v - v * RECEIPT_CLOCK_SLACK_PPM / 1_000_000;
     let mut received: BTreeMap<&'h str, usize> = BTreeMap::new();
     // Per message id: (invoked, completed, invisible) of each delivery to a consumer.
     let mut windows: BTreeMap<&'h str, Vec<(u64, u64, u64)>> = BTreeMap::new();
@@ -366,6 +377,7 @@ pub fn check<'h>(history: &'h [Op]) -> (Vec<Anomaly>, Stats) {
             for y in &ws[a + 1..] {
                 let (i1, c1, v1) = *x;
                 let (i2, c2, v2) = *y;
+                let (v1, v2) = (at_least(v1), at_least(v2));
                 if c2 < i1 + v1 && c1 < i2 + v2 && !first_ack.contains_key(id) {
                     out.push(anomaly(
                         "concurrent-ownership",

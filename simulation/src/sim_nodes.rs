@@ -83,6 +83,11 @@ impl Nodes {
         self.nodes.is_empty()
     }
 
+    /// The simulator's id of node `i` (stable across restarts).
+    pub fn node_id(&self, i: usize) -> madsim::task::NodeId {
+        self.nodes[i].handle.id()
+    }
+
     /// Kills node `i`'s process.
     pub fn kill(&mut self, i: usize) {
         let n = &mut self.nodes[i];

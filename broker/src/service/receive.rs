@@ -200,14 +200,19 @@ pub async fn receive_message(
         for w in &mut waits {
             w.as_mut().enable();
         }
-        let now = now_ms();
         let mut chosen = None;
+        // Milliseconds until the nearest invisibility deadline, by each group's cluster clock.
         let mut expiry: Option<u64> = None;
         for g in &candidates {
+            let clock = match core.group(*g) {
+                Ok(h) => h.replica.clock().now(),
+                Err(e) => return reply_status(from_error(&e)),
+            };
             let (visible, e) = match core.read(*g, |s| {
+                let now = clock.max(s.clock_ms);
                 (
                     s.has_visible(&group, &topic, queue, now),
-                    s.next_expiry(&group, &topic),
+                    s.next_expiry(&group, &topic).map(|e| e.saturating_sub(now)),
                 )
             }) {
                 Ok(v) => v,
@@ -251,7 +256,7 @@ pub async fn receive_message(
         }
         let mut sleep = (deadline - now_i).min(Duration::from_secs(1));
         if let Some(e) = expiry {
-            sleep = sleep.min(Duration::from_millis(e.saturating_sub(now).max(1)));
+            sleep = sleep.min(Duration::from_millis(e.max(1)));
         }
         tokio::select! {
             biased;

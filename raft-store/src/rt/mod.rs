@@ -101,3 +101,95 @@ pub fn buggify_site(site: &'static str) -> bool {
     (site, ::madsim::runtime::Handle::current().seed()).hash(&mut h);
     h.finish().is_multiple_of(4) && ::madsim::rand::random::<u64>().is_multiple_of(4)
 }
+
+/// Milliseconds since the Unix epoch by this node's wall clock. Under the simulator the time is
+/// virtual and the scenario may skew it per node ([`set_node_clock`]): an offset, a rate error,
+/// and steps, as NTP corrections and bad oscillators produce.
+pub fn wall_ms() -> u64 {
+    wall_ns() / 1_000_000
+}
+
+/// [`wall_ms`] in nanoseconds, for clocks that must not lose sub-millisecond fractions.
+pub fn wall_ns() -> u64 {
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    #[cfg(madsim)]
+    {
+        let skew = node_clock();
+        let drift_ns =
+            (skew.drift_ppm as i128 * skew.since.elapsed().as_nanos() as i128 / 1_000_000) as i64;
+        base.saturating_add_signed(skew.offset_ms * 1_000_000 + drift_ns)
+    }
+    #[cfg(not(madsim))]
+    {
+        base
+    }
+}
+
+/// How long since `since` by this node's monotonic clock. Under the simulator the scenario may
+/// make a node's monotonic clock run fast or slow ([`set_node_clock`]); timers are not affected.
+pub fn elapsed_since(since: tokio::time::Instant) -> std::time::Duration {
+    let d = since.elapsed();
+    #[cfg(madsim)]
+    {
+        let ppm = node_clock().drift_ppm as i128;
+        let ns = d.as_nanos() as i128;
+        std::time::Duration::from_nanos((ns + ns * ppm / 1_000_000).max(0) as u64)
+    }
+    #[cfg(not(madsim))]
+    {
+        d
+    }
+}
+
+/// One simulated node's clock error.
+#[cfg(madsim)]
+#[derive(Debug, Clone, Copy)]
+struct NodeClock {
+    offset_ms: i64,
+    drift_ppm: i64,
+    since: tokio::time::Instant,
+}
+
+#[cfg(madsim)]
+thread_local! {
+    static CLOCKS: std::cell::RefCell<std::collections::BTreeMap<::madsim::task::NodeId, NodeClock>> =
+        const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
+}
+
+#[cfg(madsim)]
+fn node_clock() -> NodeClock {
+    let node = ::madsim::plugin::node();
+    CLOCKS
+        .with(|c| c.borrow().get(&node).copied())
+        .unwrap_or(NodeClock {
+            offset_ms: 0,
+            drift_ppm: 0,
+            since: tokio::time::Instant::now(),
+        })
+}
+
+/// Sets simulated node `node`'s wall clock to run `offset_ms` off true (virtual) time from now
+/// on, gaining `drift_ppm` parts per million (negative: losing), and its monotonic clock to run
+/// at the same rate error. Calling it again steps the clock.
+#[cfg(madsim)]
+pub fn set_node_clock(node: ::madsim::task::NodeId, offset_ms: i64, drift_ppm: i64) {
+    CLOCKS.with(|c| {
+        c.borrow_mut().insert(
+            node,
+            NodeClock {
+                offset_ms,
+                drift_ppm,
+                since: tokio::time::Instant::now(),
+            },
+        )
+    });
+}
+
+/// Forgets every node's clock error (call at the start of each simulated run).
+#[cfg(madsim)]
+pub fn reset_node_clocks() {
+    CLOCKS.with(|c| c.borrow_mut().clear());
+}

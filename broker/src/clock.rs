@@ -1,0 +1,202 @@
+//! The cluster clock of one replica: the time a leader stamps on each entry it proposes, which
+//! the replicated state uses for invisibility deadlines and store timestamps.
+//!
+//! Stamping the leader's wall clock as is would let a failover move time: a new leader whose
+//! clock runs ahead of the old one's by Δ would expire every receipt Δ early, and hand a message
+//! to a second consumer while the first still holds it. So cluster time is *slewed*: it follows
+//! the stamping replica's wall clock, but never runs faster or slower than that replica's
+//! monotonic clock by more than [`SLEW_PPM`], and never backwards. A failover or a stepped
+//! wall clock then changes how fast cluster time converges, never how long a duration lasts:
+//! an invisible duration `d` lasts at least `d × (1 − SLEW_PPM/10⁶)` − 0.2 ms of the leaders'
+//! monotonic time (docs/guarantees.md). A replica anchors its estimate on its own stamps and on the
+//! entries it applies, so whichever replica leads next continues the same timeline.
+
+use std::sync::Mutex;
+
+use tokio::time::Instant;
+
+/// The largest rate difference between cluster time and a replica's monotonic clock, in parts
+/// per million (1 ms per second). It bounds both how fast cluster time converges to a leader's
+/// wall clock and how much a duration measured in cluster time may shrink or stretch.
+pub const SLEW_PPM: u64 = 1_000;
+
+/// How long a stamping replica keeps one anchor. Re-anchoring on every stamp would let the
+/// small disagreements between the wall and monotonic clocks add up (each clamped stamp loses
+/// a little); keeping an anchor for 100 ms bounds what any interval inside it may lose to
+/// `2 × SLEW_PPM × 100 ms` = 0.2 ms.
+const ANCHOR_NS: u64 = 100_000_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Anchor {
+    /// Cluster time at `at`, in nanoseconds.
+    ns: u64,
+    at: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    anchor: Option<Anchor>,
+    /// The latest stamp this replica issued (ns): stamps never go back, and entries at or
+    /// below it are this replica's own and do not move the anchor.
+    last_stamp: u64,
+}
+
+/// See the module docs.
+#[derive(Debug, Default)]
+pub struct ClusterClock {
+    inner: Mutex<Inner>,
+}
+
+/// The range (in ns) cluster time may be in `elapsed_ns` of monotonic time after it was
+/// `anchor_ns`: that much later, give or take the slew. Pure, for tests.
+pub fn slew_bounds(anchor_ns: u64, elapsed_ns: u64) -> (u64, u64) {
+    let e = elapsed_ns as u128;
+    let lo = e * (1_000_000 - SLEW_PPM as u128) / 1_000_000;
+    let hi = e * (1_000_000 + SLEW_PPM as u128) / 1_000_000;
+    (anchor_ns + lo as u64, anchor_ns + hi as u64)
+}
+
+fn elapsed_ns(a: &Anchor) -> u64 {
+    raft_store::rt::elapsed_since(a.at).as_nanos() as u64
+}
+
+impl Inner {
+    fn estimate_ns(&self, wall_ns: u64) -> u64 {
+        let t = match self.anchor {
+            None => wall_ns,
+            Some(a) => {
+                let (lo, hi) = slew_bounds(a.ns, elapsed_ns(&a));
+                wall_ns.clamp(lo, hi)
+            }
+        };
+        t.max(self.last_stamp)
+    }
+}
+
+impl ClusterClock {
+    /// A clock with no anchor yet: the first stamp is the wall clock.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The time (ms) to stamp on an entry proposed now. Never less than an earlier stamp or an
+    /// observed entry time of this replica.
+    pub fn stamp(&self) -> u64 {
+        let wall = raft_store::rt::wall_ns();
+        let mut inner = self.inner.lock().unwrap();
+        let t = inner.estimate_ns(wall);
+        inner.last_stamp = t;
+        if inner.anchor.is_none_or(|a| elapsed_ns(&a) >= ANCHOR_NS) {
+            inner.anchor = Some(Anchor {
+                ns: t,
+                at: Instant::now(),
+            });
+        }
+        t / 1_000_000
+    }
+
+    /// This replica's estimate of cluster time now (ms), without stamping (for deciding whether
+    /// a receipt has expired before proposing, and for timestamps in answers).
+    pub fn now(&self) -> u64 {
+        self.inner
+            .lock()
+            .unwrap()
+            .estimate_ns(raft_store::rt::wall_ns())
+            / 1_000_000
+    }
+
+    /// An applied entry (or a restored snapshot) carries cluster time `ms`. If another replica
+    /// stamped it later than anything seen here, re-anchor on it, so a follower that becomes
+    /// leader continues the leader's timeline.
+    pub fn observe(&self, ms: u64) {
+        let ns = ms.saturating_mul(1_000_000);
+        let mut inner = self.inner.lock().unwrap();
+        if ns > inner.last_stamp && inner.anchor.is_none_or(|a| ns > a.ns) {
+            inner.anchor = Some(Anchor {
+                ns,
+                at: Instant::now(),
+            });
+        }
+    }
+}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A wall clock far ahead of the timeline (a new leader whose clock is fast, or a step)
+    /// moves cluster time no faster than the slew allows: 10 s of monotonic time are at most
+    /// 10.01 s of cluster time.
+    #[test]
+    fn a_clock_ahead_is_slewed_not_jumped_to() {
+        let s = 1_000_000_000_000; // ns
+        let (lo, hi) = slew_bounds(s, 10_000_000_000);
+        let wall = s + 60_000_000_000;
+        assert_eq!(wall.clamp(lo, hi) - s, 10_010_000_000);
+    }
+
+    /// A wall clock behind the timeline never moves cluster time back, and time still passes
+    /// at least at the slowed rate: 10 s are at least 9.99 s.
+    #[test]
+    fn a_clock_behind_never_moves_time_back() {
+        let s = 1_000_000_000_000; // ns
+        let (lo, hi) = slew_bounds(s, 10_000_000_000);
+        let wall = s - 60_000_000_000;
+        assert_eq!(wall.clamp(lo, hi) - s, 9_990_000_000);
+        assert!(lo >= s && hi >= lo);
+    }
+
+    /// A replica whose timeline is a minute behind its own clock does not jump on its first
+    /// stamp, and its stamps never go back.
+    #[tokio::test]
+    async fn a_new_leader_continues_the_timeline() {
+        let c = ClusterClock::new();
+        let behind = raft_store::rt::wall_ms() - 60_000;
+        c.observe(behind); // applied the previous leader's entries
+        let mut last = 0;
+        for _ in 0..10 {
+            let t = c.stamp();
+            assert!(t >= last && t >= behind);
+            assert!(t <= behind + 1_000, "{} ms jump", t - behind);
+            last = t;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// A busy leader stamping back to back keeps pace with an accurate wall clock (whole
+    /// milliseconds in the anchor lost a fraction per stamp and fell behind).
+    #[test]
+    fn back_to_back_stamps_keep_pace() {
+        let c = ClusterClock::new();
+        let start = raft_store::rt::wall_ms();
+        let mut n = 0;
+        while raft_store::rt::wall_ms() < start + 50 {
+            c.stamp();
+            n += 1;
+        }
+        let wall = raft_store::rt::wall_ms();
+        assert!(
+            wall.abs_diff(c.now()) <= 1,
+            "{wall} vs {} after {n} stamps",
+            c.now()
+        );
+    }
+
+    /// With an accurate clock, stamps are the wall clock.
+    #[tokio::test]
+    async fn stamps_follow_an_accurate_clock() {
+        let c = ClusterClock::new();
+        let mut last = 0;
+        for _ in 0..20 {
+            let t = c.stamp();
+            assert!(t >= last);
+            last = t;
+            c.observe(t.saturating_sub(5)); // its own, older entries applied
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let wall = raft_store::rt::wall_ms();
+        assert!(wall.abs_diff(c.now()) <= 1, "{wall} vs {}", c.now());
+    }
+}
