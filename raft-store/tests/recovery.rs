@@ -421,3 +421,35 @@ async fn a_vote_read_back_after_a_failed_fsync_is_made_durable() {
     let (mut store, _) = open(&disk).await.unwrap();
     assert_eq!(store.read_vote().await.unwrap(), Some(vote));
 }
+
+/// A saved vote implies every append submitted before it is durable: openraft counts a flushed
+/// vote as flushing all earlier I/O, and answers the old leader's append on that basis.
+#[tokio::test]
+async fn a_vote_is_saved_only_after_earlier_appends_are_durable() {
+    let disk = SimDisk::new(18);
+    disk.set_faults(SimDiskFaults {
+        sync_latency: (Duration::from_millis(20), Duration::from_millis(20)),
+        crash_keeps_prefix: false,
+        ..SimDiskFaults::default()
+    });
+    let (mut store, _) = open(&disk).await.unwrap();
+    append_synced(&mut store, 0, 3).await;
+    let (tx, mut rx) = TypeConfig::oneshot();
+    store
+        .append((3..6).map(entry), IOFlushed::signal(tx))
+        .await
+        .unwrap();
+    store
+        .save_vote(&raft_store::types::Vote::new(7, 3))
+        .await
+        .unwrap();
+    assert!(
+        matches!(rx.try_recv(), Ok(Ok(()))),
+        "the vote was saved before the earlier append was durable"
+    );
+    drop(store);
+    disk.crash();
+    let (store, report) = open(&disk).await.unwrap();
+    assert_eq!(report.last_log_id, Some(log_id(1, 5)));
+    drop(store);
+}

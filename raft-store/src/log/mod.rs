@@ -716,6 +716,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
         self.check().map_err(io_err)?;
+        // openraft takes a persisted vote as proof that every log write submitted before it is
+        // persisted too (its I/O ids order votes and appends as one sequence; see openraft's
+        // `docs::protocol::io_ordering`). The vote goes to its own file, so first wait for the
+        // appends already queued: otherwise a follower that votes while its last append is
+        // still in the flusher acknowledges that append to the old leader unsynced. Found by
+        // cluster_chaos (`raft-ack-not-durable`, seed 990091).
+        self.shared.flusher.barrier().await;
+        self.check().map_err(io_err)?;
         let mut meta = self.shared.meta.lock().await;
         let mut m = meta.get().clone();
         m.vote = Some(*vote);
