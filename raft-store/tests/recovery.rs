@@ -223,16 +223,17 @@ async fn committed_index_is_clamped_to_the_surviving_log() {
     });
     let (mut store, _) = open(&disk).await.unwrap();
     append_synced(&mut store, 0, 5).await;
-    // Entries 5..10 are written but never synced, yet the group committed them elsewhere.
-    store
-        .append((5..10).map(entry), IOFlushed::noop())
-        .await
-        .unwrap();
+    // The group committed up to 9 elsewhere; this replica's record of that is synced...
     store.save_committed(Some(log_id(1, 9))).await.unwrap();
     store
         .save_vote(&raft_store::types::Vote::new(1, 1))
         .await
         .unwrap(); // syncs the meta file
+    // ...but its own copies of 5..10 are written and never synced.
+    store
+        .append((5..10).map(entry), IOFlushed::noop())
+        .await
+        .unwrap();
     drop(store);
     disk.crash();
     let (mut store, report) = open(&disk).await.unwrap();
