@@ -23,7 +23,8 @@ pub enum Error {
     /// start rather than silently drop entries it may have acknowledged.
     #[error(
         "corrupt data in {} at byte {offset}: {reason}; refusing to start \
-         (move this replica's data away and let it catch up from a peer)",
+         (replace this replica through a membership change: remove it from the group, start it \
+         empty under a new node id, add it back; see docs/operations.md)",
         path.display()
     )]
     Corrupt {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::ChangeMembers;
 use openraft::ServerState;
 use openraft::SnapshotPolicy;
 use openraft::async_runtime::WatchReceiver;
@@ -62,6 +63,11 @@ pub struct GroupConfig {
     pub log: LogConfig,
     /// Transport tuning.
     pub net: NetConfig,
+    /// A replacement replica: it never bootstraps the group, even with an empty log, and its
+    /// `node_id` need not be among `members`. It waits until a leader adds it with
+    /// [`Group::add_member`]. Give a replacement a node id the group has never used: a replica
+    /// that lost its disk also lost its vote, and must not vote again under its old id.
+    pub join: bool,
 }
 
 impl GroupConfig {
@@ -84,12 +90,13 @@ impl GroupConfig {
             propose_timeout: Duration::from_secs(5),
             log: LogConfig::default(),
             net: NetConfig::default(),
+            join: false,
         }
     }
 
     /// Checks the configuration, with a message naming the bad field.
     pub fn validate(&self) -> Result<()> {
-        if !self.members.contains_key(&self.node_id) {
+        if !self.join && !self.members.contains_key(&self.node_id) {
             return Err(Error::Config(format!(
                 "group {}: node {} is not among the members {:?}",
                 self.group,
@@ -227,7 +234,7 @@ impl<A: App> Group<A> {
             .map_err(|e| Error::Raft(e.to_string()))?;
         registry.register(cfg.group, Arc::new(raft.clone()));
         let pristine = recovery.last_log_id.is_none();
-        if pristine {
+        if pristine && !cfg.join {
             // Every initial member may do this with the identical membership; openraft accepts
             // it only on a node whose log is empty, and voting picks one leader.
             let nodes: BTreeMap<NodeId, Node> = cfg
@@ -442,6 +449,32 @@ impl<A: App> Group<A> {
             .transfer_leader(to)
             .await
             .map_err(|e| Error::Raft(e.to_string()))
+    }
+
+    /// On the leader: removes `node` from the group (voters and learners). The first step of
+    /// replacing a replica whose disk was lost or damaged: the group commits with the others
+    /// meanwhile, and the old id never votes or counts again.
+    pub async fn remove_member(&self, node: NodeId) -> Result<()> {
+        self.raft
+            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([node])), false)
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))?;
+        Ok(())
+    }
+
+    /// On the leader: adds `node` (started with [`GroupConfig::join`]) at Raft address `addr`,
+    /// first as a learner until it has caught up, then as a voter. Only then does it count
+    /// towards commits and elections, so adding it never weakens a quorum.
+    pub async fn add_member(&self, node: NodeId, addr: String) -> Result<()> {
+        self.raft
+            .add_learner(node, Node::new(addr), true)
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node])), false)
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))?;
+        Ok(())
     }
 
     /// Stops the replica. A leader first hands leadership to the most caught-up voter, so

@@ -11,10 +11,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use raft_store::Error;
+use raft_store::disk::Disk;
 use raft_store::group::Group;
 use raft_store::group::GroupConfig;
 use raft_store::group::Role;
@@ -41,6 +43,10 @@ pub struct RaftCluster {
     slots: Vec<Slot>,
     /// Errors replicas hit while starting (a replica must always restart from its own disk).
     start_errors: Arc<Mutex<Vec<String>>>,
+    /// Each slot's node id: a replacement replica gets a fresh one.
+    ids: Vec<Arc<AtomicU64>>,
+    /// Whether a slot holds a replacement that joins rather than bootstraps.
+    joining: Vec<Arc<AtomicBool>>,
 }
 
 fn addr(i: usize) -> String {
@@ -53,7 +59,13 @@ impl RaftCluster {
         let members: BTreeMap<u64, String> = (0..n).map(|i| (i as u64 + 1, addr(i))).collect();
         let start_errors = Arc::new(Mutex::new(Vec::new()));
         let slots: Vec<Slot> = (0..n).map(|_| Arc::new(Mutex::new(None))).collect();
+        let ids: Vec<Arc<AtomicU64>> = (0..n)
+            .map(|i| Arc::new(AtomicU64::new(i as u64 + 1)))
+            .collect();
+        let joining: Vec<Arc<AtomicBool>> =
+            (0..n).map(|_| Arc::new(AtomicBool::new(false))).collect();
         let (s, errs) = (slots.clone(), start_errors.clone());
+        let (id_of, join_of) = (ids.clone(), joining.clone());
         // fsync takes 0.2-4 ms of virtual time: the window where a crash loses what an early
         // acknowledgement would have promised.
         let faults = raft_store::disk::SimDiskFaults {
@@ -62,6 +74,8 @@ impl RaftCluster {
         };
         let nodes = Nodes::new(n, faults, move |i, disk| {
             let (slot, members, errs) = (s[i].clone(), members.clone(), errs.clone());
+            let id = id_of[i].load(Ordering::SeqCst);
+            let join = join_of[i].load(Ordering::SeqCst);
             async move {
                 *slot.lock().unwrap() = None;
                 let registry = Registry::default();
@@ -72,7 +86,8 @@ impl RaftCluster {
                         raft_store::server::serve(listen, reg, 64 << 20, std::future::pending())
                             .await;
                 });
-                let mut cfg = GroupConfig::new(GroupId(1), i as u64 + 1, members, "/data/g1");
+                let mut cfg = GroupConfig::new(GroupId(1), id, members, "/data/g1");
+                cfg.join = join;
                 cfg.snapshot_every = 200;
                 cfg.log.segment_bytes = 16 << 10;
                 cfg.log.index_interval_bytes = 1 << 10;
@@ -98,7 +113,66 @@ impl RaftCluster {
             nodes,
             slots,
             start_errors,
+            ids,
+            joining,
         }
+    }
+
+    /// Flips one bit inside the first sealed log segment of replica `i` (media corruption that
+    /// recovery must detect, not mistake for a torn tail). The replica must be down. Returns
+    /// the damaged spot, or `None` if the replica has no sealed segment yet.
+    pub async fn flip_bit_in_sealed_segment(&self, i: usize, rng: &mut SmallRng) -> Option<String> {
+        let disk = self.nodes.disk(i).clone();
+        let dir = std::path::Path::new("/data/g1/log");
+        let mut segs: Vec<String> = disk
+            .list(dir)
+            .ok()?
+            .into_iter()
+            .filter(|n| n.ends_with(".seg"))
+            .collect();
+        segs.sort();
+        if segs.len() < 2 {
+            return None;
+        }
+        let path = dir.join(&segs[0]);
+        let len = disk.file_len(&path)?;
+        // Past the 32-byte segment header: a frame's header or payload.
+        let offset = rng.random_range(32..len);
+        let bit = rng.random_range(0..8u8);
+        disk.flip_bit(&path, offset, bit)
+            .then(|| format!("{}@{offset} bit {bit}", path.display()))
+    }
+
+    /// Startup failures of replica `i`, removed from the list (they were expected).
+    pub fn take_start_errors(&self, i: usize) -> Vec<String> {
+        let prefix = format!("n{} ", i + 1);
+        let mut errs = self.start_errors.lock().unwrap();
+        let (mine, rest): (Vec<String>, Vec<String>) =
+            errs.drain(..).partition(|e| e.starts_with(&prefix));
+        *errs = rest;
+        mine
+    }
+
+    /// Replica `i`'s current node id.
+    pub fn node_id(&self, i: usize) -> u64 {
+        self.ids[i].load(Ordering::SeqCst)
+    }
+
+    /// Empties replica `i`'s disk (it must be down) and makes its next start a replacement
+    /// with node id `new_id` that waits to be added.
+    pub async fn wipe_for_replacement(&self, i: usize, new_id: u64) -> std::io::Result<()> {
+        let disk = self.nodes.disk(i).clone();
+        for dir in ["/data/g1/log", "/data/g1/sm"] {
+            let dir = std::path::Path::new(dir);
+            let Ok(names) = disk.list(dir) else { continue };
+            for n in names {
+                disk.remove(&dir.join(n))?;
+            }
+            disk.sync_dir(dir).await?;
+        }
+        self.ids[i].store(new_id, Ordering::SeqCst);
+        self.joining[i].store(true, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Number of replicas.
@@ -254,6 +328,58 @@ enum Fault {
     KillAny,
     IsolateLeader,
     PowerLossAll,
+    /// A bit flips on one follower's disk (a minority); the follower must refuse to start and
+    /// is replaced through a membership change.
+    BitFlip,
+}
+
+/// Replaces damaged replica `i` the way Raft allows: the leader removes its old id, its disk
+/// is emptied, it starts as a replacement under `new_id`, and the leader adds it back as a
+/// learner and, once caught up, as a voter.
+async fn replace(
+    cluster: &Arc<tokio::sync::Mutex<RaftCluster>>,
+    i: usize,
+    new_id: u64,
+) -> Result<(), String> {
+    let old_id = cluster.lock().await.node_id(i);
+    let on_leader = |step: &'static str| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut last = String::from("no leader");
+        while tokio::time::Instant::now() < deadline {
+            let g = {
+                let c = cluster.lock().await;
+                c.leader().and_then(|l| c.group(l))
+            };
+            if let Some(g) = g {
+                let r = match step {
+                    "remove" => {
+                        tokio::time::timeout(Duration::from_secs(5), g.remove_member(old_id)).await
+                    }
+                    _ => {
+                        tokio::time::timeout(Duration::from_secs(10), g.add_member(new_id, addr(i)))
+                            .await
+                    }
+                };
+                match r {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(e)) => last = e.to_string(),
+                    Err(_) => last = "timed out".into(),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(format!("{step} of node {old_id}/{new_id}: {last}"))
+    };
+    on_leader("remove").await?;
+    {
+        let mut c = cluster.lock().await;
+        c.kill(i);
+        c.wipe_for_replacement(i, new_id)
+            .await
+            .map_err(|e| format!("wiping n{}: {e}", i + 1))?;
+        c.restart(i, false);
+    }
+    on_leader("add").await
 }
 
 /// The chaos scenario of the foundation issue: clients propose while the nemesis kills and
@@ -300,7 +426,9 @@ pub async fn chaos(seed: u64) -> RunResult {
         Fault::KillAny,
         Fault::IsolateLeader,
         Fault::PowerLossAll,
+        Fault::BitFlip,
     ];
+    let mut next_id = 10u64;
     let rounds = rng.random_range(4..10);
     let mut log = Vec::new();
     for _ in 0..rounds {
@@ -332,6 +460,44 @@ pub async fn chaos(seed: u64) -> RunResult {
                 tokio::time::sleep(down).await;
                 cluster.lock().await.heal(i);
                 log.push(format!("isolate n{} for {down:?}", i + 1));
+            }
+            Fault::BitFlip => {
+                let Some(l) = leader else {
+                    log.push("bit flip skipped: no leader".into());
+                    continue;
+                };
+                let i = (l + 1 + rng.random_range(0..c.len() - 1)) % c.len();
+                if c.group(i).is_none() {
+                    log.push(format!("bit flip skipped: n{} is down", i + 1));
+                    continue;
+                }
+                c.kill(i);
+                let Some(spot) = c.flip_bit_in_sealed_segment(i, &mut rng).await else {
+                    c.restart(i, false);
+                    log.push(format!(
+                        "bit flip skipped: n{} has no sealed segment",
+                        i + 1
+                    ));
+                    continue;
+                };
+                c.restart(i, false);
+                drop(c);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let refused = cluster.lock().await.take_start_errors(i);
+                if refused.is_empty() {
+                    return Err(format!(
+                        "n{} started although its log was damaged ({spot}); faults: {log:?}",
+                        i + 1
+                    ));
+                }
+                next_id += 1;
+                replace(&cluster, i, next_id)
+                    .await
+                    .map_err(|e| format!("replacing n{} failed: {e}; faults: {log:?}", i + 1))?;
+                log.push(format!(
+                    "bit flip on n{} ({spot}): refused to start, replaced as node {next_id}",
+                    i + 1
+                ));
             }
             Fault::PowerLossAll => {
                 for i in 0..c.len() {
@@ -407,8 +573,9 @@ pub async fn chaos(seed: u64) -> RunResult {
         .filter(|p| p.outcome == Outcome::Info)
         .count();
     let lost_writes = c.lost_writes();
+    let replaced = log.iter().filter(|l| l.starts_with("bit flip on")).count();
     Ok(format!(
-        "{acked} acked, {unknown} unknown of {} proposals; {} faults; {lost_writes} unsynced writes lost in crashes",
+        "{acked} acked, {unknown} unknown of {} proposals; {} faults ({replaced} damaged replicas replaced); {lost_writes} unsynced writes lost in crashes",
         history.len(),
         log.len()
     ))
