@@ -59,6 +59,21 @@ impl EntryCache {
     }
 }
 
+/// The time stamped on the newest normal entry of `group`'s local log (looking back over at
+/// most 64 entries past blank and membership entries).
+fn newest_entry_time(group: &Group<BrokerApp>) -> Option<u64> {
+    let (purged, last) = group.log().state();
+    let last = last?.index;
+    let first = purged
+        .map_or(0, |p| p.index + 1)
+        .max(last.saturating_sub(63));
+    let entries = group.log().read(first..=last).ok()?;
+    entries.iter().rev().find_map(|e| match &e.payload {
+        EntryPayload::Normal(r) => command::decode_entry(&r.0).ok().map(|d| d.now_ms),
+        _ => None,
+    })
+}
+
 /// A running replica; see the module docs.
 pub struct Replica {
     group: Arc<Group<BrokerApp>>,
@@ -89,6 +104,14 @@ impl Replica {
             )
             .await?,
         );
+        // Anchor cluster time before this replica can stamp anything: a replica that restarts
+        // and is elected before it has applied an entry would otherwise stamp its raw wall
+        // clock, and a clock running ahead would expire receipts early. The newest entry in the
+        // local log carries the timeline (found by cluster_chaos with stepped clocks and power
+        // loss of every node).
+        if let Some(ms) = newest_entry_time(&group) {
+            clock.observe(ms);
+        }
         let batcher = Batcher::spawn(group.clone(), batch, clock.clone());
         Ok(Arc::new(Replica {
             group,

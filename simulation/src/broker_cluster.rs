@@ -197,6 +197,16 @@ impl BrokerCluster {
     pub fn start_errors(&self) -> Vec<String> {
         self.start_errors.lock().unwrap().clone()
     }
+
+    /// Startup failures of node `i`, removed from the list (they were expected).
+    pub fn take_start_errors(&self, i: usize) -> Vec<String> {
+        let prefix = format!("n{} ", i + 1);
+        let mut errs = self.start_errors.lock().unwrap();
+        let (mine, rest): (Vec<String>, Vec<String>) =
+            errs.drain(..).partition(|e| e.starts_with(&prefix));
+        *errs = rest;
+        mine
+    }
 }
 
 /// A v2 client that behaves like the official ones: routes from the nameserver (refreshed

@@ -89,6 +89,9 @@ pub struct Options {
     /// Every node's clock is off (up to ±5 s) and drifts (up to ±500 ppm, wall and monotonic
     /// alike), and clocks are stepped by up to ±10 s during the chaos.
     pub clocks: bool,
+    /// A bit flips in one node's log (a minority: one node per run); the node must refuse to
+    /// start and stays down (the broker cannot replace a replica yet; `raft_group_chaos` does).
+    pub bit_flips: bool,
 }
 
 impl Options {
@@ -113,6 +116,7 @@ impl Options {
             disk_faults: r.random::<bool>(),
             buggify: r.random::<bool>(),
             clocks: r.random::<bool>(),
+            bit_flips: r.random::<bool>(),
         };
         // `SIM_MASK=partitions,kills` turns classes off after drawing, keeping the stream.
         if let Ok(mask) = std::env::var("SIM_MASK") {
@@ -127,6 +131,7 @@ impl Options {
                     "disk_faults" => o.disk_faults = false,
                     "buggify" => o.buggify = false,
                     "clocks" => o.clocks = false,
+                    "bit_flips" => o.bit_flips = false,
                     _ => {}
                 }
             }
@@ -214,6 +219,50 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     None
+}
+
+/// Flips one bit in a log segment of one of the node's groups, somewhere before the segment's
+/// last frame, so valid data follows the damage and recovery must refuse it (a flip in the last
+/// frame is indistinguishable from a torn write; docs/guarantees.md). The node must be down.
+fn flip_before_last_frame(
+    disk: &raft_store::disk::SimDisk,
+    groups: u64,
+    rng: &mut SmallRng,
+) -> Option<String> {
+    use raft_store::disk::Disk;
+    use raft_store::log::frame;
+    let g = rng.random_range(1..=groups);
+    let dir = std::path::PathBuf::from(format!("/data/group-{g}/log"));
+    let mut segs: Vec<String> = disk
+        .list(&dir)
+        .ok()?
+        .into_iter()
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    segs.sort();
+    let path = dir.join(segs.last()?);
+    let file = disk.open(&path).ok()?;
+    let len = file.len().ok()? as usize;
+    let mut bytes = vec![0u8; len];
+    raft_store::disk::read_exact_at(&*file, &mut bytes, 0).ok()?;
+    let mut starts = Vec::new();
+    let mut pos = frame::SEGMENT_HEADER_LEN as usize;
+    while let Some(h) = bytes.get(pos..).and_then(frame::parse_frame_header) {
+        let end = pos + h.frame_len() as usize;
+        if end > len {
+            break;
+        }
+        starts.push(pos);
+        pos = end;
+    }
+    let last = *starts.last()?;
+    if starts.len() < 2 {
+        return None;
+    }
+    let offset = rng.random_range(frame::SEGMENT_HEADER_LEN as usize..last) as u64;
+    let bit = rng.random_range(0..8u8);
+    disk.flip_bit(&path, offset, bit)
+        .then(|| format!("{}@{offset} bit {bit}", path.display()))
 }
 
 /// Every 16th acknowledged send, the oracle looks for it in what each node's disk would keep
@@ -668,12 +717,15 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
         (o.transfers, "transfer"),
         (o.disk_faults, "disk"),
         (o.clocks, "clock-step"),
+        (o.bit_flips, "bit-flip"),
     ] {
         if on {
             kinds.push(k);
         }
     }
     let mut log: Vec<String> = Vec::new();
+    // The node whose disk took a bit flip: it stays down from then on.
+    let mut damaged: Option<usize> = None;
     let chaos_end = start + Duration::from_millis(o.chaos_ms);
     let n = o.nodes;
     while tokio::time::Instant::now() < chaos_end {
@@ -688,6 +740,9 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
             Some(l) if rng.random::<bool>() => l,
             _ => rng.random_range(0..n),
         };
+        if damaged == Some(victim) {
+            continue;
+        }
         match kind {
             "kill" => {
                 let power = rng.random::<bool>();
@@ -704,7 +759,7 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
                 drop(c);
                 tokio::time::sleep(hold).await;
                 let mut c = cluster.lock().await;
-                for i in 0..n {
+                for i in (0..n).filter(|i| damaged != Some(*i)) {
                     c.nodes.restart(i, true);
                 }
                 log.push(format!("power loss of all {hold:?}"));
@@ -791,6 +846,37 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
                 disk.set_faults(base);
                 log.push(format!("disk errors on n{} {hold:?}", victim + 1));
             }
+            "bit-flip" => {
+                if damaged.is_some() {
+                    continue;
+                }
+                let mut c = cluster.lock().await;
+                c.nodes.kill(victim);
+                let disk = c.nodes.disk(victim).clone();
+                let Some(spot) = flip_before_last_frame(&disk, o.groups, &mut rng) else {
+                    c.nodes.restart(victim, false);
+                    continue;
+                };
+                c.nodes.restart(victim, false);
+                drop(c);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let mut c = cluster.lock().await;
+                if c.take_start_errors(victim).is_empty() {
+                    return Err(fail(
+                        format!(
+                            "n{} started although its log was damaged ({spot}); faults {log:?}",
+                            victim + 1
+                        ),
+                        &history,
+                    ));
+                }
+                c.nodes.kill(victim);
+                damaged = Some(victim);
+                log.push(format!(
+                    "bit flip on n{} ({spot}): refused to start, left down",
+                    victim + 1
+                ));
+            }
             "clock-step" => {
                 // An NTP step or an operator's `date -s`: the wall clock jumps, the rate error
                 // changes. Cluster time must not jump with it.
@@ -837,7 +923,7 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
                 log.push(format!("restart n{} (storage had failed)", i + 1));
             }
         }
-        for i in 0..n {
+        for i in (0..n).filter(|i| damaged != Some(*i)) {
             c.nodes.resume(i);
             c.nodes.restart(i, false);
         }
