@@ -62,6 +62,24 @@ fn segment_files(disk: &SimDisk) -> Vec<String> {
         .collect()
 }
 
+/// The last segment file: its path, an open handle and its length.
+fn last_segment(disk: &SimDisk) -> (std::path::PathBuf, Arc<dyn raft_store::disk::DiskFile>, u64) {
+    let last = segment_files(disk).pop().unwrap();
+    let path = Path::new("/log").join(&last);
+    let file = disk.open(&path).unwrap();
+    let len = file.len().unwrap();
+    (path, file, len)
+}
+
+/// The frames of `entries`, encoded back to back.
+fn frames_of(entries: impl IntoIterator<Item = u64>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in entries {
+        raft_store::log::frame::encode_entry(&entry(i), &mut out);
+    }
+    out
+}
+
 #[tokio::test]
 async fn torn_tail_is_cut_and_acknowledged_entries_stay() {
     let disk = SimDisk::new(7);
@@ -69,12 +87,8 @@ async fn torn_tail_is_cut_and_acknowledged_entries_stay() {
     append_synced(&mut store, 0, 10).await;
     drop(store);
     // Half a frame lands at the end of the last segment: a write torn by power loss.
-    let last = segment_files(&disk).pop().unwrap();
-    let path = Path::new("/log").join(&last);
-    let file = disk.open(&path).unwrap();
-    let len = file.len().unwrap();
-    let mut frame = Vec::new();
-    raft_store::log::frame::encode_entry(&entry(10), &mut frame);
+    let (path, file, len) = last_segment(&disk);
+    let frame = frames_of([10]);
     file.write_at(&frame[..frame.len() / 2], len).unwrap();
 
     let (store, report) = open(&disk).await.unwrap();
@@ -249,17 +263,9 @@ async fn a_hole_left_by_a_failed_fsync_is_cut_with_the_frames_after_it() {
     drop(store);
     // Entry 5's write was dropped by a failed fsync (it reads as zeros), while entries 6 and 7,
     // written after it, reached the disk. None of 5..8 was acknowledged.
-    let last = segment_files(&disk).pop().unwrap();
-    let path = Path::new("/log").join(&last);
-    let file = disk.open(&path).unwrap();
-    let len = file.len().unwrap();
-    let mut frames = Vec::new();
-    raft_store::log::frame::encode_entry(&entry(5), &mut frames);
-    let hole = frames.len();
-    frames.clear();
-    for i in 6..8 {
-        raft_store::log::frame::encode_entry(&entry(i), &mut frames);
-    }
+    let (path, file, len) = last_segment(&disk);
+    let hole = frames_of([5]).len();
+    let frames = frames_of(6..8);
     file.write_at(&frames, len + hole as u64).unwrap();
 
     let (store, report) = open(&disk).await.unwrap();
@@ -279,14 +285,9 @@ async fn garbage_before_later_frames_still_refuses_to_start() {
     append_synced(&mut store, 0, 5).await;
     drop(store);
     // As above, but the region before entry 6 is not zeros: that is damage, not a lost write.
-    let last = segment_files(&disk).pop().unwrap();
-    let path = Path::new("/log").join(&last);
-    let file = disk.open(&path).unwrap();
-    let len = file.len().unwrap();
-    let mut frames = Vec::new();
-    raft_store::log::frame::encode_entry(&entry(5), &mut frames);
+    let (_, file, len) = last_segment(&disk);
+    let mut frames = frames_of(5..7);
     frames[20] ^= 0x10;
-    raft_store::log::frame::encode_entry(&entry(6), &mut frames);
     file.write_at(&frames, len).unwrap();
     let err = open(&disk).await.err().expect("must refuse");
     assert!(err.to_string().contains("not a torn tail"), "{err}");

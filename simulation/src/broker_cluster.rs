@@ -200,12 +200,7 @@ impl BrokerCluster {
 
     /// Startup failures of node `i`, removed from the list (they were expected).
     pub fn take_start_errors(&self, i: usize) -> Vec<String> {
-        let prefix = format!("n{} ", i + 1);
-        let mut errs = self.start_errors.lock().unwrap();
-        let (mine, rest): (Vec<String>, Vec<String>) =
-            errs.drain(..).partition(|e| e.starts_with(&prefix));
-        *errs = rest;
-        mine
+        sim_nodes::take_errors_of(&self.start_errors, i)
     }
 }
 

@@ -28,6 +28,17 @@ pub struct Nodes {
     nodes: Vec<Node>,
 }
 
+/// Removes and returns the startup errors of node `i` (those starting "n<i+1> ") from
+/// `errors`: for a harness that expected them.
+pub fn take_errors_of(errors: &std::sync::Mutex<Vec<String>>, i: usize) -> Vec<String> {
+    let prefix = format!("n{} ", i + 1);
+    let mut errs = errors.lock().unwrap();
+    let (mine, rest): (Vec<String>, Vec<String>) =
+        errs.drain(..).partition(|e| e.starts_with(&prefix));
+    *errs = rest;
+    mine
+}
+
 /// The IP of node `i`.
 pub fn ip(i: usize) -> String {
     format!("10.0.0.{}", i + 1)
