@@ -90,10 +90,19 @@ impl Admin for AdminServer {
         if !name_ok(&g.name) || g.name.starts_with('%') {
             return Ok(reply(Err(format!("illegal group name {:?}", g.name))));
         }
-        if g.max_delivery_attempts == 0 {
-            return Ok(reply(
-                Err("max delivery attempts must be at least 1".into()),
-            ));
+        if g.max_delivery_attempts == 0
+            || g.max_delivery_attempts > crate::limits::MAX_DELIVERY_ATTEMPTS
+        {
+            return Ok(reply(Err(format!(
+                "max delivery attempts must be 1..={}",
+                crate::limits::MAX_DELIVERY_ATTEMPTS
+            ))));
+        }
+        if g.retry_backoff_ms.len() > crate::limits::MAX_BACKOFF_STEPS {
+            return Ok(reply(Err(format!(
+                "at most {} retry backoff steps",
+                crate::limits::MAX_BACKOFF_STEPS
+            ))));
         }
         let mut cfg = GroupConfig::with_defaults(g.name);
         cfg.max_delivery_attempts = g.max_delivery_attempts;
@@ -110,7 +119,8 @@ impl Admin for AdminServer {
     ) -> Result<Response<pb::StatusReply>, tonic::Status> {
         let mut replicas = Vec::new();
         let mut topics = Vec::new();
-        let mut groups: Vec<pb::GroupStatus> = Vec::new();
+        let mut groups: std::collections::BTreeMap<String, pb::GroupStatus> =
+            std::collections::BTreeMap::new();
         for g in self.core.groups() {
             let m = g.replica.metrics();
             replicas.push(pb::ReplicaStatus {
@@ -123,32 +133,41 @@ impl Admin for AdminServer {
                 committed: m.committed.map_or(0, |i| i.0),
                 applied: m.applied.map_or(0, |i| i.0),
             });
-            g.replica.read(|s| {
-                for t in s.topics.values() {
-                    topics.push(pb::TopicStatus {
-                        name: t.name.clone(),
-                        queues: t.queues,
-                        kind: topic_kind_name(t.kind).into(),
-                        queue_ends: (0..t.queues)
+            // Under the state lock only copy what is needed; dedupe and build outside it, so
+            // a status read costs apply O(topics x queues) lookups and nothing quadratic.
+            let (ts, gs) = g.replica.read(|s| {
+                let ts: Vec<(TopicConfig, Vec<u64>)> = s
+                    .topics
+                    .values()
+                    .map(|t| {
+                        let ends = (0..t.queues)
                             .map(|q| s.queue(&t.name, q).map_or(0, |c| c.end()))
-                            .collect(),
-                    });
-                }
-                for c in s.groups.values() {
-                    if !groups.iter().any(|x| x.name == c.name) {
-                        groups.push(pb::GroupStatus {
-                            name: c.name.clone(),
-                            max_delivery_attempts: c.max_delivery_attempts,
-                            fifo: c.fifo,
-                        });
-                    }
-                }
+                            .collect();
+                        (t.clone(), ends)
+                    })
+                    .collect();
+                (ts, s.groups.values().cloned().collect::<Vec<_>>())
             });
+            for (t, queue_ends) in ts {
+                topics.push(pb::TopicStatus {
+                    name: t.name,
+                    queues: t.queues,
+                    kind: topic_kind_name(t.kind).into(),
+                    queue_ends,
+                });
+            }
+            for c in gs {
+                groups.entry(c.name.clone()).or_insert(pb::GroupStatus {
+                    name: c.name,
+                    max_delivery_attempts: c.max_delivery_attempts,
+                    fifo: c.fifo,
+                });
+            }
         }
         Ok(Response::new(pb::StatusReply {
             replicas,
             topics,
-            groups,
+            groups: groups.into_values().collect(),
         }))
     }
 }

@@ -42,25 +42,24 @@ pub fn encode_outcomes(o: &[Outcome]) -> Vec<u8> {
 
 /// Decodes the outcomes of one entry.
 pub fn decode_outcomes(b: &[u8]) -> Result<Vec<Outcome>, String> {
-    bincode::serde::decode_from_slice(b, bincode::config::standard())
-        .map(|(v, _)| v)
-        .map_err(|e| e.to_string())
+    crate::command::decode_bounded(b)
 }
 
+/// Snapshots hold the whole state, which may legitimately exceed the request limit; they come
+/// from this replica's own disk (CRC-checked) or an authenticated peer.
+const SNAPSHOT_LIMIT: usize = 1 << 36;
+
 impl App for BrokerApp {
-    fn apply(&mut self, index: LogIndex, request: &[u8]) -> Vec<u8> {
-        let outcomes = self
-            .state
-            .apply_entry(index.0, request)
-            .unwrap_or_else(|e| {
-                panic!("committed entry {index} cannot be applied ({e}); stopping this replica")
-            });
+    fn apply(&mut self, index: LogIndex, request: &[u8]) -> Result<Vec<u8>, String> {
+        // Only an entry this binary cannot interpret (newer than the binary) is an error: the
+        // replica stops rather than diverge. Invalid commands are refused no-ops.
+        let outcomes = self.state.apply_entry(index.0, request)?;
         if cfg!(debug_assertions) {
             self.state.check_invariants();
         }
         self.clock.observe(self.state.clock_ms);
         self.changed.notify_waiters();
-        encode_outcomes(&outcomes)
+        Ok(encode_outcomes(&outcomes))
     }
 
     fn snapshot(&self) -> Vec<u8> {
@@ -69,7 +68,8 @@ impl App for BrokerApp {
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
-        self.state = bincode::serde::decode_from_slice(snapshot, bincode::config::standard())
+        let cfg = bincode::config::standard().with_limit::<SNAPSHOT_LIMIT>();
+        self.state = bincode::serde::decode_from_slice(snapshot, cfg)
             .map_err(|e| e.to_string())?
             .0;
         self.clock.observe(self.state.clock_ms);

@@ -12,6 +12,8 @@
 //! (an older binary must not diverge from the group). A send's body stays where it is in the
 //! log; consume queues point at it by (log index, byte offset, length).
 
+use std::collections::BTreeSet;
+
 use serde::Deserialize;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -47,6 +49,33 @@ pub mod op {
     pub const CREATE_TOPIC: u8 = 9;
     /// Create a consumer group unless it exists (auto-creation).
     pub const CREATE_GROUP: u8 = 10;
+    /// Receive with a byte budget (replaces [`POP`] for new proposals).
+    pub const POP_BOUNDED: u8 = 11;
+    /// Extend many deliveries' invisibility at once (batched auto-renewal).
+    pub const RENEW_MANY: u8 = 12;
+}
+
+/// Byte limit for decoding anything that crosses a process boundary or comes out of the log:
+/// bincode checks every length it reads against it before allocating, so a forged length
+/// prefix is an error, not an allocation of petabytes (the ten-byte probe of issue 10).
+pub const DECODE_LIMIT: usize = 256 << 20;
+
+/// Bincode's standard configuration with [`DECODE_LIMIT`].
+pub fn bounded() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<DECODE_LIMIT>,
+> {
+    bincode::config::standard().with_limit::<DECODE_LIMIT>()
+}
+
+/// Decodes a bincode value with [`DECODE_LIMIT`], refusing trailing bytes.
+pub fn decode_bounded<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+    let (v, used) = bincode::serde::decode_from_slice(b, bounded()).map_err(|e| e.to_string())?;
+    if used != b.len() {
+        return Err(format!("{} trailing bytes", b.len() - used));
+    }
+    Ok(v)
 }
 
 /// Which messages a receive wants, by tag.
@@ -54,8 +83,9 @@ pub mod op {
 pub enum TagFilter {
     /// Every message.
     All,
-    /// Messages whose tag hash is one of these.
-    Tags(Vec<u64>),
+    /// Messages whose tag hash is one of these (a set: matching is a lookup, not a scan;
+    /// bincode encodes it like the `Vec` it once was).
+    Tags(BTreeSet<u64>),
 }
 
 impl TagFilter {
@@ -83,6 +113,20 @@ pub struct Pop {
     pub invisible_ms: u64,
     /// Tag filter.
     pub filter: TagFilter,
+    /// Stop adding messages once their bodies reach this many bytes (at least one is taken),
+    /// so the reply always fits in a message.
+    pub max_bytes: u64,
+}
+
+/// A receive as op code 4 stored it (before the byte budget).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PopV1 {
+    group: String,
+    topic: String,
+    queue: Option<QueueId>,
+    max: u32,
+    invisible_ms: u64,
+    filter: TagFilter,
 }
 
 /// A reference to one delivery of one message (what a receipt handle names).
@@ -145,7 +189,7 @@ pub enum Command {
     UpsertGroup(GroupConfig),
     /// [`op::SEND`]
     Send(StoredMessage),
-    /// [`op::POP`]
+    /// [`op::POP_BOUNDED`] (op code 4 entries decode to it with no byte budget)
     Pop(Pop),
     /// [`op::ACK`]
     Ack(Ack),
@@ -153,6 +197,8 @@ pub enum Command {
     ChangeInvisible(ChangeInvisible),
     /// [`op::RENEW`]
     Renew(ChangeInvisible),
+    /// [`op::RENEW_MANY`]
+    RenewMany(Vec<ChangeInvisible>),
     /// [`op::COMMIT_OFFSET`]
     CommitOffset(CommitOffset),
     /// [`op::CREATE_TOPIC`]
@@ -166,12 +212,7 @@ fn enc<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
-    let (v, used) = bincode::serde::decode_from_slice(b, bincode::config::standard())
-        .map_err(|e| e.to_string())?;
-    if used != b.len() {
-        return Err(format!("{} trailing bytes", b.len() - used));
-    }
-    Ok(v)
+    decode_bounded(b)
 }
 
 impl Command {
@@ -181,23 +222,42 @@ impl Command {
             Command::UpsertTopic(c) => (op::UPSERT_TOPIC, enc(c)),
             Command::UpsertGroup(c) => (op::UPSERT_GROUP, enc(c)),
             Command::Send(m) => (op::SEND, enc(m)),
-            Command::Pop(p) => (op::POP, enc(p)),
+            Command::Pop(p) => (op::POP_BOUNDED, enc(p)),
             Command::Ack(a) => (op::ACK, enc(a)),
             Command::ChangeInvisible(c) => (op::CHANGE_INVISIBLE, enc(c)),
             Command::Renew(c) => (op::RENEW, enc(c)),
+            Command::RenewMany(c) => (op::RENEW_MANY, enc(c)),
             Command::CommitOffset(c) => (op::COMMIT_OFFSET, enc(c)),
             Command::CreateTopic(c) => (op::CREATE_TOPIC, enc(c)),
             Command::CreateGroup(c) => (op::CREATE_GROUP, enc(c)),
         }
     }
 
+    /// True if this binary knows `op`.
+    pub fn known_op(op: u8) -> bool {
+        (op::UPSERT_TOPIC..=op::RENEW_MANY).contains(&op)
+    }
+
     /// Decodes one command body.
     pub fn decode(op: u8, body: &[u8]) -> Result<Command, String> {
         Ok(match op {
+            op::POP => {
+                let p: PopV1 = dec(body)?;
+                Command::Pop(Pop {
+                    group: p.group,
+                    topic: p.topic,
+                    queue: p.queue,
+                    max: p.max,
+                    invisible_ms: p.invisible_ms,
+                    filter: p.filter,
+                    max_bytes: u64::MAX,
+                })
+            }
+            op::POP_BOUNDED => Command::Pop(dec(body)?),
+            op::RENEW_MANY => Command::RenewMany(dec(body)?),
             op::UPSERT_TOPIC => Command::UpsertTopic(dec(body)?),
             op::UPSERT_GROUP => Command::UpsertGroup(dec(body)?),
             op::SEND => Command::Send(dec(body)?),
-            op::POP => Command::Pop(dec(body)?),
             op::ACK => Command::Ack(dec(body)?),
             op::CHANGE_INVISIBLE => Command::ChangeInvisible(dec(body)?),
             op::RENEW => Command::Renew(dec(body)?),
@@ -215,7 +275,19 @@ impl Command {
     /// Approximate encoded size, for batching limits.
     pub fn approx_size(&self) -> usize {
         match self {
-            Command::Send(m) => m.body.len() + m.topic.len() + m.message_id.len() + 64,
+            Command::Send(m) => {
+                m.body.len()
+                    + m.topic.len()
+                    + m.message_id.len()
+                    + m.keys.iter().map(|k| k.len() + 2).sum::<usize>()
+                    + m.properties
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len() + 4)
+                        .sum::<usize>()
+                    + m.trace_context.as_ref().map_or(0, String::len)
+                    + 64
+            }
+            Command::RenewMany(r) => 64 * r.len() + 64,
             _ => 128,
         }
     }
@@ -241,8 +313,9 @@ pub fn encode_entry(now_ms: u64, commands: &[Command]) -> Vec<u8> {
 /// One command of a decoded entry, with where its body sits in the entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Located {
-    /// The command.
-    pub command: Command,
+    /// The command, or why its body (of a known op code) does not decode: such a command is
+    /// refused when it applies, on every replica alike.
+    pub command: Result<Command, String>,
     /// Byte offset of the body within the entry.
     pub pos: u32,
     /// Body length.
@@ -258,7 +331,9 @@ pub struct DecodedEntry {
     pub commands: Vec<Located>,
 }
 
-/// Decodes an entry produced by [`encode_entry`].
+/// Decodes an entry produced by [`encode_entry`]. `Err` only for what this binary cannot
+/// interpret at all (an unknown entry version or op code: the log is newer than the binary) or
+/// an entry whose framing is broken.
 pub fn decode_entry(bytes: &[u8]) -> Result<DecodedEntry, String> {
     if bytes.len() < ENTRY_HEADER {
         return Err("entry too short".into());
@@ -281,10 +356,15 @@ pub fn decode_entry(bytes: &[u8]) -> Result<DecodedEntry, String> {
         let len = u32::from_le_bytes(bytes[pos + 1..pos + 5].try_into().unwrap()) as usize;
         let body_pos = pos + 5;
         let body = bytes
-            .get(body_pos..body_pos + len)
+            .get(body_pos..body_pos.saturating_add(len))
             .ok_or_else(|| format!("command {i} body runs past the entry"))?;
+        if !Command::known_op(op) {
+            return Err(format!(
+                "unknown op code {op}: this binary is older than the log"
+            ));
+        }
         commands.push(Located {
-            command: Command::decode(op, body)?,
+            command: Command::decode(op, body),
             pos: body_pos as u32,
             len: len as u32,
         });
@@ -302,7 +382,7 @@ pub fn decode_entry(bytes: &[u8]) -> Result<DecodedEntry, String> {
 /// Decodes the message stored at `pos..pos+len` of an entry (a send's body).
 pub fn decode_message(entry: &[u8], pos: u32, len: u32) -> Result<StoredMessage, String> {
     let body = entry
-        .get(pos as usize..(pos + len) as usize)
+        .get(pos as usize..(pos as usize).saturating_add(len as usize))
         .ok_or("message position outside the entry")?;
     dec(body)
 }
@@ -366,7 +446,7 @@ mod tests {
         assert_eq!(
             d.commands
                 .iter()
-                .map(|l| l.command.clone())
+                .map(|l| l.command.clone().unwrap())
                 .collect::<Vec<_>>(),
             cmds
         );

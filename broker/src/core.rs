@@ -10,6 +10,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::Semaphore;
 use tokio::sync::mpsc;
 
 use crate::batcher::now_ms;
@@ -23,6 +25,7 @@ use crate::forward::Forwarder;
 use crate::forward::Popped;
 use crate::model::GroupConfig;
 use crate::model::TopicConfig;
+use crate::limits;
 use crate::model::TopicKind;
 use crate::replica::Replica;
 use crate::state::BrokerState;
@@ -51,6 +54,23 @@ pub struct BrokerSettings {
     pub renew_invisible: Duration,
     /// A client not heard from for this long is gone (its receipts are no longer renewed).
     pub client_timeout: Duration,
+    /// Bodies in one receive or pull reply stop at this many bytes (at least one message).
+    pub max_reply_bytes: usize,
+    /// Longest filter expression.
+    pub max_filter_bytes: usize,
+    /// Most tags in one tag filter.
+    pub max_filter_tags: usize,
+    /// Most messages in one batch send.
+    pub max_batch_messages: usize,
+    /// Most bytes (bodies) in one batch send.
+    pub max_batch_bytes: usize,
+    /// Most long polls (receive and pull) waiting on this node at once; more get
+    /// TOO_MANY_REQUESTS at once.
+    pub max_long_polls: usize,
+    /// Most Telemetry sessions open on this node at once.
+    pub max_telemetry_sessions: usize,
+    /// Most clients this node remembers (idle ones are forgotten after `client_timeout`).
+    pub max_clients: usize,
 }
 
 impl Default for BrokerSettings {
@@ -65,6 +85,14 @@ impl Default for BrokerSettings {
             max_invisible: Duration::from_secs(12 * 3600),
             renew_invisible: Duration::from_secs(60),
             client_timeout: Duration::from_secs(90),
+            max_reply_bytes: 16 << 20,
+            max_filter_bytes: 16 << 10,
+            max_filter_tags: 128,
+            max_batch_messages: 1024,
+            max_batch_bytes: 32 << 20,
+            max_long_polls: 20_000,
+            max_telemetry_sessions: 20_000,
+            max_clients: 50_000,
         }
     }
 }
@@ -123,6 +151,8 @@ pub struct BrokerCore {
     clients: Mutex<BTreeMap<String, Client>>,
     renewals: Mutex<BTreeMap<RenewalKey, Renewal>>,
     round_robin: AtomicU64,
+    long_polls: Arc<Semaphore>,
+    telemetry_sessions: Arc<Semaphore>,
 }
 
 impl BrokerCore {
@@ -135,7 +165,6 @@ impl BrokerCore {
         groups: Vec<HostedGroup>,
     ) -> Arc<Self> {
         let core = Arc::new(BrokerCore {
-            settings,
             node_id,
             peers,
             groups: groups.into_iter().map(|g| (g.id, g)).collect(),
@@ -143,6 +172,9 @@ impl BrokerCore {
             clients: Mutex::new(BTreeMap::new()),
             renewals: Mutex::new(BTreeMap::new()),
             round_robin: AtomicU64::new(0),
+            long_polls: Arc::new(Semaphore::new(settings.max_long_polls)),
+            telemetry_sessions: Arc::new(Semaphore::new(settings.max_telemetry_sessions)),
+            settings,
         });
         let weak = Arc::downgrade(&core);
         tokio::spawn(async move {
@@ -403,6 +435,18 @@ impl BrokerCore {
         Ok(found.unwrap_or_else(|| GroupConfig::with_defaults(name)))
     }
 
+    /// A place for one more long poll (receive or pull), or `None` when the node already
+    /// holds `max_long_polls`: the caller answers TOO_MANY_REQUESTS at once instead of
+    /// queueing without bound.
+    pub fn long_poll_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.long_polls.clone().try_acquire_owned().ok()
+    }
+
+    /// A place for one more Telemetry session, or `None` at `max_telemetry_sessions`.
+    pub fn telemetry_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.telemetry_sessions.clone().try_acquire_owned().ok()
+    }
+
     /// A counter for spreading sends over queues.
     pub fn next_round_robin(&self) -> u64 {
         self.round_robin.fetch_add(1, Ordering::Relaxed)
@@ -410,12 +454,24 @@ impl BrokerCore {
 
     /// Records that `client` was heard from.
     pub fn touch_client(&self, client: &str) {
+        let now = now_ms();
         let mut clients = self.clients.lock().unwrap();
+        if clients.len() >= self.settings.max_clients && !clients.contains_key(client) {
+            // At the cap: forget the longest-idle client (it reconnects as new if it is
+            // still there), so the map never grows past the cap however many ids appear.
+            if let Some(oldest) = clients
+                .iter()
+                .min_by_key(|(_, c)| c.last_seen_ms)
+                .map(|(k, _)| k.clone())
+            {
+                clients.remove(&oldest);
+            }
+        }
         let c = clients.entry(client.to_string()).or_insert(Client {
             last_seen_ms: 0,
             telemetry: None,
         });
-        c.last_seen_ms = now_ms();
+        c.last_seen_ms = now;
     }
 
     /// Registers (or clears) a client's telemetry stream.
@@ -481,50 +537,65 @@ impl BrokerCore {
         ));
     }
 
+    /// Renews, in one command per Raft group (at most [`limits::MAX_RENEWALS`] receipts
+    /// each), every tracked delivery whose deadline falls within a third of the renewal
+    /// period. Deadlines are cluster time, so "due" is judged by the group's cluster clock,
+    /// never this node's wall clock (a node whose clock ran behind used to renew too late and
+    /// let a push consumer's message be redelivered while it was still being processed).
     async fn renew_due(&self) {
-        let now = now_ms();
-        let alive_after = now.saturating_sub(self.settings.client_timeout.as_millis() as u64);
-        let due: Vec<Renewal> = {
-            let clients = self.clients.lock().unwrap();
+        let wall = now_ms();
+        let alive_after = wall.saturating_sub(self.settings.client_timeout.as_millis() as u64);
+        let renew_ms = self.settings.renew_invisible.as_millis() as u64;
+        let mut due: BTreeMap<u64, Vec<(RenewalKey, Renewal)>> = BTreeMap::new();
+        {
+            let mut clients = self.clients.lock().unwrap();
+            // Forget clients not heard from (bounded memory; their Telemetry is gone too).
+            clients.retain(|_, c| c.last_seen_ms >= alive_after);
             let mut renewals = self.renewals.lock().unwrap();
             // A client that went away gets no renewals: its messages reappear after the deadline.
-            renewals.retain(|_, r| {
-                clients
-                    .get(&r.client)
-                    .is_some_and(|c| c.last_seen_ms >= alive_after)
-            });
-            let horizon = now + self.settings.renew_invisible.as_millis() as u64 / 3;
-            renewals
-                .values()
-                .filter(|r| r.deadline_ms <= horizon)
-                .cloned()
-                .collect()
-        };
-        for r in due {
-            let cmd = Command::Renew(ChangeInvisible {
-                group: r.consumer_group.clone(),
-                topic: r.topic.clone(),
-                receipt: r.receipt,
-                invisible_ms: self.settings.renew_invisible.as_millis() as u64,
-            });
-            let key = (
-                r.group,
-                r.consumer_group.clone(),
-                r.topic.clone(),
-                r.receipt.queue.0,
-                r.receipt.offset.0,
-            );
-            match self.submit(r.group, cmd).await {
-                Ok(Outcome::Changed { deadline_ms, .. }) => {
-                    if let Some(x) = self.renewals.lock().unwrap().get_mut(&key) {
-                        x.deadline_ms = deadline_ms;
-                    }
+            renewals.retain(|_, r| clients.contains_key(&r.client));
+            for (k, r) in renewals.iter() {
+                let Ok(g) = self.group(r.group) else { continue };
+                let horizon = g.replica.clock().now().saturating_add(renew_ms / 3);
+                if r.deadline_ms <= horizon {
+                    due.entry(r.group).or_default().push((k.clone(), r.clone()));
                 }
-                Ok(Outcome::Rejected(Reject::InvalidReceipt)) => {
-                    self.renewals.lock().unwrap().remove(&key);
-                }
-                _ => {} // try again next tick
             }
         }
+        let batches = due.into_iter().flat_map(|(group, list)| {
+            list.chunks(limits::MAX_RENEWALS)
+                .map(|c| (group, c.to_vec()))
+                .collect::<Vec<_>>()
+        });
+        let runs = batches.map(|(group, list)| async move {
+            let cmd = Command::RenewMany(
+                list.iter()
+                    .map(|(_, r)| ChangeInvisible {
+                        group: r.consumer_group.clone(),
+                        topic: r.topic.clone(),
+                        receipt: r.receipt,
+                        invisible_ms: renew_ms,
+                    })
+                    .collect(),
+            );
+            // Anything but an answer: try again next tick.
+            if let Ok(Outcome::Renewed(results)) = self.submit(group, cmd).await {
+                let mut renewals = self.renewals.lock().unwrap();
+                for ((key, _), result) in list.iter().zip(results) {
+                    match result {
+                        Some(deadline_ms) => {
+                            if let Some(x) = renewals.get_mut(key) {
+                                x.deadline_ms = deadline_ms;
+                            }
+                        }
+                        // Stale: acked, changed or redelivered since.
+                        None => {
+                            renewals.remove(key);
+                        }
+                    }
+                }
+            }
+        });
+        futures::future::join_all(runs).await;
     }
 }

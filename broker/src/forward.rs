@@ -73,9 +73,7 @@ fn enc<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
-    bincode::serde::decode_from_slice(b, bincode::config::standard())
-        .map(|(v, _)| v)
-        .map_err(|e| format!("undecodable forwarded value: {e}"))
+    crate::command::decode_bounded(b).map_err(|e| format!("undecodable forwarded value: {e}"))
 }
 
 /// Received messages as they cross the wire.

@@ -25,6 +25,7 @@ pub mod config;
 pub mod core;
 pub mod error;
 pub mod forward;
+pub mod limits;
 pub mod model;
 pub mod node;
 pub mod receipt;

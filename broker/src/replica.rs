@@ -159,6 +159,9 @@ impl Replica {
 
     /// Proposes `command` (group-committed with others) and waits for its outcome.
     pub async fn submit(&self, command: Command) -> Result<Outcome> {
+        // Bad input never reaches the log (apply checks again, for entries that did).
+        crate::limits::check(&command)
+            .map_err(|why| BrokerError::Rejected(crate::state::Reject::Invalid(why)))?;
         self.batcher.submit(command).await
     }
 

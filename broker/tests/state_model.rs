@@ -173,6 +173,7 @@ fn run(ops: Vec<Op>) {
                     max: max as u32,
                     invisible_ms: invisible as u64,
                     filter: TagFilter::All,
+                    max_bytes: u64::MAX,
                 };
                 // What the model allows to be handed out, and what must go to the DLQ first.
                 let now = h.now;
@@ -334,6 +335,7 @@ fn run(ops: Vec<Op>) {
             max: 10_000,
             invisible_ms: 1_000,
             filter: TagFilter::All,
+            max_bytes: u64::MAX,
         }));
         let Outcome::Popped { deliveries, .. } = o else {
             panic!()
@@ -402,7 +404,8 @@ fn tag_filter_skips_without_delivering_and_clock_never_goes_back() {
         queue: None,
         max: 10,
         invisible_ms: 100,
-        filter: TagFilter::Tags(vec![broker::model::tag_hash(Some("B"))]),
+        filter: TagFilter::Tags([broker::model::tag_hash(Some("B"))].into()),
+        max_bytes: u64::MAX,
     }));
     let Outcome::Popped { deliveries, .. } = o else {
         panic!()
@@ -449,6 +452,7 @@ fn fifo_group_waits_for_the_head_of_the_queue() {
             max,
             invisible_ms: 100,
             filter: TagFilter::All,
+            max_bytes: u64::MAX,
         })
     };
     let offsets = |o: Outcome| -> Vec<(u64, u32)> {
@@ -474,6 +478,7 @@ fn fifo_group_waits_for_the_head_of_the_queue() {
         max: 2,
         invisible_ms: 100,
         filter: TagFilter::All,
+        max_bytes: u64::MAX,
     }));
     assert_eq!(offsets(o), vec![(0, 1), (1, 1)]);
 }

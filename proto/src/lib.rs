@@ -6,6 +6,7 @@
 //! - [`admin`]: RaftMQ's admin service;
 //! - [`forward`]: forwarding a command to a group's leader in one hop;
 //! - [`nameserver`]: broker registration with nameservers;
+//! - [`auth`]: the cluster credential every internal RPC carries;
 //! - [`v2util`]: protocol helpers shared by the broker and the nameserver (statuses,
 //!   timestamps, the settings answer, route entries).
 //!
@@ -43,3 +44,5 @@ pub mod nameserver {
 }
 
 pub mod v2util;
+
+pub mod auth;

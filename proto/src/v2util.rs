@@ -39,7 +39,10 @@ pub fn combine<'a>(entries: impl Iterator<Item = &'a pb::Status>) -> pb::Status 
 /// Milliseconds since the epoch from a protobuf timestamp (clients send seconds or millis
 /// precision; both land here).
 pub fn ts_to_ms(t: &prost_types::Timestamp) -> u64 {
-    (t.seconds.max(0) as u64) * 1000 + (t.nanos.max(0) as u64) / 1_000_000
+    // Saturating: a client may send any i64 (found by the issue-10 review: overflow).
+    (t.seconds.max(0) as u64)
+        .saturating_mul(1000)
+        .saturating_add((t.nanos.clamp(0, 999_999_999) as u64) / 1_000_000)
 }
 
 /// A protobuf timestamp from milliseconds since the epoch.
@@ -52,7 +55,8 @@ pub fn ms_to_ts(ms: u64) -> prost_types::Timestamp {
 
 /// A duration from a protobuf duration (negative becomes zero).
 pub fn from_pb_duration(d: &prost_types::Duration) -> Duration {
-    Duration::from_secs(d.seconds.max(0) as u64) + Duration::from_nanos(d.nanos.max(0) as u64)
+    Duration::from_secs(d.seconds.max(0) as u64)
+        .saturating_add(Duration::from_nanos(d.nanos.clamp(0, 999_999_999) as u64))
 }
 
 /// A protobuf duration.
@@ -64,8 +68,17 @@ pub fn to_pb_duration(d: Duration) -> prost_types::Duration {
 }
 
 /// The calling client's id (`x-mq-client-id`), or the status to answer without one.
+/// Longest client id accepted.
+pub const MAX_CLIENT_ID_BYTES: usize = 256;
+
+/// The calling client's id (`x-mq-client-id`).
 pub fn client_id(meta: &tonic::metadata::MetadataMap) -> Result<String, pb::Status> {
     match meta.get("x-mq-client-id").and_then(|v| v.to_str().ok()) {
+        // Bounded: the id keys per-client state on every node it reaches.
+        Some(id) if id.len() > MAX_CLIENT_ID_BYTES => Err(status(
+            Code::BadRequest,
+            format!("the x-mq-client-id header is longer than {MAX_CLIENT_ID_BYTES} bytes"),
+        )),
         Some(id) if !id.trim().is_empty() => Ok(id.to_string()),
         _ => Err(status(
             Code::ClientIdRequired,

@@ -15,6 +15,7 @@
 //! - [`rt`]: the runtime shim (real tokio or madsim), the only `cfg(madsim)` code;
 //! - [`types`] and [`error`]: the Raft type configuration, newtypes, and the error enum.
 
+pub mod codec;
 pub mod disk;
 pub mod error;
 pub mod group;

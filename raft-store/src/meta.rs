@@ -80,7 +80,7 @@ fn decode(slot: &[u8]) -> Option<(u64, Meta)> {
         return None;
     }
     let (meta, _) =
-        bincode::serde::decode_from_slice(&rec[RECORD_HEADER_LEN..], bincode::config::standard())
+        bincode::serde::decode_from_slice(&rec[RECORD_HEADER_LEN..], crate::codec::config())
             .ok()?;
     Some((seq, meta))
 }

@@ -145,9 +145,7 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
-    bincode::serde::decode_from_slice(b, bincode::config::standard())
-        .map(|(v, _)| v)
-        .map_err(|e| format!("undecodable raft message: {e}"))
+    crate::codec::decode(b).map_err(|e| format!("undecodable raft message: {e}"))
 }
 
 fn unreachable(msg: impl Into<String>) -> RPCError<TypeConfig> {

@@ -44,7 +44,11 @@ const SNAPSHOT_TMP: &str = "snapshot.tmp";
 /// travels inside the proposal).
 pub trait App: Send + Sync + 'static {
     /// Applies one committed proposal at `index`; the returned bytes go back to the proposer.
-    fn apply(&mut self, index: LogIndex, request: &[u8]) -> Vec<u8>;
+    ///
+    /// `Err` means this replica cannot interpret the entry at all (say it is newer than the
+    /// binary): the replica stops with a storage error instead of diverging. It must never be
+    /// used for input that is merely invalid — that is an answer, the same on every replica.
+    fn apply(&mut self, index: LogIndex, request: &[u8]) -> std::result::Result<Vec<u8>, String>;
 
     /// The whole state, encoded (for snapshots).
     fn snapshot(&self) -> Vec<u8>;
@@ -114,7 +118,7 @@ fn decode_snapshot(bytes: &[u8]) -> std::result::Result<(SnapshotMeta, &[u8]), S
         return Err("snapshot header CRC mismatch".into());
     }
     let (header, _): (SnapshotHeader, _) =
-        bincode::serde::decode_from_slice(h, bincode::config::standard())
+        bincode::serde::decode_from_slice(h, crate::codec::config())
             .map_err(|e| e.to_string())?;
     let data = &bytes[8 + hlen..];
     if data.len() as u64 != header.data_len || crc32c::crc32c(data) != header.data_crc {
@@ -234,7 +238,15 @@ impl<A: App> RaftStateMachine<TypeConfig> for StateMachineStore<A> {
                 let mut st = self.state.lock().unwrap();
                 let out = match &entry.payload {
                     EntryPayload::Blank => Vec::new(),
-                    EntryPayload::Normal(req) => st.app.apply(LogIndex(log_id.index), &req.0),
+                    EntryPayload::Normal(req) => st
+                        .app
+                        .apply(LogIndex(log_id.index), &req.0)
+                        .map_err(|e| {
+                            io::Error::other(format!(
+                                "committed entry {} cannot be applied: {e}",
+                                log_id.index
+                            ))
+                        })?,
                     EntryPayload::Membership(m) => {
                         st.last_membership = StoredMembership::new(Some(log_id), m.clone());
                         Vec::new()

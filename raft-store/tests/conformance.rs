@@ -23,9 +23,9 @@ use raft_store::types::TypeConfig;
 struct Recorder(Vec<(u64, Vec<u8>)>);
 
 impl App for Recorder {
-    fn apply(&mut self, index: LogIndex, request: &[u8]) -> Vec<u8> {
+    fn apply(&mut self, index: LogIndex, request: &[u8]) -> Result<Vec<u8>, String> {
         self.0.push((index.0, request.to_vec()));
-        request.to_vec()
+        Ok(request.to_vec())
     }
     fn snapshot(&self) -> Vec<u8> {
         bincode::serde::encode_to_vec(&self.0, bincode::config::standard()).unwrap()

@@ -9,12 +9,12 @@ use raft_store::types::LogIndex;
 pub struct Recorder(pub Vec<(u64, Vec<u8>)>);
 
 impl App for Recorder {
-    fn apply(&mut self, index: LogIndex, request: &[u8]) -> Vec<u8> {
+    fn apply(&mut self, index: LogIndex, request: &[u8]) -> Result<Vec<u8>, String> {
         if let Some((last, _)) = self.0.last() {
             assert!(index.0 > *last, "applied {} after {last}", index.0);
         }
         self.0.push((index.0, request.to_vec()));
-        Vec::new()
+        Ok(Vec::new())
     }
 
     fn snapshot(&self) -> Vec<u8> {

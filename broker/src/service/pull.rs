@@ -195,6 +195,19 @@ pub async fn pull_message(
     if let Err(s) = client_id(&req) {
         return pull_reply(s, vec![], None);
     }
+    let Some(_poll) = core.long_poll_permit() else {
+        return pull_reply(
+            status(
+                Code::TooManyRequests,
+                format!(
+                    "this node holds {} long polls already; retry later",
+                    core.settings.max_long_polls
+                ),
+            ),
+            vec![],
+            None,
+        );
+    };
     let rpc_deadline = grpc_timeout(&req);
     let r = req.get_ref();
     if let Err(s) = validate::group(r.group.as_ref()) {
@@ -225,7 +238,7 @@ pub async fn pull_message(
             );
         }
     } as usize;
-    let filter = match parse_filter(r.filter_expression.as_ref()) {
+    let filter = match parse_filter(r.filter_expression.as_ref(), &core.settings) {
         Ok(f) => f,
         Err(s) => return pull_reply(s, vec![], None),
     };
@@ -268,6 +281,7 @@ pub async fn pull_message(
     }
     let deadline = started + wait;
     let offset = r.offset as u64;
+    let reply_budget = core.settings.max_reply_bytes as u64;
     let Ok(hosted) = core.group(g) else {
         return pull_reply(status(Code::InternalError, "group vanished"), vec![], None);
     };
@@ -291,10 +305,16 @@ pub async fn pull_message(
                 }
                 let mut found = Vec::new();
                 let mut next = offset;
+                let mut bytes = 0u64;
                 while next < end && found.len() < batch && next - offset < MAX_SCAN {
                     if let Some(e) = cq.get(next)
                         && filter.matches(e.tag_hash)
                     {
+                        // The reply stays under max_reply_bytes (at least one message).
+                        bytes += u64::from(e.len);
+                        if !found.is_empty() && bytes > reply_budget {
+                            break;
+                        }
                         found.push((next, *e));
                     }
                     next += 1;

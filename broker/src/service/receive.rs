@@ -53,10 +53,23 @@ fn reply_status(s: pb::Status) -> Vec<pb::ReceiveMessageResponse> {
 }
 
 /// Parses a filter expression; only tag filters are supported so far.
-pub fn parse_filter(f: Option<&pb::FilterExpression>) -> Result<TagFilter, pb::Status> {
+pub fn parse_filter(
+    f: Option<&pb::FilterExpression>,
+    limits: &crate::core::BrokerSettings,
+) -> Result<TagFilter, pb::Status> {
     let Some(f) = f else {
         return Ok(TagFilter::All);
     };
+    if f.expression.len() > limits.max_filter_bytes {
+        return Err(status(
+            Code::IllegalFilterExpression,
+            format!(
+                "filter expression of {} bytes exceeds the limit of {}",
+                f.expression.len(),
+                limits.max_filter_bytes
+            ),
+        ));
+    }
     match pb::FilterType::try_from(f.r#type).unwrap_or(pb::FilterType::Unspecified) {
         pb::FilterType::Tag | pb::FilterType::Unspecified => {
             let e = f.expression.trim();
@@ -64,6 +77,16 @@ pub fn parse_filter(f: Option<&pb::FilterExpression>) -> Result<TagFilter, pb::S
                 return Ok(TagFilter::All);
             }
             let tags: Vec<&str> = e.split("||").map(str::trim).collect();
+            if tags.len() > limits.max_filter_tags {
+                return Err(status(
+                    Code::IllegalFilterExpression,
+                    format!(
+                        "{} tags in one filter exceed the limit of {}",
+                        tags.len(),
+                        limits.max_filter_tags
+                    ),
+                ));
+            }
             if tags.iter().any(|t| t.is_empty()) {
                 return Err(status(
                     Code::IllegalFilterExpression,
@@ -90,6 +113,15 @@ pub async fn receive_message(
     let client = match client_id(&req) {
         Ok(c) => c,
         Err(s) => return reply_status(s),
+    };
+    let Some(_poll) = core.long_poll_permit() else {
+        return reply_status(status(
+            Code::TooManyRequests,
+            format!(
+                "this node holds {} receives already; retry later",
+                core.settings.max_long_polls
+            ),
+        ));
     };
     core.touch_client(&client);
     let req = req.into_inner();
@@ -132,7 +164,7 @@ pub async fn receive_message(
             ));
         }
     };
-    let filter = match parse_filter(req.filter_expression.as_ref()) {
+    let filter = match parse_filter(req.filter_expression.as_ref(), &core.settings) {
         Ok(f) => f,
         Err(s) => return reply_status(s),
     };
@@ -185,6 +217,7 @@ pub async fn receive_message(
         max: req.batch_size as u32,
         invisible_ms: invisible.as_millis() as u64,
         filter,
+        max_bytes: core.settings.max_reply_bytes as u64,
     };
 
     loop {

@@ -55,6 +55,26 @@ pub async fn send_message(
     if req.messages.is_empty() {
         return fail_all(status(Code::BadRequest, "no messages"));
     }
+    let batch_bytes: usize = req.messages.iter().map(|m| m.body.len()).sum();
+    if req.messages.len() > core.settings.max_batch_messages {
+        return fail_all(status(
+            Code::BadRequest,
+            format!(
+                "a batch of {} messages exceeds the limit of {}",
+                req.messages.len(),
+                core.settings.max_batch_messages
+            ),
+        ));
+    }
+    if batch_bytes > core.settings.max_batch_bytes {
+        return fail_all(status(
+            Code::MessageBodyTooLarge,
+            format!(
+                "a batch of {batch_bytes} body bytes exceeds the limit of {}",
+                core.settings.max_batch_bytes
+            ),
+        ));
+    }
     // A batch must share its topic (and type), as the SDKs guarantee.
     let topics: std::collections::BTreeSet<_> = req
         .messages

@@ -38,5 +38,6 @@ pub fn from_reject(r: &Reject) -> Status {
             Code::InvalidReceiptHandle,
             "receipt handle is stale (acked, redelivered or changed since) or unknown",
         ),
+        Reject::Invalid(why) => status(Code::BadRequest, format!("refused: {why}")),
     }
 }

@@ -51,6 +51,12 @@ pub async fn telemetry(
     req: Request<tonic::Streaming<pb::TelemetryCommand>>,
 ) -> Result<Response<BoxStream<pb::TelemetryCommand>>, tonic::Status> {
     let client = client_id(&req).map_err(|s| tonic::Status::invalid_argument(s.message))?;
+    let Some(permit) = core.telemetry_permit() else {
+        return Err(tonic::Status::resource_exhausted(format!(
+            "this node holds {} Telemetry sessions already",
+            core.settings.max_telemetry_sessions
+        )));
+    };
     let mut inbound = req.into_inner();
     let (tx, rx) = mpsc::channel(64);
     core.set_telemetry(&client, Some(tx.clone()));
@@ -65,6 +71,7 @@ pub async fn telemetry(
             }
         }
         core.set_telemetry(&client, None);
+        drop(permit);
     });
     Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
 }

@@ -51,6 +51,13 @@ const MAX_PROPERTY_BYTES: usize = 16 << 10;
 const MAX_GROUP_BYTES: usize = 64;
 const MAX_NAME_LEN: usize = 127;
 const MAX_DELAY_MS: u64 = 24 * 3600 * 1000;
+/// RocketMQ's message ids are 32-34 hex characters; leave room for other clients' formats.
+const MAX_MESSAGE_ID_BYTES: usize = 128;
+const MAX_TAG_BYTES: usize = 255;
+const MAX_KEYS: usize = 32;
+const MAX_KEY_BYTES: usize = 255;
+const MAX_HOST_BYTES: usize = 255;
+const MAX_TRACE_BYTES: usize = 4 << 10;
 
 fn bad(code: Code, msg: impl Into<String>) -> Status {
     status(code, msg)
@@ -125,6 +132,30 @@ pub fn message(m: &pb::Message, max_body: usize, now_ms: u64) -> Result<StoredMe
     if sys.message_id.trim().is_empty() {
         return Err(bad(Code::IllegalMessageId, "message id is required"));
     }
+    if sys.message_id.len() > MAX_MESSAGE_ID_BYTES || has_control(&sys.message_id) {
+        return Err(bad(
+            Code::IllegalMessageId,
+            format!(
+                "message id must be at most {MAX_MESSAGE_ID_BYTES} bytes without control characters"
+            ),
+        ));
+    }
+    if sys.born_host.len() > MAX_HOST_BYTES {
+        return Err(bad(
+            Code::BadRequest,
+            format!("born host is longer than {MAX_HOST_BYTES} bytes"),
+        ));
+    }
+    if sys
+        .trace_context
+        .as_ref()
+        .is_some_and(|t| t.len() > MAX_TRACE_BYTES)
+    {
+        return Err(bad(
+            Code::MessagePropertiesTooLarge,
+            format!("trace context is longer than {MAX_TRACE_BYTES} bytes"),
+        ));
+    }
     if m.body.len() > max_body {
         return Err(bad(
             Code::MessageBodyTooLarge,
@@ -139,9 +170,29 @@ pub fn message(m: &pb::Message, max_body: usize, now_ms: u64) -> Result<StoredMe
     {
         return Err(bad(Code::IllegalMessageTag, format!("illegal tag {tag:?}")));
     }
+    if let Some(tag) = &sys.tag
+        && tag.len() > MAX_TAG_BYTES
+    {
+        return Err(bad(
+            Code::IllegalMessageTag,
+            format!("tag of {} bytes exceeds {MAX_TAG_BYTES}", tag.len()),
+        ));
+    }
+    if sys.keys.len() > MAX_KEYS {
+        return Err(bad(
+            Code::IllegalMessageKey,
+            format!("{} keys exceed the limit of {MAX_KEYS}", sys.keys.len()),
+        ));
+    }
     for k in &sys.keys {
         if k.trim().is_empty() || has_control(k) {
             return Err(bad(Code::IllegalMessageKey, format!("illegal key {k:?}")));
+        }
+        if k.len() > MAX_KEY_BYTES {
+            return Err(bad(
+                Code::IllegalMessageKey,
+                format!("key of {} bytes exceeds {MAX_KEY_BYTES}", k.len()),
+            ));
         }
     }
     if let Some(g) = &sys.message_group

@@ -22,6 +22,7 @@ use crate::command;
 use crate::command::Command;
 use crate::command::Pop;
 use crate::command::Receipt;
+use crate::limits;
 use crate::model::GroupConfig;
 use crate::model::QueueId;
 use crate::model::QueueOffset;
@@ -41,6 +42,9 @@ pub enum Reject {
     WrongMessageType,
     /// The receipt is unknown or stale (acked, redelivered, or changed since).
     InvalidReceipt,
+    /// The command breaks a bound of the log (see [`crate::limits`]) or did not decode: it
+    /// changed nothing, on any replica.
+    Invalid(String),
 }
 
 /// One message handed out by a receive.
@@ -88,6 +92,8 @@ pub enum Outcome {
     },
     /// The command was refused.
     Rejected(Reject),
+    /// A batched renewal: per receipt, in order, its new deadline or `None` if it was stale.
+    Renewed(Vec<Option<u64>>),
 }
 
 /// The whole replicated broker state of one Raft group.
@@ -120,21 +126,31 @@ impl BrokerState {
     /// replica: continuing would diverge from the group.
     pub fn apply_entry(&mut self, index: u64, bytes: &[u8]) -> Result<Vec<Outcome>, String> {
         let entry = command::decode_entry(bytes)?;
-        assert!(
-            index > self.applied_index || self.applied_index == 0,
-            "entry {index} applied twice"
-        );
+        if index <= self.applied_index && self.applied_index != 0 {
+            return Err(format!(
+                "entry {index} applied after {}: the log went backwards",
+                self.applied_index
+            ));
+        }
         self.applied_index = index;
         self.clock_ms = self.clock_ms.max(entry.now_ms);
         let now = self.clock_ms;
         Ok(entry
             .commands
             .into_iter()
-            .map(|l| self.apply(index, now, l.command, l.pos, l.len))
+            .map(|l| match l.command {
+                Ok(cmd) => self.apply(index, now, cmd, l.pos, l.len),
+                Err(why) => Outcome::Rejected(Reject::Invalid(format!("undecodable: {why}"))),
+            })
             .collect())
     }
 
     fn apply(&mut self, index: u64, now: u64, cmd: Command, pos: u32, len: u32) -> Outcome {
+        // Checked when proposed too; this is the line that keeps a bad entry (older binary,
+        // bug) from poisoning every replica: it becomes a refused no-op.
+        if let Err(why) = limits::check(&cmd) {
+            return Outcome::Rejected(Reject::Invalid(why));
+        }
         match cmd {
             Command::UpsertTopic(t) => {
                 self.upsert_topic(t);
@@ -164,7 +180,10 @@ impl BrokerState {
                 if !topic.kind.accepts(m.kind) {
                     return Outcome::Rejected(Reject::WrongMessageType);
                 }
-                let queue = QueueId(m.queue.0 % topic.queues);
+                let Some(q) = m.queue.0.checked_rem(topic.queues) else {
+                    return Outcome::Rejected(Reject::QueueNotFound);
+                };
+                let queue = QueueId(q);
                 let entry = CqEntry {
                     log_index: index,
                     pos,
@@ -198,6 +217,14 @@ impl BrokerState {
             }
             Command::ChangeInvisible(c) => self.change_invisible(now, c, true),
             Command::Renew(c) => self.change_invisible(now, c, false),
+            Command::RenewMany(list) => Outcome::Renewed(
+                list.into_iter()
+                    .map(|c| match self.change_invisible(now, c, false) {
+                        Outcome::Changed { deadline_ms, .. } => Some(deadline_ms),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
             Command::CommitOffset(c) => {
                 self.offsets
                     .commit(&c.group, &c.topic, c.queue.0, c.offset.0, c.reset);
@@ -239,7 +266,7 @@ impl BrokerState {
             self.receipt_seq += 1;
             inf.seq = self.receipt_seq;
         }
-        inf.deadline_ms = now + c.invisible_ms;
+        inf.deadline_ms = now.saturating_add(c.invisible_ms);
         Outcome::Changed {
             receipt: Receipt {
                 seq: inf.seq,
@@ -254,6 +281,9 @@ impl BrokerState {
             return Outcome::Rejected(Reject::TopicNotFound);
         };
         let queue_count = topic.queues;
+        if queue_count == 0 {
+            return Outcome::Rejected(Reject::QueueNotFound);
+        }
         let queues: Vec<u32> = match p.queue {
             Some(q) if q.0 < queue_count => vec![q.0],
             Some(_) => return Outcome::Rejected(Reject::QueueNotFound),
@@ -274,6 +304,17 @@ impl BrokerState {
         // handed out; expired ones come back first, before anything newer.
         let fifo = self.groups.get(&p.group).is_some_and(|g| g.fifo);
         let max = p.max as usize;
+        let deadline = now.saturating_add(p.invisible_ms);
+        // The reply must fit in a message: stop once the bodies reach the budget (at least one
+        // message always goes, or a message larger than the budget would never be delivered).
+        let mut budget = p.max_bytes;
+        let mut full = |len: u32, taken: usize| {
+            if taken > 0 && u64::from(len) > budget {
+                return true;
+            }
+            budget = budget.saturating_sub(u64::from(len));
+            false
+        };
         let mut deliveries = Vec::new();
         let mut dead: Vec<CqEntry> = Vec::new();
         let empty = ConsumeQueue::default();
@@ -294,8 +335,13 @@ impl BrokerState {
                 if deliveries.len() >= max {
                     break;
                 }
-                let entry = *cq.get(off).expect("in-flight offsets exist");
-                let inf = pq.inflight[&off];
+                let (Some(entry), Some(inf)) = (cq.get(off).copied(), pq.inflight.get(&off).copied())
+                else {
+                    continue; // unreachable while the invariants hold
+                };
+                if inf.attempt < max_attempts && full(entry.len, deliveries.len()) {
+                    break;
+                }
                 if inf.attempt >= max_attempts {
                     pq.inflight.remove(&off);
                     dead.push(entry);
@@ -303,7 +349,7 @@ impl BrokerState {
                 }
                 self.receipt_seq += 1;
                 let next = Inflight {
-                    deadline_ms: now + p.invisible_ms,
+                    deadline_ms: deadline,
                     attempt: inf.attempt + 1,
                     seq: self.receipt_seq,
                 };
@@ -320,17 +366,28 @@ impl BrokerState {
                     deadline_ms: next.deadline_ms,
                 });
             }
-            // Then messages never handed out to this group.
-            while deliveries.len() < max && pq.next < cq.end() {
+            // Then messages never handed out to this group. The scan is bounded: a filter
+            // that matches nothing in a long backlog stops after MAX_POP_SCAN entries (the
+            // next receive goes on from there) instead of holding the apply lock for all of it.
+            let mut scanned = 0;
+            while deliveries.len() < max && pq.next < cq.end() && scanned < limits::MAX_POP_SCAN
+            {
                 let off = pq.next;
-                pq.next += 1;
-                let entry = *cq.get(off).expect("offset below end");
+                let Some(entry) = cq.get(off).copied() else {
+                    break; // unreachable: below end
+                };
+                scanned += 1;
                 if !p.filter.matches(entry.tag_hash) {
+                    pq.next += 1;
                     continue; // filtered out: consumed for this group
                 }
+                if full(entry.len, deliveries.len()) {
+                    break;
+                }
+                pq.next += 1;
                 self.receipt_seq += 1;
                 let inf = Inflight {
-                    deadline_ms: now + p.invisible_ms,
+                    deadline_ms: deadline,
                     attempt: 1,
                     seq: self.receipt_seq,
                 };

@@ -144,7 +144,7 @@ pub fn decode_entry(h: &FrameHeader, frame: &[u8]) -> Result<Entry, String> {
         KIND_BLANK => EntryPayload::Blank,
         KIND_NORMAL => EntryPayload::Normal(Request(rest.to_vec())),
         KIND_MEMBERSHIP => {
-            let (m, _) = bincode::serde::decode_from_slice(rest, bincode_config())
+            let (m, _) = bincode::serde::decode_from_slice(rest, crate::codec::config())
                 .map_err(|e| format!("membership payload does not decode: {e}"))?;
             EntryPayload::Membership(m)
         }

@@ -1,0 +1,204 @@
+//! Hard bounds on what a command in the log may hold, and the check every command passes
+//! twice: when it is proposed (so bad input never reaches the log) and again when it applies
+//! (so an entry that slipped past, from an older binary or a bug, is a refused no-op on every
+//! replica instead of a panic that would stop every replica at every restart).
+//!
+//! These are the log's structural limits and are fixed, because apply must decide the same way
+//! on every replica and every version. The limits a client meets first (RocketMQ's, configurable
+//! per node in [`crate::core::BrokerSettings`]) are validated to lie within them.
+
+use crate::command::ChangeInvisible;
+use crate::command::Command;
+use crate::command::Pop;
+use crate::command::TagFilter;
+use crate::model::GroupConfig;
+use crate::model::StoredMessage;
+use crate::model::TopicConfig;
+
+/// Longest topic or consumer-group name in the log (the front end allows 127; dead-letter
+/// topics add a prefix).
+pub const MAX_NAME_BYTES: usize = 255;
+/// Most queues a topic may have in one group.
+pub const MAX_QUEUES: u32 = 1024;
+/// Most delivery attempts a group may allow.
+pub const MAX_DELIVERY_ATTEMPTS: u32 = 10_000;
+/// Most retry backoff steps a group may announce.
+pub const MAX_BACKOFF_STEPS: usize = 64;
+/// Most messages one receive may take.
+pub const MAX_POP_MESSAGES: u32 = 1024;
+/// Most tags a filter may name.
+pub const MAX_FILTER_TAGS: usize = 1024;
+/// Longest invisibility (or renewal) a command may ask for: 7 days.
+pub const MAX_INVISIBLE_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Largest message body in the log (the configurable front-end default is 4 MiB).
+pub const MAX_BODY_BYTES: usize = 64 << 20;
+/// Longest message id, tag, key, message group, born host (bytes).
+pub const MAX_FIELD_BYTES: usize = 1024;
+/// Most keys a message may carry.
+pub const MAX_KEYS: usize = 1024;
+/// Most user properties a message may carry, and their total size (keys plus values).
+pub const MAX_PROPERTIES: usize = 1024;
+/// See [`MAX_PROPERTIES`].
+pub const MAX_PROPERTY_BYTES: usize = 1 << 20;
+/// Longest trace context.
+pub const MAX_TRACE_BYTES: usize = 64 << 10;
+/// Most receipts one batched renewal may name.
+pub const MAX_RENEWALS: usize = 4096;
+/// Most consume-queue entries one receive looks at (matched or filtered out) per queue: a pop
+/// whose filter matches nothing in a long backlog stops there, and the next receive goes on.
+pub const MAX_POP_SCAN: u64 = 4096;
+
+fn name(what: &str, n: &str) -> Result<(), String> {
+    if n.is_empty() || n.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "{what} name must have 1-{MAX_NAME_BYTES} bytes, has {}",
+            n.len()
+        ));
+    }
+    Ok(())
+}
+
+fn field(what: &str, v: &str) -> Result<(), String> {
+    if v.len() > MAX_FIELD_BYTES {
+        return Err(format!(
+            "{what} has {} bytes, more than {MAX_FIELD_BYTES}",
+            v.len()
+        ));
+    }
+    Ok(())
+}
+
+fn invisible(ms: u64) -> Result<(), String> {
+    if ms > MAX_INVISIBLE_MS {
+        return Err(format!(
+            "invisible duration {ms} ms exceeds {MAX_INVISIBLE_MS} ms"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a topic configuration.
+pub fn topic(t: &TopicConfig) -> Result<(), String> {
+    name("topic", &t.name)?;
+    if t.queues == 0 || t.queues > MAX_QUEUES {
+        return Err(format!(
+            "topic {}: {} queues is outside 1..={MAX_QUEUES}",
+            t.name, t.queues
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a consumer-group configuration.
+pub fn group(g: &GroupConfig) -> Result<(), String> {
+    name("consumer group", &g.name)?;
+    if g.max_delivery_attempts == 0 || g.max_delivery_attempts > MAX_DELIVERY_ATTEMPTS {
+        return Err(format!(
+            "group {}: max delivery attempts {} is outside 1..={MAX_DELIVERY_ATTEMPTS}",
+            g.name, g.max_delivery_attempts
+        ));
+    }
+    if g.retry_backoff_ms.len() > MAX_BACKOFF_STEPS {
+        return Err(format!(
+            "group {}: {} backoff steps, more than {MAX_BACKOFF_STEPS}",
+            g.name,
+            g.retry_backoff_ms.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a message to store.
+pub fn message(m: &StoredMessage) -> Result<(), String> {
+    name("topic", &m.topic)?;
+    field("message id", &m.message_id)?;
+    if let Some(t) = &m.tag {
+        field("tag", t)?;
+    }
+    if let Some(g) = &m.message_group {
+        field("message group", g)?;
+    }
+    field("born host", &m.born_host)?;
+    if m.keys.len() > MAX_KEYS {
+        return Err(format!("{} keys, more than {MAX_KEYS}", m.keys.len()));
+    }
+    for k in &m.keys {
+        field("key", k)?;
+    }
+    let bytes: usize = m.properties.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if m.properties.len() > MAX_PROPERTIES || bytes > MAX_PROPERTY_BYTES {
+        return Err(format!(
+            "{} properties of {bytes} bytes exceed {MAX_PROPERTIES} / {MAX_PROPERTY_BYTES}",
+            m.properties.len()
+        ));
+    }
+    if m.trace_context.as_ref().is_some_and(|t| t.len() > MAX_TRACE_BYTES) {
+        return Err(format!("trace context longer than {MAX_TRACE_BYTES} bytes"));
+    }
+    if m.body.len() > MAX_BODY_BYTES {
+        return Err(format!(
+            "body of {} bytes exceeds {MAX_BODY_BYTES}",
+            m.body.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a receive.
+pub fn pop(p: &Pop) -> Result<(), String> {
+    name("consumer group", &p.group)?;
+    name("topic", &p.topic)?;
+    if p.max == 0 || p.max > MAX_POP_MESSAGES {
+        return Err(format!(
+            "a receive of {} messages is outside 1..={MAX_POP_MESSAGES}",
+            p.max
+        ));
+    }
+    if p.max_bytes == 0 {
+        return Err("a receive needs a byte budget".into());
+    }
+    invisible(p.invisible_ms)?;
+    if let TagFilter::Tags(t) = &p.filter
+        && t.len() > MAX_FILTER_TAGS
+    {
+        return Err(format!(
+            "a filter of {} tags, more than {MAX_FILTER_TAGS}",
+            t.len()
+        ));
+    }
+    Ok(())
+}
+
+fn change(c: &ChangeInvisible) -> Result<(), String> {
+    name("consumer group", &c.group)?;
+    name("topic", &c.topic)?;
+    invisible(c.invisible_ms)
+}
+
+/// Checks any command; `Err` says why it must not change the state.
+pub fn check(c: &Command) -> Result<(), String> {
+    match c {
+        Command::UpsertTopic(t) | Command::CreateTopic(t) => topic(t),
+        Command::UpsertGroup(g) | Command::CreateGroup(g) => group(g),
+        Command::Send(m) => message(m),
+        Command::Pop(p) => pop(p),
+        Command::Ack(a) => {
+            name("consumer group", &a.group)?;
+            name("topic", &a.topic)
+        }
+        Command::ChangeInvisible(c) | Command::Renew(c) => change(c),
+        Command::RenewMany(r) => {
+            if r.len() > MAX_RENEWALS {
+                return Err(format!(
+                    "{} renewals in one command, more than {MAX_RENEWALS}",
+                    r.len()
+                ));
+            }
+            r.iter().try_for_each(change)
+        }
+        Command::CommitOffset(o) => {
+            name("consumer group", &o.group)?;
+            name("topic", &o.topic)
+        }
+    }
+}
