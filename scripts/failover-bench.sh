@@ -24,6 +24,7 @@ nodes=""
 for i in 1 2 3; do nodes+=$'[[nodes]]\n'"id = $i"$'\n'"raft = \"127.0.0.$i:$((BASE + 1))\""$'\n'"client = \"127.0.0.$i:$BASE\""$'\n'; done
 groups=""
 for g in $(seq 1 "$NGROUPS"); do groups+=$'[[groups]]\n'"id = $g"$'\nmembers = [1, 2, 3]\n'"preferred_leader = $(((g - 1) % 3 + 1))"$'\n'; done
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$WORK/cluster.secret"
 for i in 1 2 3; do
     cat > "$WORK/n$i.toml" <<TOML
 node_id = $i
@@ -31,12 +32,13 @@ data_dir = "$WORK/data$i"
 listen = "127.0.0.$i:$BASE"
 raft_listen = "127.0.0.$i:$((BASE + 1))"
 nameservers = ["127.0.0.1:$((BASE + 90))"]
+cluster_secret_file = "$WORK/cluster.secret"
 $nodes
 $groups
 TOML
 done
 
-"$BIN" nameserver --listen "127.0.0.1:$((BASE + 90))" 2> "$WORK/ns.log" & PIDS+=($!)
+"$BIN" nameserver --listen "127.0.0.1:$((BASE + 90))" --cluster-secret-file "$WORK/cluster.secret" 2> "$WORK/ns.log" & PIDS+=($!)
 start_node() { "$BIN" broker -c "$WORK/n$1.toml" 2>> "$WORK/n$1.log" & NODE_PID[$1]=$!; PIDS+=($!); }
 declare -A NODE_PID
 for i in 1 2 3; do start_node "$i"; done

@@ -16,6 +16,7 @@ use broker::core::NodeAddrs;
 use broker::node::Node;
 use raft_store::disk::RealDisk;
 use raft_store::log::FlushMode;
+use raftmq_proto::auth::ClusterKey;
 
 /// What `raftmq dev` runs.
 #[derive(Debug, Clone)]
@@ -30,6 +31,20 @@ pub struct DevOptions {
     pub nameserver: Option<SocketAddr>,
     /// Create topics and groups on first use.
     pub auto_create: bool,
+    /// The cluster credential's key the three nodes and the nameserver share.
+    pub cluster_key: ClusterKey,
+}
+
+/// A fresh random cluster key (dev mode needs no configuration; nothing outside the process
+/// can speak to its internal ports).
+pub fn random_key() -> anyhow::Result<ClusterKey> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom for the cluster secret")?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    ClusterKey::new(&secret).map_err(anyhow::Error::msg)
 }
 
 /// The three nodes' configurations.
@@ -70,6 +85,7 @@ pub fn node_configs(o: &DevOptions) -> Vec<NodeConfig> {
                 auto_create: o.auto_create,
                 ..BrokerSettings::default()
             },
+            cluster_key: o.cluster_key.clone(),
         })
         .collect()
 }
@@ -81,9 +97,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let (ns_stop, ns_rx) = tokio::sync::oneshot::channel::<()>();
     let ns = o.nameserver.map(|addr| {
-        tokio::spawn(nameserver::run(addr, Duration::from_secs(3), async move {
-            let _ = ns_rx.await;
-        }))
+        tokio::spawn(nameserver::run(
+            addr,
+            Duration::from_secs(3),
+            o.cluster_key.clone(),
+            async move {
+                let _ = ns_rx.await;
+            },
+        ))
     });
     let mut nodes = Vec::new();
     for cfg in node_configs(&o) {

@@ -68,6 +68,10 @@ enum Command {
         /// Forget a broker this long after its last registration (milliseconds).
         #[arg(long, default_value_t = 3000)]
         ttl_ms: u64,
+        /// A file holding the cluster secret the brokers share (their `cluster_secret_file`);
+        /// registrations not signed with it are refused.
+        #[arg(long)]
+        cluster_secret_file: PathBuf,
     },
     /// Administer a running broker.
     Admin {
@@ -137,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
                 raft_port,
                 nameserver: (!no_nameserver).then_some(nameserver),
                 auto_create: !no_auto_create,
+                cluster_key: dev::random_key()?,
             };
             println!(
                 "raftmq dev: 3 nodes in {} (v2 on {listen} and the next two ports, raft {}..{}{}); Ctrl-C to stop",
@@ -173,11 +178,18 @@ async fn main() -> anyhow::Result<()> {
             println!("raftmq broker: stopped");
             Ok(())
         }
-        Command::Nameserver { listen, ttl_ms } => {
+        Command::Nameserver {
+            listen,
+            ttl_ms,
+            cluster_secret_file,
+        } => {
+            let key = broker::config::cluster_key(None, Some(&cluster_secret_file))
+                .map_err(anyhow::Error::msg)?;
             println!("raftmq nameserver on {listen}");
             nameserver::run(
                 listen,
                 std::time::Duration::from_millis(ttl_ms),
+                key,
                 shutdown_signal(),
             )
             .await

@@ -229,12 +229,19 @@ impl Cluster {
                 )
             })
             .collect();
+        let secret = dir.join("cluster.secret");
+        std::fs::write(
+            &secret,
+            format!("test-secret-{base}-{}", std::process::id()),
+        )
+        .unwrap();
         for i in 1..=3 {
             let toml = format!(
-                "node_id = {i}\ndata_dir = \"{}\"\nlisten = \"127.0.0.{i}:{base}\"\nraft_listen = \"127.0.0.{i}:{}\"\nnameservers = [\"127.0.0.1:{}\"]\n\n{nodes}\n{groups}",
+                "node_id = {i}\ndata_dir = \"{}\"\nlisten = \"127.0.0.{i}:{base}\"\nraft_listen = \"127.0.0.{i}:{}\"\nnameservers = [\"127.0.0.1:{}\"]\ncluster_secret_file = \"{}\"\n\n{nodes}\n{groups}",
                 dir.join(format!("n{i}")).display(),
                 base + 1,
-                base + 90
+                base + 90,
+                secret.display()
             );
             std::fs::write(dir.join(format!("n{i}.toml")), toml).unwrap();
         }
@@ -250,6 +257,8 @@ impl Cluster {
                 "nameserver",
                 "--listen",
                 &format!("127.0.0.1:{}", base + 90),
+                "--cluster-secret-file",
+                &secret.display().to_string(),
             ],
         ));
         for i in 0..3 {

@@ -8,8 +8,9 @@
 //! node_id = 1
 //! data_dir = "/var/lib/raftmq"
 //! listen = "0.0.0.0:8081"            # RocketMQ v2 endpoint
-//! advertise = "10.0.0.1:8081"        # what routes tell clients (default: listen)
+//! advertise = "10.0.0.1:8081"        # optional; must be this node's [[nodes]] client address
 //! raft_listen = "0.0.0.0:7001"       # Raft transport and forwarding
+//! cluster_secret_file = "/etc/raftmq/cluster.secret"   # or cluster_secret = "..." (>= 16 chars)
 //! nameservers = ["10.0.0.1:9876", "10.0.0.2:9876"]
 //! flush = "sync"                     # "async" acknowledges before fsync (relaxed)
 //!
@@ -27,10 +28,12 @@
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use raft_store::log::FlushMode;
+use raftmq_proto::auth::ClusterKey;
 use serde::Deserialize;
 
 use crate::core::BrokerSettings;
@@ -110,6 +113,14 @@ pub struct BrokerToml {
     pub data_dir: PathBuf,
     /// RocketMQ v2 (and admin) listen address.
     pub listen: String,
+    /// The client address routes give out for this node; when given it must be this node's
+    /// `[[nodes]]` `client` entry (every node must agree on every address).
+    pub advertise: Option<String>,
+    /// The secret every node and nameserver of the cluster shares (internal RPCs carry an HMAC
+    /// made with it). Prefer `cluster_secret_file`.
+    pub cluster_secret: Option<String>,
+    /// A file holding the cluster secret.
+    pub cluster_secret_file: Option<PathBuf>,
     /// Raft transport (and forwarding) listen address.
     pub raft_listen: String,
     /// Nameservers to register with.
@@ -177,6 +188,58 @@ pub struct NodeConfig {
     pub preferred_leader_check: Duration,
     /// Broker behaviour.
     pub broker: BrokerSettings,
+    /// The cluster credential's key (internal RPCs are signed and checked with it).
+    pub cluster_key: ClusterKey,
+}
+
+/// Reads a cluster secret from `secret` or `file` (exactly one), naming the key on error.
+pub fn cluster_key(secret: Option<&str>, file: Option<&Path>) -> Result<ClusterKey, String> {
+    let text = match (secret, file) {
+        (Some(_), Some(_)) => {
+            return Err("cluster_secret and cluster_secret_file: give one, not both".into());
+        }
+        (Some(s), None) => s.to_string(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .map_err(|e| format!("cluster_secret_file: cannot read {}: {e}", f.display()))?,
+        (None, None) => {
+            return Err(
+                "cluster_secret_file (or cluster_secret) is required: every node and \
+                 nameserver of a cluster shares one secret of at least 16 characters, \
+                 e.g. from `head -c 32 /dev/urandom | base64`"
+                    .into(),
+            );
+        }
+    };
+    ClusterKey::new(&text).map_err(|e| format!("cluster_secret: {e}"))
+}
+
+/// The port of a `host:port` already checked by [`addr_ok`].
+fn port_of(a: &str) -> Option<u16> {
+    a.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
+}
+
+/// A listen address must be where this node's `[[nodes]]` entry says peers reach it: the same
+/// port, and the same IP unless it listens on every interface or the entry names a host.
+fn listen_matches(
+    field: &str,
+    listen: SocketAddr,
+    entry_field: &str,
+    entry: &str,
+) -> Result<(), String> {
+    if port_of(entry) != Some(listen.port()) {
+        return Err(format!(
+            "{field}: {listen} does not match this node's {entry_field} {entry:?} (ports differ)"
+        ));
+    }
+    if let Ok(e) = entry.parse::<SocketAddr>()
+        && !listen.ip().is_unspecified()
+        && e.ip() != listen.ip()
+    {
+        return Err(format!(
+            "{field}: {listen} does not match this node's {entry_field} {entry:?}"
+        ));
+    }
+    Ok(())
 }
 
 fn addr_ok(field: &str, a: &str) -> Result<(), String> {
@@ -229,6 +292,13 @@ impl BrokerToml {
         for g in &self.groups {
             if g.id == 0 || !ids.insert(g.id) {
                 return Err(format!("groups: group id {} is 0 or appears twice", g.id));
+            }
+            let distinct: BTreeSet<u64> = g.members.iter().copied().collect();
+            if distinct.len() != g.members.len() {
+                return Err(format!(
+                    "groups[{}].members: {:?} names a node twice",
+                    g.id, g.members
+                ));
             }
             if g.members.is_empty() || g.members.len() % 2 == 0 {
                 return Err(format!(
@@ -290,11 +360,35 @@ impl BrokerToml {
         for (i, ns) in self.nameservers.iter().enumerate() {
             addr_ok(&format!("nameservers[{i}]"), ns)?;
         }
+        let me = &peers[&self.node_id];
+        let listen = socket("listen", &self.listen)?;
+        let raft_listen = socket("raft_listen", &self.raft_listen)?;
+        let entry = format!("[[nodes]] id = {}", self.node_id);
+        listen_matches("listen", listen, &format!("{entry} client"), &me.client)?;
+        listen_matches(
+            "raft_listen",
+            raft_listen,
+            &format!("{entry} raft"),
+            &me.raft,
+        )?;
+        if let Some(a) = &self.advertise
+            && a != &me.client
+        {
+            return Err(format!(
+                "advertise: {a:?} differs from this node's {entry} client {:?}; routes use \
+                 [[nodes]], so change it there (on every node)",
+                me.client
+            ));
+        }
+        let cluster_key = cluster_key(
+            self.cluster_secret.as_deref(),
+            self.cluster_secret_file.as_deref(),
+        )?;
         Ok(NodeConfig {
             node_id: self.node_id,
             data_dir: self.data_dir,
-            listen: socket("listen", &self.listen)?,
-            raft_listen: socket("raft_listen", &self.raft_listen)?,
+            listen,
+            raft_listen,
             peers,
             groups,
             nameservers: self.nameservers,
@@ -313,6 +407,7 @@ impl BrokerToml {
                 leader_wait: Duration::from_millis(t.leader_wait_ms),
                 ..BrokerSettings::default()
             },
+            cluster_key,
         })
     }
 }
@@ -327,6 +422,7 @@ data_dir = "/tmp/x"
 listen = "127.0.0.2:8081"
 raft_listen = "127.0.0.2:7001"
 nameservers = ["127.0.0.1:9876"]
+cluster_secret = "0123456789abcdef0123"
 
 [[nodes]]
 id = 1
@@ -358,6 +454,20 @@ preferred_leader = 2
         assert_eq!(c.groups.len(), 2);
         assert_eq!(c.groups[1].name, "raftmq-g2");
         assert_eq!(c.flush, FlushMode::Sync);
+        // The documented keys are accepted: advertise (this node's client address) and
+        // listening on every interface.
+        let text = GOOD
+            .replacen(
+                "listen = \"127.0.0.2:8081\"",
+                "listen = \"0.0.0.0:8081\"\nadvertise = \"127.0.0.2:8081\"",
+                1,
+            )
+            .replacen(
+                "raft_listen = \"127.0.0.2:7001\"",
+                "raft_listen = \"0.0.0.0:7001\"",
+                1,
+            );
+        BrokerToml::parse(&text).unwrap().into_config().unwrap();
     }
 
     #[test]
@@ -397,6 +507,42 @@ preferred_leader = 2
                 "data_dir = \"/tmp/x\"",
                 "data_dir = \"/tmp/x\"\nbogus = 1",
                 "unknown field",
+            ),
+            // Found by the issue-10 review: two voters ran as a "three-member" group.
+            (
+                "members = [1, 2, 3]\npreferred_leader = 1",
+                "members = [1, 1, 2]",
+                "groups[1].members: [1, 1, 2] names a node twice",
+            ),
+            (
+                "listen = \"127.0.0.2:8081\"",
+                "listen = \"127.0.0.2:9999\"",
+                "listen: 127.0.0.2:9999 does not match this node's [[nodes]] id = 2 client",
+            ),
+            (
+                "raft_listen = \"127.0.0.2:7001\"",
+                "raft_listen = \"127.0.0.5:7001\"",
+                "raft_listen: 127.0.0.5:7001 does not match",
+            ),
+            (
+                "listen = \"127.0.0.2:8081\"",
+                "listen = \"127.0.0.2:8081\"\nadvertise = \"10.0.0.9:8081\"",
+                "advertise: \"10.0.0.9:8081\" differs",
+            ),
+            (
+                "cluster_secret = \"0123456789abcdef0123\"",
+                "",
+                "cluster_secret_file (or cluster_secret) is required",
+            ),
+            (
+                "cluster_secret = \"0123456789abcdef0123\"",
+                "cluster_secret = \"short\"",
+                "cluster_secret: the cluster secret must have at least 16",
+            ),
+            (
+                "cluster_secret = \"0123456789abcdef0123\"",
+                "cluster_secret_file = \"/nonexistent/raftmq.secret\"",
+                "cluster_secret_file: cannot read",
             ),
         ];
         for (from, to, want) in cases {

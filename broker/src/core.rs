@@ -23,9 +23,9 @@ use crate::error::BrokerError;
 use crate::error::Result;
 use crate::forward::Forwarder;
 use crate::forward::Popped;
+use crate::limits;
 use crate::model::GroupConfig;
 use crate::model::TopicConfig;
-use crate::limits;
 use crate::model::TopicKind;
 use crate::replica::Replica;
 use crate::state::BrokerState;
@@ -163,12 +163,13 @@ impl BrokerCore {
         node_id: u64,
         peers: BTreeMap<u64, NodeAddrs>,
         groups: Vec<HostedGroup>,
+        key: raftmq_proto::auth::ClusterKey,
     ) -> Arc<Self> {
         let core = Arc::new(BrokerCore {
             node_id,
             peers,
             groups: groups.into_iter().map(|g| (g.id, g)).collect(),
-            forwarder: Forwarder::default(),
+            forwarder: Forwarder::new(key, node_id),
             clients: Mutex::new(BTreeMap::new()),
             renewals: Mutex::new(BTreeMap::new()),
             round_robin: AtomicU64::new(0),

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::sync::Weak;
 use std::time::Duration;
 
+use raftmq_proto::auth::ClusterKey;
 use raftmq_proto::forward as pb;
 use raftmq_proto::forward::forward_client::ForwardClient;
 use raftmq_proto::forward::forward_server::Forward;
@@ -79,13 +80,49 @@ fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
 /// Received messages as they cross the wire.
 pub type Popped = Vec<(Delivery, StoredMessage)>;
 
-/// Sends forwarded requests; one lazily connected channel per target address.
-#[derive(Clone, Default)]
+/// Names forwarded RPCs are signed under.
+mod method {
+    pub const SUBMIT: &str = "forward.Submit";
+    pub const POP: &str = "forward.Pop";
+}
+
+/// Sends forwarded requests; one lazily connected channel per target address. Every request
+/// carries the cluster credential of this node.
+#[derive(Clone)]
 pub struct Forwarder {
     clients: Arc<Mutex<BTreeMap<String, ForwardClient<Channel>>>>,
+    key: ClusterKey,
+    node_id: u64,
 }
 
 impl Forwarder {
+    /// A forwarder for node `node_id` signing with `key`.
+    pub fn new(key: ClusterKey, node_id: u64) -> Self {
+        Self {
+            clients: Arc::default(),
+            key,
+            node_id,
+        }
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        group: u64,
+        payload: Vec<u8>,
+    ) -> tonic::Request<pb::ForwardRequest> {
+        let body = raftmq_proto::auth::group_body(group, &payload);
+        let mut req = tonic::Request::new(pb::ForwardRequest { group, payload });
+        self.key.attach(
+            &mut req,
+            method,
+            self.node_id,
+            raft_store::rt::wall_ms(),
+            &body,
+        );
+        req
+    }
+
     fn client(&self, addr: &str) -> Result<ForwardClient<Channel>, BrokerError> {
         let mut m = self.clients.lock().unwrap();
         if let Some(c) = m.get(addr) {
@@ -112,10 +149,7 @@ impl Forwarder {
         timeout: Duration,
     ) -> Result<Outcome, BrokerError> {
         let mut c = self.client(addr)?;
-        let req = pb::ForwardRequest {
-            group,
-            payload: enc(command),
-        };
+        let req = self.request(method::SUBMIT, group, enc(command));
         let r = tokio::time::timeout(timeout, c.submit(req)).await;
         Self::decode(addr, r)
     }
@@ -129,10 +163,7 @@ impl Forwarder {
         timeout: Duration,
     ) -> Result<Popped, BrokerError> {
         let mut c = self.client(addr)?;
-        let req = pb::ForwardRequest {
-            group,
-            payload: enc(pop),
-        };
+        let req = self.request(method::POP, group, enc(pop));
         let r = tokio::time::timeout(timeout, c.pop(req)).await;
         Self::decode(addr, r)
     }
@@ -167,13 +198,27 @@ impl Forwarder {
 /// Serves forwarded requests by running them on the local leader replica only.
 pub struct ForwardServer {
     core: Arc<std::sync::OnceLock<Weak<BrokerCore>>>,
+    key: ClusterKey,
 }
 
 impl ForwardServer {
-    /// A server whose core is set later with [`ForwardServer::slot`] (the core needs the
-    /// replicas, which need the listener running).
-    pub fn new(slot: Arc<std::sync::OnceLock<Weak<BrokerCore>>>) -> Self {
-        Self { core: slot }
+    /// A server whose core is set later through `slot` (the core needs the replicas, which
+    /// need the listener running); it accepts only requests signed with `key`.
+    pub fn new(slot: Arc<std::sync::OnceLock<Weak<BrokerCore>>>, key: ClusterKey) -> Self {
+        Self { core: slot, key }
+    }
+
+    /// The request, once its credential verifies (before anything is decoded).
+    fn authenticated(
+        &self,
+        method: &str,
+        req: tonic::Request<pb::ForwardRequest>,
+    ) -> Result<pb::ForwardRequest, tonic::Status> {
+        let (meta, _, req) = req.into_parts();
+        let body = raftmq_proto::auth::group_body(req.group, &req.payload);
+        self.key
+            .check(&meta, method, &body, raft_store::rt::wall_ms())?;
+        Ok(req)
     }
 
     fn core(&self) -> Result<Arc<BrokerCore>, ForwardError> {
@@ -196,7 +241,7 @@ impl Forward for ForwardServer {
         &self,
         req: tonic::Request<pb::ForwardRequest>,
     ) -> Result<tonic::Response<pb::ForwardReply>, tonic::Status> {
-        let req = req.into_inner();
+        let req = self.authenticated(method::SUBMIT, req)?;
         let run = async {
             let core = self.core()?;
             let cmd: Command = dec(&req.payload).map_err(ForwardError::Corrupt)?;
@@ -211,7 +256,7 @@ impl Forward for ForwardServer {
         &self,
         req: tonic::Request<pb::ForwardRequest>,
     ) -> Result<tonic::Response<pb::ForwardReply>, tonic::Status> {
-        let req = req.into_inner();
+        let req = self.authenticated(method::POP, req)?;
         let run = async {
             let core = self.core()?;
             let pop: Pop = dec(&req.payload).map_err(ForwardError::Corrupt)?;

@@ -132,7 +132,10 @@ pub fn message(m: &StoredMessage) -> Result<(), String> {
             m.properties.len()
         ));
     }
-    if m.trace_context.as_ref().is_some_and(|t| t.len() > MAX_TRACE_BYTES) {
+    if m.trace_context
+        .as_ref()
+        .is_some_and(|t| t.len() > MAX_TRACE_BYTES)
+    {
         return Err(format!("trace context longer than {MAX_TRACE_BYTES} bytes"));
     }
     if m.body.len() > MAX_BODY_BYTES {

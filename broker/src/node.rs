@@ -59,8 +59,8 @@ async fn until_true(mut rx: watch::Receiver<bool>) {
 impl Node {
     /// Opens (recovering) the replicas this node hosts and starts serving.
     pub async fn start(cfg: NodeConfig, disk: Arc<dyn Disk>) -> Result<Node> {
-        let registry = Registry::default();
-        let channels = Channels::default();
+        let registry = Registry::new(cfg.cluster_key.clone());
+        let channels = Channels::new(cfg.cluster_key.clone());
         let mut hosted = Vec::new();
         for g in cfg
             .groups
@@ -104,7 +104,7 @@ impl Node {
         let internal = registry
             .add_to(&mut tonic::transport::Server::builder(), MAX_GRPC_MESSAGE)
             .add_service(
-                ForwardGrpc::new(ForwardServer::new(slot.clone()))
+                ForwardGrpc::new(ForwardServer::new(slot.clone(), cfg.cluster_key.clone()))
                     .max_decoding_message_size(MAX_GRPC_MESSAGE)
                     .max_encoding_message_size(MAX_GRPC_MESSAGE),
             );
@@ -116,7 +116,13 @@ impl Node {
                 .map_err(|e| format!("raft listener {raft_listen}: {e}"))
         });
 
-        let core = BrokerCore::new(cfg.broker.clone(), cfg.node_id, cfg.peers.clone(), hosted);
+        let core = BrokerCore::new(
+            cfg.broker.clone(),
+            cfg.node_id,
+            cfg.peers.clone(),
+            hosted,
+            cfg.cluster_key.clone(),
+        );
         let _ = slot.set(Arc::downgrade(&core));
 
         let (stop_clients, rx) = watch::channel(false);
@@ -153,6 +159,7 @@ impl Node {
                 core.clone(),
                 cfg.nameservers.clone(),
                 cfg.register_interval,
+                cfg.cluster_key.clone(),
             )),
             tokio::spawn(preferred_leader_loop(
                 core.clone(),
@@ -281,7 +288,12 @@ pub fn registration(core: &BrokerCore) -> ns::RegisterRequest {
 
 /// Registers with every nameserver every `every`; a slow or dead nameserver never delays the
 /// others.
-async fn register_loop(core: Arc<BrokerCore>, nameservers: Vec<String>, every: Duration) {
+async fn register_loop(
+    core: Arc<BrokerCore>,
+    nameservers: Vec<String>,
+    every: Duration,
+    key: raftmq_proto::auth::ClusterKey,
+) {
     let clients: Vec<(String, Option<RegistryClient<tonic::transport::Channel>>)> = nameservers
         .into_iter()
         .map(|a| {
@@ -296,14 +308,29 @@ async fn register_loop(core: Arc<BrokerCore>, nameservers: Vec<String>, every: D
         tick.tick().await;
         let req = registration(&core);
         for (addr, c) in &clients {
-            let Some(mut c) = c.clone() else { continue };
-            let req = req.clone();
+            let Some(c) = c.clone() else { continue };
+            let mut c =
+                c.max_encoding_message_size(raftmq_proto::nameserver::MAX_REGISTRATION_BYTES);
+            // Signed over the encoded registration: a nameserver takes it only from a holder
+            // of the cluster secret, and only for the node that signed it.
+            let body = prost::Message::encode_to_vec(&req);
+            let mut signed = tonic::Request::new(req.clone());
+            key.attach(
+                &mut signed,
+                raftmq_proto::nameserver::REGISTER_METHOD,
+                core.node_id(),
+                raft_store::rt::wall_ms(),
+                &body,
+            );
             let addr = addr.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(every, c.register(req)).await {
+                match tokio::time::timeout(every, c.register(signed)).await {
+                    Ok(Ok(r)) if !r.get_ref().error.is_empty() => {
+                        tracing::warn!(nameserver = %addr, error = %r.get_ref().error, "registration refused")
+                    }
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => {
-                        tracing::debug!(nameserver = %addr, error = %e, "registration failed")
+                        tracing::warn!(nameserver = %addr, error = %e, "registration failed")
                     }
                     Err(_) => tracing::debug!(nameserver = %addr, "registration timed out"),
                 }

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use std::time::UNIX_EPOCH;
 
 use futures::Stream;
+use raftmq_proto::auth::ClusterKey;
 use raftmq_proto::nameserver as nspb;
 use raftmq_proto::nameserver::registry_server::Registry;
 use raftmq_proto::nameserver::registry_server::RegistryServer;
@@ -45,13 +46,19 @@ fn now_ms() -> u64 {
 #[derive(Clone)]
 pub struct NameServer {
     table: Arc<Mutex<RouteTable>>,
+    key: ClusterKey,
 }
 
+/// Most queues a registered topic may claim (the broker's own bound, `limits::MAX_QUEUES`).
+pub const MAX_QUEUES: u32 = 1024;
+
 impl NameServer {
-    /// A nameserver forgetting a broker `ttl` after its last registration.
-    pub fn new(ttl: Duration) -> Self {
+    /// A nameserver forgetting a broker `ttl` after its last registration, taking
+    /// registrations only when signed with `key` by the node they describe.
+    pub fn new(ttl: Duration, key: ClusterKey) -> Self {
         Self {
             table: Arc::new(Mutex::new(RouteTable::new(ttl.as_millis() as u64))),
+            key,
         }
     }
 
@@ -59,6 +66,20 @@ impl NameServer {
     pub fn table(&self) -> RouteTable {
         self.table.lock().unwrap().clone()
     }
+}
+
+/// Refuses registrations that would make routes huge: a topic claiming more queues than a
+/// broker can have (`u32::MAX` queues used to build 4e9 route entries under the table lock).
+fn bounded(r: &nspb::RegisterRequest) -> Result<(), String> {
+    for g in &r.groups {
+        if let Some(t) = g.topics.iter().find(|t| t.queues > MAX_QUEUES) {
+            return Err(format!(
+                "group {}: topic {:?} claims {} queues, more than {MAX_QUEUES}",
+                g.group, t.name, t.queues
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn from_pb(r: nspb::RegisterRequest) -> Registration {
@@ -114,7 +135,22 @@ impl Registry for NameServer {
         &self,
         req: Request<nspb::RegisterRequest>,
     ) -> RpcResult<nspb::RegisterReply> {
-        let reg = from_pb(req.into_inner());
+        let (meta, _, req) = req.into_parts();
+        let body = prost::Message::encode_to_vec(&req);
+        let sender = self
+            .key
+            .check(&meta, nspb::REGISTER_METHOD, &body, now_ms())?;
+        // A registration speaks only for the node that signed it.
+        if sender != req.node {
+            return Err(tonic::Status::permission_denied(format!(
+                "node {sender} may not register for node {}",
+                req.node
+            )));
+        }
+        if let Err(why) = bounded(&req) {
+            return Ok(Response::new(nspb::RegisterReply { error: why }));
+        }
+        let reg = from_pb(req);
         if reg.node == 0 {
             return Ok(Response::new(nspb::RegisterReply {
                 error: "node id 0 is reserved".into(),
@@ -413,12 +449,15 @@ impl MessagingService for NameServer {
 pub async fn run(
     listen: SocketAddr,
     ttl: Duration,
+    key: ClusterKey,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let ns = NameServer::new(ttl);
+    let ns = NameServer::new(ttl, key);
     tracing::info!(%listen, "nameserver started");
     tonic::transport::Server::builder()
-        .add_service(RegistryServer::new(ns.clone()))
+        .add_service(
+            RegistryServer::new(ns.clone()).max_decoding_message_size(nspb::MAX_REGISTRATION_BYTES),
+        )
         .add_service(MessagingServiceServer::new(ns))
         .serve_with_shutdown(listen, shutdown)
         .await

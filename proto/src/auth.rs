@@ -86,6 +86,11 @@ impl ClusterKey {
         Ok(Self { mac })
     }
 
+    /// A fixed, publicly known key for tests and the simulator. Never for a real cluster.
+    pub fn insecure_for_tests() -> Self {
+        Self::new("raftmq-insecure-test-only-secret").expect("a long enough secret")
+    }
+
     fn mac(&self, method: &str, sender: u64, ts_ms: u64, body: &[u8]) -> Hmac<Sha256> {
         let mut m = self.mac.clone();
         m.update(b"raftmq/v1\n");
@@ -99,7 +104,10 @@ impl ClusterKey {
 
     /// The header value for a request of `method` from `sender` at `now_ms` with `body`.
     pub fn sign(&self, method: &str, sender: u64, now_ms: u64, body: &[u8]) -> String {
-        let tag = self.mac(method, sender, now_ms, body).finalize().into_bytes();
+        let tag = self
+            .mac(method, sender, now_ms, body)
+            .finalize()
+            .into_bytes();
         format!("v1.{sender}.{now_ms}.{}", hex(&tag))
     }
 
@@ -195,19 +203,46 @@ mod tests {
         let k = key();
         let h = k.sign("/raft/Vote", 3, 1_000_000, b"body");
         let now = 1_000_000;
-        assert_eq!(k.verify(None, "/raft/Vote", b"body", now), Err(AuthError::Missing));
-        assert_eq!(k.verify(Some(&h), "/raft/Append", b"body", now), Err(AuthError::BadMac));
-        assert_eq!(k.verify(Some(&h), "/raft/Vote", b"bodY", now), Err(AuthError::BadMac));
+        assert_eq!(
+            k.verify(None, "/raft/Vote", b"body", now),
+            Err(AuthError::Missing)
+        );
+        assert_eq!(
+            k.verify(Some(&h), "/raft/Append", b"body", now),
+            Err(AuthError::BadMac)
+        );
+        assert_eq!(
+            k.verify(Some(&h), "/raft/Vote", b"bodY", now),
+            Err(AuthError::BadMac)
+        );
         let other = ClusterKey::new("another secret, long enough").unwrap();
-        assert_eq!(other.verify(Some(&h), "/raft/Vote", b"body", now), Err(AuthError::BadMac));
+        assert_eq!(
+            other.verify(Some(&h), "/raft/Vote", b"body", now),
+            Err(AuthError::BadMac)
+        );
         let forged = h.replacen("v1.3.", "v1.4.", 1);
-        assert_eq!(k.verify(Some(&forged), "/raft/Vote", b"body", now), Err(AuthError::BadMac));
+        assert_eq!(
+            k.verify(Some(&forged), "/raft/Vote", b"body", now),
+            Err(AuthError::BadMac)
+        );
         assert_eq!(
             k.verify(Some(&h), "/raft/Vote", b"body", now + MAX_SKEW_MS + 1),
             Err(AuthError::Stale)
         );
-        for junk in ["", "v1", "v1.3.4", "v2.3.4.00", "v1.x.4.00", "v1.3.4.zz", "v1.3.4.00.5"] {
-            assert_eq!(k.verify(Some(junk), "/m", b"", now), Err(AuthError::Malformed), "{junk}");
+        for junk in [
+            "",
+            "v1",
+            "v1.3.4",
+            "v2.3.4.00",
+            "v1.x.4.00",
+            "v1.3.4.zz",
+            "v1.3.4.00.5",
+        ] {
+            assert_eq!(
+                k.verify(Some(junk), "/m", b"", now),
+                Err(AuthError::Malformed),
+                "{junk}"
+            );
         }
     }
 

@@ -41,6 +41,12 @@ pub mod forward {
 #[allow(missing_docs, clippy::all)]
 pub mod nameserver {
     tonic::include_proto!("raftmq.nameserver");
+
+    /// The name registrations are signed under (see [`crate::auth`]).
+    pub const REGISTER_METHOD: &str = "nameserver.Register";
+    /// Largest registration a broker sends and a nameserver accepts (tonic's default of 4 MiB
+    /// silently dropped brokers with many topics from every route).
+    pub const MAX_REGISTRATION_BYTES: usize = 64 << 20;
 }
 
 pub mod v2util;

@@ -29,6 +29,7 @@ use openraft::raft::TransferLeaderRequest;
 use openraft::raft::TransferLeaderResponse;
 use openraft::raft::VoteRequest;
 use openraft::raft::VoteResponse;
+use raftmq_proto::auth::ClusterKey;
 use raftmq_proto::raft::RaftReply;
 use raftmq_proto::raft::RaftRequest;
 use raftmq_proto::raft::SnapshotChunk;
@@ -67,13 +68,37 @@ impl Default for NetConfig {
     }
 }
 
-/// One lazily connected channel per peer address, shared by all groups in the process.
-#[derive(Clone, Default)]
+/// One lazily connected channel per peer address, shared by all groups in the process, and
+/// the cluster key every request is signed with.
+#[derive(Clone)]
 pub struct Channels {
     inner: Arc<Mutex<BTreeMap<String, Channel>>>,
+    key: ClusterKey,
+}
+
+/// Names the Raft RPCs are signed under (the credential binds a request to its method).
+pub mod method {
+    /// AppendEntries.
+    pub const APPEND: &str = "raft.AppendEntries";
+    /// Vote.
+    pub const VOTE: &str = "raft.Vote";
+    /// PreVote.
+    pub const PRE_VOTE: &str = "raft.PreVote";
+    /// TransferLeader.
+    pub const TRANSFER: &str = "raft.TransferLeader";
+    /// InstallSnapshot (the stream's first chunk).
+    pub const SNAPSHOT: &str = "raft.InstallSnapshot";
 }
 
 impl Channels {
+    /// An empty pool whose requests carry credentials made with `key`.
+    pub fn new(key: ClusterKey) -> Self {
+        Self {
+            inner: Arc::default(),
+            key,
+        }
+    }
+
     fn get(&self, addr: &str, cfg: &NetConfig) -> Result<Channel, String> {
         let mut map = self.inner.lock().unwrap();
         if let Some(ch) = map.get(addr) {
@@ -118,6 +143,7 @@ pub struct Connection {
     addr: String,
     client: Result<RaftServiceClient<Channel>, String>,
     cfg: NetConfig,
+    key: ClusterKey,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -136,6 +162,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addr: node.addr.clone(),
             client,
             cfg: self.cfg.clone(),
+            key: self.channels.key.clone(),
         }
     }
 }
@@ -161,6 +188,7 @@ impl Connection {
     async fn unary<Req, Resp, F, Fut>(
         &self,
         action: RPCTypes,
+        method: &str,
         req: &Req,
         ttl: Duration,
         send: F,
@@ -168,13 +196,22 @@ impl Connection {
     where
         Req: Serialize,
         Resp: DeserializeOwned,
-        F: FnOnce(RaftServiceClient<Channel>, RaftRequest) -> Fut,
+        F: FnOnce(RaftServiceClient<Channel>, tonic::Request<RaftRequest>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<RaftReply>, tonic::Status>>,
     {
-        let request = RaftRequest {
+        let payload = encode(req);
+        let body = raftmq_proto::auth::group_body(self.group.0, &payload);
+        let mut request = tonic::Request::new(RaftRequest {
             group: self.group.0,
-            payload: encode(req).into(),
-        };
+            payload: payload.into(),
+        });
+        self.key.attach(
+            &mut request,
+            method,
+            self.self_id,
+            crate::rt::wall_ms(),
+            &body,
+        );
         let fut = send(self.client()?, request);
         let reply = match tokio::time::timeout(ttl, fut).await {
             Err(_) => {
@@ -216,6 +253,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.unary(
             RPCTypes::AppendEntries,
+            method::APPEND,
             &rpc,
             option.hard_ttl(),
             |mut c, r| async move { c.append_entries(r).await },
@@ -230,6 +268,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.unary(
             RPCTypes::Vote,
+            method::VOTE,
             &rpc,
             option.hard_ttl(),
             |mut c, r| async move { c.vote(r).await },
@@ -244,6 +283,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.unary(
             RPCTypes::Vote,
+            method::PRE_VOTE,
             &rpc,
             option.hard_ttl(),
             |mut c, r| async move { c.pre_vote(r).await },
@@ -258,6 +298,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.unary(
             RPCTypes::TransferLeader,
+            method::TRANSFER,
             &req,
             option.hard_ttl(),
             |mut c, r| async move { c.transfer_leader(r).await },
@@ -285,10 +326,19 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         if chunks.is_empty() {
             chunks.push(SnapshotChunk::default());
         }
+        let body = raftmq_proto::auth::group_body(self.group.0, &header);
         chunks[0].group = self.group.0;
         chunks[0].header = header.into();
         let mut client = self.client().map_err(StreamingError::from)?;
-        let send = client.install_snapshot(futures::stream::iter(chunks));
+        let mut request = tonic::Request::new(futures::stream::iter(chunks));
+        self.key.attach(
+            &mut request,
+            method::SNAPSHOT,
+            self.self_id,
+            crate::rt::wall_ms(),
+            &body,
+        );
+        let send = client.install_snapshot(request);
         let ttl = option.hard_ttl();
         tokio::select! {
             biased;

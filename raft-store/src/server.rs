@@ -15,6 +15,7 @@ use openraft::raft::TransferLeaderResponse;
 use openraft::raft::VoteRequest;
 use openraft::raft::VoteResponse;
 use openraft::storage::RaftStateMachine;
+use raftmq_proto::auth::ClusterKey;
 use raftmq_proto::raft::RaftReply;
 use raftmq_proto::raft::RaftRequest;
 use raftmq_proto::raft::SnapshotChunk;
@@ -25,6 +26,7 @@ use serde::de::DeserializeOwned;
 use tonic::Status;
 use tonic::Streaming;
 
+use crate::network::method;
 use crate::types::GroupId;
 use crate::types::Raft;
 use crate::types::Snapshot;
@@ -107,13 +109,25 @@ where
     }
 }
 
-/// The replicas a process hosts, by group.
-#[derive(Clone, Default)]
+/// The replicas a process hosts, by group, and the cluster key requests must be signed with.
+#[derive(Clone)]
 pub struct Registry {
     groups: Arc<RwLock<BTreeMap<GroupId, Arc<dyn RaftRpc>>>>,
+    key: ClusterKey,
 }
 
+/// Largest snapshot a peer may stream (snapshots are buffered in memory before install).
+pub const MAX_SNAPSHOT_BYTES: usize = 4 << 30;
+
 impl Registry {
+    /// An empty registry that accepts only requests signed with `key`.
+    pub fn new(key: ClusterKey) -> Self {
+        Self {
+            groups: Arc::default(),
+            key,
+        }
+    }
+
     /// Routes `group`'s requests to `rpc` (replacing any previous replica of the group).
     pub fn register(&self, group: GroupId, rpc: Arc<dyn RaftRpc>) {
         self.groups.write().unwrap().insert(group, rpc);
@@ -149,7 +163,7 @@ impl Registry {
     }
 }
 
-/// The tonic service; see [`Registry::service`].
+/// The tonic service; see [`Registry::add_to`].
 pub struct RaftServer {
     registry: Registry,
 }
@@ -176,7 +190,28 @@ fn reply<T: Serialize>(result: Result<Reply<T>, String>) -> tonic::Response<Raft
 }
 
 impl RaftServer {
-    async fn dispatch<Req, Resp, F>(&self, req: RaftRequest, call: F) -> tonic::Response<RaftReply>
+    /// Authenticates, decodes and runs one request. Nothing is decoded before the credential
+    /// verifies: a stranger's bytes never reach bincode or openraft.
+    async fn dispatch<Req, Resp, F>(
+        &self,
+        method: &str,
+        req: tonic::Request<RaftRequest>,
+        call: F,
+    ) -> Result<tonic::Response<RaftReply>, Status>
+    where
+        Req: DeserializeOwned,
+        Resp: Serialize,
+        F: FnOnce(Arc<dyn RaftRpc>, Req) -> BoxFuture<Reply<Resp>>,
+    {
+        let (meta, _, req) = req.into_parts();
+        let body = raftmq_proto::auth::group_body(req.group, &req.payload);
+        self.registry
+            .key
+            .check(&meta, method, &body, crate::rt::wall_ms())?;
+        Ok(self.run(req, call).await)
+    }
+
+    async fn run<Req, Resp, F>(&self, req: RaftRequest, call: F) -> tonic::Response<RaftReply>
     where
         Req: DeserializeOwned,
         Resp: Serialize,
@@ -200,55 +235,59 @@ impl RaftService for RaftServer {
         &self,
         req: tonic::Request<RaftRequest>,
     ) -> Result<tonic::Response<RaftReply>, Status> {
-        Ok(self
-            .dispatch(
-                req.into_inner(),
-                |t, r: AppendEntriesRequest<TypeConfig>| t.append_entries(r),
-            )
-            .await)
+        self.dispatch(
+            method::APPEND,
+            req,
+            |t, r: AppendEntriesRequest<TypeConfig>| t.append_entries(r),
+        )
+        .await
     }
 
     async fn vote(
         &self,
         req: tonic::Request<RaftRequest>,
     ) -> Result<tonic::Response<RaftReply>, Status> {
-        Ok(self
-            .dispatch(req.into_inner(), |t, r: VoteRequest<TypeConfig>| t.vote(r))
-            .await)
+        self.dispatch(method::VOTE, req, |t, r: VoteRequest<TypeConfig>| t.vote(r))
+            .await
     }
 
     async fn pre_vote(
         &self,
         req: tonic::Request<RaftRequest>,
     ) -> Result<tonic::Response<RaftReply>, Status> {
-        Ok(self
-            .dispatch(req.into_inner(), |t, r: VoteRequest<TypeConfig>| {
-                t.pre_vote(r)
-            })
-            .await)
+        self.dispatch(method::PRE_VOTE, req, |t, r: VoteRequest<TypeConfig>| {
+            t.pre_vote(r)
+        })
+        .await
     }
 
     async fn transfer_leader(
         &self,
         req: tonic::Request<RaftRequest>,
     ) -> Result<tonic::Response<RaftReply>, Status> {
-        Ok(self
-            .dispatch(
-                req.into_inner(),
-                |t, r: TransferLeaderRequest<TypeConfig>| t.transfer_leader(r),
-            )
-            .await)
+        self.dispatch(
+            method::TRANSFER,
+            req,
+            |t, r: TransferLeaderRequest<TypeConfig>| t.transfer_leader(r),
+        )
+        .await
     }
 
     async fn install_snapshot(
         &self,
         req: tonic::Request<Streaming<SnapshotChunk>>,
     ) -> Result<tonic::Response<RaftReply>, Status> {
-        let mut stream = req.into_inner();
+        let (meta, _, mut stream) = req.into_parts();
         let first = stream
             .message()
             .await?
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        // The stream's credential covers its group and header (the first chunk); the later
+        // chunks ride the same authenticated HTTP/2 stream.
+        let body = raftmq_proto::auth::group_body(first.group, &first.header);
+        self.registry
+            .key
+            .check(&meta, method::SNAPSHOT, &body, crate::rt::wall_ms())?;
         let target = match self.registry.get(first.group) {
             Ok(t) => t,
             Err(e) => return Ok(reply::<SnapshotResponse<TypeConfig>>(Err(e))),
@@ -259,6 +298,11 @@ impl RaftService for RaftServer {
         };
         let mut data = first.data.to_vec();
         while let Some(chunk) = stream.message().await? {
+            if data.len().saturating_add(chunk.data.len()) > MAX_SNAPSHOT_BYTES {
+                return Err(Status::resource_exhausted(format!(
+                    "snapshot larger than {MAX_SNAPSHOT_BYTES} bytes"
+                )));
+            }
             data.extend_from_slice(&chunk.data);
         }
         let result = target

@@ -118,8 +118,7 @@ fn decode_snapshot(bytes: &[u8]) -> std::result::Result<(SnapshotMeta, &[u8]), S
         return Err("snapshot header CRC mismatch".into());
     }
     let (header, _): (SnapshotHeader, _) =
-        bincode::serde::decode_from_slice(h, crate::codec::config())
-            .map_err(|e| e.to_string())?;
+        bincode::serde::decode_from_slice(h, crate::codec::config()).map_err(|e| e.to_string())?;
     let data = &bytes[8 + hlen..];
     if data.len() as u64 != header.data_len || crc32c::crc32c(data) != header.data_crc {
         return Err("snapshot data length or CRC mismatch".into());
@@ -238,15 +237,14 @@ impl<A: App> RaftStateMachine<TypeConfig> for StateMachineStore<A> {
                 let mut st = self.state.lock().unwrap();
                 let out = match &entry.payload {
                     EntryPayload::Blank => Vec::new(),
-                    EntryPayload::Normal(req) => st
-                        .app
-                        .apply(LogIndex(log_id.index), &req.0)
-                        .map_err(|e| {
+                    EntryPayload::Normal(req) => {
+                        st.app.apply(LogIndex(log_id.index), &req.0).map_err(|e| {
                             io::Error::other(format!(
                                 "committed entry {} cannot be applied: {e}",
                                 log_id.index
                             ))
-                        })?,
+                        })?
+                    }
                     EntryPayload::Membership(m) => {
                         st.last_membership = StoredMembership::new(Some(log_id), m.clone());
                         Vec::new()

@@ -53,7 +53,7 @@ async fn start_node(
     listener: tokio::net::TcpListener,
     dir: &std::path::Path,
 ) -> Node {
-    let registry = Registry::default();
+    let registry = Registry::new(raftmq_proto::auth::ClusterKey::insecure_for_tests());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let reg = registry.clone();
     let server = tokio::spawn(async move {
@@ -74,7 +74,7 @@ async fn start_node(
         Arc::new(RealDisk::new()),
         Recorder::default(),
         &registry,
-        &Channels::default(),
+        &Channels::new(raftmq_proto::auth::ClusterKey::insecure_for_tests()),
     )
     .await
     .unwrap();

@@ -101,6 +101,7 @@ fn node_config(i: usize, n: usize, groups: u64) -> NodeConfig {
             default_queues: 4,
             ..BrokerSettings::default()
         },
+        cluster_key: raftmq_proto::auth::ClusterKey::insecure_for_tests(),
     }
 }
 
@@ -115,6 +116,7 @@ impl BrokerCluster {
                 let _ = nameserver::run(
                     NAMESERVER.parse().unwrap(),
                     Duration::from_secs(3),
+                    raftmq_proto::auth::ClusterKey::insecure_for_tests(),
                     std::future::pending(),
                 )
                 .await;

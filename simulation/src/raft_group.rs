@@ -78,7 +78,7 @@ impl RaftCluster {
             let join = join_of[i].load(Ordering::SeqCst);
             async move {
                 *slot.lock().unwrap() = None;
-                let registry = Registry::default();
+                let registry = Registry::new(raftmq_proto::auth::ClusterKey::insecure_for_tests());
                 let listen: SocketAddr = addr(i).parse().unwrap();
                 let reg = registry.clone();
                 tokio::spawn(async move {
@@ -96,7 +96,7 @@ impl RaftCluster {
                     Arc::new(disk),
                     Recorder::default(),
                     &registry,
-                    &Channels::default(),
+                    &Channels::new(raftmq_proto::auth::ClusterKey::insecure_for_tests()),
                 )
                 .await
                 {

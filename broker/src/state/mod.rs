@@ -335,7 +335,8 @@ impl BrokerState {
                 if deliveries.len() >= max {
                     break;
                 }
-                let (Some(entry), Some(inf)) = (cq.get(off).copied(), pq.inflight.get(&off).copied())
+                let (Some(entry), Some(inf)) =
+                    (cq.get(off).copied(), pq.inflight.get(&off).copied())
                 else {
                     continue; // unreachable while the invariants hold
                 };
@@ -370,8 +371,7 @@ impl BrokerState {
             // that matches nothing in a long backlog stops after MAX_POP_SCAN entries (the
             // next receive goes on from there) instead of holding the apply lock for all of it.
             let mut scanned = 0;
-            while deliveries.len() < max && pq.next < cq.end() && scanned < limits::MAX_POP_SCAN
-            {
+            while deliveries.len() < max && pq.next < cq.end() && scanned < limits::MAX_POP_SCAN {
                 let off = pq.next;
                 let Some(entry) = cq.get(off).copied() else {
                     break; // unreachable: below end
