@@ -332,7 +332,7 @@ fn run(ops: Vec<Op>) {
             group: "g".into(),
             topic: "t".into(),
             queue: None,
-            max: 10_000,
+            max: 1024,
             invisible_ms: 1_000,
             filter: TagFilter::All,
             max_bytes: u64::MAX,

@@ -193,3 +193,117 @@ async fn three_replicas_replicate_fail_over_and_recover() {
         stop_node(n).await;
     }
 }
+
+/// Issue 10: the Raft port took forged Vote/AppendEntries/InstallSnapshot from anyone who
+/// reached it, and decoded their payloads unbounded. Now a request without the cluster
+/// credential (or signed with another secret, or changed after signing) is refused before it
+/// is decoded, and the group neither changes term nor stops committing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_raft_requests_are_refused_and_change_nothing() {
+    use raftmq_proto::auth::ClusterKey;
+    use raftmq_proto::raft::RaftRequest;
+    use raftmq_proto::raft::SnapshotChunk;
+    use raftmq_proto::raft::raft_service_client::RaftServiceClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(listen("127.0.0.1:0").await);
+    }
+    let members: BTreeMap<u64, String> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string()))
+        .collect();
+    let mut nodes = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        nodes.push(start_node(i as u64 + 1, &members, l, dir.path()).await);
+    }
+    let l = leader_of(&nodes).await;
+    let term = nodes[l].group.as_ref().unwrap().metrics().term;
+
+    let probe = vec![0x00, 0xFD, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00];
+    let forged_vote = {
+        // A vote for node 9 in a huge term, correctly encoded: the dangerous kind.
+        let v = openraft::raft::VoteRequest::<raft_store::types::TypeConfig> {
+            vote: raft_store::types::Vote::new(u64::MAX / 2, 9),
+            last_log_id: None,
+            leadership_transfer: false,
+        };
+        bincode::serde::encode_to_vec(&v, bincode::config::standard()).unwrap()
+    };
+    let wrong = ClusterKey::new("not-this-cluster-secret").unwrap();
+    for addr in members.values() {
+        let mut c = RaftServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        for payload in [probe.clone(), forged_vote.clone()] {
+            let req = RaftRequest {
+                group: 1,
+                payload: payload.clone().into(),
+            };
+            let e = c.vote(req.clone()).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
+            let e = c.append_entries(req.clone()).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
+            // Signed with another cluster's secret.
+            let body = raftmq_proto::auth::group_body(1, &payload);
+            let mut signed = tonic::Request::new(req.clone());
+            wrong.attach(
+                &mut signed,
+                "raft.Vote",
+                9,
+                raft_store::rt::wall_ms(),
+                &body,
+            );
+            assert_eq!(
+                c.vote(signed).await.unwrap_err().code(),
+                tonic::Code::Unauthenticated
+            );
+            // Signed right, then changed.
+            let key = ClusterKey::insecure_for_tests();
+            let mut changed = tonic::Request::new(RaftRequest {
+                group: 1,
+                payload: forged_vote.clone().into(),
+            });
+            key.attach(
+                &mut changed,
+                "raft.Vote",
+                9,
+                raft_store::rt::wall_ms(),
+                &body,
+            );
+            if payload != forged_vote {
+                assert_eq!(
+                    c.vote(changed).await.unwrap_err().code(),
+                    tonic::Code::Unauthenticated
+                );
+            }
+        }
+        let chunk = SnapshotChunk {
+            group: 1,
+            header: probe.clone().into(),
+            data: vec![0; 1024].into(),
+        };
+        let e = c
+            .install_snapshot(futures::stream::iter(vec![chunk]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    }
+
+    // Nothing changed: same leader, same term, and it still commits.
+    assert_eq!(leader_of(&nodes).await, l);
+    assert_eq!(nodes[l].group.as_ref().unwrap().metrics().term, term);
+    let p = nodes[l]
+        .group
+        .as_ref()
+        .unwrap()
+        .propose(b"after".to_vec())
+        .await
+        .unwrap();
+    wait_applied(&nodes, p.index.0).await;
+    for n in nodes.iter_mut() {
+        stop_node(n).await;
+    }
+}
