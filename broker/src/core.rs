@@ -71,6 +71,10 @@ pub struct BrokerSettings {
     pub max_telemetry_sessions: usize,
     /// Most clients this node remembers (idle ones are forgotten after `client_timeout`).
     pub max_clients: usize,
+    /// Most open connections on the client listener.
+    pub max_connections: usize,
+    /// Most concurrent HTTP/2 streams per client connection.
+    pub max_streams_per_connection: u32,
 }
 
 impl Default for BrokerSettings {
@@ -93,6 +97,8 @@ impl Default for BrokerSettings {
             max_long_polls: 20_000,
             max_telemetry_sessions: 20_000,
             max_clients: 50_000,
+            max_connections: 10_000,
+            max_streams_per_connection: 1_000,
         }
     }
 }

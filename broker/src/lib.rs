@@ -26,6 +26,7 @@ pub mod core;
 pub mod error;
 pub mod forward;
 pub mod limits;
+pub mod listener;
 pub mod model;
 pub mod node;
 pub mod receipt;

@@ -29,6 +29,8 @@ use crate::core::BrokerCore;
 use crate::core::HostedGroup;
 use crate::error::Result;
 use crate::forward::ForwardServer;
+use crate::listener;
+use crate::listener::ListenLimits;
 use crate::replica::Replica;
 use crate::service::MessagingServer;
 use crate::service::convert::topic_kind_name;
@@ -101,8 +103,10 @@ impl Node {
         // needs the replicas, so its slot is filled once the core exists.
         let slot = Arc::new(OnceLock::new());
         let (stop_internal, rx) = watch::channel(false);
-        let internal = registry
-            .add_to(&mut tonic::transport::Server::builder(), MAX_GRPC_MESSAGE)
+        // Peers only: the credential's head is checked before a body is read.
+        let internal_limits = ListenLimits::default();
+        let internal = listener::internal_builder(&internal_limits, cfg.cluster_key.clone())
+            .add_service(registry.service(MAX_GRPC_MESSAGE))
             .add_service(
                 ForwardGrpc::new(ForwardServer::new(slot.clone(), cfg.cluster_key.clone()))
                     .max_decoding_message_size(MAX_GRPC_MESSAGE)
@@ -110,10 +114,8 @@ impl Node {
             );
         let raft_listen = cfg.raft_listen;
         let internal_server = tokio::spawn(async move {
-            internal
-                .serve_with_shutdown(raft_listen, until_true(rx))
-                .await
-                .map_err(|e| format!("raft listener {raft_listen}: {e}"))
+            crate::serve_limited!(internal, raft_listen, internal_limits, until_true(rx))
+                .map_err(|e| format!("raft listener {e}"))
         });
 
         let core = BrokerCore::new(
@@ -126,19 +128,25 @@ impl Node {
         let _ = slot.set(Arc::downgrade(&core));
 
         let (stop_clients, rx) = watch::channel(false);
-        let clients = tonic::transport::Server::builder()
+        let client_limits = ListenLimits {
+            max_connections: cfg.broker.max_connections,
+            max_streams: cfg.broker.max_streams_per_connection,
+        };
+        // A request larger than a full batch (plus room for its fields) is refused when its
+        // length prefix arrives, before it is buffered; replies are bounded by
+        // max_reply_bytes.
+        let client_message = cfg.broker.max_batch_bytes + (8 << 20);
+        let clients = listener::builder(&client_limits)
             .add_service(
                 MessagingServiceServer::new(MessagingServer::new(core.clone()))
-                    .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                    .max_decoding_message_size(client_message)
                     .max_encoding_message_size(MAX_GRPC_MESSAGE),
             )
             .add_service(AdminGrpc::new(AdminServer::new(core.clone())));
         let listen = cfg.listen;
         let client_server = tokio::spawn(async move {
-            clients
-                .serve_with_shutdown(listen, until_true(rx))
-                .await
-                .map_err(|e| format!("client listener {listen}: {e}"))
+            crate::serve_limited!(clients, listen, client_limits, until_true(rx))
+                .map_err(|e| format!("client listener {e}"))
         });
 
         // A listener that cannot bind (address in use) ends its task at once: fail the start

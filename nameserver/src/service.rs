@@ -445,6 +445,29 @@ impl MessagingService for NameServer {
     }
 }
 
+/// The server builder: bounded streams per connection and, in real builds, registrations'
+/// credentials checked before their bodies are read (clients' v2 RPCs are not internal and
+/// pass).
+#[cfg(not(madsim))]
+fn builder(
+    key: ClusterKey,
+) -> tonic::transport::Server<
+    tower_layer::Stack<raftmq_proto::auth::layer::AuthLayer, tower_layer::Identity>,
+> {
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(1_000))
+        .layer(raftmq_proto::auth::layer::AuthLayer::new(
+            key,
+            "/raftmq.nameserver.",
+            now_ms,
+        ))
+}
+
+#[cfg(madsim)]
+fn builder(_key: ClusterKey) -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+}
+
 /// Serves a nameserver on `listen` until `shutdown` completes.
 pub async fn run(
     listen: SocketAddr,
@@ -452,9 +475,9 @@ pub async fn run(
     key: ClusterKey,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let ns = NameServer::new(ttl, key);
+    let ns = NameServer::new(ttl, key.clone());
     tracing::info!(%listen, "nameserver started");
-    tonic::transport::Server::builder()
+    builder(key)
         .add_service(
             RegistryServer::new(ns.clone()).max_decoding_message_size(nspb::MAX_REGISTRATION_BYTES),
         )

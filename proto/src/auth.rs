@@ -3,10 +3,12 @@
 //!
 //! Every node and nameserver of a cluster shares one secret (`cluster_secret` in the config;
 //! `raftmq dev` makes a random one). A request carries the header
-//! `x-raftmq-auth: v1.<sender node>.<unix ms>.<hex HMAC-SHA256>` whose MAC covers the RPC's
-//! method, the sender, the time and the request's bytes, so a request without the secret, or
-//! with its body, method or sender changed, is refused with `UNAUTHENTICATED` before anything
-//! is decoded. The secret itself never crosses the wire. A captured request can be replayed
+//! `x-raftmq-auth: v1.<sender node>.<unix ms>.<head MAC>.<body MAC>` (hex HMAC-SHA256s). The
+//! head MAC covers the sender and the time and is checked by an HTTP layer ([`layer`]) before
+//! the request body is even read, so a stranger cannot make a node buffer a large request; the
+//! body MAC covers the RPC's method, the sender, the time and the request's bytes and is checked
+//! before anything is decoded. A request without the secret, or with its body, method or
+//! sender changed, is refused with `UNAUTHENTICATED`. The secret itself never crosses the wire. A captured request can be replayed
 //! only within [`MAX_SKEW_MS`] (there is no nonce cache); keep the internal port on a private
 //! network (docs/operations.md, "Trust model").
 
@@ -91,6 +93,14 @@ impl ClusterKey {
         Self::new("raftmq-insecure-test-only-secret").expect("a long enough secret")
     }
 
+    fn head_mac(&self, sender: u64, ts_ms: u64) -> Hmac<Sha256> {
+        let mut m = self.mac.clone();
+        m.update(b"raftmq/v1/head\n");
+        m.update(&sender.to_le_bytes());
+        m.update(&ts_ms.to_le_bytes());
+        m
+    }
+
     fn mac(&self, method: &str, sender: u64, ts_ms: u64, body: &[u8]) -> Hmac<Sha256> {
         let mut m = self.mac.clone();
         m.update(b"raftmq/v1\n");
@@ -104,24 +114,25 @@ impl ClusterKey {
 
     /// The header value for a request of `method` from `sender` at `now_ms` with `body`.
     pub fn sign(&self, method: &str, sender: u64, now_ms: u64, body: &[u8]) -> String {
+        let head = self.head_mac(sender, now_ms).finalize().into_bytes();
         let tag = self
             .mac(method, sender, now_ms, body)
             .finalize()
             .into_bytes();
-        format!("v1.{sender}.{now_ms}.{}", hex(&tag))
+        format!("v1.{sender}.{now_ms}.{}.{}", hex(&head), hex(&tag))
     }
 
-    /// Checks a header value; `Ok(sender)` if it verifies.
-    pub fn verify(
+    /// Parses and checks the parts of a header value that need no body: the sender, the time
+    /// and the head MAC. `Ok((sender, time, body MAC))`.
+    fn verify_parts(
         &self,
         header: Option<&str>,
-        method: &str,
-        body: &[u8],
         now_ms: u64,
-    ) -> Result<u64, AuthError> {
+    ) -> Result<(u64, u64, Vec<u8>), AuthError> {
         let h = header.ok_or(AuthError::Missing)?;
         let mut parts = h.split('.');
-        let (Some("v1"), Some(sender), Some(ts), Some(tag), None) = (
+        let (Some("v1"), Some(sender), Some(ts), Some(head), Some(tag), None) = (
+            parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
@@ -132,11 +143,32 @@ impl ClusterKey {
         };
         let sender: u64 = sender.parse().map_err(|_| AuthError::Malformed)?;
         let ts: u64 = ts.parse().map_err(|_| AuthError::Malformed)?;
+        let head = unhex(head).ok_or(AuthError::Malformed)?;
         let tag = unhex(tag).ok_or(AuthError::Malformed)?;
         if ts.abs_diff(now_ms) > MAX_SKEW_MS {
             return Err(AuthError::Stale);
         }
         // Constant-time comparison.
+        self.head_mac(sender, ts)
+            .verify_slice(&head)
+            .map_err(|_| AuthError::BadMac)?;
+        Ok((sender, ts, tag))
+    }
+
+    /// Checks only what needs no body (the HTTP layer's check); `Ok(sender)`.
+    pub fn verify_head(&self, header: Option<&str>, now_ms: u64) -> Result<u64, AuthError> {
+        self.verify_parts(header, now_ms).map(|(s, _, _)| s)
+    }
+
+    /// Checks a header value; `Ok(sender)` if it verifies.
+    pub fn verify(
+        &self,
+        header: Option<&str>,
+        method: &str,
+        body: &[u8],
+        now_ms: u64,
+    ) -> Result<u64, AuthError> {
+        let (sender, ts, tag) = self.verify_parts(header, now_ms)?;
         self.mac(method, sender, ts, body)
             .verify_slice(&tag)
             .map_err(|_| AuthError::BadMac)?;
@@ -221,6 +253,9 @@ mod tests {
             Err(AuthError::BadMac)
         );
         let forged = h.replacen("v1.3.", "v1.4.", 1);
+        assert_eq!(k.verify_head(Some(&forged), now), Err(AuthError::BadMac));
+        assert_eq!(k.verify_head(Some(&h), now), Ok(3));
+        assert_eq!(other.verify_head(Some(&h), now), Err(AuthError::BadMac));
         assert_eq!(
             k.verify(Some(&forged), "/raft/Vote", b"body", now),
             Err(AuthError::BadMac)
@@ -233,10 +268,11 @@ mod tests {
             "",
             "v1",
             "v1.3.4",
-            "v2.3.4.00",
-            "v1.x.4.00",
-            "v1.3.4.zz",
-            "v1.3.4.00.5",
+            "v1.3.4.00",
+            "v2.3.4.00.00",
+            "v1.x.4.00.00",
+            "v1.3.4.zz.zz",
+            "v1.3.4.00.00.5",
         ] {
             assert_eq!(
                 k.verify(Some(junk), "/m", b"", now),
@@ -250,5 +286,85 @@ mod tests {
     fn short_secrets_are_refused() {
         assert!(ClusterKey::new("short").is_err());
         assert!(ClusterKey::new("   padded-short   ").is_err());
+    }
+}
+
+/// The HTTP layer that refuses, before the body is read, every request under an internal path
+/// prefix whose credential's head does not verify. (The simulator's tonic has no HTTP layer;
+/// there the handlers' full check stands alone.)
+#[cfg(not(madsim))]
+pub mod layer {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Context;
+    use std::task::Poll;
+
+    use super::ClusterKey;
+    use super::HEADER;
+
+    /// Wraps a service; see the module docs.
+    #[derive(Clone)]
+    pub struct AuthLayer {
+        key: ClusterKey,
+        prefix: &'static str,
+        now_ms: fn() -> u64,
+    }
+
+    impl AuthLayer {
+        /// Checks requests whose path starts with `prefix` (e.g. `/raftmq.`), reading the time
+        /// from `now_ms`.
+        pub fn new(key: ClusterKey, prefix: &'static str, now_ms: fn() -> u64) -> Self {
+            Self {
+                key,
+                prefix,
+                now_ms,
+            }
+        }
+    }
+
+    impl<S> tower_layer::Layer<S> for AuthLayer {
+        type Service = Auth<S>;
+
+        fn layer(&self, inner: S) -> Auth<S> {
+            Auth {
+                inner,
+                layer: self.clone(),
+            }
+        }
+    }
+
+    /// The wrapped service.
+    #[derive(Clone)]
+    pub struct Auth<S> {
+        inner: S,
+        layer: AuthLayer,
+    }
+
+    type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+    impl<S, B, R> tower_service::Service<http::Request<B>> for Auth<S>
+    where
+        S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
+        S::Future: Send + 'static,
+        R: Default + Send + 'static,
+    {
+        type Response = http::Response<R>;
+        type Error = S::Error;
+        type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            self.inner.poll_ready(cx)
+        }
+
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            if req.uri().path().starts_with(self.layer.prefix) {
+                let h = req.headers().get(HEADER).and_then(|v| v.to_str().ok());
+                if let Err(e) = self.layer.key.verify_head(h, (self.layer.now_ms)()) {
+                    let resp = tonic::Status::unauthenticated(e.to_string()).into_http::<R>();
+                    return Box::pin(async move { Ok(resp) });
+                }
+            }
+            Box::pin(self.inner.call(req))
+        }
     }
 }

@@ -116,6 +116,14 @@ pub struct Registry {
     key: ClusterKey,
 }
 
+/// The tonic service type of the Raft transport.
+#[cfg(not(madsim))]
+pub type RaftSvc = RaftServiceServer<RaftServer>;
+/// The tonic service type of the Raft transport (the simulator's generated code names its
+/// interceptor).
+#[cfg(madsim)]
+pub type RaftSvc = RaftServiceServer<RaftServer, tonic::codegen::IdentityInterceptor>;
+
 /// Largest snapshot a peer may stream (snapshots are buffered in memory before install).
 pub const MAX_SNAPSHOT_BYTES: usize = 4 << 30;
 
@@ -145,6 +153,15 @@ impl Registry {
             .get(&GroupId(group))
             .cloned()
             .ok_or_else(|| format!("no replica of group {group} here"))
+    }
+
+    /// The Raft transport for the registered groups, as a tonic service.
+    pub fn service(&self, max_message_bytes: usize) -> RaftSvc {
+        RaftServiceServer::new(RaftServer {
+            registry: self.clone(),
+        })
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes)
     }
 
     /// Adds the Raft transport for the registered groups to a tonic server.
