@@ -33,6 +33,10 @@ pub struct DevOptions {
     pub auto_create: bool,
     /// The cluster credential's key the three nodes and the nameserver share.
     pub cluster_key: ClusterKey,
+    /// Most long polls per node.
+    pub max_long_polls: usize,
+    /// Most Telemetry sessions per node.
+    pub max_telemetry_sessions: usize,
 }
 
 /// A fresh random cluster key (dev mode needs no configuration; nothing outside the process
@@ -83,6 +87,8 @@ pub fn node_configs(o: &DevOptions) -> Vec<NodeConfig> {
             preferred_leader_check: Duration::from_secs(2),
             broker: BrokerSettings {
                 auto_create: o.auto_create,
+                max_long_polls: o.max_long_polls,
+                max_telemetry_sessions: o.max_telemetry_sessions,
                 ..BrokerSettings::default()
             },
             cluster_key: o.cluster_key.clone(),

@@ -53,6 +53,12 @@ enum Command {
         /// Do not create topics and consumer groups on first use.
         #[arg(long)]
         no_auto_create: bool,
+        /// Most receives and pulls waiting on each node at once (more get TOO_MANY_REQUESTS).
+        #[arg(long, default_value_t = broker::core::BrokerSettings::default().max_long_polls)]
+        max_long_polls: usize,
+        /// Most Telemetry sessions on each node at once.
+        #[arg(long, default_value_t = broker::core::BrokerSettings::default().max_telemetry_sessions)]
+        max_telemetry_sessions: usize,
     },
     /// Run one broker node of a cluster.
     Broker {
@@ -134,6 +140,8 @@ async fn main() -> anyhow::Result<()> {
             nameserver,
             no_nameserver,
             no_auto_create,
+            max_long_polls,
+            max_telemetry_sessions,
         } => {
             let opts = dev::DevOptions {
                 data_dir,
@@ -142,6 +150,8 @@ async fn main() -> anyhow::Result<()> {
                 nameserver: (!no_nameserver).then_some(nameserver),
                 auto_create: !no_auto_create,
                 cluster_key: dev::random_key()?,
+                max_long_polls,
+                max_telemetry_sessions,
             };
             println!(
                 "raftmq dev: 3 nodes in {} (v2 on {listen} and the next two ports, raft {}..{}{}); Ctrl-C to stop",

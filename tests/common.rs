@@ -118,6 +118,18 @@ impl Dev {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// True while the process has not exited.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
     /// Runs `raftmq admin` against it.
     pub fn admin(&self, args: &[&str]) {
         let out = Command::new(env!("CARGO_BIN_EXE_raftmq"))
@@ -306,6 +318,34 @@ impl Cluster {
     }
 
     /// SIGKILLs node `i`.
+    /// The process ids of the nameserver and the running brokers, with a name each.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        let mut out: Vec<(String, u32)> = self
+            .nameserver
+            .iter()
+            .map(|c| ("nameserver".to_string(), c.id()))
+            .collect();
+        for (i, b) in self.brokers.iter().enumerate() {
+            if let Some(c) = b {
+                out.push((format!("broker {}", i + 1), c.id()));
+            }
+        }
+        out
+    }
+
+    /// True while the nameserver and every started broker run.
+    pub fn all_alive(&mut self) -> bool {
+        let ns = self
+            .nameserver
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none());
+        ns && self
+            .brokers
+            .iter_mut()
+            .flatten()
+            .all(|c| c.try_wait().unwrap().is_none())
+    }
+
     pub fn kill(&mut self, i: usize) {
         let mut c = self.brokers[i].take().expect("running");
         c.kill().unwrap();

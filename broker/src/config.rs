@@ -77,6 +77,116 @@ impl Default for TimeoutsToml {
     }
 }
 
+/// `[limits]`: what one client may ask of this node (RocketMQ's limits where it has them).
+/// Every value has a default; each is checked against the log's fixed bounds
+/// ([`crate::limits`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsToml {
+    /// Largest message body (bytes); RocketMQ's default is 4 MiB.
+    pub max_body_bytes: usize,
+    /// Bodies in one receive or pull reply stop here (bytes; at least one message).
+    pub max_reply_bytes: usize,
+    /// Longest filter expression (bytes).
+    pub max_filter_bytes: usize,
+    /// Most tags in one tag filter.
+    pub max_filter_tags: usize,
+    /// Most messages in one batch send.
+    pub max_batch_messages: usize,
+    /// Most body bytes in one batch send.
+    pub max_batch_bytes: usize,
+    /// Most receives and pulls waiting on this node at once.
+    pub max_long_polls: usize,
+    /// Most Telemetry sessions on this node at once.
+    pub max_telemetry_sessions: usize,
+    /// Most clients remembered (the longest idle is forgotten first).
+    pub max_clients: usize,
+    /// Most open connections on the client listener.
+    pub max_connections: usize,
+    /// Most concurrent HTTP/2 streams per client connection.
+    pub max_streams_per_connection: u32,
+}
+
+impl Default for LimitsToml {
+    fn default() -> Self {
+        let d = BrokerSettings::default();
+        Self {
+            max_body_bytes: d.max_body_bytes,
+            max_reply_bytes: d.max_reply_bytes,
+            max_filter_bytes: d.max_filter_bytes,
+            max_filter_tags: d.max_filter_tags,
+            max_batch_messages: d.max_batch_messages,
+            max_batch_bytes: d.max_batch_bytes,
+            max_long_polls: d.max_long_polls,
+            max_telemetry_sessions: d.max_telemetry_sessions,
+            max_clients: d.max_clients,
+            max_connections: d.max_connections,
+            max_streams_per_connection: d.max_streams_per_connection,
+        }
+    }
+}
+
+impl LimitsToml {
+    /// Checks each value and applies them to `s`.
+    pub fn apply(&self, s: &mut BrokerSettings) -> Result<(), String> {
+        let within = |key: &str, v: usize, lo: usize, hi: usize| {
+            if v < lo || v > hi {
+                Err(format!("limits.{key}: {v} is outside {lo}..={hi}"))
+            } else {
+                Ok(())
+            }
+        };
+        within(
+            "max_body_bytes",
+            self.max_body_bytes,
+            1,
+            crate::limits::MAX_BODY_BYTES,
+        )?;
+        within("max_reply_bytes", self.max_reply_bytes, 1 << 10, 256 << 20)?;
+        within("max_filter_bytes", self.max_filter_bytes, 16, 1 << 20)?;
+        within(
+            "max_filter_tags",
+            self.max_filter_tags,
+            1,
+            crate::limits::MAX_FILTER_TAGS,
+        )?;
+        within("max_batch_messages", self.max_batch_messages, 1, 100_000)?;
+        within(
+            "max_batch_bytes",
+            self.max_batch_bytes,
+            self.max_body_bytes,
+            256 << 20,
+        )?;
+        within("max_long_polls", self.max_long_polls, 1, 1_000_000)?;
+        within(
+            "max_telemetry_sessions",
+            self.max_telemetry_sessions,
+            1,
+            1_000_000,
+        )?;
+        within("max_clients", self.max_clients, 1, 10_000_000)?;
+        within("max_connections", self.max_connections, 1, 1_000_000)?;
+        within(
+            "max_streams_per_connection",
+            self.max_streams_per_connection as usize,
+            1,
+            100_000,
+        )?;
+        s.max_body_bytes = self.max_body_bytes;
+        s.max_reply_bytes = self.max_reply_bytes;
+        s.max_filter_bytes = self.max_filter_bytes;
+        s.max_filter_tags = self.max_filter_tags;
+        s.max_batch_messages = self.max_batch_messages;
+        s.max_batch_bytes = self.max_batch_bytes;
+        s.max_long_polls = self.max_long_polls;
+        s.max_telemetry_sessions = self.max_telemetry_sessions;
+        s.max_clients = self.max_clients;
+        s.max_connections = self.max_connections;
+        s.max_streams_per_connection = self.max_streams_per_connection;
+        Ok(())
+    }
+}
+
 /// A `[[nodes]]` entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,6 +248,9 @@ pub struct BrokerToml {
     /// Raft timing.
     #[serde(default)]
     pub timeouts: TimeoutsToml,
+    /// Client limits.
+    #[serde(default)]
+    pub limits: LimitsToml,
     /// Every node of the cluster.
     pub nodes: Vec<NodeToml>,
     /// Every Raft group of the cluster.
@@ -384,6 +497,13 @@ impl BrokerToml {
             self.cluster_secret.as_deref(),
             self.cluster_secret_file.as_deref(),
         )?;
+        let mut broker = BrokerSettings {
+            auto_create: self.auto_create,
+            default_queues: self.default_queues,
+            leader_wait: Duration::from_millis(t.leader_wait_ms),
+            ..BrokerSettings::default()
+        };
+        self.limits.apply(&mut broker)?;
         Ok(NodeConfig {
             node_id: self.node_id,
             data_dir: self.data_dir,
@@ -401,12 +521,7 @@ impl BrokerToml {
             ),
             shutdown_drain: Duration::from_millis(t.shutdown_drain_ms),
             preferred_leader_check: Duration::from_secs(2),
-            broker: BrokerSettings {
-                auto_create: self.auto_create,
-                default_queues: self.default_queues,
-                leader_wait: Duration::from_millis(t.leader_wait_ms),
-                ..BrokerSettings::default()
-            },
+            broker,
             cluster_key,
         })
     }
@@ -468,6 +583,18 @@ preferred_leader = 2
                 1,
             );
         BrokerToml::parse(&text).unwrap().into_config().unwrap();
+        let text = GOOD.replacen(
+            "[[groups]]\nid = 1",
+            "[limits]\nmax_long_polls = 5\nmax_body_bytes = 1024\n\n[[groups]]\nid = 1",
+            1,
+        );
+        let c = BrokerToml::parse(&text).unwrap().into_config().unwrap();
+        assert_eq!(c.broker.max_long_polls, 5);
+        assert_eq!(c.broker.max_body_bytes, 1024);
+        assert_eq!(
+            c.broker.max_batch_bytes,
+            BrokerSettings::default().max_batch_bytes
+        );
     }
 
     #[test]
@@ -543,6 +670,21 @@ preferred_leader = 2
                 "cluster_secret = \"0123456789abcdef0123\"",
                 "cluster_secret_file = \"/nonexistent/raftmq.secret\"",
                 "cluster_secret_file: cannot read",
+            ),
+            (
+                "[[groups]]\nid = 1",
+                "[limits]\nmax_body_bytes = 0\n\n[[groups]]\nid = 1",
+                "limits.max_body_bytes: 0 is outside",
+            ),
+            (
+                "[[groups]]\nid = 1",
+                "[limits]\nmax_body_bytes = 999999999\n\n[[groups]]\nid = 1",
+                "limits.max_body_bytes: 999999999 is outside",
+            ),
+            (
+                "[[groups]]\nid = 1",
+                "[limits]\nmax_long_pols = 5\n\n[[groups]]\nid = 1",
+                "unknown field `max_long_pols`",
             ),
         ];
         for (from, to, want) in cases {
