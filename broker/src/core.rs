@@ -23,6 +23,8 @@ use crate::error::BrokerError;
 use crate::error::Result;
 use crate::forward::Forwarder;
 use crate::forward::Popped;
+use crate::forward::wire::Read;
+use crate::forward::wire::ReadAnswer;
 use crate::limits;
 use crate::model::GroupConfig;
 use crate::model::TopicConfig;
@@ -390,6 +392,46 @@ impl BrokerCore {
                 "receive answered with {other:?}"
             ))),
         }
+    }
+
+    /// Runs a read on group `id`'s leader (here, or one hop away) after a ReadIndex round. A
+    /// read changes nothing, so a forward that failed in flight is "unavailable", never an
+    /// unknown outcome.
+    pub async fn leader_read(&self, id: u64, read: Read) -> Result<ReadAnswer> {
+        let deadline = tokio::time::Instant::now() + self.settings.leader_wait;
+        let wait = match &read {
+            Read::Pull { wait_ms, .. } => Duration::from_millis(*wait_ms),
+            _ => Duration::ZERO,
+        };
+        loop {
+            let r = match self.route(id, deadline).await? {
+                None => self.leader_read_local(id, read.clone()).await,
+                Some(addr) => {
+                    self.forwarder
+                        .read(&addr, id, &read, self.settings.forward_timeout + wait)
+                        .await
+                }
+            };
+            match r {
+                Err(BrokerError::NotLeader { .. }) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(BrokerError::Unknown(why)) => return Err(BrokerError::Unavailable(why)),
+                other => return other,
+            }
+        }
+    }
+
+    /// [`BrokerCore::leader_read`] on the local replica only (the forward service's entry
+    /// point).
+    pub async fn leader_read_local(&self, id: u64, read: Read) -> Result<ReadAnswer> {
+        let r = &self.group(id)?.replica;
+        if !r.is_leader() {
+            return Err(BrokerError::NotLeader {
+                leader: r.metrics().leader,
+            });
+        }
+        crate::reads::run(self, id, read).await
     }
 
     /// The topic's configuration in every hosted group that has it, creating it in each group

@@ -29,6 +29,7 @@ pub mod limits;
 pub mod listener;
 pub mod model;
 pub mod node;
+pub mod reads;
 pub mod receipt;
 pub mod replica;
 pub mod service;

@@ -34,16 +34,12 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send +
 #[derive(Clone)]
 pub struct MessagingServer {
     core: Arc<BrokerCore>,
-    proxy: Arc<pull::Proxy>,
 }
 
 impl MessagingServer {
     /// A service over `core`.
     pub fn new(core: Arc<BrokerCore>) -> Self {
-        Self {
-            core,
-            proxy: Arc::default(),
-        }
+        Self { core }
     }
 }
 
@@ -144,7 +140,7 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<pb::PullMessageRequest>,
     ) -> RpcResult<Self::PullMessageStream> {
-        let replies = pull::pull_message(&self.core, &self.proxy, req).await;
+        let replies = pull::pull_message(&self.core, req).await;
         Ok(Response::new(Box::pin(futures::stream::iter(
             replies.into_iter().map(Ok),
         ))))
@@ -154,27 +150,21 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<pb::UpdateOffsetRequest>,
     ) -> RpcResult<pb::UpdateOffsetResponse> {
-        Ok(Response::new(
-            pull::update_offset(&self.core, &self.proxy, req).await,
-        ))
+        Ok(Response::new(pull::update_offset(&self.core, req).await))
     }
 
     async fn get_offset(
         &self,
         req: Request<pb::GetOffsetRequest>,
     ) -> RpcResult<pb::GetOffsetResponse> {
-        Ok(Response::new(
-            pull::get_offset(&self.core, &self.proxy, req).await,
-        ))
+        Ok(Response::new(pull::get_offset(&self.core, req).await))
     }
 
     async fn query_offset(
         &self,
         req: Request<pb::QueryOffsetRequest>,
     ) -> RpcResult<pb::QueryOffsetResponse> {
-        Ok(Response::new(
-            pull::query_offset(&self.core, &self.proxy, req).await,
-        ))
+        Ok(Response::new(pull::query_offset(&self.core, req).await))
     }
 
     async fn end_transaction(

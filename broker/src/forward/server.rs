@@ -1,0 +1,106 @@
+//! The receiving side of forwarding: authenticates a request before decoding it, then runs it
+//! on the local replica only if that replica leads the group (so a request moves one hop at
+//! most; otherwise the sender retries after the election).
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::Weak;
+
+use raftmq_proto::auth::ClusterKey;
+use raftmq_proto::forward as pb;
+use raftmq_proto::forward::forward_server::Forward;
+use serde::Serialize;
+
+use super::wire::ForwardError;
+use super::wire::dec;
+use super::wire::enc;
+use super::wire::method;
+use crate::core::BrokerCore;
+
+/// Serves forwarded requests; see the module docs.
+pub struct ForwardServer {
+    core: Arc<OnceLock<Weak<BrokerCore>>>,
+    key: ClusterKey,
+}
+
+impl ForwardServer {
+    /// A server whose core is set later through `slot` (the core needs the replicas, which
+    /// need the listener running); it accepts only requests signed with `key`.
+    pub fn new(slot: Arc<OnceLock<Weak<BrokerCore>>>, key: ClusterKey) -> Self {
+        Self { core: slot, key }
+    }
+
+    fn core(&self) -> Result<Arc<BrokerCore>, ForwardError> {
+        self.core
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or_else(|| ForwardError::Unavailable("node is starting or stopping".into()))
+    }
+
+    /// The request, once its credential verifies (before anything is decoded).
+    fn authenticated(
+        &self,
+        method: &str,
+        req: tonic::Request<pb::ForwardRequest>,
+    ) -> Result<pb::ForwardRequest, tonic::Status> {
+        let (meta, _, req) = req.into_parts();
+        let body = raftmq_proto::auth::group_body(req.group, &req.payload);
+        self.key
+            .check(&meta, method, &body, raft_store::rt::wall_ms())?;
+        Ok(req)
+    }
+}
+
+fn reply<T: Serialize>(
+    v: Result<T, ForwardError>,
+) -> Result<tonic::Response<pb::ForwardReply>, tonic::Status> {
+    Ok(tonic::Response::new(pb::ForwardReply { payload: enc(&v) }))
+}
+
+#[tonic::async_trait]
+impl Forward for ForwardServer {
+    async fn submit(
+        &self,
+        req: tonic::Request<pb::ForwardRequest>,
+    ) -> Result<tonic::Response<pb::ForwardReply>, tonic::Status> {
+        let req = self.authenticated(method::SUBMIT, req)?;
+        let run = async {
+            let core = self.core()?;
+            let cmd = dec(&req.payload).map_err(ForwardError::Corrupt)?;
+            core.submit_local(req.group, cmd)
+                .await
+                .map_err(ForwardError::from)
+        };
+        reply(run.await)
+    }
+
+    async fn pop(
+        &self,
+        req: tonic::Request<pb::ForwardRequest>,
+    ) -> Result<tonic::Response<pb::ForwardReply>, tonic::Status> {
+        let req = self.authenticated(method::POP, req)?;
+        let run = async {
+            let core = self.core()?;
+            let pop = dec(&req.payload).map_err(ForwardError::Corrupt)?;
+            core.pop_local(req.group, pop)
+                .await
+                .map_err(ForwardError::from)
+        };
+        reply(run.await)
+    }
+
+    async fn read(
+        &self,
+        req: tonic::Request<pb::ForwardRequest>,
+    ) -> Result<tonic::Response<pb::ForwardReply>, tonic::Status> {
+        let req = self.authenticated(method::READ, req)?;
+        let run = async {
+            let core = self.core()?;
+            let read = dec(&req.payload).map_err(ForwardError::Corrupt)?;
+            core.leader_read_local(req.group, read)
+                .await
+                .map_err(ForwardError::from)
+        };
+        reply(run.await)
+    }
+}

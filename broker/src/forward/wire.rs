@@ -1,0 +1,153 @@
+//! What crosses the wire between broker nodes when one forwards a request to a group's leader:
+//! the calls, the answers, the errors, and the one bounded codec for all of them. Kept apart
+//! from both ends so neither the core nor the server has to import the other's module.
+
+use serde::Deserialize;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::command::TagFilter;
+use crate::error::BrokerError;
+use crate::model::StoredMessage;
+use crate::state::Delivery;
+use crate::state::Reject;
+use crate::state::consume_queue::CqEntry;
+
+/// Names forwarded RPCs are signed under (the cluster credential binds a request to them).
+pub mod method {
+    /// A command to propose.
+    pub const SUBMIT: &str = "forward.Submit";
+    /// A receive.
+    pub const POP: &str = "forward.Pop";
+    /// A read on the leader after a ReadIndex round.
+    pub const READ: &str = "forward.Read";
+}
+
+/// A broker error as it crosses the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForwardError {
+    /// The target does not lead the group either.
+    NotLeader(Option<u64>),
+    /// Applied and refused.
+    Rejected(Reject),
+    /// May or may not have been committed.
+    Unknown(String),
+    /// The target cannot take requests.
+    Unavailable(String),
+    /// Stored data could not be read back.
+    Corrupt(String),
+}
+
+impl From<BrokerError> for ForwardError {
+    fn from(e: BrokerError) -> Self {
+        match e {
+            BrokerError::NotLeader { leader } => ForwardError::NotLeader(leader),
+            BrokerError::Rejected(r) => ForwardError::Rejected(r),
+            BrokerError::Unknown(s) => ForwardError::Unknown(s),
+            BrokerError::Unavailable(s) => ForwardError::Unavailable(s),
+            BrokerError::Corrupt(s) => ForwardError::Corrupt(s),
+            other => ForwardError::Unknown(other.to_string()),
+        }
+    }
+}
+
+impl From<ForwardError> for BrokerError {
+    fn from(e: ForwardError) -> Self {
+        match e {
+            ForwardError::NotLeader(leader) => BrokerError::NotLeader { leader },
+            ForwardError::Rejected(r) => BrokerError::Rejected(r),
+            ForwardError::Unknown(s) => BrokerError::Unknown(s),
+            ForwardError::Unavailable(s) => BrokerError::Unavailable(s),
+            ForwardError::Corrupt(s) => BrokerError::Corrupt(s),
+        }
+    }
+}
+
+/// Received messages as they cross the wire.
+pub type Popped = Vec<(Delivery, StoredMessage)>;
+
+/// Where a QueryOffset looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OffsetAt {
+    /// Offset 0.
+    Beginning,
+    /// The queue's end.
+    End,
+    /// The first message stored at or after this time (milliseconds).
+    Time(u64),
+}
+
+/// A read that must run on the group's leader after a ReadIndex round (it reflects every
+/// write acknowledged before it began).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Read {
+    /// Messages of one queue from an offset (offset-based consumption), waiting up to
+    /// `wait_ms` for the first one.
+    Pull {
+        /// Topic.
+        topic: String,
+        /// Queue.
+        queue: u32,
+        /// First offset wanted.
+        offset: u64,
+        /// Most messages.
+        batch: u32,
+        /// Tag filter.
+        filter: TagFilter,
+        /// Long poll.
+        wait_ms: u64,
+        /// Bodies stop at this many bytes (at least one message).
+        max_bytes: u64,
+    },
+    /// An offset of a queue.
+    QueryOffset {
+        /// Topic.
+        topic: String,
+        /// Queue.
+        queue: u32,
+        /// Where.
+        at: OffsetAt,
+    },
+    /// A consumer group's committed offset in a queue.
+    GetOffset {
+        /// Consumer group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Queue.
+        queue: u32,
+    },
+}
+
+/// What a [`Read`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadAnswer {
+    /// A pull's messages (offset, where it sits, the message) and the next offset to ask
+    /// for; empty after the long poll if nothing arrived.
+    Pulled {
+        /// The queue's end when read.
+        end: u64,
+        /// The next offset to pull from.
+        next: u64,
+        /// The messages.
+        messages: Vec<(u64, CqEntry, StoredMessage)>,
+    },
+    /// The pull's offset is past the queue's end.
+    PastEnd {
+        /// The queue's end.
+        end: u64,
+    },
+    /// An offset (`None`: the group committed none).
+    Offset(Option<u64>),
+}
+
+/// Encodes a forwarded value (what the sender controls is bounded where it is built: commands
+/// by [`crate::limits`], replies by `max_reply_bytes`).
+pub fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("forwarded value encodes")
+}
+
+/// Decodes a forwarded value with the decode limit; trailing bytes are refused.
+pub fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+    crate::command::decode_bounded(b).map_err(|e| format!("undecodable forwarded value: {e}"))
+}

@@ -1,0 +1,109 @@
+//! Reads that run on a group's leader after a ReadIndex round, so they never miss an
+//! acknowledged send or commit: pulls (offset-based consumption, with a long poll) and offset
+//! queries. A follower forwards them ([`crate::forward`]); this is what the leader runs.
+
+use std::time::Duration;
+
+use crate::core::BrokerCore;
+use crate::error::Result;
+use crate::forward::wire::OffsetAt;
+use crate::forward::wire::Read;
+use crate::forward::wire::ReadAnswer;
+
+/// Entries examined per pull when a filter skips most of them (bounds the work of one call).
+pub const MAX_PULL_SCAN: u64 = 64 * 1024;
+
+/// Runs `read` against group `id`, which this node must lead.
+pub async fn run(core: &BrokerCore, id: u64, read: Read) -> Result<ReadAnswer> {
+    match read {
+        Read::Pull {
+            topic,
+            queue,
+            offset,
+            batch,
+            filter,
+            wait_ms,
+            max_bytes,
+        } => {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+            let replica = core.group(id)?.replica.clone();
+            loop {
+                let notify = replica.changed().clone();
+                let mut changed = Box::pin(notify.notified());
+                changed.as_mut().enable();
+                let found = core
+                    .read_linearizable(id, |s| {
+                        let Some(cq) = s.queue(&topic, queue) else {
+                            return Ok((0, Vec::new(), offset));
+                        };
+                        let end = cq.end();
+                        if offset > end {
+                            return Err(end);
+                        }
+                        let mut found = Vec::new();
+                        let mut next = offset;
+                        let mut bytes = 0u64;
+                        while next < end
+                            && found.len() < batch as usize
+                            && next - offset < MAX_PULL_SCAN
+                        {
+                            if let Some(e) = cq.get(next)
+                                && filter.matches(e.tag_hash)
+                            {
+                                // The reply stays under max_bytes (at least one message).
+                                bytes += u64::from(e.len);
+                                if !found.is_empty() && bytes > max_bytes {
+                                    break;
+                                }
+                                found.push((next, *e));
+                            }
+                            next += 1;
+                        }
+                        Ok((end, found, next))
+                    })
+                    .await?;
+                let (end, found, next) = match found {
+                    Err(end) => return Ok(ReadAnswer::PastEnd { end }),
+                    Ok(x) => x,
+                };
+                let now = tokio::time::Instant::now();
+                if !found.is_empty() || next > offset || now >= deadline {
+                    let mut messages = Vec::with_capacity(found.len());
+                    for (off, e) in found {
+                        messages.push((off, e, replica.read_message(&e)?));
+                    }
+                    return Ok(ReadAnswer::Pulled {
+                        end,
+                        next,
+                        messages,
+                    });
+                }
+                tokio::select! {
+                    _ = changed => {}
+                    _ = tokio::time::sleep(deadline - now) => {}
+                }
+            }
+        }
+        Read::QueryOffset { topic, queue, at } => {
+            let o = core
+                .read_linearizable(id, |s| {
+                    let cq = s.queue(&topic, queue);
+                    match at {
+                        OffsetAt::Beginning => 0,
+                        OffsetAt::End => cq.map_or(0, |c| c.end()),
+                        OffsetAt::Time(ms) => cq.map_or(0, |c| c.offset_at_time(ms)),
+                    }
+                })
+                .await?;
+            Ok(ReadAnswer::Offset(Some(o)))
+        }
+        Read::GetOffset {
+            group,
+            topic,
+            queue,
+        } => Ok(ReadAnswer::Offset(
+            core.read_linearizable(id, |s| s.offsets.get(&group, &topic, queue))
+                .await?,
+        )),
+    }
+}
