@@ -307,3 +307,55 @@ mod connect_tests {
         )));
     }
 }
+
+/// A request's gRPC deadline (`grpc-timeout`: at most 8 digits and a unit), if it has a valid
+/// one. More digits are garbage, not an overflow (found by the issue-10 review: `n * 3600`
+/// overflowed on large values).
+pub fn grpc_timeout(meta: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let v = meta.get("grpc-timeout")?.to_str().ok()?;
+    if !v.is_ascii() {
+        return None;
+    }
+    let (num, unit) = v.split_at(v.len().checked_sub(1)?);
+    if num.is_empty() || num.len() > 8 || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod grpc_timeout_tests {
+    use std::time::Duration;
+
+    fn parse(v: &str) -> Option<Duration> {
+        let mut m = tonic::metadata::MetadataMap::new();
+        m.insert("grpc-timeout", v.parse().unwrap());
+        super::grpc_timeout(&m)
+    }
+
+    #[test]
+    fn valid_values_parse_and_garbage_is_ignored() {
+        assert_eq!(parse("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(
+            parse("99999999H"),
+            Some(Duration::from_secs(99_999_999 * 3600))
+        );
+        // Before: 18446744073709551615H overflowed `n * 3600`.
+        assert_eq!(parse("18446744073709551615H"), None);
+        assert_eq!(parse("123456789S"), None);
+        for junk in ["", "S", "5", "5x", "-5S", "+5S", " 5S"] {
+            assert_eq!(parse(junk), None, "{junk:?}");
+        }
+    }
+}

@@ -50,25 +50,7 @@ fn client_id<T>(req: &Request<T>) -> Result<String, pb::Status> {
 
 /// The request's gRPC deadline (`grpc-timeout`), if any.
 fn grpc_timeout<T>(req: &Request<T>) -> Option<Duration> {
-    let v = req.metadata().get("grpc-timeout")?.to_str().ok()?;
-    if !v.is_ascii() {
-        return None;
-    }
-    let (num, unit) = v.split_at(v.len().checked_sub(1)?);
-    // gRPC allows at most 8 digits; more is garbage, not an overflow (issue 10).
-    if num.len() > 8 {
-        return None;
-    }
-    let n: u64 = num.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
+    raftmq_proto::v2util::grpc_timeout(req.metadata())
 }
 
 #[tonic::async_trait]

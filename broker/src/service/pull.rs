@@ -23,7 +23,6 @@ use super::grpc_timeout;
 use super::receive::DEADLINE_MARGIN;
 use super::receive::DEFAULT_LONG_POLL;
 use super::receive::MAX_LONG_POLL;
-use super::receive::parse_filter;
 use super::status::from_error;
 use super::status::ok;
 use super::status::status;
@@ -141,7 +140,7 @@ pub async fn pull_message(
             );
         }
     } as usize;
-    let filter = match parse_filter(r.filter_expression.as_ref(), &core.settings) {
+    let filter = match validate::filter(r.filter_expression.as_ref(), &core.settings) {
         Ok(f) => f,
         Err(s) => return pull_reply(s, vec![], None),
     };

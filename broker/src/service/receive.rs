@@ -24,10 +24,8 @@ use crate::command::Ack;
 use crate::command::ChangeInvisible;
 use crate::command::Command;
 use crate::command::Pop;
-use crate::command::TagFilter;
 use crate::core::BrokerCore;
 use crate::model::QueueId;
-use crate::model::tag_hash;
 use crate::receipt;
 use crate::state::Outcome;
 
@@ -50,58 +48,6 @@ fn reply_status(s: pb::Status) -> Vec<pb::ReceiveMessageResponse> {
             )),
         },
     ]
-}
-
-/// Parses a filter expression; only tag filters are supported so far.
-pub fn parse_filter(
-    f: Option<&pb::FilterExpression>,
-    limits: &crate::core::BrokerSettings,
-) -> Result<TagFilter, pb::Status> {
-    let Some(f) = f else {
-        return Ok(TagFilter::All);
-    };
-    if f.expression.len() > limits.max_filter_bytes {
-        return Err(status(
-            Code::IllegalFilterExpression,
-            format!(
-                "filter expression of {} bytes exceeds the limit of {}",
-                f.expression.len(),
-                limits.max_filter_bytes
-            ),
-        ));
-    }
-    match pb::FilterType::try_from(f.r#type).unwrap_or(pb::FilterType::Unspecified) {
-        pb::FilterType::Tag | pb::FilterType::Unspecified => {
-            let e = f.expression.trim();
-            if e.is_empty() || e == "*" {
-                return Ok(TagFilter::All);
-            }
-            let tags: Vec<&str> = e.split("||").map(str::trim).collect();
-            if tags.len() > limits.max_filter_tags {
-                return Err(status(
-                    Code::IllegalFilterExpression,
-                    format!(
-                        "{} tags in one filter exceed the limit of {}",
-                        tags.len(),
-                        limits.max_filter_tags
-                    ),
-                ));
-            }
-            if tags.iter().any(|t| t.is_empty()) {
-                return Err(status(
-                    Code::IllegalFilterExpression,
-                    format!("illegal tag expression {e:?}"),
-                ));
-            }
-            Ok(TagFilter::Tags(
-                tags.into_iter().map(|t| tag_hash(Some(t))).collect(),
-            ))
-        }
-        pb::FilterType::Sql => Err(status(
-            Code::Unsupported,
-            "SQL92 filters are not supported yet",
-        )),
-    }
 }
 
 pub async fn receive_message(
@@ -164,7 +110,7 @@ pub async fn receive_message(
             ));
         }
     };
-    let filter = match parse_filter(req.filter_expression.as_ref(), &core.settings) {
+    let filter = match validate::filter(req.filter_expression.as_ref(), &core.settings) {
         Ok(f) => f,
         Err(s) => return reply_status(s),
     };

@@ -9,10 +9,12 @@ use raftmq_proto::v2::Status;
 
 use super::convert::ts_to_ms;
 use super::status::status;
+use crate::command::TagFilter;
 use crate::model::DLQ_PREFIX;
 use crate::model::MessageKind;
 use crate::model::QueueId;
 use crate::model::StoredMessage;
+use crate::model::tag_hash;
 
 /// Properties RocketMQ reserves for itself (a producer may not set them).
 const RESERVED_KEYS: &[&str] = &[
@@ -261,7 +263,7 @@ pub fn message(m: &pb::Message, max_body: usize, now_ms: u64) -> Result<StoredMe
         _ => {}
     }
     if let Some(d) = delivery_ms
-        && d > now_ms + MAX_DELAY_MS
+        && d > now_ms.saturating_add(MAX_DELAY_MS)
     {
         return Err(bad(
             Code::IllegalDeliveryTime,
@@ -310,6 +312,58 @@ pub fn raft_group(core: &crate::core::BrokerCore, mq: &pb::MessageQueue) -> Resu
                 "unknown broker {:?}: use a queue from this topic's route",
                 mq.broker.as_ref().map(|b| b.name.as_str())
             ),
+        )),
+    }
+}
+
+/// Parses a filter expression; only tag filters are supported so far.
+pub fn filter(
+    f: Option<&pb::FilterExpression>,
+    limits: &crate::core::BrokerSettings,
+) -> Result<TagFilter, pb::Status> {
+    let Some(f) = f else {
+        return Ok(TagFilter::All);
+    };
+    if f.expression.len() > limits.max_filter_bytes {
+        return Err(status(
+            Code::IllegalFilterExpression,
+            format!(
+                "filter expression of {} bytes exceeds the limit of {}",
+                f.expression.len(),
+                limits.max_filter_bytes
+            ),
+        ));
+    }
+    match pb::FilterType::try_from(f.r#type).unwrap_or(pb::FilterType::Unspecified) {
+        pb::FilterType::Tag | pb::FilterType::Unspecified => {
+            let e = f.expression.trim();
+            if e.is_empty() || e == "*" {
+                return Ok(TagFilter::All);
+            }
+            let tags: Vec<&str> = e.split("||").map(str::trim).collect();
+            if tags.len() > limits.max_filter_tags {
+                return Err(status(
+                    Code::IllegalFilterExpression,
+                    format!(
+                        "{} tags in one filter exceed the limit of {}",
+                        tags.len(),
+                        limits.max_filter_tags
+                    ),
+                ));
+            }
+            if tags.iter().any(|t| t.is_empty()) {
+                return Err(status(
+                    Code::IllegalFilterExpression,
+                    format!("illegal tag expression {e:?}"),
+                ));
+            }
+            Ok(TagFilter::Tags(
+                tags.into_iter().map(|t| tag_hash(Some(t))).collect(),
+            ))
+        }
+        pb::FilterType::Sql => Err(status(
+            Code::Unsupported,
+            "SQL92 filters are not supported yet",
         )),
     }
 }
