@@ -15,6 +15,7 @@ use bytes::Bytes;
 use common::Cluster;
 use common::Dev;
 use common::python_scenario;
+use prost::Message as _;
 use raftmq_proto::forward::ForwardRequest;
 use raftmq_proto::forward::forward_client::ForwardClient;
 use raftmq_proto::nameserver as nspb;
@@ -572,6 +573,50 @@ fn dev_survives_garbage_forgeries_floods_and_trickles() {
     assert!(dev.alive());
 }
 
+/// A member's registration larger than tonic's default 4 MiB is taken (before, it was refused
+/// and the broker silently dropped out of every route).
+async fn large_registration(nameserver: &str, secret: &str) {
+    let key = raftmq_proto::auth::ClusterKey::new(secret).unwrap();
+    let topics: Vec<nspb::TopicInfo> = (0..40_000)
+        .map(|i| nspb::TopicInfo {
+            name: format!("{i:0>100}"),
+            queues: 4,
+            kind: "mixed".into(),
+        })
+        .collect();
+    let reg = nspb::RegisterRequest {
+        node: 7,
+        client_addr: "127.0.0.7:1".into(),
+        groups: vec![nspb::GroupReport {
+            group: 99,
+            name: "raftmq-g99".into(),
+            role: "leader".into(),
+            term: 1,
+            leader: 7,
+            members: vec![nspb::Member {
+                node: 7,
+                client_addr: "127.0.0.7:1".into(),
+            }],
+            topics,
+            consumer_groups: vec![],
+        }],
+        auto_create: false,
+        default_queues: 4,
+    };
+    let body = reg.encode_to_vec();
+    assert!(body.len() > 4 << 20, "{} bytes", body.len());
+    let mut req = tonic::Request::new(reg);
+    key.attach(&mut req, nspb::REGISTER_METHOD, 7, now_ms(), &body);
+    let mut c = nspb::registry_client::RegistryClient::new(channel(nameserver).await)
+        .max_encoding_message_size(nspb::MAX_REGISTRATION_BYTES);
+    let r = c.register(req).await.unwrap();
+    assert!(r.get_ref().error.is_empty(), "{:?}", r.get_ref().error);
+    println!(
+        "abuse: {nameserver}: a signed registration of {} bytes was taken",
+        body.len()
+    );
+}
+
 #[test]
 fn a_cluster_survives_garbage_forgeries_and_trickles() {
     const BASE: u16 = 18900;
@@ -588,6 +633,8 @@ fn a_cluster_survives_garbage_forgeries_and_trickles() {
             )
             .await;
         }
+        let secret = std::fs::read_to_string(dir.path().join("cluster.secret")).unwrap();
+        large_registration(&c.nameserver(), &secret).await;
     });
     drop(rt);
     assert!(c.all_alive(), "a process of the cluster died");

@@ -30,8 +30,10 @@ pub const MAX_POP_MESSAGES: u32 = 1024;
 pub const MAX_FILTER_TAGS: usize = 1024;
 /// Longest invisibility (or renewal) a command may ask for: 7 days.
 pub const MAX_INVISIBLE_MS: u64 = 7 * 24 * 3600 * 1000;
-/// Largest message body in the log (the configurable front-end default is 4 MiB).
-pub const MAX_BODY_BYTES: usize = 64 << 20;
+/// Largest message body in the log (the configurable front-end default is 4 MiB). With every
+/// other field at its bound an entry stays well under the Raft transport's 64 MiB message
+/// limit: an entry the transport cannot carry would stall replication of its group forever.
+pub const MAX_BODY_BYTES: usize = 32 << 20;
 /// Longest message id, tag, key, message group, born host (bytes).
 pub const MAX_FIELD_BYTES: usize = 1024;
 /// Most keys a message may carry.

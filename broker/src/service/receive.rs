@@ -253,7 +253,7 @@ fn deliveries(
     group_id: u64,
     group: &str,
     invisible: Duration,
-    got: crate::forward::Popped,
+    got: crate::forward::wire::Popped,
 ) -> Vec<pb::ReceiveMessageResponse> {
     let mut out = vec![pb::ReceiveMessageResponse {
         content: Some(pb::receive_message_response::Content::Status(ok())),
