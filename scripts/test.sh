@@ -51,7 +51,9 @@ step cargo test --workspace --locked --no-fail-fast
 step env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -p raftmq-client
 # The simulator build runs optimised (profile `sim`: release plus debug assertions), so a
 # sweep covers many more seeds per minute.
-step env RUSTFLAGS="--cfg madsim" SIM_BUDGET_SECS="${SIM_BUDGET_SECS:-180}" SIM_SEEDS="${SIM_SEEDS:-100000}" \
+# RUSTDOCFLAGS too: doc tests compile the crates again, and must see the same cfg as their
+# (simulator) dependencies.
+step env RUSTFLAGS="--cfg madsim" RUSTDOCFLAGS="--cfg madsim" SIM_BUDGET_SECS="${SIM_BUDGET_SECS:-180}" SIM_SEEDS="${SIM_SEEDS:-100000}" \
     cargo test --workspace --profile sim --locked --no-fail-fast -- --nocapture
 
 echo

@@ -87,8 +87,11 @@ pub fn node_configs(o: &DevOptions) -> Vec<NodeConfig> {
             preferred_leader_check: Duration::from_secs(2),
             broker: BrokerSettings {
                 auto_create: o.auto_create,
-                max_long_polls: o.max_long_polls,
-                max_telemetry_sessions: o.max_telemetry_sessions,
+                limits: broker::limits::ClientLimits {
+                    max_long_polls: o.max_long_polls,
+                    max_telemetry_sessions: o.max_telemetry_sessions,
+                    ..Default::default()
+                },
                 ..BrokerSettings::default()
             },
             cluster_key: o.cluster_key.clone(),

@@ -54,10 +54,10 @@ enum Command {
         #[arg(long)]
         no_auto_create: bool,
         /// Most receives and pulls waiting on each node at once (more get TOO_MANY_REQUESTS).
-        #[arg(long, default_value_t = broker::core::BrokerSettings::default().max_long_polls)]
+        #[arg(long, default_value_t = broker::limits::ClientLimits::default().max_long_polls)]
         max_long_polls: usize,
         /// Most Telemetry sessions on each node at once.
-        #[arg(long, default_value_t = broker::core::BrokerSettings::default().max_telemetry_sessions)]
+        #[arg(long, default_value_t = broker::limits::ClientLimits::default().max_telemetry_sessions)]
         max_telemetry_sessions: usize,
     },
     /// Run one broker node of a cluster.

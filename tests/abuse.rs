@@ -301,11 +301,19 @@ async fn oversized_fields(addr: &str) {
         .await;
     assert!(r.is_err(), "a 60 MiB request must be refused: {r:?}");
     // A 1 MiB filter expression.
+    let req = receive_request("Abuse", &"a||".repeat(400_000), 1);
+    let s = receive_status(&mut c, req, "abuser").await;
+    assert_eq!(s.code, Code::IllegalFilterExpression as i32, "{s:?}");
+}
+
+/// The status a receive answers with first.
+async fn receive_status(
+    c: &mut MessagingServiceClient<Channel>,
+    req: pb::ReceiveMessageRequest,
+    client: &str,
+) -> pb::Status {
     let r = c
-        .receive_message(with_client(
-            receive_request("Abuse", &"a||".repeat(400_000), 1),
-            "abuser",
-        ))
+        .receive_message(with_client(req, client))
         .await
         .unwrap()
         .into_inner()
@@ -314,10 +322,8 @@ async fn oversized_fields(addr: &str) {
         .unwrap()
         .unwrap();
     match r.content {
-        Some(pb::receive_message_response::Content::Status(s)) => {
-            assert_eq!(s.code, Code::IllegalFilterExpression as i32, "{s:?}")
-        }
-        other => panic!("1 MiB filter: {other:?}"),
+        Some(pb::receive_message_response::Content::Status(s)) => s,
+        other => panic!("a receive answered {other:?} first"),
     }
 }
 
@@ -403,24 +409,9 @@ fn tokio_stream_from(
 async fn over_the_cap(addr: &str) -> Duration {
     let mut c = MessagingServiceClient::new(channel(addr).await);
     let started = Instant::now();
-    let r = c
-        .receive_message(with_client(
-            receive_request("AbuseIdle", "*", 20),
-            "one-too-many",
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .message()
-        .await
-        .unwrap()
-        .unwrap();
-    match r.content {
-        Some(pb::receive_message_response::Content::Status(s)) => {
-            assert_eq!(s.code, Code::TooManyRequests as i32, "{s:?}")
-        }
-        other => panic!("over the cap: {other:?}"),
-    }
+    let req = receive_request("AbuseIdle", "*", 20);
+    let s = receive_status(&mut c, req, "one-too-many").await;
+    assert_eq!(s.code, Code::TooManyRequests as i32, "{s:?}");
     started.elapsed()
 }
 
@@ -523,18 +514,8 @@ fn dev_survives_garbage_forgeries_floods_and_trickles() {
         for _ in 0..240 {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let mut c = MessagingServiceClient::new(channel(&client).await);
-            let r = c
-                .receive_message(with_client(receive_request("AbuseIdle", "*", 0), "probe"))
-                .await
-                .unwrap()
-                .into_inner()
-                .message()
-                .await
-                .unwrap()
-                .unwrap();
-            if let Some(pb::receive_message_response::Content::Status(s)) = r.content
-                && s.code == Code::TooManyRequests as i32
-            {
+            let s = receive_status(&mut c, receive_request("AbuseIdle", "*", 0), "probe").await;
+            if s.code == Code::TooManyRequests as i32 {
                 refused = over_the_cap(&client).await;
                 break;
             }

@@ -163,12 +163,12 @@ fn fuzz_v2_request_decoding_and_validation() {
     fuzz("v2-requests", bytes_near(vec![send, receive]), |b| {
         if let Ok(r) = pb::SendMessageRequest::decode(&b[..]) {
             for m in &r.messages {
-                let _ = validate::message(m, settings.max_body_bytes, 1_700_000_000_000);
+                let _ = validate::message(m, settings.limits.max_body_bytes, 1_700_000_000_000);
                 let _ = validate::topic(m.topic.as_ref());
             }
         }
         if let Ok(r) = pb::ReceiveMessageRequest::decode(&b[..]) {
-            let _ = validate::filter(r.filter_expression.as_ref(), &settings);
+            let _ = validate::filter(r.filter_expression.as_ref(), &settings.limits);
             let _ = validate::group(r.group.as_ref());
             if let Some(d) = &r.invisible_duration {
                 let _ = raftmq_proto::v2util::from_pb_duration(d);
@@ -208,7 +208,7 @@ fn fuzz_v2_request_decoding_and_validation() {
                 r#type: ty,
                 expression: filter,
             };
-            let _ = validate::filter(Some(&f), &BrokerSettings::default());
+            let _ = validate::filter(Some(&f), &BrokerSettings::default().limits);
             Ok(())
         },
     );

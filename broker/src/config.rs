@@ -77,116 +77,6 @@ impl Default for TimeoutsToml {
     }
 }
 
-/// `[limits]`: what one client may ask of this node (RocketMQ's limits where it has them).
-/// Every value has a default; each is checked against the log's fixed bounds
-/// ([`crate::limits`]).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsToml {
-    /// Largest message body (bytes); RocketMQ's default is 4 MiB.
-    pub max_body_bytes: usize,
-    /// Bodies in one receive or pull reply stop here (bytes; at least one message).
-    pub max_reply_bytes: usize,
-    /// Longest filter expression (bytes).
-    pub max_filter_bytes: usize,
-    /// Most tags in one tag filter.
-    pub max_filter_tags: usize,
-    /// Most messages in one batch send.
-    pub max_batch_messages: usize,
-    /// Most body bytes in one batch send.
-    pub max_batch_bytes: usize,
-    /// Most receives and pulls waiting on this node at once.
-    pub max_long_polls: usize,
-    /// Most Telemetry sessions on this node at once.
-    pub max_telemetry_sessions: usize,
-    /// Most clients remembered (the longest idle is forgotten first).
-    pub max_clients: usize,
-    /// Most open connections on the client listener.
-    pub max_connections: usize,
-    /// Most concurrent HTTP/2 streams per client connection.
-    pub max_streams_per_connection: u32,
-}
-
-impl Default for LimitsToml {
-    fn default() -> Self {
-        let d = BrokerSettings::default();
-        Self {
-            max_body_bytes: d.max_body_bytes,
-            max_reply_bytes: d.max_reply_bytes,
-            max_filter_bytes: d.max_filter_bytes,
-            max_filter_tags: d.max_filter_tags,
-            max_batch_messages: d.max_batch_messages,
-            max_batch_bytes: d.max_batch_bytes,
-            max_long_polls: d.max_long_polls,
-            max_telemetry_sessions: d.max_telemetry_sessions,
-            max_clients: d.max_clients,
-            max_connections: d.max_connections,
-            max_streams_per_connection: d.max_streams_per_connection,
-        }
-    }
-}
-
-impl LimitsToml {
-    /// Checks each value and applies them to `s`.
-    pub fn apply(&self, s: &mut BrokerSettings) -> Result<(), String> {
-        let within = |key: &str, v: usize, lo: usize, hi: usize| {
-            if v < lo || v > hi {
-                Err(format!("limits.{key}: {v} is outside {lo}..={hi}"))
-            } else {
-                Ok(())
-            }
-        };
-        within(
-            "max_body_bytes",
-            self.max_body_bytes,
-            1,
-            crate::limits::MAX_BODY_BYTES,
-        )?;
-        within("max_reply_bytes", self.max_reply_bytes, 1 << 10, 256 << 20)?;
-        within("max_filter_bytes", self.max_filter_bytes, 16, 1 << 20)?;
-        within(
-            "max_filter_tags",
-            self.max_filter_tags,
-            1,
-            crate::limits::MAX_FILTER_TAGS,
-        )?;
-        within("max_batch_messages", self.max_batch_messages, 1, 100_000)?;
-        within(
-            "max_batch_bytes",
-            self.max_batch_bytes,
-            self.max_body_bytes,
-            256 << 20,
-        )?;
-        within("max_long_polls", self.max_long_polls, 1, 1_000_000)?;
-        within(
-            "max_telemetry_sessions",
-            self.max_telemetry_sessions,
-            1,
-            1_000_000,
-        )?;
-        within("max_clients", self.max_clients, 1, 10_000_000)?;
-        within("max_connections", self.max_connections, 1, 1_000_000)?;
-        within(
-            "max_streams_per_connection",
-            self.max_streams_per_connection as usize,
-            1,
-            100_000,
-        )?;
-        s.max_body_bytes = self.max_body_bytes;
-        s.max_reply_bytes = self.max_reply_bytes;
-        s.max_filter_bytes = self.max_filter_bytes;
-        s.max_filter_tags = self.max_filter_tags;
-        s.max_batch_messages = self.max_batch_messages;
-        s.max_batch_bytes = self.max_batch_bytes;
-        s.max_long_polls = self.max_long_polls;
-        s.max_telemetry_sessions = self.max_telemetry_sessions;
-        s.max_clients = self.max_clients;
-        s.max_connections = self.max_connections;
-        s.max_streams_per_connection = self.max_streams_per_connection;
-        Ok(())
-    }
-}
-
 /// A `[[nodes]]` entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -250,7 +140,7 @@ pub struct BrokerToml {
     pub timeouts: TimeoutsToml,
     /// Client limits.
     #[serde(default)]
-    pub limits: LimitsToml,
+    pub limits: crate::limits::ClientLimits,
     /// Every node of the cluster.
     pub nodes: Vec<NodeToml>,
     /// Every Raft group of the cluster.
@@ -497,13 +387,14 @@ impl BrokerToml {
             self.cluster_secret.as_deref(),
             self.cluster_secret_file.as_deref(),
         )?;
-        let mut broker = BrokerSettings {
+        let broker = BrokerSettings {
             auto_create: self.auto_create,
             default_queues: self.default_queues,
             leader_wait: Duration::from_millis(t.leader_wait_ms),
+            limits: self.limits.clone(),
             ..BrokerSettings::default()
         };
-        self.limits.apply(&mut broker)?;
+        broker.limits.validate()?;
         Ok(NodeConfig {
             node_id: self.node_id,
             data_dir: self.data_dir,
@@ -589,11 +480,11 @@ preferred_leader = 2
             1,
         );
         let c = BrokerToml::parse(&text).unwrap().into_config().unwrap();
-        assert_eq!(c.broker.max_long_polls, 5);
-        assert_eq!(c.broker.max_body_bytes, 1024);
+        assert_eq!(c.broker.limits.max_long_polls, 5);
+        assert_eq!(c.broker.limits.max_body_bytes, 1024);
         assert_eq!(
-            c.broker.max_batch_bytes,
-            BrokerSettings::default().max_batch_bytes
+            c.broker.limits.max_batch_bytes,
+            BrokerSettings::default().limits.max_batch_bytes
         );
     }
 

@@ -26,6 +26,7 @@ use crate::forward::wire::Popped;
 use crate::forward::wire::Read;
 use crate::forward::wire::ReadAnswer;
 use crate::limits;
+use crate::limits::ClientLimits;
 use crate::model::GroupConfig;
 use crate::model::TopicConfig;
 use crate::model::TopicKind;
@@ -41,8 +42,6 @@ pub struct BrokerSettings {
     pub auto_create: bool,
     /// Queues per hosted group of an auto-created topic.
     pub default_queues: u32,
-    /// Largest message body accepted.
-    pub max_body_bytes: usize,
     /// How long a request waits for a leader (an election) before failing.
     pub leader_wait: Duration,
     /// Deadline of one forwarded request.
@@ -56,27 +55,8 @@ pub struct BrokerSettings {
     pub renew_invisible: Duration,
     /// A client not heard from for this long is gone (its receipts are no longer renewed).
     pub client_timeout: Duration,
-    /// Bodies in one receive or pull reply stop at this many bytes (at least one message).
-    pub max_reply_bytes: usize,
-    /// Longest filter expression.
-    pub max_filter_bytes: usize,
-    /// Most tags in one tag filter.
-    pub max_filter_tags: usize,
-    /// Most messages in one batch send.
-    pub max_batch_messages: usize,
-    /// Most bytes (bodies) in one batch send.
-    pub max_batch_bytes: usize,
-    /// Most long polls (receive and pull) waiting on this node at once; more get
-    /// TOO_MANY_REQUESTS at once.
-    pub max_long_polls: usize,
-    /// Most Telemetry sessions open on this node at once.
-    pub max_telemetry_sessions: usize,
-    /// Most clients this node remembers (idle ones are forgotten after `client_timeout`).
-    pub max_clients: usize,
-    /// Most open connections on the client listener.
-    pub max_connections: usize,
-    /// Most concurrent HTTP/2 streams per client connection.
-    pub max_streams_per_connection: u32,
+    /// What one client may ask of this node (`[limits]` in the config).
+    pub limits: ClientLimits,
 }
 
 impl Default for BrokerSettings {
@@ -84,23 +64,13 @@ impl Default for BrokerSettings {
         Self {
             auto_create: true,
             default_queues: 8,
-            max_body_bytes: 4 << 20,
             leader_wait: Duration::from_secs(3),
             forward_timeout: Duration::from_secs(10),
             min_invisible: Duration::from_secs(1),
             max_invisible: Duration::from_secs(12 * 3600),
             renew_invisible: Duration::from_secs(60),
             client_timeout: Duration::from_secs(90),
-            max_reply_bytes: 16 << 20,
-            max_filter_bytes: 16 << 10,
-            max_filter_tags: 128,
-            max_batch_messages: 1024,
-            max_batch_bytes: 32 << 20,
-            max_long_polls: 20_000,
-            max_telemetry_sessions: 20_000,
-            max_clients: 50_000,
-            max_connections: 10_000,
-            max_streams_per_connection: 1_000,
+            limits: ClientLimits::default(),
         }
     }
 }
@@ -181,8 +151,8 @@ impl BrokerCore {
             clients: Mutex::new(BTreeMap::new()),
             renewals: Mutex::new(BTreeMap::new()),
             round_robin: AtomicU64::new(0),
-            long_polls: Arc::new(Semaphore::new(settings.max_long_polls)),
-            telemetry_sessions: Arc::new(Semaphore::new(settings.max_telemetry_sessions)),
+            long_polls: Arc::new(Semaphore::new(settings.limits.max_long_polls)),
+            telemetry_sessions: Arc::new(Semaphore::new(settings.limits.max_telemetry_sessions)),
             settings,
         });
         let weak = Arc::downgrade(&core);
@@ -314,19 +284,22 @@ impl BrokerCore {
         }
     }
 
-    /// Proposes `command` to group `id`'s leader, here or one hop away. A refusal that happened
-    /// before anything was written (not the leader) is retried after the election; anything
+    /// Runs a request on group `id`'s leader: `local()` if this node leads, else `remote(addr)`
+    /// at the leader's internal address. A refusal that happened before anything ran (not the
+    /// leader, no connection) is retried after the election, up to `leader_wait`; anything
     /// else is returned as is.
-    pub async fn submit(&self, id: u64, command: Command) -> Result<Outcome> {
+    async fn on_leader<T, L, LF, R, RF>(&self, id: u64, local: L, remote: R) -> Result<T>
+    where
+        L: Fn() -> LF,
+        LF: std::future::Future<Output = Result<T>>,
+        R: Fn(String) -> RF,
+        RF: std::future::Future<Output = Result<T>>,
+    {
         let deadline = tokio::time::Instant::now() + self.settings.leader_wait;
         loop {
             let r = match self.route(id, deadline).await? {
-                None => self.group(id)?.replica.submit(command.clone()).await,
-                Some(addr) => {
-                    self.forwarder
-                        .submit(&addr, id, &command, self.settings.forward_timeout)
-                        .await
-                }
+                None => local().await,
+                Some(addr) => remote(addr).await,
             };
             match r {
                 Err(BrokerError::NotLeader { .. }) if tokio::time::Instant::now() < deadline => {
@@ -335,6 +308,20 @@ impl BrokerCore {
                 other => return other,
             }
         }
+    }
+
+    /// Proposes `command` to group `id`'s leader, here or one hop away.
+    pub async fn submit(&self, id: u64, command: Command) -> Result<Outcome> {
+        let timeout = self.settings.forward_timeout;
+        self.on_leader(
+            id,
+            || async { self.group(id)?.replica.submit(command.clone()).await },
+            |addr| {
+                let command = &command;
+                async move { self.forwarder.submit(&addr, id, command, timeout).await }
+            },
+        )
+        .await
     }
 
     /// Runs `command` on the local replica if it leads; never forwards (the forward service's
@@ -352,23 +339,16 @@ impl BrokerCore {
     /// Receives: proposes `pop` on group `id`'s leader and reads the delivered messages from
     /// that leader's log (where the pop's outcome guarantees they are).
     pub async fn pop(&self, id: u64, pop: Pop) -> Result<Popped> {
-        let deadline = tokio::time::Instant::now() + self.settings.leader_wait;
-        loop {
-            let r = match self.route(id, deadline).await? {
-                None => self.pop_local(id, pop.clone()).await,
-                Some(addr) => {
-                    self.forwarder
-                        .pop(&addr, id, &pop, self.settings.forward_timeout)
-                        .await
-                }
-            };
-            match r {
-                Err(BrokerError::NotLeader { .. }) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                other => return other,
-            }
-        }
+        let timeout = self.settings.forward_timeout;
+        self.on_leader(
+            id,
+            || self.pop_local(id, pop.clone()),
+            |addr| {
+                let pop = &pop;
+                async move { self.forwarder.pop(&addr, id, pop, timeout).await }
+            },
+        )
+        .await
     }
 
     /// [`BrokerCore::pop`] on the local replica only.
@@ -398,28 +378,24 @@ impl BrokerCore {
     /// read changes nothing, so a forward that failed in flight is "unavailable", never an
     /// unknown outcome.
     pub async fn leader_read(&self, id: u64, read: Read) -> Result<ReadAnswer> {
-        let deadline = tokio::time::Instant::now() + self.settings.leader_wait;
         let wait = match &read {
             Read::Pull { wait_ms, .. } => Duration::from_millis(*wait_ms),
             _ => Duration::ZERO,
         };
-        loop {
-            let r = match self.route(id, deadline).await? {
-                None => self.leader_read_local(id, read.clone()).await,
-                Some(addr) => {
-                    self.forwarder
-                        .read(&addr, id, &read, self.settings.forward_timeout + wait)
-                        .await
-                }
-            };
-            match r {
-                Err(BrokerError::NotLeader { .. }) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(BrokerError::Unknown(why)) => return Err(BrokerError::Unavailable(why)),
-                other => return other,
-            }
-        }
+        let timeout = self.settings.forward_timeout + wait;
+        self.on_leader(
+            id,
+            || self.leader_read_local(id, read.clone()),
+            |addr| {
+                let read = &read;
+                async move { self.forwarder.read(&addr, id, read, timeout).await }
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            BrokerError::Unknown(why) => BrokerError::Unavailable(why),
+            other => other,
+        })
     }
 
     /// [`BrokerCore::leader_read`] on the local replica only (the forward service's entry
@@ -485,13 +461,13 @@ impl BrokerCore {
     }
 
     /// A place for one more long poll (receive or pull), or `None` when the node already
-    /// holds `max_long_polls`: the caller answers TOO_MANY_REQUESTS at once instead of
+    /// holds `limits.max_long_polls`: the caller answers TOO_MANY_REQUESTS at once instead of
     /// queueing without bound.
     pub fn long_poll_permit(&self) -> Option<OwnedSemaphorePermit> {
         self.long_polls.clone().try_acquire_owned().ok()
     }
 
-    /// A place for one more Telemetry session, or `None` at `max_telemetry_sessions`.
+    /// A place for one more Telemetry session, or `None` at `limits.max_telemetry_sessions`.
     pub fn telemetry_permit(&self) -> Option<OwnedSemaphorePermit> {
         self.telemetry_sessions.clone().try_acquire_owned().ok()
     }
@@ -505,7 +481,7 @@ impl BrokerCore {
     pub fn touch_client(&self, client: &str) {
         let now = now_ms();
         let mut clients = self.clients.lock().unwrap();
-        if clients.len() >= self.settings.max_clients && !clients.contains_key(client) {
+        if clients.len() >= self.settings.limits.max_clients && !clients.contains_key(client) {
             // At the cap: forget the longest-idle client (it reconnects as new if it is
             // still there), so the map never grows past the cap however many ids appear.
             if let Some(oldest) = clients

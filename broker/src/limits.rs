@@ -7,6 +7,8 @@
 //! on every replica and every version. The limits a client meets first (RocketMQ's, configurable
 //! per node in [`crate::core::BrokerSettings`]) are validated to lie within them.
 
+use serde::Deserialize;
+
 use crate::command::ChangeInvisible;
 use crate::command::Command;
 use crate::command::Pop;
@@ -205,5 +207,92 @@ pub fn check(c: &Command) -> Result<(), String> {
             name("consumer group", &o.group)?;
             name("topic", &o.topic)
         }
+    }
+}
+
+/// What one client may ask of a node: RocketMQ's limits where it has them, configurable per
+/// node (`[limits]` in the broker config, every key optional), each within the log's bounds
+/// above.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientLimits {
+    /// Largest message body (bytes); RocketMQ's default is 4 MiB. MESSAGE_BODY_TOO_LARGE.
+    pub max_body_bytes: usize,
+    /// Bodies in one receive or pull reply stop here (bytes; at least one message goes).
+    pub max_reply_bytes: usize,
+    /// Longest filter expression (bytes). ILLEGAL_FILTER_EXPRESSION.
+    pub max_filter_bytes: usize,
+    /// Most tags in one tag filter. ILLEGAL_FILTER_EXPRESSION.
+    pub max_filter_tags: usize,
+    /// Most messages in one batch send. BAD_REQUEST.
+    pub max_batch_messages: usize,
+    /// Most body bytes in one batch send. MESSAGE_BODY_TOO_LARGE.
+    pub max_batch_bytes: usize,
+    /// Most receives and pulls waiting on the node at once. TOO_MANY_REQUESTS.
+    pub max_long_polls: usize,
+    /// Most Telemetry sessions on the node at once (RESOURCE_EXHAUSTED).
+    pub max_telemetry_sessions: usize,
+    /// Most clients remembered (the longest idle is forgotten first).
+    pub max_clients: usize,
+    /// Most open connections on the client listener (more are closed at accept).
+    pub max_connections: usize,
+    /// Most concurrent HTTP/2 streams per client connection.
+    pub max_streams_per_connection: u32,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 << 20,
+            max_reply_bytes: 16 << 20,
+            max_filter_bytes: 16 << 10,
+            max_filter_tags: 128,
+            max_batch_messages: 1024,
+            max_batch_bytes: 32 << 20,
+            max_long_polls: 20_000,
+            max_telemetry_sessions: 20_000,
+            max_clients: 50_000,
+            max_connections: 10_000,
+            max_streams_per_connection: 1_000,
+        }
+    }
+}
+
+impl ClientLimits {
+    /// Checks every value, naming the key (`limits.<key>`) of the first one out of range.
+    pub fn validate(&self) -> Result<(), String> {
+        let within = |key: &str, v: usize, lo: usize, hi: usize| {
+            if v < lo || v > hi {
+                Err(format!("limits.{key}: {v} is outside {lo}..={hi}"))
+            } else {
+                Ok(())
+            }
+        };
+        within("max_body_bytes", self.max_body_bytes, 1, MAX_BODY_BYTES)?;
+        within("max_reply_bytes", self.max_reply_bytes, 1 << 10, 256 << 20)?;
+        within("max_filter_bytes", self.max_filter_bytes, 16, 1 << 20)?;
+        within("max_filter_tags", self.max_filter_tags, 1, MAX_FILTER_TAGS)?;
+        within("max_batch_messages", self.max_batch_messages, 1, 100_000)?;
+        within(
+            "max_batch_bytes",
+            self.max_batch_bytes,
+            self.max_body_bytes,
+            256 << 20,
+        )?;
+        within("max_long_polls", self.max_long_polls, 1, 1_000_000)?;
+        within(
+            "max_telemetry_sessions",
+            self.max_telemetry_sessions,
+            1,
+            1_000_000,
+        )?;
+        within("max_clients", self.max_clients, 1, 10_000_000)?;
+        within("max_connections", self.max_connections, 1, 1_000_000)?;
+        within(
+            "max_streams_per_connection",
+            self.max_streams_per_connection as usize,
+            1,
+            100_000,
+        )
     }
 }

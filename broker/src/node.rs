@@ -129,13 +129,13 @@ impl Node {
 
         let (stop_clients, rx) = watch::channel(false);
         let client_limits = ListenLimits {
-            max_connections: cfg.broker.max_connections,
-            max_streams: cfg.broker.max_streams_per_connection,
+            max_connections: cfg.broker.limits.max_connections,
+            max_streams: cfg.broker.limits.max_streams_per_connection,
         };
         // A request larger than a full batch (plus room for its fields) is refused when its
         // length prefix arrives, before it is buffered; replies are bounded by
         // max_reply_bytes.
-        let client_message = cfg.broker.max_batch_bytes + (8 << 20);
+        let client_message = cfg.broker.limits.max_batch_bytes + (8 << 20);
         let clients = listener::builder(&client_limits)
             .add_service(
                 MessagingServiceServer::new(MessagingServer::new(core.clone()))

@@ -85,6 +85,24 @@ async fn start_node(
     }
 }
 
+/// Three replicas on free ports of 127.0.0.1: their addresses by node id, and the nodes.
+async fn start_three(dir: &std::path::Path) -> (BTreeMap<u64, String>, Vec<Node>) {
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(listen("127.0.0.1:0").await);
+    }
+    let members: BTreeMap<u64, String> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string()))
+        .collect();
+    let mut nodes = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        nodes.push(start_node(i as u64 + 1, &members, l, dir).await);
+    }
+    (members, nodes)
+}
+
 async fn stop_node(node: &mut Node) {
     let g = Arc::into_inner(node.group.take().unwrap()).expect("sole owner");
     g.shutdown().await.unwrap();
@@ -123,19 +141,7 @@ async fn wait_applied(nodes: &[Node], index: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_replicate_fail_over_and_recover() {
     let dir = tempfile::tempdir().unwrap();
-    let mut listeners = Vec::new();
-    for _ in 0..3 {
-        listeners.push(listen("127.0.0.1:0").await);
-    }
-    let members: BTreeMap<u64, String> = listeners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string()))
-        .collect();
-    let mut nodes = Vec::new();
-    for (i, l) in listeners.into_iter().enumerate() {
-        nodes.push(start_node(i as u64 + 1, &members, l, dir.path()).await);
-    }
+    let (members, mut nodes) = start_three(dir.path()).await;
 
     let l = leader_of(&nodes).await;
     let mut last = 0;
@@ -206,19 +212,7 @@ async fn forged_raft_requests_are_refused_and_change_nothing() {
     use raftmq_proto::raft::raft_service_client::RaftServiceClient;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut listeners = Vec::new();
-    for _ in 0..3 {
-        listeners.push(listen("127.0.0.1:0").await);
-    }
-    let members: BTreeMap<u64, String> = listeners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string()))
-        .collect();
-    let mut nodes = Vec::new();
-    for (i, l) in listeners.into_iter().enumerate() {
-        nodes.push(start_node(i as u64 + 1, &members, l, dir.path()).await);
-    }
+    let (members, mut nodes) = start_three(dir.path()).await;
     let l = leader_of(&nodes).await;
     let term = nodes[l].group.as_ref().unwrap().metrics().term;
 

@@ -103,7 +103,7 @@ pub async fn pull_message(
                 Code::TooManyRequests,
                 format!(
                     "this node holds {} long polls already; retry later",
-                    core.settings.max_long_polls
+                    core.settings.limits.max_long_polls
                 ),
             ),
             vec![],
@@ -140,7 +140,7 @@ pub async fn pull_message(
             );
         }
     } as usize;
-    let filter = match validate::filter(r.filter_expression.as_ref(), &core.settings) {
+    let filter = match validate::filter(r.filter_expression.as_ref(), &core.settings.limits) {
         Ok(f) => f,
         Err(s) => return pull_reply(s, vec![], None),
     };
@@ -165,7 +165,7 @@ pub async fn pull_message(
         batch: batch as u32,
         filter,
         wait_ms: wait.saturating_sub(started.elapsed()).as_millis() as u64,
-        max_bytes: core.settings.max_reply_bytes as u64,
+        max_bytes: core.settings.limits.max_reply_bytes as u64,
     };
     match core.leader_read(g, read).await {
         Err(e) => pull_reply(from_error(&e), vec![], None),

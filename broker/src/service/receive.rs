@@ -65,7 +65,7 @@ pub async fn receive_message(
             Code::TooManyRequests,
             format!(
                 "this node holds {} receives already; retry later",
-                core.settings.max_long_polls
+                core.settings.limits.max_long_polls
             ),
         ));
     };
@@ -110,7 +110,7 @@ pub async fn receive_message(
             ));
         }
     };
-    let filter = match validate::filter(req.filter_expression.as_ref(), &core.settings) {
+    let filter = match validate::filter(req.filter_expression.as_ref(), &core.settings.limits) {
         Ok(f) => f,
         Err(s) => return reply_status(s),
     };
@@ -163,7 +163,7 @@ pub async fn receive_message(
         max: req.batch_size as u32,
         invisible_ms: invisible.as_millis() as u64,
         filter,
-        max_bytes: core.settings.max_reply_bytes as u64,
+        max_bytes: core.settings.limits.max_reply_bytes as u64,
     };
 
     loop {

@@ -56,22 +56,22 @@ pub async fn send_message(
         return fail_all(status(Code::BadRequest, "no messages"));
     }
     let batch_bytes: usize = req.messages.iter().map(|m| m.body.len()).sum();
-    if req.messages.len() > core.settings.max_batch_messages {
+    if req.messages.len() > core.settings.limits.max_batch_messages {
         return fail_all(status(
             Code::BadRequest,
             format!(
                 "a batch of {} messages exceeds the limit of {}",
                 req.messages.len(),
-                core.settings.max_batch_messages
+                core.settings.limits.max_batch_messages
             ),
         ));
     }
-    if batch_bytes > core.settings.max_batch_bytes {
+    if batch_bytes > core.settings.limits.max_batch_bytes {
         return fail_all(status(
             Code::MessageBodyTooLarge,
             format!(
                 "a batch of {batch_bytes} body bytes exceeds the limit of {}",
-                core.settings.max_batch_bytes
+                core.settings.limits.max_batch_bytes
             ),
         ));
     }
@@ -91,7 +91,11 @@ pub async fn send_message(
     let now = now_ms();
     let mut checked = Vec::with_capacity(req.messages.len());
     for m in &req.messages {
-        checked.push(validate::message(m, core.settings.max_body_bytes, now));
+        checked.push(validate::message(
+            m,
+            core.settings.limits.max_body_bytes,
+            now,
+        ));
     }
     let Some(topic) = checked
         .iter()

@@ -43,7 +43,7 @@ pub async fn settings_reply(core: &BrokerCore, s: pb::Settings) -> pb::Telemetry
         }
         _ => None,
     };
-    v2util::settings_reply(s, policy, core.settings.max_body_bytes)
+    v2util::settings_reply(s, policy, core.settings.limits.max_body_bytes)
 }
 
 pub async fn telemetry(
@@ -54,7 +54,7 @@ pub async fn telemetry(
     let Some(permit) = core.telemetry_permit() else {
         return Err(tonic::Status::resource_exhausted(format!(
             "this node holds {} Telemetry sessions already",
-            core.settings.max_telemetry_sessions
+            core.settings.limits.max_telemetry_sessions
         )));
     };
     let mut inbound = req.into_inner();

@@ -319,7 +319,7 @@ pub fn raft_group(core: &crate::core::BrokerCore, mq: &pb::MessageQueue) -> Resu
 /// Parses a filter expression; only tag filters are supported so far.
 pub fn filter(
     f: Option<&pb::FilterExpression>,
-    limits: &crate::core::BrokerSettings,
+    limits: &crate::limits::ClientLimits,
 ) -> Result<TagFilter, pb::Status> {
     let Some(f) = f else {
         return Ok(TagFilter::All);
