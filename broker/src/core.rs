@@ -229,20 +229,7 @@ impl BrokerCore {
         id: u64,
         f: impl FnOnce(&BrokerState) -> T,
     ) -> Result<T> {
-        let replica = &self.group(id)?.replica;
-        if !replica.is_leader() {
-            return Err(BrokerError::NotLeader {
-                leader: replica.metrics().leader,
-            });
-        }
-        replica.group().read_index().await.map_err(|e| match e {
-            // Reads change nothing, so a timed-out one is simply unavailable.
-            raft_store::Error::Timeout(d) => {
-                BrokerError::Unavailable(format!("leadership not confirmed within {d:?}"))
-            }
-            other => BrokerError::from_propose(other),
-        })?;
-        Ok(replica.read(f))
+        self.group(id)?.replica.read_linearizable(f).await
     }
 
     /// The group's members' client addresses, the leader's first (what routes carry).
@@ -401,13 +388,7 @@ impl BrokerCore {
     /// [`BrokerCore::leader_read`] on the local replica only (the forward service's entry
     /// point).
     pub async fn leader_read_local(&self, id: u64, read: Read) -> Result<ReadAnswer> {
-        let r = &self.group(id)?.replica;
-        if !r.is_leader() {
-            return Err(BrokerError::NotLeader {
-                leader: r.metrics().leader,
-            });
-        }
-        crate::reads::run(self, id, read).await
+        crate::reads::run(&self.group(id)?.replica, read).await
     }
 
     /// The topic's configuration in every hosted group that has it, creating it in each group

@@ -4,17 +4,17 @@
 
 use std::time::Duration;
 
-use crate::core::BrokerCore;
 use crate::error::Result;
 use crate::forward::wire::OffsetAt;
 use crate::forward::wire::Read;
 use crate::forward::wire::ReadAnswer;
+use crate::replica::Replica;
 
 /// Entries examined per pull when a filter skips most of them (bounds the work of one call).
 pub const MAX_PULL_SCAN: u64 = 64 * 1024;
 
-/// Runs `read` against group `id`, which this node must lead.
-pub async fn run(core: &BrokerCore, id: u64, read: Read) -> Result<ReadAnswer> {
+/// Runs `read` on `replica`, which must lead its group.
+pub async fn run(replica: &Replica, read: Read) -> Result<ReadAnswer> {
     match read {
         Read::Pull {
             topic,
@@ -26,13 +26,12 @@ pub async fn run(core: &BrokerCore, id: u64, read: Read) -> Result<ReadAnswer> {
             max_bytes,
         } => {
             let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
-            let replica = core.group(id)?.replica.clone();
             loop {
                 let notify = replica.changed().clone();
                 let mut changed = Box::pin(notify.notified());
                 changed.as_mut().enable();
-                let found = core
-                    .read_linearizable(id, |s| {
+                let found = replica
+                    .read_linearizable(|s| {
                         let Some(cq) = s.queue(&topic, queue) else {
                             return Ok((0, Vec::new(), offset));
                         };
@@ -85,8 +84,8 @@ pub async fn run(core: &BrokerCore, id: u64, read: Read) -> Result<ReadAnswer> {
             }
         }
         Read::QueryOffset { topic, queue, at } => {
-            let o = core
-                .read_linearizable(id, |s| {
+            let o = replica
+                .read_linearizable(|s| {
                     let cq = s.queue(&topic, queue);
                     match at {
                         OffsetAt::Beginning => 0,
@@ -102,7 +101,8 @@ pub async fn run(core: &BrokerCore, id: u64, read: Read) -> Result<ReadAnswer> {
             topic,
             queue,
         } => Ok(ReadAnswer::Offset(
-            core.read_linearizable(id, |s| s.offsets.get(&group, &topic, queue))
+            replica
+                .read_linearizable(|s| s.offsets.get(&group, &topic, queue))
                 .await?,
         )),
     }

@@ -165,6 +165,25 @@ impl Replica {
         self.batcher.submit(command).await
     }
 
+    /// Reads the state on this replica, which must lead, after a ReadIndex round (a quorum
+    /// confirms the leadership, and the state has applied everything committed before the
+    /// call): the read reflects every write acknowledged before it began.
+    pub async fn read_linearizable<T>(&self, f: impl FnOnce(&BrokerState) -> T) -> Result<T> {
+        if !self.is_leader() {
+            return Err(BrokerError::NotLeader {
+                leader: self.metrics().leader,
+            });
+        }
+        self.group.read_index().await.map_err(|e| match e {
+            // Reads change nothing, so a timed-out one is simply unavailable.
+            raft_store::Error::Timeout(d) => {
+                BrokerError::Unavailable(format!("leadership not confirmed within {d:?}"))
+            }
+            other => BrokerError::from_propose(other),
+        })?;
+        Ok(self.read(f))
+    }
+
     /// Reads the applied state (briefly).
     pub fn read<T>(&self, f: impl FnOnce(&BrokerState) -> T) -> T {
         self.group.with_app(|a| f(a.app.state()))

@@ -5,8 +5,9 @@
 
 use serde::de::DeserializeOwned;
 
-/// The most bytes one decoded value may claim: a frame's largest payload.
-pub const LIMIT: usize = crate::log::frame::MAX_FRAME_PAYLOAD as usize;
+/// The most bytes one decoded value may claim: a log frame's largest payload
+/// (`log::frame::MAX_FRAME_PAYLOAD` is defined from it).
+pub const LIMIT: usize = 256 << 20;
 
 /// The configuration: standard, with [`LIMIT`].
 pub fn config() -> bincode::config::Configuration<

@@ -26,7 +26,7 @@ pub const FRAME_HEADER_LEN: usize = 28;
 pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"RMQF");
 /// Frames larger than this are rejected as garbage (a real entry is bounded by the
 /// proposal size limit, far below this).
-pub const MAX_FRAME_PAYLOAD: u32 = 256 << 20;
+pub const MAX_FRAME_PAYLOAD: u32 = crate::codec::LIMIT as u32;
 
 const KIND_BLANK: u8 = 0;
 const KIND_NORMAL: u8 = 1;
