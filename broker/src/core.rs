@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -129,6 +130,7 @@ pub struct BrokerCore {
     clients: Mutex<BTreeMap<String, Client>>,
     renewals: Mutex<BTreeMap<RenewalKey, Renewal>>,
     round_robin: AtomicU64,
+    draining: AtomicBool,
     long_polls: Arc<Semaphore>,
     telemetry_sessions: Arc<Semaphore>,
 }
@@ -151,6 +153,7 @@ impl BrokerCore {
             clients: Mutex::new(BTreeMap::new()),
             renewals: Mutex::new(BTreeMap::new()),
             round_robin: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
             long_polls: Arc::new(Semaphore::new(settings.limits.max_long_polls)),
             telemetry_sessions: Arc::new(Semaphore::new(settings.limits.max_telemetry_sessions)),
             settings,
@@ -451,6 +454,18 @@ impl BrokerCore {
     /// A place for one more Telemetry session, or `None` at `limits.max_telemetry_sessions`.
     pub fn telemetry_permit(&self) -> Option<OwnedSemaphorePermit> {
         self.telemetry_sessions.clone().try_acquire_owned().ok()
+    }
+
+    /// A counter for spreading sends over queues.
+    /// Marks this node as stopping: it no longer offers itself to clients (registrations
+    /// name no groups) and should not lead.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// True once [`BrokerCore::set_draining`] was called.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 
     /// A counter for spreading sends over queues.

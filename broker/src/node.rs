@@ -195,10 +195,25 @@ impl Node {
     /// keeps serving (requests are forwarded to the new leaders, registrations catch up) for
     /// the drain time, then closes the client listener, stops the replicas and the transport.
     pub async fn stop(self) -> Result<()> {
-        for g in self.core.groups() {
-            g.replica.step_down().await;
+        // From now on registrations name no group, so nameservers drop this node from routes
+        // at the next registration instead of after their TTL; and for the whole drain this
+        // node hands back any leadership it gets: a peer's preferred-leader check may hand a
+        // group to it while it drains, and clients would then be routed to a node about to
+        // close its listener (found by tests/cluster.rs SIGTERM: connection refused after
+        // the drain).
+        self.core.set_draining();
+        let until = tokio::time::Instant::now() + self.cfg.shutdown_drain;
+        loop {
+            for g in self.core.groups() {
+                if g.replica.is_leader() {
+                    g.replica.step_down().await;
+                }
+            }
+            if tokio::time::Instant::now() >= until {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(self.cfg.shutdown_drain).await;
         let _ = self.stop_clients.send(true);
         // Long polls in flight are cut short rather than waited for.
         let _ = tokio::time::timeout(Duration::from_secs(3), self.client_server).await;
@@ -231,6 +246,7 @@ pub fn registration(core: &BrokerCore) -> ns::RegisterRequest {
     let me = core.node_id();
     let groups = core
         .groups()
+        .filter(|_| !core.draining())
         .map(|g| {
             let m = g.replica.metrics();
             let (topics, consumer_groups) = g.replica.read(|s| {
