@@ -495,6 +495,11 @@ impl BrokerCore {
         c.last_seen_ms = now;
     }
 
+    /// How many clients this node remembers.
+    pub fn known_clients(&self) -> usize {
+        self.clients.lock().unwrap().len()
+    }
+
     /// Registers (or clears) a client's telemetry stream.
     pub fn set_telemetry(&self, client: &str, sender: Option<TelemetrySender>) {
         self.touch_client(client);

@@ -114,6 +114,7 @@ where
 pub struct Registry {
     groups: Arc<RwLock<BTreeMap<GroupId, Arc<dyn RaftRpc>>>>,
     key: ClusterKey,
+    max_snapshot_bytes: usize,
 }
 
 /// The tonic service type of the Raft transport.
@@ -124,7 +125,8 @@ pub type RaftSvc = RaftServiceServer<RaftServer>;
 #[cfg(madsim)]
 pub type RaftSvc = RaftServiceServer<RaftServer, tonic::codegen::IdentityInterceptor>;
 
-/// Largest snapshot a peer may stream (snapshots are buffered in memory before install).
+/// Largest snapshot a peer may stream by default (snapshots are buffered in memory before
+/// install).
 pub const MAX_SNAPSHOT_BYTES: usize = 4 << 30;
 
 impl Registry {
@@ -133,7 +135,14 @@ impl Registry {
         Self {
             groups: Arc::default(),
             key,
+            max_snapshot_bytes: MAX_SNAPSHOT_BYTES,
         }
+    }
+
+    /// The same registry refusing streamed snapshots larger than `bytes`.
+    pub fn with_max_snapshot_bytes(mut self, bytes: usize) -> Self {
+        self.max_snapshot_bytes = bytes;
+        self
     }
 
     /// Routes `group`'s requests to `rpc` (replacing any previous replica of the group).
@@ -305,6 +314,22 @@ impl RaftService for RaftServer {
         self.registry
             .key
             .check(&meta, method::SNAPSHOT, &body, crate::rt::wall_ms())?;
+        // Buffer the stream (bounded) before anything is decoded.
+        let max = self.registry.max_snapshot_bytes;
+        if first.data.len() > max {
+            return Err(Status::resource_exhausted(format!(
+                "snapshot larger than {max} bytes"
+            )));
+        }
+        let mut data = first.data.to_vec();
+        while let Some(chunk) = stream.message().await? {
+            if data.len().saturating_add(chunk.data.len()) > max {
+                return Err(Status::resource_exhausted(format!(
+                    "snapshot larger than {max} bytes"
+                )));
+            }
+            data.extend_from_slice(&chunk.data);
+        }
         let target = match self.registry.get(first.group) {
             Ok(t) => t,
             Err(e) => return Ok(reply::<SnapshotResponse<TypeConfig>>(Err(e))),
@@ -313,15 +338,6 @@ impl RaftService for RaftServer {
             Ok(h) => h,
             Err(e) => return Ok(reply::<SnapshotResponse<TypeConfig>>(Err(e))),
         };
-        let mut data = first.data.to_vec();
-        while let Some(chunk) = stream.message().await? {
-            if data.len().saturating_add(chunk.data.len()) > MAX_SNAPSHOT_BYTES {
-                return Err(Status::resource_exhausted(format!(
-                    "snapshot larger than {MAX_SNAPSHOT_BYTES} bytes"
-                )));
-            }
-            data.extend_from_slice(&chunk.data);
-        }
         let result = target
             .install_snapshot(
                 vote,

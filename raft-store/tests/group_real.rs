@@ -301,3 +301,57 @@ async fn forged_raft_requests_are_refused_and_change_nothing() {
         stop_node(n).await;
     }
 }
+
+/// Issue 10: a peer's snapshot stream was buffered without bound. A signed stream larger than
+/// the registry's limit is refused with RESOURCE_EXHAUSTED; a small one goes on to the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_stream_over_the_limit_is_refused() {
+    use raftmq_proto::auth::ClusterKey;
+    use raftmq_proto::raft::SnapshotChunk;
+    use raftmq_proto::raft::raft_service_client::RaftServiceClient;
+
+    let key = ClusterKey::insecure_for_tests();
+    let registry = Registry::new(key.clone()).with_max_snapshot_bytes(1024);
+    let listener = listen("127.0.0.1:0").await;
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(registry.service(1 << 20))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await;
+    });
+    let mut c = RaftServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let send = |chunks: usize| {
+        let header = b"not decoded before the size check".to_vec();
+        let body = raftmq_proto::auth::group_body(1, &header);
+        let mut all = vec![SnapshotChunk {
+            group: 1,
+            header: header.into(),
+            data: vec![0; 512].into(),
+        }];
+        for _ in 1..chunks {
+            all.push(SnapshotChunk {
+                group: 0,
+                header: Default::default(),
+                data: vec![0; 512].into(),
+            });
+        }
+        let mut req = tonic::Request::new(futures::stream::iter(all));
+        key.attach(
+            &mut req,
+            "raft.InstallSnapshot",
+            2,
+            raft_store::rt::wall_ms(),
+            &body,
+        );
+        req
+    };
+    let e = c.install_snapshot(send(4)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e}");
+    // Within the limit it reaches the registry (which hosts no group 1 here).
+    let r = c.install_snapshot(send(2)).await.unwrap().into_inner();
+    assert!(r.error.contains("no replica of group 1"), "{r:?}");
+    server.abort();
+}
