@@ -16,10 +16,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use crate::checker::TransactionChecker;
+use crate::checker::TransactionResolution;
 use crate::error::ClientError;
 use crate::message::ReceivedMessage;
-use crate::producer::TransactionChecker;
-use crate::producer::TransactionResolution;
 use crate::route::Routes;
 use crate::rpc::Rpc;
 

@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 
 mod base;
+mod checker;
 mod config;
 mod consumer;
 mod error;

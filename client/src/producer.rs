@@ -12,45 +12,17 @@ use tracing::Instrument;
 
 use crate::base::Base;
 use crate::base::Role;
+pub use crate::checker::TransactionChecker;
+pub use crate::checker::TransactionResolution;
 use crate::config::ClientConfig;
 use crate::error::ClientError;
 use crate::error::Failure;
 use crate::message::Message;
 use crate::message::MessageKind;
-use crate::message::ReceivedMessage;
 use crate::message::SendReceipt;
 use crate::message::new_message_id;
 use crate::route::Queue;
 use crate::rpc::Rpc;
-
-/// A checker's verdict on an orphaned transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransactionResolution {
-    /// Make the half message visible to consumers.
-    Commit,
-    /// Discard the half message.
-    Rollback,
-    /// Not decided yet: the broker asks again later.
-    Unknown,
-}
-
-/// Decides the fate of a transaction whose producer did not commit or roll back in time;
-/// the broker asks over the Telemetry stream and the client answers with EndTransaction.
-///
-/// Any `Fn(&ReceivedMessage) -> TransactionResolution` is a checker.
-pub trait TransactionChecker: Send + Sync + 'static {
-    /// The verdict for the half message `message`.
-    fn check(&self, message: &ReceivedMessage) -> TransactionResolution;
-}
-
-impl<F> TransactionChecker for F
-where
-    F: Fn(&ReceivedMessage) -> TransactionResolution + Send + Sync + 'static,
-{
-    fn check(&self, message: &ReceivedMessage) -> TransactionResolution {
-        self(message)
-    }
-}
 
 /// Builds a [`Producer`].
 pub struct ProducerBuilder {
