@@ -30,7 +30,7 @@ if [ -z "${SIM_BASE_SEED:-}" ] && sha=$(git rev-parse --short=12 HEAD 2>/dev/nul
 fi
 # The fuzz targets (tests/fuzz.rs) explore new inputs per commit too, FUZZ_SECS each.
 export FUZZ_SEED="${FUZZ_SEED:-${SIM_BASE_SEED:-24301}}"
-export FUZZ_SECS="${FUZZ_SECS:-6}"
+export FUZZ_SECS="${FUZZ_SECS:-15}"
 
 # The official RocketMQ clients the interop tests drive: the Python SDK in a venv and a small
 # program on the official Rust crate, both under target/ (rebuilt only when missing).
