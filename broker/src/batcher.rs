@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use raft_store::group::Group;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
@@ -30,8 +31,12 @@ pub struct BatchConfig {
     pub max_commands: usize,
     /// Proposals in flight at once.
     pub max_inflight: usize,
-    /// Commands waiting for a batch before submitters are pushed back.
+    /// Commands waiting for a batch or in flight; beyond, submitters are refused at once
+    /// (TOO_MANY_REQUESTS).
     pub queue_capacity: usize,
+    /// Bytes of commands waiting or in flight (until committed); beyond, submitters are
+    /// refused at once. Bounds the memory a burst of large sends can take.
+    pub max_queued_bytes: usize,
 }
 
 impl Default for BatchConfig {
@@ -41,6 +46,7 @@ impl Default for BatchConfig {
             max_commands: 4096,
             max_inflight: 16,
             queue_capacity: 1 << 16,
+            max_queued_bytes: 256 << 20,
         }
     }
 }
@@ -54,6 +60,61 @@ struct Pending {
 #[derive(Clone)]
 pub struct Batcher {
     tx: mpsc::Sender<Pending>,
+    admission: Admission,
+}
+
+/// Admission to the group commit: a command takes bytes (its approximate size) and a slot
+/// until its outcome is known, or is refused at once when either runs out. (Issue 10: sends
+/// used to queue without a byte bound and wait for a slot without a time bound.)
+#[derive(Clone)]
+pub struct Admission {
+    bytes: Arc<Semaphore>,
+    slots: Arc<Semaphore>,
+    max_bytes: usize,
+}
+
+/// What an admitted command holds until its outcome is known.
+pub struct Admitted {
+    _bytes: OwnedSemaphorePermit,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Admission {
+    /// Room for `max_commands` commands of `max_bytes` bytes in all.
+    pub fn new(max_commands: usize, max_bytes: usize) -> Self {
+        Self {
+            bytes: Arc::new(Semaphore::new(max_bytes)),
+            slots: Arc::new(Semaphore::new(max_commands)),
+            max_bytes,
+        }
+    }
+
+    /// Admits a command of `size` bytes, or says why not (a definite refusal: nothing was
+    /// proposed). A command larger than the whole budget is admitted alone when nothing else
+    /// waits, so no valid command is refused forever.
+    pub fn admit(&self, size: usize) -> Result<Admitted> {
+        let want = size.clamp(1, self.max_bytes) as u32;
+        let overloaded = || {
+            BrokerError::Overloaded(format!(
+                "the replica's proposal queue is full ({} bytes); retry later",
+                self.max_bytes
+            ))
+        };
+        let slot = self
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| overloaded())?;
+        let bytes = self
+            .bytes
+            .clone()
+            .try_acquire_many_owned(want)
+            .map_err(|_| overloaded())?;
+        Ok(Admitted {
+            _bytes: bytes,
+            _slot: slot,
+        })
+    }
 }
 
 /// Milliseconds since the epoch by this node's wall clock (virtual, and skewed per node, in the
@@ -66,12 +127,14 @@ impl Batcher {
     /// Starts the batching task for `group`; each entry is stamped with `clock`.
     pub fn spawn(group: Arc<Group<BrokerApp>>, cfg: BatchConfig, clock: Arc<ClusterClock>) -> Self {
         let (tx, rx) = mpsc::channel(cfg.queue_capacity);
+        let admission = Admission::new(cfg.queue_capacity, cfg.max_queued_bytes);
         tokio::spawn(run(rx, group, cfg, clock));
-        Batcher { tx }
+        Batcher { tx, admission }
     }
 
     /// Proposes `command` in the next batch and waits for its outcome.
     pub async fn submit(&self, command: Command) -> Result<Outcome> {
+        let _admitted = self.admission.admit(command.approx_size())?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Pending { command, reply })
@@ -163,5 +226,33 @@ async fn run(
             }
             drop(slot);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_refuses_at_once_beyond_its_bytes_or_slots() {
+        let a = Admission::new(2, 1000);
+        let x = a.admit(600).unwrap();
+        assert!(
+            matches!(a.admit(600), Err(BrokerError::Overloaded(_))),
+            "bytes"
+        );
+        let y = a.admit(300).unwrap();
+        assert!(
+            matches!(a.admit(1), Err(BrokerError::Overloaded(_))),
+            "slots"
+        );
+        drop(x);
+        let z = a.admit(600).unwrap();
+        drop((y, z));
+        // Larger than the whole budget: admitted alone.
+        let big = a.admit(5000).unwrap();
+        assert!(a.admit(1).is_err());
+        drop(big);
+        assert!(a.admit(1).is_ok());
     }
 }

@@ -24,6 +24,9 @@ pub enum BrokerError {
     /// Stored data could not be read back as written.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// Refused before anything was proposed: the replica's queue is full (TOO_MANY_REQUESTS).
+    #[error("overloaded: {0}")]
+    Overloaded(String),
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -36,6 +36,8 @@ pub enum ForwardError {
     Unavailable(String),
     /// Stored data could not be read back.
     Corrupt(String),
+    /// Refused before anything was proposed (appended last: variants are never reordered).
+    Overloaded(String),
 }
 
 impl From<BrokerError> for ForwardError {
@@ -46,6 +48,7 @@ impl From<BrokerError> for ForwardError {
             BrokerError::Unknown(s) => ForwardError::Unknown(s),
             BrokerError::Unavailable(s) => ForwardError::Unavailable(s),
             BrokerError::Corrupt(s) => ForwardError::Corrupt(s),
+            BrokerError::Overloaded(s) => ForwardError::Overloaded(s),
             other => ForwardError::Unknown(other.to_string()),
         }
     }
@@ -59,6 +62,7 @@ impl From<ForwardError> for BrokerError {
             ForwardError::Unknown(s) => BrokerError::Unknown(s),
             ForwardError::Unavailable(s) => BrokerError::Unavailable(s),
             ForwardError::Corrupt(s) => BrokerError::Corrupt(s),
+            ForwardError::Overloaded(s) => BrokerError::Overloaded(s),
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::state::Reject;
 pub fn from_error(e: &BrokerError) -> Status {
     let code = match e {
         BrokerError::NotLeader { .. } | BrokerError::Unavailable(_) => Code::HaNotAvailable,
+        BrokerError::Overloaded(_) => Code::TooManyRequests,
         BrokerError::Unknown(_) => Code::MasterPersistenceTimeout,
         BrokerError::Rejected(r) => return from_reject(r),
         BrokerError::Corrupt(_) | BrokerError::Store(_) => Code::InternalError,
