@@ -11,11 +11,18 @@
 //! - `raft_group` (madsim only): a 3-replica group on simulated nodes and disks, with kills,
 //!   restarts, power loss and partitions.
 
-pub mod checker;
-pub mod history;
-pub mod msg_checker;
-pub mod queue_checker;
+// The checkers live in the `checker` crate (shared with the real-process suite); their old
+// paths stay valid here.
+pub use ::checker::history;
+pub use ::checker::messages as msg_checker;
+pub use ::checker::queues as queue_checker;
+pub use ::checker::raft as checker;
 pub mod recorder;
+
+// The receipt checker's slack must cover the cluster clock's slew plus the simulator's largest
+// monotonic drift (500 ppm).
+const _: () =
+    assert!(::checker::messages::RECEIPT_CLOCK_SLACK_PPM >= broker::clock::SLEW_PPM + 500);
 
 #[cfg(madsim)]
 pub mod broker_cluster;

@@ -30,10 +30,11 @@ use serde::Serialize;
 /// How much shorter than requested an invisibility window may be, in parts per million: the
 /// cluster clock's slew (`broker::clock::SLEW_PPM`, 1,000) plus the simulator's largest
 /// monotonic drift (500), rounded up.
+/// (The crate is pure and does not link the broker: `simulation` asserts the relation with
+/// `broker::clock::SLEW_PPM` at compile time.)
 pub const RECEIPT_CLOCK_SLACK_PPM: u64 = 2_000;
-const _: () = assert!(RECEIPT_CLOCK_SLACK_PPM >= broker::clock::SLEW_PPM + 500);
 
-pub use crate::queue_checker::Result3;
+pub use crate::queues::Result3;
 
 /// A queue position: (broker, queue id, offset).
 pub type Pos = (String, i32, i64);

@@ -1,0 +1,14 @@
+//! RaftMQ's checkers: pure code, history in, anomalies out — no async, no IO, no clock — so
+//! the deterministic simulator (`simulation/`) and the real-process chaos suite (`jepsen/`)
+//! judge runs with the same code and name anomalies the same way.
+//!
+//! - [`history`] and [`raft`]: a Raft-level run (proposals and what every replica applied);
+//! - [`queues`]: single-queue histories of sends, receives and acks (lost, duplicate,
+//!   unexpected, acked-redelivered, ...);
+//! - [`messages`]: whole-cluster message histories (plain and FIFO producers and consumers,
+//!   pulls, offset commits), with the anomaly names of `docs/testing.md`.
+
+pub mod history;
+pub mod messages;
+pub mod queues;
+pub mod raft;
