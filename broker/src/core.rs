@@ -572,6 +572,12 @@ impl BrokerCore {
         let wall = now_ms();
         let alive_after = wall.saturating_sub(self.settings.client_timeout.as_millis() as u64);
         let renew_ms = self.settings.renew_invisible.as_millis() as u64;
+        // Each group's cluster clock, read once per tick and outside the locks.
+        let horizons: BTreeMap<u64, u64> = self
+            .groups
+            .values()
+            .map(|g| (g.id, g.replica.clock().now().saturating_add(renew_ms / 3)))
+            .collect();
         let mut due: BTreeMap<u64, Vec<(RenewalKey, Renewal)>> = BTreeMap::new();
         {
             let mut clients = self.clients.lock().unwrap();
@@ -581,9 +587,10 @@ impl BrokerCore {
             // A client that went away gets no renewals: its messages reappear after the deadline.
             renewals.retain(|_, r| clients.contains_key(&r.client));
             for (k, r) in renewals.iter() {
-                let Ok(g) = self.group(r.group) else { continue };
-                let horizon = g.replica.clock().now().saturating_add(renew_ms / 3);
-                if r.deadline_ms <= horizon {
+                let Some(horizon) = horizons.get(&r.group) else {
+                    continue;
+                };
+                if r.deadline_ms <= *horizon {
                     due.entry(r.group).or_default().push((k.clone(), r.clone()));
                 }
             }

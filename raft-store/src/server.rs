@@ -179,13 +179,7 @@ impl Registry {
         server: &mut tonic::transport::Server,
         max_message_bytes: usize,
     ) -> tonic::transport::server::Router {
-        server.add_service(
-            RaftServiceServer::new(RaftServer {
-                registry: self.clone(),
-            })
-            .max_decoding_message_size(max_message_bytes)
-            .max_encoding_message_size(max_message_bytes),
-        )
+        server.add_service(self.service(max_message_bytes))
     }
 }
 

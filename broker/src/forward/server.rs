@@ -2,6 +2,7 @@
 //! on the local replica only if that replica leads the group (so a request moves one hop at
 //! most; otherwise the sender retries after the election).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::Weak;
@@ -10,6 +11,7 @@ use raftmq_proto::auth::ClusterKey;
 use raftmq_proto::forward as pb;
 use raftmq_proto::forward::forward_server::Forward;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::wire::ForwardError;
 use super::wire::dec;
@@ -57,50 +59,60 @@ fn reply<T: Serialize>(
     Ok(tonic::Response::new(pb::ForwardReply { payload: enc(&v) }))
 }
 
+impl ForwardServer {
+    /// The one shape of every forwarded call: authenticate, decode the payload (bounded), run
+    /// it on the local leader, encode the answer or the error.
+    async fn serve<Q, A, F, Fut>(
+        &self,
+        method: &str,
+        req: tonic::Request<pb::ForwardRequest>,
+        run: F,
+    ) -> Result<tonic::Response<pb::ForwardReply>, tonic::Status>
+    where
+        Q: DeserializeOwned,
+        A: Serialize,
+        F: FnOnce(Arc<BrokerCore>, u64, Q) -> Fut,
+        Fut: Future<Output = crate::error::Result<A>>,
+    {
+        let req = self.authenticated(method, req)?;
+        let result = async {
+            let core = self.core()?;
+            let q = dec(&req.payload).map_err(ForwardError::Corrupt)?;
+            run(core, req.group, q).await.map_err(ForwardError::from)
+        };
+        reply(result.await)
+    }
+}
+
 #[tonic::async_trait]
 impl Forward for ForwardServer {
     async fn submit(
         &self,
         req: tonic::Request<pb::ForwardRequest>,
     ) -> Result<tonic::Response<pb::ForwardReply>, tonic::Status> {
-        let req = self.authenticated(method::SUBMIT, req)?;
-        let run = async {
-            let core = self.core()?;
-            let cmd = dec(&req.payload).map_err(ForwardError::Corrupt)?;
-            core.submit_local(req.group, cmd)
-                .await
-                .map_err(ForwardError::from)
-        };
-        reply(run.await)
+        self.serve(method::SUBMIT, req, |core, group, cmd| async move {
+            core.submit_local(group, cmd).await
+        })
+        .await
     }
 
     async fn pop(
         &self,
         req: tonic::Request<pb::ForwardRequest>,
     ) -> Result<tonic::Response<pb::ForwardReply>, tonic::Status> {
-        let req = self.authenticated(method::POP, req)?;
-        let run = async {
-            let core = self.core()?;
-            let pop = dec(&req.payload).map_err(ForwardError::Corrupt)?;
-            core.pop_local(req.group, pop)
-                .await
-                .map_err(ForwardError::from)
-        };
-        reply(run.await)
+        self.serve(method::POP, req, |core, group, pop| async move {
+            core.pop_local(group, pop).await
+        })
+        .await
     }
 
     async fn read(
         &self,
         req: tonic::Request<pb::ForwardRequest>,
     ) -> Result<tonic::Response<pb::ForwardReply>, tonic::Status> {
-        let req = self.authenticated(method::READ, req)?;
-        let run = async {
-            let core = self.core()?;
-            let read = dec(&req.payload).map_err(ForwardError::Corrupt)?;
-            core.leader_read_local(req.group, read)
-                .await
-                .map_err(ForwardError::from)
-        };
-        reply(run.await)
+        self.serve(method::READ, req, |core, group, read| async move {
+            core.leader_read_local(group, read).await
+        })
+        .await
     }
 }
