@@ -25,6 +25,7 @@
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
+use serde::Deserialize;
 use serde::Serialize;
 
 /// How much shorter than requested an invisibility window may be, in parts per million: the
@@ -40,7 +41,7 @@ pub use crate::queues::Result3;
 pub type Pos = (String, i32, i64);
 
 /// A delivered message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivered {
     /// Message id.
     pub id: String,
@@ -53,7 +54,7 @@ pub struct Delivered {
 }
 
 /// One client operation; times are microseconds of (virtual) time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "f", rename_all = "kebab-case")]
 pub enum Op {
     /// A send; `group` is the FIFO message group.
@@ -162,7 +163,7 @@ fn anomaly(kind: &'static str, detail: String) -> Anomaly {
 }
 
 /// Counts for the report.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     /// Sends acknowledged OK.
     pub sent_ok: usize,

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
 /// How an operation ended, as the client saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Result3 {
     /// Succeeded.
     Ok,

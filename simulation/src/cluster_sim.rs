@@ -26,12 +26,6 @@ use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use raft_store::group::Role;
 use raftmq_client::ClientConfig;
-use raftmq_client::ClientError;
-use raftmq_client::Filter;
-use raftmq_client::Message;
-use raftmq_client::Producer;
-use raftmq_client::PullConsumer;
-use raftmq_client::SimpleConsumer;
 use rand::RngExt;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -40,16 +34,25 @@ use serde::Serialize;
 use crate::broker_cluster::BrokerCluster;
 use crate::msg_checker;
 use crate::msg_checker::Anomaly;
-use crate::msg_checker::Delivered;
 use crate::msg_checker::Op;
-use crate::msg_checker::Result3;
 use crate::runner::RunResult;
+use crate::workload;
+use crate::workload::Ctx;
+use crate::workload::History;
+use crate::workload::Names;
 
 const TOPIC: &str = "SimTopic";
 const FIFO_TOPIC: &str = "SimFifoTopic";
 const GROUP: &str = "SimGroup";
 const FIFO_GROUP: &str = "SimFifoGroup";
 const PULL_GROUP: &str = "SimPullGroup";
+const NAMES: Names = Names {
+    topic: TOPIC,
+    fifo_topic: FIFO_TOPIC,
+    group: GROUP,
+    fifo_group: FIFO_GROUP,
+    pull_group: PULL_GROUP,
+};
 const NAMESERVER: &str = "10.0.0.10:9876";
 const INVISIBLE: Duration = Duration::from_secs(3);
 
@@ -140,24 +143,12 @@ impl Options {
     }
 }
 
-fn micros(start: tokio::time::Instant) -> u64 {
-    start.elapsed().as_micros() as u64
-}
-
 fn config() -> ClientConfig {
     let mut c = ClientConfig::new(NAMESERVER);
     c.request_timeout = Duration::from_secs(5);
     c.long_polling_timeout = Duration::from_secs(1);
     c.route_refresh = Duration::from_secs(5);
     c
-}
-
-fn outcome<T>(r: &Result<T, ClientError>) -> Result3 {
-    match r {
-        Ok(_) => Result3::Ok,
-        Err(e) if e.is_definite() => Result3::Fail,
-        Err(_) => Result3::Info,
-    }
 }
 
 /// Samples every replica's role and term, for "at most one leader per term".
@@ -202,23 +193,6 @@ impl Oracle {
             }
         }
     }
-}
-
-type History = Arc<Mutex<Vec<Op>>>;
-
-async fn start_with_retry<T, F, Fut>(stop: &AtomicBool, f: F) -> Option<T>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ClientError>>,
-{
-    while !stop.load(Ordering::SeqCst) {
-        match f().await {
-            Ok(t) => return Some(t),
-            Err(e) => tracing::debug!(error = %e, "client start failed"),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    None
 }
 
 /// Flips one bit in a log segment of one of the node's groups, somewhere before the segment's
@@ -286,219 +260,6 @@ impl Durability {
             ));
         }
     }
-}
-
-/// A plain (`group` None) or FIFO producer: sequential sends with ids `<name>-<n>`.
-async fn produce(
-    name: String,
-    group: Option<String>,
-    seed: u64,
-    history: History,
-    stop: Arc<AtomicBool>,
-    start: tokio::time::Instant,
-    durability: Arc<Durability>,
-) {
-    let topic = if group.is_some() { FIFO_TOPIC } else { TOPIC };
-    let Some(p) = start_with_retry(&stop, || {
-        Producer::builder(config()).topics([topic]).start()
-    })
-    .await
-    else {
-        return;
-    };
-    let mut r = SmallRng::seed_from_u64(seed);
-    let mut n = 0u64;
-    while !stop.load(Ordering::SeqCst) {
-        let id = format!("{name}-{n}");
-        n += 1;
-        let body = format!("{id}:{}", "x".repeat(r.random_range(0..48))).into_bytes();
-        let mut m = Message::new(topic, body.clone()).with_message_id(id.clone());
-        if let Some(g) = &group {
-            m = m.with_message_group(g.clone());
-        }
-        let invoked = micros(start);
-        let res = p.send(m).await;
-        let completed = micros(start);
-        if res.is_ok() && n % 16 == 1 {
-            durability.check(&id);
-        }
-        history.lock().unwrap().push(Op::Send {
-            id,
-            body,
-            group: group.clone(),
-            invoked,
-            completed,
-            result: outcome(&res),
-            pos: None,
-        });
-        tokio::time::sleep(Duration::from_millis(r.random_range(1..20))).await;
-    }
-    p.shutdown().await;
-}
-
-/// A consumer: receives, mostly acks (FIFO: in order, stopping at the first message it
-/// leaves unacknowledged). Once `draining` is set (producers stopped, faults healed) it acks
-/// everything: redelivery is exercised during the chaos, and a FIFO group stalls for the whole
-/// invisible duration at each skipped message, which would make the drain bound a measure of
-/// the workload rather than of the broker.
-#[allow(clippy::too_many_arguments)]
-async fn consume(
-    k: u32,
-    fifo: bool,
-    single_group: bool,
-    seed: u64,
-    history: History,
-    stop: Arc<AtomicBool>,
-    draining: Arc<AtomicBool>,
-    start: tokio::time::Instant,
-) {
-    let (topic, group) = if fifo {
-        (FIFO_TOPIC, FIFO_GROUP)
-    } else {
-        (TOPIC, GROUP)
-    };
-    let Some(c) = start_with_retry(&stop, || {
-        SimpleConsumer::builder(config(), group)
-            .subscribe(topic, Filter::All)
-            .start()
-    })
-    .await
-    else {
-        return;
-    };
-    let mut r = SmallRng::seed_from_u64(seed);
-    while !stop.load(Ordering::SeqCst) {
-        let invoked = micros(start);
-        let got = c.receive(32, INVISIBLE).await;
-        let completed = micros(start);
-        let msgs = match got {
-            Ok(m) => m,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        history.lock().unwrap().push(Op::Receive {
-            consumer: k,
-            fifo,
-            invoked,
-            completed,
-            invisible_us: INVISIBLE.as_micros() as u64,
-            msgs: msgs
-                .iter()
-                .map(|m| Delivered {
-                    id: m.message_id.clone(),
-                    body: m.body.clone(),
-                    attempt: m.delivery_attempt,
-                    // With several groups a receive may be served from another group of the
-                    // topic than the one it named, so its position is known only with one.
-                    pos: m
-                        .queue_offset
-                        .filter(|_| single_group)
-                        .map(|o| (format!("{}/{}", m.topic, m.broker), m.queue_id, o)),
-                })
-                .collect(),
-        });
-        for m in msgs {
-            let skip = r.random::<f64>() < if fifo { 0.05 } else { 0.15 };
-            if skip && !draining.load(Ordering::SeqCst) {
-                if fifo {
-                    break;
-                }
-                continue;
-            }
-            let invoked = micros(start);
-            let res = c.ack(&m).await;
-            let result = outcome(&res);
-            history.lock().unwrap().push(Op::Ack {
-                consumer: k,
-                id: m.message_id.clone(),
-                invoked,
-                completed: micros(start),
-                result,
-            });
-            if fifo && result != Result3::Ok {
-                break;
-            }
-        }
-    }
-    c.shutdown().await;
-}
-
-/// Reads every queue of the topic by offset and commits its cursor; reads the committed
-/// offset back now and then.
-async fn pull(history: History, stop: Arc<AtomicBool>, start: tokio::time::Instant) {
-    let Some(c) = start_with_retry(&stop, || {
-        PullConsumer::builder(config(), PULL_GROUP)
-            .topics([TOPIC])
-            .start()
-    })
-    .await
-    else {
-        return;
-    };
-    let mut cursors: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    while !stop.load(Ordering::SeqCst) {
-        let queues = match c.queues(TOPIC).await {
-            Ok(q) => q,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        for q in queues {
-            let key = (q.broker.clone(), q.id);
-            let from = *cursors.get(&key).unwrap_or(&0);
-            let invoked = micros(start);
-            if let Ok(got) = c.pull(&q, from, 32, &Filter::All).await {
-                let completed = micros(start);
-                history.lock().unwrap().push(Op::Pull {
-                    broker: format!("{TOPIC}/{}", q.broker),
-                    queue: q.id,
-                    from,
-                    invoked,
-                    completed,
-                    msgs: got
-                        .messages
-                        .iter()
-                        .map(|m| {
-                            (
-                                m.queue_offset.unwrap_or(-1),
-                                m.message_id.clone(),
-                                m.body.clone(),
-                            )
-                        })
-                        .collect(),
-                    next: got.next_offset,
-                });
-                if got.next_offset > from {
-                    cursors.insert(key, got.next_offset);
-                    let invoked = micros(start);
-                    let res = c.commit(&q, got.next_offset).await;
-                    history.lock().unwrap().push(Op::Commit {
-                        broker: format!("{TOPIC}/{}", q.broker),
-                        queue: q.id,
-                        offset: got.next_offset,
-                        invoked,
-                        completed: micros(start),
-                        result: outcome(&res),
-                    });
-                }
-            }
-            let invoked = micros(start);
-            if let Ok(v) = c.committed(&q).await {
-                history.lock().unwrap().push(Op::ReadCommitted {
-                    broker: format!("{TOPIC}/{}", q.broker),
-                    queue: q.id,
-                    invoked,
-                    completed: micros(start),
-                    value: v,
-                });
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    c.shutdown().await;
 }
 
 /// Makes the FIFO consumer group orderly in every Raft group.
@@ -658,52 +419,61 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
             violations: Mutex::new(Vec::new()),
         })
     };
+    let ctx = Ctx {
+        config: config(),
+        names: NAMES,
+        history: history.clone(),
+        start,
+        invisible: INVISIBLE,
+        single_group: o.groups == 1,
+        send_pause_ms: (1, 20),
+        on_ack: Some({
+            let d = durability.clone();
+            Arc::new(move |id: &str| d.check(id))
+        }),
+    };
     let mut tasks = Vec::new();
     for p in 0..o.producers {
-        let (h, s, d) = (history.clone(), stop_producers.clone(), durability.clone());
-        tasks.push(client_node.spawn(produce(
-            format!("p{p}"),
+        let (name, s) = (format!("p{p}"), stop_producers.clone());
+        tasks.push(client_node.spawn(workload::produce(
+            ctx.clone(),
+            name,
             None,
             seed ^ (p + 1),
-            h,
             s,
-            start,
-            d,
         )));
     }
     for p in 0..o.fifo_producers {
-        let (h, s, d) = (history.clone(), stop_producers.clone(), durability.clone());
-        tasks.push(client_node.spawn(produce(
+        let (name, group, s) = (
             format!("f{p}"),
             Some(format!("fg{p}")),
+            stop_producers.clone(),
+        );
+        tasks.push(client_node.spawn(workload::produce(
+            ctx.clone(),
+            name,
+            group,
             seed ^ (p + 11),
-            h,
             s,
-            start,
-            d,
         )));
     }
     for k in 0..o.consumers {
-        let (h, s) = (history.clone(), stop_consumers.clone());
-        tasks.push(client_node.spawn(consume(
+        let (s, d) = (stop_consumers.clone(), stop_producers.clone());
+        tasks.push(client_node.spawn(workload::consume(
+            ctx.clone(),
             k as u32,
             false,
-            o.groups == 1,
             seed ^ (k + 21),
-            h,
             s,
-            stop_producers.clone(),
-            start,
+            d,
         )));
     }
     if o.fifo_producers > 0 {
-        let (h, s) = (history.clone(), stop_consumers.clone());
-        let d = stop_producers.clone();
-        tasks.push(client_node.spawn(consume(99, true, o.groups == 1, seed ^ 31, h, s, d, start)));
+        let (s, d) = (stop_consumers.clone(), stop_producers.clone());
+        tasks.push(client_node.spawn(workload::consume(ctx.clone(), 99, true, seed ^ 31, s, d)));
     }
     if o.puller {
-        let (h, s) = (history.clone(), stop_consumers.clone());
-        tasks.push(client_node.spawn(pull(h, s, start)));
+        tasks.push(client_node.spawn(workload::pull(ctx.clone(), stop_consumers.clone())));
     }
 
     // Chaos.
@@ -956,90 +726,14 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
             &history,
         ));
     }
-    let h = history.clone();
-    let probe = client_node
-        .spawn(async move {
-            // Right after a restart of every node the nameserver may not know the topic's
-            // brokers yet: starting the producer is part of the probe.
-            let mut last = None;
-            let mut producer = None;
-            for n in 0..60 {
-                let p = match &producer {
-                    Some(p) => p,
-                    None => match Producer::builder(config()).topics([TOPIC]).start().await {
-                        Ok(p) => producer.insert(p),
-                        Err(e) => {
-                            last = Some(e);
-                            tokio::time::sleep(Duration::from_millis(250)).await;
-                            continue;
-                        }
-                    },
-                };
-                let id = format!("probe-{n}");
-                let invoked = micros(start);
-                let r = p
-                    .send(Message::new(TOPIC, id.clone().into_bytes()).with_message_id(id.clone()))
-                    .await;
-                h.lock().unwrap().push(Op::Send {
-                    body: id.clone().into_bytes(),
-                    id,
-                    group: None,
-                    invoked,
-                    completed: micros(start),
-                    result: outcome(&r),
-                    pos: None,
-                });
-                match r {
-                    Ok(_) => {
-                        if let Some(p) = producer {
-                            p.shutdown().await;
-                        }
-                        return Ok(());
-                    }
-                    Err(e) => last = Some(e),
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(last.unwrap_or(ClientError::Shutdown))
-        })
-        .await;
+    let probe = client_node.spawn(workload::probe(ctx.clone(), 60)).await;
     if !matches!(probe, Ok(Ok(()))) {
         return Err(fail(
             format!("unavailable: the probe send failed after healing: {probe:?}; faults {log:?}"),
             &history,
         ));
     }
-    let quiet = Duration::from_secs(8).as_micros() as u64;
-    let drained = async {
-        loop {
-            {
-                let h = history.lock().unwrap();
-                let mut sent = BTreeSet::new();
-                let mut got = BTreeSet::new();
-                let mut last = 0;
-                for op in h.iter() {
-                    match op {
-                        Op::Send {
-                            id,
-                            result: Result3::Ok,
-                            ..
-                        } => {
-                            sent.insert(id.as_str());
-                        }
-                        Op::Receive { invoked, msgs, .. } if !msgs.is_empty() => {
-                            last = last.max(*invoked);
-                            got.extend(msgs.iter().map(|m| m.id.as_str()));
-                        }
-                        _ => {}
-                    }
-                }
-                if sent.is_subset(&got) && micros(start).saturating_sub(last) > quiet {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
+    let drained = workload::drained(&ctx, Duration::from_secs(8));
     let drain_ok = tokio::time::timeout(Duration::from_secs(90), drained)
         .await
         .is_ok();

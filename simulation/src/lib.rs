@@ -3,6 +3,8 @@
 //! - [`history`] and [`checker`]: what clients did and what the replicas ended with, and the
 //!   pure checks over them (shared with the real-process suite, and unit-tested in the normal
 //!   build);
+//! - [`workload`]: the native-client workload (producers, consumers, offset reader, probe,
+//!   drain) the simulator and `jepsen/` both run;
 //! - [`recorder`]: a trivial replicated application that records what it applied;
 //! - `runner` (madsim only): runs a scenario over many seeds, prints a replay command for every
 //!   failing seed and a `sim: N passed, M failed` line;
@@ -18,6 +20,7 @@ pub use ::checker::messages as msg_checker;
 pub use ::checker::queues as queue_checker;
 pub use ::checker::raft as checker;
 pub mod recorder;
+pub mod workload;
 
 // The receipt checker's slack must cover the cluster clock's slew plus the simulator's largest
 // monotonic drift (500 ppm).

@@ -1,0 +1,376 @@
+//! One test run: namespaces, processes, the shared workload, the nemesis, heal, the liveness
+//! phase (leaders, a probe send, a full drain within a bound), the shared checkers, and the
+//! run directory `store/<name>/<timestamp>/` with `test.json`, `history.jsonl`,
+//! `results.json`, `report.html` and the nodes' logs (data directories are kept only when the
+//! run is not valid).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use checker::jsonl;
+use checker::jsonl::Fault;
+use checker::messages::Anomaly;
+use raftmq_client::ClientConfig;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use serde::Deserialize;
+use serde::Serialize;
+use simulation::workload;
+use simulation::workload::Ctx;
+use simulation::workload::Names;
+
+use crate::db;
+use crate::db::Db;
+use crate::nemesis::Kind;
+use crate::nemesis::Nemesis;
+use crate::net;
+use crate::net::Net;
+
+const NAMES: Names = Names {
+    topic: "JTopic",
+    fifo_topic: "JFifoTopic",
+    group: "JGroup",
+    fifo_group: "JFifoGroup",
+    pull_group: "JPullGroup",
+};
+
+/// Everything a run depends on; stored in `test.json` so `replay` can run it again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Opts {
+    /// Test name (the store subdirectory).
+    pub name: String,
+    /// Comma-separated nemeses (`none`, `partition`, `kill`, `pause`, `clock`, `packet`).
+    pub nemesis: String,
+    /// Seconds of workload under faults.
+    pub time_s: u64,
+    /// Broker nodes (3 or 5).
+    pub nodes: usize,
+    /// Raft groups.
+    pub groups: u64,
+    /// Plain producers.
+    pub producers: u64,
+    /// FIFO producers (one message group each).
+    pub fifo_producers: u64,
+    /// Plain consumers.
+    pub consumers: u64,
+    /// An offset reader.
+    pub puller: bool,
+    /// Seed of the nemesis schedule and the workload.
+    pub seed: u64,
+    /// Quiet time between faults (ms).
+    pub quiet_ms: (u64, u64),
+    /// Fault duration (ms).
+    pub hold_ms: (u64, u64),
+    /// Bound of the final drain (s).
+    pub drain_s: u64,
+    /// The `raftmq` binary.
+    pub bin: PathBuf,
+    /// Where run directories go.
+    pub store: PathBuf,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// No violations.
+    Valid,
+    /// Violations (the anomaly types).
+    Invalid(Vec<String>),
+    /// Liveness could not be established (the reason).
+    Unknown(String),
+}
+
+fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn git_sha() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// What the run recorded, for the checker.
+struct Recorded {
+    ops: Vec<checker::messages::Op>,
+    faults: Vec<Fault>,
+    /// Violations found by the harness itself (a node crashed, a tool failed).
+    harness: Vec<Anomaly>,
+    /// Why liveness was not established, if it was not.
+    unfinished: Option<String>,
+    end_us: u64,
+}
+
+/// Runs one test and writes its directory; returns the verdict and the directory.
+pub fn run(opts: &Opts) -> anyhow::Result<(Verdict, PathBuf)> {
+    let kinds = Kind::parse_list(&opts.nemesis)?;
+    let dir = opts.store.join(&opts.name).join(timestamp());
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = std::fs::canonicalize(&dir)?;
+    let test = serde_json::json!({ "git": git_sha(), "opts": opts });
+    std::fs::write(dir.join("test.json"), format!("{test:#}\n"))?;
+
+    let run_id = format!("j{}", std::process::id() % 100_000);
+    let net = Net::create(&run_id, opts.nodes)?;
+    let bin = std::fs::canonicalize(&opts.bin)
+        .with_context(|| format!("the raftmq binary {}", opts.bin.display()))?;
+    let faketime = kinds.contains(&Kind::Clock);
+    let db = Mutex::new(Db::new(&bin, &dir, opts.nodes, opts.groups, faketime));
+    db.lock().unwrap().start(&net)?;
+
+    // The clients live in their own namespace: enter it before the runtime starts its threads.
+    let recorded = std::thread::scope(|s| {
+        s.spawn(|| -> anyhow::Result<Recorded> {
+            net::enter(&net.client_ns())?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(drive(opts, kinds, &net, &db))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the client thread panicked")))
+    })?;
+    db.lock().unwrap().stop();
+    let verdict = check_and_write(opts, &dir, &recorded)?;
+    if verdict == Verdict::Valid {
+        let _ = std::fs::remove_dir_all(dir.join("data"));
+    }
+    drop(net);
+    Ok((verdict, dir))
+}
+
+async fn drive(
+    opts: &Opts,
+    kinds: Vec<Kind>,
+    net: &Net,
+    db: &Mutex<Db>,
+) -> anyhow::Result<Recorded> {
+    if let Err(e) = db::wait_led(opts.nodes, opts.groups, Duration::from_secs(60)).await {
+        let crashed = db.lock().unwrap().crashed();
+        anyhow::bail!("{e:#}; nodes that exited: {crashed:?} (see their logs)");
+    }
+    db::fifo_group(opts.nodes, NAMES.fifo_group).await?;
+    let mut config = ClientConfig::new(db::nameserver());
+    config.request_timeout = Duration::from_secs(3);
+    config.long_polling_timeout = Duration::from_secs(1);
+    config.route_refresh = Duration::from_secs(5);
+    let ctx = Ctx {
+        config,
+        names: NAMES,
+        history: Arc::default(),
+        start: tokio::time::Instant::now(),
+        invisible: Duration::from_secs(5),
+        single_group: opts.groups == 1,
+        send_pause_ms: (5, 40),
+        on_ack: None,
+    };
+    let stop_producers = Arc::new(AtomicBool::new(false));
+    let stop_consumers = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    let seed = opts.seed;
+    for p in 0..opts.producers {
+        let s = stop_producers.clone();
+        tasks.push(tokio::spawn(workload::produce(
+            ctx.clone(),
+            format!("p{p}"),
+            None,
+            seed ^ (p + 1),
+            s,
+        )));
+    }
+    for p in 0..opts.fifo_producers {
+        let (s, g) = (stop_producers.clone(), Some(format!("fg{p}")));
+        tasks.push(tokio::spawn(workload::produce(
+            ctx.clone(),
+            format!("f{p}"),
+            g,
+            seed ^ (p + 11),
+            s,
+        )));
+    }
+    for k in 0..opts.consumers {
+        let (s, d) = (stop_consumers.clone(), stop_producers.clone());
+        tasks.push(tokio::spawn(workload::consume(
+            ctx.clone(),
+            k as u32,
+            false,
+            seed ^ (k + 21),
+            s,
+            d,
+        )));
+    }
+    if opts.fifo_producers > 0 {
+        let (s, d) = (stop_consumers.clone(), stop_producers.clone());
+        tasks.push(tokio::spawn(workload::consume(
+            ctx.clone(),
+            99,
+            true,
+            seed ^ 31,
+            s,
+            d,
+        )));
+    }
+    if opts.puller {
+        tasks.push(tokio::spawn(workload::pull(
+            ctx.clone(),
+            stop_consumers.clone(),
+        )));
+    }
+
+    let faults = Mutex::new(Vec::new());
+    let mut harness = Vec::new();
+    let mut nemesis = Nemesis {
+        kinds,
+        quiet_ms: opts.quiet_ms,
+        hold_ms: opts.hold_ms,
+        net,
+        db,
+        nodes: opts.nodes,
+        rng: SmallRng::seed_from_u64(seed ^ 0x6e6d_7369),
+    };
+    let until = opts.time_s * 1_000_000;
+    let nemesis_result = tokio::select! {
+        r = nemesis.run(|| ctx.now(), until, &faults) => r,
+        _ = watch_crashes(db) => Ok(()),
+    };
+    let mut unfinished = None;
+    if let Err(e) = nemesis_result {
+        unfinished = Some(format!("the nemesis failed: {e:#}"));
+    }
+    while ctx.now() < until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Heal, then liveness.
+    harness.extend(crash_anomalies(db));
+    net.heal()?;
+    db.lock().unwrap().heal(net)?;
+    stop_producers.store(true, Ordering::SeqCst);
+    if let Err(e) = db::wait_led(opts.nodes, opts.groups, Duration::from_secs(30)).await {
+        unfinished.get_or_insert(format!("unavailable after healing: {e:#}"));
+    }
+    if let Err(e) = workload::probe(ctx.clone(), 80).await {
+        unfinished.get_or_insert(format!("the probe send failed 20 s after healing: {e}"));
+    }
+    let drain = Duration::from_secs(opts.drain_s);
+    if tokio::time::timeout(drain, workload::drained(&ctx, Duration::from_secs(6)))
+        .await
+        .is_err()
+    {
+        unfinished.get_or_insert(format!(
+            "consumers did not drain within {drain:?} of healing"
+        ));
+    }
+    stop_consumers.store(true, Ordering::SeqCst);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+    }
+    harness.extend(crash_anomalies(db));
+    let ops = ctx.history.lock().unwrap().clone();
+    Ok(Recorded {
+        ops,
+        faults: faults.into_inner().unwrap(),
+        harness,
+        unfinished,
+        end_us: ctx.now(),
+    })
+}
+
+/// Resolves when a broker exits on its own (a crash) — never, in a good run.
+async fn watch_crashes(db: &Mutex<Db>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let dead = db.lock().unwrap().any_crashed();
+        if dead {
+            return;
+        }
+    }
+}
+
+fn crash_anomalies(db: &Mutex<Db>) -> Vec<Anomaly> {
+    db.lock()
+        .unwrap()
+        .crashed()
+        .into_iter()
+        .map(|(i, status)| Anomaly {
+            kind: "node-crashed",
+            detail: format!("n{i} exited on its own ({status}); see n{i}.log"),
+        })
+        .collect()
+}
+
+fn check_and_write(opts: &Opts, dir: &std::path::Path, r: &Recorded) -> anyhow::Result<Verdict> {
+    let (mut anomalies, stats) = checker::messages::check(&r.ops);
+    anomalies.extend(r.harness.iter().cloned());
+    if stats.sent_ok == 0 || stats.received == 0 {
+        anomalies.push(Anomaly {
+            kind: "no-progress",
+            detail: format!("the workload did nothing: {stats:?}"),
+        });
+    }
+    let results = jsonl::results(&anomalies, stats, r.unfinished.as_deref());
+    let events = jsonl::events(&r.ops, &r.faults);
+    std::fs::write(dir.join("history.jsonl"), jsonl::to_jsonl(&events))?;
+    std::fs::write(
+        dir.join("results.json"),
+        format!("{:#}\n", serde_json::to_value(&results)?),
+    )?;
+    let html = crate::report::render(
+        &opts.name, &r.ops, &r.faults, &anomalies, &results, r.end_us,
+    );
+    std::fs::write(dir.join("report.html"), html)?;
+    Ok(if !results.bad_anomaly_types.is_empty() {
+        Verdict::Invalid(results.bad_anomaly_types.clone())
+    } else if let Some(why) = &r.unfinished {
+        Verdict::Unknown(why.clone())
+    } else {
+        Verdict::Valid
+    })
+}
+
+/// Re-checks a stored run from its `history.jsonl` (and rewrites `results.json` and
+/// `report.html`): the checker is pure, so this is how a checker change is tried on old runs.
+pub fn recheck(dir: &std::path::Path) -> anyhow::Result<Verdict> {
+    let text = std::fs::read_to_string(dir.join("history.jsonl"))?;
+    let events = jsonl::parse(&text).map_err(anyhow::Error::msg)?;
+    let test: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("test.json"))?)?;
+    let opts: Opts = serde_json::from_value(test["opts"].clone())?;
+    let r = Recorded {
+        ops: jsonl::ops(&events).map_err(anyhow::Error::msg)?,
+        faults: jsonl::faults(&events),
+        harness: Vec::new(),
+        unfinished: None,
+        end_us: events.last().map_or(0, |e| e.time_ns / 1000),
+    };
+    check_and_write(&opts, dir, &r)
+}

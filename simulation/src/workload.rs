@@ -1,0 +1,409 @@
+//! The client workload both suites run — the simulator under madsim and `jepsen/` against real
+//! processes — so a history means the same thing in both: plain and FIFO producers, plain and
+//! FIFO consumers and an offset reader, all on RaftMQ's native client, each recording
+//! [`Op`]s for `checker::messages`; plus the probe send and the drain wait of the liveness
+//! phase. Nothing here knows which runtime it is on.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use checker::messages::Delivered;
+use checker::messages::Op;
+use checker::messages::Result3;
+use raftmq_client::ClientConfig;
+use raftmq_client::ClientError;
+use raftmq_client::Filter;
+use raftmq_client::Message;
+use raftmq_client::Producer;
+use raftmq_client::PullConsumer;
+use raftmq_client::SimpleConsumer;
+use rand::RngExt;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use tokio::time::Instant;
+
+/// What every client records into.
+pub type History = Arc<Mutex<Vec<Op>>>;
+
+/// Topic and group names of a run.
+#[derive(Debug, Clone)]
+pub struct Names {
+    /// The plain topic.
+    pub topic: &'static str,
+    /// The FIFO topic.
+    pub fifo_topic: &'static str,
+    /// The plain consumer group.
+    pub group: &'static str,
+    /// The FIFO (orderly) consumer group.
+    pub fifo_group: &'static str,
+    /// The offset reader's group.
+    pub pull_group: &'static str,
+}
+
+/// Called with the id of some acknowledged sends (the simulator checks they are durable on a
+/// majority of disks at that moment).
+pub type OnAck = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// What the clients share.
+#[derive(Clone)]
+pub struct Ctx {
+    /// Access points and timeouts.
+    pub config: ClientConfig,
+    /// Topics and groups.
+    pub names: Names,
+    /// Where operations are recorded.
+    pub history: History,
+    /// Time zero of the history.
+    pub start: Instant,
+    /// Invisible duration asked for by receives.
+    pub invisible: Duration,
+    /// One Raft group: a delivery's queue position is known (see [`consume`]).
+    pub single_group: bool,
+    /// Pause between two sends of a producer, ms (a random value in this range).
+    pub send_pause_ms: (u64, u64),
+    /// See [`OnAck`].
+    pub on_ack: Option<OnAck>,
+}
+
+impl Ctx {
+    /// Microseconds since [`Ctx::start`].
+    pub fn now(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    fn record(&self, op: Op) {
+        self.history.lock().unwrap().push(op);
+    }
+}
+
+/// How a client call ended, as the checker needs it.
+pub fn outcome<T>(r: &Result<T, ClientError>) -> Result3 {
+    match r {
+        Ok(_) => Result3::Ok,
+        Err(e) if e.is_definite() => Result3::Fail,
+        Err(_) => Result3::Info,
+    }
+}
+
+/// Starts a client, retrying every 200 ms until it works or `stop` is set.
+pub async fn start_with_retry<T, F, Fut>(stop: &AtomicBool, f: F) -> Option<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    while !stop.load(Ordering::SeqCst) {
+        match f().await {
+            Ok(t) => return Some(t),
+            Err(e) => tracing::debug!(error = %e, "client start failed"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+/// A plain (`group` None) or FIFO producer: sequential sends with ids `<name>-<n>` and bodies
+/// `<id>:xxx…`, until `stop`.
+pub async fn produce(
+    ctx: Ctx,
+    name: String,
+    group: Option<String>,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+) {
+    let topic = if group.is_some() {
+        ctx.names.fifo_topic
+    } else {
+        ctx.names.topic
+    };
+    let Some(p) = start_with_retry(&stop, || {
+        Producer::builder(ctx.config.clone())
+            .topics([topic])
+            .start()
+    })
+    .await
+    else {
+        return;
+    };
+    let mut r = SmallRng::seed_from_u64(seed);
+    let mut n = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let id = format!("{name}-{n}");
+        n += 1;
+        let body = format!("{id}:{}", "x".repeat(r.random_range(0..48))).into_bytes();
+        let mut m = Message::new(topic, body.clone()).with_message_id(id.clone());
+        if let Some(g) = &group {
+            m = m.with_message_group(g.clone());
+        }
+        let invoked = ctx.now();
+        let res = p.send(m).await;
+        let completed = ctx.now();
+        if res.is_ok()
+            && n % 16 == 1
+            && let Some(f) = &ctx.on_ack
+        {
+            f(&id);
+        }
+        ctx.record(Op::Send {
+            id,
+            body,
+            group: group.clone(),
+            invoked,
+            completed,
+            result: outcome(&res),
+            pos: None,
+        });
+        let (lo, hi) = ctx.send_pause_ms;
+        tokio::time::sleep(Duration::from_millis(r.random_range(lo..hi.max(lo + 1)))).await;
+    }
+    p.shutdown().await;
+}
+
+/// A consumer: receives, mostly acks (FIFO: in order, stopping at the first message it
+/// leaves unacknowledged). Once `draining` is set (producers stopped, faults healed) it acks
+/// everything: redelivery is exercised during the chaos, and a FIFO group stalls for the whole
+/// invisible duration at each skipped message, which would make the drain bound a measure of
+/// the workload rather than of the broker.
+pub async fn consume(
+    ctx: Ctx,
+    k: u32,
+    fifo: bool,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    draining: Arc<AtomicBool>,
+) {
+    let (topic, group) = if fifo {
+        (ctx.names.fifo_topic, ctx.names.fifo_group)
+    } else {
+        (ctx.names.topic, ctx.names.group)
+    };
+    let Some(c) = start_with_retry(&stop, || {
+        SimpleConsumer::builder(ctx.config.clone(), group)
+            .subscribe(topic, Filter::All)
+            .start()
+    })
+    .await
+    else {
+        return;
+    };
+    let mut r = SmallRng::seed_from_u64(seed);
+    while !stop.load(Ordering::SeqCst) {
+        let invoked = ctx.now();
+        let got = c.receive(32, ctx.invisible).await;
+        let completed = ctx.now();
+        let msgs = match got {
+            Ok(m) => m,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        ctx.record(Op::Receive {
+            consumer: k,
+            fifo,
+            invoked,
+            completed,
+            invisible_us: ctx.invisible.as_micros() as u64,
+            msgs: msgs
+                .iter()
+                .map(|m| Delivered {
+                    id: m.message_id.clone(),
+                    body: m.body.clone(),
+                    attempt: m.delivery_attempt,
+                    // With several groups a receive may be served from another group of the
+                    // topic than the one it named, so its position is known only with one.
+                    pos: m
+                        .queue_offset
+                        .filter(|_| ctx.single_group)
+                        .map(|o| (format!("{}/{}", m.topic, m.broker), m.queue_id, o)),
+                })
+                .collect(),
+        });
+        for m in msgs {
+            let skip = r.random::<f64>() < if fifo { 0.05 } else { 0.15 };
+            if skip && !draining.load(Ordering::SeqCst) {
+                if fifo {
+                    break;
+                }
+                continue;
+            }
+            let invoked = ctx.now();
+            let res = c.ack(&m).await;
+            let result = outcome(&res);
+            ctx.record(Op::Ack {
+                consumer: k,
+                id: m.message_id.clone(),
+                invoked,
+                completed: ctx.now(),
+                result,
+            });
+            if fifo && result != Result3::Ok {
+                break;
+            }
+        }
+    }
+    c.shutdown().await;
+}
+
+/// Reads every queue of the plain topic by offset and commits its cursor; reads the committed
+/// offset back now and then.
+pub async fn pull(ctx: Ctx, stop: Arc<AtomicBool>) {
+    let topic = ctx.names.topic;
+    let Some(c) = start_with_retry(&stop, || {
+        PullConsumer::builder(ctx.config.clone(), ctx.names.pull_group)
+            .topics([topic])
+            .start()
+    })
+    .await
+    else {
+        return;
+    };
+    let mut cursors: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    while !stop.load(Ordering::SeqCst) {
+        let queues = match c.queues(topic).await {
+            Ok(q) => q,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        for q in queues {
+            let key = (q.broker.clone(), q.id);
+            let from = *cursors.get(&key).unwrap_or(&0);
+            let broker = format!("{topic}/{}", q.broker);
+            let invoked = ctx.now();
+            if let Ok(got) = c.pull(&q, from, 32, &Filter::All).await {
+                ctx.record(Op::Pull {
+                    broker: broker.clone(),
+                    queue: q.id,
+                    from,
+                    invoked,
+                    completed: ctx.now(),
+                    msgs: got
+                        .messages
+                        .iter()
+                        .map(|m| {
+                            let offset = m.queue_offset.unwrap_or(-1);
+                            (offset, m.message_id.clone(), m.body.clone())
+                        })
+                        .collect(),
+                    next: got.next_offset,
+                });
+                if got.next_offset > from {
+                    cursors.insert(key, got.next_offset);
+                    let invoked = ctx.now();
+                    let res = c.commit(&q, got.next_offset).await;
+                    ctx.record(Op::Commit {
+                        broker: broker.clone(),
+                        queue: q.id,
+                        offset: got.next_offset,
+                        invoked,
+                        completed: ctx.now(),
+                        result: outcome(&res),
+                    });
+                }
+            }
+            let invoked = ctx.now();
+            if let Ok(v) = c.committed(&q).await {
+                ctx.record(Op::ReadCommitted {
+                    broker,
+                    queue: q.id,
+                    invoked,
+                    completed: ctx.now(),
+                    value: v,
+                });
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.shutdown().await;
+}
+
+/// After healing: sends `probe-<n>` until one is acknowledged (at most `tries`, 250 ms apart),
+/// recording each send. Starting the producer is part of the probe: right after a restart of
+/// every node the nameserver may not know the topic's brokers yet.
+pub async fn probe(ctx: Ctx, tries: u32) -> Result<(), ClientError> {
+    let topic = ctx.names.topic;
+    let mut last = None;
+    let mut producer = None;
+    for n in 0..tries {
+        let p = match &producer {
+            Some(p) => p,
+            None => match Producer::builder(ctx.config.clone())
+                .topics([topic])
+                .start()
+                .await
+            {
+                Ok(p) => producer.insert(p),
+                Err(e) => {
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+            },
+        };
+        let id = format!("probe-{n}");
+        let invoked = ctx.now();
+        let r = p
+            .send(Message::new(topic, id.clone().into_bytes()).with_message_id(id.clone()))
+            .await;
+        ctx.record(Op::Send {
+            body: id.clone().into_bytes(),
+            id,
+            group: None,
+            invoked,
+            completed: ctx.now(),
+            result: outcome(&r),
+            pos: None,
+        });
+        match r {
+            Ok(_) => {
+                if let Some(p) = producer {
+                    p.shutdown().await;
+                }
+                return Ok(());
+            }
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(last.unwrap_or(ClientError::Shutdown))
+}
+
+/// Resolves once every acknowledged send has been received and no receive has returned
+/// anything for `quiet` (so redeliveries of unacknowledged messages have settled).
+pub async fn drained(ctx: &Ctx, quiet: Duration) {
+    let quiet = quiet.as_micros() as u64;
+    loop {
+        {
+            let h = ctx.history.lock().unwrap();
+            let mut sent = BTreeSet::new();
+            let mut got = BTreeSet::new();
+            let mut last = 0;
+            for op in h.iter() {
+                match op {
+                    Op::Send {
+                        id,
+                        result: Result3::Ok,
+                        ..
+                    } => {
+                        sent.insert(id.as_str());
+                    }
+                    Op::Receive { invoked, msgs, .. } if !msgs.is_empty() => {
+                        last = last.max(*invoked);
+                        got.extend(msgs.iter().map(|m| m.id.as_str()));
+                    }
+                    _ => {}
+                }
+            }
+            if sent.is_subset(&got) && ctx.now().saturating_sub(last) > quiet {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
