@@ -353,6 +353,7 @@ mod tests {
             completed: t + 5,
             result,
             pos: None,
+            may_repeat: false,
         }
     }
 

@@ -9,7 +9,8 @@
 //! - `duplicate`: one message id stored at two queue positions (the client resends only
 //!   after definite failures, so the retry-duplicate bound is zero);
 //! - `inconsistent-offsets`: one queue position read back as two different messages;
-//! - `acked-redelivered`: a receive invoked after an OK ack of the message returned it;
+//! - `acked-redelivered`: a receive invoked after an OK ack of the message returned it
+//!   (for a send that may repeat, an extra copy: `retry-duplicate`, counted, allowed);
 //! - `concurrent-ownership`: two deliveries of one message whose invisibility windows must
 //!   have overlapped (a message held by two consumers at once; a window is the requested
 //!   duration less [`RECEIPT_CLOCK_SLACK_PPM`]);
@@ -73,6 +74,12 @@ pub enum Op {
         result: Result3,
         /// Where the broker stored it (OK sends).
         pos: Option<Pos>,
+        /// The client may have stored it more than once under this id: it resends after
+        /// unknown outcomes, as the official SDKs do. Its extra copies are `retry-duplicate`s
+        /// (allowed, counted), so a delivery after an ack or two overlapping deliveries are
+        /// not violations for it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        may_repeat: bool,
     },
     /// A receive by `consumer`; `fifo` if the consumer group is FIFO.
     Receive {
@@ -181,6 +188,9 @@ pub struct Stats {
     pub fifo_delivered: usize,
     /// Messages read by pulls.
     pub pulled: usize,
+    /// Extra copies of sends that may repeat (`retry-duplicate`: allowed, counted).
+    #[serde(default)]
+    pub retry_duplicates: usize,
 }
 
 /// Checks `history`. Deliveries by receives (plain and FIFO consumers) count for `lost`;
@@ -197,6 +207,8 @@ pub fn check<'h>(history: &'h [Op]) -> (Vec<Anomaly>, Stats) {
     let mut places: BTreeMap<&'h str, BTreeSet<Pos>> = BTreeMap::new();
     // FIFO: per group, the sends in invocation order with their outcome.
     let mut fifo_sends: BTreeMap<&str, Vec<(u64, &str, Result3)>> = BTreeMap::new();
+    // Ids a client may have stored more than once (see `Op::Send::may_repeat`).
+    let mut repeats: BTreeSet<&'h str> = BTreeSet::new();
 
     for op in history {
         match op {
@@ -206,8 +218,12 @@ pub fn check<'h>(history: &'h [Op]) -> (Vec<Anomaly>, Stats) {
                 group,
                 invoked,
                 result,
+                may_repeat,
                 ..
             } => {
+                if *may_repeat {
+                    repeats.insert(id);
+                }
                 match result {
                     Result3::Ok => {
                         ok.insert(id);
@@ -312,6 +328,11 @@ pub fn check<'h>(history: &'h [Op]) -> (Vec<Anomaly>, Stats) {
                     }
                     if let Some(&acked) = first_ack.get(d.id.as_str())
                         && *invoked > acked
+                        && repeats.contains(d.id.as_str())
+                    {
+                        st.retry_duplicates += 1;
+                    } else if let Some(&acked) = first_ack.get(d.id.as_str())
+                        && *invoked > acked
                     {
                         out.push(anomaly(
                             "acked-redelivered",
@@ -369,12 +390,14 @@ pub fn check<'h>(history: &'h [Op]) -> (Vec<Anomaly>, Stats) {
         }
     }
     for (id, ps) in &places {
-        if ps.len() > 1 {
+        if ps.len() > 1 && repeats.contains(id) {
+            st.retry_duplicates += ps.len() - 1;
+        } else if ps.len() > 1 {
             out.push(anomaly("duplicate", format!("{id} stored at {ps:?}")));
         }
     }
     // Receipt exclusivity: both windows contain the other's delivery.
-    for (id, ws) in &windows {
+    for (id, ws) in windows.iter().filter(|(id, _)| !repeats.contains(*id)) {
         for (a, x) in ws.iter().enumerate() {
             for y in &ws[a + 1..] {
                 let (i1, c1, v1) = *x;
@@ -526,6 +549,7 @@ mod tests {
             completed: t + 1,
             result: r,
             pos: pos.map(|o| ("b".to_string(), 0, o)),
+            may_repeat: false,
         }
     }
 
@@ -609,6 +633,41 @@ mod tests {
             "future-read",
             "corrupted",
         ] {
+            assert!(k.contains(&want), "{want} missing from {k:?}");
+        }
+    }
+
+    #[test]
+    fn a_send_that_may_repeat_is_a_counted_retry_duplicate_not_a_violation() {
+        let repeat = |mut op: Op| {
+            if let Op::Send { may_repeat, .. } = &mut op {
+                *may_repeat = true;
+            }
+            op
+        };
+        // The same history with and without the flag: stored twice, delivered after an ack,
+        // and delivered to two consumers at once.
+        let h = |flag: bool| {
+            let (a, c) = (
+                send("a", None, 0, Result3::Ok, Some(0)),
+                send("c", None, 0, Result3::Ok, Some(2)),
+            );
+            let (a, c) = if flag { (repeat(a), repeat(c)) } else { (a, c) };
+            vec![
+                a,
+                c,
+                recv(0, false, 10, &[("a", 0), ("c", 2)]),
+                recv(1, false, 11, &[("a", 1), ("c", 3)]),
+                ack("a", 12),
+                recv(0, false, 20, &[("a", 1)]),
+            ]
+        };
+        let (anomalies, stats) = check(&h(true));
+        assert!(anomalies.is_empty(), "{anomalies:?}");
+        // a and c each stored twice, and a delivered after its ack.
+        assert_eq!(stats.retry_duplicates, 3);
+        let k = kinds(&h(false));
+        for want in ["duplicate", "acked-redelivered", "concurrent-ownership"] {
             assert!(k.contains(&want), "{want} missing from {k:?}");
         }
     }

@@ -81,7 +81,10 @@ impl Db {
         let nonce = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let _ = std::fs::write(&secret, format!("jepsen-{}-{nonce:032x}", std::process::id()));
+        let _ = std::fs::write(
+            &secret,
+            format!("jepsen-{}-{nonce:032x}", std::process::id()),
+        );
         for i in 1..=nodes {
             let toml = format!(
                 "node_id = {i}\ndata_dir = \"{}\"\nlisten = \"{}\"\nraft_listen = \"{}:{RAFT_PORT}\"\nnameservers = [\"{}\"]\ncluster_secret_file = \"{}\"\n\n{node_list}\n{groups}",
@@ -264,7 +267,6 @@ impl Db {
             let _ = c.wait();
         }
     }
-
 }
 
 impl Drop for Db {

@@ -10,6 +10,7 @@
 mod db;
 mod nemesis;
 mod net;
+mod python;
 mod report;
 mod run;
 
@@ -76,6 +77,13 @@ struct TestArgs {
     /// Where run directories go.
     #[arg(long, default_value = "target/jepsen")]
     store: PathBuf,
+    /// Producer/consumer pairs on the official Python client (needs
+    /// target/interop-venv or --python-bin; 0: none).
+    #[arg(long, default_value_t = 1)]
+    python: u64,
+    /// The Python that has rocketmq-python-client (default: target/interop-venv/bin/python).
+    #[arg(long)]
+    python_bin: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -139,6 +147,8 @@ fn opts(a: &TestArgs) -> Opts {
         drain_s: a.drain,
         bin: a.bin.clone(),
         store: a.store.clone(),
+        python: a.python,
+        python_bin: a.python_bin.clone().or_else(python::default_python),
     }
 }
 

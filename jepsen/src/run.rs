@@ -30,6 +30,7 @@ use crate::nemesis::Kind;
 use crate::nemesis::Nemesis;
 use crate::net;
 use crate::net::Net;
+use crate::python::Python;
 
 const NAMES: Names = Names {
     topic: "JTopic",
@@ -72,6 +73,12 @@ pub struct Opts {
     pub bin: PathBuf,
     /// Where run directories go.
     pub store: PathBuf,
+    /// Producer/consumer pairs on the official Python client (0: none).
+    #[serde(default)]
+    pub python: u64,
+    /// The Python that has the official client.
+    #[serde(default)]
+    pub python_bin: Option<PathBuf>,
 }
 
 /// How a run ended.
@@ -155,7 +162,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<(Verdict, PathBuf)> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            rt.block_on(drive(opts, kinds, &net, &db))
+            rt.block_on(drive(opts, kinds, &net, &db, &dir))
         })
         .join()
         .unwrap_or_else(|_| Err(anyhow::anyhow!("the client thread panicked")))
@@ -174,6 +181,7 @@ async fn drive(
     kinds: Vec<Kind>,
     net: &Net,
     db: &Mutex<Db>,
+    dir: &std::path::Path,
 ) -> anyhow::Result<Recorded> {
     if let Err(e) = db::wait_led(opts.nodes, opts.groups, Duration::from_secs(60)).await {
         let crashed = db.lock().unwrap().crashed();
@@ -193,6 +201,23 @@ async fn drive(
         single_group: opts.groups == 1,
         send_pause_ms: (5, 40),
         on_ack: None,
+    };
+    let t0_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut python = match (&opts.python_bin, opts.python) {
+        (_, 0) => None,
+        (Some(bin), n) => Some(Python::start(
+            bin,
+            &net.client_ns(),
+            dir,
+            &db::nameserver(),
+            n,
+            t0_ns,
+            opts.time_s,
+            opts.drain_s,
+        )?),
+        (None, _) => anyhow::bail!("--python needs the official Python client (--python-bin)"),
     };
     let stop_producers = Arc::new(AtomicBool::new(false));
     let stop_consumers = Arc::new(AtomicBool::new(false));
@@ -294,8 +319,15 @@ async fn drive(
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
     }
+    let mut ops = ctx.history.lock().unwrap().clone();
+    if let Some(py) = &mut python {
+        let bound = Duration::from_secs(opts.drain_s + 20);
+        if let Some(why) = tokio::task::block_in_place(|| py.finish(bound)) {
+            unfinished.get_or_insert(why);
+        }
+        ops.extend(py.ops()?);
+    }
     harness.extend(crash_anomalies(db));
-    let ops = ctx.history.lock().unwrap().clone();
     Ok(Recorded {
         ops,
         faults: faults.into_inner().unwrap(),

@@ -156,6 +156,7 @@ pub async fn produce(
             completed,
             result: outcome(&res),
             pos: None,
+            may_repeat: false,
         });
         let (lo, hi) = ctx.send_pause_ms;
         tokio::time::sleep(Duration::from_millis(r.random_range(lo..hi.max(lo + 1)))).await;
@@ -359,6 +360,7 @@ pub async fn probe(ctx: Ctx, tries: u32) -> Result<(), ClientError> {
             completed: ctx.now(),
             result: outcome(&r),
             pos: None,
+            may_repeat: false,
         });
         match r {
             Ok(_) => {
