@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every RaftMQ test: formatting, lints (normal and simulator builds), the normal build's
-# tests, and the simulator build's tests including a time-budgeted seed sweep. The last line is
-# "N passed, M failed". CI runs exactly this (through .ci/run).
+# tests, the simulator build's tests including a time-budgeted seed sweep, and the real-process
+# chaos matrix (jepsen/). The last line is "N passed, M failed". CI runs exactly this (through .ci/run).
 #
 # Knobs: SIM_BUDGET_SECS (wall-clock budget per simulation scenario, default 180),
-# SIM_SEEDS (max fresh seeds per sweep), SIM_SEED (replay one seed only).
+# SIM_SEEDS (max fresh seeds per sweep), SIM_SEED (replay one seed only), JEPSEN_SECS (seconds
+# per real-process chaos run, default 60), JEPSEN_ONLY (a part of the jepsen matrix).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,16 +57,26 @@ step env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -p raftmq-clien
 step env RUSTFLAGS="--cfg madsim" RUSTDOCFLAGS="--cfg madsim" SIM_BUDGET_SECS="${SIM_BUDGET_SECS:-180}" SIM_SEEDS="${SIM_SEEDS:-100000}" \
     cargo test --workspace --profile sim --locked --no-fail-fast -- --nocapture
 
+# The real-process chaos suite: real raftmq processes in network namespaces under partitions,
+# kills, pauses, clock steps and packet loss, checked by the same checkers (docs/testing.md).
+# JEPSEN_SECS per run (default 60); JEPSEN_ONLY=name,name runs part of the matrix.
+step cargo build --locked -p raftmq -p jepsen
+step target/debug/jepsen matrix --time "${JEPSEN_SECS:-60}" ${JEPSEN_ONLY:+--only "$JEPSEN_ONLY"}
+
 echo
 echo "== summary"
 grep -E "^sim: " "$log" || true
 grep -E "^sim: " "$log" | awk '{p += $3; f += $5} END {if (NR) print "sim: " p " passed, " f " failed"}' 
 grep -E "^SIM FAILURE|^  replay: " "$log" || true
+grep -E "^jepsen .*(INVALID|UNKNOWN|ERROR|FAILED|skipped)|^jepsen: " "$log" || true
 # Name what failed here, at the end, where a truncated CI log still shows it.
 grep -E "^test .* FAILED$|^error(\[E[0-9]+\])?: " "$log" | sort -u || true
 grep -E "^== .* exit [1-9][0-9]* after" "$log" || true
 passed=$(grep -oE "test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed" "$log" | awk '{p += $4} END {print p + 0}')
 failed=$(grep -oE "test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed" "$log" | awk '{f += $6} END {print f + 0}')
+# Each jepsen run counts as one test.
+passed=$((passed + $(grep -oE "^jepsen: [0-9]+ passed" "$log" | awk '{p += $2} END {print p + 0}')))
+failed=$((failed + $(grep -oE "^jepsen: [0-9]+ passed, [0-9]+ failed" "$log" | awk '{f += $4} END {print f + 0}')))
 if [ "$step_failures" -gt 0 ] && [ "$failed" -eq 0 ]; then
     # A step failed without a failing test (formatting, lints, a build error): count it.
     failed=$step_failures

@@ -226,7 +226,7 @@ fn matrix(
         }
         let mut code = None;
         for attempt in 0..2 {
-            let s = (seed ^ (i as u64 + 1) * 0x9e37_79b9 ^ attempt).to_string();
+            let s = (seed ^ ((i as u64 + 1) * 0x9e37_79b9) ^ attempt).to_string();
             let status = std::process::Command::new(&exe)
                 .args([
                     "test",

@@ -1,0 +1,137 @@
+//! `order-violation` and `poll-skip`, per message group of a FIFO consumer group. A consumer
+//! that acknowledged #j has processed it, so handing it an earlier #i afterwards inverts the
+//! order (redelivering a whole unacknowledged batch does not); and a message may not be
+//! delivered while an earlier acknowledged send of its group has never been.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+
+use super::Anomaly;
+use super::Op;
+use super::Result3;
+use super::Stats;
+use super::anomaly;
+use super::sends::Sends;
+
+/// FIFO deliveries: (completed, position in the answer) ordered, and (receive invoked, id).
+struct Seen<'h> {
+    by_completion: Vec<(u64, &'h str)>,
+    receives: Vec<(u64, &'h str)>,
+    acks: Vec<(u64, &'h str)>,
+}
+
+fn seen(history: &[Op]) -> Seen<'_> {
+    let mut s = Seen {
+        by_completion: Vec::new(),
+        receives: Vec::new(),
+        acks: Vec::new(),
+    };
+    for op in history {
+        match op {
+            Op::Receive {
+                fifo: true,
+                invoked,
+                completed,
+                msgs,
+                ..
+            } => {
+                for (k, m) in msgs.iter().enumerate() {
+                    s.by_completion.push((*completed * 1024 + k as u64, &m.id));
+                    s.receives.push((*invoked, &m.id));
+                }
+            }
+            Op::Ack {
+                id,
+                completed,
+                result: Result3::Ok,
+                ..
+            } => s.acks.push((*completed, id)),
+            _ => {}
+        }
+    }
+    s.by_completion.sort();
+    s
+}
+
+type GroupSends<'h> = [(u64, &'h str, Result3)];
+
+fn group(name: &str, sends: &GroupSends<'_>, seen: &Seen<'_>, out: &mut Vec<Anomaly>) {
+    let index: BTreeMap<&str, usize> = sends.iter().enumerate().map(|(i, s)| (s.1, i)).collect();
+    let acks: Vec<(u64, usize)> = seen
+        .acks
+        .iter()
+        .filter_map(|(t, id)| index.get(id).map(|i| (*t, *i)))
+        .collect();
+    for (invoked, id) in &seen.receives {
+        let Some(&i) = index.get(id) else { continue };
+        if let Some((t, j)) = acks.iter().find(|(t, j)| t < invoked && *j > i) {
+            out.push(anomaly(
+                "order-violation",
+                format!("group {name}: #{i} {id} handed out at {invoked} after #{j} was acknowledged at {t}"),
+            ));
+        }
+    }
+    let mut delivered: BTreeSet<usize> = BTreeSet::new();
+    for (_, id) in &seen.by_completion {
+        let Some(&i) = index.get(id) else { continue };
+        if let Some(skipped) = (0..i).find(|j| sends[*j].2 == Result3::Ok && !delivered.contains(j))
+        {
+            out.push(anomaly(
+                "poll-skip",
+                format!(
+                    "group {name}: #{i} {id} delivered before acknowledged #{skipped} {}",
+                    sends[skipped].1
+                ),
+            ));
+        }
+        delivered.insert(i);
+    }
+}
+
+pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &mut Stats) {
+    let seen = seen(history);
+    st.fifo_delivered = seen.by_completion.len();
+    for (name, sends) in &s.fifo {
+        group(name, sends, &seen, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Result3;
+    use super::super::testing::*;
+
+    #[test]
+    fn unknown_sends_may_be_skipped_and_unacked_batches_come_back_whole() {
+        let g = Some("g");
+        let h = vec![
+            send("f0", g, 0, Result3::Ok, None),
+            send("f1", g, 2, Result3::Info, None),
+            send("f2", g, 4, Result3::Ok, None),
+            send("f3", g, 6, Result3::Ok, None),
+            recv(0, true, 10, &[("f0", 0)]),
+            ack("f0", 11),
+            recv(0, true, 12, &[("f2", 2), ("f3", 3)]),
+            recv(0, true, 200, &[("f2", 2), ("f3", 3)]),
+            ack("f2", 202),
+            recv(0, true, 400, &[("f3", 3)]),
+        ];
+        assert!(kinds(&h).is_empty(), "{:?}", kinds(&h));
+    }
+
+    #[test]
+    fn an_inversion_and_a_skip_are_named() {
+        let g = Some("g");
+        let bad = vec![
+            send("f0", g, 0, Result3::Ok, None),
+            send("f1", g, 2, Result3::Ok, None),
+            send("f2", g, 4, Result3::Ok, None),
+            recv(0, true, 10, &[("f0", 0), ("f2", 2)]),
+            ack("f2", 20),
+            recv(0, true, 400, &[("f1", 1)]),
+        ];
+        let k = kinds(&bad);
+        assert!(k.contains(&"poll-skip"), "{k:?}");
+        assert!(k.contains(&"order-violation"), "{k:?}");
+    }
+}

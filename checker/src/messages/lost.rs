@@ -1,0 +1,79 @@
+//! `lost`: a send acknowledged OK must be delivered to a consumer (plain or FIFO) by the end
+//! of the history (which ends with a drain). Also counts deliveries for the report.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+
+use super::Anomaly;
+use super::Op;
+use super::Stats;
+use super::anomaly;
+use super::sends::Sends;
+
+pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &mut Stats) {
+    let mut received: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut fifo: BTreeSet<&str> = BTreeSet::new();
+    for op in history {
+        if let Op::Receive {
+            fifo: is_fifo,
+            msgs,
+            ..
+        } = op
+        {
+            for m in msgs {
+                if *is_fifo {
+                    fifo.insert(&m.id);
+                } else {
+                    *received.entry(&m.id).or_default() += 1;
+                }
+            }
+        }
+    }
+    let delivered = |id: &str| received.contains_key(id) || fifo.contains(id);
+    for id in &s.ok {
+        if !delivered(id) {
+            out.push(anomaly(
+                "lost",
+                format!("{id} was acknowledged but never delivered"),
+            ));
+        }
+    }
+    st.sent_ok = s.ok.len();
+    st.sent_info = s.info.len();
+    st.sent_fail = s.failed.len();
+    st.received = received.len();
+    st.redeliveries = received.values().map(|n| n - 1).sum();
+    st.recovered = s.info.iter().filter(|id| delivered(id)).count();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Result3;
+    use super::super::check;
+    use super::super::testing::*;
+
+    #[test]
+    fn acknowledged_sends_must_be_delivered_unknown_ones_may_be() {
+        let h = vec![
+            send("a", None, 0, Result3::Ok, None),
+            send("b", None, 2, Result3::Info, None),
+            send("c", None, 4, Result3::Fail, None),
+            send("f", Some("g"), 4, Result3::Ok, None),
+            recv(0, false, 10, &[("a", 0), ("b", 1)]),
+            recv(1, false, 200, &[("b", 1)]),
+            recv(2, true, 10, &[("f", 2)]),
+        ];
+        let (a, st) = check(&h);
+        assert!(a.is_empty(), "{a:?}");
+        assert_eq!(
+            (st.sent_ok, st.sent_info, st.sent_fail, st.recovered),
+            (2, 1, 1, 1)
+        );
+        assert_eq!(st.redeliveries, 1);
+        let lost = vec![
+            send("a", None, 0, Result3::Ok, None),
+            recv(0, false, 10, &[]),
+        ];
+        assert_eq!(kinds(&lost), vec!["lost"]);
+    }
+}

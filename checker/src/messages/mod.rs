@@ -1,0 +1,230 @@
+//! The message-level checker of the whole-cluster simulation and the real-process suite: pure
+//! code over a client history, one module per invariant (each with histories that must and
+//! must not trip it). Anomaly names follow the testing plan (§5.3):
+//!
+//! - `lost`: a send acknowledged OK that no consumer of the main group ever received;
+//! - `unexpected`: a delivered message that no send attempted;
+//! - `aborted-read`: a delivered message whose send the client was told definitely failed;
+//! - `corrupted`: a delivered body differs from the one sent;
+//! - `future-read`: a delivery completed before the message's send was invoked;
+//! - `duplicate`: one message id stored at two queue positions (the client resends only
+//!   after definite failures, so the retry-duplicate bound is zero);
+//! - `inconsistent-offsets`: one queue position read back as two different messages;
+//! - `acked-redelivered`: a receive invoked after an OK ack of the message returned it
+//!   (for a send that may repeat, an extra copy: `retry-duplicate`, counted, allowed);
+//! - `concurrent-ownership`: two deliveries of one message whose invisibility windows must
+//!   have overlapped (a message held by two consumers at once; a window is the requested
+//!   duration less [`RECEIPT_CLOCK_SLACK_PPM`]);
+//! - `order-violation`: a FIFO consumer was handed an earlier message of a message group
+//!   after it had acknowledged a later one;
+//! - `poll-skip`: a FIFO consumer got a message of a group while an earlier acknowledged
+//!   send of that group had never been delivered;
+//! - `nonmonotonic-poll` / `hole`: a pull returned offsets that do not start at the asked
+//!   offset and increase by one, or a next offset behind the request;
+//! - `commit-regression`: a committed-offset read returned less than a commit that had
+//!   completed OK before the read began.
+//!
+//! | module | anomalies |
+//! |---|---|
+//! | [`sends`] | (the index of what was sent and acknowledged every check uses) |
+//! | [`delivered`] | `unexpected`, `aborted-read`, `corrupted`, `future-read` |
+//! | [`lost`] | `lost` (and the delivery counts) |
+//! | [`positions`] | `duplicate`, `inconsistent-offsets` |
+//! | [`pulls`] | `hole`, `nonmonotonic-poll` |
+//! | [`receipts`] | `acked-redelivered`, `concurrent-ownership` |
+//! | [`fifo`] | `order-violation`, `poll-skip` |
+//! | [`offsets`] | `commit-regression` |
+
+mod delivered;
+mod fifo;
+mod lost;
+mod offsets;
+mod positions;
+mod pulls;
+mod receipts;
+mod sends;
+#[cfg(test)]
+mod testing;
+
+use serde::Deserialize;
+use serde::Serialize;
+
+/// How much shorter than requested an invisibility window may be, in parts per million: the
+/// cluster clock's slew (`broker::clock::SLEW_PPM`, 1,000) plus the simulator's largest
+/// monotonic drift (500), rounded up.
+/// (The crate is pure and does not link the broker: `simulation` asserts the relation with
+/// `broker::clock::SLEW_PPM` at compile time.)
+pub const RECEIPT_CLOCK_SLACK_PPM: u64 = 2_000;
+
+pub use crate::queues::Result3;
+
+/// A queue position: (broker, queue id, offset).
+pub type Pos = (String, i32, i64);
+
+/// A delivered message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    /// Message id.
+    pub id: String,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Delivery attempt.
+    pub attempt: u32,
+    /// Where it is stored, if the broker said.
+    pub pos: Option<Pos>,
+}
+
+/// One client operation; times are microseconds of (virtual) time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "f", rename_all = "kebab-case")]
+pub enum Op {
+    /// A send; `group` is the FIFO message group.
+    Send {
+        /// Message id.
+        id: String,
+        /// Body.
+        body: Vec<u8>,
+        /// Message group.
+        group: Option<String>,
+        /// Invoked.
+        invoked: u64,
+        /// Completed.
+        completed: u64,
+        /// Outcome.
+        result: Result3,
+        /// Where the broker stored it (OK sends).
+        pos: Option<Pos>,
+        /// The client may have stored it more than once under this id: it resends after
+        /// unknown outcomes, as the official SDKs do. Its extra copies are `retry-duplicate`s
+        /// (allowed, counted), so a delivery after an ack or two overlapping deliveries are
+        /// not violations for it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        may_repeat: bool,
+    },
+    /// A receive by `consumer`; `fifo` if the consumer group is FIFO.
+    Receive {
+        /// Consumer process.
+        consumer: u32,
+        /// FIFO consumer group.
+        fifo: bool,
+        /// Invoked.
+        invoked: u64,
+        /// Completed.
+        completed: u64,
+        /// Invisible duration asked for.
+        invisible_us: u64,
+        /// What came back.
+        msgs: Vec<Delivered>,
+    },
+    /// An ack.
+    Ack {
+        /// Consumer process.
+        consumer: u32,
+        /// Message id.
+        id: String,
+        /// Invoked.
+        invoked: u64,
+        /// Completed.
+        completed: u64,
+        /// Outcome.
+        result: Result3,
+    },
+    /// A pull of one queue from `from`.
+    Pull {
+        /// Broker.
+        broker: String,
+        /// Queue.
+        queue: i32,
+        /// Offset asked.
+        from: i64,
+        /// Invoked.
+        invoked: u64,
+        /// Completed.
+        completed: u64,
+        /// (offset, id, body) in answer order.
+        msgs: Vec<(i64, String, Vec<u8>)>,
+        /// Next offset answered.
+        next: i64,
+    },
+    /// A forward-only offset commit.
+    Commit {
+        /// Broker.
+        broker: String,
+        /// Queue.
+        queue: i32,
+        /// Offset.
+        offset: i64,
+        /// Invoked.
+        invoked: u64,
+        /// Completed.
+        completed: u64,
+        /// Outcome.
+        result: Result3,
+    },
+    /// A read of the committed offset.
+    ReadCommitted {
+        /// Broker.
+        broker: String,
+        /// Queue.
+        queue: i32,
+        /// Invoked.
+        invoked: u64,
+        /// Completed.
+        completed: u64,
+        /// Value read (`None`: never committed).
+        value: Option<i64>,
+    },
+}
+
+/// One violation: its name (the testing plan's vocabulary) and a readable detail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Anomaly {
+    /// Anomaly name, e.g. `lost`.
+    pub kind: &'static str,
+    /// What exactly.
+    pub detail: String,
+}
+
+pub(crate) fn anomaly(kind: &'static str, detail: String) -> Anomaly {
+    Anomaly { kind, detail }
+}
+
+/// Counts for the report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Sends acknowledged OK.
+    pub sent_ok: usize,
+    /// Sends that definitely failed.
+    pub sent_fail: usize,
+    /// Sends with unknown outcome.
+    pub sent_info: usize,
+    /// Unknown sends that were delivered (they happened).
+    pub recovered: usize,
+    /// Distinct messages received by consumers.
+    pub received: usize,
+    /// Deliveries beyond the first.
+    pub redeliveries: usize,
+    /// FIFO deliveries checked for order.
+    pub fifo_delivered: usize,
+    /// Messages read by pulls.
+    pub pulled: usize,
+    /// Extra copies of sends that may repeat (`retry-duplicate`: allowed, counted).
+    #[serde(default)]
+    pub retry_duplicates: usize,
+}
+
+/// Checks `history`. Deliveries by receives (plain and FIFO consumers) count for `lost`;
+/// pulls are checked for consistency only.
+pub fn check(history: &[Op]) -> (Vec<Anomaly>, Stats) {
+    let mut out = Vec::new();
+    let mut st = Stats::default();
+    let sends = sends::Sends::index(history);
+    delivered::check(history, &sends, &mut out);
+    positions::check(history, &sends, &mut out, &mut st);
+    pulls::check(history, &mut out, &mut st);
+    receipts::check(history, &sends, &mut out, &mut st);
+    fifo::check(history, &sends, &mut out, &mut st);
+    offsets::check(history, &mut out);
+    lost::check(history, &sends, &mut out, &mut st);
+    (out, st)
+}
