@@ -78,13 +78,15 @@ fn f_name(op: &Op) -> &'static str {
     }
 }
 
-/// Who ran `op`: producers are named by their message ids' prefix (`p3-17` → `p3`).
+/// Who ran `op`: producers are named by their bodies' prefix (`p3-17:xxx` → `p3`; the
+/// workloads write `<producer>-<n>:` first, whatever message id the client assigned).
 pub fn process(op: &Op) -> String {
     match op {
-        Op::Send { id, .. } => id
-            .rsplit_once('-')
-            .map_or(id.as_str(), |(p, _)| p)
-            .to_string(),
+        Op::Send { body, .. } => {
+            let head = body.split(|b| *b == b':').next().unwrap_or_default();
+            let head = String::from_utf8_lossy(head);
+            head.rsplit_once('-').map_or(&*head, |(p, _)| p).to_string()
+        }
         Op::Receive { consumer, .. } | Op::Ack { consumer, .. } => format!("c{consumer}"),
         Op::Pull { .. } | Op::Commit { .. } | Op::ReadCommitted { .. } => "puller".into(),
     }

@@ -157,6 +157,7 @@ fn test(o: &Opts) -> ExitCode {
         println!("jepsen {}: skipped: {why}", o.name);
         return ExitCode::SUCCESS;
     }
+    net::sweep_stale();
     println!(
         "jepsen {}: nemesis {} for {} s on {} nodes, seed {}",
         o.name, o.nemesis, o.time_s, o.nodes, o.seed

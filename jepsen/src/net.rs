@@ -202,6 +202,42 @@ impl Drop for Net {
     }
 }
 
+/// Removes what runs killed before their cleanup left behind: namespaces `j<pid>-…` whose
+/// `jepsen` process is gone, after SIGKILLing the processes still inside them.
+pub fn sweep_stale() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(pid) = name
+            .strip_prefix('j')
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(p, _)| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // Run ids are the pid modulo 100,000; a live process with that id may own it.
+        let alive = (0..=40).any(|k| {
+            let p = pid + k * 100_000;
+            std::path::Path::new(&format!("/proc/{p}")).exists()
+                && std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.starts_with("jepsen"))
+        });
+        if alive {
+            continue;
+        }
+        if let Ok(pids) = Command::new("ip").args(["netns", "pids", name]).output() {
+            for p in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                if let Ok(p) = p.parse::<i32>() {
+                    unsafe { libc::kill(p, libc::SIGKILL) };
+                }
+            }
+        }
+        let _ = sh(&["ip", "netns", "del", name]);
+    }
+}
+
 /// Moves the calling thread into namespace `ns`. Threads it creates afterwards (a tokio
 /// runtime's workers) start there too.
 pub fn enter(ns: &str) -> anyhow::Result<()> {

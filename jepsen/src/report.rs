@@ -14,7 +14,7 @@ use checker::jsonl::Results;
 use checker::messages::Anomaly;
 use checker::messages::Op;
 
-/// Operations drawn in the timeline at most (Jepsen caps it too).
+/// Operations drawn in the timeline at most (Jepsen caps it too); beyond, a sample.
 const TIMELINE_MAX_OPS: usize = 10_000;
 const PLOT_W: f64 = 1000.0;
 const PLOT_H: f64 = 220.0;
@@ -194,8 +194,11 @@ fn latency(ops: &[Op], faults: &[Fault], end_us: u64) -> String {
 
 /// One column per process, one box per operation; fault windows across every column.
 fn timeline(ops: &[Op], faults: &[Fault], end_us: u64) -> String {
+    // Over the cap, every k-th operation, so the whole run stays visible.
+    let stride = ops.len().div_ceil(TIMELINE_MAX_OPS).max(1);
+    let drawn: Vec<&Op> = ops.iter().step_by(stride).collect();
     let mut procs: BTreeMap<String, usize> = BTreeMap::new();
-    for op in ops.iter().take(TIMELINE_MAX_OPS) {
+    for op in &drawn {
         let n = procs.len();
         procs.entry(jsonl::process(op)).or_insert(n);
     }
@@ -233,7 +236,7 @@ fn timeline(ops: &[Op], faults: &[Fault], end_us: u64) -> String {
             y_of(sec * 1_000_000)
         );
     }
-    for op in ops.iter().take(TIMELINE_MAX_OPS) {
+    for op in drawn {
         let i = procs[&jsonl::process(op)];
         let (inv, done) = jsonl::span(op);
         let (a, b) = (y_of(inv), y_of(done));
@@ -335,11 +338,10 @@ pub fn render(
     let _ = write!(
         s,
         "<h2>Timeline ({} operations{})</h2>",
-        ops.len().min(TIMELINE_MAX_OPS),
-        if ops.len() > TIMELINE_MAX_OPS {
-            ", the first ones"
-        } else {
-            ""
+        ops.len(),
+        match ops.len().div_ceil(TIMELINE_MAX_OPS) {
+            0 | 1 => String::new(),
+            k => format!(", every {k}th drawn"),
         }
     );
     s.push_str(&timeline(ops, faults, end_us));

@@ -152,7 +152,10 @@ pub fn run(opts: &Opts) -> anyhow::Result<(Verdict, PathBuf)> {
         .with_context(|| format!("the raftmq binary {}", opts.bin.display()))?;
     let faketime = kinds.contains(&Kind::Clock);
     if faketime && !std::path::Path::new(db::LIBFAKETIME).exists() {
-        anyhow::bail!("the clock nemesis needs libfaketime ({} is missing)", db::LIBFAKETIME);
+        anyhow::bail!(
+            "the clock nemesis needs libfaketime ({} is missing)",
+            db::LIBFAKETIME
+        );
     }
     let db = Mutex::new(Db::new(&bin, &dir, opts.nodes, opts.groups, faketime));
     db.lock().unwrap().start(&net)?;
