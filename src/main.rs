@@ -65,6 +65,11 @@ enum Command {
         /// The node's configuration (see docs/operations.md).
         #[arg(short, long)]
         config: PathBuf,
+        /// Testing only: keep file writes in this process until they are synced, so that
+        /// killing it loses what was not synced, as a power loss would (the chaos suite's
+        /// power-loss nemesis). Never use it in production.
+        #[arg(long, hide = true)]
+        test_lossy_disk: bool,
     },
     /// Run a nameserver.
     Nameserver {
@@ -168,7 +173,10 @@ async fn main() -> anyhow::Result<()> {
             println!("raftmq dev: stopped");
             Ok(())
         }
-        Command::Broker { config } => {
+        Command::Broker {
+            config,
+            test_lossy_disk,
+        } => {
             let text = std::fs::read_to_string(&config)
                 .with_context(|| format!("reading {}", config.display()))?;
             let cfg = broker::config::BrokerToml::parse(&text)
@@ -178,13 +186,17 @@ async fn main() -> anyhow::Result<()> {
                 "raftmq broker: node {} serving v2 on {} (raft {})",
                 cfg.node_id, cfg.listen, cfg.raft_listen
             );
-            broker::node::run(
-                cfg,
-                std::sync::Arc::new(raft_store::disk::RealDisk::new()),
-                shutdown_signal(),
-            )
-            .await
-            .context("raftmq broker")?;
+            let disk: std::sync::Arc<dyn raft_store::disk::Disk> = if test_lossy_disk {
+                tracing::warn!(
+                    "--test-lossy-disk: unsynced writes die with this process (testing only)"
+                );
+                std::sync::Arc::new(raft_store::disk::LossyDisk::new())
+            } else {
+                std::sync::Arc::new(raft_store::disk::RealDisk::new())
+            };
+            broker::node::run(cfg, disk, shutdown_signal())
+                .await
+                .context("raftmq broker")?;
             println!("raftmq broker: stopped");
             Ok(())
         }

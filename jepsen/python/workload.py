@@ -89,8 +89,10 @@ def consumer(a, out):
     got = set()
     stop_seen = None
     quiet_since = time.time()
+    started = time.time()
     try:
-        while True:
+        # Bounded even if the runner never says stop (it died).
+        while time.time() - started < a.seconds + a.drain + 120:
             if stop_seen is None and os.path.exists(a.stop):
                 stop_seen = time.time()
             if stop_seen is not None:

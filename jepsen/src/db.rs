@@ -36,6 +36,7 @@ pub struct Db {
     dir: PathBuf,
     nodes: usize,
     faketime: bool,
+    lossy_disk: bool,
     nameserver: Option<Child>,
     brokers: Vec<Option<Child>>,
     paused: Vec<bool>,
@@ -54,7 +55,16 @@ pub fn nameserver() -> String {
 impl Db {
     /// Writes the configuration of `nodes` nodes hosting `groups` 3-replica (or all-node)
     /// groups with preferred leaders spread over the nodes.
-    pub fn new(bin: &Path, dir: &Path, nodes: usize, groups: u64, faketime: bool) -> Self {
+    /// With `lossy_disk`, brokers keep unsynced writes in memory (`--test-lossy-disk`), so a
+    /// kill is a power loss.
+    pub fn new(
+        bin: &Path,
+        dir: &Path,
+        nodes: usize,
+        groups: u64,
+        faketime: bool,
+        lossy_disk: bool,
+    ) -> Self {
         let replicas = nodes.min(5);
         let node_list: String = (1..=nodes)
             .map(|i| {
@@ -102,6 +112,7 @@ impl Db {
             dir: dir.to_path_buf(),
             nodes,
             faketime,
+            lossy_disk,
             nameserver: None,
             brokers: (0..nodes).map(|_| None).collect(),
             paused: vec![false; nodes],
@@ -166,7 +177,10 @@ impl Db {
             return Ok(());
         }
         let cfg = self.dir.join(format!("n{i}.toml")).display().to_string();
-        let args = vec!["broker".to_string(), "-c".into(), cfg];
+        let mut args = vec!["broker".to_string(), "-c".into(), cfg];
+        if self.lossy_disk {
+            args.push("--test-lossy-disk".into());
+        }
         let clock = self.faketime.then_some(i);
         self.brokers[i - 1] = Some(self.spawn(&net.ns(i), &format!("n{i}.log"), &args, clock)?);
         self.paused[i - 1] = false;

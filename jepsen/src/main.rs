@@ -35,7 +35,7 @@ struct TestArgs {
     /// Test name (the store subdirectory); defaults to the nemesis list.
     #[arg(long)]
     name: Option<String>,
-    /// Comma-separated: none, partition, kill, pause, clock, packet.
+    /// Comma-separated: none, partition, kill, pause, clock, packet, power-loss.
     #[arg(long, default_value = "partition,kill")]
     nemesis: String,
     /// Seconds of workload under faults.
@@ -204,6 +204,7 @@ const MATRIX: &[(&str, &[&str])] = &[
     ("pause", &["--nemesis", "pause"]),
     ("clock", &["--nemesis", "clock"]),
     ("packet", &["--nemesis", "packet"]),
+    ("power-loss", &["--nemesis", "power-loss,partition"]),
     ("ring-5", &["--nemesis", "partition", "--nodes", "5"]),
     ("combined", &["--nemesis", "partition,kill,pause,clock"]),
 ];

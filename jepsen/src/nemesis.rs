@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `partition` | isolate one node, isolate the leader, random halves, the leader deaf (one-way in), the leader mute (one-way out); with 5 nodes also a majorities ring and a bridge |
 //! | `kill` | SIGKILL one node, the leader, a minority, or every node (coordinated crash); restart at heal |
+//! | `power-loss` | as `kill`, on nodes that keep unsynced writes in memory (`--test-lossy-disk`), so each kill loses what was not fsynced |
 //! | `pause` | SIGSTOP one node, the leader or a minority; SIGCONT at heal |
 //! | `clock` | step the wall clock of one node, a minority or every node by ±1…60 s (libfaketime); reset at heal |
 //! | `packet` | drop 5–30% of the packets one node or every node receives from the others |
@@ -39,6 +40,8 @@ pub enum Kind {
     Clock,
     /// Packet loss.
     Packet,
+    /// SIGKILL of nodes whose unsynced writes die with them.
+    PowerLoss,
 }
 
 impl Kind {
@@ -53,8 +56,9 @@ impl Kind {
                 "pause" => Kind::Pause,
                 "clock" => Kind::Clock,
                 "packet" => Kind::Packet,
+                "power-loss" => Kind::PowerLoss,
                 _ => bail!(
-                    "unknown nemesis {name:?} (known: none, partition, kill, pause, clock, packet)"
+                    "unknown nemesis {name:?} (known: none, partition, kill, pause, clock, packet, power-loss)"
                 ),
             });
         }
@@ -68,6 +72,7 @@ impl Kind {
             Kind::Pause => "pause",
             Kind::Clock => "clock",
             Kind::Packet => "packet",
+            Kind::PowerLoss => "power-loss",
         }
     }
 }
@@ -202,7 +207,7 @@ impl Nemesis<'_> {
     async fn apply(&mut self, kind: Kind) -> anyhow::Result<(serde_json::Value, Undo)> {
         match kind {
             Kind::Partition => self.partition().await,
-            Kind::Kill => {
+            Kind::Kill | Kind::PowerLoss => {
                 let (how, mut targets) = if self.rng.random_range(0..5) == 0 {
                     ("all".to_string(), (1..=self.nodes).collect())
                 } else {

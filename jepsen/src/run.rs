@@ -45,7 +45,8 @@ const NAMES: Names = Names {
 pub struct Opts {
     /// Test name (the store subdirectory).
     pub name: String,
-    /// Comma-separated nemeses (`none`, `partition`, `kill`, `pause`, `clock`, `packet`).
+    /// Comma-separated nemeses (`none`, `partition`, `kill`, `pause`, `clock`, `packet`,
+    /// `power-loss`).
     pub nemesis: String,
     /// Seconds of workload under faults.
     pub time_s: u64,
@@ -157,7 +158,15 @@ pub fn run(opts: &Opts) -> anyhow::Result<(Verdict, PathBuf)> {
             db::LIBFAKETIME
         );
     }
-    let db = Mutex::new(Db::new(&bin, &dir, opts.nodes, opts.groups, faketime));
+    let lossy = kinds.contains(&Kind::PowerLoss);
+    let db = Mutex::new(Db::new(
+        &bin,
+        &dir,
+        opts.nodes,
+        opts.groups,
+        faketime,
+        lossy,
+    ));
     db.lock().unwrap().start(&net)?;
 
     // The clients live in their own namespace: enter it before the runtime starts its threads.

@@ -4,6 +4,8 @@
 //! `fdatasync`, directory sync) with two implementations:
 //! - [`RealDisk`]: the local filesystem, with `pwrite`/`pread`, `fdatasync` and directory fsync
 //!   on create, rename and unlink;
+//! - [`LossyDisk`]: the local filesystem with file writes held in the process until synced,
+//!   so a SIGKILL acts as a power loss (a test mode for the real-process chaos suite);
 //! - [`SimDisk`]: an in-memory device with durable and pending state per file and directory,
 //!   which loses what was not synced when [`SimDisk::crash`] is called, can tear the last
 //!   unsynced write, and injects EIO, ENOSPC and slow fsyncs.
@@ -12,6 +14,7 @@
 //! failed fsync the kernel may have dropped the dirty pages, so retrying and carrying on could
 //! acknowledge data that is gone (the "fsyncgate" lesson from PostgreSQL).
 
+mod lossy;
 mod real;
 mod sim;
 
@@ -21,6 +24,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use lossy::LossyDisk;
 pub use real::RealDisk;
 pub use sim::SimDisk;
 pub use sim::SimDiskFaults;
