@@ -271,7 +271,8 @@ fn matrix(
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,raftmq_client=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
