@@ -77,6 +77,17 @@ fn axis(out: &mut String, x0: f64, end_us: u64, y: f64) {
     }
 }
 
+/// An SVG plot's opening, with the fault windows shaded.
+fn plot_start(faults: &[Fault], end_us: u64, x0: f64) -> String {
+    let mut s = format!(
+        r#"<svg width="{}" height="{}" xmlns="http://www.w3.org/2000/svg">"#,
+        PLOT_W + 60.0,
+        PLOT_H + 30.0
+    );
+    bands_x(&mut s, faults, end_us, x0, PLOT_W, PLOT_H);
+    s
+}
+
 /// OK sends and first deliveries per second.
 fn throughput(ops: &[Op], faults: &[Fault], end_us: u64) -> String {
     let secs = (end_us / 1_000_000 + 1) as usize;
@@ -104,12 +115,7 @@ fn throughput(ops: &[Op], faults: &[Fault], end_us: u64) -> String {
     }
     let max = sent.iter().chain(&got).copied().max().unwrap_or(1).max(1) as f64;
     let x0 = 40.0;
-    let mut s = format!(
-        r#"<svg width="{}" height="{}" xmlns="http://www.w3.org/2000/svg">"#,
-        PLOT_W + 60.0,
-        PLOT_H + 30.0
-    );
-    bands_x(&mut s, faults, end_us, x0, PLOT_W, PLOT_H);
+    let mut s = plot_start(faults, end_us, x0);
     for (series, c) in [(&sent, "#337ab7"), (&got, "#5cb85c")] {
         let pts: Vec<String> = series
             .iter()
@@ -137,12 +143,7 @@ fn throughput(ops: &[Op], faults: &[Fault], end_us: u64) -> String {
 /// Latency of sends and acks against completion time (log scale, 0.1 ms … 10 s).
 fn latency(ops: &[Op], faults: &[Fault], end_us: u64) -> String {
     let x0 = 40.0;
-    let mut s = format!(
-        r#"<svg width="{}" height="{}" xmlns="http://www.w3.org/2000/svg">"#,
-        PLOT_W + 60.0,
-        PLOT_H + 30.0
-    );
-    bands_x(&mut s, faults, end_us, x0, PLOT_W, PLOT_H);
+    let mut s = plot_start(faults, end_us, x0);
     let y_of = |us: u64| {
         let l = (us.max(100) as f64).log10().min(7.0);
         PLOT_H - PLOT_H * (l - 2.0) / 5.0
