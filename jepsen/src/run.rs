@@ -191,23 +191,13 @@ pub fn run(opts: &Opts) -> anyhow::Result<(Verdict, PathBuf)> {
     Ok((verdict, dir))
 }
 
-async fn drive(
-    opts: &Opts,
-    kinds: Vec<Kind>,
-    net: &Net,
-    db: &Mutex<Db>,
-    dir: &std::path::Path,
-) -> anyhow::Result<Recorded> {
-    if let Err(e) = db::wait_led(opts.nodes, opts.groups, Duration::from_secs(60)).await {
-        let crashed = db.lock().unwrap().crashed();
-        anyhow::bail!("{e:#}; nodes that exited: {crashed:?} (see their logs)");
-    }
-    db::fifo_group(opts.nodes, NAMES.fifo_group).await?;
+/// The native clients' shared context.
+fn client_ctx(opts: &Opts) -> Ctx {
     let mut config = ClientConfig::new(db::nameserver());
     config.request_timeout = Duration::from_secs(3);
     config.long_polling_timeout = Duration::from_secs(1);
     config.route_refresh = Duration::from_secs(5);
-    let ctx = Ctx {
+    Ctx {
         config,
         names: NAMES,
         history: Arc::default(),
@@ -216,11 +206,58 @@ async fn drive(
         single_group: opts.groups == 1,
         send_pause_ms: (5, 40),
         on_ack: None,
-    };
+    }
+}
+
+/// Stop flags of the workload: producers stop when the chaos ends (consumers then ack
+/// everything), consumers after the drain.
+struct Stops {
+    producers: Arc<AtomicBool>,
+    consumers: Arc<AtomicBool>,
+}
+
+/// Starts the native clients of `opts`.
+fn start_clients(opts: &Opts, ctx: &Ctx, stops: &Stops) -> Vec<tokio::task::JoinHandle<()>> {
+    let (seed, p_stop, c_stop) = (opts.seed, &stops.producers, &stops.consumers);
+    let mut tasks = Vec::new();
+    for p in 0..opts.producers {
+        let (name, s) = (format!("p{p}"), p_stop.clone());
+        let f = workload::produce(ctx.clone(), name, None, seed ^ (p + 1), s);
+        tasks.push(tokio::spawn(f));
+    }
+    for p in 0..opts.fifo_producers {
+        let (name, g, s) = (format!("f{p}"), Some(format!("fg{p}")), p_stop.clone());
+        let f = workload::produce(ctx.clone(), name, g, seed ^ (p + 11), s);
+        tasks.push(tokio::spawn(f));
+    }
+    for k in 0..opts.consumers {
+        let (s, d) = (c_stop.clone(), p_stop.clone());
+        let f = workload::consume(ctx.clone(), k as u32, false, seed ^ (k + 21), s, d);
+        tasks.push(tokio::spawn(f));
+    }
+    if opts.fifo_producers > 0 {
+        let (s, d) = (c_stop.clone(), p_stop.clone());
+        tasks.push(tokio::spawn(workload::consume(
+            ctx.clone(),
+            99,
+            true,
+            seed ^ 31,
+            s,
+            d,
+        )));
+    }
+    if opts.puller {
+        tasks.push(tokio::spawn(workload::pull(ctx.clone(), c_stop.clone())));
+    }
+    tasks
+}
+
+fn start_python(opts: &Opts, net: &Net, dir: &std::path::Path) -> anyhow::Result<Option<Python>> {
+    // The Python clients' times line up with the native ones' (both from the run's start).
     let t0_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let mut python = match (&opts.python_bin, opts.python) {
+    Ok(match (&opts.python_bin, opts.python) {
         (_, 0) => None,
         (Some(bin), n) => Some(Python::start(
             bin,
@@ -233,62 +270,57 @@ async fn drive(
             opts.drain_s,
         )?),
         (None, _) => anyhow::bail!("--python needs the official Python client (--python-bin)"),
+    })
+}
+
+/// Heal, then liveness: leaders, a probe send, the drain. Returns why not, if not.
+async fn heal_and_drain(
+    opts: &Opts,
+    ctx: &Ctx,
+    net: &Net,
+    db: &Mutex<Db>,
+) -> anyhow::Result<Option<String>> {
+    net.heal()?;
+    db.lock().unwrap().heal(net)?;
+    if let Err(e) = db::wait_led(opts.nodes, opts.groups, Duration::from_secs(30)).await {
+        return Ok(Some(format!("unavailable after healing: {e:#}")));
+    }
+    if let Err(e) = workload::probe(ctx.clone(), 80).await {
+        return Ok(Some(format!(
+            "the probe send failed 20 s after healing: {e}"
+        )));
+    }
+    let drain = Duration::from_secs(opts.drain_s);
+    let drained = workload::drained(ctx, Duration::from_secs(6));
+    if tokio::time::timeout(drain, drained).await.is_err() {
+        return Ok(Some(format!(
+            "consumers did not drain within {drain:?} of healing"
+        )));
+    }
+    Ok(None)
+}
+
+async fn drive(
+    opts: &Opts,
+    kinds: Vec<Kind>,
+    net: &Net,
+    db: &Mutex<Db>,
+    dir: &std::path::Path,
+) -> anyhow::Result<Recorded> {
+    if let Err(e) = db::wait_led(opts.nodes, opts.groups, Duration::from_secs(60)).await {
+        let crashed = db.lock().unwrap().crashed();
+        anyhow::bail!("{e:#}; nodes that exited: {crashed:?} (see their logs)");
+    }
+    db::fifo_group(opts.nodes, NAMES.fifo_group).await?;
+    let ctx = client_ctx(opts);
+    let mut python = start_python(opts, net, dir)?;
+    let stops = Stops {
+        producers: Arc::new(AtomicBool::new(false)),
+        consumers: Arc::new(AtomicBool::new(false)),
     };
-    let stop_producers = Arc::new(AtomicBool::new(false));
-    let stop_consumers = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    let seed = opts.seed;
-    for p in 0..opts.producers {
-        let s = stop_producers.clone();
-        tasks.push(tokio::spawn(workload::produce(
-            ctx.clone(),
-            format!("p{p}"),
-            None,
-            seed ^ (p + 1),
-            s,
-        )));
-    }
-    for p in 0..opts.fifo_producers {
-        let (s, g) = (stop_producers.clone(), Some(format!("fg{p}")));
-        tasks.push(tokio::spawn(workload::produce(
-            ctx.clone(),
-            format!("f{p}"),
-            g,
-            seed ^ (p + 11),
-            s,
-        )));
-    }
-    for k in 0..opts.consumers {
-        let (s, d) = (stop_consumers.clone(), stop_producers.clone());
-        tasks.push(tokio::spawn(workload::consume(
-            ctx.clone(),
-            k as u32,
-            false,
-            seed ^ (k + 21),
-            s,
-            d,
-        )));
-    }
-    if opts.fifo_producers > 0 {
-        let (s, d) = (stop_consumers.clone(), stop_producers.clone());
-        tasks.push(tokio::spawn(workload::consume(
-            ctx.clone(),
-            99,
-            true,
-            seed ^ 31,
-            s,
-            d,
-        )));
-    }
-    if opts.puller {
-        tasks.push(tokio::spawn(workload::pull(
-            ctx.clone(),
-            stop_consumers.clone(),
-        )));
-    }
+    let tasks = start_clients(opts, &ctx, &stops);
 
     let faults = Mutex::new(Vec::new());
-    let mut harness = Vec::new();
     let mut nemesis = Nemesis {
         kinds,
         quiet_ms: opts.quiet_ms,
@@ -296,41 +328,25 @@ async fn drive(
         net,
         db,
         nodes: opts.nodes,
-        rng: SmallRng::seed_from_u64(seed ^ 0x6e6d_7369),
+        rng: SmallRng::seed_from_u64(opts.seed ^ 0x6e6d_7369),
     };
     let until = opts.time_s * 1_000_000;
     let nemesis_result = tokio::select! {
         r = nemesis.run(|| ctx.now(), until, &faults) => r,
         _ = watch_crashes(db) => Ok(()),
     };
-    let mut unfinished = None;
-    if let Err(e) = nemesis_result {
-        unfinished = Some(format!("the nemesis failed: {e:#}"));
-    }
+    let mut unfinished = nemesis_result
+        .err()
+        .map(|e| format!("the nemesis failed: {e:#}"));
     while ctx.now() < until {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Heal, then liveness.
-    harness.extend(crash_anomalies(db));
-    net.heal()?;
-    db.lock().unwrap().heal(net)?;
-    stop_producers.store(true, Ordering::SeqCst);
-    if let Err(e) = db::wait_led(opts.nodes, opts.groups, Duration::from_secs(30)).await {
-        unfinished.get_or_insert(format!("unavailable after healing: {e:#}"));
+    let mut harness = crash_anomalies(db);
+    stops.producers.store(true, Ordering::SeqCst);
+    if let Some(why) = heal_and_drain(opts, &ctx, net, db).await? {
+        unfinished.get_or_insert(why);
     }
-    if let Err(e) = workload::probe(ctx.clone(), 80).await {
-        unfinished.get_or_insert(format!("the probe send failed 20 s after healing: {e}"));
-    }
-    let drain = Duration::from_secs(opts.drain_s);
-    if tokio::time::timeout(drain, workload::drained(&ctx, Duration::from_secs(6)))
-        .await
-        .is_err()
-    {
-        unfinished.get_or_insert(format!(
-            "consumers did not drain within {drain:?} of healing"
-        ));
-    }
-    stop_consumers.store(true, Ordering::SeqCst);
+    stops.consumers.store(true, Ordering::SeqCst);
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
     }
