@@ -8,10 +8,13 @@
 //! - [`recorder`]: a trivial replicated application that records what it applied;
 //! - `runner` (madsim only): runs a scenario over many seeds, prints a replay command for every
 //!   failing seed and a `sim: N passed, M failed` line;
-//! - `cluster_sim` (madsim only): the whole-cluster simulation (swarm faults, native
-//!   clients, phases chaos → heal → liveness → check) with [`msg_checker`] and a Raft oracle;
-//! - `raft_group` (madsim only): a 3-replica group on simulated nodes and disks, with kills,
-//!   restarts, power loss and partitions.
+//! - `harness` (madsim only): the simulated clusters (nodes with their own disks, a bare Raft
+//!   group, a nameserver and brokers) and the Raft oracle over a broker cluster;
+//! - `nemesis` (madsim only): the one fault loop every scenario runs (kills, power loss,
+//!   partitions, pauses, a lossy network, and each scenario's own faults);
+//! - `v2client` (madsim only): a hand-written v2 client that behaves as the official ones do;
+//! - `scenario` (madsim only): `raft_group` (`raft_group_chaos`), `broker` (`broker_chaos`)
+//!   and `cluster` (`cluster_chaos`, the whole-cluster simulation with [`msg_checker`]).
 
 // The checkers live in the `checker` crate (shared with the real-process suite); their old
 // paths stay valid here.
@@ -28,12 +31,12 @@ const _: () =
     assert!(::checker::messages::RECEIPT_CLOCK_SLACK_PPM >= broker::clock::SLEW_PPM + 500);
 
 #[cfg(madsim)]
-pub mod broker_cluster;
+pub mod harness;
 #[cfg(madsim)]
-pub mod cluster_sim;
-#[cfg(madsim)]
-pub mod raft_group;
+pub mod nemesis;
 #[cfg(madsim)]
 pub mod runner;
 #[cfg(madsim)]
-pub mod sim_nodes;
+pub mod scenario;
+#[cfg(madsim)]
+pub mod v2client;

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use simulation::broker_cluster;
-use simulation::raft_group;
 use simulation::runner;
+use simulation::scenario::broker;
+use simulation::scenario::cluster;
+use simulation::scenario::raft_group;
 
 #[test]
 fn raft_group_chaos() {
@@ -42,12 +43,12 @@ fn broker_chaos() {
         "broker_chaos",
         "broker_chaos",
         Duration::from_secs(900),
-        broker_cluster::chaos,
+        broker::chaos,
     );
 }
 
 async fn broker_determinism_probe() -> runner::RunResult {
-    broker_cluster::chaos(madsim::runtime::Handle::current().seed()).await
+    broker::chaos(madsim::runtime::Handle::current().seed()).await
 }
 
 /// Seed 7 drives the official-like client, seed 2 the native client (`raftmq-client`).
@@ -69,12 +70,12 @@ fn cluster_chaos() {
         "cluster_chaos",
         "cluster_chaos",
         Duration::from_secs(1200),
-        simulation::cluster_sim::chaos,
+        cluster::chaos,
     );
 }
 
 async fn cluster_determinism_probe() -> runner::RunResult {
-    simulation::cluster_sim::chaos(madsim::runtime::Handle::current().seed()).await
+    cluster::chaos(madsim::runtime::Handle::current().seed()).await
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! Simulated server nodes with their own disks: boot, kill, restart (as a process crash or a
-//! power loss), isolate and heal, clog single links, pause. Shared by every cluster harness.
+//! Simulated server machines with their own disks: boot, kill, restart (as a process crash or
+//! a power loss), isolate and heal, clog single links, pause. Every cluster harness is built on
+//! [`Nodes`], and the nemesis drives it through [`super::Cluster`].
 //!
 //! Node `i` gets IP 10.0.0.`i+1` and a [`SimDisk`] owned here, outside the node, so it
 //! survives kills. A kill drops the node's tasks; the page cache (unsynced writes) survives it

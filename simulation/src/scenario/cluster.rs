@@ -1,0 +1,601 @@
+//! `cluster_chaos`, the whole-cluster simulation: a nameserver and 3 or 5 broker nodes (1–2
+//! Raft groups, [`BrokerCluster`]) on simulated nodes and disks, with producers (plain and
+//! FIFO), consumers (plain and FIFO) and an offset reader, all on RaftMQ's native client
+//! ([`crate::workload`]), while the nemesis draws faults from a swarm chosen per seed. Phases:
+//! chaos → heal → liveness (a leader per group, a probe send, a full drain within a bound) →
+//! check (the message checker, `checker::messages`, and the Raft oracle,
+//! [`crate::harness::oracle`]).
+//!
+//! Each fault class is on or off per seed (p = 0.5): kills (any node or the leader, process
+//! crash or power loss), coordinated power loss of every node, partitions (isolate one node,
+//! isolate the leader, one-way cuts from or to the leader, swizzle-clog), pauses, packet loss
+//! and latency, leadership transfers, disk errors, clock offsets and steps, bit flips. The
+//! chosen options are printed as `SIM-OPTIONS {...}` with every failure, and a failing seed
+//! leaves `history.jsonl` and `results.json` behind.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use broker::command::Command;
+use broker::model::GroupConfig;
+use madsim::runtime::NodeHandle;
+use raftmq_client::ClientConfig;
+use rand::RngExt;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use serde::Serialize;
+
+use crate::harness::brokers;
+use crate::harness::brokers::BrokerCluster;
+use crate::harness::brokers::NAMESERVER;
+use crate::harness::oracle;
+use crate::harness::oracle::Durability;
+use crate::harness::oracle::Sampler;
+use crate::msg_checker;
+use crate::msg_checker::Anomaly;
+use crate::msg_checker::Op;
+use crate::nemesis::Fault;
+use crate::nemesis::Nemesis;
+use crate::nemesis::Plan;
+use crate::nemesis::Until;
+use crate::nemesis::Who;
+use crate::runner::RunResult;
+use crate::workload;
+use crate::workload::Ctx;
+use crate::workload::History;
+use crate::workload::Names;
+
+const TOPIC: &str = "SimTopic";
+const FIFO_TOPIC: &str = "SimFifoTopic";
+const GROUP: &str = "SimGroup";
+const FIFO_GROUP: &str = "SimFifoGroup";
+const PULL_GROUP: &str = "SimPullGroup";
+const NAMES: Names = Names {
+    topic: TOPIC,
+    fifo_topic: FIFO_TOPIC,
+    group: GROUP,
+    fifo_group: FIFO_GROUP,
+    pull_group: PULL_GROUP,
+};
+const INVISIBLE: Duration = Duration::from_secs(3);
+
+type Shared = Arc<tokio::sync::Mutex<BrokerCluster>>;
+
+/// What one seed runs, drawn from the seed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Options {
+    /// Broker nodes.
+    pub nodes: usize,
+    /// Raft groups.
+    pub groups: u64,
+    /// Plain producers.
+    pub producers: u64,
+    /// FIFO producers (one message group each).
+    pub fifo_producers: u64,
+    /// Plain consumers.
+    pub consumers: u64,
+    /// An offset reader pulls every queue and commits.
+    pub puller: bool,
+    /// Chaos phase length (ms of virtual time).
+    pub chaos_ms: u64,
+    /// Fault classes switched on.
+    pub kills: bool,
+    /// Power loss of every node at once.
+    pub power_loss_all: bool,
+    /// Partitions, including one-way and swizzle-clog.
+    pub partitions: bool,
+    /// Pauses.
+    pub pauses: bool,
+    /// Packet loss and latency.
+    pub lossy_net: bool,
+    /// Leadership transfers.
+    pub transfers: bool,
+    /// Storage errors (EIO, ENOSPC) on one node at a time (a minority).
+    pub disk_faults: bool,
+    /// `buggify!()` sites in the product code are live.
+    pub buggify: bool,
+    /// Every node's clock is off (up to ±5 s) and drifts (up to ±500 ppm, wall and monotonic
+    /// alike), and clocks are stepped by up to ±10 s during the chaos.
+    pub clocks: bool,
+    /// A bit flips in one node's log (a minority: one node per run); the node must refuse to
+    /// start and stays down (the broker cannot replace a replica yet; `raft_group_chaos` does).
+    pub bit_flips: bool,
+}
+
+impl Options {
+    /// Draws the options of `seed` (`SIM_SOAK=1` makes the chaos phase ten times longer).
+    pub fn draw(seed: u64) -> Options {
+        let mut r = SmallRng::seed_from_u64(seed ^ 0x5eed_c1a5);
+        let soak = std::env::var("SIM_SOAK").is_ok_and(|v| v == "1");
+        let mut o = Options {
+            nodes: if r.random::<f64>() < 0.3 { 5 } else { 3 },
+            groups: r.random_range(1..=2u64),
+            producers: r.random_range(1..=3u64),
+            fifo_producers: r.random_range(0..=2u64),
+            consumers: r.random_range(1..=3u64),
+            puller: r.random::<bool>(),
+            chaos_ms: r.random_range(8_000..20_000u64) * if soak { 10 } else { 1 },
+            kills: r.random::<bool>(),
+            power_loss_all: r.random::<bool>(),
+            partitions: r.random::<bool>(),
+            pauses: r.random::<bool>(),
+            lossy_net: r.random::<bool>(),
+            transfers: r.random::<bool>(),
+            disk_faults: r.random::<bool>(),
+            buggify: r.random::<bool>(),
+            clocks: r.random::<bool>(),
+            bit_flips: r.random::<bool>(),
+        };
+        // `SIM_MASK=partitions,kills` turns classes off after drawing, keeping the stream.
+        if let Ok(mask) = std::env::var("SIM_MASK") {
+            for m in mask.split(',') {
+                match m.trim() {
+                    "kills" => o.kills = false,
+                    "power_loss_all" => o.power_loss_all = false,
+                    "partitions" => o.partitions = false,
+                    "pauses" => o.pauses = false,
+                    "lossy_net" => o.lossy_net = false,
+                    "transfers" => o.transfers = false,
+                    "disk_faults" => o.disk_faults = false,
+                    "buggify" => o.buggify = false,
+                    "clocks" => o.clocks = false,
+                    "bit_flips" => o.bit_flips = false,
+                    _ => {}
+                }
+            }
+        }
+        o
+    }
+}
+impl Options {
+    /// The nemesis' plan: every class switched on, for `chaos_ms` from `start`.
+    fn plan(&self, start: tokio::time::Instant) -> Plan<Own> {
+        let w = Who::LeaderOrAny;
+        let classes = [
+            (self.kills, Fault::Kill(w)),
+            (self.power_loss_all, Fault::PowerLossAll),
+            (self.partitions, Fault::Partition(w)),
+            (self.pauses, Fault::Pause(w)),
+            (self.lossy_net, Fault::LossyNet),
+            (self.transfers, Fault::Own(Own::Transfer, w)),
+            (self.disk_faults, Fault::Own(Own::DiskErrors, w)),
+            (self.clocks, Fault::Own(Own::ClockStep, w)),
+            (self.bit_flips, Fault::Own(Own::BitFlip, w)),
+        ];
+        Plan {
+            faults: classes
+                .into_iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, f)| f)
+                .collect(),
+            gap_ms: 300..2000,
+            hold_ms: 200..3000,
+            until: Until::Deadline(start + Duration::from_millis(self.chaos_ms)),
+        }
+    }
+}
+
+/// This scenario's own fault classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Own {
+    /// Move one group's leadership to a random node.
+    Transfer,
+    /// Storage errors (EIO or ENOSPC) on one node for the hold.
+    DiskErrors,
+    /// Step one node's wall clock and change its drift.
+    ClockStep,
+    /// Flip a bit in one node's log; it must refuse to start, and stays down.
+    BitFlip,
+}
+
+fn config() -> ClientConfig {
+    let mut c = ClientConfig::new(NAMESERVER);
+    c.request_timeout = Duration::from_secs(5);
+    c.long_polling_timeout = Duration::from_secs(1);
+    c.route_refresh = Duration::from_secs(5);
+    c
+}
+
+/// A failure: what went wrong, the history so far, and the anomalies found (if it got as far
+/// as checking).
+type Failed = (String, Vec<Op>, Vec<Anomaly>);
+
+/// The chaos scenario (see the module docs).
+pub async fn chaos(seed: u64) -> RunResult {
+    let opts = Options::draw(seed);
+    let opts_line = format!(
+        "SIM-OPTIONS {}",
+        serde_json::to_string(&opts).unwrap_or_default()
+    );
+    match run(seed, &opts).await {
+        Ok(summary) => Ok(summary),
+        Err((e, history, anomalies)) => {
+            let results = results_json(&opts, &e, &anomalies);
+            crate::runner::set_artifacts(history_jsonl(&history), results);
+            Err(format!("{e}\n  {opts_line}"))
+        }
+    }
+}
+
+/// The history as Jepsen-style JSON lines, each op with its index.
+fn history_jsonl(history: &[Op]) -> String {
+    history
+        .iter()
+        .enumerate()
+        .map(|(i, op)| {
+            let mut v = serde_json::to_value(op).unwrap_or_default();
+            if let Some(m) = v.as_object_mut() {
+                m.insert("index".into(), i.into());
+            }
+            format!("{v}\n")
+        })
+        .collect()
+}
+
+/// The checker's verdict in Jepsen's `results.json` layout (up to 32 anomalies per kind).
+fn results_json(opts: &Options, reason: &str, anomalies: &[Anomaly]) -> String {
+    let mut kinds: Vec<&str> = anomalies.iter().map(|a| a.kind).collect();
+    kinds.sort();
+    kinds.dedup();
+    let mut by_kind: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for a in anomalies {
+        let v = by_kind.entry(a.kind).or_default();
+        if v.len() < 32 {
+            v.push(&a.detail);
+        }
+    }
+    let results = serde_json::json!({
+        "valid": false,
+        "bad_anomaly_types": kinds,
+        "anomalies": by_kind,
+        "options": opts,
+        "valid_reason": reason,
+    });
+    format!("{results:#}\n")
+}
+
+/// The flags that stop the clients: producers first (at heal), consumers once drained.
+#[derive(Clone, Default)]
+struct Stops {
+    producers: Arc<AtomicBool>,
+    consumers: Arc<AtomicBool>,
+}
+
+/// One seed: setup, chaos, heal, liveness, check.
+async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
+    raft_store::rt::set_buggify(o.buggify);
+    raft_store::rt::reset_node_clocks();
+    let rng = SmallRng::seed_from_u64(seed ^ 0xc4a0_5000);
+    // Clock errors come from their own stream, so switching them on changes nothing else.
+    let mut clock_rng = SmallRng::seed_from_u64(seed ^ 0xc10c_4000);
+    let cluster: Shared = Arc::new(tokio::sync::Mutex::new(BrokerCluster::new(
+        o.nodes, o.groups,
+    )));
+    if o.clocks {
+        let c = cluster.lock().await;
+        for i in 0..o.nodes {
+            let offset = clock_rng.random_range(-5_000..=5_000i64);
+            let drift = clock_rng.random_range(-500..=500i64);
+            raft_store::rt::set_node_clock(c.nodes.node_id(i), offset, drift);
+        }
+    }
+    let client_node = brokers::client_node();
+    let history: History = Arc::default();
+    let fail = |e: String| -> Failed { (e, history.lock().unwrap().clone(), Vec::new()) };
+    let start = tokio::time::Instant::now();
+    brokers::wait_all_led(&cluster, Duration::from_secs(10)).await;
+    configure_fifo(&cluster, o.groups)
+        .await
+        .map_err(|e| fail(format!("could not make the FIFO group orderly: {e}")))?;
+
+    let sampler = Sampler::start(cluster.clone());
+    let durability = Arc::new(Durability::new(&*cluster.lock().await));
+    let ctx = Ctx {
+        config: config(),
+        names: NAMES,
+        history: history.clone(),
+        start,
+        invisible: INVISIBLE,
+        single_group: o.groups == 1,
+        send_pause_ms: (1, 20),
+        on_ack: Some({
+            let d = durability.clone();
+            Arc::new(move |id: &str| d.check(id))
+        }),
+    };
+    let stops = Stops::default();
+    let tasks = spawn_clients(&client_node, &ctx, o, seed, &stops);
+
+    let mut nemesis = Nemesis::new(cluster.clone(), rng, o.plan(start));
+    chaos_phase(&cluster, &mut nemesis, o, &mut clock_rng)
+        .await
+        .map_err(fail)?;
+    heal(&cluster, &mut nemesis).await.map_err(fail)?;
+    stops.producers.store(true, Ordering::SeqCst);
+    let log = nemesis.log();
+    let drain_ok = liveness(&cluster, &client_node, &ctx)
+        .await
+        .map_err(|e| fail(format!("{e}; faults {log:?}")))?;
+    stops.consumers.store(true, Ordering::SeqCst);
+    for t in tasks {
+        let _ = t.await;
+    }
+
+    let mut raft = sampler.stop().await;
+    raft.extend(oracle::compare_logs(&*cluster.lock().await));
+    raft.extend(durability.anomalies());
+    let history = history.lock().unwrap().clone();
+    let summary = check(history, raft, drain_ok, log)?;
+    Ok(format!(
+        "{} nodes, {} groups: {summary}; {} faults; {} unsynced writes lost",
+        o.nodes,
+        o.groups,
+        log.len(),
+        cluster.lock().await.nodes.lost_writes()
+    ))
+}
+
+/// Makes the FIFO consumer group orderly in every Raft group.
+async fn configure_fifo(cluster: &Shared, groups: u64) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..100 {
+        let mut all = true;
+        for g in 1..=groups {
+            // Submit on the leader itself: the supervisor task has no network address to
+            // forward from.
+            let core = {
+                let c = cluster.lock().await;
+                c.leader_of(g).and_then(|l| c.core(l))
+            };
+            let Some(core) = core else {
+                last = format!("group {g} has no leader");
+                all = false;
+                continue;
+            };
+            let mut cfg = GroupConfig::with_defaults(FIFO_GROUP);
+            cfg.fifo = true;
+            if let Err(e) = core.submit(g, Command::UpsertGroup(cfg)).await {
+                last = format!("group {g}: {e}");
+                all = false;
+            }
+        }
+        if all {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(last)
+}
+
+/// Starts the workload on the client node: plain and FIFO producers, plain consumers, a FIFO
+/// consumer if anything is sent FIFO, and the offset reader if drawn.
+fn spawn_clients(
+    client_node: &NodeHandle,
+    ctx: &Ctx,
+    o: &Options,
+    seed: u64,
+    stops: &Stops,
+) -> Vec<madsim::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for p in 0..o.producers {
+        let (name, s) = (format!("p{p}"), stops.producers.clone());
+        let producer = workload::produce(ctx.clone(), name, None, seed ^ (p + 1), s);
+        tasks.push(client_node.spawn(producer));
+    }
+    for p in 0..o.fifo_producers {
+        let (name, group) = (format!("f{p}"), Some(format!("fg{p}")));
+        let s = stops.producers.clone();
+        let producer = workload::produce(ctx.clone(), name, group, seed ^ (p + 11), s);
+        tasks.push(client_node.spawn(producer));
+    }
+    for k in 0..o.consumers {
+        let (s, d) = (stops.consumers.clone(), stops.producers.clone());
+        let consumer = workload::consume(ctx.clone(), k as u32, false, seed ^ (k + 21), s, d);
+        tasks.push(client_node.spawn(consumer));
+    }
+    if o.fifo_producers > 0 {
+        let (s, d) = (stops.consumers.clone(), stops.producers.clone());
+        tasks.push(client_node.spawn(workload::consume(ctx.clone(), 99, true, seed ^ 31, s, d)));
+    }
+    if o.puller {
+        tasks.push(client_node.spawn(workload::pull(ctx.clone(), stops.consumers.clone())));
+    }
+    tasks
+}
+
+/// The chaos phase: the nemesis' loop, with this scenario's own faults applied here.
+async fn chaos_phase(
+    cluster: &Shared,
+    nemesis: &mut Nemesis<BrokerCluster, Own>,
+    o: &Options,
+    clock_rng: &mut SmallRng,
+) -> Result<(), String> {
+    // One node at most takes a bit flip (a minority): it stays down from then on.
+    let mut damaged = false;
+    while let Some(step) = nemesis.next().await {
+        let Some(own) = nemesis.apply(step).await else {
+            continue;
+        };
+        let v = own.victim;
+        match own.kind {
+            Own::Transfer => transfer(cluster, nemesis, o).await,
+            Own::DiskErrors => {
+                // A failing disk on one node: its replicas stop on the first error (they never
+                // retry an fsync) until the node is restarted at heal time.
+                let disk = cluster.lock().await.nodes.disk(v).clone();
+                let base = disk.faults();
+                let mut bad = base.clone();
+                if nemesis.rng().random::<bool>() {
+                    bad.sync_eio = 0.05;
+                    bad.write_eio = 0.01;
+                } else {
+                    bad.write_enospc = 0.05;
+                }
+                disk.set_faults(bad);
+                tokio::time::sleep(own.hold).await;
+                disk.set_faults(base);
+                nemesis.note(format!("disk errors on n{} {:?}", v + 1, own.hold));
+            }
+            Own::ClockStep => {
+                // An NTP step or an operator's `date -s`: the wall clock jumps, the rate error
+                // changes. Cluster time must not jump with it.
+                let offset = clock_rng.random_range(-10_000..=10_000i64);
+                let drift = clock_rng.random_range(-500..=500i64);
+                let id = cluster.lock().await.nodes.node_id(v);
+                raft_store::rt::set_node_clock(id, offset, drift);
+                nemesis.note(format!("clock n{} {offset:+} ms {drift:+} ppm", v + 1));
+            }
+            Own::BitFlip if damaged => {}
+            Own::BitFlip => damaged = bit_flip(cluster, nemesis, v).await?,
+        }
+    }
+    Ok(())
+}
+
+/// Asks the leader of a random group to hand leadership to a random node.
+async fn transfer(cluster: &Shared, nemesis: &mut Nemesis<BrokerCluster, Own>, o: &Options) {
+    let c = cluster.lock().await;
+    let g = nemesis.rng().random_range(1..=o.groups);
+    let to = nemesis.rng().random_range(0..o.nodes);
+    if let Some(l) = c.leader_of(g)
+        && let Some(core) = c.core(l)
+        && let Ok(h) = core.group(g)
+    {
+        let group = h.replica.group().clone();
+        drop(c);
+        let _ = group.transfer_leadership(to as u64 + 1).await;
+        nemesis.note(format!("transfer g{g} n{} -> n{}", l + 1, to + 1));
+    }
+}
+
+/// Flips a bit in node `v`'s log while it is down. The node must refuse to start; it is then
+/// left down (the broker cannot replace a replica yet; `raft_group_chaos` does). Returns
+/// whether a bit was flipped.
+async fn bit_flip(
+    cluster: &Shared,
+    nemesis: &mut Nemesis<BrokerCluster, Own>,
+    v: usize,
+) -> Result<bool, String> {
+    let mut c = cluster.lock().await;
+    c.nodes.kill(v);
+    let Some(spot) = c.flip_before_last_frame(v, nemesis.rng()) else {
+        c.nodes.restart(v, false);
+        return Ok(false);
+    };
+    c.nodes.restart(v, false);
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut c = cluster.lock().await;
+    if c.take_start_errors(v).is_empty() {
+        return Err(format!(
+            "n{} started although its log was damaged ({spot}); faults {:?}",
+            v + 1,
+            nemesis.log()
+        ));
+    }
+    c.nodes.kill(v);
+    nemesis.spare(v);
+    nemesis.note(format!(
+        "bit flip on n{} ({spot}): refused to start, left down",
+        v + 1
+    ));
+    Ok(true)
+}
+
+/// Heals: fault injection in the product code stops, a node whose storage failed (it runs on
+/// with stopped replicas) is restarted, the nemesis undoes what is left, and every node but
+/// the damaged one must have restarted from its own disk.
+async fn heal(cluster: &Shared, nemesis: &mut Nemesis<BrokerCluster, Own>) -> Result<(), String> {
+    raft_store::rt::set_buggify(false);
+    {
+        let mut c = cluster.lock().await;
+        for i in 0..c.nodes.len() {
+            if c.has_stopped_replica(i) {
+                c.nodes.kill(i);
+                c.nodes.restart(i, false);
+                nemesis.note(format!("restart n{} (storage had failed)", i + 1));
+            }
+        }
+    }
+    nemesis.heal().await;
+    let errors = cluster.lock().await.start_errors();
+    if !errors.is_empty() {
+        return Err(format!(
+            "a node failed to restart from its own disk: {errors:?}; faults {:?}",
+            nemesis.log()
+        ));
+    }
+    Ok(())
+}
+
+/// Liveness after healing: every group elects a leader within 15 s, a probe send succeeds,
+/// and the consumers drain. Returns whether they drained within 90 s (a bound the checker
+/// reports as `unavailable` unless it found the cause, a lost message).
+async fn liveness(cluster: &Shared, client_node: &NodeHandle, ctx: &Ctx) -> Result<bool, String> {
+    if !brokers::wait_all_led(cluster, Duration::from_secs(15)).await {
+        return Err("unavailable: a group has no leader 15 s after healing".into());
+    }
+    let probe = client_node.spawn(workload::probe(ctx.clone(), 60)).await;
+    if !matches!(probe, Ok(Ok(()))) {
+        return Err(format!(
+            "unavailable: the probe send failed after healing: {probe:?}"
+        ));
+    }
+    let drained = workload::drained(ctx, Duration::from_secs(8));
+    Ok(tokio::time::timeout(Duration::from_secs(90), drained)
+        .await
+        .is_ok())
+}
+
+/// The check phase: the message checker over the history, plus the Raft oracle's findings
+/// (`raft`), plus `unavailable` if the consumers did not drain and nothing explains why.
+fn check(
+    history: Vec<Op>,
+    raft: Vec<Anomaly>,
+    drain_ok: bool,
+    log: &[String],
+) -> Result<String, Failed> {
+    let (mut anomalies, stats) = msg_checker::check(&history);
+    anomalies.extend(raft);
+    if !drain_ok && !anomalies.iter().any(|a| a.kind == "lost") {
+        anomalies.push(Anomaly {
+            kind: "unavailable",
+            detail: "consumers did not drain within 90 s of healing".into(),
+        });
+    }
+    if !anomalies.is_empty() {
+        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+        for a in &anomalies {
+            *kinds.entry(a.kind).or_default() += 1;
+        }
+        return Err((
+            format!(
+                "{kinds:?}; first: {:?}; stats {stats:?}; faults {log:?}",
+                &anomalies[..anomalies.len().min(3)]
+            ),
+            history,
+            anomalies,
+        ));
+    }
+    if stats.sent_ok == 0 || stats.received == 0 {
+        return Err((
+            format!("the workload did nothing: {stats:?}; faults {log:?}"),
+            history,
+            Vec::new(),
+        ));
+    }
+    Ok(format!(
+        "{} ok / {} unknown ({} recovered) / {} failed sends, {} received, {} redeliveries, {} FIFO deliveries, {} pulled",
+        stats.sent_ok,
+        stats.sent_info,
+        stats.recovered,
+        stats.sent_fail,
+        stats.received,
+        stats.redeliveries,
+        stats.fifo_delivered,
+        stats.pulled,
+    ))
+}
