@@ -3,6 +3,7 @@
 //! - `frame`: the on-disk encoding (entry frames with CRC32C, segment headers);
 //! - `segment`: one segment file (sparse index, scanner, recovery);
 //! - `flusher`: the group-commit task that fsyncs batches and fires openraft's callbacks;
+//! - `recovery`: the steps of opening a log after a crash;
 //! - this file: [`LogStore`] (append, truncate, purge, vote) and [`LogReader`].
 //!
 //! Entries are appended to the active segment; once it passes `segment_bytes` the segment is
@@ -13,6 +14,7 @@
 
 mod flusher;
 pub mod frame;
+mod recovery;
 mod segment;
 
 use std::fmt::Debug;
@@ -32,7 +34,6 @@ use openraft::storage::LogState;
 use openraft::storage::RaftLogStorage;
 
 use self::flusher::Flusher;
-use self::segment::Recovered;
 use self::segment::Segment;
 use crate::disk::Disk;
 use crate::error::Error;
@@ -198,7 +199,7 @@ fn range_bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
 }
 
 impl LogStore {
-    /// Opens (recovering) or creates the log in `dir`.
+    /// Opens (recovering) or creates the log in `dir` (see `recovery` for the steps).
     pub async fn open(
         disk: Arc<dyn Disk>,
         dir: impl AsRef<Path>,
@@ -217,104 +218,14 @@ impl LogStore {
         let mut meta = MetaFile::open(&*disk, &dir, META_FILE, !bases.is_empty()).await?;
         let last_purged = meta.get().last_purged;
         let mut report = RecoveryReport::default();
-        let mut dir_dirty = false;
-
-        let mut list: Vec<Segment> = Vec::new();
-        for (i, base) in bases.iter().copied().enumerate() {
-            let is_last = i + 1 == bases.len();
-            match segment::recover(&*disk, &dir, base, is_last, cfg.index_interval_bytes)? {
-                Recovered::Unborn => {
-                    disk.remove(&dir.join(segment::file_name(base)))
-                        .map_err(|e| Error::io(&dir, e))?;
-                    report.removed_segments += 1;
-                    dir_dirty = true;
-                }
-                Recovered::Segment {
-                    segment,
-                    torn_bytes,
-                } => {
-                    if torn_bytes > 0 {
-                        tracing::warn!(
-                            path = %segment.path.display(),
-                            torn_bytes,
-                            end = segment.end,
-                            "cutting a torn tail (never acknowledged)"
-                        );
-                        segment
-                            .file
-                            .set_len(segment.end)
-                            .map_err(|e| Error::io(&segment.path, e))?;
-                        segment
-                            .file
-                            .clone()
-                            .sync()
-                            .await
-                            .map_err(|e| Error::io(&segment.path, e))?;
-                        report.torn_bytes += torn_bytes;
-                    }
-                    list.push(segment);
-                }
-            }
-        }
+        let (list, mut dir_dirty) =
+            recovery::segments(&*disk, &dir, &bases, &cfg, &mut report).await?;
         report.segments = list.len();
-
-        // Finish an interrupted purge: drop segments wholly at or below the purge point, and an
-        // empty tail segment (the next append starts a fresh one).
-        let purged_index = last_purged.map(|p| p.index);
-        let mut kept = Vec::with_capacity(list.len());
-        let count = list.len();
-        for (i, seg) in list.into_iter().enumerate() {
-            let below_purge = match (seg.last, purged_index) {
-                (Some((l, _)), Some(p)) => l <= p,
-                _ => false,
-            };
-            let empty_tail = seg.last.is_none() && i + 1 == count;
-            if below_purge || empty_tail {
-                disk.remove(&seg.path)
-                    .map_err(|e| Error::io(&seg.path, e))?;
-                report.removed_segments += 1;
-                dir_dirty = true;
-            } else {
-                kept.push(seg);
-            }
-        }
-        let list = kept;
+        let list = recovery::finish_purge(&*disk, list, last_purged, &mut report, &mut dir_dirty)?;
         if dir_dirty {
             disk.sync_dir(&dir).await.map_err(|e| Error::io(&dir, e))?;
         }
-
-        // The log must be one contiguous run of indexes.
-        for pair in list.windows(2) {
-            let (a, b) = (&pair[0], &pair[1]);
-            match a.last {
-                Some((l, _)) if l + 1 == b.base => {}
-                _ => {
-                    return Err(Error::Corrupt {
-                        path: b.path.clone(),
-                        offset: 0,
-                        reason: format!(
-                            "gap in the log: {} ends at {:?} but {} starts at {}",
-                            a.path.display(),
-                            a.last.map(|(l, _)| l),
-                            b.path.display(),
-                            b.base
-                        ),
-                    });
-                }
-            }
-        }
-        if let (Some(first), Some(p)) = (list.first(), last_purged)
-            && first.base > p.index + 1
-        {
-            return Err(Error::Corrupt {
-                path: first.path.clone(),
-                offset: 0,
-                reason: format!(
-                    "log starts at {} but only entries up to {} were purged",
-                    first.base, p.index
-                ),
-            });
-        }
+        recovery::check_contiguous(&list, last_purged)?;
 
         let last = list
             .last()
@@ -322,42 +233,12 @@ impl LogStore {
             .map(|(i, t)| log_id(t, i))
             .or(last_purged);
         report.last_log_id = last;
-
-        // The committed index must point at an entry we still have (or the purge point): after
-        // a crash, entries this replica wrote but never synced may be gone even though the
-        // group committed them elsewhere.
         let segs = Segments {
             list,
             last_purged,
             last,
         };
-        let committed = meta.get().committed;
-        let clamped = match committed {
-            None => None,
-            Some(c) if last_purged.is_some_and(|p| c.index <= p.index) => last_purged,
-            Some(c) => {
-                let idx = c.index.min(segs.next_index().saturating_sub(1));
-                match segs.read(idx, idx + 1, 1)?.first() {
-                    Some(e) if e.log_id.index == c.index && e.log_id != c => {
-                        return Err(Error::Corrupt {
-                            path: dir.join(META_FILE),
-                            offset: 0,
-                            reason: format!(
-                                "committed log id {c} disagrees with the log ({})",
-                                e.log_id
-                            ),
-                        });
-                    }
-                    Some(e) => Some(e.log_id),
-                    None => last_purged,
-                }
-            }
-        };
-        if clamped != committed {
-            let mut m = meta.get().clone();
-            m.committed = clamped;
-            meta.write(m)?;
-        }
+        recovery::clamp_committed(&mut meta, &segs, &dir)?;
         // Trust nothing this process merely read back: make the active segment, the metadata
         // and the directory durable before any of it counts as persisted (sealed segments were
         // fsynced before the next one was started). See `Segment::repersist`.
