@@ -87,15 +87,10 @@ fn epoch_ms() -> u64 {
         .unwrap_or(0)
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let endpoints: Vec<String> = args
-        .endpoint
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .collect();
-    // One lazily connected channel per (endpoint, connection).
+/// One lazily connected channel per (endpoint, connection).
+fn channels(args: &BenchArgs) -> anyhow::Result<Vec<Vec<tonic::transport::Channel>>> {
     let mut channels = Vec::new();
-    for ep in &endpoints {
+    for ep in args.endpoint.split(',').map(str::trim) {
         let mut per = Vec::new();
         for _ in 0..args.connections.max(1) {
             per.push(
@@ -107,6 +102,63 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         channels.push(per);
     }
+    Ok(channels)
+}
+
+/// What the senders share.
+#[derive(Clone, Default)]
+struct Shared {
+    measuring: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    errors: Arc<AtomicU64>,
+    last_ok: Arc<AtomicU64>,
+    gaps: Arc<std::sync::Mutex<Vec<(u64, u64)>>>,
+}
+
+type Client = MessagingServiceClient<tonic::transport::Channel>;
+
+/// One sender: sends one message at a time until stopped; returns its latency histogram.
+async fn sender(
+    s: usize,
+    clients: Vec<Client>,
+    sh: Shared,
+    body: Arc<Vec<u8>>,
+    topic: String,
+) -> Histogram<u64> {
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let mut n = 0u64;
+    let mut at = s % clients.len();
+    while !sh.stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        let mut client = clients[at].clone();
+        let r = client
+            .send_message(request(&topic, format!("bench-{s}-{n}"), &body))
+            .await;
+        n += 1;
+        let ok = matches!(&r, Ok(resp) if resp.get_ref().status.as_ref().is_some_and(|x| x.code == pb::Code::Ok as i32));
+        if ok {
+            let now = epoch_ms();
+            let prev = sh.last_ok.fetch_max(now, Ordering::Relaxed);
+            if now > prev + 20 {
+                sh.gaps.lock().unwrap().push((prev, now));
+            }
+        } else {
+            // Like a client without a route refresh: try the next endpoint.
+            at = (at + 1) % clients.len();
+        }
+        if sh.measuring.load(Ordering::Relaxed) {
+            if ok {
+                h.record(t.elapsed().as_micros().max(1) as u64).ok();
+            } else {
+                sh.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    h
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let channels = channels(&args)?;
     // One send first: creates the topic in dev mode and fails fast on a bad setup.
     let mut probe = MessagingServiceClient::new(channels[0][0].clone());
     let st = probe
@@ -122,11 +174,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         st.message
     );
 
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(AtomicU64::new(0));
-    let last_ok = Arc::new(AtomicU64::new(epoch_ms()));
-    let gaps: Arc<std::sync::Mutex<Vec<(u64, u64)>>> = Default::default();
+    let sh = Shared::default();
+    sh.last_ok.store(epoch_ms(), Ordering::Relaxed);
     let body = Arc::new(vec![b'x'; args.size]);
     let mut tasks = Vec::new();
     for s in 0..args.senders {
@@ -138,59 +187,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     .max_encoding_message_size(64 << 20)
             })
             .collect();
-        let (measuring, stop, errors, body, topic, last_ok, gaps) = (
-            measuring.clone(),
-            stop.clone(),
-            errors.clone(),
-            body.clone(),
-            args.topic.clone(),
-            last_ok.clone(),
-            gaps.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-            let mut n = 0u64;
-            let mut at = s % clients.len();
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                let mut client = clients[at].clone();
-                let r = client.send_message(request(&topic, format!("bench-{s}-{n}"), &body)).await;
-                n += 1;
-                let ok = matches!(&r, Ok(resp) if resp.get_ref().status.as_ref().is_some_and(|x| x.code == pb::Code::Ok as i32));
-                if ok {
-                    let now = epoch_ms();
-                    let prev = last_ok.fetch_max(now, Ordering::Relaxed);
-                    if now > prev + 20 {
-                        gaps.lock().unwrap().push((prev, now));
-                    }
-                } else {
-                    // Like a client without a route refresh: try the next endpoint.
-                    at = (at + 1) % clients.len();
-                }
-                if measuring.load(Ordering::Relaxed) {
-                    if ok {
-                        h.record(t.elapsed().as_micros().max(1) as u64).ok();
-                    } else {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            h
-        }));
+        let f = sender(s, clients, sh.clone(), body.clone(), args.topic.clone());
+        tasks.push(tokio::spawn(f));
     }
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
-    measuring.store(true, Ordering::Relaxed);
+    sh.measuring.store(true, Ordering::Relaxed);
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.duration)).await;
-    measuring.store(false, Ordering::Relaxed);
+    sh.measuring.store(false, Ordering::Relaxed);
     let elapsed = t0.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
+    sh.stop.store(true, Ordering::Relaxed);
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
     for t in tasks {
         all.add(t.await?).ok();
     }
     if let Some(path) = &args.gaps {
-        let text: String = gaps
+        let text: String = sh
+            .gaps
             .lock()
             .unwrap()
             .iter()
@@ -208,7 +221,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         elapsed,
         rate,
         rate * args.size as f64 / 1e6,
-        errors.load(Ordering::Relaxed)
+        sh.errors.load(Ordering::Relaxed)
     );
     println!(
         "send latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",

@@ -330,12 +330,7 @@ impl Inner {
     ) -> Result<Vec<SendReceipt>, ClientError> {
         let base = &self.base;
         let cfg = &base.rpc.config;
-        let wire_kind = match kind {
-            MessageKind::Normal => pb::MessageType::Normal,
-            MessageKind::Fifo => pb::MessageType::Fifo,
-            MessageKind::Delay => pb::MessageType::Delay,
-            MessageKind::Transaction => pb::MessageType::Transaction,
-        } as i32;
+        let wire_kind = wire_kind(kind);
         let mut receipts: Vec<Option<SendReceipt>> = vec![None; messages.len()];
         let mut last = Failure::Retryable("not tried".into());
         let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -387,12 +382,8 @@ impl Inner {
                 Ok(r) => r,
                 Err(f) => {
                     tracing::debug!(attempt, addr, ?f, "send attempt failed");
-                    match f {
-                        Failure::Refused { .. } => return Err(f.into_error(attempt)),
-                        Failure::Ambiguous(_) if !cfg.retry_unknown => {
-                            return Err(f.into_error(attempt));
-                        }
-                        _ => {}
+                    if is_final(&f, cfg.retry_unknown) {
+                        return Err(f.into_error(attempt));
                     }
                     last = f;
                     continue;
@@ -408,47 +399,14 @@ impl Inner {
                         pending.len()
                     )),
                 };
-                match last {
-                    Failure::Refused { .. } => return Err(last.into_error(attempt)),
-                    Failure::Ambiguous(_) if !cfg.retry_unknown => {
-                        return Err(last.into_error(attempt));
-                    }
-                    _ => continue,
+                if is_final(&last, cfg.retry_unknown) {
+                    return Err(last.into_error(attempt));
                 }
+                continue;
             }
-            let mut worst: Option<Failure> = None;
-            for (i, e) in pending.iter().zip(resp.entries) {
-                match crate::rpc::check(&e.status) {
-                    Ok(()) => {
-                        receipts[*i] = Some(SendReceipt {
-                            message_id: if e.message_id.is_empty() {
-                                ids[*i].clone()
-                            } else {
-                                e.message_id
-                            },
-                            offset: e.offset,
-                            transaction_id: (!e.transaction_id.is_empty())
-                                .then_some(e.transaction_id),
-                            endpoint: addr.clone(),
-                        });
-                    }
-                    Err(f) => {
-                        worst = Some(match (worst, f) {
-                            (Some(r @ Failure::Refused { .. }), _)
-                            | (_, r @ Failure::Refused { .. }) => r,
-                            (Some(a @ Failure::Ambiguous(_)), _)
-                            | (_, a @ Failure::Ambiguous(_)) => a,
-                            (_, f) => f,
-                        });
-                    }
-                }
-            }
-            match worst {
+            match absorb(&pending, resp.entries, &mut receipts, ids, &addr) {
                 None => return Ok(receipts.into_iter().map(Option::unwrap).collect()),
-                Some(f @ Failure::Refused { .. }) => return Err(f.into_error(attempt)),
-                Some(f @ Failure::Ambiguous(_)) if !cfg.retry_unknown => {
-                    return Err(f.into_error(attempt));
-                }
+                Some(f) if is_final(&f, cfg.retry_unknown) => return Err(f.into_error(attempt)),
                 Some(f) => {
                     tracing::debug!(attempt, addr, ?f, "send attempt refused for now");
                     last = f;
@@ -457,4 +415,59 @@ impl Inner {
         }
         Err(last.into_error(cfg.max_attempts))
     }
+}
+
+fn wire_kind(kind: MessageKind) -> i32 {
+    (match kind {
+        MessageKind::Normal => pb::MessageType::Normal,
+        MessageKind::Fifo => pb::MessageType::Fifo,
+        MessageKind::Delay => pb::MessageType::Delay,
+        MessageKind::Transaction => pb::MessageType::Transaction,
+    }) as i32
+}
+
+/// A failure no further attempt may follow: a refusal, or an unknown outcome unless unknown
+/// sends are retried (with the same id).
+fn is_final(f: &Failure, retry_unknown: bool) -> bool {
+    match f {
+        Failure::Refused { .. } => true,
+        Failure::Ambiguous(_) => !retry_unknown,
+        _ => false,
+    }
+}
+
+/// Records a receipt for every entry that succeeded; returns the worst failure among the
+/// others (a refusal over an unknown outcome over a retryable one), if any.
+fn absorb(
+    pending: &[usize],
+    entries: Vec<pb::SendResultEntry>,
+    receipts: &mut [Option<SendReceipt>],
+    ids: &[String],
+    addr: &str,
+) -> Option<Failure> {
+    let mut worst: Option<Failure> = None;
+    for (i, e) in pending.iter().zip(entries) {
+        match crate::rpc::check(&e.status) {
+            Ok(()) => {
+                receipts[*i] = Some(SendReceipt {
+                    message_id: if e.message_id.is_empty() {
+                        ids[*i].clone()
+                    } else {
+                        e.message_id
+                    },
+                    offset: e.offset,
+                    transaction_id: (!e.transaction_id.is_empty()).then_some(e.transaction_id),
+                    endpoint: addr.to_string(),
+                });
+            }
+            Err(f) => {
+                worst = Some(match (worst, f) {
+                    (Some(r @ Failure::Refused { .. }), _) | (_, r @ Failure::Refused { .. }) => r,
+                    (Some(a @ Failure::Ambiguous(_)), _) | (_, a @ Failure::Ambiguous(_)) => a,
+                    (_, f) => f,
+                });
+            }
+        }
+    }
+    worst
 }
