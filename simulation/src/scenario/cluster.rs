@@ -213,7 +213,7 @@ pub async fn chaos(seed: u64) -> RunResult {
     match run(seed, &opts).await {
         Ok(summary) => Ok(summary),
         Err((e, history, anomalies)) => {
-            let results = results_json(&opts, &e, &anomalies);
+            let results = results_json(&opts, &e, &anomalies, &history);
             crate::runner::set_artifacts(history_jsonl(&history), results);
             Err(format!("{e}\n  {opts_line}"))
         }
@@ -221,40 +221,26 @@ pub async fn chaos(seed: u64) -> RunResult {
 }
 
 /// The history as Jepsen-style JSON lines, each op with its index.
+/// The history in the shared `history.jsonl` format (`checker::jsonl`, as `jepsen` writes it).
 fn history_jsonl(history: &[Op]) -> String {
-    history
-        .iter()
-        .enumerate()
-        .map(|(i, op)| {
-            let mut v = serde_json::to_value(op).unwrap_or_default();
-            if let Some(m) = v.as_object_mut() {
-                m.insert("index".into(), i.into());
-            }
-            format!("{v}\n")
-        })
-        .collect()
+    checker::jsonl::to_jsonl(&checker::jsonl::events(history, &[]))
 }
 
-/// The checker's verdict in Jepsen's `results.json` layout (up to 32 anomalies per kind).
-fn results_json(opts: &Options, reason: &str, anomalies: &[Anomaly]) -> String {
-    let mut kinds: Vec<&str> = anomalies.iter().map(|a| a.kind).collect();
-    kinds.sort();
-    kinds.dedup();
-    let mut by_kind: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for a in anomalies {
-        let v = by_kind.entry(a.kind).or_default();
-        if v.len() < 32 {
-            v.push(&a.detail);
-        }
+/// The verdict in the shared `results.json` layout (`checker::jsonl::results`), with the
+/// seed's options; a failed seed is invalid whatever failed (a check, liveness or the oracle).
+fn results_json(opts: &Options, reason: &str, anomalies: &[Anomaly], history: &[Op]) -> String {
+    let stats = crate::msg_checker::check(history).1;
+    let mut results = checker::jsonl::results(anomalies, stats, None);
+    results.valid = false.into();
+    results.valid_reason = reason.to_string();
+    let mut v = serde_json::to_value(&results).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.insert(
+            "options".into(),
+            serde_json::to_value(opts).unwrap_or_default(),
+        );
     }
-    let results = serde_json::json!({
-        "valid": false,
-        "bad_anomaly_types": kinds,
-        "anomalies": by_kind,
-        "options": opts,
-        "valid_reason": reason,
-    });
-    format!("{results:#}\n")
+    format!("{v:#}\n")
 }
 
 /// The flags that stop the clients: producers first (at heal), consumers once drained.
