@@ -265,95 +265,17 @@ impl BrokerToml {
 
     /// Validates and converts.
     pub fn into_config(self) -> Result<NodeConfig, String> {
-        let mut peers = BTreeMap::new();
-        for n in &self.nodes {
-            if n.id == 0 {
-                return Err("nodes: node id 0 is reserved".into());
-            }
-            addr_ok(&format!("nodes[{}].raft", n.id), &n.raft)?;
-            addr_ok(&format!("nodes[{}].client", n.id), &n.client)?;
-            let prev = peers.insert(
-                n.id,
-                NodeAddrs {
-                    raft: n.raft.clone(),
-                    client: n.client.clone(),
-                },
-            );
-            if prev.is_some() {
-                return Err(format!("nodes: node id {} appears twice", n.id));
-            }
-        }
-        let raft_addrs: BTreeSet<&str> = self.nodes.iter().map(|n| n.raft.as_str()).collect();
-        if raft_addrs.len() != self.nodes.len() {
-            return Err("nodes: two nodes share a raft address".into());
-        }
+        let peers = node_addrs(&self.nodes)?;
         if !peers.contains_key(&self.node_id) {
             return Err(format!("node_id {} is not in [[nodes]]", self.node_id));
         }
-        let mut groups = Vec::new();
-        let mut ids = BTreeSet::new();
-        for g in &self.groups {
-            if g.id == 0 || !ids.insert(g.id) {
-                return Err(format!("groups: group id {} is 0 or appears twice", g.id));
-            }
-            let distinct: BTreeSet<u64> = g.members.iter().copied().collect();
-            if distinct.len() != g.members.len() {
-                return Err(format!(
-                    "groups[{}].members: {:?} names a node twice",
-                    g.id, g.members
-                ));
-            }
-            if g.members.is_empty() || g.members.len() % 2 == 0 {
-                return Err(format!(
-                    "groups[{}]: needs an odd number of members, has {}",
-                    g.id,
-                    g.members.len()
-                ));
-            }
-            for m in &g.members {
-                if !peers.contains_key(m) {
-                    return Err(format!("groups[{}]: member {m} is not in [[nodes]]", g.id));
-                }
-            }
-            if let Some(p) = g.preferred_leader
-                && !g.members.contains(&p)
-            {
-                return Err(format!(
-                    "groups[{}]: preferred_leader {p} is not a member",
-                    g.id
-                ));
-            }
-            groups.push(GroupPlan {
-                id: g.id,
-                name: g
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| format!("raftmq-g{}", g.id)),
-                members: g.members.clone(),
-                preferred_leader: g.preferred_leader,
-            });
-        }
+        let groups = group_plans(&self.groups, &peers)?;
         if !groups.iter().any(|g| g.members.contains(&self.node_id)) {
             return Err(format!("node {} is a member of no group", self.node_id));
         }
-        let flush = match self.flush.as_str() {
-            "sync" => FlushMode::Sync,
-            "async" => FlushMode::Async,
-            other => {
-                return Err(format!(
-                    "flush: {other:?} is neither \"sync\" nor \"async\""
-                ));
-            }
-        };
+        let flush = flush_mode(&self.flush)?;
         let t = &self.timeouts;
-        if t.heartbeat_ms == 0
-            || t.election_min_ms <= 2 * t.heartbeat_ms
-            || t.election_max_ms <= t.election_min_ms
-        {
-            return Err(
-                "timeouts: need 0 < 2*heartbeat_ms < election_min_ms < election_max_ms".into(),
-            );
-        }
+        t.check()?;
         if self.default_queues == 0 || self.default_queues > 1024 {
             return Err(format!(
                 "default_queues: {} is outside 1..=1024",
@@ -363,26 +285,7 @@ impl BrokerToml {
         for (i, ns) in self.nameservers.iter().enumerate() {
             addr_ok(&format!("nameservers[{i}]"), ns)?;
         }
-        let me = &peers[&self.node_id];
-        let listen = socket("listen", &self.listen)?;
-        let raft_listen = socket("raft_listen", &self.raft_listen)?;
-        let entry = format!("[[nodes]] id = {}", self.node_id);
-        listen_matches("listen", listen, &format!("{entry} client"), &me.client)?;
-        listen_matches(
-            "raft_listen",
-            raft_listen,
-            &format!("{entry} raft"),
-            &me.raft,
-        )?;
-        if let Some(a) = &self.advertise
-            && a != &me.client
-        {
-            return Err(format!(
-                "advertise: {a:?} differs from this node's {entry} client {:?}; routes use \
-                 [[nodes]], so change it there (on every node)",
-                me.client
-            ));
-        }
+        let (listen, raft_listen) = self.listen_addrs(&peers[&self.node_id])?;
         let cluster_key = cluster_key(
             self.cluster_secret.as_deref(),
             self.cluster_secret_file.as_deref(),
@@ -415,6 +318,135 @@ impl BrokerToml {
             broker,
             cluster_key,
         })
+    }
+
+    /// The v2 and Raft listen addresses, checked against this node's `[[nodes]]` entry `me`
+    /// (and `advertise`, if given).
+    fn listen_addrs(&self, me: &NodeAddrs) -> Result<(SocketAddr, SocketAddr), String> {
+        let listen = socket("listen", &self.listen)?;
+        let raft_listen = socket("raft_listen", &self.raft_listen)?;
+        let entry = format!("[[nodes]] id = {}", self.node_id);
+        listen_matches("listen", listen, &format!("{entry} client"), &me.client)?;
+        listen_matches(
+            "raft_listen",
+            raft_listen,
+            &format!("{entry} raft"),
+            &me.raft,
+        )?;
+        if let Some(a) = &self.advertise
+            && a != &me.client
+        {
+            return Err(format!(
+                "advertise: {a:?} differs from this node's {entry} client {:?}; routes use \
+                 [[nodes]], so change it there (on every node)",
+                me.client
+            ));
+        }
+        Ok((listen, raft_listen))
+    }
+}
+
+impl TimeoutsToml {
+    /// Raft needs heartbeats well inside the election timeout.
+    fn check(&self) -> Result<(), String> {
+        if self.heartbeat_ms == 0
+            || self.election_min_ms <= 2 * self.heartbeat_ms
+            || self.election_max_ms <= self.election_min_ms
+        {
+            return Err(
+                "timeouts: need 0 < 2*heartbeat_ms < election_min_ms < election_max_ms".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Every node's addresses, by id, from `[[nodes]]`.
+fn node_addrs(nodes: &[NodeToml]) -> Result<BTreeMap<u64, NodeAddrs>, String> {
+    let mut peers = BTreeMap::new();
+    for n in nodes {
+        if n.id == 0 {
+            return Err("nodes: node id 0 is reserved".into());
+        }
+        addr_ok(&format!("nodes[{}].raft", n.id), &n.raft)?;
+        addr_ok(&format!("nodes[{}].client", n.id), &n.client)?;
+        let prev = peers.insert(
+            n.id,
+            NodeAddrs {
+                raft: n.raft.clone(),
+                client: n.client.clone(),
+            },
+        );
+        if prev.is_some() {
+            return Err(format!("nodes: node id {} appears twice", n.id));
+        }
+    }
+    let raft_addrs: BTreeSet<&str> = nodes.iter().map(|n| n.raft.as_str()).collect();
+    if raft_addrs.len() != nodes.len() {
+        return Err("nodes: two nodes share a raft address".into());
+    }
+    Ok(peers)
+}
+
+/// Every group of the cluster from `[[groups]]`, checked against the nodes in `peers`.
+fn group_plans(
+    groups: &[GroupToml],
+    peers: &BTreeMap<u64, NodeAddrs>,
+) -> Result<Vec<GroupPlan>, String> {
+    let mut plans = Vec::new();
+    let mut ids = BTreeSet::new();
+    for g in groups {
+        if g.id == 0 || !ids.insert(g.id) {
+            return Err(format!("groups: group id {} is 0 or appears twice", g.id));
+        }
+        let distinct: BTreeSet<u64> = g.members.iter().copied().collect();
+        if distinct.len() != g.members.len() {
+            return Err(format!(
+                "groups[{}].members: {:?} names a node twice",
+                g.id, g.members
+            ));
+        }
+        if g.members.is_empty() || g.members.len() % 2 == 0 {
+            return Err(format!(
+                "groups[{}]: needs an odd number of members, has {}",
+                g.id,
+                g.members.len()
+            ));
+        }
+        for m in &g.members {
+            if !peers.contains_key(m) {
+                return Err(format!("groups[{}]: member {m} is not in [[nodes]]", g.id));
+            }
+        }
+        if let Some(p) = g.preferred_leader
+            && !g.members.contains(&p)
+        {
+            return Err(format!(
+                "groups[{}]: preferred_leader {p} is not a member",
+                g.id
+            ));
+        }
+        plans.push(GroupPlan {
+            id: g.id,
+            name: g
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("raftmq-g{}", g.id)),
+            members: g.members.clone(),
+            preferred_leader: g.preferred_leader,
+        });
+    }
+    Ok(plans)
+}
+
+/// The log durability a `flush` value names.
+fn flush_mode(flush: &str) -> Result<FlushMode, String> {
+    match flush {
+        "sync" => Ok(FlushMode::Sync),
+        "async" => Ok(FlushMode::Async),
+        other => Err(format!(
+            "flush: {other:?} is neither \"sync\" nor \"async\""
+        )),
     }
 }
 

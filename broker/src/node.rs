@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::OnceLock;
+use std::sync::Weak;
 use std::time::Duration;
 
 use raft_store::disk::Disk;
@@ -46,8 +47,8 @@ pub struct Node {
     stop_clients: watch::Sender<bool>,
     stop_internal: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    client_server: tokio::task::JoinHandle<std::result::Result<(), String>>,
-    internal_server: tokio::task::JoinHandle<std::result::Result<(), String>>,
+    client_server: ServerTask,
+    internal_server: ServerTask,
 }
 
 async fn until_true(mut rx: watch::Receiver<bool>) {
@@ -63,60 +64,12 @@ impl Node {
     pub async fn start(cfg: NodeConfig, disk: Arc<dyn Disk>) -> Result<Node> {
         let registry = Registry::new(cfg.cluster_key.clone());
         let channels = Channels::new(cfg.cluster_key.clone());
-        let mut hosted = Vec::new();
-        for g in cfg
-            .groups
-            .iter()
-            .filter(|g| g.members.contains(&cfg.node_id))
-        {
-            let members: BTreeMap<u64, String> = g
-                .members
-                .iter()
-                .map(|m| (*m, cfg.peers[m].raft.clone()))
-                .collect();
-            let mut gc = GroupConfig::new(
-                GroupId(g.id),
-                cfg.node_id,
-                members,
-                cfg.data_dir.join(format!("group-{}", g.id)),
-            );
-            gc.heartbeat_interval = cfg.heartbeat;
-            gc.election_timeout = cfg.election;
-            gc.log.flush = cfg.flush;
-            let replica = Replica::start(
-                gc,
-                disk.clone(),
-                &registry,
-                &channels,
-                BatchConfig::default(),
-            )
-            .await?;
-            hosted.push(HostedGroup {
-                id: g.id,
-                name: g.name.clone(),
-                replica,
-                preferred_leader: g.preferred_leader,
-            });
-        }
+        let hosted = open_replicas(&cfg, disk, &registry, &channels).await?;
 
         // Raft transport and forwarding share one listener; forwarding needs the core, which
         // needs the replicas, so its slot is filled once the core exists.
         let slot = Arc::new(OnceLock::new());
-        let (stop_internal, rx) = watch::channel(false);
-        // Peers only: the credential's head is checked before a body is read.
-        let internal_limits = ListenLimits::default();
-        let internal = listener::internal_builder(&internal_limits, cfg.cluster_key.clone())
-            .add_service(registry.service(MAX_GRPC_MESSAGE))
-            .add_service(
-                ForwardGrpc::new(ForwardServer::new(slot.clone(), cfg.cluster_key.clone()))
-                    .max_decoding_message_size(MAX_GRPC_MESSAGE)
-                    .max_encoding_message_size(MAX_GRPC_MESSAGE),
-            );
-        let raft_listen = cfg.raft_listen;
-        let internal_server = tokio::spawn(async move {
-            crate::serve_limited!(internal, raft_listen, internal_limits, until_true(rx))
-                .map_err(|e| format!("raft listener {e}"))
-        });
+        let (stop_internal, internal_server) = serve_internal(&cfg, &registry, slot.clone());
 
         let core = BrokerCore::new(
             cfg.broker.clone(),
@@ -127,27 +80,7 @@ impl Node {
         );
         let _ = slot.set(Arc::downgrade(&core));
 
-        let (stop_clients, rx) = watch::channel(false);
-        let client_limits = ListenLimits {
-            max_connections: cfg.broker.limits.max_connections,
-            max_streams: cfg.broker.limits.max_streams_per_connection,
-        };
-        // A request larger than a full batch (plus room for its fields) is refused when its
-        // length prefix arrives, before it is buffered; replies are bounded by
-        // max_reply_bytes.
-        let client_message = cfg.broker.limits.max_batch_bytes + (8 << 20);
-        let clients = listener::builder(&client_limits)
-            .add_service(
-                MessagingServiceServer::new(MessagingServer::new(core.clone()))
-                    .max_decoding_message_size(client_message)
-                    .max_encoding_message_size(MAX_GRPC_MESSAGE),
-            )
-            .add_service(AdminGrpc::new(AdminServer::new(core.clone())));
-        let listen = cfg.listen;
-        let client_server = tokio::spawn(async move {
-            crate::serve_limited!(clients, listen, client_limits, until_true(rx))
-                .map_err(|e| format!("client listener {e}"))
-        });
+        let (stop_clients, client_server) = serve_clients(&cfg, &core);
 
         // A listener that cannot bind (address in use) ends its task at once: fail the start
         // rather than run a node nobody can reach.
@@ -228,6 +161,99 @@ impl Node {
         tracing::info!(node = self.cfg.node_id, "broker node stopped");
         Ok(())
     }
+}
+
+/// A listener's task: `Err` says why it stopped serving.
+type ServerTask = tokio::task::JoinHandle<std::result::Result<(), String>>;
+
+/// Opens (recovering) a replica of every group this node is a member of.
+async fn open_replicas(
+    cfg: &NodeConfig,
+    disk: Arc<dyn Disk>,
+    registry: &Registry,
+    channels: &Channels,
+) -> Result<Vec<HostedGroup>> {
+    let mut hosted = Vec::new();
+    for g in cfg
+        .groups
+        .iter()
+        .filter(|g| g.members.contains(&cfg.node_id))
+    {
+        let members: BTreeMap<u64, String> = g
+            .members
+            .iter()
+            .map(|m| (*m, cfg.peers[m].raft.clone()))
+            .collect();
+        let mut gc = GroupConfig::new(
+            GroupId(g.id),
+            cfg.node_id,
+            members,
+            cfg.data_dir.join(format!("group-{}", g.id)),
+        );
+        gc.heartbeat_interval = cfg.heartbeat;
+        gc.election_timeout = cfg.election;
+        gc.log.flush = cfg.flush;
+        let replica =
+            Replica::start(gc, disk.clone(), registry, channels, BatchConfig::default()).await?;
+        hosted.push(HostedGroup {
+            id: g.id,
+            name: g.name.clone(),
+            replica,
+            preferred_leader: g.preferred_leader,
+        });
+    }
+    Ok(hosted)
+}
+
+/// Starts the Raft transport and forwarding listener; forwarding serves the core `slot` holds
+/// once it is set. Returns its stop switch and task.
+fn serve_internal(
+    cfg: &NodeConfig,
+    registry: &Registry,
+    slot: Arc<OnceLock<Weak<BrokerCore>>>,
+) -> (watch::Sender<bool>, ServerTask) {
+    let (stop_internal, rx) = watch::channel(false);
+    // Peers only: the credential's head is checked before a body is read.
+    let internal_limits = ListenLimits::default();
+    let internal = listener::internal_builder(&internal_limits, cfg.cluster_key.clone())
+        .add_service(registry.service(MAX_GRPC_MESSAGE))
+        .add_service(
+            ForwardGrpc::new(ForwardServer::new(slot, cfg.cluster_key.clone()))
+                .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE),
+        );
+    let raft_listen = cfg.raft_listen;
+    let internal_server = tokio::spawn(async move {
+        crate::serve_limited!(internal, raft_listen, internal_limits, until_true(rx))
+            .map_err(|e| format!("raft listener {e}"))
+    });
+    (stop_internal, internal_server)
+}
+
+/// Starts the v2 and admin listener. Returns its stop switch and task.
+fn serve_clients(cfg: &NodeConfig, core: &Arc<BrokerCore>) -> (watch::Sender<bool>, ServerTask) {
+    let (stop_clients, rx) = watch::channel(false);
+    let client_limits = ListenLimits {
+        max_connections: cfg.broker.limits.max_connections,
+        max_streams: cfg.broker.limits.max_streams_per_connection,
+    };
+    // A request larger than a full batch (plus room for its fields) is refused when its
+    // length prefix arrives, before it is buffered; replies are bounded by
+    // max_reply_bytes.
+    let client_message = cfg.broker.limits.max_batch_bytes + (8 << 20);
+    let clients = listener::builder(&client_limits)
+        .add_service(
+            MessagingServiceServer::new(MessagingServer::new(core.clone()))
+                .max_decoding_message_size(client_message)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE),
+        )
+        .add_service(AdminGrpc::new(AdminServer::new(core.clone())));
+    let listen = cfg.listen;
+    let client_server = tokio::spawn(async move {
+        crate::serve_limited!(clients, listen, client_limits, until_true(rx))
+            .map_err(|e| format!("client listener {e}"))
+    });
+    (stop_clients, client_server)
 }
 
 /// Runs a node until `shutdown` completes, then stops it gracefully.

@@ -20,9 +20,7 @@ use super::convert::DeliveryStamp;
 use super::convert::pb_duration;
 use super::convert::to_pb_message;
 use super::grpc_timeout;
-use super::receive::DEADLINE_MARGIN;
-use super::receive::DEFAULT_LONG_POLL;
-use super::receive::MAX_LONG_POLL;
+use super::receive::long_poll_wait;
 use super::status::from_error;
 use super::status::ok;
 use super::status::status;
@@ -89,74 +87,52 @@ fn pull_reply(
     out
 }
 
+/// A pull reply with only a status.
+fn pull_failed(s: pb::Status) -> Vec<pb::PullMessageResponse> {
+    pull_reply(s, vec![], None)
+}
+
 pub async fn pull_message(
     core: &BrokerCore,
     req: Request<pb::PullMessageRequest>,
 ) -> Vec<pb::PullMessageResponse> {
     let started = tokio::time::Instant::now();
     if let Err(s) = client_id(&req) {
-        return pull_reply(s, vec![], None);
+        return pull_failed(s);
     }
     let Some(_poll) = core.long_poll_permit() else {
-        return pull_reply(
-            status(
-                Code::TooManyRequests,
-                format!(
-                    "this node holds {} long polls already; retry later",
-                    core.settings.limits.max_long_polls
-                ),
+        return pull_failed(status(
+            Code::TooManyRequests,
+            format!(
+                "this node holds {} long polls already; retry later",
+                core.settings.limits.max_long_polls
             ),
-            vec![],
-            None,
-        );
+        ));
     };
     let rpc_deadline = grpc_timeout(&req);
     let r = req.get_ref();
     if let Err(s) = validate::group(r.group.as_ref()) {
-        return pull_reply(s, vec![], None);
+        return pull_failed(s);
     }
     let (topic, g, queue) = match resolve(core, r.message_queue.as_ref()).await {
         Ok(x) => x,
-        Err(s) => return pull_reply(s, vec![], None),
+        Err(s) => return pull_failed(s),
     };
     if r.offset < 0 {
-        return pull_reply(
-            status(Code::IllegalOffset, "offset must not be negative"),
-            vec![],
-            None,
-        );
+        return pull_failed(status(Code::IllegalOffset, "offset must not be negative"));
     }
-    let batch = match r.batch_size {
-        0 => 32,
-        b if (1..=MAX_PULL_BATCH).contains(&b) => b,
-        _ => {
-            return pull_reply(
-                status(
-                    Code::BadRequest,
-                    format!("batch size must be 1..={MAX_PULL_BATCH}"),
-                ),
-                vec![],
-                None,
-            );
-        }
-    } as usize;
+    let batch = match pull_batch(r.batch_size) {
+        Ok(b) => b,
+        Err(s) => return pull_failed(s),
+    };
     let filter = match validate::filter(r.filter_expression.as_ref(), &core.settings.limits) {
         Ok(f) => f,
-        Err(s) => return pull_reply(s, vec![], None),
+        Err(s) => return pull_failed(s),
     };
-    let mut wait = r
-        .long_polling_timeout
-        .as_ref()
-        .map(pb_duration)
-        .unwrap_or(DEFAULT_LONG_POLL)
-        .min(MAX_LONG_POLL);
-    if let Some(d) = rpc_deadline {
-        wait = wait.min(d.saturating_sub(DEADLINE_MARGIN));
-    }
-    let host = core
-        .peers()
-        .get(&core.node_id())
-        .map_or(String::new(), |p| p.client.clone());
+    let wait = long_poll_wait(
+        r.long_polling_timeout.as_ref().map(pb_duration),
+        rpc_deadline,
+    );
     let offset = r.offset as u64;
     let read = Read::Pull {
         topic: topic.clone(),
@@ -167,8 +143,38 @@ pub async fn pull_message(
         wait_ms: wait.saturating_sub(started.elapsed()).as_millis() as u64,
         max_bytes: core.settings.limits.max_reply_bytes as u64,
     };
-    match core.leader_read(g, read).await {
-        Err(e) => pull_reply(from_error(&e), vec![], None),
+    let answer = core.leader_read(g, read).await;
+    pulled(core, answer, &topic, queue, offset)
+}
+
+/// The batch size a pull asks for (0: the default of 32).
+fn pull_batch(b: i32) -> Result<usize, pb::Status> {
+    Ok(match b {
+        0 => 32,
+        b if (1..=MAX_PULL_BATCH).contains(&b) => b,
+        _ => {
+            return Err(status(
+                Code::BadRequest,
+                format!("batch size must be 1..={MAX_PULL_BATCH}"),
+            ));
+        }
+    } as usize)
+}
+
+/// The reply to a pull of `topic` queue `queue` from `offset`, given what the leader read.
+fn pulled(
+    core: &BrokerCore,
+    answer: crate::error::Result<ReadAnswer>,
+    topic: &str,
+    queue: u32,
+    offset: u64,
+) -> Vec<pb::PullMessageResponse> {
+    let host = core
+        .peers()
+        .get(&core.node_id())
+        .map_or(String::new(), |p| p.client.clone());
+    match answer {
+        Err(e) => pull_failed(from_error(&e)),
         Ok(ReadAnswer::PastEnd { end }) => pull_reply(
             status(
                 Code::IllegalOffset,
@@ -196,7 +202,7 @@ pub async fn pull_message(
                     to_pb_message(
                         m,
                         DeliveryStamp {
-                            topic: &topic,
+                            topic,
                             queue,
                             offset: off,
                             receipt_handle: String::new(),
@@ -210,11 +216,10 @@ pub async fn pull_message(
                 .collect();
             pull_reply(ok(), msgs, Some(next as i64))
         }
-        Ok(other) => pull_reply(
-            status(Code::InternalError, format!("a pull answered {other:?}")),
-            vec![],
-            None,
-        ),
+        Ok(other) => pull_failed(status(
+            Code::InternalError,
+            format!("a pull answered {other:?}"),
+        )),
     }
 }
 

@@ -1,10 +1,12 @@
 //! ReceiveMessage (long polling), AckMessage, ChangeInvisibleDuration.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
 use raftmq_proto::v2 as pb;
 use raftmq_proto::v2::Code;
+use tokio::sync::Notify;
 use tonic::Request;
 
 use super::client_id;
@@ -71,78 +73,124 @@ pub async fn receive_message(
     };
     core.touch_client(&client);
     let req = req.into_inner();
-    let group = match validate::group(req.group.as_ref()) {
-        Ok(g) => g,
+    let receive = match prepare(core, &req, started, rpc_deadline).await {
+        Ok(r) => r,
         Err(s) => return reply_status(s),
     };
+    long_poll(core, &req, &client, &receive, started).await
+}
+
+/// A checked receive: the command to propose, the groups to take it from, and until when to
+/// wait for a message.
+struct Receive {
+    pop: Pop,
+    /// Raft groups to look in, in order.
+    candidates: Vec<u64>,
+    invisible: Duration,
+    deadline: tokio::time::Instant,
+}
+
+/// Validates a receive and resolves where it reads (creating its topic and group if need be).
+async fn prepare(
+    core: &BrokerCore,
+    req: &pb::ReceiveMessageRequest,
+    started: tokio::time::Instant,
+    rpc_deadline: Option<Duration>,
+) -> Result<Receive, pb::Status> {
+    let group = validate::group(req.group.as_ref())?;
     let Some(mq) = req.message_queue.as_ref() else {
-        return reply_status(status(Code::BadRequest, "message queue is required"));
+        return Err(status(Code::BadRequest, "message queue is required"));
     };
-    let topic = match validate::topic(mq.topic.as_ref()) {
-        Ok(t) => t,
-        Err(s) => return reply_status(s),
-    };
+    let topic = validate::topic(mq.topic.as_ref())?;
     if req.batch_size <= 0 || req.batch_size > MAX_BATCH {
-        return reply_status(status(
+        return Err(status(
             Code::BadRequest,
             format!("batch size must be 1..={MAX_BATCH}"),
         ));
     }
-    let invisible = match (
+    let invisible = invisible_duration(core, req)?;
+    let filter = validate::filter(req.filter_expression.as_ref(), &core.settings.limits)?;
+    let wait = long_poll_wait(
+        req.long_polling_timeout.as_ref().map(pb_duration),
+        rpc_deadline,
+    );
+    let deadline = started + wait;
+    let (queue, candidates) = sources(core, mq, &topic, &group).await?;
+    let pop = Pop {
+        group,
+        topic,
+        queue: queue.map(QueueId),
+        max: req.batch_size as u32,
+        invisible_ms: invisible.as_millis() as u64,
+        filter,
+        max_bytes: core.settings.limits.max_reply_bytes as u64,
+    };
+    Ok(Receive {
+        pop,
+        candidates,
+        invisible,
+        deadline,
+    })
+}
+
+/// How long deliveries stay invisible: the client's duration within the configured bounds, or
+/// the renewal period when the broker renews them (`auto_renew`).
+fn invisible_duration(
+    core: &BrokerCore,
+    req: &pb::ReceiveMessageRequest,
+) -> Result<Duration, pb::Status> {
+    match (
         req.auto_renew,
         req.invisible_duration.as_ref().map(pb_duration),
     ) {
-        (true, None) => core.settings.renew_invisible,
-        (_, Some(d)) if d >= core.settings.min_invisible && d <= core.settings.max_invisible => d,
-        (_, Some(d)) => {
-            return reply_status(status(
-                Code::IllegalInvisibleTime,
-                format!(
-                    "invisible duration {d:?} is outside {:?}..={:?}",
-                    core.settings.min_invisible, core.settings.max_invisible
-                ),
-            ));
+        (true, None) => Ok(core.settings.renew_invisible),
+        (_, Some(d)) if d >= core.settings.min_invisible && d <= core.settings.max_invisible => {
+            Ok(d)
         }
-        (false, None) => {
-            return reply_status(status(
-                Code::IllegalInvisibleTime,
-                "invisible duration is required",
-            ));
-        }
-    };
-    let filter = match validate::filter(req.filter_expression.as_ref(), &core.settings.limits) {
-        Ok(f) => f,
-        Err(s) => return reply_status(s),
-    };
-    let mut wait = req
-        .long_polling_timeout
-        .as_ref()
-        .map(pb_duration)
-        .unwrap_or(DEFAULT_LONG_POLL)
-        .min(MAX_LONG_POLL);
+        (_, Some(d)) => Err(status(
+            Code::IllegalInvisibleTime,
+            format!(
+                "invisible duration {d:?} is outside {:?}..={:?}",
+                core.settings.min_invisible, core.settings.max_invisible
+            ),
+        )),
+        (false, None) => Err(status(
+            Code::IllegalInvisibleTime,
+            "invisible duration is required",
+        )),
+    }
+}
+
+/// How long a long poll may wait: what the client asked (or the default), at most
+/// [`MAX_LONG_POLL`], and ending [`DEADLINE_MARGIN`] before the gRPC deadline.
+pub(super) fn long_poll_wait(asked: Option<Duration>, rpc_deadline: Option<Duration>) -> Duration {
+    let mut wait = asked.unwrap_or(DEFAULT_LONG_POLL).min(MAX_LONG_POLL);
     if let Some(d) = rpc_deadline {
         wait = wait.min(d.saturating_sub(DEADLINE_MARGIN));
     }
-    let deadline = started + wait;
+    wait
+}
 
-    let group_id = match validate::raft_group(core, mq) {
-        Ok(g) => g,
-        Err(s) => return reply_status(s),
-    };
-    let topic_groups: Vec<u64> = match core.ensure_topic(&topic).await {
+/// The queue a receive reads (`None`: any) and the Raft groups it may take from, named group
+/// first.
+async fn sources(
+    core: &BrokerCore,
+    mq: &pb::MessageQueue,
+    topic: &str,
+    group: &str,
+) -> Result<(Option<u32>, Vec<u64>), pb::Status> {
+    let group_id = validate::raft_group(core, mq)?;
+    let topic_groups: Vec<u64> = match core.ensure_topic(topic).await {
         Ok(c) if c.iter().any(|(g, _)| *g == group_id) => c.into_iter().map(|(g, _)| g).collect(),
         Ok(_) => {
-            return reply_status(status(
+            return Err(status(
                 Code::TopicNotFound,
                 format!("topic {topic} does not exist"),
             ));
         }
-        Err(e) => return reply_status(from_error(&e)),
+        Err(e) => return Err(from_error(&e)),
     };
-    let gcfg = match core.ensure_group(&group).await {
-        Ok(g) => g,
-        Err(e) => return reply_status(from_error(&e)),
-    };
+    let gcfg = core.ensure_group(group).await.map_err(|e| from_error(&e))?;
     // Only FIFO groups read a named queue; others take from any queue (as the proxy does),
     // and, when the named group has nothing, from any other group of the topic on this node:
     // a simple consumer cycles through every queue of its route, and waiting out a long poll
@@ -156,84 +204,42 @@ pub async fn receive_message(
             .chain(topic_groups.into_iter().filter(|g| *g != group_id))
             .collect()
     };
-    let pop = Pop {
-        group: group.clone(),
-        topic: topic.clone(),
-        queue: queue.map(QueueId),
-        max: req.batch_size as u32,
-        invisible_ms: invisible.as_millis() as u64,
-        filter,
-        max_bytes: core.settings.limits.max_reply_bytes as u64,
-    };
+    Ok((queue, candidates))
+}
 
+/// Waits until a candidate group has a visible message and takes it, or until the deadline.
+async fn long_poll(
+    core: &BrokerCore,
+    req: &pb::ReceiveMessageRequest,
+    client: &str,
+    r: &Receive,
+    started: tokio::time::Instant,
+) -> Vec<pb::ReceiveMessageResponse> {
     loop {
         // Register for wake-ups before looking, so an apply in between is not missed.
-        let mut notifies = Vec::new();
-        for g in &candidates {
-            match core.group(*g) {
-                Ok(h) => notifies.push(h.replica.changed().clone()),
-                Err(e) => return reply_status(from_error(&e)),
-            }
-        }
+        let notifies = match change_notifies(core, &r.candidates) {
+            Ok(n) => n,
+            Err(s) => return reply_status(s),
+        };
         let mut waits: Vec<_> = notifies.iter().map(|n| Box::pin(n.notified())).collect();
         for w in &mut waits {
             w.as_mut().enable();
         }
-        let mut chosen = None;
-        // Milliseconds until the nearest invisibility deadline, by each group's cluster clock.
-        let mut expiry: Option<u64> = None;
-        for g in &candidates {
-            let clock = match core.group(*g) {
-                Ok(h) => h.replica.clock().now(),
-                Err(e) => return reply_status(from_error(&e)),
-            };
-            let (visible, e) = match core.read(*g, |s| {
-                let now = clock.max(s.clock_ms);
-                (
-                    s.has_visible(&group, &topic, queue, now),
-                    s.next_expiry(&group, &topic).map(|e| e.saturating_sub(now)),
-                )
-            }) {
-                Ok(v) => v,
-                Err(e) => return reply_status(from_error(&e)),
-            };
-            expiry = match (expiry, e) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            if visible {
-                chosen = Some(*g);
-                break;
-            }
-        }
+        let (chosen, expiry) = match look(core, r) {
+            Ok(x) => x,
+            Err(s) => return reply_status(s),
+        };
         if let Some(g) = chosen {
-            let t = tokio::time::Instant::now();
-            let popped = core.pop(g, pop.clone()).await;
-            tracing::debug!(
-                group = g,
-                %topic,
-                consumer = %group,
-                waited_ms = started.elapsed().as_millis() as u64,
-                pop_ms = t.elapsed().as_millis() as u64,
-                result = ?popped.as_ref().map(|v| v.len()),
-                "receive pop"
-            );
-            match popped {
-                Ok(got) if !got.is_empty() => {
-                    return deliveries(core, &req, &client, g, &group, invisible, got);
-                }
-                Ok(_) => continue, // everything visible was filtered out or dead-lettered
-                Err(crate::error::BrokerError::Rejected(r)) => {
-                    return reply_status(from_reject(&r));
-                }
-                Err(e) => return reply_status(from_error(&e)),
+            match take(core, req, client, r, g, started).await {
+                Some(reply) => return reply,
+                None => continue, // everything visible was filtered out or dead-lettered
             }
         }
         let now_i = tokio::time::Instant::now();
-        if now_i >= deadline {
+        if now_i >= r.deadline {
             return reply_status(status(Code::MessageNotFound, "no new message"));
         }
-        let mut sleep = (deadline - now_i).min(Duration::from_secs(1));
+        let mut sleep = (r.deadline - now_i).min(Duration::from_secs(1));
         if let Some(e) = expiry {
             sleep = sleep.min(Duration::from_millis(e.max(1)));
         }
@@ -242,6 +248,82 @@ pub async fn receive_message(
             _ = futures::future::select_all(waits) => {}
             _ = tokio::time::sleep(sleep) => {}
         }
+    }
+}
+
+/// Each candidate group's change notification.
+fn change_notifies(core: &BrokerCore, candidates: &[u64]) -> Result<Vec<Arc<Notify>>, pb::Status> {
+    let mut notifies = Vec::new();
+    for g in candidates {
+        match core.group(*g) {
+            Ok(h) => notifies.push(h.replica.changed().clone()),
+            Err(e) => return Err(from_error(&e)),
+        }
+    }
+    Ok(notifies)
+}
+
+/// The first candidate group with a visible message, if any, and the milliseconds until the
+/// nearest invisibility deadline, by each group's cluster clock.
+fn look(core: &BrokerCore, r: &Receive) -> Result<(Option<u64>, Option<u64>), pb::Status> {
+    let (group, topic, queue) = (&r.pop.group, &r.pop.topic, r.pop.queue.map(|q| q.0));
+    let mut chosen = None;
+    let mut expiry: Option<u64> = None;
+    for g in &r.candidates {
+        let clock = match core.group(*g) {
+            Ok(h) => h.replica.clock().now(),
+            Err(e) => return Err(from_error(&e)),
+        };
+        let (visible, e) = match core.read(*g, |s| {
+            let now = clock.max(s.clock_ms);
+            (
+                s.has_visible(group, topic, queue, now),
+                s.next_expiry(group, topic).map(|e| e.saturating_sub(now)),
+            )
+        }) {
+            Ok(v) => v,
+            Err(e) => return Err(from_error(&e)),
+        };
+        expiry = match (expiry, e) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if visible {
+            chosen = Some(*g);
+            break;
+        }
+    }
+    Ok((chosen, expiry))
+}
+
+/// Proposes the receive in group `g`: the reply to send, or `None` when it took nothing.
+async fn take(
+    core: &BrokerCore,
+    req: &pb::ReceiveMessageRequest,
+    client: &str,
+    r: &Receive,
+    g: u64,
+    started: tokio::time::Instant,
+) -> Option<Vec<pb::ReceiveMessageResponse>> {
+    let (group, topic) = (&r.pop.group, &r.pop.topic);
+    let t = tokio::time::Instant::now();
+    let popped = core.pop(g, r.pop.clone()).await;
+    tracing::debug!(
+        group = g,
+        %topic,
+        consumer = %group,
+        waited_ms = started.elapsed().as_millis() as u64,
+        pop_ms = t.elapsed().as_millis() as u64,
+        result = ?popped.as_ref().map(|v| v.len()),
+        "receive pop"
+    );
+    match popped {
+        Ok(got) if !got.is_empty() => {
+            Some(deliveries(core, req, client, g, group, r.invisible, got))
+        }
+        Ok(_) => None,
+        Err(crate::error::BrokerError::Rejected(x)) => Some(reply_status(from_reject(&x))),
+        Err(e) => Some(reply_status(from_error(&e))),
     }
 }
 

@@ -17,6 +17,8 @@ use crate::batcher::now_ms;
 use crate::command::Command;
 use crate::core::BrokerCore;
 use crate::model::QueueId;
+use crate::model::StoredMessage;
+use crate::model::TopicKind;
 use crate::model::tag_hash;
 use crate::state::Outcome;
 
@@ -26,66 +28,11 @@ pub async fn send_message(
 ) -> pb::SendMessageResponse {
     let id_check = client_id(&req);
     let req = req.into_inner();
-    let entry = |s: pb::Status, id: &str| pb::SendResultEntry {
-        status: Some(s),
-        message_id: id.to_string(),
-        transaction_id: String::new(),
-        offset: 0,
-        recall_handle: String::new(),
-    };
-    let fail_all = |s: pb::Status| {
-        let entries: Vec<_> = req
-            .messages
-            .iter()
-            .map(|m| {
-                entry(
-                    s.clone(),
-                    m.system_properties.as_ref().map_or("", |p| &p.message_id),
-                )
-            })
-            .collect();
-        pb::SendMessageResponse {
-            status: Some(s),
-            entries,
-        }
-    };
     if let Err(s) = id_check {
-        return fail_all(s);
+        return fail_all(&req, s);
     }
-    if req.messages.is_empty() {
-        return fail_all(status(Code::BadRequest, "no messages"));
-    }
-    let batch_bytes: usize = req.messages.iter().map(|m| m.body.len()).sum();
-    if req.messages.len() > core.settings.limits.max_batch_messages {
-        return fail_all(status(
-            Code::BadRequest,
-            format!(
-                "a batch of {} messages exceeds the limit of {}",
-                req.messages.len(),
-                core.settings.limits.max_batch_messages
-            ),
-        ));
-    }
-    if batch_bytes > core.settings.limits.max_batch_bytes {
-        return fail_all(status(
-            Code::MessageBodyTooLarge,
-            format!(
-                "a batch of {batch_bytes} body bytes exceeds the limit of {}",
-                core.settings.limits.max_batch_bytes
-            ),
-        ));
-    }
-    // A batch must share its topic (and type), as the SDKs guarantee.
-    let topics: std::collections::BTreeSet<_> = req
-        .messages
-        .iter()
-        .map(|m| m.topic.as_ref().map(|t| &t.name))
-        .collect();
-    if topics.len() > 1 {
-        return fail_all(status(
-            Code::BadRequest,
-            "all messages of a batch must have the same topic",
-        ));
+    if let Err(s) = check_batch(core, &req) {
+        return fail_all(&req, s);
     }
 
     let now = now_ms();
@@ -101,34 +48,17 @@ pub async fn send_message(
         .iter()
         .find_map(|c| c.as_ref().ok().map(|m| m.topic.clone()))
     else {
-        // Every message is invalid: answer each with its own reason.
-        let entries: Vec<_> = checked
-            .iter()
-            .zip(&req.messages)
-            .map(|(c, m)| {
-                entry(
-                    c.clone().unwrap_err(),
-                    &m.system_properties
-                        .as_ref()
-                        .map_or(String::new(), |p| p.message_id.clone()),
-                )
-            })
-            .collect();
-        let top = combine(entries.iter().filter_map(|e| e.status.as_ref()));
-        return pb::SendMessageResponse {
-            status: Some(top),
-            entries,
-        };
+        return all_invalid(&req, &checked);
     };
     let configs = match core.ensure_topic(&topic).await {
         Ok(c) if c.is_empty() => {
-            return fail_all(status(
-                Code::TopicNotFound,
-                format!("topic {topic} does not exist"),
-            ));
+            return fail_all(
+                &req,
+                status(Code::TopicNotFound, format!("topic {topic} does not exist")),
+            );
         }
         Ok(c) => c,
-        Err(e) => return fail_all(from_error(&e)),
+        Err(e) => return fail_all(&req, from_error(&e)),
     };
     // Every (group, queue) of the topic on this node, in a fixed order.
     let slots: Vec<(u64, u32)> = configs
@@ -143,44 +73,170 @@ pub async fn send_message(
         .copied()
         .filter(|(g, _)| core.group(*g).is_ok_and(|h| h.replica.is_leader()))
         .collect();
-    let kind = configs[0].1.kind;
-
-    let sends = checked.into_iter().map(|c| async {
-        let mut m = c?;
-        if !kind.accepts(m.kind) {
-            return Err(status(
-                Code::MessagePropertyConflictWithType,
-                format!("topic {topic} does not accept {:?} messages", m.kind),
-            ));
-        }
-        // Messages of one message group always go to one queue, whatever queue the client
-        // picked, so the group keeps its order.
-        let (g, q) = match &m.message_group {
-            Some(mg) => slots[(tag_hash(Some(mg)) % slots.len() as u64) as usize],
-            None => {
-                let pool = if led.is_empty() { &slots } else { &led };
-                pool[(core.next_round_robin() % pool.len() as u64) as usize]
-            }
-        };
-        m.queue = QueueId(q);
-        let id = m.message_id.clone();
-        match core.submit(g, Command::Send(m)).await {
-            // Under the simulator, sometimes lose the answer of a stored send: the client
-            // must treat it as unknown.
-            Ok(Outcome::Sent { .. }) if raft_store::buggify!() => Err(status(
-                Code::MasterPersistenceTimeout,
-                "answer lost (simulated)",
-            )),
-            Ok(Outcome::Sent { offset, .. }) => Ok((id, offset.0)),
-            Ok(Outcome::Rejected(r)) => Err(from_reject(&r)),
-            Ok(other) => Err(status(
-                Code::InternalError,
-                format!("unexpected outcome {other:?}"),
-            )),
-            Err(e) => Err(from_error(&e)),
-        }
-    });
+    let targets = Targets {
+        topic: &topic,
+        kind: configs[0].1.kind,
+        slots: &slots,
+        led: &led,
+    };
+    let sends = checked.into_iter().map(|c| send_one(core, &targets, c));
     let results = join_all(sends).await;
+    answer(&req, results)
+}
+
+/// Answers every message of the request with `s`.
+fn fail_all(req: &pb::SendMessageRequest, s: pb::Status) -> pb::SendMessageResponse {
+    let entries: Vec<_> = req
+        .messages
+        .iter()
+        .map(|m| {
+            entry(
+                s.clone(),
+                m.system_properties.as_ref().map_or("", |p| &p.message_id),
+            )
+        })
+        .collect();
+    pb::SendMessageResponse {
+        status: Some(s),
+        entries,
+    }
+}
+
+/// Every message is invalid: answer each with its own reason.
+fn all_invalid(
+    req: &pb::SendMessageRequest,
+    checked: &[Result<StoredMessage, pb::Status>],
+) -> pb::SendMessageResponse {
+    let entries: Vec<_> = checked
+        .iter()
+        .zip(&req.messages)
+        .map(|(c, m)| {
+            entry(
+                c.clone().unwrap_err(),
+                &m.system_properties
+                    .as_ref()
+                    .map_or(String::new(), |p| p.message_id.clone()),
+            )
+        })
+        .collect();
+    let top = combine(entries.iter().filter_map(|e| e.status.as_ref()));
+    pb::SendMessageResponse {
+        status: Some(top),
+        entries,
+    }
+}
+
+/// Where the messages of a batch may go.
+struct Targets<'a> {
+    /// The batch's topic (every valid message's).
+    topic: &'a str,
+    /// What the topic accepts.
+    kind: TopicKind,
+    /// Every (group, queue) of the topic on this node, in a fixed order.
+    slots: &'a [(u64, u32)],
+    /// The slots of groups led here.
+    led: &'a [(u64, u32)],
+}
+
+/// Stores one message of the batch in the queue it routes to: its id and offset, or why
+/// not (the reason its checks gave, if it failed them).
+async fn send_one(
+    core: &BrokerCore,
+    t: &Targets<'_>,
+    c: Result<StoredMessage, pb::Status>,
+) -> Result<(String, u64), pb::Status> {
+    let (topic, slots, led) = (t.topic, t.slots, t.led);
+    let mut m = c?;
+    if !t.kind.accepts(m.kind) {
+        return Err(status(
+            Code::MessagePropertyConflictWithType,
+            format!("topic {topic} does not accept {:?} messages", m.kind),
+        ));
+    }
+    // Messages of one message group always go to one queue, whatever queue the client
+    // picked, so the group keeps its order.
+    let (g, q) = match &m.message_group {
+        Some(mg) => slots[(tag_hash(Some(mg)) % slots.len() as u64) as usize],
+        None => {
+            let pool = if led.is_empty() { slots } else { led };
+            pool[(core.next_round_robin() % pool.len() as u64) as usize]
+        }
+    };
+    m.queue = QueueId(q);
+    let id = m.message_id.clone();
+    match core.submit(g, Command::Send(m)).await {
+        // Under the simulator, sometimes lose the answer of a stored send: the client
+        // must treat it as unknown.
+        Ok(Outcome::Sent { .. }) if raft_store::buggify!() => Err(status(
+            Code::MasterPersistenceTimeout,
+            "answer lost (simulated)",
+        )),
+        Ok(Outcome::Sent { offset, .. }) => Ok((id, offset.0)),
+        Ok(Outcome::Rejected(r)) => Err(from_reject(&r)),
+        Ok(other) => Err(status(
+            Code::InternalError,
+            format!("unexpected outcome {other:?}"),
+        )),
+        Err(e) => Err(from_error(&e)),
+    }
+}
+
+/// One entry of the answer.
+fn entry(s: pb::Status, id: &str) -> pb::SendResultEntry {
+    pb::SendResultEntry {
+        status: Some(s),
+        message_id: id.to_string(),
+        transaction_id: String::new(),
+        offset: 0,
+        recall_handle: String::new(),
+    }
+}
+
+/// The checks on the batch as a whole: its size, and one topic for all its messages.
+fn check_batch(core: &BrokerCore, req: &pb::SendMessageRequest) -> Result<(), pb::Status> {
+    if req.messages.is_empty() {
+        return Err(status(Code::BadRequest, "no messages"));
+    }
+    let batch_bytes: usize = req.messages.iter().map(|m| m.body.len()).sum();
+    if req.messages.len() > core.settings.limits.max_batch_messages {
+        return Err(status(
+            Code::BadRequest,
+            format!(
+                "a batch of {} messages exceeds the limit of {}",
+                req.messages.len(),
+                core.settings.limits.max_batch_messages
+            ),
+        ));
+    }
+    if batch_bytes > core.settings.limits.max_batch_bytes {
+        return Err(status(
+            Code::MessageBodyTooLarge,
+            format!(
+                "a batch of {batch_bytes} body bytes exceeds the limit of {}",
+                core.settings.limits.max_batch_bytes
+            ),
+        ));
+    }
+    // A batch must share its topic (and type), as the SDKs guarantee.
+    let topics: std::collections::BTreeSet<_> = req
+        .messages
+        .iter()
+        .map(|m| m.topic.as_ref().map(|t| &t.name))
+        .collect();
+    if topics.len() > 1 {
+        return Err(status(
+            Code::BadRequest,
+            "all messages of a batch must have the same topic",
+        ));
+    }
+    Ok(())
+}
+
+/// One entry per message, in order, and the combined status.
+fn answer(
+    req: &pb::SendMessageRequest,
+    results: Vec<Result<(String, u64), pb::Status>>,
+) -> pb::SendMessageResponse {
     let entries: Vec<pb::SendResultEntry> = results
         .into_iter()
         .zip(&req.messages)

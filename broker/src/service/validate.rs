@@ -131,6 +131,58 @@ pub fn message(m: &pb::Message, max_body: usize, now_ms: u64) -> Result<StoredMe
         .system_properties
         .as_ref()
         .ok_or_else(|| bad(Code::BadRequest, "system properties are required"))?;
+    check_identity(sys)?;
+    if m.body.len() > max_body {
+        return Err(bad(
+            Code::MessageBodyTooLarge,
+            format!(
+                "body of {} bytes exceeds the limit of {max_body}",
+                m.body.len()
+            ),
+        ));
+    }
+    check_tag_keys_group(sys)?;
+    check_user_properties(m)?;
+    let delivery_ms = sys.delivery_timestamp.as_ref().map(ts_to_ms);
+    let kind = message_kind(sys, delivery_ms)?;
+    if let Some(d) = delivery_ms
+        && d > now_ms.saturating_add(MAX_DELAY_MS)
+    {
+        return Err(bad(
+            Code::IllegalDeliveryTime,
+            "delivery time is more than a day ahead",
+        ));
+    }
+    if matches!(kind, MessageKind::Delay | MessageKind::Transaction) {
+        return Err(bad(
+            Code::Unsupported,
+            format!("{kind:?} messages are not supported by this broker version yet"),
+        ));
+    }
+    Ok(StoredMessage {
+        topic,
+        queue: QueueId(sys.queue_id.max(0) as u32),
+        message_id: sys.message_id.clone(),
+        tag: sys.tag.clone(),
+        keys: sys.keys.clone(),
+        properties: m
+            .user_properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<BTreeMap<_, _>>(),
+        kind,
+        message_group: sys.message_group.clone(),
+        delivery_ms,
+        born_ms: sys.born_timestamp.as_ref().map_or(now_ms, ts_to_ms),
+        born_host: sys.born_host.clone(),
+        body_encoding: sys.body_encoding,
+        trace_context: sys.trace_context.clone(),
+        body: m.body.to_vec(),
+    })
+}
+
+/// The message id, born host and trace context of a message.
+fn check_identity(sys: &pb::SystemProperties) -> Result<(), Status> {
     if sys.message_id.trim().is_empty() {
         return Err(bad(Code::IllegalMessageId, "message id is required"));
     }
@@ -158,15 +210,11 @@ pub fn message(m: &pb::Message, max_body: usize, now_ms: u64) -> Result<StoredMe
             format!("trace context is longer than {MAX_TRACE_BYTES} bytes"),
         ));
     }
-    if m.body.len() > max_body {
-        return Err(bad(
-            Code::MessageBodyTooLarge,
-            format!(
-                "body of {} bytes exceeds the limit of {max_body}",
-                m.body.len()
-            ),
-        ));
-    }
+    Ok(())
+}
+
+/// The tag, keys and message group of a message.
+fn check_tag_keys_group(sys: &pb::SystemProperties) -> Result<(), Status> {
     if let Some(tag) = &sys.tag
         && (tag.trim().is_empty() || tag.contains('|') || has_control(tag))
     {
@@ -205,6 +253,11 @@ pub fn message(m: &pb::Message, max_body: usize, now_ms: u64) -> Result<StoredMe
             format!("illegal message group {g:?}"),
         ));
     }
+    Ok(())
+}
+
+/// The user properties of a message: no reserved keys, and bounded in number and size.
+fn check_user_properties(m: &pb::Message) -> Result<(), Status> {
     let mut bytes = 0;
     for (k, v) in &m.user_properties {
         if k.is_empty() || RESERVED_KEYS.contains(&k.as_str()) {
@@ -224,7 +277,15 @@ pub fn message(m: &pb::Message, max_body: usize, now_ms: u64) -> Result<StoredMe
             ),
         ));
     }
-    let delivery_ms = sys.delivery_timestamp.as_ref().map(ts_to_ms);
+    Ok(())
+}
+
+/// The message's kind: the declared type, or (unspecified) the one its message group or
+/// delivery time implies; refused when its properties conflict with it.
+fn message_kind(
+    sys: &pb::SystemProperties,
+    delivery_ms: Option<u64>,
+) -> Result<MessageKind, Status> {
     let declared =
         pb::MessageType::try_from(sys.message_type).unwrap_or(pb::MessageType::Unspecified);
     let kind = match declared {
@@ -262,40 +323,7 @@ pub fn message(m: &pb::Message, max_body: usize, now_ms: u64) -> Result<StoredMe
         }
         _ => {}
     }
-    if let Some(d) = delivery_ms
-        && d > now_ms.saturating_add(MAX_DELAY_MS)
-    {
-        return Err(bad(
-            Code::IllegalDeliveryTime,
-            "delivery time is more than a day ahead",
-        ));
-    }
-    if matches!(kind, MessageKind::Delay | MessageKind::Transaction) {
-        return Err(bad(
-            Code::Unsupported,
-            format!("{kind:?} messages are not supported by this broker version yet"),
-        ));
-    }
-    Ok(StoredMessage {
-        topic,
-        queue: QueueId(sys.queue_id.max(0) as u32),
-        message_id: sys.message_id.clone(),
-        tag: sys.tag.clone(),
-        keys: sys.keys.clone(),
-        properties: m
-            .user_properties
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect::<BTreeMap<_, _>>(),
-        kind,
-        message_group: sys.message_group.clone(),
-        delivery_ms,
-        born_ms: sys.born_timestamp.as_ref().map_or(now_ms, ts_to_ms),
-        born_host: sys.born_host.clone(),
-        body_encoding: sys.body_encoding,
-        trace_context: sys.trace_context.clone(),
-        body: m.body.to_vec(),
-    })
+    Ok(kind)
 }
 
 /// The Raft group a request's queue names: its broker name is the group's name. A node

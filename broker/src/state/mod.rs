@@ -121,6 +121,123 @@ pub struct BrokerState {
 /// Default delivery attempts for a group that was never configured.
 const DEFAULT_MAX_ATTEMPTS: u32 = 17;
 
+/// One receive being applied: its bounds, and what it has taken so far.
+struct PopRound<'a> {
+    p: &'a Pop,
+    now: u64,
+    /// At most this many deliveries.
+    max: usize,
+    /// Deliveries are invisible until then.
+    deadline: u64,
+    /// A message delivered this many times goes to the dead-letter topic instead.
+    max_attempts: u32,
+    /// Body bytes the reply may still take.
+    budget: u64,
+    deliveries: Vec<Delivery>,
+    dead: Vec<CqEntry>,
+}
+
+impl PopRound<'_> {
+    /// The reply must fit in a message: stop once the bodies reach the budget (at least one
+    /// message always goes, or a message larger than the budget would never be delivered).
+    fn full(&mut self, len: u32) -> bool {
+        if !self.deliveries.is_empty() && u64::from(len) > self.budget {
+            return true;
+        }
+        self.budget = self.budget.saturating_sub(u64::from(len));
+        false
+    }
+
+    /// Hands out again the deliveries of queue `q` whose invisibility expired, in offset
+    /// order; those out of attempts are set aside for the dead-letter topic instead.
+    fn redeliver_expired(
+        &mut self,
+        q: u32,
+        cq: &ConsumeQueue,
+        pq: &mut PopQueue,
+        receipt_seq: &mut u64,
+    ) {
+        for off in pq.expired(self.now) {
+            if self.deliveries.len() >= self.max {
+                break;
+            }
+            let (Some(entry), Some(inf)) = (cq.get(off).copied(), pq.inflight.get(&off).copied())
+            else {
+                continue; // unreachable while the invariants hold
+            };
+            if inf.attempt < self.max_attempts && self.full(entry.len) {
+                break;
+            }
+            if inf.attempt >= self.max_attempts {
+                pq.inflight.remove(&off);
+                self.dead.push(entry);
+                continue;
+            }
+            *receipt_seq += 1;
+            let next = Inflight {
+                deadline_ms: self.deadline,
+                attempt: inf.attempt + 1,
+                seq: *receipt_seq,
+            };
+            pq.inflight.insert(off, next);
+            self.deliveries.push(Delivery {
+                topic: self.p.topic.clone(),
+                receipt: Receipt {
+                    queue: QueueId(q),
+                    offset: QueueOffset(off),
+                    seq: next.seq,
+                },
+                entry,
+                attempt: next.attempt,
+                deadline_ms: next.deadline_ms,
+            });
+        }
+    }
+
+    /// Hands out messages of queue `q` never handed out to this group. The scan is bounded: a
+    /// filter that matches nothing in a long backlog stops after MAX_POP_SCAN entries (the
+    /// next receive goes on from there) instead of holding the apply lock for all of it.
+    fn take_new(&mut self, q: u32, cq: &ConsumeQueue, pq: &mut PopQueue, receipt_seq: &mut u64) {
+        let mut scanned = 0;
+        while self.deliveries.len() < self.max
+            && pq.next < cq.end()
+            && scanned < limits::MAX_POP_SCAN
+        {
+            let off = pq.next;
+            let Some(entry) = cq.get(off).copied() else {
+                break; // unreachable: below end
+            };
+            scanned += 1;
+            if !self.p.filter.matches(entry.tag_hash) {
+                pq.next += 1;
+                continue; // filtered out: consumed for this group
+            }
+            if self.full(entry.len) {
+                break;
+            }
+            pq.next += 1;
+            *receipt_seq += 1;
+            let inf = Inflight {
+                deadline_ms: self.deadline,
+                attempt: 1,
+                seq: *receipt_seq,
+            };
+            pq.inflight.insert(off, inf);
+            self.deliveries.push(Delivery {
+                topic: self.p.topic.clone(),
+                receipt: Receipt {
+                    queue: QueueId(q),
+                    offset: QueueOffset(off),
+                    seq: inf.seq,
+                },
+                entry,
+                attempt: 1,
+                deadline_ms: inf.deadline_ms,
+            });
+        }
+    }
+}
+
 impl BrokerState {
     /// Applies one committed entry. An entry that does not decode is a fatal error for the
     /// replica: continuing would diverge from the group.
@@ -277,23 +394,9 @@ impl BrokerState {
     }
 
     fn pop(&mut self, now: u64, p: &Pop) -> Outcome {
-        let Some(topic) = self.topics.get(&p.topic) else {
-            return Outcome::Rejected(Reject::TopicNotFound);
-        };
-        let queue_count = topic.queues;
-        if queue_count == 0 {
-            return Outcome::Rejected(Reject::QueueNotFound);
-        }
-        let queues: Vec<u32> = match p.queue {
-            Some(q) if q.0 < queue_count => vec![q.0],
-            Some(_) => return Outcome::Rejected(Reject::QueueNotFound),
-            // Any queue: start somewhere different each time so no queue starves.
-            None => {
-                let start = (self.receipt_seq % queue_count as u64) as u32;
-                (0..queue_count)
-                    .map(|i| (start + i) % queue_count)
-                    .collect()
-            }
+        let queues = match self.pop_queues(p) {
+            Ok(q) => q,
+            Err(r) => return Outcome::Rejected(r),
         };
         let max_attempts = self
             .groups
@@ -303,23 +406,19 @@ impl BrokerState {
         // from the queue is still invisible (being processed), nothing else of that queue is
         // handed out; expired ones come back first, before anything newer.
         let fifo = self.groups.get(&p.group).is_some_and(|g| g.fifo);
-        let max = p.max as usize;
-        let deadline = now.saturating_add(p.invisible_ms);
-        // The reply must fit in a message: stop once the bodies reach the budget (at least one
-        // message always goes, or a message larger than the budget would never be delivered).
-        let mut budget = p.max_bytes;
-        let mut full = |len: u32, taken: usize| {
-            if taken > 0 && u64::from(len) > budget {
-                return true;
-            }
-            budget = budget.saturating_sub(u64::from(len));
-            false
+        let mut round = PopRound {
+            p,
+            now,
+            max: p.max as usize,
+            deadline: now.saturating_add(p.invisible_ms),
+            max_attempts,
+            budget: p.max_bytes,
+            deliveries: Vec::new(),
+            dead: Vec::new(),
         };
-        let mut deliveries = Vec::new();
-        let mut dead: Vec<CqEntry> = Vec::new();
         let empty = ConsumeQueue::default();
         for q in queues {
-            if deliveries.len() >= max {
+            if round.deliveries.len() >= round.max {
                 break;
             }
             let cq = self.queues.get(&(p.topic.clone(), q)).unwrap_or(&empty);
@@ -331,97 +430,59 @@ impl BrokerState {
                 continue;
             }
             // Expired deliveries first, oldest offset first: a retry is due.
-            for off in pq.expired(now) {
-                if deliveries.len() >= max {
-                    break;
-                }
-                let (Some(entry), Some(inf)) =
-                    (cq.get(off).copied(), pq.inflight.get(&off).copied())
-                else {
-                    continue; // unreachable while the invariants hold
-                };
-                if inf.attempt < max_attempts && full(entry.len, deliveries.len()) {
-                    break;
-                }
-                if inf.attempt >= max_attempts {
-                    pq.inflight.remove(&off);
-                    dead.push(entry);
-                    continue;
-                }
-                self.receipt_seq += 1;
-                let next = Inflight {
-                    deadline_ms: deadline,
-                    attempt: inf.attempt + 1,
-                    seq: self.receipt_seq,
-                };
-                pq.inflight.insert(off, next);
-                deliveries.push(Delivery {
-                    topic: p.topic.clone(),
-                    receipt: Receipt {
-                        queue: QueueId(q),
-                        offset: QueueOffset(off),
-                        seq: next.seq,
-                    },
-                    entry,
-                    attempt: next.attempt,
-                    deadline_ms: next.deadline_ms,
-                });
-            }
-            // Then messages never handed out to this group. The scan is bounded: a filter
-            // that matches nothing in a long backlog stops after MAX_POP_SCAN entries (the
-            // next receive goes on from there) instead of holding the apply lock for all of it.
-            let mut scanned = 0;
-            while deliveries.len() < max && pq.next < cq.end() && scanned < limits::MAX_POP_SCAN {
-                let off = pq.next;
-                let Some(entry) = cq.get(off).copied() else {
-                    break; // unreachable: below end
-                };
-                scanned += 1;
-                if !p.filter.matches(entry.tag_hash) {
-                    pq.next += 1;
-                    continue; // filtered out: consumed for this group
-                }
-                if full(entry.len, deliveries.len()) {
-                    break;
-                }
-                pq.next += 1;
-                self.receipt_seq += 1;
-                let inf = Inflight {
-                    deadline_ms: deadline,
-                    attempt: 1,
-                    seq: self.receipt_seq,
-                };
-                pq.inflight.insert(off, inf);
-                deliveries.push(Delivery {
-                    topic: p.topic.clone(),
-                    receipt: Receipt {
-                        queue: QueueId(q),
-                        offset: QueueOffset(off),
-                        seq: inf.seq,
-                    },
-                    entry,
-                    attempt: 1,
-                    deadline_ms: inf.deadline_ms,
-                });
-            }
+            round.redeliver_expired(q, cq, pq, &mut self.receipt_seq);
+            // Then messages never handed out to this group.
+            round.take_new(q, cq, pq, &mut self.receipt_seq);
         }
+        let PopRound {
+            deliveries, dead, ..
+        } = round;
         let dead_lettered = dead.len() as u32;
-        if !dead.is_empty() {
-            let dlq = dlq_topic(&p.group);
-            self.upsert_topic(TopicConfig {
-                name: dlq.clone(),
-                queues: 1,
-                kind: TopicKind::Mixed,
-            });
-            let cq = self.queues.entry((dlq, 0)).or_default();
-            for e in dead {
-                // The dead letter points at the original message: no copy of the body.
-                cq.push(CqEntry { store_ms: now, ..e });
-            }
-        }
+        self.dead_letter(&p.group, now, dead);
         Outcome::Popped {
             deliveries,
             dead_lettered,
+        }
+    }
+
+    /// The queues a receive reads, in order, or why it is refused.
+    fn pop_queues(&self, p: &Pop) -> Result<Vec<u32>, Reject> {
+        let Some(topic) = self.topics.get(&p.topic) else {
+            return Err(Reject::TopicNotFound);
+        };
+        let queue_count = topic.queues;
+        if queue_count == 0 {
+            return Err(Reject::QueueNotFound);
+        }
+        Ok(match p.queue {
+            Some(q) if q.0 < queue_count => vec![q.0],
+            Some(_) => return Err(Reject::QueueNotFound),
+            // Any queue: start somewhere different each time so no queue starves.
+            None => {
+                let start = (self.receipt_seq % queue_count as u64) as u32;
+                (0..queue_count)
+                    .map(|i| (start + i) % queue_count)
+                    .collect()
+            }
+        })
+    }
+
+    /// Appends messages that ran out of delivery attempts to `group`'s dead-letter topic
+    /// (created on first use).
+    fn dead_letter(&mut self, group: &str, now: u64, dead: Vec<CqEntry>) {
+        if dead.is_empty() {
+            return;
+        }
+        let dlq = dlq_topic(group);
+        self.upsert_topic(TopicConfig {
+            name: dlq.clone(),
+            queues: 1,
+            kind: TopicKind::Mixed,
+        });
+        let cq = self.queues.entry((dlq, 0)).or_default();
+        for e in dead {
+            // The dead letter points at the original message: no copy of the body.
+            cq.push(CqEntry { store_ms: now, ..e });
         }
     }
 
