@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use crate::messages::Anomaly;
 use crate::messages::Op;
+use crate::messages::Result3;
 use crate::messages::Stats;
-use crate::queues::Result3;
 
 /// How an event ends an operation (or starts it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,14 +3,11 @@
 //! judge runs with the same code and name anomalies the same way.
 //!
 //! - [`history`] and [`raft`]: a Raft-level run (proposals and what every replica applied);
-//! - [`queues`]: single-queue histories of sends, receives and acks (lost, duplicate,
-//!   unexpected, acked-redelivered, ...);
-//! - [`messages`]: whole-cluster message histories (plain and FIFO producers and consumers,
-//!   pulls, offset commits), with the anomaly names of `docs/testing.md`;
+//! - [`messages`]: message histories (plain and FIFO producers and consumers, pulls, offset
+//!   commits), one module per invariant, with the anomaly names of `docs/testing.md`;
 //! - [`jsonl`]: the `history.jsonl` file both suites write and the `results.json` layout.
 
 pub mod history;
 pub mod jsonl;
 pub mod messages;
-pub mod queues;
 pub mod raft;

@@ -14,13 +14,13 @@
 //!   partitions, pauses, a lossy network, and each scenario's own faults);
 //! - `v2client` (madsim only): a hand-written v2 client that behaves as the official ones do;
 //! - `scenario` (madsim only): `raft_group` (`raft_group_chaos`), `broker` (`broker_chaos`)
-//!   and `cluster` (`cluster_chaos`, the whole-cluster simulation with [`msg_checker`]).
+//!   and `cluster` (`cluster_chaos`, the whole-cluster simulation); `broker` and `cluster` both judge
+//!   their histories with [`msg_checker`].
 
 // The checkers live in the `checker` crate (shared with the real-process suite); their old
 // paths stay valid here.
 pub use ::checker::history;
 pub use ::checker::messages as msg_checker;
-pub use ::checker::queues as queue_checker;
 pub use ::checker::raft as checker;
 pub mod recorder;
 pub mod workload;

@@ -14,8 +14,10 @@ use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
 use crate::harness::brokers::NAMESERVER;
-use crate::queue_checker::Result3;
+use crate::msg_checker::Result3;
 
+/// The invisible duration every receive asks for.
+pub const INVISIBLE: Duration = Duration::from_secs(3);
 /// A received message: id, body, delivery attempt, receipt handle.
 pub type Received = (String, Vec<u8>, u32, String);
 
@@ -195,7 +197,7 @@ impl Client {
             filter_expression: None,
             batch_size: 16,
             invisible_duration: Some(prost_types::Duration {
-                seconds: 3,
+                seconds: INVISIBLE.as_secs() as i64,
                 nanos: 0,
             }),
             auto_renew: false,

@@ -379,10 +379,16 @@ pub async fn probe(ctx: Ctx, tries: u32) -> Result<(), ClientError> {
 /// Resolves once every acknowledged send has been received and no receive has returned
 /// anything for `quiet` (so redeliveries of unacknowledged messages have settled).
 pub async fn drained(ctx: &Ctx, quiet: Duration) {
+    drained_since(&ctx.history, ctx.start, quiet).await
+}
+
+/// [`drained`] for a history whose times count from `start`. (An ack whose outcome is
+/// unknown may well have succeeded, so "every message acked" is not a usable criterion.)
+pub async fn drained_since(history: &History, start: Instant, quiet: Duration) {
     let quiet = quiet.as_micros() as u64;
     loop {
         {
-            let h = ctx.history.lock().unwrap();
+            let h = history.lock().unwrap();
             let mut sent = BTreeSet::new();
             let mut got = BTreeSet::new();
             let mut last = 0;
@@ -402,7 +408,8 @@ pub async fn drained(ctx: &Ctx, quiet: Duration) {
                     _ => {}
                 }
             }
-            if sent.is_subset(&got) && ctx.now().saturating_sub(last) > quiet {
+            let now = start.elapsed().as_micros() as u64;
+            if sent.is_subset(&got) && now.saturating_sub(last) > quiet {
                 return;
             }
         }

@@ -56,7 +56,17 @@ use serde::Serialize;
 /// `broker::clock::SLEW_PPM` at compile time.)
 pub const RECEIPT_CLOCK_SLACK_PPM: u64 = 2_000;
 
-pub use crate::queues::Result3;
+/// How an operation ended, as the client saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Result3 {
+    /// Succeeded.
+    Ok,
+    /// Definitely did not happen.
+    Fail,
+    /// Unknown (timeout, connection lost): may or may not have happened.
+    Info,
+}
 
 /// A queue position: (broker, queue id, offset).
 pub type Pos = (String, i32, i64);

@@ -6,10 +6,11 @@
 //! here under madsim.
 //!
 //! A seed passes if, after healing, every group has a leader, the nameserver's routes name
-//! those leaders, the consumers drain every acknowledged send, and the queue checker
-//! (`checker::queues`) finds nothing: no acknowledged send lost, nothing received that was
-//! never sent, bodies intact, and nothing handed out again by a receive that started after its
-//! ack succeeded.
+//! those leaders, the consumers drain every acknowledged send, and the message checker
+//! (`checker::messages`, the one `cluster_chaos` and `jepsen` use) finds nothing: no
+//! acknowledged send lost, nothing received that was never sent, bodies intact, nothing handed
+//! out again by a receive that started after its ack succeeded, and no message held by two
+//! consumers at once.
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -26,16 +27,19 @@ use rand::rngs::SmallRng;
 
 use crate::harness::brokers;
 use crate::harness::brokers::BrokerCluster;
+use crate::msg_checker;
+use crate::msg_checker::Delivered;
+use crate::msg_checker::Op;
+use crate::msg_checker::Result3;
 use crate::nemesis::Fault;
 use crate::nemesis::Nemesis;
 use crate::nemesis::Plan;
 use crate::nemesis::Until;
 use crate::nemesis::Who;
-use crate::queue_checker;
-use crate::queue_checker::Op;
-use crate::queue_checker::Result3;
+// What both clients' receives ask for.
 use crate::runner::RunResult;
 use crate::v2client;
+use crate::v2client::INVISIBLE;
 
 const TOPIC: &str = "SimTopic";
 const GROUP: &str = "SimGroup";
@@ -139,8 +143,8 @@ pub async fn chaos(seed: u64) -> RunResult {
 
 /// The check phase: the queue checker finds nothing, the workload did something, and the
 /// consumers drained.
-fn check(history: &[Op], drain_ok: bool) -> Result<queue_checker::Stats, String> {
-    let (anomalies, stats) = queue_checker::check(history);
+fn check(history: &[Op], drain_ok: bool) -> Result<msg_checker::Stats, String> {
+    let (anomalies, stats) = msg_checker::check(history);
     if !anomalies.is_empty() {
         return Err(format!(
             "{} anomalies, first: {:?}; stats {stats:?}",
@@ -174,14 +178,21 @@ async fn produce(run: Run, p: u64, seed: u64) {
         let id = format!("p{p}-{n}");
         n += 1;
         let body = format!("{id}:{}", "x".repeat(rng.random_range(0..64))).into_bytes();
+        let invoked = run.now();
         let result = match &native_producer {
             Some(np) => native::send(np, &id, &body).await,
             None => c.send(&id, &body).await,
         };
-        run.history
-            .lock()
-            .unwrap()
-            .push(Op::Send { id, body, result });
+        run.history.lock().unwrap().push(Op::Send {
+            id,
+            body,
+            group: None,
+            invoked,
+            completed: run.now(),
+            result,
+            pos: None,
+            may_repeat: false,
+        });
         tokio::time::sleep(Duration::from_millis(rng.random_range(1..15))).await;
     }
     if let Some(np) = native_producer {
@@ -213,8 +224,23 @@ async fn consume(run: Run, k: u64, seed: u64) {
             continue;
         };
         run.history.lock().unwrap().push(Op::Receive {
+            consumer: k as u32,
+            fifo: false,
             invoked,
-            msgs: msgs.iter().map(|d| d.summary()).collect(),
+            completed: run.now(),
+            invisible_us: INVISIBLE.as_micros() as u64,
+            msgs: msgs
+                .iter()
+                .map(|d| {
+                    let (id, body, attempt) = d.summary();
+                    Delivered {
+                        id,
+                        body,
+                        attempt,
+                        pos: None,
+                    }
+                })
+                .collect(),
         });
         for d in msgs {
             // Mostly ack; sometimes let the message expire and come back.
@@ -222,6 +248,7 @@ async fn consume(run: Run, k: u64, seed: u64) {
                 continue;
             }
             let id = d.summary().0;
+            let invoked = run.now();
             let result = match (&native_consumer, d) {
                 (Some(nc), native::Delivery::Native(m)) => native::ack(nc, &m).await,
                 (_, native::Delivery::Raw(id, _, _, addr, handle)) => {
@@ -230,7 +257,9 @@ async fn consume(run: Run, k: u64, seed: u64) {
                 (None, native::Delivery::Native(_)) => unreachable!(),
             };
             run.history.lock().unwrap().push(Op::Ack {
+                consumer: k as u32,
                 id,
+                invoked,
                 completed: run.now(),
                 result,
             });
@@ -290,41 +319,9 @@ async fn recovered(cluster: &Shared, client_node: &NodeHandle, groups: u64) -> R
 }
 
 /// Returns once drained: every acknowledged send was received, and nothing was handed out for
-/// longer than the invisible time, so nothing in flight is left to come back. (An ack whose
-/// outcome is unknown may well have succeeded, so "every message acked" is not a usable
-/// criterion.)
+/// longer than the invisible time, so nothing in flight is left to come back.
 async fn drained(run: &Run) {
-    let quiet = Duration::from_secs(8).as_micros() as u64;
-    loop {
-        {
-            let h = run.history.lock().unwrap();
-            let sent: BTreeSet<&str> = h
-                .iter()
-                .filter_map(|o| match o {
-                    Op::Send {
-                        id,
-                        result: Result3::Ok,
-                        ..
-                    } => Some(id.as_str()),
-                    _ => None,
-                })
-                .collect();
-            let mut received: BTreeSet<&str> = BTreeSet::new();
-            let mut last_delivery = 0;
-            for o in h.iter() {
-                if let Op::Receive { invoked, msgs } = o
-                    && !msgs.is_empty()
-                {
-                    last_delivery = last_delivery.max(*invoked);
-                    received.extend(msgs.iter().map(|m| m.0.as_str()));
-                }
-            }
-            if sent.is_subset(&received) && run.now().saturating_sub(last_delivery) > quiet {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    crate::workload::drained_since(&run.history, run.start, Duration::from_secs(8)).await
 }
 
 /// Up to three acknowledged sends never acked, each with its deliveries and ack attempts: what
@@ -355,9 +352,10 @@ fn stuck(history: &[Op]) -> Vec<String> {
             let deliveries: Vec<(u64, u32)> = history
                 .iter()
                 .filter_map(|o| match o {
-                    Op::Receive { invoked, msgs } => {
-                        msgs.iter().find(|m| m.0 == id).map(|m| (*invoked, m.2))
-                    }
+                    Op::Receive { invoked, msgs, .. } => msgs
+                        .iter()
+                        .find(|m| m.id == id)
+                        .map(|m| (*invoked, m.attempt)),
                     _ => None,
                 })
                 .collect();
@@ -368,6 +366,7 @@ fn stuck(history: &[Op]) -> Vec<String> {
                         id: a,
                         completed,
                         result,
+                        ..
                     } if *a == id => Some((*completed, *result)),
                     _ => None,
                 })
@@ -396,7 +395,7 @@ mod native {
     use super::GROUP;
     use super::TOPIC;
     use crate::harness::brokers::NAMESERVER;
-    use crate::queue_checker::Result3;
+    use crate::msg_checker::Result3;
 
     /// A received message, from either client.
     pub enum Delivery {
@@ -468,7 +467,7 @@ mod native {
     }
 
     pub async fn receive(c: &SimpleConsumer) -> Option<Vec<Delivery>> {
-        match c.receive(16, Duration::from_secs(3)).await {
+        match c.receive(16, super::INVISIBLE).await {
             Ok(ms) => Some(
                 ms.into_iter()
                     .map(|m| Delivery::Native(Box::new(m)))

@@ -5,7 +5,7 @@
 //! - [`raft_group`] (`raft_group_chaos`): a bare Raft group, proposals checked by
 //!   `checker::raft`;
 //! - [`broker`] (`broker_chaos`): three brokers, the official-like or the native client,
-//!   checked by `checker::queues`;
+//!   checked by `checker::messages`;
 //! - [`cluster`] (`cluster_chaos`): 3 or 5 brokers and the full native workload under a swarm
 //!   of faults, checked by `checker::messages` and the Raft oracle.
 
