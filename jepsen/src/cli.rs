@@ -157,7 +157,13 @@ fn test(o: &Opts) -> ExitCode {
             let stats: serde_json::Value = serde_json::from_str(&results).unwrap_or_default();
             println!("  stats {}", stats["stats"]);
             println!("  report {}", dir.join("report.html").display());
-            println!("  replay: cargo run -p jepsen -- replay {}", dir.display());
+            // `replay:` lines are what the test script's summary repeats: failures only.
+            let how = if v == Verdict::Valid {
+                "  same again"
+            } else {
+                "  replay"
+            };
+            println!("{how}: cargo run -p jepsen -- replay {}", dir.display());
             match v {
                 Verdict::Valid => {
                     println!("jepsen {}: valid", o.name);

@@ -18,12 +18,13 @@ use checker::messages::Op;
 const TIMELINE_MAX_OPS: usize = 10_000;
 const PLOT_W: f64 = 1000.0;
 const PLOT_H: f64 = 220.0;
-const FAULT_COLORS: [(&str, &str); 5] = [
+const FAULT_COLORS: [(&str, &str); 6] = [
     ("partition", "#f4c7c3"),
     ("kill", "#d7c3f4"),
     ("pause", "#c3d9f4"),
     ("clock", "#f4ecc3"),
     ("packet", "#c3f4d4"),
+    ("power-loss", "#b9a3d9"),
 ];
 
 fn esc(s: &str) -> String {
@@ -342,7 +343,7 @@ pub fn render(
         ops.len(),
         match ops.len().div_ceil(TIMELINE_MAX_OPS) {
             0 | 1 => String::new(),
-            k => format!(", every {k}th drawn"),
+            k => format!(", one in {k} drawn"),
         }
     );
     s.push_str(&timeline(ops, faults, end_us));
