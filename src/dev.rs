@@ -124,16 +124,28 @@ pub async fn run(
                 .with_context(|| format!("starting the node in {}", dir.display()))?,
         );
     }
-    shutdown.await;
+    // A replica that stops by itself (a storage failure) ends the process with an error, so a
+    // supervisor restarts it, rather than leaving it to answer "not the leader" for ever.
+    let failed = futures::future::select_all(nodes.iter().map(|n| Box::pin(n.failed_replica())));
+    let failure = tokio::select! {
+        _ = shutdown => None,
+        (why, _, _) = failed => Some(why),
+    };
     // Followers first would make the leader hand over to a stopping node; stop the leader of
     // the group last instead, so its followers are gone quickly and it does not wait on them.
     nodes.sort_by_key(|n| n.core().groups().any(|g| g.replica.is_leader()));
     for n in nodes {
-        n.stop().await?;
+        let stopped = n.stop().await;
+        if failure.is_none() {
+            stopped?;
+        }
     }
     let _ = ns_stop.send(());
     if let Some(ns) = ns {
         ns.await?.map_err(anyhow::Error::msg)?;
     }
-    Ok(())
+    match failure {
+        Some(why) => Err(anyhow::anyhow!(why)),
+        None => Ok(()),
+    }
 }

@@ -123,6 +123,20 @@ impl Dev {
         self.child.as_ref().expect("running").id()
     }
 
+    /// The exit status, once the process has exited by itself.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().unwrap())
+    }
+
+    /// Its log file (stderr), under target/test-logs.
+    pub fn log_path(&self) -> PathBuf {
+        workspace().join("target/test-logs").join(format!(
+            "dev-{}-{}.log",
+            self.port,
+            std::process::id()
+        ))
+    }
+
     /// True while the process has not exited.
     pub fn alive(&mut self) -> bool {
         self.child

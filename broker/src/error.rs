@@ -33,6 +33,11 @@ pub enum BrokerError {
     /// The storage layer failed.
     #[error(transparent)]
     Store(#[from] raft_store::Error),
+    /// A replica stopped for good (a storage failure: a failed fsync or write, corruption):
+    /// the node exits so that a supervisor restarts it and the replica recovers from its disk,
+    /// instead of running on as a zombie that answers "not the leader".
+    #[error("{0}")]
+    ReplicaFailed(String),
 }
 
 /// The broker's result type.

@@ -28,6 +28,7 @@ use crate::batcher::BatchConfig;
 use crate::config::NodeConfig;
 use crate::core::BrokerCore;
 use crate::core::HostedGroup;
+use crate::error::BrokerError;
 use crate::error::Result;
 use crate::forward::ForwardServer;
 use crate::listener;
@@ -122,6 +123,26 @@ impl Node {
     /// The node's core.
     pub fn core(&self) -> &Arc<BrokerCore> {
         &self.core
+    }
+
+    /// Resolves when one of this node's replicas has stopped by itself (a storage failure: the
+    /// log poisons itself on a failed fsync or write and openraft shuts the replica down),
+    /// naming it. The process should then exit non-zero: a supervisor restarts it and the
+    /// replica recovers from its disk (everything acknowledged is on a majority).
+    pub async fn failed_replica(&self) -> String {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            for g in self.core.groups() {
+                if g.replica.metrics().role == raft_store::group::Role::Stopped {
+                    return format!(
+                        "node {}: the replica of group {} stopped after a storage failure (see the error logged before this); \
+                         exiting so that it restarts and recovers from its disk",
+                        self.core.node_id(),
+                        g.id
+                    );
+                }
+            }
+        }
     }
 
     /// Stops gracefully: hands leadership of every group it leads to a caught-up follower,
@@ -263,8 +284,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let node = Node::start(cfg, disk).await?;
-    shutdown.await;
-    node.stop().await
+    tokio::select! {
+        _ = shutdown => node.stop().await,
+        why = node.failed_replica() => {
+            tracing::error!(%why, "a replica failed; stopping this node");
+            let _ = node.stop().await;
+            Err(BrokerError::ReplicaFailed(why))
+        }
+    }
 }
 
 /// What this node tells nameservers.

@@ -20,7 +20,9 @@ pub fn from_error(e: &BrokerError) -> Status {
         BrokerError::Overloaded(_) => Code::TooManyRequests,
         BrokerError::Unknown(_) => Code::MasterPersistenceTimeout,
         BrokerError::Rejected(r) => return from_reject(r),
-        BrokerError::Corrupt(_) | BrokerError::Store(_) => Code::InternalError,
+        BrokerError::Corrupt(_) | BrokerError::Store(_) | BrokerError::ReplicaFailed(_) => {
+            Code::InternalError
+        }
         BrokerError::Config(_) => Code::BadRequest,
     };
     status(code, e.to_string())
