@@ -3,6 +3,7 @@
 //! leader" for ever (issue 12, "storage errors are not zombies"; a full disk is the failure
 //! here — making ENOSPC recoverable without a restart is still to come). `raftmq dev` runs on a
 //! 24 MiB tmpfs and is sent 64 KiB messages until the disk is full. Needs root (mount).
+#![cfg(not(madsim))]
 
 mod common;
 

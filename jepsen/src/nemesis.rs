@@ -131,6 +131,36 @@ fn grudge_of(components: &[Vec<usize>], nodes: usize) -> Grudge {
     g
 }
 
+/// Majorities ring over `order` (5 nodes): everyone hears only itself and its two ring
+/// neighbours, so every node sees a majority but no two nodes see the same one.
+fn ring(order: &[usize]) -> Grudge {
+    let n = order.len();
+    let mut g = Grudge::new();
+    for (i, to) in order.iter().enumerate() {
+        let hears = [order[(i + n - 1) % n], *to, order[(i + 1) % n]];
+        g.insert(
+            *to,
+            order
+                .iter()
+                .copied()
+                .filter(|x| !hears.contains(x))
+                .collect(),
+        );
+    }
+    g
+}
+
+/// Bridge over `order` (5 nodes): two pairs that cannot hear each other, and one node (the
+/// middle of `order`) that both pairs hear.
+fn bridge(order: &[usize]) -> Grudge {
+    let mid = order.len() / 2;
+    let mut left = order[..mid].to_vec();
+    left.push(order[mid]);
+    let mut right = order[mid + 1..].to_vec();
+    right.push(order[mid]);
+    grudge_of(&[left, right], order.len())
+}
+
 impl Nemesis<'_> {
     async fn target(&mut self, leader_ok: bool) -> (String, Vec<usize>) {
         let n = self.nodes;
@@ -175,29 +205,8 @@ impl Nemesis<'_> {
                     .map(|o| (o, [leader].into()))
                     .collect(),
             ),
-            5 => {
-                // Majorities ring: everyone hears only itself and its two ring neighbours.
-                let ring = pick(&mut self.rng, n, n);
-                let comps: Vec<Vec<usize>> = (0..n)
-                    .map(|i| vec![ring[(i + n - 1) % n], ring[i], ring[(i + 1) % n]])
-                    .collect();
-                let mut g = Grudge::new();
-                for (i, to) in ring.iter().enumerate() {
-                    let drop = (1..=n).filter(|x| !comps[i].contains(x)).collect();
-                    g.insert(*to, drop);
-                }
-                ("majorities-ring", g)
-            }
-            _ => {
-                // Bridge: two halves that only one node hears both of.
-                let order = pick(&mut self.rng, n, n);
-                let (a, b, x) = (order[..2].to_vec(), order[3..].to_vec(), order[2]);
-                let mut left = a.clone();
-                left.push(x);
-                let mut right = b.clone();
-                right.push(x);
-                ("bridge", grudge_of(&[left, right], n))
-            }
+            5 => ("majorities-ring", ring(&pick(&mut self.rng, n, n))),
+            _ => ("bridge", bridge(&pick(&mut self.rng, n, n))),
         };
         self.net.partition(&grudge)?;
         let detail = json!({ "shape": shape, "grudge": grudge });
@@ -328,5 +337,57 @@ impl Nemesis<'_> {
             faults.lock().unwrap()[i].end_us = Some(now());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(v: &[usize]) -> BTreeSet<usize> {
+        v.iter().copied().collect()
+    }
+
+    #[test]
+    fn components_cut_everything_between_them() {
+        let g = grudge_of(&[vec![1], vec![2, 3]], 3);
+        assert_eq!(g[&1], set(&[2, 3]));
+        assert_eq!(g[&2], set(&[1]));
+        assert_eq!(g[&3], set(&[1]));
+        // One component: nothing to cut.
+        assert!(grudge_of(&[vec![1, 2, 3]], 3).is_empty());
+    }
+
+    #[test]
+    fn the_ring_gives_every_node_a_different_majority() {
+        let g = ring(&[3, 1, 4, 5, 2]);
+        let mut seen = BTreeSet::new();
+        for node in 1..=5 {
+            let hears: BTreeSet<usize> = (1..=5).filter(|x| !g[&node].contains(x)).collect();
+            assert_eq!(hears.len(), 3, "node {node} hears {hears:?}");
+            assert!(hears.contains(&node));
+            seen.insert(hears);
+        }
+        assert_eq!(seen.len(), 5);
+        assert_eq!(g[&3], set(&[4, 5]));
+    }
+
+    #[test]
+    fn the_bridge_node_is_heard_by_both_sides() {
+        let g = bridge(&[1, 2, 3, 4, 5]);
+        assert!(!g.contains_key(&3), "the bridge hears everyone");
+        assert_eq!(g[&1], set(&[4, 5]));
+        assert_eq!(g[&5], set(&[1, 2]));
+    }
+
+    #[test]
+    fn nemesis_names_parse_and_unknown_ones_are_named() {
+        assert_eq!(
+            Kind::parse_list("partition, kill,power-loss").unwrap(),
+            vec![Kind::Partition, Kind::Kill, Kind::PowerLoss]
+        );
+        assert!(Kind::parse_list("none").unwrap().is_empty());
+        let e = Kind::parse_list("partition,flood").unwrap_err().to_string();
+        assert!(e.contains("\"flood\"") && e.contains("power-loss"), "{e}");
     }
 }

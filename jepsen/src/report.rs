@@ -350,3 +350,41 @@ pub fn render(
     s.push_str("</body></html>\n");
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use checker::messages::Result3;
+
+    use super::*;
+
+    #[test]
+    fn a_report_shows_the_verdict_the_faults_and_the_anomalies() {
+        let ops = vec![Op::Send {
+            id: "p0-0".into(),
+            body: b"p0-0:x".to_vec(),
+            group: None,
+            invoked: 1_000,
+            completed: 2_000,
+            result: Result3::Ok,
+            pos: None,
+            may_repeat: false,
+        }];
+        let faults = vec![Fault {
+            name: "partition".into(),
+            detail: serde_json::json!({"shape": "isolate-leader"}),
+            start_us: 500,
+            end_us: Some(1_500),
+        }];
+        let anomalies = vec![Anomaly {
+            kind: "lost",
+            detail: "p0-0 was acknowledged but never delivered".into(),
+        }];
+        let results = jsonl::results(&anomalies, Default::default(), None);
+        let html = render("t<1>", &ops, &faults, &anomalies, &results, 3_000_000);
+        assert!(html.contains("t&lt;1&gt;"), "names are escaped");
+        assert!(html.contains("valid: <b>false</b>"));
+        assert!(html.contains("isolate-leader"));
+        assert!(html.contains("p0-0 was acknowledged but never delivered"));
+        assert!(html.contains("<svg") && !html.contains("<script"));
+    }
+}
