@@ -175,6 +175,14 @@ async fn run(
                 Err(_) => break,
             }
         }
+        // A command whose submitter has gone (its RPC timed out or was cancelled, and the
+        // client was told the outcome is unknown) is never proposed: proposing it late could
+        // store it after commands the client sent since (jepsen `partition`: a FIFO send
+        // stored after 42 later sends of its group). What is already proposed may still land.
+        batch.retain(|p| !p.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
         let group = group.clone();
         // Stamped here, in proposal order, so the entries of one leader carry rising times.
         let stamp = clock.stamp();

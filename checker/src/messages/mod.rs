@@ -221,6 +221,10 @@ pub struct Stats {
     /// Extra copies of sends that may repeat (`retry-duplicate`: allowed, counted).
     #[serde(default)]
     pub retry_duplicates: usize,
+    /// FIFO messages whose send ended unknown and which were stored after later sends of
+    /// their group (allowed: order is promised among acknowledged sends; counted).
+    #[serde(default)]
+    pub late_unknown_sends: usize,
 }
 
 /// Checks `history`. Deliveries by receives (plain and FIFO consumers) count for `lost`;
