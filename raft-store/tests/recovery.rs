@@ -455,3 +455,72 @@ async fn a_vote_is_saved_only_after_earlier_appends_are_durable() {
     assert_eq!(report.last_log_id, Some(log_id(1, 5)));
     drop(store);
 }
+
+/// Sealed segments share a small cache of open handles (issue 12: every segment used to keep
+/// its descriptor for the life of the process): reads anywhere in a long log, a truncation
+/// into an old segment and a restart all stay within the bound.
+#[tokio::test]
+async fn segment_handles_stay_bounded_in_a_long_log() {
+    let disk = SimDisk::new(19);
+    let d: Arc<dyn Disk> = Arc::new(disk.clone());
+    let cfg = LogConfig {
+        open_segments: 3,
+        ..cfg()
+    };
+    let (mut store, _) = LogStore::open(d.clone(), "/log", cfg.clone())
+        .await
+        .unwrap();
+    append_synced(&mut store, 0, 2000).await;
+    assert!(store.segment_count() > 50, "{}", store.segment_count());
+    assert!(
+        store.open_segment_files() <= 4,
+        "{}",
+        store.open_segment_files()
+    );
+    // Read every entry, oldest first and then newest first, segment by segment.
+    let all = store.try_get_log_entries(0..2000).await.unwrap();
+    assert_eq!(all.len(), 2000);
+    assert!(
+        all.iter()
+            .enumerate()
+            .all(|(i, e)| e.log_id.index == i as u64)
+    );
+    for i in (0..2000).rev().step_by(97) {
+        let got = store.try_get_log_entries(i..i + 1).await.unwrap();
+        assert_eq!(got[0].log_id.index, i);
+    }
+    assert!(
+        store.open_segment_files() <= 4,
+        "{}",
+        store.open_segment_files()
+    );
+    // Cut back into an old (sealed, maybe closed) segment, then append over it.
+    store.truncate_after(Some(log_id(1, 1000))).await.unwrap();
+    append_synced(&mut store, 1001, 1500).await;
+    let got = store.try_get_log_entries(990..1010).await.unwrap();
+    assert_eq!(got.len(), 20);
+    assert!(
+        store.open_segment_files() <= 4,
+        "{}",
+        store.open_segment_files()
+    );
+    drop(store);
+    // A restart scans every segment without keeping them open.
+    let (mut store, report) = LogStore::open(d, "/log", cfg).await.unwrap();
+    assert_eq!(report.last_log_id.map(|l| l.index), Some(1499));
+    assert!(
+        store.open_segment_files() <= 4,
+        "{}",
+        store.open_segment_files()
+    );
+    append_synced(&mut store, 1500, 1600).await;
+    assert_eq!(
+        store.try_get_log_entries(0..1600).await.unwrap().len(),
+        1600
+    );
+    assert!(
+        store.open_segment_files() <= 4,
+        "{}",
+        store.open_segment_files()
+    );
+}

@@ -12,6 +12,7 @@
 //! when a segment was created) once, and only then tells openraft the entries are flushed. So
 //! openraft never counts an entry towards a commit quorum before it is on disk here.
 
+mod fds;
 mod flusher;
 pub mod frame;
 mod recovery;
@@ -60,6 +61,9 @@ pub struct LogConfig {
     pub max_read_bytes: u64,
     /// When appended entries count as persisted.
     pub flush: FlushMode,
+    /// Sealed segments whose file handles stay open at once (least recently read ones are
+    /// closed and reopened on demand); the active segment's handle is held besides.
+    pub open_segments: usize,
 }
 
 /// When an appended entry counts as persisted (and so towards a commit quorum).
@@ -82,6 +86,7 @@ impl Default for LogConfig {
             index_interval_bytes: 64 << 10,
             max_read_bytes: 4 << 20,
             flush: FlushMode::Sync,
+            open_segments: 32,
         }
     }
 }
@@ -103,6 +108,9 @@ impl LogConfig {
         }
         if self.max_read_bytes == 0 {
             return Err(Error::Config("max_read_bytes must be positive".into()));
+        }
+        if self.open_segments == 0 {
+            return Err(Error::Config("open_segments must be positive".into()));
         }
         Ok(())
     }
@@ -163,6 +171,7 @@ impl Segments {
 
 pub(crate) struct Shared {
     disk: Arc<dyn Disk>,
+    fds: Arc<fds::FdCache>,
     dir: PathBuf,
     cfg: LogConfig,
     segs: RwLock<Segments>,
@@ -218,10 +227,15 @@ impl LogStore {
         let mut meta = MetaFile::open(&*disk, &dir, META_FILE, !bases.is_empty()).await?;
         let last_purged = meta.get().last_purged;
         let mut report = RecoveryReport::default();
+        let fds = fds::FdCache::new(disk.clone(), cfg.open_segments);
         let (list, mut dir_dirty) =
-            recovery::segments(&*disk, &dir, &bases, &cfg, &mut report).await?;
+            recovery::segments(&*disk, &fds, &dir, &bases, &cfg, &mut report).await?;
         report.segments = list.len();
-        let list = recovery::finish_purge(&*disk, list, last_purged, &mut report, &mut dir_dirty)?;
+        let mut list =
+            recovery::finish_purge(&*disk, list, last_purged, &mut report, &mut dir_dirty)?;
+        if let Some(active) = list.last_mut() {
+            active.pin()?;
+        }
         if dir_dirty {
             disk.sync_dir(&dir).await.map_err(|e| Error::io(&dir, e))?;
         }
@@ -252,6 +266,7 @@ impl LogStore {
         let flusher = Flusher::spawn(disk.clone(), dir.clone());
         let shared = Arc::new(Shared {
             disk,
+            fds,
             dir,
             cfg,
             segs: RwLock::new(segs),
@@ -278,6 +293,12 @@ impl LogStore {
     /// Number of segment files currently held.
     pub fn segment_count(&self) -> usize {
         self.shared.segs.read().unwrap().list.len()
+    }
+
+    /// Segment files this log holds open: the cached sealed ones plus the active one.
+    pub fn open_segment_files(&self) -> usize {
+        let segs = self.shared.segs.read().unwrap();
+        self.shared.fds.open_count() + segs.list.last().map_or(0, |s| usize::from(s.is_pinned()))
     }
 
     /// Reads entries `range` (for tests and tools).
@@ -385,7 +406,7 @@ impl LogStore {
         let (file, path, pos) = {
             let segs = sh.segs.read().unwrap();
             let a = segs.list.last().expect("an active segment");
-            (a.file.clone(), a.path.clone(), a.end)
+            (a.file()?, a.path.clone(), a.end)
         };
         if let Err(e) = file.write_at(buf, pos) {
             let err = Error::io(&path, e);
@@ -415,20 +436,32 @@ impl LogStore {
             .unwrap()
             .list
             .last()
-            .map(|s| (s.file.clone(), s.path.clone()));
+            .map(|s| s.file().map(|f| (f, s.path.clone())))
+            .transpose()?;
         if let Some((file, path)) = old {
             sh.flusher.sync(&[file], false).await.map_err(|reason| {
                 Error::Poisoned(format!("sealing {}: {reason}", path.display()))
             })?;
         }
-        let seg = match Segment::create(&*sh.disk, &sh.dir, base, sh.cfg.index_interval_bytes) {
+        let seg = match Segment::create(
+            &*sh.disk,
+            &sh.fds,
+            &sh.dir,
+            base,
+            sh.cfg.index_interval_bytes,
+        ) {
             Ok(s) => s,
             Err(e) => {
                 self.poison(&e);
                 return Err(e);
             }
         };
-        sh.segs.write().unwrap().list.push(seg);
+        let mut segs = sh.segs.write().unwrap();
+        // The old active segment is sealed and synced: its handle goes to the cache.
+        if let Some(old) = segs.list.last_mut() {
+            old.unpin();
+        }
+        segs.list.push(seg);
         Ok(())
     }
 
@@ -467,11 +500,18 @@ impl LogStore {
         }
         let boundary = {
             let mut segs = sh.segs.write().unwrap();
+            for s in segs.list.iter_mut().filter(|s| doomed.contains(&s.path)) {
+                s.forget_file();
+            }
             segs.list.retain(|s| !doomed.contains(&s.path));
+            // The last remaining segment is the active one again.
+            if let Some(s) = segs.list.last_mut() {
+                s.pin().inspect_err(|e| self.poison(e))?;
+            }
             match (keep, segs.list.last()) {
                 (Some(k), Some(s)) if s.last.is_some_and(|(l, _)| l > k) => {
                     let pos = s.position_of(k + 1)?;
-                    Some((s.file.clone(), s.path.clone(), pos))
+                    Some((s.file()?, s.path.clone(), pos))
                 }
                 _ => None,
             }
@@ -520,7 +560,13 @@ impl LogStore {
                 .take_while(|s| s.last.is_none_or(|(l, _)| l <= upto.index))
                 .count();
             // Keep the active segment if it is the only one and still empty (nothing to drop).
-            segs.list.drain(..n).map(|s| s.path).collect()
+            segs.list
+                .drain(..n)
+                .map(|mut s| {
+                    s.forget_file();
+                    s.path.clone()
+                })
+                .collect()
         };
         for path in &doomed {
             sh.disk.remove(path).map_err(|e| Error::io(path, e))?;

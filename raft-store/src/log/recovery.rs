@@ -3,10 +3,12 @@
 //! contiguous run of indexes, and clamp the committed index to an entry this replica still has.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use super::META_FILE;
 use super::RecoveryReport;
 use super::Segments;
+use super::fds::FdCache;
 use super::segment;
 use super::segment::Recovered;
 use super::segment::Segment;
@@ -20,6 +22,7 @@ use crate::types::LogId;
 /// entry was removed (the directory then needs a sync).
 pub(super) async fn segments(
     disk: &dyn Disk,
+    fds: &Arc<FdCache>,
     dir: &Path,
     bases: &[u64],
     cfg: &super::LogConfig,
@@ -29,7 +32,7 @@ pub(super) async fn segments(
     let mut list: Vec<Segment> = Vec::new();
     for (i, base) in bases.iter().copied().enumerate() {
         let is_last = i + 1 == bases.len();
-        match segment::recover(disk, dir, base, is_last, cfg.index_interval_bytes)? {
+        match segment::recover(disk, fds, dir, base, is_last, cfg.index_interval_bytes)? {
             Recovered::Unborn => {
                 disk.remove(&dir.join(segment::file_name(base)))
                     .map_err(|e| Error::io(dir, e))?;
@@ -47,17 +50,16 @@ pub(super) async fn segments(
                         end = segment.end,
                         "cutting a torn tail (never acknowledged)"
                     );
-                    segment
-                        .file
-                        .set_len(segment.end)
+                    let file = segment.file()?;
+                    file.set_len(segment.end)
                         .map_err(|e| Error::io(&segment.path, e))?;
-                    segment
-                        .file
-                        .clone()
-                        .sync()
-                        .await
-                        .map_err(|e| Error::io(&segment.path, e))?;
+                    file.sync().await.map_err(|e| Error::io(&segment.path, e))?;
                     report.torn_bytes += torn_bytes;
+                }
+                // Only the last segment stays pinned: recovering a long log must not open
+                // every file at once.
+                if let Some(prev) = list.last_mut() {
+                    prev.unpin();
                 }
                 list.push(segment);
             }
@@ -78,13 +80,14 @@ pub(super) fn finish_purge(
     let purged_index = last_purged.map(|p| p.index);
     let mut kept = Vec::with_capacity(list.len());
     let count = list.len();
-    for (i, seg) in list.into_iter().enumerate() {
+    for (i, mut seg) in list.into_iter().enumerate() {
         let below_purge = match (seg.last, purged_index) {
             (Some((l, _)), Some(p)) => l <= p,
             _ => false,
         };
         let empty_tail = seg.last.is_none() && i + 1 == count;
         if below_purge || empty_tail {
+            seg.forget_file();
             disk.remove(&seg.path)
                 .map_err(|e| Error::io(&seg.path, e))?;
             report.removed_segments += 1;

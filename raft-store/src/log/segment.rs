@@ -5,6 +5,7 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::fds::FdCache;
 use super::frame;
 use super::frame::FRAME_HEADER_LEN;
 use super::frame::FrameHeader;
@@ -22,7 +23,10 @@ pub(crate) struct Segment {
     /// Index of the first entry this segment holds (or will hold).
     pub base: u64,
     pub path: PathBuf,
-    pub file: Arc<dyn DiskFile>,
+    /// The handle of the active segment (written to), held for its life; a sealed segment's
+    /// handle lives in `fds`, opened on demand.
+    pinned: Option<Arc<dyn DiskFile>>,
+    fds: Arc<FdCache>,
     /// Byte offset where the next frame goes: the end of valid data.
     pub end: u64,
     /// Index and term of the last entry, if the segment holds any.
@@ -163,7 +167,13 @@ impl<'f> Scanner<'f> {
 impl Segment {
     /// Creates a new segment file starting at `base` and writes its header (not synced; the
     /// caller syncs the file and the directory before acknowledging anything in it).
-    pub fn create(disk: &dyn Disk, dir: &Path, base: u64, index_interval: u64) -> Result<Segment> {
+    pub fn create(
+        disk: &dyn Disk,
+        fds: &Arc<FdCache>,
+        dir: &Path,
+        base: u64,
+        index_interval: u64,
+    ) -> Result<Segment> {
         let path = dir.join(file_name(base));
         let file = disk.create(&path).map_err(|e| Error::io(&path, e))?;
         file.write_at(&frame::segment_header(base), 0)
@@ -171,13 +181,49 @@ impl Segment {
         Ok(Segment {
             base,
             path,
-            file,
+            pinned: Some(file),
+            fds: fds.clone(),
             end: SEGMENT_HEADER_LEN,
             last: None,
             sparse: Vec::new(),
             next_sparse_at: 0,
             index_interval,
         })
+    }
+
+    /// The segment's file handle: the pinned one, or a cached (maybe reopened) one.
+    pub fn file(&self) -> Result<Arc<dyn DiskFile>> {
+        match &self.pinned {
+            Some(f) => Ok(f.clone()),
+            None => self.fds.get(self.base, &self.path),
+        }
+    }
+
+    /// True while the segment holds its own handle (it is the active one).
+    pub fn is_pinned(&self) -> bool {
+        self.pinned.is_some()
+    }
+
+    /// Makes this the active segment: its handle stays open until [`Segment::unpin`].
+    pub fn pin(&mut self) -> Result<()> {
+        if self.pinned.is_none() {
+            self.pinned = Some(self.fds.get(self.base, &self.path)?);
+            self.fds.forget(self.base);
+        }
+        Ok(())
+    }
+
+    /// The segment is sealed (and synced): its handle goes to the shared cache.
+    pub fn unpin(&mut self) {
+        if let Some(f) = self.pinned.take() {
+            self.fds.adopt(self.base, f);
+        }
+    }
+
+    /// The segment's file is being removed: close its cached handle.
+    pub fn forget_file(&mut self) {
+        self.pinned = None;
+        self.fds.forget(self.base);
     }
 
     /// Rewrites the segment's bytes in place, unchanged, and fsyncs them.
@@ -188,22 +234,18 @@ impl Segment {
     /// that follows either really persists them or fails. A torn rewrite of identical bytes
     /// changes nothing on disk.
     pub async fn repersist(&self) -> Result<()> {
+        let file = self.file()?;
         let mut buf = vec![0u8; SCAN_CHUNK];
         let mut pos = 0;
         while pos < self.end {
             let want = ((self.end - pos) as usize).min(buf.len());
-            crate::disk::read_exact_at(&*self.file, &mut buf[..want], pos)
+            crate::disk::read_exact_at(&*file, &mut buf[..want], pos)
                 .map_err(|e| Error::io(&self.path, e))?;
-            self.file
-                .write_at(&buf[..want], pos)
+            file.write_at(&buf[..want], pos)
                 .map_err(|e| Error::io(&self.path, e))?;
             pos += want as u64;
         }
-        self.file
-            .clone()
-            .sync()
-            .await
-            .map_err(|e| Error::io(&self.path, e))
+        file.sync().await.map_err(|e| Error::io(&self.path, e))
     }
 
     /// Records that the frame of entry (`index`, `term`) of `len` bytes now sits at `pos`.
@@ -256,7 +298,8 @@ impl Segment {
         if from >= to {
             return Ok(0);
         }
-        let mut scanner = Scanner::new(&*self.file, &self.path, self.seek_pos(from), self.end);
+        let file = self.file()?;
+        let mut scanner = Scanner::new(&*file, &self.path, self.seek_pos(from), self.end);
         let mut read = 0;
         loop {
             match scanner.next_frame()? {
@@ -304,7 +347,8 @@ impl Segment {
             "position_of({index}) outside {}",
             self.path.display()
         );
-        let mut scanner = Scanner::new(&*self.file, &self.path, self.seek_pos(index), self.end);
+        let file = self.file()?;
+        let mut scanner = Scanner::new(&*file, &self.path, self.seek_pos(index), self.end);
         loop {
             match scanner.next_frame()? {
                 Scanned::Frame { pos, header, .. } if header.index == index => return Ok(pos),
@@ -356,6 +400,7 @@ pub(crate) enum Recovered {
 /// damage is [`Error::Corrupt`].
 pub(crate) fn recover(
     disk: &dyn Disk,
+    fds: &Arc<FdCache>,
     dir: &Path,
     base: u64,
     is_last: bool,
@@ -389,7 +434,8 @@ pub(crate) fn recover(
     let mut segment = Segment {
         base,
         path: path.clone(),
-        file: file.clone(),
+        pinned: Some(file.clone()),
+        fds: fds.clone(),
         end: SEGMENT_HEADER_LEN,
         last: None,
         sparse: Vec::new(),
