@@ -37,6 +37,8 @@ pub struct DevOptions {
     pub max_long_polls: usize,
     /// Most Telemetry sessions per node.
     pub max_telemetry_sessions: usize,
+    /// Refuse sends below this many MiB free on the data directory's disk (0: never).
+    pub min_free_mb: u64,
 }
 
 /// A fresh random cluster key (dev mode needs no configuration; nothing outside the process
@@ -92,6 +94,7 @@ pub fn node_configs(o: &DevOptions) -> Vec<NodeConfig> {
                     max_telemetry_sessions: o.max_telemetry_sessions,
                     ..Default::default()
                 },
+                min_free_bytes: o.min_free_mb << 20,
                 ..BrokerSettings::default()
             },
             cluster_key: o.cluster_key.clone(),

@@ -59,6 +59,10 @@ enum Command {
         /// Most Telemetry sessions on each node at once.
         #[arg(long, default_value_t = broker::limits::ClientLimits::default().max_telemetry_sessions)]
         max_telemetry_sessions: usize,
+        /// Refuse sends while the data directory's disk has less than this many MiB free
+        /// (0: never refuse; a write that then meets a full disk stops the process).
+        #[arg(long, default_value_t = broker::config::DEFAULT_MIN_FREE_MB)]
+        min_free_mb: u64,
     },
     /// Run one broker node of a cluster.
     Broker {
@@ -147,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
             no_auto_create,
             max_long_polls,
             max_telemetry_sessions,
+            min_free_mb,
         } => {
             let opts = dev::DevOptions {
                 data_dir,
@@ -157,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
                 cluster_key: dev::random_key()?,
                 max_long_polls,
                 max_telemetry_sessions,
+                min_free_mb,
             };
             println!(
                 "raftmq dev: 3 nodes in {} (v2 on {listen} and the next two ports, raft {}..{}{}); Ctrl-C to stop",

@@ -49,6 +49,26 @@ fn default_queues() -> u32 {
     4
 }
 
+/// Default floor of free disk space below which sends are refused, MiB.
+pub const DEFAULT_MIN_FREE_MB: u64 = 128;
+
+/// `[storage]`: how the node treats its disk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageToml {
+    /// Refuse sends while the data directory's filesystem has less than this many MiB free
+    /// (receives and acks go on; sends resume once space is back). 0 turns it off.
+    pub min_free_mb: u64,
+}
+
+impl Default for StorageToml {
+    fn default() -> Self {
+        Self {
+            min_free_mb: DEFAULT_MIN_FREE_MB,
+        }
+    }
+}
+
 /// Raft timing, in milliseconds.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -141,6 +161,9 @@ pub struct BrokerToml {
     /// Client limits.
     #[serde(default)]
     pub limits: crate::limits::ClientLimits,
+    /// Disk space.
+    #[serde(default)]
+    pub storage: StorageToml,
     /// Every node of the cluster.
     pub nodes: Vec<NodeToml>,
     /// Every Raft group of the cluster.
@@ -295,6 +318,16 @@ impl BrokerToml {
             default_queues: self.default_queues,
             leader_wait: Duration::from_millis(t.leader_wait_ms),
             limits: self.limits.clone(),
+            min_free_bytes: self
+                .storage
+                .min_free_mb
+                .checked_mul(1 << 20)
+                .ok_or_else(|| {
+                    format!(
+                        "storage.min_free_mb: {} is too large",
+                        self.storage.min_free_mb
+                    )
+                })?,
             ..BrokerSettings::default()
         };
         broker.limits.validate()?;

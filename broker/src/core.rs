@@ -35,6 +35,7 @@ use crate::replica::Replica;
 use crate::state::BrokerState;
 use crate::state::Outcome;
 use crate::state::Reject;
+use crate::storage_guard::StorageGuard;
 
 /// Broker behaviour that is not replicated (per node).
 #[derive(Debug, Clone)]
@@ -58,6 +59,8 @@ pub struct BrokerSettings {
     pub client_timeout: Duration,
     /// What one client may ask of this node (`[limits]` in the config).
     pub limits: ClientLimits,
+    /// Refuse sends while the data directory's disk has fewer free bytes (0: never).
+    pub min_free_bytes: u64,
 }
 
 impl Default for BrokerSettings {
@@ -72,6 +75,7 @@ impl Default for BrokerSettings {
             renew_invisible: Duration::from_secs(60),
             client_timeout: Duration::from_secs(90),
             limits: ClientLimits::default(),
+            min_free_bytes: crate::config::DEFAULT_MIN_FREE_MB << 20,
         }
     }
 }
@@ -123,6 +127,8 @@ struct Renewal {
 pub struct BrokerCore {
     /// Settings.
     pub settings: BrokerSettings,
+    /// Refuses sends while the disk is nearly full.
+    pub storage: StorageGuard,
     node_id: u64,
     peers: BTreeMap<u64, NodeAddrs>,
     groups: BTreeMap<u64, HostedGroup>,
@@ -156,6 +162,7 @@ impl BrokerCore {
             draining: AtomicBool::new(false),
             long_polls: Arc::new(Semaphore::new(settings.limits.max_long_polls)),
             telemetry_sessions: Arc::new(Semaphore::new(settings.limits.max_telemetry_sessions)),
+            storage: StorageGuard::new(settings.min_free_bytes),
             settings,
         });
         let weak = Arc::downgrade(&core);
@@ -302,6 +309,9 @@ impl BrokerCore {
 
     /// Proposes `command` to group `id`'s leader, here or one hop away.
     pub async fn submit(&self, id: u64, command: Command) -> Result<Outcome> {
+        if matches!(command, Command::Send(_)) {
+            self.storage.check()?;
+        }
         let timeout = self.settings.forward_timeout;
         self.on_leader(
             id,
@@ -317,6 +327,10 @@ impl BrokerCore {
     /// Runs `command` on the local replica if it leads; never forwards (the forward service's
     /// entry point, so a request moves at most one hop).
     pub async fn submit_local(&self, id: u64, command: Command) -> Result<Outcome> {
+        // The leader's disk is the one the entry goes to first.
+        if matches!(command, Command::Send(_)) {
+            self.storage.check()?;
+        }
         let r = &self.group(id)?.replica;
         if !r.is_leader() {
             return Err(BrokerError::NotLeader {

@@ -34,6 +34,7 @@ pub mod receipt;
 pub mod replica;
 pub mod service;
 pub mod state;
+pub mod storage_guard;
 
 pub use error::BrokerError;
 pub use error::Result;

@@ -65,7 +65,7 @@ impl Node {
     pub async fn start(cfg: NodeConfig, disk: Arc<dyn Disk>) -> Result<Node> {
         let registry = Registry::new(cfg.cluster_key.clone());
         let channels = Channels::new(cfg.cluster_key.clone());
-        let hosted = open_replicas(&cfg, disk, &registry, &channels).await?;
+        let hosted = open_replicas(&cfg, disk.clone(), &registry, &channels).await?;
 
         // Raft transport and forwarding share one listener; forwarding needs the core, which
         // needs the replicas, so its slot is filled once the core exists.
@@ -106,6 +106,14 @@ impl Node {
             tokio::spawn(preferred_leader_loop(
                 core.clone(),
                 cfg.preferred_leader_check,
+            )),
+            tokio::spawn(crate::storage_guard::watch(
+                Arc::downgrade(&core),
+                disk,
+                cfg.data_dir.clone(),
+                // A statvfs is cheap; a short period bounds how far a burst of sends can
+                // overshoot the floor between two readings.
+                Duration::from_millis(100),
             )),
         ];
         tracing::info!(node = cfg.node_id, listen = %cfg.listen, raft = %cfg.raft_listen, "broker node started");

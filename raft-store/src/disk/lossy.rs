@@ -181,6 +181,10 @@ impl Disk for LossyDisk {
     fn sync_dir(&self, dir: &Path) -> BoxFuture<io::Result<()>> {
         self.real.sync_dir(dir)
     }
+
+    fn available_bytes(&self, path: &Path) -> io::Result<Option<u64>> {
+        self.real.available_bytes(path)
+    }
 }
 
 impl DiskFile for LossyFile {

@@ -58,6 +58,12 @@ pub trait Disk: Send + Sync + 'static {
 
     /// Makes the directory's entries (creates, renames, removes) durable.
     fn sync_dir(&self, dir: &Path) -> BoxFuture<io::Result<()>>;
+
+    /// Bytes an unprivileged writer may still write on the filesystem holding `path`, when
+    /// the device can tell (the simulated disk cannot: `None`).
+    fn available_bytes(&self, _path: &Path) -> io::Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// An open file on a [`Disk`].

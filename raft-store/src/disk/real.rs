@@ -93,6 +93,20 @@ impl Disk for RealDisk {
         let dir = dir.to_path_buf();
         Box::pin(async move { crate::rt::spawn_blocking(move || fsync_dir_blocking(&dir)).await? })
     }
+
+    fn available_bytes(&self, path: &Path) -> io::Result<Option<u64>> {
+        use std::os::unix::ffi::OsStrExt as _;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Some(
+            (st.f_bavail as u64).saturating_mul(st.f_frsize as u64),
+        ))
+    }
 }
 
 impl DiskFile for RealFile {
