@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::Subcommand;
 
+use crate::disk;
 use crate::net;
 use crate::python;
 use crate::run;
@@ -24,7 +25,7 @@ struct TestArgs {
     /// Test name (the store subdirectory); defaults to the nemesis list.
     #[arg(long)]
     name: Option<String>,
-    /// Comma-separated: none, partition, kill, pause, clock, packet, power-loss.
+    /// Comma-separated: none, partition, kill, pause, clock, packet, power-loss, disk-full.
     #[arg(long, default_value = "partition,kill")]
     nemesis: String,
     /// Seconds of workload under faults.
@@ -147,6 +148,7 @@ fn test(o: &Opts) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     net::sweep_stale();
+    disk::sweep_stale(&o.store);
     println!(
         "jepsen {}: nemesis {} for {} s on {} nodes, seed {}",
         o.name, o.nemesis, o.time_s, o.nodes, o.seed
@@ -202,6 +204,7 @@ const MATRIX: &[(&str, &[&str])] = &[
     ("power-loss", &["--nemesis", "power-loss,partition"]),
     ("ring-5", &["--nemesis", "partition", "--nodes", "5"]),
     ("combined", &["--nemesis", "partition,kill,pause,clock"]),
+    ("disk-full", &["--nemesis", "disk-full,kill"]),
 ];
 
 fn matrix(

@@ -17,6 +17,7 @@ use anyhow::bail;
 use raftmq_proto::admin as pb;
 use raftmq_proto::admin::admin_client::AdminClient;
 
+use crate::disk::SmallDisks;
 use crate::net::NAMESERVER_HOST;
 use crate::net::Net;
 
@@ -37,6 +38,8 @@ pub struct Db {
     nodes: usize,
     faketime: bool,
     lossy_disk: bool,
+    /// Per-node tmpfs data directories (the disk-full nemesis).
+    disks: Option<SmallDisks>,
     nameserver: Option<Child>,
     brokers: Vec<Option<Child>>,
     paused: Vec<bool>,
@@ -64,7 +67,8 @@ impl Db {
         groups: u64,
         faketime: bool,
         lossy_disk: bool,
-    ) -> Self {
+        small_disks: bool,
+    ) -> anyhow::Result<Self> {
         let replicas = nodes.min(5);
         let node_list: String = (1..=nodes)
             .map(|i| {
@@ -95,9 +99,17 @@ impl Db {
             &secret,
             format!("jepsen-{}-{nonce:032x}", std::process::id()),
         );
+        let disks = small_disks
+            .then(|| SmallDisks::mount(dir, nodes))
+            .transpose()?;
+        let storage = if small_disks {
+            format!("[storage]\nmin_free_mb = {}\n\n", crate::disk::FLOOR_MIB)
+        } else {
+            String::new()
+        };
         for i in 1..=nodes {
             let toml = format!(
-                "node_id = {i}\ndata_dir = \"{}\"\nlisten = \"{}\"\nraft_listen = \"{}:{RAFT_PORT}\"\nnameservers = [\"{}\"]\ncluster_secret_file = \"{}\"\n\n{node_list}\n{groups}",
+                "node_id = {i}\ndata_dir = \"{}\"\nlisten = \"{}\"\nraft_listen = \"{}:{RAFT_PORT}\"\nnameservers = [\"{}\"]\ncluster_secret_file = \"{}\"\n\n{storage}{node_list}\n{groups}",
                 dir.join(format!("data/n{i}")).display(),
                 endpoint(i),
                 Net::ip(i),
@@ -107,16 +119,17 @@ impl Db {
             let _ = std::fs::write(dir.join(format!("n{i}.toml")), toml);
             let _ = std::fs::write(dir.join(format!("n{i}.clock")), "+0\n");
         }
-        Db {
+        Ok(Db {
             bin: bin.to_path_buf(),
             dir: dir.to_path_buf(),
             nodes,
             faketime,
             lossy_disk,
+            disks,
             nameserver: None,
             brokers: (0..nodes).map(|_| None).collect(),
             paused: vec![false; nodes],
-        }
+        })
     }
 
     fn spawn(
@@ -225,8 +238,26 @@ impl Db {
         Ok(())
     }
 
-    /// Brings every node back: resumed, restarted if dead, clocks true.
+    /// Fills node `i`'s disk below the free-space floor; returns the MiB left.
+    pub fn fill_disk(&self, i: usize) -> anyhow::Result<u64> {
+        match &self.disks {
+            Some(d) => d.fill(i),
+            None => bail!("the disk-full nemesis needs the nodes on small disks"),
+        }
+    }
+
+    /// Frees node `i`'s disk.
+    pub fn free_disk(&self, i: usize) {
+        if let Some(d) = &self.disks {
+            d.unfill(i);
+        }
+    }
+
+    /// Brings every node back: resumed, restarted if dead, clocks true, disks freed.
     pub fn heal(&mut self, net: &Net) -> anyhow::Result<()> {
+        if let Some(d) = &self.disks {
+            d.unfill_all();
+        }
         for i in 1..=self.nodes {
             if self.paused[i - 1] {
                 self.resume(i);
@@ -279,6 +310,9 @@ impl Db {
         if let Some(mut c) = self.nameserver.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if let Some(d) = &mut self.disks {
+            d.unmount();
         }
     }
 }

@@ -14,6 +14,8 @@ mod cli;
 #[cfg(not(madsim))]
 mod db;
 #[cfg(not(madsim))]
+mod disk;
+#[cfg(not(madsim))]
 mod nemesis;
 #[cfg(not(madsim))]
 mod net;

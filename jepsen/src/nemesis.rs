@@ -11,6 +11,7 @@
 //! | `pause` | SIGSTOP one node, the leader or a minority; SIGCONT at heal |
 //! | `clock` | step the wall clock of one node, a minority or every node by ±1…60 s (libfaketime); reset at heal |
 //! | `packet` | drop 5–30% of the packets one node or every node receives from the others |
+//! | `disk-full` | fill the data disk (a per-node tmpfs) of one node, the leader, a minority or every node below the brokers' free-space floor; delete the filler at heal (`disk.rs`) |
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -42,6 +43,8 @@ pub enum Kind {
     Packet,
     /// SIGKILL of nodes whose unsynced writes die with them.
     PowerLoss,
+    /// A node's disk (or every node's) filled below the brokers' free-space floor.
+    DiskFull,
 }
 
 impl Kind {
@@ -57,8 +60,9 @@ impl Kind {
                 "clock" => Kind::Clock,
                 "packet" => Kind::Packet,
                 "power-loss" => Kind::PowerLoss,
+                "disk-full" => Kind::DiskFull,
                 _ => bail!(
-                    "unknown nemesis {name:?} (known: none, partition, kill, pause, clock, packet, power-loss)"
+                    "unknown nemesis {name:?} (known: none, partition, kill, pause, clock, packet, power-loss, disk-full)"
                 ),
             });
         }
@@ -73,6 +77,7 @@ impl Kind {
             Kind::Clock => "clock",
             Kind::Packet => "packet",
             Kind::PowerLoss => "power-loss",
+            Kind::DiskFull => "disk-full",
         }
     }
 }
@@ -83,6 +88,7 @@ enum Undo {
     Restart(Vec<usize>),
     Resume(Vec<usize>),
     Clock(Vec<usize>),
+    Disk(Vec<usize>),
 }
 
 /// The nemesis of one run.
@@ -273,6 +279,22 @@ impl Nemesis<'_> {
                     Undo::Network,
                 ))
             }
+            Kind::DiskFull => {
+                let (how, targets) = if self.rng.random_range(0..3) == 0 {
+                    ("all".to_string(), (1..=self.nodes).collect())
+                } else {
+                    self.target(true).await
+                };
+                let db = self.db.lock().unwrap();
+                let mut left = Vec::new();
+                for t in &targets {
+                    left.push((t, db.fill_disk(*t)?));
+                }
+                Ok((
+                    json!({"targets": targets, "how": how, "free_mib": left}),
+                    Undo::Disk(targets),
+                ))
+            }
         }
     }
 
@@ -297,6 +319,13 @@ impl Nemesis<'_> {
                 let db = self.db.lock().unwrap();
                 for i in nodes {
                     db.set_clock(i, 0.0)?;
+                }
+                Ok(())
+            }
+            Undo::Disk(nodes) => {
+                let db = self.db.lock().unwrap();
+                for i in nodes {
+                    db.free_disk(i);
                 }
                 Ok(())
             }

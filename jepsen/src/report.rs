@@ -18,13 +18,14 @@ use checker::messages::Op;
 const TIMELINE_MAX_OPS: usize = 10_000;
 const PLOT_W: f64 = 1000.0;
 const PLOT_H: f64 = 220.0;
-const FAULT_COLORS: [(&str, &str); 6] = [
+const FAULT_COLORS: [(&str, &str); 7] = [
     ("partition", "#f4c7c3"),
     ("kill", "#d7c3f4"),
     ("pause", "#c3d9f4"),
     ("clock", "#f4ecc3"),
     ("packet", "#c3f4d4"),
     ("power-loss", "#b9a3d9"),
+    ("disk-full", "#e0c9a6"),
 ];
 
 fn esc(s: &str) -> String {

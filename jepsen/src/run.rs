@@ -46,7 +46,7 @@ pub struct Opts {
     /// Test name (the store subdirectory).
     pub name: String,
     /// Comma-separated nemeses (`none`, `partition`, `kill`, `pause`, `clock`, `packet`,
-    /// `power-loss`).
+    /// `power-loss`, `disk-full`).
     pub nemesis: String,
     /// Seconds of workload under faults.
     pub time_s: u64,
@@ -159,6 +159,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<(Verdict, PathBuf)> {
         );
     }
     let lossy = kinds.contains(&Kind::PowerLoss);
+    let small_disks = kinds.contains(&Kind::DiskFull);
     let db = Mutex::new(Db::new(
         &bin,
         &dir,
@@ -166,7 +167,8 @@ pub fn run(opts: &Opts) -> anyhow::Result<(Verdict, PathBuf)> {
         opts.groups,
         faketime,
         lossy,
-    ));
+        small_disks,
+    )?);
     db.lock().unwrap().start(&net)?;
 
     // The clients live in their own namespace: enter it before the runtime starts its threads.
