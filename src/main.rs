@@ -288,6 +288,15 @@ async fn admin(endpoint: &str, action: AdminAction) -> anyhow::Result<()> {
                     g.name, g.max_delivery_attempts, g.fifo
                 );
             }
+            let free = match s.disk_free_bytes {
+                0 => "free space unknown".to_string(),
+                b => format!("{} MiB free", b >> 20),
+            };
+            if s.sends_refused.is_empty() {
+                println!("storage: accepting sends ({free})");
+            } else {
+                println!("storage: REFUSING SENDS: {}", s.sends_refused);
+            }
             Ok(())
         }
         AdminAction::Topic { name, queues, kind } => {

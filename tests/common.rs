@@ -144,8 +144,8 @@ impl Dev {
             .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
-    /// Runs `raftmq admin` against it.
-    pub fn admin(&self, args: &[&str]) {
+    /// Runs `raftmq admin` against it; returns what it printed.
+    pub fn admin(&self, args: &[&str]) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_raftmq"))
             .args(["admin", "--endpoint", &endpoint(self.port)])
             .args(args)
@@ -156,6 +156,7 @@ impl Dev {
             "raftmq admin {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 

@@ -146,6 +146,11 @@ fn a_nearly_full_disk_refuses_sends_keeps_serving_and_recovers_when_it_grows() {
         acked.len()
     );
     assert!(dev.alive(), "the process stopped at the floor");
+    let status = dev.admin(&["status"]);
+    assert!(
+        status.contains("storage: REFUSING SENDS") && status.contains("storage.min_free_mb"),
+        "{status}"
+    );
 
     // Every acknowledged message can still be received and acked.
     rt.block_on(async {
@@ -204,6 +209,8 @@ fn a_nearly_full_disk_refuses_sends_keeps_serving_and_recovers_when_it_grows() {
         p.shutdown().await;
     });
     assert!(dev.alive());
+    let status = dev.admin(&["status"]);
+    assert!(status.contains("storage: accepting sends ("), "{status}");
     dev.stop();
     let log = std::fs::read_to_string(dev.log_path()).unwrap();
     assert!(log.contains("refusing sends"), "no warning in the log");

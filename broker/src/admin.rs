@@ -164,10 +164,13 @@ impl Admin for AdminServer {
                 });
             }
         }
+        let (sends_refused, disk_free_bytes) = self.core.storage.report();
         Ok(Response::new(pb::StatusReply {
             replicas,
             topics,
             groups: groups.into_values().collect(),
+            sends_refused,
+            disk_free_bytes,
         }))
     }
 }

@@ -30,6 +30,8 @@ pub struct StorageGuard {
     min_free: u64,
     /// Why sends are refused, while they are.
     refusal: Mutex<Option<String>>,
+    /// The last reading of free bytes (0 before the first).
+    last_free: std::sync::atomic::AtomicU64,
 }
 
 impl StorageGuard {
@@ -38,6 +40,7 @@ impl StorageGuard {
         Self {
             min_free,
             refusal: Mutex::new(None),
+            last_free: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -50,6 +53,8 @@ impl StorageGuard {
     /// Records one reading of the free bytes of the filesystem holding `dir`; returns the new
     /// state (true: refusing) when it changed.
     pub fn observe(&self, dir: &Path, available: u64) -> Option<bool> {
+        self.last_free
+            .store(available, std::sync::atomic::Ordering::Relaxed);
         if self.min_free == 0 {
             return None;
         }
@@ -85,6 +90,15 @@ impl StorageGuard {
     /// True while sends are refused.
     pub fn refusing(&self) -> bool {
         self.refusal.lock().unwrap().is_some()
+    }
+
+    /// Why sends are refused (empty while accepted), and the free bytes last read (0: none
+    /// yet, or a disk that cannot tell), for `raftmq admin status`.
+    pub fn report(&self) -> (String, u64) {
+        (
+            self.refusal.lock().unwrap().clone().unwrap_or_default(),
+            self.last_free.load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 }
 
