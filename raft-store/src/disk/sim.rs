@@ -41,6 +41,10 @@ pub struct SimDiskFaults {
     /// On crash, keep a random prefix of the unsynced operations and maybe tear the next write.
     /// When false a crash loses exactly the unsynced operations.
     pub crash_keeps_prefix: bool,
+    /// The free space the device reports ([`Disk::available_bytes`]); plenty by default. A
+    /// "nearly full" fault lowers it (writes themselves still succeed: `write_enospc` is the
+    /// fault for a write that meets a full disk).
+    pub reported_free: u64,
 }
 
 impl Default for SimDiskFaults {
@@ -51,6 +55,7 @@ impl Default for SimDiskFaults {
             sync_eio: 0.0,
             sync_latency: (Duration::ZERO, Duration::ZERO),
             crash_keeps_prefix: true,
+            reported_free: u64::MAX,
         }
     }
 }
@@ -485,6 +490,10 @@ impl Disk for SimDisk {
             st.stats.dir_syncs += 1;
             Ok(())
         })
+    }
+
+    fn available_bytes(&self, _path: &Path) -> io::Result<Option<u64>> {
+        Ok(Some(self.state.lock().unwrap().faults.reported_free))
     }
 }
 

@@ -93,7 +93,7 @@ pub struct Options {
     pub lossy_net: bool,
     /// Leadership transfers.
     pub transfers: bool,
-    /// Storage errors (EIO, ENOSPC) on one node at a time (a minority).
+    /// Storage errors (EIO, ENOSPC) or a nearly full disk on one node at a time (a minority).
     pub disk_faults: bool,
     /// `buggify!()` sites in the product code are live.
     pub buggify: bool,
@@ -183,7 +183,7 @@ impl Options {
 enum Own {
     /// Move one group's leadership to a random node.
     Transfer,
-    /// Storage errors (EIO or ENOSPC) on one node for the hold.
+    /// Storage errors (EIO or ENOSPC), or a nearly full disk, on one node for the hold.
     DiskErrors,
     /// Step one node's wall clock and change its drift.
     ClockStep,
@@ -414,16 +414,25 @@ async fn chaos_phase(
                 let disk = cluster.lock().await.nodes.disk(v).clone();
                 let base = disk.faults();
                 let mut bad = base.clone();
-                if nemesis.rng().random::<bool>() {
+                let what = if nemesis.rng().random::<bool>() {
                     bad.sync_eio = 0.05;
                     bad.write_eio = 0.01;
-                } else {
+                    "errors"
+                // ENOSPC or nearly full by the parity of the drawn hold: no extra draw, so
+                // the regression seeds keep their random stream.
+                } else if own.hold.as_millis() % 2 == 0 {
                     bad.write_enospc = 0.05;
-                }
+                    "ENOSPC"
+                } else {
+                    // Nearly full: the node's guard refuses sends (definite failures) while
+                    // receives and acks go on; sends come back once it reads free space again.
+                    bad.reported_free = 0;
+                    "nearly full"
+                };
                 disk.set_faults(bad);
                 tokio::time::sleep(own.hold).await;
                 disk.set_faults(base);
-                nemesis.note(format!("disk errors on n{} {:?}", v + 1, own.hold));
+                nemesis.note(format!("disk {what} on n{} {:?}", v + 1, own.hold));
             }
             Own::ClockStep => {
                 // An NTP step or an operator's `date -s`: the wall clock jumps, the rate error
