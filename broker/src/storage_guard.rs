@@ -87,11 +87,6 @@ impl StorageGuard {
         }
     }
 
-    /// True while sends are refused.
-    pub fn refusing(&self) -> bool {
-        self.refusal.lock().unwrap().is_some()
-    }
-
     /// Why sends are refused (empty while accepted), and the free bytes last read (0: none
     /// yet, or a disk that cannot tell), for `raftmq admin status`.
     pub fn report(&self) -> (String, u64) {
@@ -149,7 +144,7 @@ mod tests {
         );
         // Just above the floor is not enough: no flapping.
         assert_eq!(g.observe(dir, 17 * MIB), None);
-        assert!(g.refusing());
+        assert!(g.check().is_err());
         assert_eq!(g.observe(dir, 18 * MIB), Some(false));
         assert!(g.check().is_ok());
     }

@@ -30,19 +30,13 @@ fn filler(mount: &Path) -> PathBuf {
     mount.join("jepsen-filler")
 }
 
+/// Free bytes on the filesystem holding `path` (the broker's own reading: `RealDisk`).
 fn available(path: &Path) -> anyhow::Result<u64> {
-    use std::os::unix::ffi::OsStrExt as _;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: a valid NUL-terminated path and a properly sized out-parameter.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        bail!(
-            "statvfs {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    use raft_store::disk::Disk as _;
+    raft_store::disk::RealDisk::new()
+        .available_bytes(path)
+        .with_context(|| format!("statvfs {}", path.display()))?
+        .context("the real disk always reports free space")
 }
 
 impl SmallDisks {
