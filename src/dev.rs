@@ -39,6 +39,10 @@ pub struct DevOptions {
     pub max_telemetry_sessions: usize,
     /// Refuse sends below this many MiB free on the data directory's disk (0: never).
     pub min_free_mb: u64,
+    /// How long messages are kept.
+    pub retention: broker::retention::RetentionSettings,
+    /// Log segment size, bytes.
+    pub segment_bytes: u64,
 }
 
 /// A fresh random cluster key (dev mode needs no configuration; nothing outside the process
@@ -95,6 +99,8 @@ pub fn node_configs(o: &DevOptions) -> Vec<NodeConfig> {
                     ..Default::default()
                 },
                 min_free_bytes: o.min_free_mb << 20,
+                retention: o.retention.clone(),
+                segment_bytes: o.segment_bytes,
                 ..BrokerSettings::default()
             },
             cluster_key: o.cluster_key.clone(),

@@ -63,6 +63,19 @@ enum Command {
         /// (0: never refuse; a write that then meets a full disk stops the process).
         #[arg(long, default_value_t = broker::config::DEFAULT_MIN_FREE_MB)]
         min_free_mb: u64,
+        /// Delete log segments whose newest message is older than this many hours (0: keep).
+        #[arg(long, default_value_t = 72.0)]
+        retention_hours: f64,
+        /// Delete the oldest log segments while the group's log exceeds this many MiB (0: no
+        /// limit).
+        #[arg(long, default_value_t = 0)]
+        retention_mb: u64,
+        /// How often retention runs, seconds.
+        #[arg(long, default_value_t = 10.0)]
+        retention_check_secs: f64,
+        /// Log segment size, MiB (retention deletes whole segments).
+        #[arg(long, default_value_t = broker::config::DEFAULT_SEGMENT_MB)]
+        segment_mb: u64,
     },
     /// Run one broker node of a cluster.
     Broker {
@@ -152,7 +165,20 @@ async fn main() -> anyhow::Result<()> {
             max_long_polls,
             max_telemetry_sessions,
             min_free_mb,
+            retention_hours,
+            retention_mb,
+            retention_check_secs,
+            segment_mb,
         } => {
+            let retention = broker::config::RetentionToml {
+                max_age_hours: retention_hours,
+                max_mb_per_group: retention_mb,
+                check_secs: retention_check_secs,
+            }
+            .settings()
+            .map_err(anyhow::Error::msg)?;
+            let segment_bytes =
+                broker::config::segment_bytes(segment_mb).map_err(anyhow::Error::msg)?;
             let opts = dev::DevOptions {
                 data_dir,
                 listen,
@@ -163,6 +189,8 @@ async fn main() -> anyhow::Result<()> {
                 max_long_polls,
                 max_telemetry_sessions,
                 min_free_mb,
+                retention,
+                segment_bytes,
             };
             println!(
                 "raftmq dev: 3 nodes in {} (v2 on {listen} and the next two ports, raft {}..{}{}); Ctrl-C to stop",

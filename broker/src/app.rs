@@ -45,6 +45,11 @@ pub fn decode_outcomes(b: &[u8]) -> Result<Vec<Outcome>, String> {
     crate::command::decode_bounded(b)
 }
 
+/// Snapshot format: these bytes, then the bincode of [`BrokerState`]. A snapshot without them
+/// was written before the format was versioned (before retention): it is refused with a clear
+/// message rather than misread.
+const SNAPSHOT_MAGIC: &[u8; 6] = b"RMQS\x00\x02";
+
 /// Snapshots hold the whole state, which may legitimately exceed the request limit; they come
 /// from this replica's own disk (CRC-checked) or an authenticated peer.
 const SNAPSHOT_LIMIT: usize = 1 << 36;
@@ -63,13 +68,21 @@ impl App for BrokerApp {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        bincode::serde::encode_to_vec(&self.state, bincode::config::standard())
-            .expect("state encodes")
+        let mut out = SNAPSHOT_MAGIC.to_vec();
+        bincode::serde::encode_into_std_write(&self.state, &mut out, bincode::config::standard())
+            .expect("state encodes");
+        out
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+        let Some(body) = snapshot.strip_prefix(SNAPSHOT_MAGIC.as_slice()) else {
+            return Err("the snapshot is in an older RaftMQ format (before retention); \
+                        this binary cannot read it. Remove the replica's `sm/snapshot` file: \
+                        the log holds every entry, and the state is rebuilt from it"
+                .into());
+        };
         let cfg = bincode::config::standard().with_limit::<SNAPSHOT_LIMIT>();
-        self.state = bincode::serde::decode_from_slice(snapshot, cfg)
+        self.state = bincode::serde::decode_from_slice(body, cfg)
             .map_err(|e| e.to_string())?
             .0;
         self.clock.observe(self.state.clock_ms);

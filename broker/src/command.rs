@@ -53,6 +53,8 @@ pub mod op {
     pub const POP_BOUNDED: u8 = 11;
     /// Extend many deliveries' invisibility at once (batched auto-renewal).
     pub const RENEW_MANY: u8 = 12;
+    /// Retention: forget every message in log entries up to an index (proposed by the leader).
+    pub const RETAIN: u8 = 13;
 }
 
 /// Byte limit for decoding anything that crosses a process boundary or comes out of the log:
@@ -179,6 +181,15 @@ pub struct CommitOffset {
     pub reset: bool,
 }
 
+/// Retention moved the start of the group's log: messages in log entries at or below `upto`
+/// are deleted. Proposed by the leader's retention task (`crate::retention`) only for entries
+/// every member of the group already holds, so no replica ever needs them again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retain {
+    /// The last log index deleted.
+    pub upto: u64,
+}
+
 /// One command. (Serde is for forwarding between nodes of the same version; the log uses the
 /// op-code encoding below.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +216,8 @@ pub enum Command {
     CreateTopic(TopicConfig),
     /// [`op::CREATE_GROUP`]
     CreateGroup(GroupConfig),
+    /// [`op::RETAIN`]
+    Retain(Retain),
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -230,12 +243,13 @@ impl Command {
             Command::CommitOffset(c) => (op::COMMIT_OFFSET, enc(c)),
             Command::CreateTopic(c) => (op::CREATE_TOPIC, enc(c)),
             Command::CreateGroup(c) => (op::CREATE_GROUP, enc(c)),
+            Command::Retain(c) => (op::RETAIN, enc(c)),
         }
     }
 
     /// True if this binary knows `op`.
     pub fn known_op(op: u8) -> bool {
-        (op::UPSERT_TOPIC..=op::RENEW_MANY).contains(&op)
+        (op::UPSERT_TOPIC..=op::RETAIN).contains(&op)
     }
 
     /// Decodes one command body.
@@ -264,6 +278,7 @@ impl Command {
             op::COMMIT_OFFSET => Command::CommitOffset(dec(body)?),
             op::CREATE_TOPIC => Command::CreateTopic(dec(body)?),
             op::CREATE_GROUP => Command::CreateGroup(dec(body)?),
+            op::RETAIN => Command::Retain(dec(body)?),
             other => {
                 return Err(format!(
                     "unknown op code {other}: this binary is older than the log"

@@ -52,6 +52,9 @@ fn default_queues() -> u32 {
 /// Default floor of free disk space below which sends are refused, MiB.
 pub const DEFAULT_MIN_FREE_MB: u64 = 128;
 
+/// Default log segment size, MiB (retention deletes whole segments).
+pub const DEFAULT_SEGMENT_MB: u64 = 256;
+
 /// `[storage]`: how the node treats its disk.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -59,13 +62,70 @@ pub struct StorageToml {
     /// Refuse sends while the data directory's filesystem has less than this many MiB free
     /// (receives and acks go on; sends resume once space is back). 0 turns it off.
     pub min_free_mb: u64,
+    /// Log segment size, MiB: the unit retention deletes.
+    pub segment_mb: u64,
 }
 
 impl Default for StorageToml {
     fn default() -> Self {
         Self {
             min_free_mb: DEFAULT_MIN_FREE_MB,
+            segment_mb: DEFAULT_SEGMENT_MB,
         }
+    }
+}
+
+/// `[retention]`: how long messages are kept. Every node of a cluster should agree (the
+/// group's leader applies its own).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionToml {
+    /// Delete a log segment once its newest message is older than this many hours (RocketMQ's
+    /// `fileReservedTime`, 72 by default); 0 keeps messages regardless of age.
+    pub max_age_hours: f64,
+    /// Delete the oldest segments while a group's log is larger than this many MiB; 0 (the
+    /// default) sets no limit.
+    pub max_mb_per_group: u64,
+    /// How often retention runs, seconds.
+    pub check_secs: f64,
+}
+
+impl Default for RetentionToml {
+    fn default() -> Self {
+        Self {
+            max_age_hours: 72.0,
+            max_mb_per_group: 0,
+            check_secs: 10.0,
+        }
+    }
+}
+
+impl RetentionToml {
+    /// Validates and converts.
+    pub fn settings(&self) -> Result<crate::retention::RetentionSettings, String> {
+        let hours = self.max_age_hours;
+        if !hours.is_finite() || !(0.0..=24.0 * 365.0 * 100.0).contains(&hours) {
+            return Err(format!(
+                "retention.max_age_hours: {hours} is not between 0 and 876000"
+            ));
+        }
+        let check = self.check_secs;
+        if !check.is_finite() || !(0.01..=3600.0).contains(&check) {
+            return Err(format!(
+                "retention.check_secs: {check} is not between 0.01 and 3600"
+            ));
+        }
+        let max_bytes = match self.max_mb_per_group {
+            0 => None,
+            mb => Some(mb.checked_mul(1 << 20).ok_or_else(|| {
+                format!("retention.max_mb_per_group: {mb} is too large")
+            })?),
+        };
+        Ok(crate::retention::RetentionSettings {
+            max_age: (hours > 0.0).then(|| Duration::from_secs_f64(hours * 3600.0)),
+            max_bytes,
+            interval: Duration::from_secs_f64(check),
+        })
     }
 }
 
@@ -164,6 +224,9 @@ pub struct BrokerToml {
     /// Disk space.
     #[serde(default)]
     pub storage: StorageToml,
+    /// How long messages are kept.
+    #[serde(default)]
+    pub retention: RetentionToml,
     /// Every node of the cluster.
     pub nodes: Vec<NodeToml>,
     /// Every Raft group of the cluster.
@@ -216,6 +279,14 @@ pub struct NodeConfig {
     pub broker: BrokerSettings,
     /// The cluster credential's key (internal RPCs are signed and checked with it).
     pub cluster_key: ClusterKey,
+}
+
+/// The log segment size for `[storage] segment_mb`, checked.
+pub fn segment_bytes(mb: u64) -> Result<u64, String> {
+    if !(1..=4096).contains(&mb) {
+        return Err(format!("storage.segment_mb: {mb} is not between 1 and 4096"));
+    }
+    Ok(mb << 20)
 }
 
 /// Reads a cluster secret from `secret` or `file` (exactly one), naming the key on error.
@@ -328,6 +399,8 @@ impl BrokerToml {
                         self.storage.min_free_mb
                     )
                 })?,
+            retention: self.retention.settings()?,
+            segment_bytes: segment_bytes(self.storage.segment_mb)?,
             ..BrokerSettings::default()
         };
         broker.limits.validate()?;

@@ -61,6 +61,10 @@ pub struct BrokerSettings {
     pub limits: ClientLimits,
     /// Refuse sends while the data directory's disk has fewer free bytes (0: never).
     pub min_free_bytes: u64,
+    /// How long messages are kept (`[retention]`).
+    pub retention: crate::retention::RetentionSettings,
+    /// Log segment size: retention deletes whole segments (`[storage] segment_mb`).
+    pub segment_bytes: u64,
 }
 
 impl Default for BrokerSettings {
@@ -76,6 +80,8 @@ impl Default for BrokerSettings {
             client_timeout: Duration::from_secs(90),
             limits: ClientLimits::default(),
             min_free_bytes: crate::config::DEFAULT_MIN_FREE_MB << 20,
+            retention: crate::retention::RetentionSettings::default(),
+            segment_bytes: crate::config::DEFAULT_SEGMENT_MB << 20,
         }
     }
 }

@@ -32,6 +32,7 @@ pub mod node;
 pub mod reads;
 pub mod receipt;
 pub mod replica;
+pub mod retention;
 pub mod service;
 pub mod state;
 pub mod storage_guard;

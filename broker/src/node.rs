@@ -96,7 +96,7 @@ impl Node {
                 )));
             }
         }
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(register_loop(
                 core.clone(),
                 cfg.nameservers.clone(),
@@ -116,6 +116,12 @@ impl Node {
                 Duration::from_millis(100),
             )),
         ];
+        for g in core.groups() {
+            tasks.push(tokio::spawn(crate::retention::run(
+                Arc::downgrade(&g.replica),
+                cfg.broker.retention.clone(),
+            )));
+        }
         tracing::info!(node = cfg.node_id, listen = %cfg.listen, raft = %cfg.raft_listen, "broker node started");
         Ok(Node {
             cfg,
@@ -222,6 +228,7 @@ async fn open_replicas(
         gc.heartbeat_interval = cfg.heartbeat;
         gc.election_timeout = cfg.election;
         gc.log.flush = cfg.flush;
+        gc.log.segment_bytes = cfg.broker.segment_bytes;
         let replica =
             Replica::start(gc, disk.clone(), registry, channels, BatchConfig::default()).await?;
         hosted.push(HostedGroup {

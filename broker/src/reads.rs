@@ -37,7 +37,10 @@ pub async fn run(replica: &Replica, read: Read) -> Result<ReadAnswer> {
                         };
                         let end = cq.end();
                         if offset > end {
-                            return Err(end);
+                            return Err(ReadAnswer::PastEnd { end });
+                        }
+                        if offset < cq.start() {
+                            return Err(ReadAnswer::BeforeStart { start: cq.start() });
                         }
                         let mut found = Vec::new();
                         let mut next = offset;
@@ -46,8 +49,10 @@ pub async fn run(replica: &Replica, read: Read) -> Result<ReadAnswer> {
                             && found.len() < batch as usize
                             && next - offset < MAX_PULL_SCAN
                         {
+                            // A dead letter whose message retention deleted is skipped.
                             if let Some(e) = cq.get(next)
                                 && filter.matches(e.tag_hash)
+                                && e.log_index >= s.log_start
                             {
                                 // The reply stays under max_bytes (at least one message).
                                 bytes += u64::from(e.len);
@@ -62,7 +67,7 @@ pub async fn run(replica: &Replica, read: Read) -> Result<ReadAnswer> {
                     })
                     .await?;
                 let (end, found, next) = match found {
-                    Err(end) => return Ok(ReadAnswer::PastEnd { end }),
+                    Err(answer) => return Ok(answer),
                     Ok(x) => x,
                 };
                 let now = tokio::time::Instant::now();
@@ -88,7 +93,7 @@ pub async fn run(replica: &Replica, read: Read) -> Result<ReadAnswer> {
                 .read_linearizable(|s| {
                     let cq = s.queue(&topic, queue);
                     match at {
-                        OffsetAt::Beginning => 0,
+                        OffsetAt::Beginning => cq.map_or(0, |c| c.start()),
                         OffsetAt::End => cq.map_or(0, |c| c.end()),
                         OffsetAt::Time(ms) => cq.map_or(0, |c| c.offset_at_time(ms)),
                     }

@@ -6,6 +6,9 @@
 //! - a message is held by at most one valid receipt (older receipts are refused);
 //! - an acknowledged message is never delivered again;
 //! - after `max_attempts` deliveries an expired message goes to the dead-letter topic, once;
+//! - retention (a `Retain` up to some earlier log index) deletes exactly the messages in those
+//!   entries: they are never delivered again, their receipts are refused, each queue starts
+//!   after its deleted prefix, and nothing newer is touched;
 //! - the state's own invariants hold, and a snapshot round trip changes nothing.
 
 use std::collections::BTreeMap;
@@ -15,6 +18,7 @@ use broker::command::ChangeInvisible;
 use broker::command::Command;
 use broker::command::Pop;
 use broker::command::Receipt;
+use broker::command::Retain;
 use broker::command::TagFilter;
 use broker::command::encode_entry;
 use broker::model::GroupConfig;
@@ -54,6 +58,9 @@ enum Op {
     Advance {
         ms: u16,
     },
+    Retain {
+        back: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -63,6 +70,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (any::<u16>(), proptest::bool::weighted(0.2)).prop_map(|(pick, stale)| Op::Ack { pick, stale }),
         1 => (any::<u16>(), 0u16..400).prop_map(|(pick, invisible)| Op::Change { pick, invisible }),
         2 => (1u16..500).prop_map(|ms| Op::Advance { ms }),
+        1 => (0u8..30).prop_map(|back| Op::Retain { back }),
     ]
 }
 
@@ -76,6 +84,8 @@ enum M {
     },
     Acked,
     Dead,
+    /// Deleted by retention.
+    Deleted,
 }
 
 struct Harness {
@@ -141,6 +151,9 @@ fn run(ops: Vec<Op>) {
     let mut next_offset = [0u64; QUEUES as usize];
     let mut dead = 0u64;
     let mut sent = 0u64;
+    // The log index each message was stored at, and the first index retention kept.
+    let mut log_of: BTreeMap<(u32, u64), u64> = BTreeMap::new();
+    let mut log_start = 0u64;
 
     for op in ops {
         match op {
@@ -159,6 +172,7 @@ fn run(ops: Vec<Op>) {
                     assert_eq!(offset.0, next_offset[queue as usize], "dense offsets");
                     next_offset[queue as usize] += 1;
                     model.insert((queue, offset.0), M::New);
+                    log_of.insert((queue, offset.0), h.index);
                 }
             }
             Op::Pop {
@@ -211,6 +225,7 @@ fn run(ops: Vec<Op>) {
                             *attempt + 1
                         }
                         M::Acked => panic!("redelivered an acked message {key:?}"),
+                        M::Deleted => panic!("delivered a message retention deleted {key:?}"),
                         M::Dead => panic!("delivered a dead letter from the live topic {key:?}"),
                     };
                     assert_eq!(d.attempt, attempt, "attempt of {key:?}");
@@ -315,6 +330,29 @@ fn run(ops: Vec<Op>) {
                 }
             }
             Op::Advance { ms } => h.now += ms as u64,
+            Op::Retain { back } => {
+                let upto = h.index.saturating_sub(back as u64);
+                assert_eq!(h.apply1(Command::Retain(Retain { upto })), Outcome::Done);
+                if upto >= log_start {
+                    log_start = upto + 1;
+                }
+                for (k, m) in model.iter_mut() {
+                    if log_of[k] < log_start {
+                        *m = M::Deleted;
+                    }
+                }
+                assert_eq!(h.state.log_start, log_start);
+                for q in 0..QUEUES {
+                    let deleted = (0..next_offset[q as usize])
+                        .take_while(|o| log_of[&(q, *o)] < log_start)
+                        .count() as u64;
+                    let start = h.state.queue("t", q).map_or(0, |c| c.start());
+                    assert_eq!(start, deleted, "queue {q} starts after its deleted prefix");
+                    if let Some(p) = h.state.pops.get(&("g".to_string(), "t".to_string(), q)) {
+                        assert!(p.inflight.keys().all(|o| *o >= start));
+                    }
+                }
+            }
         }
         // A snapshot restores to the same state.
         let snap = bincode::serde::encode_to_vec(&h.state, bincode::config::standard()).unwrap();

@@ -191,6 +191,10 @@ pub struct GroupMetrics {
     pub voters: BTreeSet<NodeId>,
     /// On a leader: the last entry each follower has, as far as the leader knows.
     pub replication: BTreeMap<NodeId, Option<LogIndex>>,
+    /// The last entry in the latest state-machine snapshot.
+    pub snapshot: Option<LogIndex>,
+    /// The last entry purged from the local log.
+    pub purged: Option<LogIndex>,
 }
 
 /// The outcome of a committed proposal.
@@ -382,7 +386,30 @@ impl<A: App> Group<A> {
                         .collect()
                 })
                 .unwrap_or_default(),
+            snapshot: m.snapshot.map(|l| LogIndex(l.index)),
+            purged: m.purged.map(|l| LogIndex(l.index)),
         }
+    }
+
+    /// Deletes the local log up to `upto` (inclusive), never past the latest snapshot (see
+    /// [`Group::snapshot`]); openraft may delay it while replication still reads those entries.
+    /// Only for entries no member can need again: a member behind the purge point catches up
+    /// from a snapshot, without the entries' data.
+    pub async fn purge_log(&self, upto: LogIndex) -> Result<()> {
+        self.raft
+            .trigger()
+            .purge_log(upto.0)
+            .await
+            .map_err(|e| Error::Stopped(e.to_string()))
+    }
+
+    /// Builds a state-machine snapshot now (in the background).
+    pub async fn snapshot(&self) -> Result<()> {
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| Error::Stopped(e.to_string()))
     }
 
     /// Waits until some leader is known (to this replica), up to `timeout`.

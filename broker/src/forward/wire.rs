@@ -143,6 +143,11 @@ pub enum ReadAnswer {
     },
     /// An offset (`None`: the group committed none).
     Offset(Option<u64>),
+    /// The pull's offset is below the queue's first retained offset (retention deleted it).
+    BeforeStart {
+        /// The first retained offset.
+        start: u64,
+    },
 }
 
 /// Encodes a forwarded value (what the sender controls is bounded where it is built: commands

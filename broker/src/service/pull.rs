@@ -183,6 +183,17 @@ fn pulled(
             vec![],
             Some(end as i64),
         ),
+        // RocketMQ's OFFSET_TOO_SMALL: the consumer moves to the first retained offset.
+        Ok(ReadAnswer::BeforeStart { start }) => pull_reply(
+            status(
+                Code::IllegalOffset,
+                format!(
+                    "offset {offset} was deleted by retention; the queue starts at {start}"
+                ),
+            ),
+            vec![],
+            Some(start as i64),
+        ),
         Ok(ReadAnswer::Pulled {
             end,
             next,

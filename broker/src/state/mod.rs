@@ -116,6 +116,9 @@ pub struct BrokerState {
     pub receipt_seq: u64,
     /// Last log index applied.
     pub applied_index: u64,
+    /// The first log index whose messages are retained: retention ([`Command::Retain`])
+    /// deleted every message in entries below it. 0 until anything is deleted.
+    pub log_start: u64,
 }
 
 /// Default delivery attempts for a group that was never configured.
@@ -125,6 +128,9 @@ const DEFAULT_MAX_ATTEMPTS: u32 = 17;
 struct PopRound<'a> {
     p: &'a Pop,
     now: u64,
+    /// Messages in log entries below this were deleted by retention (a dead-letter queue may
+    /// still point at one: it is skipped).
+    log_start: u64,
     /// At most this many deliveries.
     max: usize,
     /// Deliveries are invisible until then.
@@ -165,6 +171,10 @@ impl PopRound<'_> {
             else {
                 continue; // unreachable while the invariants hold
             };
+            if entry.log_index < self.log_start {
+                pq.inflight.remove(&off); // deleted by retention
+                continue;
+            }
             if inf.attempt < self.max_attempts && self.full(entry.len) {
                 break;
             }
@@ -199,6 +209,9 @@ impl PopRound<'_> {
     /// next receive goes on from there) instead of holding the apply lock for all of it.
     fn take_new(&mut self, q: u32, cq: &ConsumeQueue, pq: &mut PopQueue, receipt_seq: &mut u64) {
         let mut scanned = 0;
+        // Retention deleted what a group that never read this queue (or fell behind) had not
+        // taken: it goes on from the first retained message, as RocketMQ does.
+        pq.next = pq.next.max(cq.start());
         while self.deliveries.len() < self.max
             && pq.next < cq.end()
             && scanned < limits::MAX_POP_SCAN
@@ -208,9 +221,9 @@ impl PopRound<'_> {
                 break; // unreachable: below end
             };
             scanned += 1;
-            if !self.p.filter.matches(entry.tag_hash) {
+            if !self.p.filter.matches(entry.tag_hash) || entry.log_index < self.log_start {
                 pq.next += 1;
-                continue; // filtered out: consumed for this group
+                continue; // filtered out (or deleted): consumed for this group
             }
             if self.full(entry.len) {
                 break;
@@ -347,6 +360,32 @@ impl BrokerState {
                     .commit(&c.group, &c.topic, c.queue.0, c.offset.0, c.reset);
                 Outcome::Done
             }
+            Command::Retain(r) => {
+                self.retain(index, r.upto);
+                Outcome::Done
+            }
+        }
+    }
+
+    /// Deletes every message in log entries up to `upto` (clamped below `index`, the entry
+    /// applying this): consume queues start later, and receive state follows them — what a
+    /// group had not taken or acknowledged there is gone for it, like a RocketMQ consumer
+    /// behind the oldest commit-log file. Pull consumers' committed offsets stay as they are;
+    /// a pull below a queue's start is answered with the start (`crate::reads`).
+    fn retain(&mut self, index: u64, upto: u64) {
+        let upto = upto.min(index.saturating_sub(1));
+        if upto < self.log_start {
+            return;
+        }
+        self.log_start = upto + 1;
+        let mut starts = BTreeMap::new();
+        for (key, cq) in self.queues.iter_mut() {
+            starts.insert(key.clone(), cq.trim(upto));
+        }
+        for ((_, topic, q), pq) in self.pops.iter_mut() {
+            let start = starts.get(&(topic.clone(), *q)).copied().unwrap_or(0);
+            pq.next = pq.next.max(start);
+            pq.inflight = pq.inflight.split_off(&start);
         }
     }
 
@@ -409,6 +448,7 @@ impl BrokerState {
         let mut round = PopRound {
             p,
             now,
+            log_start: self.log_start,
             max: p.max as usize,
             deadline: now.saturating_add(p.invisible_ms),
             max_attempts,
@@ -501,9 +541,13 @@ impl BrokerState {
                 .queues
                 .get(&(topic.to_string(), q))
                 .map_or(0, |c| c.end());
+            let start = self
+                .queues
+                .get(&(topic.to_string(), q))
+                .map_or(0, |c| c.start());
             match self.pops.get(&(group.to_string(), topic.to_string(), q)) {
                 Some(pq) => pq.has_visible(end, now_ms),
-                None => end > 0,
+                None => end > start,
             }
         })
     }
@@ -532,8 +576,13 @@ impl BrokerState {
             cq.check_invariants();
         }
         for ((_, topic, q), pq) in &self.pops {
-            let end = self.queues.get(&(topic.clone(), *q)).map_or(0, |c| c.end());
+            let cq = self.queues.get(&(topic.clone(), *q));
+            let end = cq.map_or(0, |c| c.end());
             pq.check_invariants(end, self.receipt_seq);
+            let start = cq.map_or(0, |c| c.start());
+            if let Some(first) = pq.inflight.keys().next() {
+                assert!(*first >= start, "in-flight offset {first} below the queue start {start}");
+            }
         }
     }
 }

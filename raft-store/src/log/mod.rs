@@ -129,6 +129,17 @@ pub struct RecoveryReport {
     pub last_log_id: Option<LogId>,
 }
 
+/// One segment file, as [`LogStore::segments`] lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Index of its first entry (or the entry it will start with).
+    pub first: u64,
+    /// Index of its last entry, if it holds any.
+    pub last: Option<u64>,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
 /// The sealed segments plus the active one, in index order.
 struct Segments {
     list: Vec<Segment>,
@@ -288,6 +299,19 @@ impl LogStore {
     pub fn state(&self) -> (Option<LogId>, Option<LogId>) {
         let segs = self.shared.segs.read().unwrap();
         (segs.last_purged, segs.last)
+    }
+
+    /// The segments held, oldest first (the last one is the active segment).
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let segs = self.shared.segs.read().unwrap();
+        segs.list
+            .iter()
+            .map(|s| SegmentInfo {
+                first: s.base,
+                last: s.last.map(|(l, _)| l),
+                bytes: s.end,
+            })
+            .collect()
     }
 
     /// Number of segment files currently held.

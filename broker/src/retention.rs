@@ -1,0 +1,259 @@
+//! Retention: deleting old messages, RocketMQ-style, by whole log segments.
+//!
+//! The Raft log is the commit log, so retention is deleting the oldest segments of a group's
+//! log. It runs in two steps so every replica agrees on what is gone:
+//!
+//! 1. The **leader** decides ([`horizon`]): the sealed segments whose newest message is older
+//!    than `max_age`, and the oldest ones beyond `max_bytes`. It proposes
+//!    [`Command::Retain`] up to the last entry of the newest such segment, but never past an
+//!    entry some member of the group does not hold yet: a member that needed a deleted entry
+//!    could only catch up from a snapshot, which carries the state but no message bodies. (A
+//!    member that is down therefore holds deletion back; remove it from the group if it will
+//!    not return — docs/operations.md.)
+//! 2. **Every replica** applies the command (consume queues start later, receive state follows)
+//!    and then deletes its own segment files up to that index, after a snapshot covers it
+//!    (openraft only purges what a snapshot holds).
+//!
+//! The leader's clock is the cluster clock, and the entry time of a segment's newest message is
+//! the cluster time it was stored, so retention never looks at any node's wall clock directly.
+
+use std::collections::BTreeMap;
+use std::sync::Weak;
+use std::time::Duration;
+
+use raft_store::log::SegmentInfo;
+use raft_store::types::EntryPayload;
+use raft_store::types::LogIndex;
+
+use crate::command;
+use crate::command::Command;
+use crate::command::Retain;
+use crate::replica::Replica;
+
+/// RocketMQ's default `fileReservedTime`: 72 hours.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(72 * 3600);
+
+/// How long messages are kept (`[retention]` in the broker config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// Delete a segment once its newest message is older than this (`None`: never by age).
+    pub max_age: Option<Duration>,
+    /// Delete the oldest segments while a group's log is larger than this (`None`: no limit).
+    pub max_bytes: Option<u64>,
+    /// How often the leader checks, and every replica deletes what was decided.
+    pub interval: Duration,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            max_age: Some(DEFAULT_MAX_AGE),
+            max_bytes: None,
+            interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One segment as retention sees it: its extent and the store time of its newest message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgedSegment {
+    /// Index range and size.
+    pub info: SegmentInfo,
+    /// Cluster time (ms) of its newest broker entry, if it holds one.
+    pub newest_ms: Option<u64>,
+}
+
+/// The last log index retention may delete up to, given the group's segments (oldest first,
+/// the last one active), the cluster time now, and the limits; `None` if nothing is due.
+/// Whole segments only, and never the active one. Pure, for tests.
+pub fn horizon(segments: &[AgedSegment], now_ms: u64, s: &RetentionSettings) -> Option<u64> {
+    let sealed = &segments[..segments.len().saturating_sub(1)];
+    let mut doomed = 0; // this many of the oldest sealed segments go
+    if let Some(age) = s.max_age {
+        let cutoff = now_ms.saturating_sub(age.as_millis() as u64);
+        doomed = sealed
+            .iter()
+            .take_while(|g| g.newest_ms.is_none_or(|ms| ms < cutoff))
+            .count();
+    }
+    if let Some(max) = s.max_bytes {
+        let mut total: u64 = segments.iter().map(|g| g.info.bytes).sum();
+        let mut n = 0;
+        for g in sealed {
+            if total <= max {
+                break;
+            }
+            total -= g.info.bytes;
+            n += 1;
+        }
+        doomed = doomed.max(n);
+    }
+    sealed[..doomed].iter().rev().find_map(|g| g.info.last)
+}
+
+/// The cluster time stamped on the newest broker entry of a sealed segment.
+fn newest_ms(replica: &Replica, seg: &SegmentInfo) -> Option<u64> {
+    let last = seg.last?;
+    let from = seg.first.max(last.saturating_sub(63));
+    let entries = replica.group().log().read(from..=last).ok()?;
+    entries.iter().rev().find_map(|e| match &e.payload {
+        EntryPayload::Normal(r) => command::decode_entry(&r.0).ok().map(|d| d.now_ms),
+        _ => None,
+    })
+}
+
+/// The highest log index every member holds, as the leader knows it (`None` if it does not
+/// know for some voter yet, e.g. just after an election).
+fn held_by_all(replica: &Replica) -> Option<u64> {
+    let m = replica.metrics();
+    let mut low = m.last_log?.0;
+    for v in m.voters.iter().filter(|v| **v != m.node) {
+        low = low.min(m.replication.get(v).copied().flatten()?.0);
+    }
+    // Learners (a replacement catching up) count too.
+    for matched in m.replication.values() {
+        low = low.min(matched.map(|l| l.0)?);
+    }
+    Some(low)
+}
+
+/// Runs retention for one replica until it is dropped; see the module docs.
+pub async fn run(replica: Weak<Replica>, settings: RetentionSettings) {
+    // Newest store time of each sealed segment, by first index: computed once per segment.
+    let mut ages: BTreeMap<u64, Option<u64>> = BTreeMap::new();
+    let mut held_back_warned = false;
+    loop {
+        tokio::time::sleep(settings.interval).await;
+        let Some(r) = replica.upgrade() else { return };
+        let log_start = r.read(|s| s.log_start);
+
+        // Every replica: delete the segments the group agreed to delete.
+        if log_start > 0 {
+            let upto = log_start - 1;
+            let m = r.metrics();
+            if m.purged.is_none_or(|p| p.0 < upto) {
+                if m.snapshot.is_none_or(|s| s.0 < upto) {
+                    let _ = r.group().snapshot().await;
+                } else if let Err(e) = r.group().purge_log(LogIndex(upto)).await {
+                    tracing::warn!(group = %r.group_id(), error = %e, "retention: purge failed");
+                }
+            }
+        }
+
+        // The leader: decide what goes next.
+        if !r.is_leader() || (settings.max_age.is_none() && settings.max_bytes.is_none()) {
+            continue;
+        }
+        let segs = r.group().log().segments();
+        ages.retain(|first, _| segs.iter().any(|s| s.first == *first));
+        let sealed = segs.len().saturating_sub(1);
+        let aged: Vec<AgedSegment> = segs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| AgedSegment {
+                info: *s,
+                newest_ms: if i < sealed {
+                    *ages.entry(s.first).or_insert_with(|| newest_ms(&r, s))
+                } else {
+                    None
+                },
+            })
+            .collect();
+        let Some(due) = horizon(&aged, r.clock().now(), &settings) else {
+            continue;
+        };
+        if due < log_start {
+            continue;
+        }
+        let Some(held) = held_by_all(&r) else {
+            continue;
+        };
+        let upto = due.min(held);
+        if upto < log_start {
+            if !held_back_warned {
+                tracing::warn!(group = %r.group_id(), due, held,
+                    "retention held back: a member of the group lags (or is down); remove it \
+                     if it will not return");
+                held_back_warned = true;
+            }
+            continue;
+        }
+        held_back_warned = false;
+        match r.submit(Command::Retain(Retain { upto })).await {
+            Ok(_) => tracing::info!(group = %r.group_id(), upto, "retention: deleting messages in log entries up to {upto}"),
+            Err(e) => tracing::debug!(group = %r.group_id(), error = %e, "retention: proposal failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(first: u64, last: u64, bytes: u64, newest_ms: u64) -> AgedSegment {
+        AgedSegment {
+            info: SegmentInfo {
+                first,
+                last: Some(last),
+                bytes,
+            },
+            newest_ms: Some(newest_ms),
+        }
+    }
+
+    fn settings(age_ms: Option<u64>, bytes: Option<u64>) -> RetentionSettings {
+        RetentionSettings {
+            max_age: age_ms.map(Duration::from_millis),
+            max_bytes: bytes,
+            interval: Duration::from_secs(1),
+        }
+    }
+
+    /// Age: every sealed segment whose newest message is older than the limit, oldest first;
+    /// the active segment never, however old.
+    #[test]
+    fn age_deletes_whole_old_sealed_segments() {
+        let segs = [
+            seg(1, 10, 100, 1_000),
+            seg(11, 20, 100, 2_000),
+            seg(21, 30, 100, 3_000),
+            seg(31, 35, 50, 3_500),
+        ];
+        let s = settings(Some(1_000), None);
+        assert_eq!(horizon(&segs, 1_500, &s), None);
+        assert_eq!(horizon(&segs, 2_001, &s), Some(10));
+        assert_eq!(horizon(&segs, 3_001, &s), Some(20));
+        assert_eq!(horizon(&segs, 100_000, &s), Some(30), "never the active segment");
+        assert_eq!(horizon(&segs[3..], 100_000, &s), None);
+        assert_eq!(horizon(&[], 100_000, &s), None);
+    }
+
+    /// Size: the oldest sealed segments until the log fits, whatever their age.
+    #[test]
+    fn size_deletes_the_oldest_until_the_log_fits() {
+        let segs = [
+            seg(1, 10, 100, 1_000),
+            seg(11, 20, 100, 2_000),
+            seg(21, 30, 100, 3_000),
+            seg(31, 35, 50, 3_500),
+        ];
+        assert_eq!(horizon(&segs, 0, &settings(None, Some(350))), None);
+        assert_eq!(horizon(&segs, 0, &settings(None, Some(349))), Some(10));
+        assert_eq!(horizon(&segs, 0, &settings(None, Some(150))), Some(20));
+        assert_eq!(horizon(&segs, 0, &settings(None, Some(0))), Some(30));
+        // Both limits: whichever deletes more.
+        assert_eq!(horizon(&segs, 3_001, &settings(Some(1_000), Some(349))), Some(20));
+    }
+
+    /// A sealed segment without a broker entry (only blank/membership entries) is not in the
+    /// way of age-based deletion.
+    #[test]
+    fn a_segment_without_messages_counts_as_old() {
+        let mut segs = [seg(1, 3, 10, 0), seg(4, 20, 100, 2_000), seg(21, 22, 10, 0)];
+        segs[0].newest_ms = None;
+        assert_eq!(
+            horizon(&segs, 1_500, &settings(Some(1_000), None)),
+            Some(3)
+        );
+    }
+}
