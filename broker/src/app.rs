@@ -76,10 +76,12 @@ impl App for BrokerApp {
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
         let Some(body) = snapshot.strip_prefix(SNAPSHOT_MAGIC.as_slice()) else {
-            return Err("the snapshot is in an older RaftMQ format (before retention); \
+            return Err(
+                "the snapshot is in an older RaftMQ format (before retention); \
                         this binary cannot read it. Remove the replica's `sm/snapshot` file: \
                         the log holds every entry, and the state is rebuilt from it"
-                .into());
+                    .into(),
+            );
         };
         let cfg = bincode::config::standard().with_limit::<SNAPSHOT_LIMIT>();
         self.state = bincode::serde::decode_from_slice(body, cfg)

@@ -117,9 +117,10 @@ impl RetentionToml {
         }
         let max_bytes = match self.max_mb_per_group {
             0 => None,
-            mb => Some(mb.checked_mul(1 << 20).ok_or_else(|| {
-                format!("retention.max_mb_per_group: {mb} is too large")
-            })?),
+            mb => Some(
+                mb.checked_mul(1 << 20)
+                    .ok_or_else(|| format!("retention.max_mb_per_group: {mb} is too large"))?,
+            ),
         };
         Ok(crate::retention::RetentionSettings {
             max_age: (hours > 0.0).then(|| Duration::from_secs_f64(hours * 3600.0)),
@@ -284,7 +285,9 @@ pub struct NodeConfig {
 /// The log segment size for `[storage] segment_mb`, checked.
 pub fn segment_bytes(mb: u64) -> Result<u64, String> {
     if !(1..=4096).contains(&mb) {
-        return Err(format!("storage.segment_mb: {mb} is not between 1 and 4096"));
+        return Err(format!(
+            "storage.segment_mb: {mb} is not between 1 and 4096"
+        ));
     }
     Ok(mb << 20)
 }

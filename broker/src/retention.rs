@@ -180,8 +180,12 @@ pub async fn run(replica: Weak<Replica>, settings: RetentionSettings) {
         }
         held_back_warned = false;
         match r.submit(Command::Retain(Retain { upto })).await {
-            Ok(_) => tracing::info!(group = %r.group_id(), upto, "retention: deleting messages in log entries up to {upto}"),
-            Err(e) => tracing::debug!(group = %r.group_id(), error = %e, "retention: proposal failed"),
+            Ok(_) => {
+                tracing::info!(group = %r.group_id(), upto, "retention: deleting messages in log entries up to {upto}")
+            }
+            Err(e) => {
+                tracing::debug!(group = %r.group_id(), error = %e, "retention: proposal failed")
+            }
         }
     }
 }
@@ -223,7 +227,11 @@ mod tests {
         assert_eq!(horizon(&segs, 1_500, &s), None);
         assert_eq!(horizon(&segs, 2_001, &s), Some(10));
         assert_eq!(horizon(&segs, 3_001, &s), Some(20));
-        assert_eq!(horizon(&segs, 100_000, &s), Some(30), "never the active segment");
+        assert_eq!(
+            horizon(&segs, 100_000, &s),
+            Some(30),
+            "never the active segment"
+        );
         assert_eq!(horizon(&segs[3..], 100_000, &s), None);
         assert_eq!(horizon(&[], 100_000, &s), None);
     }
@@ -242,7 +250,10 @@ mod tests {
         assert_eq!(horizon(&segs, 0, &settings(None, Some(150))), Some(20));
         assert_eq!(horizon(&segs, 0, &settings(None, Some(0))), Some(30));
         // Both limits: whichever deletes more.
-        assert_eq!(horizon(&segs, 3_001, &settings(Some(1_000), Some(349))), Some(20));
+        assert_eq!(
+            horizon(&segs, 3_001, &settings(Some(1_000), Some(349))),
+            Some(20)
+        );
     }
 
     /// A sealed segment without a broker entry (only blank/membership entries) is not in the
@@ -251,9 +262,6 @@ mod tests {
     fn a_segment_without_messages_counts_as_old() {
         let mut segs = [seg(1, 3, 10, 0), seg(4, 20, 100, 2_000), seg(21, 22, 10, 0)];
         segs[0].newest_ms = None;
-        assert_eq!(
-            horizon(&segs, 1_500, &settings(Some(1_000), None)),
-            Some(3)
-        );
+        assert_eq!(horizon(&segs, 1_500, &settings(Some(1_000), None)), Some(3));
     }
 }

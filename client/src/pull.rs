@@ -213,7 +213,9 @@ impl PullConsumer {
 
     /// Reads up to `max` messages of `queue` from `offset`, waiting up to the long-polling
     /// timeout when there is nothing new. An empty result with `next_offset == offset` means
-    /// the end of the queue.
+    /// the end of the queue. An offset the broker's retention already deleted gives an empty
+    /// result whose `next_offset` is the queue's first retained offset (RocketMQ's
+    /// OFFSET_TOO_SMALL correction), so a pull loop goes on from there.
     pub async fn pull(
         &self,
         queue: &Queue,
@@ -262,10 +264,16 @@ impl PullConsumer {
                     tokio::time::timeout(timeout, call).await.map_err(|_| {
                         Failure::Ambiguous(format!("no answer from {addr} within {timeout:?}"))
                     })??;
-                if status
-                    .as_ref()
-                    .is_none_or(|s| s.code != pb::Code::MessageNotFound as i32)
+                let code = status.as_ref().map(|s| s.code);
+                if code == Some(pb::Code::IllegalOffset as i32)
+                    && let Some(start) = next.filter(|n| *n > offset)
                 {
+                    return Ok(Pulled {
+                        messages: Vec::new(),
+                        next_offset: start,
+                    });
+                }
+                if code != Some(pb::Code::MessageNotFound as i32) {
                     check(&status)?;
                 }
                 let mut out = Vec::with_capacity(msgs.len());

@@ -187,9 +187,7 @@ fn pulled(
         Ok(ReadAnswer::BeforeStart { start }) => pull_reply(
             status(
                 Code::IllegalOffset,
-                format!(
-                    "offset {offset} was deleted by retention; the queue starts at {start}"
-                ),
+                format!("offset {offset} was deleted by retention; the queue starts at {start}"),
             ),
             vec![],
             Some(start as i64),

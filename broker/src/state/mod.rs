@@ -581,7 +581,10 @@ impl BrokerState {
             pq.check_invariants(end, self.receipt_seq);
             let start = cq.map_or(0, |c| c.start());
             if let Some(first) = pq.inflight.keys().next() {
-                assert!(*first >= start, "in-flight offset {first} below the queue start {start}");
+                assert!(
+                    *first >= start,
+                    "in-flight offset {first} below the queue start {start}"
+                );
             }
         }
     }
