@@ -184,6 +184,9 @@ async fn run(
             continue;
         }
         let group = group.clone();
+        // A new term of this replica's leadership continues the log's timeline, not its own
+        // (`ClusterClock::lead_from`).
+        clock.begin_term(group.term(), || crate::replica::log_time(&group));
         // Stamped here, in proposal order, so the entries of one leader carry rising times.
         let stamp = clock.stamp();
         tokio::spawn(async move {

@@ -188,6 +188,10 @@ pub struct CommitOffset {
 pub struct Retain {
     /// The last log index deleted.
     pub upto: u64,
+    /// The cluster time the leader decided at (the entries were older than the retention age
+    /// then). Applying refuses a decision ahead of the entry's own time: a leader whose clock
+    /// ran ahead of the log must not delete early.
+    pub decided_ms: u64,
 }
 
 /// One command. (Serde is for forwarding between nodes of the same version; the log uses the

@@ -229,6 +229,8 @@ async fn open_replicas(
         gc.election_timeout = cfg.election;
         gc.log.flush = cfg.flush;
         gc.log.segment_bytes = cfg.broker.segment_bytes;
+        // Small segments (tests) still get a few sparse-index points each.
+        gc.log.index_interval_bytes = gc.log.index_interval_bytes.min(gc.log.segment_bytes / 4);
         let replica =
             Replica::start(gc, disk.clone(), registry, channels, BatchConfig::default()).await?;
         hosted.push(HostedGroup {

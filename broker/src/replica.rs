@@ -59,19 +59,29 @@ impl EntryCache {
     }
 }
 
-/// The time stamped on the newest normal entry of `group`'s local log (looking back over at
-/// most 64 entries past blank and membership entries).
-fn newest_entry_time(group: &Group<BrokerApp>) -> Option<u64> {
+/// The highest time stamped on the newest entries of `group`'s local log (at most 64, past
+/// blank and membership entries).
+pub(crate) fn newest_entry_time(group: &Group<BrokerApp>) -> Option<u64> {
     let (purged, last) = group.log().state();
     let last = last?.index;
     let first = purged
         .map_or(0, |p| p.index + 1)
         .max(last.saturating_sub(63));
     let entries = group.log().read(first..=last).ok()?;
-    entries.iter().rev().find_map(|e| match &e.payload {
-        EntryPayload::Normal(r) => command::decode_entry(&r.0).ok().map(|d| d.now_ms),
-        _ => None,
-    })
+    entries
+        .iter()
+        .filter_map(|e| match &e.payload {
+            EntryPayload::Normal(r) => command::decode_entry(&r.0).ok().map(|d| d.now_ms),
+            _ => None,
+        })
+        .max()
+}
+
+/// The cluster time `group`'s log has reached: the highest of its state's clock and its newest
+/// entries' stamps (0 for an empty log).
+pub(crate) fn log_time(group: &Group<BrokerApp>) -> u64 {
+    let state_ms = group.with_app(|a| a.app.state().clock_ms);
+    state_ms.max(newest_entry_time(group).unwrap_or(0))
 }
 
 /// A running replica; see the module docs.
@@ -125,6 +135,15 @@ impl Replica {
                 max_bytes: 64 << 20,
             }),
         }))
+    }
+
+    /// Cluster time now as this replica would stamp it as leader of its current term
+    /// (continuing the log's timeline if it has just begun leading: see
+    /// [`ClusterClock::begin_term`]).
+    pub fn leader_now(&self) -> u64 {
+        self.clock
+            .begin_term(self.group.term(), || log_time(&self.group));
+        self.clock.now()
     }
 
     /// This replica's cluster clock (see [`ClusterClock`]).

@@ -119,8 +119,10 @@ fn held_by_all(replica: &Replica) -> Option<u64> {
 
 /// Runs retention for one replica until it is dropped; see the module docs.
 pub async fn run(replica: Weak<Replica>, settings: RetentionSettings) {
-    // Newest store time of each sealed segment, by first index: computed once per segment.
-    let mut ages: BTreeMap<u64, Option<u64>> = BTreeMap::new();
+    // Newest store time of each sealed segment, by (first, last) index: computed once per
+    // segment while this replica leads (a follower's unsealed tail may be truncated and
+    // rewritten, so nothing is kept across a term as follower).
+    let mut ages: BTreeMap<(u64, Option<u64>), Option<u64>> = BTreeMap::new();
     let mut held_back_warned = false;
     loop {
         tokio::time::sleep(settings.interval).await;
@@ -142,10 +144,11 @@ pub async fn run(replica: Weak<Replica>, settings: RetentionSettings) {
 
         // The leader: decide what goes next.
         if !r.is_leader() || (settings.max_age.is_none() && settings.max_bytes.is_none()) {
+            ages.clear();
             continue;
         }
         let segs = r.group().log().segments();
-        ages.retain(|first, _| segs.iter().any(|s| s.first == *first));
+        ages.retain(|(first, last), _| segs.iter().any(|s| s.first == *first && s.last == *last));
         let sealed = segs.len().saturating_sub(1);
         let aged: Vec<AgedSegment> = segs
             .iter()
@@ -153,13 +156,19 @@ pub async fn run(replica: Weak<Replica>, settings: RetentionSettings) {
             .map(|(i, s)| AgedSegment {
                 info: *s,
                 newest_ms: if i < sealed {
-                    *ages.entry(s.first).or_insert_with(|| newest_ms(&r, s))
+                    *ages
+                        .entry((s.first, s.last))
+                        .or_insert_with(|| newest_ms(&r, s))
                 } else {
                     None
                 },
             })
             .collect();
-        let Some(due) = horizon(&aged, r.clock().now(), &settings) else {
+        // An estimate, not a stamp (a stamp that never reaches the log would leave this
+        // replica's timeline ahead of the log's), on the timeline the Retain entry will be
+        // stamped on; applying refuses a decision ahead of the entry's time.
+        let decided_ms = r.leader_now();
+        let Some(due) = horizon(&aged, decided_ms, &settings) else {
             continue;
         };
         if due < log_start {
@@ -179,9 +188,12 @@ pub async fn run(replica: Weak<Replica>, settings: RetentionSettings) {
             continue;
         }
         held_back_warned = false;
-        match r.submit(Command::Retain(Retain { upto })).await {
-            Ok(_) => {
+        match r.submit(Command::Retain(Retain { upto, decided_ms })).await {
+            Ok(crate::state::Outcome::Done) => {
                 tracing::info!(group = %r.group_id(), upto, "retention: deleting messages in log entries up to {upto}")
+            }
+            Ok(other) => {
+                tracing::info!(group = %r.group_id(), upto, ?other, "retention: refused")
             }
             Err(e) => {
                 tracing::debug!(group = %r.group_id(), error = %e, "retention: proposal failed")

@@ -332,7 +332,11 @@ fn run(ops: Vec<Op>) {
             Op::Advance { ms } => h.now += ms as u64,
             Op::Retain { back } => {
                 let upto = h.index.saturating_sub(back as u64);
-                assert_eq!(h.apply1(Command::Retain(Retain { upto })), Outcome::Done);
+                let decided_ms = h.now;
+                assert_eq!(
+                    h.apply1(Command::Retain(Retain { upto, decided_ms })),
+                    Outcome::Done
+                );
                 if upto >= log_start {
                     log_start = upto + 1;
                 }
@@ -524,6 +528,41 @@ fn fifo_group_waits_for_the_head_of_the_queue() {
 /// Auto-creation proposed from a lagging replica never clobbers a configuration. (Found by the
 /// whole-cluster simulation: a node restarted after a power loss re-created a FIFO group with
 /// the defaults, and the group lost its order.)
+/// A retention decided on a clock ahead of the log's (a leader whose timeline ran ahead) is
+/// refused and deletes nothing; one decided within the slack applies.
+#[test]
+fn retention_decided_ahead_of_the_log_is_refused() {
+    let mut h = Harness {
+        state: BrokerState::default(),
+        index: 0,
+        now: 10_000,
+    };
+    h.apply1(Command::UpsertTopic(TopicConfig {
+        name: "t".into(),
+        queues: 1,
+        kind: TopicKind::Normal,
+    }));
+    h.apply1(Command::Send(msg(0, 1)));
+    h.apply1(Command::Send(msg(0, 2)));
+    let ahead = Retain {
+        upto: 2,
+        decided_ms: 10_000 + broker::state::RETAIN_CLOCK_SLACK_MS + 1,
+    };
+    assert!(matches!(
+        h.apply1(Command::Retain(ahead)),
+        Outcome::Rejected(Reject::Invalid(_))
+    ));
+    assert_eq!(h.state.log_start, 0);
+    assert_eq!(h.state.queue("t", 0).unwrap().start(), 0);
+    let ok = Retain {
+        upto: 2,
+        decided_ms: 10_000 + broker::state::RETAIN_CLOCK_SLACK_MS,
+    };
+    assert_eq!(h.apply1(Command::Retain(ok)), Outcome::Done);
+    assert_eq!(h.state.log_start, 3);
+    assert_eq!(h.state.queue("t", 0).unwrap().start(), 1);
+}
+
 #[test]
 fn auto_creation_never_overwrites() {
     let mut h = Harness {

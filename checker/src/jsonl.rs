@@ -75,6 +75,7 @@ fn f_name(op: &Op) -> &'static str {
         Op::Pull { .. } => "pull",
         Op::Commit { .. } => "commit",
         Op::ReadCommitted { .. } => "read-committed",
+        Op::Expired { .. } => "expired",
     }
 }
 
@@ -89,6 +90,7 @@ pub fn process(op: &Op) -> String {
         }
         Op::Receive { consumer, .. } | Op::Ack { consumer, .. } => format!("c{consumer}"),
         Op::Pull { .. } | Op::Commit { .. } | Op::ReadCommitted { .. } => "puller".into(),
+        Op::Expired { .. } => "retention".into(),
     }
 }
 
@@ -112,6 +114,9 @@ pub fn span(op: &Op) -> (u64, u64) {
         }
         | Op::ReadCommitted {
             invoked, completed, ..
+        }
+        | Op::Expired {
+            invoked, completed, ..
         } => (*invoked, *completed),
     }
 }
@@ -126,7 +131,9 @@ pub fn outcome(op: &Op) -> Kind {
                 Result3::Info => Kind::Info,
             }
         }
-        Op::Receive { .. } | Op::Pull { .. } | Op::ReadCommitted { .. } => Kind::Ok,
+        Op::Receive { .. } | Op::Pull { .. } | Op::ReadCommitted { .. } | Op::Expired { .. } => {
+            Kind::Ok
+        }
     }
 }
 
@@ -150,6 +157,7 @@ fn invoke_value(op: &Op) -> serde_json::Value {
         Op::ReadCommitted { broker, queue, .. } => {
             serde_json::json!({ "broker": broker, "queue": queue })
         }
+        Op::Expired { .. } => serde_json::json!({}),
     }
 }
 

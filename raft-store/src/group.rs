@@ -412,6 +412,11 @@ impl<A: App> Group<A> {
             .map_err(|e| Error::Stopped(e.to_string()))
     }
 
+    /// The current term (cheaper than [`Group::metrics`]).
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow_watched().current_term
+    }
+
     /// Waits until some leader is known (to this replica), up to `timeout`.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId> {
         let mut rx = self.raft.metrics();

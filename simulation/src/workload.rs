@@ -76,7 +76,8 @@ impl Ctx {
         self.start.elapsed().as_micros() as u64
     }
 
-    fn record(&self, op: Op) {
+    /// Appends `op` to the history.
+    pub fn record(&self, op: Op) {
         self.history.lock().unwrap().push(op);
     }
 }
@@ -385,34 +386,37 @@ pub async fn drained(ctx: &Ctx, quiet: Duration) {
 /// [`drained`] for a history whose times count from `start`. (An ack whose outcome is
 /// unknown may well have succeeded, so "every message acked" is not a usable criterion.)
 pub async fn drained_since(history: &History, start: Instant, quiet: Duration) {
-    let quiet = quiet.as_micros() as u64;
     loop {
-        {
-            let h = history.lock().unwrap();
-            let mut sent = BTreeSet::new();
-            let mut got = BTreeSet::new();
-            let mut last = 0;
-            for op in h.iter() {
-                match op {
-                    Op::Send {
-                        id,
-                        result: Result3::Ok,
-                        ..
-                    } => {
-                        sent.insert(id.as_str());
-                    }
-                    Op::Receive { invoked, msgs, .. } if !msgs.is_empty() => {
-                        last = last.max(*invoked);
-                        got.extend(msgs.iter().map(|m| m.id.as_str()));
-                    }
-                    _ => {}
-                }
-            }
-            let now = start.elapsed().as_micros() as u64;
-            if sent.is_subset(&got) && now.saturating_sub(last) > quiet {
-                return;
-            }
+        let now = start.elapsed().as_micros() as u64;
+        if is_drained(&history.lock().unwrap(), now, quiet, &|_| false) {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// True if every acknowledged send has been received, except those `gone` says retention
+/// deleted, and no receive has returned anything for `quiet` before `now` (µs of the
+/// history's clock).
+pub fn is_drained(h: &[Op], now: u64, quiet: Duration, gone: &dyn Fn(&str) -> bool) -> bool {
+    let mut sent = BTreeSet::new();
+    let mut got = BTreeSet::new();
+    let mut last = 0;
+    for op in h {
+        match op {
+            Op::Send {
+                id,
+                result: Result3::Ok,
+                ..
+            } if !gone(id) => {
+                sent.insert(id.as_str());
+            }
+            Op::Receive { invoked, msgs, .. } if !msgs.is_empty() => {
+                last = last.max(*invoked);
+                got.extend(msgs.iter().map(|m| m.id.as_str()));
+            }
+            _ => {}
+        }
+    }
+    sent.is_subset(&got) && now.saturating_sub(last) > quiet.as_micros() as u64
 }

@@ -121,6 +121,10 @@ pub struct BrokerState {
     pub log_start: u64,
 }
 
+/// How far a `Retain`'s decision time may be ahead of its entry's time (see
+/// [`command::Retain::decided_ms`]).
+pub const RETAIN_CLOCK_SLACK_MS: u64 = 5;
+
 /// Default delivery attempts for a group that was never configured.
 const DEFAULT_MAX_ATTEMPTS: u32 = 17;
 
@@ -361,6 +365,14 @@ impl BrokerState {
                 Outcome::Done
             }
             Command::Retain(r) => {
+                // A few ms of slack: the leader decides on its clock's estimate and stamps the
+                // entry moments later (within the slew).
+                if r.decided_ms > now.saturating_add(RETAIN_CLOCK_SLACK_MS) {
+                    return Outcome::Rejected(Reject::Invalid(format!(
+                        "retention decided at {} ms, ahead of the log's clock ({now} ms)",
+                        r.decided_ms
+                    )));
+                }
                 self.retain(index, r.upto);
                 Outcome::Done
             }

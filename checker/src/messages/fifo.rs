@@ -65,6 +65,7 @@ type GroupSends<'h> = [(u64, &'h str, Result3)];
 fn group(
     name: &str,
     sends: &GroupSends<'_>,
+    expired: &BTreeSet<&str>,
     seen: &Seen<'_>,
     out: &mut Vec<Anomaly>,
     st: &mut Stats,
@@ -92,8 +93,10 @@ fn group(
     let mut delivered: BTreeSet<usize> = BTreeSet::new();
     for (_, id) in &seen.by_completion {
         let Some(&i) = index.get(id) else { continue };
-        if let Some(skipped) = (0..i).find(|j| sends[*j].2 == Result3::Ok && !delivered.contains(j))
-        {
+        // An acknowledged send retention deleted (old enough) may be skipped.
+        if let Some(skipped) = (0..i).find(|j| {
+            sends[*j].2 == Result3::Ok && !delivered.contains(j) && !expired.contains(sends[*j].1)
+        }) {
             out.push(anomaly(
                 "poll-skip",
                 format!(
@@ -111,7 +114,7 @@ pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &
     let seen = seen(history);
     st.fifo_delivered = seen.by_completion.len();
     for (name, sends) in &s.fifo {
-        group(name, sends, &seen, out, st);
+        group(name, sends, &s.expired, &seen, out, st);
     }
 }
 

@@ -31,7 +31,7 @@ pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &
     }
     let delivered = |id: &str| received.contains_key(id) || fifo.contains(id);
     for id in &s.ok {
-        if !delivered(id) {
+        if !delivered(id) && !s.expired.contains(id) {
             out.push(anomaly(
                 "lost",
                 format!("{id} was acknowledged but never delivered"),
@@ -44,6 +44,7 @@ pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &
     st.received = received.len();
     st.redeliveries = received.values().map(|n| n - 1).sum();
     st.recovered = s.info.iter().filter(|id| delivered(id)).count();
+    st.expired = s.expired.iter().filter(|id| !delivered(id)).count();
 }
 
 #[cfg(test)]

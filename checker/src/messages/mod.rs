@@ -22,7 +22,10 @@
 //! - `nonmonotonic-poll` / `hole`: a pull returned offsets that do not start at the asked
 //!   offset and increase by one, or a next offset behind the request;
 //! - `commit-regression`: a committed-offset read returned less than a commit that had
-//!   completed OK before the read began.
+//!   completed OK before the read began;
+//! - messages the environment saw retention delete ([`Op::Expired`]; whether each deletion
+//!   was old enough is the environment's oracle's `premature-deletion`) are `expired`: not
+//!   `lost`, and a FIFO consumer may go past them.
 //!
 //! | module | anomalies |
 //! |---|---|
@@ -34,6 +37,7 @@
 //! | [`receipts`] | `acked-redelivered`, `concurrent-ownership` |
 //! | [`fifo`] | `order-violation`, `poll-skip` |
 //! | [`offsets`] | `commit-regression` |
+//! | [`retention`] | (the `expired` set `lost` and [`fifo`] leave out) |
 
 mod delivered;
 mod fifo;
@@ -42,6 +46,7 @@ mod offsets;
 mod positions;
 mod pulls;
 mod receipts;
+mod retention;
 mod sends;
 #[cfg(test)]
 mod testing;
@@ -171,6 +176,16 @@ pub enum Op {
         /// Outcome.
         result: Result3,
     },
+    /// Messages retention deleted, as the environment observed them in the brokers' logs
+    /// (the simulator's log tap), by the time the observation completed.
+    Expired {
+        /// Message ids.
+        ids: Vec<String>,
+        /// Invoked.
+        invoked: u64,
+        /// Completed.
+        completed: u64,
+    },
     /// A read of the committed offset.
     ReadCommitted {
         /// Broker.
@@ -225,6 +240,9 @@ pub struct Stats {
     /// their group (allowed: order is promised among acknowledged sends; counted).
     #[serde(default)]
     pub late_unknown_sends: usize,
+    /// Acknowledged messages retention deleted (old enough) before any consumer got them.
+    #[serde(default)]
+    pub expired: usize,
 }
 
 /// Checks `history`. Deliveries by receives (plain and FIFO consumers) count for `lost`;
@@ -232,7 +250,8 @@ pub struct Stats {
 pub fn check(history: &[Op]) -> (Vec<Anomaly>, Stats) {
     let mut out = Vec::new();
     let mut st = Stats::default();
-    let sends = sends::Sends::index(history);
+    let mut sends = sends::Sends::index(history);
+    retention::index(history, &mut sends);
     delivered::check(history, &sends, &mut out);
     positions::check(history, &sends, &mut out, &mut st);
     pulls::check(history, &mut out, &mut st);

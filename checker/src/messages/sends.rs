@@ -24,6 +24,8 @@ pub(super) struct Sends<'h> {
     pub first_ack: BTreeMap<&'h str, u64>,
     /// Message group → its sends in history order: (invoked, id, outcome).
     pub fifo: BTreeMap<&'h str, Vec<(u64, &'h str, Result3)>>,
+    /// Acknowledged ids retention deleted legitimately (filled by `retention::check`).
+    pub expired: BTreeSet<&'h str>,
 }
 
 impl<'h> Sends<'h> {
@@ -36,6 +38,7 @@ impl<'h> Sends<'h> {
             repeats: BTreeSet::new(),
             first_ack: BTreeMap::new(),
             fifo: BTreeMap::new(),
+            expired: BTreeSet::new(),
         };
         for op in history {
             match op {

@@ -94,6 +94,12 @@ fn node_config(i: usize, n: usize, groups: u64) -> NodeConfig {
 impl BrokerCluster {
     /// Boots a nameserver and `n` broker nodes hosting `groups` groups of `n` replicas.
     pub fn new(n: usize, groups: u64) -> Self {
+        Self::with_settings(n, groups, BrokerSettings::default())
+    }
+
+    /// [`BrokerCluster::new`] with every node's broker settings taken from `base` (the
+    /// simulation's timing — leader wait, queues — still applies).
+    pub fn with_settings(n: usize, groups: u64, base: BrokerSettings) -> Self {
         Handle::current()
             .create_node()
             .name("nameserver")
@@ -117,10 +123,16 @@ impl BrokerCluster {
         };
         let nodes = Nodes::new(n, faults, move |i, disk| {
             let (errs, slot) = (errs.clone(), slots[i].clone());
+            let base = base.clone();
             async move {
                 *slot.lock().unwrap() = None;
                 let mut cfg = node_config(i, n, groups);
-                cfg.broker.auto_create = true;
+                cfg.broker = BrokerSettings {
+                    leader_wait: cfg.broker.leader_wait,
+                    default_queues: cfg.broker.default_queues,
+                    auto_create: true,
+                    ..base
+                };
                 match Node::start(cfg, Arc::new(disk)).await {
                     Ok(node) => {
                         *slot.lock().unwrap() = Some(node.core().clone());

@@ -4,9 +4,12 @@
 //! - [`raft`]: a bare Raft group of [`crate::recorder::Recorder`] replicas;
 //! - [`brokers`]: a nameserver and broker nodes running the real node runner;
 //! - [`oracle`]: the Raft-level checks over a broker cluster (one leader per term, leader
-//!   completeness, log matching, durability of acknowledged sends).
+//!   completeness, log matching, durability of acknowledged sends);
+//! - [`log_tap`]: the retention oracle (which messages retention deleted, and whether they
+//!   were old enough).
 
 pub mod brokers;
+pub mod log_tap;
 pub mod nodes;
 pub mod oracle;
 pub mod raft;

@@ -14,6 +14,7 @@
 //! leaves `history.jsonl` and `results.json` behind.
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
@@ -31,6 +32,7 @@ use serde::Serialize;
 use crate::harness::brokers;
 use crate::harness::brokers::BrokerCluster;
 use crate::harness::brokers::NAMESERVER;
+use crate::harness::log_tap::LogTap;
 use crate::harness::oracle;
 use crate::harness::oracle::Durability;
 use crate::harness::oracle::Sampler;
@@ -103,7 +105,16 @@ pub struct Options {
     /// A bit flips in one node's log (a minority: one node per run); the node must refuse to
     /// start and stays down (the broker cannot replace a replica yet; `raft_group_chaos` does).
     pub bit_flips: bool,
+    /// Retention on: [`RETENTION_AGE`], [`RETENTION_SEGMENT`]-byte log segments. Old segments
+    /// are deleted during the run (with lagging followers, kills, snapshots); the checker
+    /// tells deleted messages from lost ones (`expired`, `premature-deletion`).
+    pub retention: bool,
 }
+
+/// Retention age when [`Options::retention`] is on.
+pub const RETENTION_AGE: Duration = Duration::from_secs(4);
+/// Log segment size when [`Options::retention`] is on: a few hundred messages.
+pub const RETENTION_SEGMENT: u64 = 32 << 10;
 
 impl Options {
     /// Draws the options of `seed` (`SIM_SOAK=1` makes the chaos phase ten times longer).
@@ -128,6 +139,7 @@ impl Options {
             buggify: r.random::<bool>(),
             clocks: r.random::<bool>(),
             bit_flips: r.random::<bool>(),
+            retention: r.random::<bool>(),
         };
         // `SIM_MASK=partitions,kills` turns classes off after drawing, keeping the stream.
         if let Ok(mask) = std::env::var("SIM_MASK") {
@@ -143,6 +155,7 @@ impl Options {
                     "buggify" => o.buggify = false,
                     "clocks" => o.clocks = false,
                     "bit_flips" => o.bit_flips = false,
+                    "retention" => o.retention = false,
                     _ => {}
                 }
             }
@@ -257,8 +270,17 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
     let rng = SmallRng::seed_from_u64(seed ^ 0xc4a0_5000);
     // Clock errors come from their own stream, so switching them on changes nothing else.
     let mut clock_rng = SmallRng::seed_from_u64(seed ^ 0xc10c_4000);
-    let cluster: Shared = Arc::new(tokio::sync::Mutex::new(BrokerCluster::new(
-        o.nodes, o.groups,
+    let mut settings = broker::core::BrokerSettings::default();
+    if o.retention {
+        settings.retention = broker::retention::RetentionSettings {
+            max_age: Some(RETENTION_AGE),
+            max_bytes: None,
+            interval: Duration::from_millis(500),
+        };
+        settings.segment_bytes = RETENTION_SEGMENT;
+    }
+    let cluster: Shared = Arc::new(tokio::sync::Mutex::new(BrokerCluster::with_settings(
+        o.nodes, o.groups, settings,
     )));
     if o.clocks {
         let c = cluster.lock().await;
@@ -278,6 +300,7 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
         .map_err(|e| fail(format!("could not make the FIFO group orderly: {e}")))?;
 
     let sampler = Sampler::start(cluster.clone());
+    let tap = o.retention.then(|| LogTap::start(cluster.clone()));
     let durability = Arc::new(Durability::new(&*cluster.lock().await));
     let ctx = Ctx {
         config: config(),
@@ -302,7 +325,7 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
     heal(&cluster, &mut nemesis).await.map_err(fail)?;
     stops.producers.store(true, Ordering::SeqCst);
     let log = nemesis.log();
-    let drain_ok = liveness(&cluster, &client_node, &ctx)
+    let drain_ok = liveness(&cluster, &client_node, &ctx, tap.as_ref())
         .await
         .map_err(|e| fail(format!("{e}; faults {log:?}")))?;
     stops.consumers.store(true, Ordering::SeqCst);
@@ -313,8 +336,20 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
     let mut raft = sampler.stop().await;
     raft.extend(oracle::compare_logs(&*cluster.lock().await));
     raft.extend(durability.anomalies());
+    let mut missed = 0;
+    if let Some(t) = tap {
+        let (premature, m) = t.stop(RETENTION_AGE).await;
+        raft.extend(premature);
+        missed = m;
+    }
     let history = history.lock().unwrap().clone();
     let summary = check(history, raft, drain_ok, log)?;
+    let summary = if o.retention {
+        let starts = log_starts(&cluster).await;
+        format!("{summary}; retention: log starts {starts:?}, {missed} entries purged unread")
+    } else {
+        summary
+    };
     Ok(format!(
         "{} nodes, {} groups: {summary}; {} faults; {} unsynced writes lost",
         o.nodes,
@@ -529,7 +564,12 @@ async fn heal(cluster: &Shared, nemesis: &mut Nemesis<BrokerCluster, Own>) -> Re
 /// Liveness after healing: every group elects a leader within 15 s, a probe send succeeds,
 /// and the consumers drain. Returns whether they drained within 90 s (a bound the checker
 /// reports as `unavailable` unless it found the cause, a lost message).
-async fn liveness(cluster: &Shared, client_node: &NodeHandle, ctx: &Ctx) -> Result<bool, String> {
+async fn liveness(
+    cluster: &Shared,
+    client_node: &NodeHandle,
+    ctx: &Ctx,
+    tap: Option<&LogTap>,
+) -> Result<bool, String> {
     if !brokers::wait_all_led(cluster, Duration::from_secs(15)).await {
         return Err("unavailable: a group has no leader 15 s after healing".into());
     }
@@ -539,10 +579,49 @@ async fn liveness(cluster: &Shared, client_node: &NodeHandle, ctx: &Ctx) -> Resu
             "unavailable: the probe send failed after healing: {probe:?}"
         ));
     }
-    let drained = workload::drained(ctx, Duration::from_secs(8));
-    Ok(tokio::time::timeout(Duration::from_secs(90), drained)
+    // A message retention deleted before anyone received it is not waited for.
+    let drained = async {
+        loop {
+            let deleted = match tap {
+                Some(t) => t.deleted(&log_starts(cluster).await),
+                None => BTreeSet::new(),
+            };
+            let now = ctx.start.elapsed().as_micros() as u64;
+            let h = ctx.history.lock().unwrap().clone();
+            if workload::is_drained(&h, now, Duration::from_secs(8), &|id| deleted.contains(id)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let ok = tokio::time::timeout(Duration::from_secs(90), drained)
         .await
-        .is_ok())
+        .is_ok();
+    if let Some(t) = tap {
+        // What retention deleted, for the checker (`expired` rather than `lost`).
+        let invoked = ctx.now();
+        t.catch_up(&*cluster.lock().await);
+        let ids: Vec<String> = t.deleted(&log_starts(cluster).await).into_iter().collect();
+        ctx.record(Op::Expired {
+            ids,
+            invoked,
+            completed: ctx.now(),
+        });
+    }
+    Ok(ok)
+}
+
+/// Each group's log start (retention deleted every message in entries below it), as its
+/// leader has applied it.
+async fn log_starts(cluster: &Shared) -> BTreeMap<u64, u64> {
+    let c = cluster.lock().await;
+    (1..=c.groups())
+        .filter_map(|g| {
+            let core = c.leader_of(g).and_then(|l| c.core(l))?;
+            let h = core.group(g).ok()?;
+            Some((g, h.replica.read(|s| s.log_start)))
+        })
+        .collect()
 }
 
 /// The check phase: the message checker over the history, plus the Raft oracle's findings
@@ -583,7 +662,7 @@ fn check(
         ));
     }
     Ok(format!(
-        "{} ok / {} unknown ({} recovered) / {} failed sends, {} received, {} redeliveries, {} FIFO deliveries, {} pulled",
+        "{} ok / {} unknown ({} recovered) / {} failed sends, {} received, {} redeliveries, {} FIFO deliveries, {} pulled, {} expired",
         stats.sent_ok,
         stats.sent_info,
         stats.recovered,
@@ -592,5 +671,6 @@ fn check(
         stats.redeliveries,
         stats.fifo_delivered,
         stats.pulled,
+        stats.expired,
     ))
 }
