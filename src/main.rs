@@ -297,17 +297,46 @@ async fn admin(endpoint: &str, action: AdminAction) -> anyhow::Result<()> {
                 "{:<6} {:<5} {:<10} {:>5} {:>7} {:>10} {:>10} {:>10}",
                 "group", "node", "role", "term", "leader", "last_log", "committed", "applied"
             );
-            for r in s.replicas {
+            for r in &s.replicas {
                 println!(
                     "{:<6} {:<5} {:<10} {:>5} {:>7} {:>10} {:>10} {:>10}",
                     r.group, r.node, r.role, r.term, r.leader, r.last_log, r.committed, r.applied
                 );
             }
+            for r in &s.replicas {
+                println!(
+                    "log of group {} on node {}: {} segments, {} MiB{}",
+                    r.group,
+                    r.node,
+                    r.segments,
+                    r.log_bytes >> 20,
+                    if r.log_start > 0 {
+                        format!(", messages from log index {} (older deleted)", r.log_start)
+                    } else {
+                        String::new()
+                    }
+                );
+                if !r.retention_note.is_empty() {
+                    println!("retention of group {}: {}", r.group, r.retention_note);
+                }
+            }
             for t in s.topics {
                 let total: u64 = t.queue_ends.iter().sum();
+                let deleted: u64 = t.queue_starts.iter().sum();
                 println!(
-                    "topic {} ({}, {} queues): {total} messages {:?}",
-                    t.name, t.kind, t.queues, t.queue_ends
+                    "topic {} ({}, {} queues): {total} messages {:?}{}",
+                    t.name,
+                    t.kind,
+                    t.queues,
+                    t.queue_ends,
+                    if deleted > 0 {
+                        format!(
+                            ", {deleted} deleted by retention (queues start at {:?})",
+                            t.queue_starts
+                        )
+                    } else {
+                        String::new()
+                    }
                 );
             }
             for g in s.groups {

@@ -190,6 +190,11 @@ fn old_segments_are_deleted_and_consumers_go_on_from_the_first_retained_message(
         assert_eq!(got, pulled, "receive and pull disagree on what is retained");
     });
 
+    // The admin status says what retention did.
+    let status = dev.admin(&["status"]);
+    assert!(status.contains("older deleted"), "{status}");
+    assert!(status.contains("deleted by retention"), "{status}");
+
     // A restart keeps the horizon (snapshot plus purged log) and serves what is retained.
     dev.stop();
     let log = std::fs::read_to_string(dev.log_path()).unwrap();

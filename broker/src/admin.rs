@@ -123,6 +123,7 @@ impl Admin for AdminServer {
             std::collections::BTreeMap::new();
         for g in self.core.groups() {
             let m = g.replica.metrics();
+            let segs = g.replica.group().log().segments();
             replicas.push(pb::ReplicaStatus {
                 group: m.group.0,
                 node: m.node,
@@ -132,28 +133,36 @@ impl Admin for AdminServer {
                 last_log: m.last_log.map_or(0, |i| i.0),
                 committed: m.committed.map_or(0, |i| i.0),
                 applied: m.applied.map_or(0, |i| i.0),
+                log_start: g.replica.read(|s| s.log_start),
+                segments: segs.len() as u64,
+                log_bytes: segs.iter().map(|s| s.bytes).sum(),
+                retention_note: g.replica.retention_note(),
             });
             // Under the state lock only copy what is needed; dedupe and build outside it, so
             // a status read costs apply O(topics x queues) lookups and nothing quadratic.
             let (ts, gs) = g.replica.read(|s| {
-                let ts: Vec<(TopicConfig, Vec<u64>)> = s
+                let ts: Vec<(TopicConfig, Vec<u64>, Vec<u64>)> = s
                     .topics
                     .values()
                     .map(|t| {
                         let ends = (0..t.queues)
                             .map(|q| s.queue(&t.name, q).map_or(0, |c| c.end()))
                             .collect();
-                        (t.clone(), ends)
+                        let starts = (0..t.queues)
+                            .map(|q| s.queue(&t.name, q).map_or(0, |c| c.start()))
+                            .collect();
+                        (t.clone(), ends, starts)
                     })
                     .collect();
                 (ts, s.groups.values().cloned().collect::<Vec<_>>())
             });
-            for (t, queue_ends) in ts {
+            for (t, queue_ends, queue_starts) in ts {
                 topics.push(pb::TopicStatus {
                     name: t.name,
                     queues: t.queues,
                     kind: topic_kind_name(t.kind).into(),
                     queue_ends,
+                    queue_starts,
                 });
             }
             for c in gs {

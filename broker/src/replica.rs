@@ -91,6 +91,8 @@ pub struct Replica {
     changed: Arc<Notify>,
     clock: Arc<ClusterClock>,
     cache: Mutex<EntryCache>,
+    /// Why retention is held back, if it is (`crate::retention`; shown by admin status).
+    retention_note: Mutex<String>,
 }
 
 impl Replica {
@@ -134,6 +136,7 @@ impl Replica {
                 bytes: 0,
                 max_bytes: 64 << 20,
             }),
+            retention_note: Mutex::new(String::new()),
         }))
     }
 
@@ -144,6 +147,16 @@ impl Replica {
         self.clock
             .begin_term(self.group.term(), || log_time(&self.group));
         self.clock.now()
+    }
+
+    /// Why retention is held back on this replica (empty if it is not).
+    pub fn retention_note(&self) -> String {
+        self.retention_note.lock().unwrap().clone()
+    }
+
+    /// Sets [`Replica::retention_note`].
+    pub fn set_retention_note(&self, note: String) {
+        *self.retention_note.lock().unwrap() = note;
     }
 
     /// This replica's cluster clock (see [`ClusterClock`]).

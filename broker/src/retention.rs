@@ -102,17 +102,17 @@ fn newest_ms(replica: &Replica, seg: &SegmentInfo) -> Option<u64> {
     })
 }
 
-/// The highest log index every member holds, as the leader knows it (`None` if it does not
-/// know for some voter yet, e.g. just after an election).
-fn held_by_all(replica: &Replica) -> Option<u64> {
+/// The highest log index every member holds, as the leader knows it, and the member holding
+/// the least (`None` if it does not know for some member yet, e.g. just after an election).
+fn held_by_all(replica: &Replica) -> Option<(u64, u64)> {
     let m = replica.metrics();
-    let mut low = m.last_log?.0;
+    let mut low = (m.last_log?.0, m.node);
     for v in m.voters.iter().filter(|v| **v != m.node) {
-        low = low.min(m.replication.get(v).copied().flatten()?.0);
+        low = low.min((m.replication.get(v).copied().flatten()?.0, *v));
     }
     // Learners (a replacement catching up) count too.
-    for matched in m.replication.values() {
-        low = low.min(matched.map(|l| l.0)?);
+    for (n, matched) in &m.replication {
+        low = low.min((matched.map(|l| l.0)?, *n));
     }
     Some(low)
 }
@@ -145,6 +145,7 @@ pub async fn run(replica: Weak<Replica>, settings: RetentionSettings) {
         // The leader: decide what goes next.
         if !r.is_leader() || (settings.max_age.is_none() && settings.max_bytes.is_none()) {
             ages.clear();
+            r.set_retention_note(String::new());
             continue;
         }
         let segs = r.group().log().segments();
@@ -174,13 +175,21 @@ pub async fn run(replica: Weak<Replica>, settings: RetentionSettings) {
         if due < log_start {
             continue;
         }
-        let Some(held) = held_by_all(&r) else {
+        let Some((held, by)) = held_by_all(&r) else {
             continue;
         };
         let upto = due.min(held);
+        if held < due {
+            r.set_retention_note(format!(
+                "held back: entries up to {due} are due for deletion, but node {by} holds \
+                 only up to {held}"
+            ));
+        } else {
+            r.set_retention_note(String::new());
+        }
         if upto < log_start {
             if !held_back_warned {
-                tracing::warn!(group = %r.group_id(), due, held,
+                tracing::warn!(group = %r.group_id(), due, held, node = by,
                     "retention held back: a member of the group lags (or is down); remove it \
                      if it will not return");
                 held_back_warned = true;
