@@ -76,6 +76,10 @@ enum Command {
         /// Log segment size, MiB (retention deletes whole segments).
         #[arg(long, default_value_t = broker::config::DEFAULT_SEGMENT_MB)]
         segment_mb: u64,
+        /// Below this many MiB free, delete the oldest log segments early, expired or not (0:
+        /// never; must be above --min-free-mb).
+        #[arg(long, default_value_t = 0)]
+        delete_below_free_mb: u64,
     },
     /// Run one broker node of a cluster.
     Broker {
@@ -169,14 +173,22 @@ async fn main() -> anyhow::Result<()> {
             retention_mb,
             retention_check_secs,
             segment_mb,
+            delete_below_free_mb,
         } => {
-            let retention = broker::config::RetentionToml {
-                max_age_hours: retention_hours,
-                max_mb_per_group: retention_mb,
-                check_secs: retention_check_secs,
-            }
-            .settings()
-            .map_err(anyhow::Error::msg)?;
+            let retention = broker::retention::RetentionSettings {
+                delete_below_free: broker::config::delete_below_free(
+                    delete_below_free_mb,
+                    min_free_mb,
+                )
+                .map_err(anyhow::Error::msg)?,
+                ..broker::config::RetentionToml {
+                    max_age_hours: retention_hours,
+                    max_mb_per_group: retention_mb,
+                    check_secs: retention_check_secs,
+                }
+                .settings()
+                .map_err(anyhow::Error::msg)?
+            };
             let segment_bytes =
                 broker::config::segment_bytes(segment_mb).map_err(anyhow::Error::msg)?;
             let opts = dev::DevOptions {

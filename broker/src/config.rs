@@ -64,6 +64,10 @@ pub struct StorageToml {
     pub min_free_mb: u64,
     /// Log segment size, MiB: the unit retention deletes.
     pub segment_mb: u64,
+    /// While less than this many MiB are free, retention deletes the oldest segments early,
+    /// expired or not (RocketMQ's forced clean-up). 0 (the default): never; sends are refused
+    /// at `min_free_mb` instead. When set, it must be above `min_free_mb`.
+    pub delete_below_free_mb: u64,
 }
 
 impl Default for StorageToml {
@@ -71,6 +75,7 @@ impl Default for StorageToml {
         Self {
             min_free_mb: DEFAULT_MIN_FREE_MB,
             segment_mb: DEFAULT_SEGMENT_MB,
+            delete_below_free_mb: 0,
         }
     }
 }
@@ -126,6 +131,7 @@ impl RetentionToml {
             max_age: (hours > 0.0).then(|| Duration::from_secs_f64(hours * 3600.0)),
             max_bytes,
             interval: Duration::from_secs_f64(check),
+            delete_below_free: None,
         })
     }
 }
@@ -282,6 +288,23 @@ pub struct NodeConfig {
     pub cluster_key: ClusterKey,
 }
 
+/// `[storage] delete_below_free_mb` in bytes (`None`: off), checked against `min_free_mb`:
+/// early deletion must start before sends are refused.
+pub fn delete_below_free(mb: u64, min_free_mb: u64) -> Result<Option<u64>, String> {
+    if mb == 0 {
+        return Ok(None);
+    }
+    if mb <= min_free_mb {
+        return Err(format!(
+            "storage.delete_below_free_mb ({mb}) must be above storage.min_free_mb \
+             ({min_free_mb}): early deletion has to start before sends are refused"
+        ));
+    }
+    mb.checked_mul(1 << 20)
+        .map(Some)
+        .ok_or_else(|| format!("storage.delete_below_free_mb: {mb} is too large"))
+}
+
 /// The log segment size for `[storage] segment_mb`, checked.
 pub fn segment_bytes(mb: u64) -> Result<u64, String> {
     if !(1..=4096).contains(&mb) {
@@ -402,7 +425,13 @@ impl BrokerToml {
                         self.storage.min_free_mb
                     )
                 })?,
-            retention: self.retention.settings()?,
+            retention: crate::retention::RetentionSettings {
+                delete_below_free: delete_below_free(
+                    self.storage.delete_below_free_mb,
+                    self.storage.min_free_mb,
+                )?,
+                ..self.retention.settings()?
+            },
             segment_bytes: segment_bytes(self.storage.segment_mb)?,
             ..BrokerSettings::default()
         };

@@ -117,9 +117,11 @@ impl Node {
             )),
         ];
         for g in core.groups() {
+            let c = Arc::downgrade(&core);
             tasks.push(tokio::spawn(crate::retention::run(
                 Arc::downgrade(&g.replica),
                 cfg.broker.retention.clone(),
+                move || c.upgrade().map_or(0, |c| c.storage.report().1),
             )));
         }
         tracing::info!(node = cfg.node_id, listen = %cfg.listen, raft = %cfg.raft_listen, "broker node started");

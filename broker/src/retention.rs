@@ -42,6 +42,11 @@ pub struct RetentionSettings {
     pub max_bytes: Option<u64>,
     /// How often the leader checks, and every replica deletes what was decided.
     pub interval: Duration,
+    /// While the leader's disk has fewer free bytes, delete the oldest segments early, expired
+    /// or not, until it has this many again (RocketMQ's forced clean-up near a full disk).
+    /// `None` (the default): never delete a message before its time; the free-space floor
+    /// refuses sends instead.
+    pub delete_below_free: Option<u64>,
 }
 
 impl Default for RetentionSettings {
@@ -50,6 +55,7 @@ impl Default for RetentionSettings {
             max_age: Some(DEFAULT_MAX_AGE),
             max_bytes: None,
             interval: Duration::from_secs(10),
+            delete_below_free: None,
         }
     }
 }
@@ -64,9 +70,15 @@ pub struct AgedSegment {
 }
 
 /// The last log index retention may delete up to, given the group's segments (oldest first,
-/// the last one active), the cluster time now, and the limits; `None` if nothing is due.
-/// Whole segments only, and never the active one. Pure, for tests.
-pub fn horizon(segments: &[AgedSegment], now_ms: u64, s: &RetentionSettings) -> Option<u64> {
+/// the last one active), the cluster time now, the limits, and the free bytes on the leader's
+/// disk (0: unknown); `None` if nothing is due. Whole segments only, and never the active one.
+/// Pure, for tests.
+pub fn horizon(
+    segments: &[AgedSegment],
+    now_ms: u64,
+    s: &RetentionSettings,
+    free: u64,
+) -> Option<u64> {
     let sealed = &segments[..segments.len().saturating_sub(1)];
     let mut doomed = 0; // this many of the oldest sealed segments go
     if let Some(age) = s.max_age {
@@ -84,6 +96,22 @@ pub fn horizon(segments: &[AgedSegment], now_ms: u64, s: &RetentionSettings) -> 
                 break;
             }
             total -= g.info.bytes;
+            n += 1;
+        }
+        doomed = doomed.max(n);
+    }
+    if let Some(want) = s.delete_below_free
+        && free > 0
+        && free < want
+    {
+        // The oldest segments until their bytes cover the shortfall.
+        let mut short = want - free;
+        let mut n = 0;
+        for g in sealed {
+            if short == 0 {
+                break;
+            }
+            short = short.saturating_sub(g.info.bytes);
             n += 1;
         }
         doomed = doomed.max(n);
@@ -117,8 +145,13 @@ fn held_by_all(replica: &Replica) -> Option<(u64, u64)> {
     Some(low)
 }
 
-/// Runs retention for one replica until it is dropped; see the module docs.
-pub async fn run(replica: Weak<Replica>, settings: RetentionSettings) {
+/// Runs retention for one replica until it is dropped; see the module docs. `free` reads the
+/// free bytes on the node's disk (0: unknown).
+pub async fn run(
+    replica: Weak<Replica>,
+    settings: RetentionSettings,
+    free: impl Fn() -> u64 + Send + 'static,
+) {
     // Newest store time of each sealed segment, by (first, last) index: computed once per
     // segment while this replica leads (a follower's unsealed tail may be truncated and
     // rewritten, so nothing is kept across a term as follower).
@@ -143,7 +176,10 @@ pub async fn run(replica: Weak<Replica>, settings: RetentionSettings) {
         }
 
         // The leader: decide what goes next.
-        if !r.is_leader() || (settings.max_age.is_none() && settings.max_bytes.is_none()) {
+        let off = settings.max_age.is_none()
+            && settings.max_bytes.is_none()
+            && settings.delete_below_free.is_none();
+        if !r.is_leader() || off {
             ages.clear();
             r.set_retention_note(String::new());
             continue;
@@ -169,9 +205,18 @@ pub async fn run(replica: Weak<Replica>, settings: RetentionSettings) {
         // replica's timeline ahead of the log's), on the timeline the Retain entry will be
         // stamped on; applying refuses a decision ahead of the entry's time.
         let decided_ms = r.leader_now();
-        let Some(due) = horizon(&aged, decided_ms, &settings) else {
+        let free = free();
+        let Some(due) = horizon(&aged, decided_ms, &settings, free) else {
             continue;
         };
+        if let Some(want) = settings.delete_below_free
+            && free > 0
+            && free < want
+        {
+            tracing::warn!(group = %r.group_id(), free_mib = free >> 20, want_mib = want >> 20,
+                "retention: the disk is nearly full; deleting the oldest segments early, \
+                 expired or not (storage.delete_below_free_mb)");
+        }
         if due < log_start {
             continue;
         }
@@ -231,6 +276,7 @@ mod tests {
             max_age: age_ms.map(Duration::from_millis),
             max_bytes: bytes,
             interval: Duration::from_secs(1),
+            delete_below_free: None,
         }
     }
 
@@ -245,16 +291,16 @@ mod tests {
             seg(31, 35, 50, 3_500),
         ];
         let s = settings(Some(1_000), None);
-        assert_eq!(horizon(&segs, 1_500, &s), None);
-        assert_eq!(horizon(&segs, 2_001, &s), Some(10));
-        assert_eq!(horizon(&segs, 3_001, &s), Some(20));
+        assert_eq!(horizon(&segs, 1_500, &s, 0), None);
+        assert_eq!(horizon(&segs, 2_001, &s, 0), Some(10));
+        assert_eq!(horizon(&segs, 3_001, &s, 0), Some(20));
         assert_eq!(
-            horizon(&segs, 100_000, &s),
+            horizon(&segs, 100_000, &s, 0),
             Some(30),
             "never the active segment"
         );
-        assert_eq!(horizon(&segs[3..], 100_000, &s), None);
-        assert_eq!(horizon(&[], 100_000, &s), None);
+        assert_eq!(horizon(&segs[3..], 100_000, &s, 0), None);
+        assert_eq!(horizon(&[], 100_000, &s, 0), None);
     }
 
     /// Size: the oldest sealed segments until the log fits, whatever their age.
@@ -266,14 +312,38 @@ mod tests {
             seg(21, 30, 100, 3_000),
             seg(31, 35, 50, 3_500),
         ];
-        assert_eq!(horizon(&segs, 0, &settings(None, Some(350))), None);
-        assert_eq!(horizon(&segs, 0, &settings(None, Some(349))), Some(10));
-        assert_eq!(horizon(&segs, 0, &settings(None, Some(150))), Some(20));
-        assert_eq!(horizon(&segs, 0, &settings(None, Some(0))), Some(30));
+        assert_eq!(horizon(&segs, 0, &settings(None, Some(350)), 0), None);
+        assert_eq!(horizon(&segs, 0, &settings(None, Some(349)), 0), Some(10));
+        assert_eq!(horizon(&segs, 0, &settings(None, Some(150)), 0), Some(20));
+        assert_eq!(horizon(&segs, 0, &settings(None, Some(0)), 0), Some(30));
         // Both limits: whichever deletes more.
         assert_eq!(
-            horizon(&segs, 3_001, &settings(Some(1_000), Some(349))),
+            horizon(&segs, 3_001, &settings(Some(1_000), Some(349)), 0),
             Some(20)
+        );
+    }
+
+    /// Below the free-space watermark, the oldest segments go whatever their age, enough of
+    /// them to cover the shortfall; never the active one; an unknown reading (0) changes
+    /// nothing.
+    #[test]
+    fn a_nearly_full_disk_deletes_the_oldest_segments_early() {
+        let segs = [
+            seg(1, 10, 100, 1_000),
+            seg(11, 20, 100, 2_000),
+            seg(21, 30, 100, 3_000),
+            seg(31, 35, 50, 3_500),
+        ];
+        let mut s = settings(Some(1_000_000), None);
+        s.delete_below_free = Some(1_000);
+        assert_eq!(horizon(&segs, 4_000, &s, 1_000), None, "at the watermark");
+        assert_eq!(horizon(&segs, 4_000, &s, 0), None, "unknown");
+        assert_eq!(horizon(&segs, 4_000, &s, 950), Some(10));
+        assert_eq!(horizon(&segs, 4_000, &s, 850), Some(20));
+        assert_eq!(
+            horizon(&segs, 4_000, &s, 1),
+            Some(30),
+            "never the active segment"
         );
     }
 
@@ -283,6 +353,9 @@ mod tests {
     fn a_segment_without_messages_counts_as_old() {
         let mut segs = [seg(1, 3, 10, 0), seg(4, 20, 100, 2_000), seg(21, 22, 10, 0)];
         segs[0].newest_ms = None;
-        assert_eq!(horizon(&segs, 1_500, &settings(Some(1_000), None)), Some(3));
+        assert_eq!(
+            horizon(&segs, 1_500, &settings(Some(1_000), None), 0),
+            Some(3)
+        );
     }
 }

@@ -276,6 +276,7 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
             max_age: Some(RETENTION_AGE),
             max_bytes: None,
             interval: Duration::from_millis(500),
+            delete_below_free: None,
         };
         settings.segment_bytes = RETENTION_SEGMENT;
     }
