@@ -46,8 +46,8 @@ pub fn decode_outcomes(b: &[u8]) -> Result<Vec<Outcome>, String> {
 }
 
 /// Snapshot format: these bytes, then the bincode of [`BrokerState`]. A snapshot without them
-/// was written before the format was versioned (before retention): it is refused with a clear
-/// message rather than misread.
+/// was written before the format was versioned (before retention) and is read as
+/// [`crate::state::LegacyState`].
 const SNAPSHOT_MAGIC: &[u8; 6] = b"RMQS\x00\x02";
 
 /// Snapshots hold the whole state, which may legitimately exceed the request limit; they come
@@ -75,20 +75,100 @@ impl App for BrokerApp {
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
-        let Some(body) = snapshot.strip_prefix(SNAPSHOT_MAGIC.as_slice()) else {
-            return Err(
-                "the snapshot is in an older RaftMQ format (before retention); \
-                        this binary cannot read it. Remove the replica's `sm/snapshot` file: \
-                        the log holds every entry, and the state is rebuilt from it"
-                    .into(),
-            );
-        };
         let cfg = bincode::config::standard().with_limit::<SNAPSHOT_LIMIT>();
-        self.state = bincode::serde::decode_from_slice(body, cfg)
-            .map_err(|e| e.to_string())?
-            .0;
+        self.state = match snapshot.strip_prefix(SNAPSHOT_MAGIC.as_slice()) {
+            Some(body) => {
+                bincode::serde::decode_from_slice(body, cfg)
+                    .map_err(|e| e.to_string())?
+                    .0
+            }
+            None => {
+                let (legacy, used): (crate::state::LegacyState, usize) =
+                    bincode::serde::decode_from_slice(snapshot, cfg).map_err(|e| {
+                        format!("neither the current nor the pre-retention format: {e}")
+                    })?;
+                if used != snapshot.len() {
+                    return Err(format!(
+                        "pre-retention snapshot with {} trailing bytes",
+                        snapshot.len() - used
+                    ));
+                }
+                legacy.into()
+            }
+        };
         self.clock.observe(self.state.clock_ms);
         self.changed.notify_waiters();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde::Serialize;
+
+    use super::*;
+    use crate::state::consume_queue::CqEntry;
+    use crate::state::offsets::ConsumerOffsets;
+    use crate::state::pop::PopQueue;
+
+    /// The state's layout before retention, as an older build wrote its snapshots.
+    #[derive(Serialize)]
+    struct Old {
+        clock_ms: u64,
+        topics: BTreeMap<String, crate::model::TopicConfig>,
+        groups: BTreeMap<String, crate::model::GroupConfig>,
+        queues: BTreeMap<(String, u32), OldQueue>,
+        pops: BTreeMap<(String, String, u32), PopQueue>,
+        offsets: ConsumerOffsets,
+        receipt_seq: u64,
+        applied_index: u64,
+    }
+
+    #[derive(Serialize)]
+    struct OldQueue {
+        entries: Vec<CqEntry>,
+    }
+
+    /// A replica upgraded in place restores the snapshot an older build wrote (queues start
+    /// at 0, nothing deleted), and its next snapshot is in the current format.
+    #[test]
+    fn a_snapshot_from_before_retention_is_read() {
+        let e = CqEntry {
+            log_index: 7,
+            pos: 13,
+            len: 5,
+            tag_hash: 1,
+            store_ms: 1_000,
+        };
+        let old = Old {
+            clock_ms: 1_000,
+            topics: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            queues: BTreeMap::from([(
+                ("t".to_string(), 0),
+                OldQueue {
+                    entries: vec![e, e],
+                },
+            )]),
+            pops: BTreeMap::new(),
+            offsets: ConsumerOffsets::default(),
+            receipt_seq: 3,
+            applied_index: 9,
+        };
+        let bytes = bincode::serde::encode_to_vec(&old, bincode::config::standard()).unwrap();
+        let mut app = BrokerApp::new(Arc::new(Notify::new()), Arc::new(ClusterClock::new()));
+        app.restore(&bytes).unwrap();
+        let s = app.state();
+        assert_eq!((s.applied_index, s.receipt_seq, s.log_start), (9, 3, 0));
+        let q = s.queue("t", 0).unwrap();
+        assert_eq!((q.start(), q.end(), q.get(1)), (0, 2, Some(&e)));
+        let again = app.snapshot();
+        assert!(again.starts_with(SNAPSHOT_MAGIC));
+        let mut back = BrokerApp::new(Arc::new(Notify::new()), Arc::new(ClusterClock::new()));
+        back.restore(&again).unwrap();
+        assert_eq!(back.state(), app.state());
+        assert!(back.restore(b"\x05garbage").is_err());
     }
 }

@@ -117,8 +117,11 @@ impl ClusterClock {
     /// (`cluster_chaos` seed 9152: leaders alternating after every commit under packet loss,
     /// a 0.45 s jump). Continuing the log's stretches durations instead, which is safe.
     pub fn lead_from(&self, log_ms: u64) {
+        Self::rebase(&mut self.inner.lock().unwrap(), log_ms);
+    }
+
+    fn rebase(inner: &mut Inner, log_ms: u64) {
         let ns = log_ms.saturating_mul(1_000_000);
-        let mut inner = self.inner.lock().unwrap();
         inner.anchor = Some(Anchor {
             ns,
             at: Instant::now(),
@@ -130,16 +133,20 @@ impl ClusterClock {
     /// for a term, continues from `log_ms()` ([`ClusterClock::lead_from`]; 0, an empty log,
     /// keeps the clock as it is).
     pub fn begin_term(&self, term: u64, log_ms: impl FnOnce() -> u64) {
-        {
-            let mut inner = self.inner.lock().unwrap();
-            if inner.led_term >= term {
-                return;
-            }
-            inner.led_term = term;
+        if self.inner.lock().unwrap().led_term >= term {
+            return;
         }
+        // Read outside the lock (it reads the log); the term is marked begun only together
+        // with the rebase, so a concurrent caller that sees it begun also sees the new
+        // timeline (the batcher and the retention task both call this).
         let ms = log_ms();
+        let mut inner = self.inner.lock().unwrap();
+        if inner.led_term >= term {
+            return;
+        }
+        inner.led_term = term;
         if ms > 0 {
-            self.lead_from(ms);
+            Self::rebase(&mut inner, ms);
         }
     }
 

@@ -114,6 +114,11 @@ impl RetentionToml {
                 "retention.max_age_hours: {hours} is not between 0 and 876000"
             ));
         }
+        if hours > 0.0 && hours * 3600.0 < 1.0 {
+            return Err(format!(
+                "retention.max_age_hours: {hours} is under a second (0 keeps messages)"
+            ));
+        }
         let check = self.check_secs;
         if !check.is_finite() || !(0.01..=3600.0).contains(&check) {
             return Err(format!(

@@ -116,12 +116,14 @@ impl Node {
                 Duration::from_millis(100),
             )),
         ];
+        let sharing = core.groups().count() as u64;
         for g in core.groups() {
             let c = Arc::downgrade(&core);
             tasks.push(tokio::spawn(crate::retention::run(
                 Arc::downgrade(&g.replica),
                 cfg.broker.retention.clone(),
-                move || c.upgrade().map_or(0, |c| c.storage.report().1),
+                move || c.upgrade().and_then(|c| c.storage.free_bytes()),
+                sharing,
             )));
         }
         tracing::info!(node = cfg.node_id, listen = %cfg.listen, raft = %cfg.raft_listen, "broker node started");

@@ -74,7 +74,17 @@ pub async fn run(replica: &Replica, read: Read) -> Result<ReadAnswer> {
                 if !found.is_empty() || next > offset || now >= deadline {
                     let mut messages = Vec::with_capacity(found.len());
                     for (off, e) in found {
-                        messages.push((off, e, replica.read_message(&e)?));
+                        match replica.read_message(&e) {
+                            Ok(m) => messages.push((off, e, m)),
+                            // Retention deleted it since the queue was read: the consumer
+                            // moves on to the new start, as for any deleted offset.
+                            Err(_) if replica.read(|s| e.log_index < s.log_start) => {
+                                let start = replica
+                                    .read(|s| s.queue(&topic, queue).map_or(0, |c| c.start()));
+                                return Ok(ReadAnswer::BeforeStart { start });
+                            }
+                            Err(err) => return Err(err),
+                        }
                     }
                     return Ok(ReadAnswer::Pulled {
                         end,

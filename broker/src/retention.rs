@@ -60,24 +60,36 @@ impl Default for RetentionSettings {
     }
 }
 
-/// One segment as retention sees it: its extent and the store time of its newest message.
+/// How old a sealed segment's content is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Age {
+    /// The highest cluster time (ms) stamped on its broker entries.
+    Newest(u64),
+    /// It holds no broker entry (only blank and membership entries).
+    NoMessages,
+    /// It could not be read: never deleted by age.
+    Unknown,
+}
+
+/// One segment as retention sees it: its extent and how old its content is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AgedSegment {
     /// Index range and size.
     pub info: SegmentInfo,
-    /// Cluster time (ms) of its newest broker entry, if it holds one.
-    pub newest_ms: Option<u64>,
+    /// Its age (the active segment's is never looked at).
+    pub age: Age,
 }
 
 /// The last log index retention may delete up to, given the group's segments (oldest first,
-/// the last one active), the cluster time now, the limits, and the free bytes on the leader's
-/// disk (0: unknown); `None` if nothing is due. Whole segments only, and never the active one.
-/// Pure, for tests.
+/// the last one active), the cluster time now, the limits, and this group's share of the
+/// bytes the leader's disk lacks below the early-deletion watermark (`free`: the free bytes
+/// as this group should count them; `None`: unknown); `None` if nothing is due. Whole
+/// segments only, and never the active one. Pure, for tests.
 pub fn horizon(
     segments: &[AgedSegment],
     now_ms: u64,
     s: &RetentionSettings,
-    free: u64,
+    free: Option<u64>,
 ) -> Option<u64> {
     let sealed = &segments[..segments.len().saturating_sub(1)];
     let mut doomed = 0; // this many of the oldest sealed segments go
@@ -85,7 +97,11 @@ pub fn horizon(
         let cutoff = now_ms.saturating_sub(age.as_millis() as u64);
         doomed = sealed
             .iter()
-            .take_while(|g| g.newest_ms.is_none_or(|ms| ms < cutoff))
+            .take_while(|g| match g.age {
+                Age::Newest(ms) => ms < cutoff,
+                Age::NoMessages => true,
+                Age::Unknown => false,
+            })
             .count();
     }
     if let Some(max) = s.max_bytes {
@@ -100,8 +116,7 @@ pub fn horizon(
         }
         doomed = doomed.max(n);
     }
-    if let Some(want) = s.delete_below_free
-        && free > 0
+    if let (Some(want), Some(free)) = (s.delete_below_free, free)
         && free < want
     {
         // The oldest segments until their bytes cover the shortfall.
@@ -119,15 +134,36 @@ pub fn horizon(
     sealed[..doomed].iter().rev().find_map(|g| g.info.last)
 }
 
-/// The cluster time stamped on the newest broker entry of a sealed segment.
-fn newest_ms(replica: &Replica, seg: &SegmentInfo) -> Option<u64> {
-    let last = seg.last?;
-    let from = seg.first.max(last.saturating_sub(63));
-    let entries = replica.group().log().read(from..=last).ok()?;
-    entries.iter().rev().find_map(|e| match &e.payload {
-        EntryPayload::Normal(r) => command::decode_entry(&r.0).ok().map(|d| d.now_ms),
-        _ => None,
-    })
+/// How old a sealed segment is: the highest stamp among its last broker entries (stamps are
+/// not strictly rising across leaders), reading back from its end in chunks until one is
+/// found; a read or decode failure makes it `Unknown` (never deleted by age).
+fn segment_age(replica: &Replica, seg: &SegmentInfo) -> Age {
+    let Some(last) = seg.last else {
+        return Age::NoMessages;
+    };
+    let mut to = last;
+    loop {
+        let from = seg.first.max(to.saturating_sub(255));
+        let Ok(entries) = replica.group().log().read(from..=to) else {
+            return Age::Unknown;
+        };
+        let mut newest = None;
+        for e in &entries {
+            if let EntryPayload::Normal(r) = &e.payload {
+                match command::decode_entry(&r.0) {
+                    Ok(d) => newest = newest.max(Some(d.now_ms)),
+                    Err(_) => return Age::Unknown,
+                }
+            }
+        }
+        if let Some(ms) = newest {
+            return Age::Newest(ms);
+        }
+        if from <= seg.first {
+            return Age::NoMessages;
+        }
+        to = from - 1;
+    }
 }
 
 /// The highest log index every member holds, as the leader knows it, and the member holding
@@ -146,16 +182,19 @@ fn held_by_all(replica: &Replica) -> Option<(u64, u64)> {
 }
 
 /// Runs retention for one replica until it is dropped; see the module docs. `free` reads the
-/// free bytes on the node's disk (0: unknown).
+/// free bytes on the node's disk (`None`: unknown); `sharing` groups of this node share it
+/// (each takes its share of early deletion).
 pub async fn run(
     replica: Weak<Replica>,
     settings: RetentionSettings,
-    free: impl Fn() -> u64 + Send + 'static,
+    free: impl Fn() -> Option<u64> + Send + 'static,
+    sharing: u64,
 ) {
-    // Newest store time of each sealed segment, by (first, last) index: computed once per
-    // segment while this replica leads (a follower's unsealed tail may be truncated and
-    // rewritten, so nothing is kept across a term as follower).
-    let mut ages: BTreeMap<(u64, Option<u64>), Option<u64>> = BTreeMap::new();
+    // The age of each sealed segment, by (first, last) index: computed once per segment and
+    // term of leadership (a follower's unsealed tail may be truncated and rewritten, and a
+    // replica can lose and regain leadership between two checks). Unknown ages are retried.
+    let mut ages: BTreeMap<(u64, Option<u64>), Age> = BTreeMap::new();
+    let mut ages_term = 0;
     let mut held_back_warned = false;
     loop {
         tokio::time::sleep(settings.interval).await;
@@ -184,20 +223,27 @@ pub async fn run(
             r.set_retention_note(String::new());
             continue;
         }
+        let term = r.group().term();
+        if term != ages_term {
+            ages.clear();
+            ages_term = term;
+        }
         let segs = r.group().log().segments();
-        ages.retain(|(first, last), _| segs.iter().any(|s| s.first == *first && s.last == *last));
+        ages.retain(|(first, last), age| {
+            *age != Age::Unknown && segs.iter().any(|s| s.first == *first && s.last == *last)
+        });
         let sealed = segs.len().saturating_sub(1);
         let aged: Vec<AgedSegment> = segs
             .iter()
             .enumerate()
             .map(|(i, s)| AgedSegment {
                 info: *s,
-                newest_ms: if i < sealed {
+                age: if i < sealed {
                     *ages
                         .entry((s.first, s.last))
-                        .or_insert_with(|| newest_ms(&r, s))
+                        .or_insert_with(|| segment_age(&r, s))
                 } else {
-                    None
+                    Age::Unknown
                 },
             })
             .collect();
@@ -205,12 +251,15 @@ pub async fn run(
         // replica's timeline ahead of the log's), on the timeline the Retain entry will be
         // stamped on; applying refuses a decision ahead of the entry's time.
         let decided_ms = r.leader_now();
-        let free = free();
+        // Several groups led on this disk each free their share of the shortfall.
+        let free = free().map(|f| {
+            let want = settings.delete_below_free.unwrap_or(0);
+            want.saturating_sub(want.saturating_sub(f) / sharing.max(1))
+        });
         let Some(due) = horizon(&aged, decided_ms, &settings, free) else {
             continue;
         };
-        if let Some(want) = settings.delete_below_free
-            && free > 0
+        if let (Some(want), Some(free)) = (settings.delete_below_free, free)
             && free < want
         {
             tracing::warn!(group = %r.group_id(), free_mib = free >> 20, want_mib = want >> 20,
@@ -267,7 +316,7 @@ mod tests {
                 last: Some(last),
                 bytes,
             },
-            newest_ms: Some(newest_ms),
+            age: Age::Newest(newest_ms),
         }
     }
 
@@ -291,16 +340,16 @@ mod tests {
             seg(31, 35, 50, 3_500),
         ];
         let s = settings(Some(1_000), None);
-        assert_eq!(horizon(&segs, 1_500, &s, 0), None);
-        assert_eq!(horizon(&segs, 2_001, &s, 0), Some(10));
-        assert_eq!(horizon(&segs, 3_001, &s, 0), Some(20));
+        assert_eq!(horizon(&segs, 1_500, &s, None), None);
+        assert_eq!(horizon(&segs, 2_001, &s, None), Some(10));
+        assert_eq!(horizon(&segs, 3_001, &s, None), Some(20));
         assert_eq!(
-            horizon(&segs, 100_000, &s, 0),
+            horizon(&segs, 100_000, &s, None),
             Some(30),
             "never the active segment"
         );
-        assert_eq!(horizon(&segs[3..], 100_000, &s, 0), None);
-        assert_eq!(horizon(&[], 100_000, &s, 0), None);
+        assert_eq!(horizon(&segs[3..], 100_000, &s, None), None);
+        assert_eq!(horizon(&[], 100_000, &s, None), None);
     }
 
     /// Size: the oldest sealed segments until the log fits, whatever their age.
@@ -312,13 +361,19 @@ mod tests {
             seg(21, 30, 100, 3_000),
             seg(31, 35, 50, 3_500),
         ];
-        assert_eq!(horizon(&segs, 0, &settings(None, Some(350)), 0), None);
-        assert_eq!(horizon(&segs, 0, &settings(None, Some(349)), 0), Some(10));
-        assert_eq!(horizon(&segs, 0, &settings(None, Some(150)), 0), Some(20));
-        assert_eq!(horizon(&segs, 0, &settings(None, Some(0)), 0), Some(30));
+        assert_eq!(horizon(&segs, 0, &settings(None, Some(350)), None), None);
+        assert_eq!(
+            horizon(&segs, 0, &settings(None, Some(349)), None),
+            Some(10)
+        );
+        assert_eq!(
+            horizon(&segs, 0, &settings(None, Some(150)), None),
+            Some(20)
+        );
+        assert_eq!(horizon(&segs, 0, &settings(None, Some(0)), None), Some(30));
         // Both limits: whichever deletes more.
         assert_eq!(
-            horizon(&segs, 3_001, &settings(Some(1_000), Some(349)), 0),
+            horizon(&segs, 3_001, &settings(Some(1_000), Some(349)), None),
             Some(20)
         );
     }
@@ -336,26 +391,35 @@ mod tests {
         ];
         let mut s = settings(Some(1_000_000), None);
         s.delete_below_free = Some(1_000);
-        assert_eq!(horizon(&segs, 4_000, &s, 1_000), None, "at the watermark");
-        assert_eq!(horizon(&segs, 4_000, &s, 0), None, "unknown");
-        assert_eq!(horizon(&segs, 4_000, &s, 950), Some(10));
-        assert_eq!(horizon(&segs, 4_000, &s, 850), Some(20));
         assert_eq!(
-            horizon(&segs, 4_000, &s, 1),
+            horizon(&segs, 4_000, &s, Some(1_000)),
+            None,
+            "at the watermark"
+        );
+        assert_eq!(horizon(&segs, 4_000, &s, None), None, "unknown");
+        assert_eq!(horizon(&segs, 4_000, &s, Some(950)), Some(10));
+        assert_eq!(horizon(&segs, 4_000, &s, Some(850)), Some(20));
+        assert_eq!(
+            horizon(&segs, 4_000, &s, Some(0)),
             Some(30),
             "never the active segment"
         );
     }
 
     /// A sealed segment without a broker entry (only blank/membership entries) is not in the
-    /// way of age-based deletion.
+    /// way of age-based deletion; one that could not be read stops it.
     #[test]
     fn a_segment_without_messages_counts_as_old() {
         let mut segs = [seg(1, 3, 10, 0), seg(4, 20, 100, 2_000), seg(21, 22, 10, 0)];
-        segs[0].newest_ms = None;
+        segs[0].age = Age::NoMessages;
         assert_eq!(
-            horizon(&segs, 1_500, &settings(Some(1_000), None), 0),
+            horizon(&segs, 1_500, &settings(Some(1_000), None), None),
             Some(3)
+        );
+        segs[0].age = Age::Unknown;
+        assert_eq!(
+            horizon(&segs, 100_000, &settings(Some(1_000), None), None),
+            None
         );
     }
 }

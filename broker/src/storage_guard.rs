@@ -32,6 +32,8 @@ pub struct StorageGuard {
     refusal: Mutex<Option<String>>,
     /// The last reading of free bytes (0 before the first).
     last_free: std::sync::atomic::AtomicU64,
+    /// Whether there has been a reading (a disk that cannot say never gives one).
+    has_reading: std::sync::atomic::AtomicBool,
 }
 
 impl StorageGuard {
@@ -41,6 +43,7 @@ impl StorageGuard {
             min_free,
             refusal: Mutex::new(None),
             last_free: std::sync::atomic::AtomicU64::new(0),
+            has_reading: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -55,6 +58,8 @@ impl StorageGuard {
     pub fn observe(&self, dir: &Path, available: u64) -> Option<bool> {
         self.last_free
             .store(available, std::sync::atomic::Ordering::Relaxed);
+        self.has_reading
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if self.min_free == 0 {
             return None;
         }
@@ -77,6 +82,13 @@ impl StorageGuard {
             }
             _ => None,
         }
+    }
+
+    /// Free bytes at the last reading (`None` before the first, or if the disk cannot say).
+    pub fn free_bytes(&self) -> Option<u64> {
+        self.has_reading
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| self.last_free.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Ok while sends are accepted; the reason otherwise (a definite refusal).

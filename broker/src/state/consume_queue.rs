@@ -32,6 +32,14 @@ pub struct ConsumeQueue {
 }
 
 impl ConsumeQueue {
+    /// A queue holding `entries` from offset 0 (a snapshot from before retention).
+    pub fn from_entries(entries: Vec<CqEntry>) -> Self {
+        Self {
+            start: 0,
+            entries: entries.into(),
+        }
+    }
+
     /// Appends an entry and returns its offset. Store times never decrease; log positions do
     /// in dead-letter queues, whose entries point back at the original messages.
     pub fn push(&mut self, e: CqEntry) -> u64 {

@@ -125,6 +125,45 @@ pub struct BrokerState {
 /// [`command::Retain::decided_ms`]).
 pub const RETAIN_CLOCK_SLACK_MS: u64 = 5;
 
+/// The state as snapshots stored it before retention (no queue starts, no log start), so a
+/// replica upgraded in place restores its old snapshot instead of refusing to start.
+#[derive(Deserialize)]
+pub struct LegacyState {
+    clock_ms: u64,
+    topics: BTreeMap<String, TopicConfig>,
+    groups: BTreeMap<String, GroupConfig>,
+    queues: BTreeMap<(String, u32), LegacyQueue>,
+    pops: BTreeMap<(String, String, u32), PopQueue>,
+    offsets: ConsumerOffsets,
+    receipt_seq: u64,
+    applied_index: u64,
+}
+
+#[derive(Deserialize)]
+struct LegacyQueue {
+    entries: Vec<CqEntry>,
+}
+
+impl From<LegacyState> for BrokerState {
+    fn from(l: LegacyState) -> Self {
+        BrokerState {
+            clock_ms: l.clock_ms,
+            topics: l.topics,
+            groups: l.groups,
+            queues: l
+                .queues
+                .into_iter()
+                .map(|(k, q)| (k, ConsumeQueue::from_entries(q.entries)))
+                .collect(),
+            pops: l.pops,
+            offsets: l.offsets,
+            receipt_seq: l.receipt_seq,
+            applied_index: l.applied_index,
+            log_start: 0,
+        }
+    }
+}
+
 /// Default delivery attempts for a group that was never configured.
 const DEFAULT_MAX_ATTEMPTS: u32 = 17;
 

@@ -37,8 +37,12 @@ struct Seen {
     ids: BTreeMap<String, Vec<(u64, u64)>>,
     /// (group, index) → cluster time (ms) of every normal entry.
     times: BTreeMap<(u64, u64), u64>,
-    /// (group, index of the Retain entry, its time, upto, decided_ms).
+    /// (group, index of the Retain entry, the state clock when it applied (the highest
+    /// stamp so far), upto, decided_ms).
     retains: Vec<(u64, u64, u64, u64, u64)>,
+    /// Per group: the highest stamp read so far (what the state clock is when the next entry
+    /// applies, as stamps are not strictly rising across leaders).
+    clock: BTreeMap<u64, u64>,
     /// Entries purged before the tap read them (their messages are unknown to it).
     missed: u64,
 }
@@ -97,8 +101,8 @@ impl LogTap {
         let age = max_age.as_millis() as u64;
         let mut out = Vec::new();
         for &(g, at, t, upto, decided) in &seen.retains {
-            // Applying refuses a decision ahead of the entry's time (beyond the slack); one
-            // that was applied is the time the entries were judged at.
+            // Applying refuses a decision ahead of the state clock (beyond the slack); one that
+            // was applied is the time the entries were judged at.
             let refused = decided > t + broker::state::RETAIN_CLOCK_SLACK_MS;
             if refused {
                 continue;
@@ -127,10 +131,13 @@ impl LogTap {
 fn read_new(c: &BrokerCluster, seen: &mut Seen) {
     for g in 1..=c.groups() {
         let next = *seen.next.get(&g).unwrap_or(&0);
-        // The replica with the highest commit index that is up.
+        // A replica that is up, still holds `next` if any does, and has the most committed.
         let best = (0..c.nodes.len())
             .filter_map(|i| c.core(i)?.group(g).ok().map(|h| h.replica.clone()))
-            .max_by_key(|r| r.metrics().committed.map_or(0, |x| x.0));
+            .max_by_key(|r| {
+                let holds = r.group().log().state().0.is_none_or(|p| p.index < next);
+                (holds, r.metrics().committed.map_or(0, |x| x.0))
+            });
         let Some(r) = best else { continue };
         let committed = r.metrics().committed.map_or(0, |x| x.0);
         if committed < next {
@@ -160,14 +167,16 @@ fn read_new(c: &BrokerCluster, seen: &mut Seen) {
                 continue;
             };
             seen.times.insert((g, index), d.now_ms);
+            let clock = seen.clock.entry(g).or_default();
+            *clock = (*clock).max(d.now_ms);
+            let clock = *clock;
             for l in d.commands {
                 match l.command {
                     Ok(Command::Send(m)) => {
                         seen.ids.entry(m.message_id).or_default().push((g, index));
                     }
                     Ok(Command::Retain(rt)) => {
-                        seen.retains
-                            .push((g, index, d.now_ms, rt.upto, rt.decided_ms));
+                        seen.retains.push((g, index, clock, rt.upto, rt.decided_ms));
                     }
                     _ => {}
                 }
