@@ -282,7 +282,9 @@ fn early_deletion_near_a_full_disk_keeps_sends_accepted() {
         refused
     });
     assert!(dev.alive());
-    // The newest messages are all there.
+    // The newest messages are all there. (Deletion may go on while the disk is still under
+    // the watermark: a message received just before its segment goes cannot be acked — its
+    // receipt is gone with it.)
     rt.block_on(async {
         let c = SimpleConsumer::builder(client_config(port), "early-reader")
             .subscribe("Early", Filter::All)
@@ -300,7 +302,9 @@ fn early_deletion_near_a_full_disk_keeps_sends_accepted() {
                 idle += 1;
             }
             for m in msgs {
-                c.ack(&m).await.unwrap();
+                if let Err(e) = c.ack(&m).await {
+                    assert!(e.to_string().contains("stale"), "ack {}: {e}", m.message_id);
+                }
                 got.insert(m.message_id.clone());
             }
         }
