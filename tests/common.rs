@@ -480,3 +480,43 @@ pub fn python_background(endpoint: &str, args: &[&str]) -> std::thread::JoinHand
     let what = format!("python {}", args.join(" "));
     std::thread::spawn(move || run_ok(&what, &mut cmd))
 }
+
+/// Every message a fresh receive group `group` gets from `topic` (acking each), until `want`
+/// are in or three receives of 20 s come back empty. With `allow_stale`, an ack refused as
+/// stale is accepted: retention may delete a message between its receipt and its ack.
+pub async fn receive_all(
+    config: raftmq_client::ClientConfig,
+    topic: &str,
+    group: &str,
+    want: usize,
+    allow_stale: bool,
+) -> std::collections::BTreeSet<String> {
+    let c = raftmq_client::SimpleConsumer::builder(config, group)
+        .subscribe(topic, raftmq_client::Filter::All)
+        .start()
+        .await
+        .unwrap();
+    let mut got = std::collections::BTreeSet::new();
+    let mut idle = 0;
+    while got.len() < want && idle < 3 {
+        let msgs = c
+            .receive(64, Duration::from_secs(20))
+            .await
+            .unwrap_or_default();
+        if msgs.is_empty() {
+            idle += 1;
+        }
+        for m in msgs {
+            if let Err(e) = c.ack(&m).await {
+                assert!(
+                    allow_stale && e.to_string().contains("stale"),
+                    "ack {}: {e}",
+                    m.message_id
+                );
+            }
+            got.insert(m.message_id.clone());
+        }
+    }
+    c.shutdown().await;
+    got
+}

@@ -21,7 +21,6 @@ use raftmq_client::Message;
 use raftmq_client::Producer;
 use raftmq_client::PullConsumer;
 use raftmq_client::SeekTo;
-use raftmq_client::SimpleConsumer;
 
 fn client_config(port: u16) -> ClientConfig {
     let mut c = ClientConfig::new(endpoint(port));
@@ -74,30 +73,8 @@ async fn send_all(port: u16, topic: &str, prefix: &str, n: usize) -> Vec<String>
     ids
 }
 
-/// Everything a fresh receive group gets (acking it), until `want` are in or nothing comes.
 async fn receive_all(port: u16, topic: &str, group: &str, want: usize) -> BTreeSet<String> {
-    let c = SimpleConsumer::builder(client_config(port), group)
-        .subscribe(topic, Filter::All)
-        .start()
-        .await
-        .unwrap();
-    let mut got = BTreeSet::new();
-    let mut idle = 0;
-    while got.len() < want && idle < 3 {
-        let msgs = c
-            .receive(64, Duration::from_secs(20))
-            .await
-            .unwrap_or_default();
-        if msgs.is_empty() {
-            idle += 1;
-        }
-        for m in msgs {
-            c.ack(&m).await.unwrap();
-            got.insert(m.message_id.clone());
-        }
-    }
-    c.shutdown().await;
-    got
+    common::receive_all(client_config(port), topic, group, want, false).await
 }
 
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {

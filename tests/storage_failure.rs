@@ -286,29 +286,14 @@ fn early_deletion_near_a_full_disk_keeps_sends_accepted() {
     // the watermark: a message received just before its segment goes cannot be acked — its
     // receipt is gone with it.)
     rt.block_on(async {
-        let c = SimpleConsumer::builder(client_config(port), "early-reader")
-            .subscribe("Early", Filter::All)
-            .start()
-            .await
-            .unwrap();
-        let mut got = std::collections::BTreeSet::new();
-        let mut idle = 0;
-        while idle < 3 {
-            let msgs = c
-                .receive(32, Duration::from_secs(20))
-                .await
-                .unwrap_or_default();
-            if msgs.is_empty() {
-                idle += 1;
-            }
-            for m in msgs {
-                if let Err(e) = c.ack(&m).await {
-                    assert!(e.to_string().contains("stale"), "ack {}: {e}", m.message_id);
-                }
-                got.insert(m.message_id.clone());
-            }
-        }
-        c.shutdown().await;
+        let got = common::receive_all(
+            client_config(port),
+            "Early",
+            "early-reader",
+            ids.len(),
+            true,
+        )
+        .await;
         assert!(got.len() < ids.len(), "nothing was deleted");
         for id in &ids[ids.len() - 50..] {
             assert!(got.contains(id), "{id}, among the newest, was deleted");
