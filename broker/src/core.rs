@@ -65,6 +65,9 @@ pub struct BrokerSettings {
     pub retention: crate::retention::RetentionSettings,
     /// Log segment size: retention deletes whole segments (`[storage] segment_mb`).
     pub segment_bytes: u64,
+    /// Check every sealed log segment's frames at start-up instead of trusting its summary
+    /// (`[storage] verify_log_on_start`).
+    pub verify_log_on_start: bool,
 }
 
 impl Default for BrokerSettings {
@@ -82,6 +85,7 @@ impl Default for BrokerSettings {
             min_free_bytes: crate::config::DEFAULT_MIN_FREE_MB << 20,
             retention: crate::retention::RetentionSettings::default(),
             segment_bytes: crate::config::DEFAULT_SEGMENT_MB << 20,
+            verify_log_on_start: false,
         }
     }
 }

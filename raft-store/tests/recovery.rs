@@ -524,3 +524,161 @@ async fn segment_handles_stay_bounded_in_a_long_log() {
         store.open_segment_files()
     );
 }
+
+fn summary_files(disk: &SimDisk) -> Vec<String> {
+    disk.list(Path::new("/log"))
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.ends_with(".sum"))
+        .collect()
+}
+
+fn read_file(disk: &SimDisk, name: &str) -> Vec<u8> {
+    let file = disk.open(&Path::new("/log").join(name)).unwrap();
+    let mut buf = vec![0u8; file.len().unwrap() as usize];
+    raft_store::disk::read_exact_at(&*file, &mut buf, 0).unwrap();
+    buf
+}
+
+fn write_file(disk: &SimDisk, name: &str, bytes: &[u8]) {
+    let file = disk.create(&Path::new("/log").join(name)).unwrap();
+    file.write_at(bytes, 0).unwrap();
+}
+
+#[tokio::test]
+async fn a_restart_scans_only_the_active_segment() {
+    let disk = SimDisk::new(21);
+    let (mut store, report) = open(&disk).await.unwrap();
+    assert_eq!((report.scanned, report.summarised), (0, 0));
+    append_synced(&mut store, 0, 100).await;
+    drop(store);
+    let segs = segment_files(&disk);
+    assert!(segs.len() >= 4, "{segs:?}");
+    // Every sealed segment was summarised when it was sealed.
+    assert_eq!(summary_files(&disk).len(), segs.len() - 1);
+
+    let (mut store, report) = open(&disk).await.unwrap();
+    assert_eq!(report.scanned, 1, "{report:?}");
+    assert_eq!(report.summarised, segs.len() - 1, "{report:?}");
+    assert_eq!(
+        store.read(..).unwrap(),
+        (0..100).map(entry).collect::<Vec<_>>()
+    );
+    // Reads seek through the restored sparse index, and appends continue the log.
+    for i in (0..100).step_by(7) {
+        assert_eq!(store.read(i..i + 1).unwrap(), vec![entry(i)]);
+    }
+    append_synced(&mut store, 100, 120).await;
+    assert_eq!(store.read(..).unwrap().len(), 120);
+}
+
+#[tokio::test]
+async fn a_missing_or_damaged_summary_means_a_scan_and_a_new_summary() {
+    let disk = SimDisk::new(22);
+    let (mut store, _) = open(&disk).await.unwrap();
+    append_synced(&mut store, 0, 100).await;
+    drop(store);
+    let sealed = segment_files(&disk).len() - 1;
+    let sums = summary_files(&disk);
+    disk.remove(&Path::new("/log").join(&sums[0])).unwrap();
+    assert!(disk.flip_bit(&Path::new("/log").join(&sums[1]), 20, 2));
+    // A summary cut short by a crash.
+    let third = read_file(&disk, &sums[2]);
+    write_file(&disk, &sums[2], &third[..third.len() / 2]);
+
+    let (store, report) = open(&disk).await.unwrap();
+    assert_eq!(report.scanned, 4, "{report:?}");
+    assert_eq!(report.summarised, sealed - 3, "{report:?}");
+    assert_eq!(
+        store.read(..).unwrap(),
+        (0..100).map(entry).collect::<Vec<_>>()
+    );
+    drop(store);
+    let (_, report) = open(&disk).await.unwrap();
+    assert_eq!(
+        (report.scanned, report.summarised),
+        (1, sealed),
+        "{report:?}"
+    );
+}
+
+fn entry_in(term: u64, i: u64) -> Entry {
+    Entry {
+        log_id: log_id(term, i),
+        payload: EntryPayload::Normal(Request(vec![(i + term) as u8; 300])),
+    }
+}
+
+#[tokio::test]
+async fn a_stale_summary_left_by_a_truncation_is_not_trusted() {
+    let disk = SimDisk::new(23);
+    let (mut store, _) = open(&disk).await.unwrap();
+    append_synced(&mut store, 0, 100).await;
+    let sums = summary_files(&disk);
+    let old = read_file(&disk, &sums[1]);
+    // A new leader cuts back into the second segment and writes its own entries (term 2),
+    // enough to seal that segment again.
+    let second_base: u64 = sums[1].trim_end_matches(".sum").parse().unwrap();
+    store
+        .truncate_after(Some(log_id(1, second_base + 2)))
+        .await
+        .unwrap();
+    let (tx, rx) = TypeConfig::oneshot();
+    store
+        .append(
+            (second_base + 3..120).map(|i| entry_in(2, i)),
+            IOFlushed::signal(tx),
+        )
+        .await
+        .unwrap();
+    rx.await.unwrap().unwrap();
+    drop(store);
+    // A crash brings the old summary back (it was removed, not synced).
+    write_file(&disk, &sums[1], &old);
+
+    let (store, report) = open(&disk).await.unwrap();
+    assert!(report.scanned >= 2, "{report:?}");
+    let want: Vec<Entry> = (0..=second_base + 2)
+        .map(entry)
+        .chain((second_base + 3..120).map(|i| entry_in(2, i)))
+        .collect();
+    assert_eq!(store.read(..).unwrap(), want);
+}
+
+#[tokio::test]
+async fn damage_inside_a_summarised_segment_stops_the_read_or_a_verifying_start() {
+    let disk = SimDisk::new(24);
+    let (mut store, _) = open(&disk).await.unwrap();
+    append_synced(&mut store, 0, 100).await;
+    drop(store);
+    let segs = segment_files(&disk);
+    let summary_name = summary_files(&disk).remove(0);
+    let summary = read_file(&disk, &summary_name);
+    // A bit in the first entry's payload of a sealed segment (not its last frame).
+    assert!(disk.flip_bit(&Path::new("/log").join(&segs[0]), 32 + 40, 3));
+    let (store, report) = open(&disk).await.unwrap();
+    assert_eq!(
+        report.scanned, 1,
+        "the damage is not looked for at start: {report:?}"
+    );
+    let err = store
+        .read(0..1)
+        .expect_err("a damaged entry must not be read");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    drop(store);
+    // That read removed the segment's summary: the next start scans it and refuses.
+    let err = open(&disk).await.err().expect("must refuse");
+    assert!(err.to_string().contains("sealed segment"), "{err}");
+    // With verify_sealed_on_open, the start refuses whether or not a summary is there.
+    write_file(&disk, &summary_name, &summary);
+    let d: Arc<dyn Disk> = Arc::new(disk.clone());
+    let cfg = LogConfig {
+        verify_sealed_on_open: true,
+        ..cfg()
+    };
+    let err = LogStore::open(d, "/log", cfg)
+        .await
+        .err()
+        .expect("must refuse");
+    assert!(err.to_string().contains("sealed segment"), "{err}");
+}

@@ -17,6 +17,7 @@ mod flusher;
 pub mod frame;
 mod recovery;
 mod segment;
+mod summary;
 
 use std::fmt::Debug;
 use std::io;
@@ -64,6 +65,10 @@ pub struct LogConfig {
     /// Sealed segments whose file handles stay open at once (least recently read ones are
     /// closed and reopened on demand); the active segment's handle is held besides.
     pub open_segments: usize,
+    /// Scan every sealed segment's frames on open, instead of trusting its summary (see
+    /// `summary`): start-up then takes time proportional to the whole log, and finds damage
+    /// anywhere in it before serving.
+    pub verify_sealed_on_open: bool,
 }
 
 /// When an appended entry counts as persisted (and so towards a commit quorum).
@@ -87,6 +92,7 @@ impl Default for LogConfig {
             max_read_bytes: 4 << 20,
             flush: FlushMode::Sync,
             open_segments: 32,
+            verify_sealed_on_open: false,
         }
     }
 }
@@ -125,6 +131,10 @@ pub struct RecoveryReport {
     pub torn_bytes: u64,
     /// Segment files removed (never-born tail segment, or finishing an interrupted purge).
     pub removed_segments: usize,
+    /// Sealed segments opened from their summary, without a scan.
+    pub summarised: usize,
+    /// Segments whose frames were all read and checked.
+    pub scanned: usize,
     /// The last log id after recovery.
     pub last_log_id: Option<LogId>,
 }
@@ -192,6 +202,37 @@ pub(crate) struct Shared {
     flusher: Flusher,
 }
 
+impl Shared {
+    /// Reads entries `from..to` (up to about `budget` bytes). A damaged frame found here was in
+    /// a sealed segment opened from its summary (start-up did not scan it): its summary is
+    /// removed, so the next start scans that segment and refuses to start, naming the damage,
+    /// instead of serving until the same read fails again.
+    fn read(&self, from: u64, to: u64, budget: u64) -> Result<Vec<Entry>> {
+        let r = self.segs.read().unwrap().read(from, to, budget);
+        if let Err(Error::Corrupt {
+            path,
+            offset,
+            reason,
+        }) = &r
+        {
+            tracing::error!(
+                path = %path.display(),
+                offset,
+                %reason,
+                "a damaged log entry was read; the next start will scan this segment"
+            );
+            if let Some(base) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(segment::parse_name)
+            {
+                recovery::remove_summary(&*self.disk, &self.dir, base);
+            }
+        }
+        r
+    }
+}
+
 /// The segmented log store; see the module docs.
 #[derive(Clone)]
 pub struct LogStore {
@@ -251,6 +292,7 @@ impl LogStore {
             disk.sync_dir(&dir).await.map_err(|e| Error::io(&dir, e))?;
         }
         recovery::check_contiguous(&list, last_purged)?;
+        recovery::remove_stray_summaries(&*disk, &dir, &names, &list);
 
         let last = list
             .last()
@@ -328,7 +370,7 @@ impl LogStore {
     /// Reads entries `range` (for tests and tools).
     pub fn read(&self, range: impl RangeBounds<u64>) -> Result<Vec<Entry>> {
         let (from, to) = range_bounds(&range);
-        self.shared.segs.read().unwrap().read(from, to, u64::MAX)
+        self.shared.read(from, to, u64::MAX)
     }
 
     /// Why the store stopped, if a fatal storage error happened.
@@ -480,12 +522,22 @@ impl LogStore {
                 return Err(e);
             }
         };
-        let mut segs = sh.segs.write().unwrap();
-        // The old active segment is sealed and synced: its handle goes to the cache.
-        if let Some(old) = segs.list.last_mut() {
-            old.unpin();
+        let summary = {
+            let mut segs = sh.segs.write().unwrap();
+            // The old active segment is sealed and synced: its handle goes to the cache.
+            let old = segs.list.last_mut().map(|old| {
+                old.unpin();
+                old.summary()
+            });
+            segs.list.push(seg);
+            old
+        };
+        // Summarise the sealed segment so a restart need not scan it (best effort).
+        match summary {
+            Some(Ok(Some(summary))) => recovery::write_summary(&*sh.disk, &sh.dir, &summary),
+            Some(Err(e)) => tracing::warn!(error = %e, "cannot summarise a sealed segment"),
+            Some(Ok(None)) | None => {}
         }
-        segs.list.push(seg);
         Ok(())
     }
 
@@ -513,6 +565,18 @@ impl LogStore {
                 .map(|s| s.path.clone())
                 .collect()
         };
+        // Summaries of the segments cut go first (hygiene: a stale one is never trusted).
+        let cut_bases: Vec<u64> = {
+            let segs = sh.segs.read().unwrap();
+            segs.list
+                .iter()
+                .filter(|s| s.last.is_some_and(|(l, _)| keep.is_none_or(|k| l > k)))
+                .map(|s| s.base)
+                .collect()
+        };
+        for base in cut_bases {
+            recovery::remove_summary(&*sh.disk, &sh.dir, base);
+        }
         for path in &doomed {
             sh.disk
                 .remove(path)
@@ -572,7 +636,7 @@ impl LogStore {
             m.last_purged = Some(upto);
             meta.store(m).await.inspect_err(|e| self.poison(e))?;
         }
-        let doomed: Vec<PathBuf> = {
+        let doomed: Vec<(u64, PathBuf)> = {
             let mut segs = sh.segs.write().unwrap();
             segs.last_purged = Some(upto);
             if segs.last.is_none_or(|l| l.index < upto.index) {
@@ -588,12 +652,13 @@ impl LogStore {
                 .drain(..n)
                 .map(|mut s| {
                     s.forget_file();
-                    s.path.clone()
+                    (s.base, s.path.clone())
                 })
                 .collect()
         };
-        for path in &doomed {
+        for (base, path) in &doomed {
             sh.disk.remove(path).map_err(|e| Error::io(path, e))?;
+            recovery::remove_summary(&*sh.disk, &sh.dir, *base);
         }
         if !doomed.is_empty() {
             // Through the gate: a failed directory fsync may also have dropped the entry of a
@@ -614,12 +679,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
         range: RB,
     ) -> io::Result<Vec<Entry>> {
         let (from, to) = range_bounds(&range);
-        self.shared
-            .segs
-            .read()
-            .unwrap()
-            .read(from, to, u64::MAX)
-            .map_err(io_err)
+        self.shared.read(from, to, u64::MAX).map_err(io_err)
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
@@ -628,12 +688,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
 
     async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> io::Result<Vec<Entry>> {
         let budget = self.shared.cfg.max_read_bytes;
-        self.shared
-            .segs
-            .read()
-            .unwrap()
-            .read(start, end, budget)
-            .map_err(io_err)
+        self.shared.read(start, end, budget).map_err(io_err)
     }
 }
 

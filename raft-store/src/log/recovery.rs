@@ -12,6 +12,8 @@ use super::fds::FdCache;
 use super::segment;
 use super::segment::Recovered;
 use super::segment::Segment;
+use super::summary;
+use super::summary::Summary;
 use crate::disk::Disk;
 use crate::error::Error;
 use crate::error::Result;
@@ -32,6 +34,30 @@ pub(super) async fn segments(
     let mut list: Vec<Segment> = Vec::new();
     for (i, base) in bases.iter().copied().enumerate() {
         let is_last = i + 1 == bases.len();
+        // A sealed segment with a summary that still fits its file is not scanned; the last
+        // segment always is (only it can have a torn tail).
+        if !is_last
+            && !cfg.verify_sealed_on_open
+            && let Some(summary) = read_summary(disk, dir, base)
+        {
+            match Segment::from_summary(fds, dir, summary, cfg.index_interval_bytes)? {
+                Ok(seg) => {
+                    report.summarised += 1;
+                    if let Some(prev) = list.last_mut() {
+                        prev.unpin();
+                    }
+                    list.push(seg);
+                    continue;
+                }
+                Err(reason) => tracing::warn!(
+                    dir = %dir.display(),
+                    base,
+                    %reason,
+                    "a segment summary does not fit its segment; scanning the segment"
+                ),
+            }
+        }
+        report.scanned += 1;
         match segment::recover(disk, fds, dir, base, is_last, cfg.index_interval_bytes)? {
             Recovered::Unborn => {
                 disk.remove(&dir.join(segment::file_name(base)))
@@ -61,11 +87,88 @@ pub(super) async fn segments(
                 if let Some(prev) = list.last_mut() {
                     prev.unpin();
                 }
+                if !is_last {
+                    // Scanned because it had no usable summary: write one for next time.
+                    if let Some(summary) = segment.summary()? {
+                        write_summary(disk, dir, &summary);
+                    }
+                }
                 list.push(segment);
             }
         }
     }
     Ok((list, dir_dirty))
+}
+
+/// The summary kept beside the segment at `base`, if there is a usable one (a missing,
+/// unreadable or damaged summary only means the segment is scanned).
+fn read_summary(disk: &dyn Disk, dir: &Path, base: u64) -> Option<Summary> {
+    let path = dir.join(summary::file_name(base));
+    let file = match disk.open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot open a segment summary");
+            return None;
+        }
+    };
+    let bytes = file.len().and_then(|len| {
+        let mut buf = vec![0u8; len.min(64 << 20) as usize];
+        crate::disk::read_exact_at(&*file, &mut buf, 0).map(|()| buf)
+    });
+    let bytes = match bytes {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read a segment summary");
+            return None;
+        }
+    };
+    Summary::decode(&bytes, base)
+        .inspect_err(|reason| {
+            tracing::warn!(path = %path.display(), %reason, "ignoring a damaged segment summary");
+        })
+        .ok()
+}
+
+/// Writes the summary of a sealed segment beside it. Best effort and not fsynced: a summary
+/// that is missing or torn after a crash only means that segment is scanned next time.
+pub(super) fn write_summary(disk: &dyn Disk, dir: &Path, summary: &Summary) {
+    let path = dir.join(summary::file_name(summary.base));
+    if let Err(e) = disk
+        .create(&path)
+        .and_then(|f| f.write_at(&summary.encode(), 0))
+    {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write a segment summary");
+    }
+}
+
+/// Removes the summary of the segment at `base`, if any (best effort: a stale summary is
+/// never trusted, since it must name the segment's actual last frame).
+pub(super) fn remove_summary(disk: &dyn Disk, dir: &Path, base: u64) {
+    let path = dir.join(summary::file_name(base));
+    match disk.remove(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove a segment summary")
+        }
+    }
+}
+
+/// Removes summaries that describe no sealed segment: those of deleted segments, and of the
+/// active one (it grows again).
+pub(super) fn remove_stray_summaries(
+    disk: &dyn Disk,
+    dir: &Path,
+    names: &[String],
+    list: &[Segment],
+) {
+    let sealed = &list[..list.len().saturating_sub(1)];
+    for base in names.iter().filter_map(|n| summary::parse_name(n)) {
+        if sealed.binary_search_by_key(&base, |s| s.base).is_err() {
+            remove_summary(disk, dir, base);
+        }
+    }
 }
 
 /// Finishes an interrupted purge: drops segments wholly at or below the purge point, and an

@@ -10,6 +10,7 @@ use super::frame;
 use super::frame::FRAME_HEADER_LEN;
 use super::frame::FrameHeader;
 use super::frame::SEGMENT_HEADER_LEN;
+use super::summary::Summary;
 use crate::disk::Disk;
 use crate::disk::DiskFile;
 use crate::error::Error;
@@ -31,6 +32,8 @@ pub(crate) struct Segment {
     pub end: u64,
     /// Index and term of the last entry, if the segment holds any.
     pub last: Option<(u64, u64)>,
+    /// Where the last entry's frame starts, when known (a truncation forgets it).
+    last_pos: Option<u64>,
     /// Sparse index: (index, byte offset) of the first entry and then of one entry per
     /// `index_interval` bytes, ascending.
     sparse: Vec<(u64, u64)>,
@@ -185,6 +188,7 @@ impl Segment {
             fds: fds.clone(),
             end: SEGMENT_HEADER_LEN,
             last: None,
+            last_pos: None,
             sparse: Vec::new(),
             next_sparse_at: 0,
             index_interval,
@@ -268,6 +272,7 @@ impl Segment {
             self.next_sparse_at = pos + self.index_interval;
         }
         self.last = Some((index, term));
+        self.last_pos = Some(pos);
         self.end = pos + len;
     }
 
@@ -376,6 +381,7 @@ impl Segment {
     pub fn forget_after(&mut self, index: u64, new_end: u64, term_at_index: Option<u64>) {
         self.sparse.retain(|(i, _)| *i <= index);
         self.end = new_end;
+        self.last_pos = None;
         self.last = if index >= self.base {
             Some((index, term_at_index.expect("term of the kept last entry")))
         } else {
@@ -385,6 +391,86 @@ impl Segment {
             .sparse
             .last()
             .map_or(0, |(_, p)| *p + self.index_interval);
+    }
+}
+
+impl Segment {
+    /// What a scan of this (sealed) segment would find, to be kept beside it; `None` if it
+    /// holds no entry.
+    pub fn summary(&self) -> Result<Option<Summary>> {
+        let Some(last) = self.last else {
+            return Ok(None);
+        };
+        let last_pos = match self.last_pos {
+            Some(p) => p,
+            None => self.position_of(last.0)?,
+        };
+        Ok(Some(Summary {
+            base: self.base,
+            end: self.end,
+            last,
+            last_pos,
+            sparse: self.sparse.clone(),
+        }))
+    }
+
+    /// Opens the sealed segment `summary` describes without scanning it, if its file still
+    /// matches: the length, the header, and the last frame (position, index, term, CRC) are
+    /// checked; see `summary`. `Ok(Err(reason))` means the summary does not fit the file and
+    /// the segment must be scanned.
+    pub fn from_summary(
+        fds: &Arc<FdCache>,
+        dir: &Path,
+        summary: Summary,
+        index_interval: u64,
+    ) -> Result<std::result::Result<Segment, String>> {
+        let path = dir.join(file_name(summary.base));
+        let file = fds.get(summary.base, &path)?;
+        let len = file.len().map_err(|e| Error::io(&path, e))?;
+        if len != summary.end {
+            fds.forget(summary.base);
+            return Ok(Err(format!(
+                "the file is {len} bytes, the summary says {}",
+                summary.end
+            )));
+        }
+        let mut header = [0u8; SEGMENT_HEADER_LEN as usize];
+        crate::disk::read_exact_at(&*file, &mut header, 0).map_err(|e| Error::io(&path, e))?;
+        if frame::parse_segment_header(&header) != Ok(summary.base) {
+            fds.forget(summary.base);
+            return Ok(Err("the segment header does not match".into()));
+        }
+        let mut scanner = Scanner::new(&*file, &path, summary.last_pos, len);
+        let fits = match scanner.next_frame()? {
+            Scanned::Frame { pos, header, .. } => {
+                (header.index, header.term) == summary.last
+                    && pos + header.frame_len() == summary.end
+            }
+            Scanned::End | Scanned::Bad { .. } => false,
+        };
+        if !fits {
+            fds.forget(summary.base);
+            return Ok(Err(format!(
+                "no valid frame of entry {} (term {}) ends the file at {}",
+                summary.last.0, summary.last.1, summary.last_pos
+            )));
+        }
+        let next_sparse_at = summary
+            .sparse
+            .last()
+            .map_or(0, |(_, p)| *p + index_interval);
+        Ok(Ok(Segment {
+            base: summary.base,
+            path,
+            pinned: None,
+            fds: fds.clone(),
+            end: summary.end,
+            last: Some(summary.last),
+            last_pos: Some(summary.last_pos),
+            sparse: summary.sparse,
+            next_sparse_at,
+            index_interval,
+        }))
     }
 }
 
@@ -438,6 +524,7 @@ pub(crate) fn recover(
         fds: fds.clone(),
         end: SEGMENT_HEADER_LEN,
         last: None,
+        last_pos: None,
         sparse: Vec::new(),
         next_sparse_at: 0,
         index_interval,
