@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use broker::config::GroupPlan;
@@ -37,6 +39,9 @@ pub struct BrokerCluster {
     cores: Vec<Arc<Mutex<Option<Arc<BrokerCore>>>>>,
     start_errors: Arc<Mutex<Vec<String>>>,
     groups: u64,
+    /// Whether a node's next start checks every sealed segment (set by a bit flip; see
+    /// [`BrokerCluster::flip_before_last_frame`]).
+    verify_next_start: Vec<Arc<AtomicBool>>,
 }
 
 fn raft_addr(i: usize) -> String {
@@ -117,6 +122,9 @@ impl BrokerCluster {
         let start_errors = Arc::new(Mutex::new(Vec::new()));
         let cores: Vec<_> = (0..n).map(|_| Arc::new(Mutex::new(None))).collect();
         let (errs, slots) = (start_errors.clone(), cores.clone());
+        let verify_next_start: Vec<Arc<AtomicBool>> =
+            (0..n).map(|_| Arc::new(AtomicBool::new(false))).collect();
+        let verify_of = verify_next_start.clone();
         let faults = raft_store::disk::SimDiskFaults {
             sync_latency: (Duration::from_micros(200), Duration::from_millis(4)),
             ..Default::default()
@@ -124,6 +132,7 @@ impl BrokerCluster {
         let nodes = Nodes::new(n, faults, move |i, disk| {
             let (errs, slot) = (errs.clone(), slots[i].clone());
             let base = base.clone();
+            let verify = verify_of[i].swap(false, Ordering::SeqCst);
             async move {
                 *slot.lock().unwrap() = None;
                 let mut cfg = node_config(i, n, groups);
@@ -131,6 +140,7 @@ impl BrokerCluster {
                     leader_wait: cfg.broker.leader_wait,
                     default_queues: cfg.broker.default_queues,
                     auto_create: true,
+                    verify_log_on_start: verify,
                     ..base
                 };
                 match Node::start(cfg, Arc::new(disk)).await {
@@ -151,6 +161,7 @@ impl BrokerCluster {
             cores,
             start_errors,
             groups,
+            verify_next_start,
         }
     }
 
@@ -223,6 +234,9 @@ impl BrokerCluster {
     /// segment's last frame, so valid data follows the damage and recovery must refuse it (a
     /// flip in the last frame is indistinguishable from a torn write; docs/guarantees.md). The
     /// node must be down. Returns the damaged spot, or `None` if there is no such frame yet.
+    /// The node's next start checks every sealed segment (`verify_log_on_start`): by default a
+    /// sealed segment opens from its summary and damage inside it is found when the entry is
+    /// read (raft-store's `recovery` tests), which a nemesis cannot count on here.
     pub fn flip_before_last_frame(&self, i: usize, rng: &mut SmallRng) -> Option<String> {
         let disk = self.nodes.disk(i);
         let g = rng.random_range(1..=self.groups);
@@ -255,8 +269,9 @@ impl BrokerCluster {
         }
         let offset = rng.random_range(frame::SEGMENT_HEADER_LEN as usize..last) as u64;
         let bit = rng.random_range(0..8u8);
-        disk.flip_bit(&path, offset, bit)
-            .then(|| format!("{}@{offset} bit {bit}", path.display()))
+        let flipped = disk.flip_bit(&path, offset, bit);
+        self.verify_next_start[i].store(flipped, Ordering::SeqCst);
+        flipped.then(|| format!("{}@{offset} bit {bit}", path.display()))
     }
 }
 

@@ -45,6 +45,9 @@ pub struct RaftCluster {
     ids: Vec<Arc<AtomicU64>>,
     /// Whether a slot holds a replacement that joins rather than bootstraps.
     joining: Vec<Arc<AtomicBool>>,
+    /// Whether a slot's next start checks every sealed segment (set by a bit flip; see
+    /// [`RaftCluster::flip_bit_in_sealed_segment`]).
+    verify_next_start: Vec<Arc<AtomicBool>>,
 }
 
 /// Replica `i`'s Raft address.
@@ -64,7 +67,10 @@ impl RaftCluster {
         let joining: Vec<Arc<AtomicBool>> =
             (0..n).map(|_| Arc::new(AtomicBool::new(false))).collect();
         let (s, errs) = (slots.clone(), start_errors.clone());
+        let verify_next_start: Vec<Arc<AtomicBool>> =
+            (0..n).map(|_| Arc::new(AtomicBool::new(false))).collect();
         let (id_of, join_of) = (ids.clone(), joining.clone());
+        let verify_of = verify_next_start.clone();
         // fsync takes 0.2-4 ms of virtual time: the window where a crash loses what an early
         // acknowledgement would have promised.
         let faults = raft_store::disk::SimDiskFaults {
@@ -75,6 +81,7 @@ impl RaftCluster {
             let (slot, members, errs) = (s[i].clone(), members.clone(), errs.clone());
             let id = id_of[i].load(Ordering::SeqCst);
             let join = join_of[i].load(Ordering::SeqCst);
+            let verify = verify_of[i].swap(false, Ordering::SeqCst);
             async move {
                 *slot.lock().unwrap() = None;
                 let registry = Registry::new(raftmq_proto::auth::ClusterKey::insecure_for_tests());
@@ -90,6 +97,7 @@ impl RaftCluster {
                 cfg.snapshot_every = 200;
                 cfg.log.segment_bytes = 16 << 10;
                 cfg.log.index_interval_bytes = 1 << 10;
+                cfg.log.verify_sealed_on_open = verify;
                 match Group::start(
                     cfg,
                     Arc::new(disk),
@@ -114,12 +122,17 @@ impl RaftCluster {
             start_errors,
             ids,
             joining,
+            verify_next_start,
         }
     }
 
     /// Flips one bit inside the first sealed log segment of replica `i` (media corruption that
     /// recovery must detect, not mistake for a torn tail). The replica must be down. Returns
     /// the damaged spot, or `None` if the replica has no sealed segment yet.
+    ///
+    /// The replica's next start checks every sealed segment (`verify_sealed_on_open`): by
+    /// default a sealed segment opens from its summary and damage inside it is found when the
+    /// entry is read (raft-store's `recovery` tests), which a nemesis cannot count on here.
     pub async fn flip_bit_in_sealed_segment(&self, i: usize, rng: &mut SmallRng) -> Option<String> {
         let disk = self.nodes.disk(i).clone();
         let dir = std::path::Path::new("/data/g1/log");
@@ -138,8 +151,9 @@ impl RaftCluster {
         // Past the 32-byte segment header: a frame's header or payload.
         let offset = rng.random_range(32..len);
         let bit = rng.random_range(0..8u8);
-        disk.flip_bit(&path, offset, bit)
-            .then(|| format!("{}@{offset} bit {bit}", path.display()))
+        let flipped = disk.flip_bit(&path, offset, bit);
+        self.verify_next_start[i].store(flipped, Ordering::SeqCst);
+        flipped.then(|| format!("{}@{offset} bit {bit}", path.display()))
     }
 
     /// Startup failures of replica `i`, removed from the list (they were expected).
