@@ -665,6 +665,10 @@ async fn damage_inside_a_summarised_segment_stops_the_read_or_a_verifying_start(
         .read(0..1)
         .expect_err("a damaged entry must not be read");
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(
+        store.fatal_error().is_some(),
+        "corruption found by a read stops the replica"
+    );
     drop(store);
     // That read removed the segment's summary: the next start scans it and refuses.
     let err = open(&disk).await.err().expect("must refuse");

@@ -204,9 +204,13 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Reads entries `from..to` (up to about `budget` bytes). A damaged frame found here was in
-    /// a sealed segment opened from its summary (start-up did not scan it): its summary is
-    /// removed, so the next start scans that segment and refuses to start, naming the damage,
-    /// instead of serving until the same read fails again.
+    /// a sealed segment opened from its summary (start-up did not scan it). Corruption is fatal
+    /// for the replica, as it would have been at start-up: the store is poisoned (the replica
+    /// stops, and the node exits for its supervisor to restart it) and the segment's summary
+    /// is removed, so the next start scans that segment and refuses to start, naming the
+    /// damage, instead of serving until the same read fails again. Only committed entries are
+    /// read concurrently with writes (truncation never touches them), so a frame missing here
+    /// is damage, not a race.
     fn read(&self, from: u64, to: u64, budget: u64) -> Result<Vec<Entry>> {
         let r = self.segs.read().unwrap().read(from, to, budget);
         if let Err(Error::Corrupt {
@@ -228,6 +232,8 @@ impl Shared {
             {
                 recovery::remove_summary(&*self.disk, &self.dir, base);
             }
+            self.flusher
+                .poison(format!("{}@{offset}: {reason}", path.display()));
         }
         r
     }
