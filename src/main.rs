@@ -86,6 +86,12 @@ enum Command {
         /// The node's configuration (see docs/operations.md).
         #[arg(short, long)]
         config: PathBuf,
+        /// This node's disk was replaced and it was removed from its groups (`raftmq admin
+        /// replica remove`): a group whose data directory is empty waits to be added back
+        /// (`raftmq admin replica add`) instead of starting afresh. See docs/operations.md,
+        /// "Replacing a failed disk".
+        #[arg(long)]
+        rejoin: bool,
         /// Testing only: keep file writes in this process until they are synced, so that
         /// killing it loses what was not synced, as a power loss would (the chaos suite's
         /// power-loss nemesis). Never use it in production.
@@ -146,6 +152,34 @@ enum AdminAction {
         /// Consume queue by queue, in order.
         #[arg(long)]
         fifo: bool,
+    },
+    /// Add or remove a replica of a Raft group (replacing a failed disk: docs/operations.md).
+    Replica {
+        #[command(subcommand)]
+        change: ReplicaAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReplicaAction {
+    /// Add NODE (started with `raftmq broker --rejoin`) to GROUP: it copies the log as a
+    /// learner, then votes. Waits until it votes.
+    Add {
+        /// The Raft group.
+        #[arg(long)]
+        group: u64,
+        /// The node to add (listed in [[nodes]]).
+        #[arg(long)]
+        node: u64,
+    },
+    /// Remove NODE from GROUP (its votes and copy no longer count).
+    Remove {
+        /// The Raft group.
+        #[arg(long)]
+        group: u64,
+        /// The node to remove.
+        #[arg(long)]
+        node: u64,
     },
 }
 
@@ -221,13 +255,15 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Broker {
             config,
+            rejoin,
             test_lossy_disk,
         } => {
             let text = std::fs::read_to_string(&config)
                 .with_context(|| format!("reading {}", config.display()))?;
-            let cfg = broker::config::BrokerToml::parse(&text)
+            let mut cfg = broker::config::BrokerToml::parse(&text)
                 .and_then(|t| t.into_config())
                 .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+            cfg.broker.rejoin = rejoin;
             println!(
                 "raftmq broker: node {} serving v2 on {} (raft {})",
                 cfg.node_id, cfg.listen, cfg.raft_listen
@@ -317,6 +353,17 @@ async fn admin(endpoint: &str, action: AdminAction) -> anyhow::Result<()> {
             }
             for r in &s.replicas {
                 println!(
+                    "members of group {} (as node {} knows them): voters {:?}{}",
+                    r.group,
+                    r.node,
+                    r.voters,
+                    if r.learners.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", learners {:?}", r.learners)
+                    }
+                );
+                println!(
                     "log of group {} on node {}: {} segments, {} MiB{}",
                     r.group,
                     r.node,
@@ -365,6 +412,38 @@ async fn admin(endpoint: &str, action: AdminAction) -> anyhow::Result<()> {
                 println!("storage: accepting sends ({free})");
             } else {
                 println!("storage: REFUSING SENDS: {}", s.sends_refused);
+            }
+            Ok(())
+        }
+        AdminAction::Replica { change } => {
+            let (req, add) = match change {
+                ReplicaAction::Add { group, node } => (
+                    pb::ReplicaChange {
+                        group,
+                        node,
+                        forwarded: false,
+                    },
+                    true,
+                ),
+                ReplicaAction::Remove { group, node } => (
+                    pb::ReplicaChange {
+                        group,
+                        node,
+                        forwarded: false,
+                    },
+                    false,
+                ),
+            };
+            if add {
+                println!(
+                    "adding node {} to group {}: copying the log, then voting (this waits)",
+                    req.node, req.group
+                );
+                check(c.add_replica(req).await?)?;
+                println!("node {} is a voter of group {}", req.node, req.group);
+            } else {
+                check(c.remove_replica(req).await?)?;
+                println!("node {} removed from group {}", req.node, req.group);
             }
             Ok(())
         }

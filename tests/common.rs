@@ -324,12 +324,38 @@ impl Cluster {
 
     /// (Re)starts node `i` (0-based).
     pub fn restart(&mut self, i: usize) {
+        self.restart_with(i, &[]);
+    }
+
+    /// (Re)starts node `i` (0-based) with extra `raftmq broker` arguments.
+    pub fn restart_with(&mut self, i: usize, extra: &[&str]) {
         assert!(self.brokers[i].is_none());
         let cfg = self.dir.join(format!("n{}.toml", i + 1));
-        self.brokers[i] = Some(self.spawn(
-            &format!("broker{}", i + 1),
-            &["broker", "-c", cfg.to_str().unwrap()],
-        ));
+        let mut args = vec!["broker", "-c", cfg.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.brokers[i] = Some(self.spawn(&format!("broker{}", i + 1), &args));
+    }
+
+    /// Node `i`'s (0-based) data directory.
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("n{}", i + 1))
+    }
+
+    /// Runs `raftmq admin --endpoint <node i> ARGS`; returns (success, stdout + stderr).
+    pub fn admin(&self, i: usize, args: &[&str]) -> (bool, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_raftmq"))
+            .args(["admin", "--endpoint", &self.node(i)])
+            .args(args)
+            .output()
+            .expect("run raftmq admin");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
     }
 
     /// SIGKILLs node `i`.

@@ -1,6 +1,7 @@
 //! RaftMQ's admin service (`raftmq.admin.Admin`): create or update topics and groups (in every
-//! Raft group the node hosts), and report the Raft and topic state. Served beside the v2
-//! endpoint; `raftmq admin` calls it.
+//! Raft group the node hosts), report the Raft and topic state, and add or remove a group's
+//! replicas (replacing a failed disk, docs/operations.md). Served beside the v2 endpoint;
+//! `raftmq admin` calls it.
 
 use std::sync::Arc;
 
@@ -36,6 +37,123 @@ impl AdminServer {
                 .map_err(|e| format!("group {}: {e}", g.name))?;
         }
         Ok(())
+    }
+}
+
+/// Which membership change a [`pb::ReplicaChange`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Add,
+    Remove,
+}
+
+impl AdminServer {
+    /// Runs a membership change of one group on its leader: here, or passed on once to the
+    /// leader's admin endpoint.
+    async fn change_replicas(&self, req: pb::ReplicaChange, change: Change) -> Result<(), String> {
+        let hosted = self
+            .core
+            .group(req.group)
+            .map_err(|_| format!("this node hosts no group {}", req.group))?;
+        let replica = hosted.replica.clone();
+        if !replica.is_leader() {
+            if req.forwarded {
+                return Err(format!(
+                    "group {}: this node is not the leader (the request was already passed on once)",
+                    req.group
+                ));
+            }
+            let addr =
+                self.core.leader_client_addr(req.group).await.map_err(|e| {
+                    format!("group {}: no leader to run the change: {e}", req.group)
+                })?;
+            let Some(addr) = addr else {
+                return Err(format!("group {}: leadership moved; try again", req.group));
+            };
+            let mut client =
+                raftmq_proto::admin::admin_client::AdminClient::connect(format!("http://{addr}"))
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "group {}: cannot reach the leader at {addr}: {e}",
+                            req.group
+                        )
+                    })?;
+            let fwd = pb::ReplicaChange {
+                forwarded: true,
+                ..req
+            };
+            let r = match change {
+                Change::Add => client.add_replica(fwd).await,
+                Change::Remove => client.remove_replica(fwd).await,
+            }
+            .map_err(|e| format!("group {}: the leader at {addr} answered {e}", req.group))?;
+            let err = r.into_inner().error;
+            return if err.is_empty() { Ok(()) } else { Err(err) };
+        }
+        let m = replica.metrics();
+        let node = req.node;
+        match change {
+            Change::Remove => {
+                if !m.voters.contains(&node) && !m.learners.contains(&node) {
+                    return Err(format!(
+                        "group {}: node {node} is not a member (voters {:?})",
+                        req.group, m.voters
+                    ));
+                }
+                if m.voters.len() == 1 && m.voters.contains(&node) {
+                    return Err(format!(
+                        "group {}: node {node} is the only voter; add its replacement first",
+                        req.group
+                    ));
+                }
+                replica
+                    .group()
+                    .remove_member(node)
+                    .await
+                    .map_err(|e| format!("group {}: removing node {node}: {e}", req.group))?;
+                tracing::warn!(group = req.group, node, "replica removed from the group");
+                Ok(())
+            }
+            Change::Add => {
+                if m.voters.contains(&node) {
+                    return Err(format!(
+                        "group {}: node {node} is already a voter; to replace its data, remove it first",
+                        req.group
+                    ));
+                }
+                let Some(addrs) = self.core.peers().get(&node) else {
+                    return Err(format!(
+                        "group {}: node {node} is not in this node's [[nodes]] table",
+                        req.group
+                    ));
+                };
+                // A replica added now would catch up from a snapshot without the bodies of the
+                // messages still retained in entries the log no longer has: refuse until
+                // replacement also copies the retained log (docs/guarantees.md).
+                let log_start = replica.read(|s| s.log_start);
+                if log_start > 0 {
+                    return Err(format!(
+                        "group {}: retention has deleted log entries (the log starts at {log_start}); \
+                         a replica added now would lack the bodies of retained messages, which \
+                         RaftMQ cannot copy yet (docs/operations.md, Replacing a failed disk)",
+                        req.group
+                    ));
+                }
+                tracing::warn!(
+                    group = req.group,
+                    node,
+                    "adding a replica: learner, then voter"
+                );
+                replica
+                    .group()
+                    .add_member(node, addrs.raft.clone())
+                    .await
+                    .map_err(|e| format!("group {}: adding node {node}: {e}", req.group))?;
+                tracing::warn!(group = req.group, node, "replica added as a voter");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -113,6 +231,24 @@ impl Admin for AdminServer {
         Ok(reply(self.on_every_group(Command::UpsertGroup(cfg)).await))
     }
 
+    async fn add_replica(
+        &self,
+        req: Request<pb::ReplicaChange>,
+    ) -> Result<Response<pb::AdminReply>, tonic::Status> {
+        Ok(reply(
+            self.change_replicas(req.into_inner(), Change::Add).await,
+        ))
+    }
+
+    async fn remove_replica(
+        &self,
+        req: Request<pb::ReplicaChange>,
+    ) -> Result<Response<pb::AdminReply>, tonic::Status> {
+        Ok(reply(
+            self.change_replicas(req.into_inner(), Change::Remove).await,
+        ))
+    }
+
     async fn status(
         &self,
         _req: Request<pb::StatusRequest>,
@@ -137,6 +273,8 @@ impl Admin for AdminServer {
                 segments: segs.len() as u64,
                 log_bytes: segs.iter().map(|s| s.bytes).sum(),
                 retention_note: g.replica.retention_note(),
+                voters: m.voters.iter().copied().collect(),
+                learners: m.learners.iter().copied().collect(),
             });
             // Under the state lock only copy what is needed; dedupe and build outside it, so
             // a status read costs apply O(topics x queues) lookups and nothing quadratic.

@@ -68,6 +68,10 @@ pub struct BrokerSettings {
     /// Check every sealed log segment's frames at start-up instead of trusting its summary
     /// (`[storage] verify_log_on_start`).
     pub verify_log_on_start: bool,
+    /// A replica whose data directory is empty waits to be added to its group (`raftmq admin
+    /// replica add`) instead of bootstrapping it (`raftmq broker --rejoin`, after its disk
+    /// was replaced and it was removed from the group).
+    pub rejoin: bool,
 }
 
 impl Default for BrokerSettings {
@@ -86,6 +90,7 @@ impl Default for BrokerSettings {
             retention: crate::retention::RetentionSettings::default(),
             segment_bytes: crate::config::DEFAULT_SEGMENT_MB << 20,
             verify_log_on_start: false,
+            rejoin: false,
         }
     }
 }

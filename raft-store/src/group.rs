@@ -189,6 +189,8 @@ pub struct GroupMetrics {
     pub applied: Option<LogIndex>,
     /// Current voters.
     pub voters: BTreeSet<NodeId>,
+    /// Current learners (replicated to, not voting: a replica being added).
+    pub learners: BTreeSet<NodeId>,
     /// On a leader: the last entry each follower has, as far as the leader knows.
     pub replication: BTreeMap<NodeId, Option<LogIndex>>,
     /// The last entry in the latest state-machine snapshot.
@@ -377,6 +379,7 @@ impl<A: App> Group<A> {
             committed: m.local_committed.map(|c| LogIndex(c.index)),
             applied: m.last_applied.map(|a| LogIndex(a.index)),
             voters: m.membership_config.membership().voter_ids().collect(),
+            learners: m.membership_config.membership().learner_ids().collect(),
             replication: m
                 .replication
                 .as_ref()
@@ -487,8 +490,15 @@ impl<A: App> Group<A> {
     /// replacing a replica whose disk was lost or damaged: the group commits with the others
     /// meanwhile, and the old id never votes or counts again.
     pub async fn remove_member(&self, node: NodeId) -> Result<()> {
+        let voter = self.metrics().voters.contains(&node);
+        // A learner (an addition that never finished) is not a voter to remove: drop the node.
+        let change = if voter {
+            ChangeMembers::RemoveVoters(BTreeSet::from([node]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([node]))
+        };
         self.raft
-            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([node])), false)
+            .change_membership(change, false)
             .await
             .map_err(|e| Error::Raft(e.to_string()))?;
         Ok(())

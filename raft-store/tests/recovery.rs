@@ -685,4 +685,43 @@ async fn damage_inside_a_summarised_segment_stops_the_read_or_a_verifying_start(
         .err()
         .expect("must refuse");
     assert!(err.to_string().contains("sealed segment"), "{err}");
+    // ...and that refusal removed the summary: a start without the full scan refuses too.
+    let err = open(&disk).await.err().expect("must still refuse");
+    assert!(err.to_string().contains("sealed segment"), "{err}");
+}
+
+#[tokio::test]
+async fn the_active_segment_never_keeps_a_summary() {
+    let disk = SimDisk::new(25);
+    let (mut store, _) = open(&disk).await.unwrap();
+    append_synced(&mut store, 0, 100).await;
+    drop(store);
+    let segs = segment_files(&disk);
+    let n = segs.len();
+    // A crash right after a roll: the new segment holds only its header, and the summary of
+    // the one before it was never written.
+    let (_, last, _) = last_segment(&disk);
+    last.set_len(32).unwrap();
+    let before_last = &segs[n - 2];
+    disk.remove(&Path::new("/log").join(before_last.replace(".seg", ".sum")))
+        .unwrap();
+
+    let (store, report) = open(&disk).await.unwrap();
+    // Recovery scanned and summarised that segment, then dropped the empty tail after it, so
+    // it is the active segment again: its fresh summary must go.
+    assert_eq!(report.removed_segments, 1, "{report:?}");
+    assert_eq!(segment_files(&disk).len(), n - 1);
+    let sums = summary_files(&disk);
+    assert_eq!(sums.len(), n - 2, "{sums:?}");
+    assert!(
+        !sums.contains(&before_last.replace(".seg", ".sum")),
+        "{sums:?}"
+    );
+    drop(store);
+    let (_, report) = open(&disk).await.unwrap();
+    assert_eq!(
+        (report.scanned, report.summarised),
+        (1, n - 2),
+        "{report:?}"
+    );
 }

@@ -298,7 +298,7 @@ impl LogStore {
             disk.sync_dir(&dir).await.map_err(|e| Error::io(&dir, e))?;
         }
         recovery::check_contiguous(&list, last_purged)?;
-        recovery::remove_stray_summaries(&*disk, &dir, &names, &list);
+        recovery::remove_stray_summaries(&*disk, &dir, &list);
 
         let last = list
             .last()
@@ -528,17 +528,22 @@ impl LogStore {
                 return Err(e);
             }
         };
-        let summary = {
+        {
             let mut segs = sh.segs.write().unwrap();
             // The old active segment is sealed and synced: its handle goes to the cache.
-            let old = segs.list.last_mut().map(|old| {
+            if let Some(old) = segs.list.last_mut() {
                 old.unpin();
-                old.summary()
-            });
+            }
             segs.list.push(seg);
-            old
+        }
+        // Summarise the sealed segment so a restart need not scan it (best effort). Under the
+        // read lock: finding the last frame may read the file (after a truncation). Not once
+        // the store is poisoned: a read may just have found this segment damaged.
+        let summary = {
+            let segs = sh.segs.read().unwrap();
+            let n = segs.list.len();
+            (n >= 2 && self.check().is_ok()).then(|| segs.list[n - 2].summary())
         };
-        // Summarise the sealed segment so a restart need not scan it (best effort).
         match summary {
             Some(Ok(Some(summary))) => recovery::write_summary(&*sh.disk, &sh.dir, &summary),
             Some(Err(e)) => tracing::warn!(error = %e, "cannot summarise a sealed segment"),
@@ -561,29 +566,58 @@ impl LogStore {
                 return Ok(()); // nothing after `last`
             }
         }
-        // First remove whole segments above the cut and sync the directory, then cut the
-        // boundary segment: a crash in between leaves a longer but contiguous log.
-        let doomed: Vec<PathBuf> = {
-            let segs = sh.segs.read().unwrap();
-            segs.list
+        // Memory first: the cut entries leave the segment list (and the boundary segment's end
+        // moves back) before any file changes, so a concurrent read — openraft's replication
+        // may still read after its leader stepped down — is clamped to the new end instead of
+        // meeting a shortened file, which would look like corruption and poison the store
+        // (review of the segment summaries). On disk: first remove whole segments above the
+        // cut and sync the directory, then cut the boundary segment; a crash in between leaves
+        // a longer but contiguous log.
+        let (doomed, boundary) = {
+            let mut segs = sh.segs.write().unwrap();
+            let doomed: Vec<(u64, PathBuf)> = segs
+                .list
                 .iter()
                 .filter(|s| keep.is_none_or(|k| s.base > k))
-                .map(|s| s.path.clone())
-                .collect()
+                .map(|s| (s.base, s.path.clone()))
+                .collect();
+            for s in segs
+                .list
+                .iter_mut()
+                .filter(|s| keep.is_none_or(|k| s.base > k))
+            {
+                s.forget_file();
+            }
+            segs.list.retain(|s| keep.is_some_and(|k| s.base <= k));
+            // The last remaining segment is the active one again.
+            if let Some(s) = segs.list.last_mut() {
+                s.pin().inspect_err(|e| self.poison(e))?;
+            }
+            let boundary = match (keep, segs.list.last()) {
+                (Some(k), Some(s)) if s.last.is_some_and(|(l, _)| l > k) => {
+                    let pos = s.position_of(k + 1)?;
+                    Some((s.base, s.file()?, s.path.clone(), pos))
+                }
+                _ => None,
+            };
+            if let (Some(k), Some((_, _, _, pos))) = (keep, &boundary) {
+                let s = segs.list.last_mut().unwrap();
+                s.forget_after(k, *pos, last.map(|l| l.leader_id.term));
+            }
+            segs.last = match last {
+                Some(l) if segs.last_purged.is_none_or(|p| l.index >= p.index) => Some(l),
+                _ => segs.last_purged,
+            };
+            (doomed, boundary)
         };
         // Summaries of the segments cut go first (hygiene: a stale one is never trusted).
-        let cut_bases: Vec<u64> = {
-            let segs = sh.segs.read().unwrap();
-            segs.list
-                .iter()
-                .filter(|s| s.last.is_some_and(|(l, _)| keep.is_none_or(|k| l > k)))
-                .map(|s| s.base)
-                .collect()
-        };
-        for base in cut_bases {
-            recovery::remove_summary(&*sh.disk, &sh.dir, base);
+        for (base, _) in &doomed {
+            recovery::remove_summary(&*sh.disk, &sh.dir, *base);
         }
-        for path in &doomed {
+        if let Some((base, ..)) = &boundary {
+            recovery::remove_summary(&*sh.disk, &sh.dir, *base);
+        }
+        for (_, path) in &doomed {
             sh.disk
                 .remove(path)
                 .map_err(|e| Error::io(path, e))
@@ -592,25 +626,7 @@ impl LogStore {
         if !doomed.is_empty() {
             sh.flusher.sync(&[], true).await.map_err(Error::Poisoned)?;
         }
-        let boundary = {
-            let mut segs = sh.segs.write().unwrap();
-            for s in segs.list.iter_mut().filter(|s| doomed.contains(&s.path)) {
-                s.forget_file();
-            }
-            segs.list.retain(|s| !doomed.contains(&s.path));
-            // The last remaining segment is the active one again.
-            if let Some(s) = segs.list.last_mut() {
-                s.pin().inspect_err(|e| self.poison(e))?;
-            }
-            match (keep, segs.list.last()) {
-                (Some(k), Some(s)) if s.last.is_some_and(|(l, _)| l > k) => {
-                    let pos = s.position_of(k + 1)?;
-                    Some((s.file()?, s.path.clone(), pos))
-                }
-                _ => None,
-            }
-        };
-        if let Some((file, path, pos)) = boundary {
+        if let Some((_, file, path, pos)) = boundary {
             file.set_len(pos)
                 .map_err(|e| Error::io(&path, e))
                 .inspect_err(|e| self.poison(e))?;
@@ -618,15 +634,7 @@ impl LogStore {
                 .sync(&[file], false)
                 .await
                 .map_err(Error::Poisoned)?;
-            let mut segs = sh.segs.write().unwrap();
-            let s = segs.list.last_mut().unwrap();
-            s.forget_after(keep.unwrap(), pos, last.map(|l| l.leader_id.term));
         }
-        let mut segs = sh.segs.write().unwrap();
-        segs.last = match last {
-            Some(l) if segs.last_purged.is_none_or(|p| l.index >= p.index) => Some(l),
-            _ => segs.last_purged,
-        };
         Ok(())
     }
 

@@ -58,7 +58,15 @@ pub(super) async fn segments(
             }
         }
         report.scanned += 1;
-        match segment::recover(disk, fds, dir, base, is_last, cfg.index_interval_bytes)? {
+        let recovered = segment::recover(disk, fds, dir, base, is_last, cfg.index_interval_bytes)
+            .inspect_err(|e| {
+            // Damage found by a full scan: a summary must not let a later start (without
+            // the full scan) open the segment as if it were sound.
+            if matches!(e, Error::Corrupt { .. }) {
+                remove_summary(disk, dir, base);
+            }
+        })?;
+        match recovered {
             Recovered::Unborn => {
                 disk.remove(&dir.join(segment::file_name(base)))
                     .map_err(|e| Error::io(dir, e))?;
@@ -156,13 +164,16 @@ pub(super) fn remove_summary(disk: &dyn Disk, dir: &Path, base: u64) {
 }
 
 /// Removes summaries that describe no sealed segment: those of deleted segments, and of the
-/// active one (it grows again).
-pub(super) fn remove_stray_summaries(
-    disk: &dyn Disk,
-    dir: &Path,
-    names: &[String],
-    list: &[Segment],
-) {
+/// active one (it grows again). Lists the directory afresh: recovery itself may have just
+/// summarised a segment that then became the active one (an empty tail after it removed).
+pub(super) fn remove_stray_summaries(disk: &dyn Disk, dir: &Path, list: &[Segment]) {
+    let names = match disk.list(dir) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot list the log directory");
+            return;
+        }
+    };
     let sealed = &list[..list.len().saturating_sub(1)];
     for base in names.iter().filter_map(|n| summary::parse_name(n)) {
         if sealed.binary_search_by_key(&base, |s| s.base).is_err() {

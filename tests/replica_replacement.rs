@@ -1,0 +1,158 @@
+//! Replacing a failed disk (issue 12, item 5), the way docs/operations.md tells an operator to,
+//! on a real three-process cluster under load: node 3 is killed and its data directory wiped;
+//! `raftmq admin replica remove` takes it out of the group, it is started again with
+//! `raftmq broker --rejoin`, and `raftmq admin replica add` copies the log to it and makes it a
+//! voter. Then node 1 is killed: the group must go on with nodes 2 and 3, so node 3 really
+//! holds the log, and every message acknowledged during all of it is received.
+#![cfg(not(madsim))]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use std::time::Instant;
+
+use common::Cluster;
+use raftmq_client::ClientConfig;
+use raftmq_client::Message;
+use raftmq_client::Producer;
+
+const BASE: u16 = 19900;
+
+fn client_config(endpoints: &str) -> ClientConfig {
+    let mut c = ClientConfig::with_endpoints(endpoints);
+    c.request_timeout = Duration::from_secs(5);
+    c.long_polling_timeout = Duration::from_secs(1);
+    c
+}
+
+/// Sends until `stop`, recording the ids of acknowledged sends (failed ones are not retried:
+/// only acknowledged messages are promised).
+async fn load(endpoints: String, acked: Arc<Mutex<Vec<String>>>, stop: Arc<AtomicBool>) {
+    let p = Producer::builder(client_config(&endpoints))
+        .topics(["Replace"])
+        .start()
+        .await
+        .unwrap();
+    let mut i = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let id = format!("replace-{i}");
+        i += 1;
+        let m = Message::new("Replace", vec![b'x'; 512]).with_message_id(id.clone());
+        match p.send(m).await {
+            Ok(_) => acked.lock().unwrap().push(id),
+            Err(e) => {
+                eprintln!("replacement: send {id} failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    p.shutdown().await;
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn acked_len(acked: &Mutex<Vec<String>>) -> usize {
+    acked.lock().unwrap().len()
+}
+
+#[test]
+fn a_replica_whose_disk_was_replaced_rejoins_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start(dir.path(), BASE, 1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let endpoints = (0..3).map(|i| c.node(i)).collect::<Vec<_>>().join(",");
+    let sender = rt.spawn(load(endpoints.clone(), acked.clone(), stop.clone()));
+    wait_until("sends acknowledged", Duration::from_secs(30), || {
+        acked_len(&acked) >= 300
+    });
+
+    // Node 3's disk fails: the process dies and its data directory is gone.
+    c.kill(2);
+    std::fs::remove_dir_all(c.data_dir(2)).unwrap();
+    let before = acked_len(&acked);
+    wait_until(
+        "sends go on with two nodes",
+        Duration::from_secs(30),
+        || acked_len(&acked) >= before + 200,
+    );
+
+    // Adding it back while it is still a voter is refused, with the reason.
+    let (ok, out) = c.admin(0, &["replica", "add", "--group", "1", "--node", "3"]);
+    assert!(!ok && out.contains("already a voter"), "{out}");
+
+    // 1. Remove it from the group (run on any node; the leader does it).
+    let (ok, out) = c.admin(1, &["replica", "remove", "--group", "1", "--node", "3"]);
+    assert!(ok, "replica remove: {out}");
+    wait_until("node 1 sees voters [1, 2]", Duration::from_secs(10), || {
+        c.admin(0, &["status"]).1.contains("voters [1, 2]\n")
+    });
+
+    // 2. Start it with an empty directory, waiting to be added back.
+    c.restart_with(2, &["--rejoin"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(c.all_alive(), "the rejoining node must wait, not exit");
+
+    // 3. Add it: it copies the log as a learner, then votes.
+    let before = acked_len(&acked);
+    let (ok, out) = c.admin(0, &["replica", "add", "--group", "1", "--node", "3"]);
+    assert!(ok, "replica add: {out}");
+    assert!(out.contains("is a voter"), "{out}");
+    wait_until(
+        "node 3 sees voters [1, 2, 3]",
+        Duration::from_secs(10),
+        || c.admin(2, &["status"]).1.contains("voters [1, 2, 3]\n"),
+    );
+    wait_until(
+        "sends go on after the addition",
+        Duration::from_secs(30),
+        || acked_len(&acked) >= before + 200,
+    );
+
+    // Node 1 dies: nodes 2 and 3 are a majority only if node 3 holds the log.
+    c.kill(0);
+    let before = acked_len(&acked);
+    wait_until(
+        "sends go on with nodes 2 and 3",
+        Duration::from_secs(60),
+        || acked_len(&acked) >= before + 200,
+    );
+    stop.store(true, Ordering::SeqCst);
+    rt.block_on(sender).unwrap();
+
+    let acked: BTreeSet<String> = acked.lock().unwrap().iter().cloned().collect();
+    let got = rt.block_on(common::receive_all(
+        client_config(&format!("{},{}", c.node(1), c.node(2))),
+        "Replace",
+        "ReplaceCheck",
+        acked.len(),
+        false,
+    ));
+    let missing: Vec<&String> = acked.difference(&got).take(10).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged messages not received, e.g. {missing:?}",
+        acked.difference(&got).count(),
+        acked.len()
+    );
+    println!(
+        "replacement: {} messages acknowledged through the replacement, all received",
+        acked.len()
+    );
+}
