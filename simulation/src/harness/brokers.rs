@@ -42,6 +42,9 @@ pub struct BrokerCluster {
     /// Whether a node's next start checks every sealed segment (set by a bit flip; see
     /// [`BrokerCluster::flip_before_last_frame`]).
     verify_next_start: Vec<Arc<AtomicBool>>,
+    /// Whether a node was replaced: from then on its empty groups wait to be added
+    /// (`BrokerSettings::rejoin`, what `raftmq broker --rejoin` sets) instead of bootstrapping.
+    rejoin: Vec<Arc<AtomicBool>>,
 }
 
 fn raft_addr(i: usize) -> String {
@@ -125,6 +128,9 @@ impl BrokerCluster {
         let verify_next_start: Vec<Arc<AtomicBool>> =
             (0..n).map(|_| Arc::new(AtomicBool::new(false))).collect();
         let verify_of = verify_next_start.clone();
+        let rejoin: Vec<Arc<AtomicBool>> =
+            (0..n).map(|_| Arc::new(AtomicBool::new(false))).collect();
+        let rejoin_of = rejoin.clone();
         let faults = raft_store::disk::SimDiskFaults {
             sync_latency: (Duration::from_micros(200), Duration::from_millis(4)),
             ..Default::default()
@@ -133,6 +139,7 @@ impl BrokerCluster {
             let (errs, slot) = (errs.clone(), slots[i].clone());
             let base = base.clone();
             let verify = verify_of[i].swap(false, Ordering::SeqCst);
+            let rejoin = rejoin_of[i].load(Ordering::SeqCst);
             async move {
                 *slot.lock().unwrap() = None;
                 let mut cfg = node_config(i, n, groups);
@@ -141,6 +148,7 @@ impl BrokerCluster {
                     default_queues: cfg.broker.default_queues,
                     auto_create: true,
                     verify_log_on_start: verify,
+                    rejoin,
                     ..base
                 };
                 match Node::start(cfg, Arc::new(disk)).await {
@@ -162,7 +170,31 @@ impl BrokerCluster {
             start_errors,
             groups,
             verify_next_start,
+            rejoin,
         }
+    }
+
+    /// Empties node `i`'s disk (it must be down), as a replaced disk would be, and makes every
+    /// later start of it wait to be added to its groups (`--rejoin`).
+    pub async fn wipe_for_rejoin(&self, i: usize) -> std::io::Result<()> {
+        let disk = self.nodes.disk(i).clone();
+        for g in 1..=self.groups {
+            for sub in ["log", "sm"] {
+                let dir = std::path::PathBuf::from(format!("/data/group-{g}/{sub}"));
+                let Ok(names) = disk.list(&dir) else { continue };
+                for n in names {
+                    disk.remove(&dir.join(n))?;
+                }
+                disk.sync_dir(&dir).await?;
+            }
+        }
+        self.rejoin[i].store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Node `i`'s Raft address.
+    pub fn raft_addr(&self, i: usize) -> String {
+        raft_addr(i)
     }
 
     /// Node `i`'s broker core, if it is up.

@@ -103,7 +103,8 @@ pub struct Options {
     /// alike), and clocks are stepped by up to ±10 s during the chaos.
     pub clocks: bool,
     /// A bit flips in one node's log (a minority: one node per run); the node must refuse to
-    /// start and stays down (the broker cannot replace a replica yet; `raft_group_chaos` does).
+    /// start, and is then replaced through a membership change under the workload (left down
+    /// when retention is on: the broker refuses to add a replica to a trimmed log).
     pub bit_flips: bool,
     /// Retention on: [`RETENTION_AGE`], [`RETENTION_SEGMENT`]-byte log segments. Old segments
     /// are deleted during the run (with lagging followers, kills, snapshots); the checker
@@ -320,10 +321,23 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
     let tasks = spawn_clients(&client_node, &ctx, o, seed, &stops);
 
     let mut nemesis = Nemesis::new(cluster.clone(), rng, o.plan(start));
-    chaos_phase(&cluster, &mut nemesis, o, &mut clock_rng)
+    let damaged = chaos_phase(&cluster, &mut nemesis, o, &mut clock_rng)
         .await
         .map_err(fail)?;
     heal(&cluster, &mut nemesis).await.map_err(fail)?;
+    if let Some(v) = damaged.filter(|_| !o.retention) {
+        replace(&cluster, v, o.groups).await.map_err(|e| {
+            fail(format!(
+                "replacing n{}: {e}; faults {:?}",
+                v + 1,
+                nemesis.log()
+            ))
+        })?;
+        nemesis.note(format!(
+            "n{} replaced: removed, wiped, rejoined, added",
+            v + 1
+        ));
+    }
     stops.producers.store(true, Ordering::SeqCst);
     let log = nemesis.log();
     let drain_ok = liveness(&cluster, &client_node, &ctx, tap.as_ref())
@@ -351,8 +365,12 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
     } else {
         summary
     };
+    let replaced = log
+        .iter()
+        .find(|l| l.ends_with("replaced: removed, wiped, rejoined, added"))
+        .map_or(String::new(), |l| format!("; {l}"));
     Ok(format!(
-        "{} nodes, {} groups: {summary}; {} faults; {} unsynced writes lost",
+        "{} nodes, {} groups: {summary}; {} faults; {} unsynced writes lost{replaced}",
         o.nodes,
         o.groups,
         log.len(),
@@ -434,9 +452,10 @@ async fn chaos_phase(
     nemesis: &mut Nemesis<BrokerCluster, Own>,
     o: &Options,
     clock_rng: &mut SmallRng,
-) -> Result<(), String> {
-    // One node at most takes a bit flip (a minority): it stays down from then on.
-    let mut damaged = false;
+) -> Result<Option<usize>, String> {
+    // One node at most takes a bit flip (a minority): it stays down from then on (until it is
+    // replaced after the heal).
+    let mut damaged = None;
     while let Some(step) = nemesis.next().await {
         let Some(own) = nemesis.apply(step).await else {
             continue;
@@ -479,11 +498,15 @@ async fn chaos_phase(
                 raft_store::rt::set_node_clock(id, offset, drift);
                 nemesis.note(format!("clock n{} {offset:+} ms {drift:+} ppm", v + 1));
             }
-            Own::BitFlip if damaged => {}
-            Own::BitFlip => damaged = bit_flip(cluster, nemesis, v).await?,
+            Own::BitFlip if damaged.is_some() => {}
+            Own::BitFlip => {
+                if bit_flip(cluster, nemesis, v, o).await? {
+                    damaged = Some(v);
+                }
+            }
         }
     }
-    Ok(())
+    Ok(damaged)
 }
 
 /// Asks the leader of a random group to hand leadership to a random node.
@@ -502,13 +525,15 @@ async fn transfer(cluster: &Shared, nemesis: &mut Nemesis<BrokerCluster, Own>, o
     }
 }
 
-/// Flips a bit in node `v`'s log while it is down. The node must refuse to start; it is then
-/// left down (the broker cannot replace a replica yet; `raft_group_chaos` does). Returns
+/// Flips a bit in node `v`'s log while it is down. The node must refuse to start; it stays
+/// down, and after the heal it is replaced as an operator would ([`replace`]) unless retention
+/// is on (the broker refuses to add a replica once retention trimmed the log). Returns
 /// whether a bit was flipped.
 async fn bit_flip(
     cluster: &Shared,
     nemesis: &mut Nemesis<BrokerCluster, Own>,
     v: usize,
+    o: &Options,
 ) -> Result<bool, String> {
     let mut c = cluster.lock().await;
     c.nodes.kill(v);
@@ -530,10 +555,77 @@ async fn bit_flip(
     c.nodes.kill(v);
     nemesis.spare(v);
     nemesis.note(format!(
-        "bit flip on n{} ({spot}): refused to start, left down",
-        v + 1
+        "bit flip on n{} ({spot}): refused to start, left down{}",
+        v + 1,
+        if o.retention {
+            ""
+        } else {
+            " until it is replaced after the heal"
+        }
     ));
     Ok(true)
+}
+
+/// Replaces node `v` (down) the way docs/operations.md tells an operator to, under the
+/// running workload, once the other nodes are healthy (a membership change needs a majority):
+/// each group's leader removes it, its disk is emptied, it starts waiting
+/// to be added (`--rejoin`), and each group's leader adds it back (a learner until caught up,
+/// then a voter). The node keeps its id. What `raftmq admin replica` does, called on the
+/// leaders' groups directly.
+async fn replace(cluster: &Shared, v: usize, groups: u64) -> Result<(), String> {
+    let id = v as u64 + 1;
+    for step in ["remove", "add"] {
+        if step == "add" {
+            let mut c = cluster.lock().await;
+            c.wipe_for_rejoin(v)
+                .await
+                .map_err(|e| format!("wiping n{}: {e}", v + 1))?;
+            c.nodes.restart(v, false);
+        }
+        for g in 1..=groups {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            let mut last = String::from("no leader");
+            loop {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(format!("{step} of n{} in group {g}: {last}", v + 1));
+                }
+                let (group, addr) = {
+                    let c = cluster.lock().await;
+                    let group = c
+                        .leader_of(g)
+                        .and_then(|l| c.core(l))
+                        .and_then(|core| core.group(g).ok().map(|h| h.replica.group().clone()));
+                    (group, c.raft_addr(v))
+                };
+                if let Some(group) = group {
+                    let m = group.metrics();
+                    // A retry after a timed-out call may find the change already made.
+                    let r = match step {
+                        "remove" if !m.voters.contains(&id) && !m.learners.contains(&id) => break,
+                        "remove" => {
+                            tokio::time::timeout(Duration::from_secs(5), group.remove_member(id))
+                                .await
+                        }
+                        _ if m.voters.contains(&id) => break,
+                        _ => {
+                            tokio::time::timeout(
+                                Duration::from_secs(15),
+                                group.add_member(id, addr),
+                            )
+                            .await
+                        }
+                    };
+                    match r {
+                        Ok(Ok(())) => break,
+                        Ok(Err(e)) => last = e.to_string(),
+                        Err(_) => last = "timed out".into(),
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Heals: fault injection in the product code stops, a node whose storage failed (it runs on
