@@ -116,6 +116,10 @@ enum Command {
         /// The broker's endpoint.
         #[arg(long, default_value = "127.0.0.1:8081")]
         endpoint: String,
+        /// The cluster secret the brokers share (their `cluster_secret_file`): `replica`
+        /// changes are signed with it, and refused without it.
+        #[arg(long)]
+        cluster_secret_file: Option<PathBuf>,
         #[command(subcommand)]
         action: AdminAction,
     },
@@ -299,7 +303,11 @@ async fn main() -> anyhow::Result<()> {
             .await
             .map_err(anyhow::Error::msg)
         }
-        Command::Admin { endpoint, action } => admin(&endpoint, action).await,
+        Command::Admin {
+            endpoint,
+            cluster_secret_file,
+            action,
+        } => admin(&endpoint, cluster_secret_file.as_deref(), action).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Produce(args) => client_cli::produce(args).await,
         Command::Consume(args) => client_cli::consume(args).await,
@@ -330,7 +338,11 @@ async fn shutdown_signal() {
     }
 }
 
-async fn admin(endpoint: &str, action: AdminAction) -> anyhow::Result<()> {
+async fn admin(
+    endpoint: &str,
+    secret_file: Option<&std::path::Path>,
+    action: AdminAction,
+) -> anyhow::Result<()> {
     let mut c = AdminClient::connect(format!("http://{endpoint}"))
         .await
         .with_context(|| format!("cannot reach the admin service at {endpoint}"))?;
@@ -416,6 +428,17 @@ async fn admin(endpoint: &str, action: AdminAction) -> anyhow::Result<()> {
             Ok(())
         }
         AdminAction::Replica { change } => {
+            let Some(secret_file) = secret_file else {
+                bail!(
+                    "replica changes must be signed: give --cluster-secret-file (the file the \
+                     brokers' cluster_secret_file names)"
+                );
+            };
+            let key =
+                broker::config::cluster_key(None, Some(secret_file)).map_err(anyhow::Error::msg)?;
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
             let (req, add) = match change {
                 ReplicaAction::Add { group, node } => (
                     pb::ReplicaChange {
@@ -434,15 +457,16 @@ async fn admin(endpoint: &str, action: AdminAction) -> anyhow::Result<()> {
                     false,
                 ),
             };
+            let signed = broker::admin::sign_replica_change(&key, add, 0, now_ms, req);
             if add {
                 println!(
                     "adding node {} to group {}: copying the log, then voting (this waits)",
                     req.node, req.group
                 );
-                check(c.add_replica(req).await?)?;
+                check(c.add_replica(signed).await?)?;
                 println!("node {} is a voter of group {}", req.node, req.group);
             } else {
-                check(c.remove_replica(req).await?)?;
+                check(c.remove_replica(signed).await?)?;
                 println!("node {} removed from group {}", req.node, req.group);
             }
             Ok(())

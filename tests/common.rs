@@ -341,8 +341,18 @@ impl Cluster {
         self.dir.join(format!("n{}", i + 1))
     }
 
-    /// Runs `raftmq admin --endpoint <node i> ARGS`; returns (success, stdout + stderr).
+    /// Runs `raftmq admin --endpoint <node i> --cluster-secret-file <the cluster's> ARGS`;
+    /// returns (success, stdout + stderr).
     pub fn admin(&self, i: usize, args: &[&str]) -> (bool, String) {
+        let secret = self.dir.join("cluster.secret");
+        self.admin_raw(
+            i,
+            &[&["--cluster-secret-file", secret.to_str().unwrap()], args].concat(),
+        )
+    }
+
+    /// Runs `raftmq admin --endpoint <node i> ARGS`; returns (success, stdout + stderr).
+    pub fn admin_raw(&self, i: usize, args: &[&str]) -> (bool, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_raftmq"))
             .args(["admin", "--endpoint", &self.node(i)])
             .args(args)

@@ -93,6 +93,30 @@ fn a_replica_whose_disk_was_replaced_rejoins_under_load() {
         || acked_len(&acked) >= before + 200,
     );
 
+    // A change not signed with the cluster secret is refused: the CLI will not send it, and
+    // the node refuses one signed with another secret.
+    let (ok, out) = c.admin_raw(1, &["replica", "remove", "--group", "1", "--node", "3"]);
+    assert!(!ok && out.contains("--cluster-secret-file"), "{out}");
+    let wrong = dir.path().join("wrong.secret");
+    std::fs::write(&wrong, "not-the-cluster-secret-at-all").unwrap();
+    let (ok, out) = c.admin_raw(
+        1,
+        &[
+            "--cluster-secret-file",
+            wrong.to_str().unwrap(),
+            "replica",
+            "remove",
+            "--group",
+            "1",
+            "--node",
+            "3",
+        ],
+    );
+    assert!(
+        !ok && out.contains("must be signed with the cluster secret"),
+        "{out}"
+    );
+
     // Adding it back while it is still a voter is refused, with the reason.
     let (ok, out) = c.admin(0, &["replica", "add", "--group", "1", "--node", "3"]);
     assert!(!ok && out.contains("already a voter"), "{out}");

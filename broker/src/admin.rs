@@ -47,10 +47,71 @@ enum Change {
     Remove,
 }
 
+impl Change {
+    /// The method name a request is signed for.
+    fn method(self) -> &'static str {
+        match self {
+            Change::Add => "raftmq.admin.Admin/AddReplica",
+            Change::Remove => "raftmq.admin.Admin/RemoveReplica",
+        }
+    }
+}
+
+/// The bytes a membership change is signed over.
+pub fn replica_change_body(r: &pb::ReplicaChange) -> Vec<u8> {
+    let mut b = Vec::with_capacity(17);
+    b.extend_from_slice(&r.group.to_le_bytes());
+    b.extend_from_slice(&r.node.to_le_bytes());
+    b.push(u8::from(r.forwarded));
+    b
+}
+
+/// Signs a membership change with the cluster secret, as `sender` (0: an operator's CLI).
+pub fn sign_replica_change(
+    key: &raftmq_proto::auth::ClusterKey,
+    add: bool,
+    sender: u64,
+    now_ms: u64,
+    r: pb::ReplicaChange,
+) -> Request<pb::ReplicaChange> {
+    let change = if add { Change::Add } else { Change::Remove };
+    let mut req = Request::new(r);
+    key.attach(
+        &mut req,
+        change.method(),
+        sender,
+        now_ms,
+        &replica_change_body(&r),
+    );
+    req
+}
+
 impl AdminServer {
     /// Runs a membership change of one group on its leader: here, or passed on once to the
-    /// leader's admin endpoint.
-    async fn change_replicas(&self, req: pb::ReplicaChange, change: Change) -> Result<(), String> {
+    /// leader's admin endpoint (signed by this node). Only a request signed with the cluster
+    /// secret is run: the admin service shares the client port, and removing replicas can
+    /// leave a group one failure from losing data.
+    async fn change_replicas(
+        &self,
+        request: Request<pb::ReplicaChange>,
+        change: Change,
+    ) -> Result<(), String> {
+        let req = *request.get_ref();
+        self.core
+            .cluster_key()
+            .check(
+                request.metadata(),
+                change.method(),
+                &replica_change_body(&req),
+                crate::batcher::now_ms(),
+            )
+            .map_err(|s| {
+                format!(
+                    "refused: membership changes must be signed with the cluster secret \
+                     (raftmq admin --cluster-secret-file): {}",
+                    s.message()
+                )
+            })?;
         let hosted = self
             .core
             .group(req.group)
@@ -79,10 +140,16 @@ impl AdminServer {
                             req.group
                         )
                     })?;
-            let fwd = pb::ReplicaChange {
-                forwarded: true,
-                ..req
-            };
+            let fwd = sign_replica_change(
+                self.core.cluster_key(),
+                change == Change::Add,
+                self.core.node_id(),
+                crate::batcher::now_ms(),
+                pb::ReplicaChange {
+                    forwarded: true,
+                    ..req
+                },
+            );
             let r = match change {
                 Change::Add => client.add_replica(fwd).await,
                 Change::Remove => client.remove_replica(fwd).await,
@@ -235,18 +302,14 @@ impl Admin for AdminServer {
         &self,
         req: Request<pb::ReplicaChange>,
     ) -> Result<Response<pb::AdminReply>, tonic::Status> {
-        Ok(reply(
-            self.change_replicas(req.into_inner(), Change::Add).await,
-        ))
+        Ok(reply(self.change_replicas(req, Change::Add).await))
     }
 
     async fn remove_replica(
         &self,
         req: Request<pb::ReplicaChange>,
     ) -> Result<Response<pb::AdminReply>, tonic::Status> {
-        Ok(reply(
-            self.change_replicas(req.into_inner(), Change::Remove).await,
-        ))
+        Ok(reply(self.change_replicas(req, Change::Remove).await))
     }
 
     async fn status(

@@ -148,6 +148,8 @@ pub struct BrokerCore {
     peers: BTreeMap<u64, NodeAddrs>,
     groups: BTreeMap<u64, HostedGroup>,
     forwarder: Forwarder,
+    /// The cluster credential: signs forwarded requests, and checks admin membership changes.
+    key: raftmq_proto::auth::ClusterKey,
     clients: Mutex<BTreeMap<String, Client>>,
     renewals: Mutex<BTreeMap<RenewalKey, Renewal>>,
     round_robin: AtomicU64,
@@ -170,7 +172,8 @@ impl BrokerCore {
             node_id,
             peers,
             groups: groups.into_iter().map(|g| (g.id, g)).collect(),
-            forwarder: Forwarder::new(key, node_id),
+            forwarder: Forwarder::new(key.clone(), node_id),
+            key,
             clients: Mutex::new(BTreeMap::new()),
             renewals: Mutex::new(BTreeMap::new()),
             round_robin: AtomicU64::new(0),
@@ -190,6 +193,11 @@ impl BrokerCore {
             }
         });
         core
+    }
+
+    /// The cluster credential (`cluster_secret`).
+    pub fn cluster_key(&self) -> &raftmq_proto::auth::ClusterKey {
+        &self.key
     }
 
     /// This node's id.
