@@ -48,7 +48,12 @@ pub(crate) fn file_name(base: u64) -> String {
 
 /// The base index encoded in a segment file name.
 pub(crate) fn parse_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".seg")?;
+    parse_base(name, ".seg")
+}
+
+/// The base index in a file name of 20 digits and `suffix` (a segment, or its summary).
+pub(crate) fn parse_base(name: &str, suffix: &str) -> Option<u64> {
+    let digits = name.strip_suffix(suffix)?;
     (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
         .then(|| digits.parse().ok())
         .flatten()

@@ -48,10 +48,7 @@ pub(crate) fn file_name(base: u64) -> String {
 
 /// The base index encoded in a summary file name.
 pub(crate) fn parse_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".sum")?;
-    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| digits.parse().ok())
-        .flatten()
+    super::segment::parse_base(name, ".sum")
 }
 
 impl Summary {
