@@ -4,29 +4,83 @@
 use std::sync::Arc;
 
 use raft_store::state_machine::App;
+use raft_store::state_machine::Checkpoint;
 use raft_store::types::LogIndex;
 use tokio::sync::Notify;
 
 use crate::clock::ClusterClock;
 use crate::state::BrokerState;
 use crate::state::Outcome;
+use crate::state::cq_files::CqFiles;
 
 /// The state machine raft-store drives on every replica.
 pub struct BrokerApp {
     state: BrokerState,
     changed: Arc<Notify>,
     clock: Arc<ClusterClock>,
+    /// Where consume queues live (memory when absent: tests).
+    files: Option<Arc<CqFiles>>,
+    /// Whether `state` has been attached to `files` (at restore, or before the first apply
+    /// of a replica without a snapshot).
+    attached: bool,
 }
 
 impl BrokerApp {
     /// An empty state; `changed` is notified after every apply, and `clock` sees the time of
-    /// every applied entry.
+    /// every applied entry. Consume queues are kept in memory.
     pub fn new(changed: Arc<Notify>, clock: Arc<ClusterClock>) -> Self {
         Self {
             state: BrokerState::default(),
             changed,
             clock,
+            files: None,
+            attached: false,
         }
+    }
+
+    /// Keeps consume queues in `files` (every broker replica).
+    pub fn with_files(mut self, files: Arc<CqFiles>) -> Self {
+        self.files = Some(files);
+        self
+    }
+
+    /// Attaches the state to the files once: a replica restored from its snapshot did at
+    /// restore; one starting without a snapshot does before its first apply (and clears
+    /// files a crash before any snapshot left).
+    fn ensure_attached(&mut self) -> Result<(), String> {
+        if let (false, Some(f)) = (self.attached, &self.files) {
+            self.state.use_files(f.clone(), true)?;
+            self.attached = true;
+        }
+        Ok(())
+    }
+
+    fn decode(snapshot: &[u8]) -> Result<BrokerState, String> {
+        let cfg = bincode::config::standard().with_limit::<SNAPSHOT_LIMIT>();
+        let whole = |used: usize, what: &str| {
+            if used == snapshot.len() {
+                Ok(())
+            } else {
+                Err(format!("{what} snapshot with trailing bytes"))
+            }
+        };
+        if let Some(body) = snapshot.strip_prefix(SNAPSHOT_MAGIC.as_slice()) {
+            let (s, used) =
+                bincode::serde::decode_from_slice(body, cfg).map_err(|e| e.to_string())?;
+            whole(used + SNAPSHOT_MAGIC.len(), "a")?;
+            return Ok(s);
+        }
+        if let Some(body) = snapshot.strip_prefix(SNAPSHOT_MAGIC_V2.as_slice()) {
+            let (s, used): (crate::state::StateV2, usize) =
+                bincode::serde::decode_from_slice(body, cfg).map_err(|e| e.to_string())?;
+            whole(used + SNAPSHOT_MAGIC_V2.len(), "a version 2")?;
+            return Ok(s.into());
+        }
+        let (legacy, used): (crate::state::LegacyState, usize) =
+            bincode::serde::decode_from_slice(snapshot, cfg)
+                .map_err(|e| format!("neither the current nor an older snapshot format: {e}"))?;
+        whole(used, "a pre-retention")?;
+        Ok(legacy.into())
     }
 
     /// The state.
@@ -45,10 +99,12 @@ pub fn decode_outcomes(b: &[u8]) -> Result<Vec<Outcome>, String> {
     crate::command::decode_bounded(b)
 }
 
-/// Snapshot format: these bytes, then the bincode of [`BrokerState`]. A snapshot without them
-/// was written before the format was versioned (before retention) and is read as
-/// [`crate::state::LegacyState`].
-const SNAPSHOT_MAGIC: &[u8; 6] = b"RMQS\x00\x02";
+/// Snapshot format: these bytes, then the bincode of [`BrokerState`] (consume queues by their
+/// bounds: their entries are in files). [`SNAPSHOT_MAGIC_V2`] snapshots held every queue's
+/// entries ([`crate::state::StateV2`]); a snapshot without either was written before the
+/// format was versioned (before retention) and is read as [`crate::state::LegacyState`].
+const SNAPSHOT_MAGIC: &[u8; 6] = b"RMQS\x00\x03";
+const SNAPSHOT_MAGIC_V2: &[u8; 6] = b"RMQS\x00\x02";
 
 /// Snapshots hold the whole state, which may legitimately exceed the request limit; they come
 /// from this replica's own disk (CRC-checked) or an authenticated peer.
@@ -56,9 +112,14 @@ const SNAPSHOT_LIMIT: usize = 1 << 36;
 
 impl App for BrokerApp {
     fn apply(&mut self, index: LogIndex, request: &[u8]) -> Result<Vec<u8>, String> {
+        self.ensure_attached()?;
         // Only an entry this binary cannot interpret (newer than the binary) is an error: the
         // replica stops rather than diverge. Invalid commands are refused no-ops.
         let outcomes = self.state.apply_entry(index.0, request)?;
+        // So is a consume queue that could not be read: the outcomes may have diverged.
+        if let Some(e) = self.state.take_storage_error() {
+            return Err(e);
+        }
         if cfg!(debug_assertions) {
             self.state.check_invariants();
         }
@@ -74,28 +135,38 @@ impl App for BrokerApp {
         out
     }
 
+    fn checkpoint(&mut self) -> Result<Checkpoint, String> {
+        self.ensure_attached()?;
+        let cp = self
+            .state
+            .checkpoint()
+            .map_err(|e| format!("cannot write the consume queues: {e}"))?;
+        Ok(Checkpoint {
+            data: self.snapshot(),
+            sync: cp.sync,
+            sync_dirs: cp.sync_dirs,
+            obsolete: cp.obsolete,
+        })
+    }
+
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
-        let cfg = bincode::config::standard().with_limit::<SNAPSHOT_LIMIT>();
-        self.state = match snapshot.strip_prefix(SNAPSHOT_MAGIC.as_slice()) {
-            Some(body) => {
-                bincode::serde::decode_from_slice(body, cfg)
-                    .map_err(|e| e.to_string())?
-                    .0
-            }
-            None => {
-                let (legacy, used): (crate::state::LegacyState, usize) =
-                    bincode::serde::decode_from_slice(snapshot, cfg).map_err(|e| {
-                        format!("neither the current nor the pre-retention format: {e}")
-                    })?;
-                if used != snapshot.len() {
-                    return Err(format!(
-                        "pre-retention snapshot with {} trailing bytes",
-                        snapshot.len() - used
-                    ));
-                }
-                legacy.into()
-            }
-        };
+        self.restore_from(snapshot, true)
+    }
+
+    fn install(&mut self, snapshot: &[u8]) -> Result<(), String> {
+        self.restore_from(snapshot, false)
+    }
+}
+
+impl BrokerApp {
+    fn restore_from(&mut self, snapshot: &[u8], local: bool) -> Result<(), String> {
+        let mut state = Self::decode(snapshot)?;
+        match &self.files {
+            Some(f) => state.use_files(f.clone(), local)?,
+            None => state.check_restorable()?,
+        }
+        self.state = state;
+        self.attached = true;
         self.clock.observe(self.state.clock_ms);
         self.changed.notify_waiters();
         Ok(())
@@ -110,6 +181,7 @@ mod tests {
 
     use super::*;
     use crate::state::consume_queue::CqEntry;
+    use crate::state::cq_files::CqFiles;
     use crate::state::offsets::ConsumerOffsets;
     use crate::state::pop::PopQueue;
 
@@ -163,12 +235,115 @@ mod tests {
         let s = app.state();
         assert_eq!((s.applied_index, s.receipt_seq, s.log_start), (9, 3, 0));
         let q = s.queue("t", 0).unwrap();
-        assert_eq!((q.start(), q.end(), q.get(1)), (0, 2, Some(&e)));
+        assert_eq!((q.start(), q.end(), q.get(1)), (0, 2, Some(e)));
         let again = app.snapshot();
         assert!(again.starts_with(SNAPSHOT_MAGIC));
         let mut back = BrokerApp::new(Arc::new(Notify::new()), Arc::new(ClusterClock::new()));
         back.restore(&again).unwrap();
         assert_eq!(back.state(), app.state());
         assert!(back.restore(b"\x05garbage").is_err());
+    }
+
+    /// The state's layout between retention and consume queues on disk (version 2).
+    #[derive(Serialize)]
+    struct V2 {
+        clock_ms: u64,
+        topics: BTreeMap<String, crate::model::TopicConfig>,
+        groups: BTreeMap<String, crate::model::GroupConfig>,
+        queues: BTreeMap<(String, u32), V2Queue>,
+        pops: BTreeMap<(String, String, u32), PopQueue>,
+        offsets: ConsumerOffsets,
+        receipt_seq: u64,
+        applied_index: u64,
+        log_start: u64,
+    }
+
+    #[derive(Serialize)]
+    struct V2Queue {
+        start: u64,
+        entries: std::collections::VecDeque<CqEntry>,
+    }
+
+    fn file_app(disk: &Arc<raft_store::disk::SimDisk>) -> BrokerApp {
+        let d: Arc<dyn raft_store::disk::Disk> = disk.clone();
+        let files = CqFiles::open(d, "/cq").unwrap();
+        BrokerApp::new(Arc::new(Notify::new()), Arc::new(ClusterClock::new())).with_files(files)
+    }
+
+    /// A replica upgraded from version 2 (queues in the snapshot) writes its queues out to
+    /// files at restore; its next snapshot holds only their bounds, and restores from the
+    /// files. A snapshot of file-backed queues sent by a peer is refused (the files and the
+    /// messages are on the peer), one without messages is taken.
+    #[test]
+    fn a_version_2_snapshot_moves_its_queues_to_files() {
+        let e = |i: u64| CqEntry {
+            log_index: i,
+            pos: 0,
+            len: 5,
+            tag_hash: 1,
+            store_ms: 1_000 + i,
+        };
+        let v2 = V2 {
+            clock_ms: 2_000,
+            topics: BTreeMap::from([(
+                "t".to_string(),
+                crate::model::TopicConfig {
+                    name: "t".into(),
+                    queues: 1,
+                    kind: crate::model::TopicKind::Normal,
+                },
+            )]),
+            groups: BTreeMap::new(),
+            queues: BTreeMap::from([(
+                ("t".to_string(), 0),
+                V2Queue {
+                    start: 4,
+                    entries: (5..400).map(e).collect(),
+                },
+            )]),
+            pops: BTreeMap::new(),
+            offsets: ConsumerOffsets::default(),
+            receipt_seq: 3,
+            applied_index: 500,
+            log_start: 5,
+        };
+        let mut bytes = SNAPSHOT_MAGIC_V2.to_vec();
+        bytes.extend(bincode::serde::encode_to_vec(&v2, bincode::config::standard()).unwrap());
+        let disk = Arc::new(raft_store::disk::SimDisk::new(1));
+        let mut app = file_app(&disk);
+        app.restore(&bytes).unwrap();
+        let q = app.state().queue("t", 0).unwrap();
+        assert_eq!(
+            (q.start(), q.end(), q.get(4), q.get(398)),
+            (4, 399, Some(e(5)), Some(e(399)))
+        );
+        let cp = app.checkpoint().unwrap();
+        assert!(cp.data.starts_with(SNAPSHOT_MAGIC) && cp.data.len() < 400);
+        futures::executor::block_on(async {
+            for f in cp.sync {
+                f.sync().await.unwrap();
+            }
+            for d in &cp.sync_dirs {
+                use raft_store::disk::Disk;
+                disk.sync_dir(d).await.unwrap();
+            }
+        });
+        disk.crash();
+        let mut back = file_app(&disk);
+        back.restore(&cp.data).unwrap();
+        assert_eq!(back.state(), app.state());
+        let q = back.state().queue("t", 0).unwrap();
+        assert_eq!(
+            (q.get(4), q.get(200), q.get(398)),
+            (Some(e(5)), Some(e(201)), Some(e(399)))
+        );
+        assert_eq!(q.offset_at_time(1_200), 199);
+        // From a peer: refused while it holds messages.
+        let mut peer = file_app(&Arc::new(raft_store::disk::SimDisk::new(2)));
+        let err = peer.install(&cp.data).unwrap_err();
+        assert!(err.contains("catch up from the log"), "{err}");
+        // Without a consume-queue directory at all: refused too.
+        let mut bare = BrokerApp::new(Arc::new(Notify::new()), Arc::new(ClusterClock::new()));
+        assert!(bare.restore(&cp.data).is_err());
     }
 }

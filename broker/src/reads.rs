@@ -59,7 +59,7 @@ pub async fn run(replica: &Replica, read: Read) -> Result<ReadAnswer> {
                                 if !found.is_empty() && bytes > max_bytes {
                                     break;
                                 }
-                                found.push((next, *e));
+                                found.push((next, e));
                             }
                             next += 1;
                         }

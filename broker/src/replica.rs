@@ -29,6 +29,7 @@ use crate::model::StoredMessage;
 use crate::state::BrokerState;
 use crate::state::Outcome;
 use crate::state::consume_queue::CqEntry;
+use crate::state::cq_files::CqFiles;
 
 /// Recently read log entries, so a receive of many messages from one batch reads it once.
 struct EntryCache {
@@ -106,11 +107,14 @@ impl Replica {
     ) -> Result<Arc<Replica>> {
         let changed = Arc::new(Notify::new());
         let clock = Arc::new(ClusterClock::new());
+        let cq_dir = cfg.data_dir.join("cq");
+        let files = CqFiles::open(disk.clone(), &cq_dir)
+            .map_err(|e| BrokerError::Store(raft_store::Error::io(&cq_dir, e)))?;
         let group = Arc::new(
             Group::start(
                 cfg,
                 disk,
-                BrokerApp::new(changed.clone(), clock.clone()),
+                BrokerApp::new(changed.clone(), clock.clone()).with_files(files),
                 registry,
                 channels,
             )

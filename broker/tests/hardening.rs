@@ -132,7 +132,7 @@ fn a_topic_without_queues_is_refused_and_sends_after_it_do_not_panic() {
             kind: TopicKind::Mixed,
         },
     );
-    let mut st = l.state.clone();
+    let mut st = std::mem::take(&mut l.state);
     let o = st
         .apply_entry(
             99,

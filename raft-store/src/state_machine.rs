@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde::Serialize;
 
 use crate::disk::Disk;
+use crate::disk::DiskFile;
 use crate::error::Error;
 use crate::error::Result;
 use crate::types::EntryPayload;
@@ -53,8 +54,38 @@ pub trait App: Send + Sync + 'static {
     /// The whole state, encoded (for snapshots).
     fn snapshot(&self) -> Vec<u8>;
 
-    /// Replaces the whole state with a snapshot produced by [`App::snapshot`].
+    /// Prepares a snapshot of an application that keeps part of its state in its own files
+    /// (the broker's consume queues): the encoded state plus what must be durable before the
+    /// snapshot is (files and directories to fsync) and what the snapshot makes unnecessary
+    /// (files to remove once it is persisted). Runs under the apply lock; the syncs do not.
+    fn checkpoint(&mut self) -> std::result::Result<Checkpoint, String> {
+        Ok(Checkpoint {
+            data: self.snapshot(),
+            ..Checkpoint::default()
+        })
+    }
+
+    /// Replaces the whole state with a snapshot this replica persisted (at startup).
     fn restore(&mut self, snapshot: &[u8]) -> std::result::Result<(), String>;
+
+    /// Replaces the whole state with a snapshot sent by the leader (it may refer to files
+    /// only the leader has: the application refuses what it cannot serve).
+    fn install(&mut self, snapshot: &[u8]) -> std::result::Result<(), String> {
+        self.restore(snapshot)
+    }
+}
+
+/// A snapshot about to be persisted; see [`App::checkpoint`].
+#[derive(Default)]
+pub struct Checkpoint {
+    /// The encoded state.
+    pub data: Vec<u8>,
+    /// Files to fsync before the snapshot is persisted.
+    pub sync: Vec<Arc<dyn DiskFile>>,
+    /// Directories to fsync before the snapshot is persisted.
+    pub sync_dirs: Vec<PathBuf>,
+    /// Files to remove after the snapshot is persisted.
+    pub obsolete: Vec<PathBuf>,
 }
 
 /// The application plus what openraft tracks about it.
@@ -185,18 +216,38 @@ impl<A: App> StateMachineStore<A> {
     }
 
     async fn build(&self) -> Result<Snapshot> {
-        let (meta, data) = {
-            let st = self.state.lock().unwrap();
+        let (meta, cp) = {
+            let mut st = self.state.lock().unwrap();
             let meta = SnapshotMeta {
                 last_log_id: st.last_applied,
                 last_membership: st.last_membership.clone(),
             };
-            (meta, st.app.snapshot())
+            let cp = st.app.checkpoint().map_err(|reason| {
+                Error::io(
+                    &self.dir,
+                    io::Error::other(format!("the application cannot checkpoint: {reason}")),
+                )
+            })?;
+            (meta, cp)
         };
-        self.persist(&meta, &data).await?;
+        // What the snapshot refers to is durable before the snapshot is.
+        for f in cp.sync {
+            f.sync().await.map_err(|e| Error::io(&self.dir, e))?;
+        }
+        for d in &cp.sync_dirs {
+            self.disk.sync_dir(d).await.map_err(|e| Error::io(d, e))?;
+        }
+        self.persist(&meta, &cp.data).await?;
+        for p in &cp.obsolete {
+            if let Err(e) = self.disk.remove(p)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %p.display(), "cannot remove a file the snapshot made obsolete: {e}");
+            }
+        }
         Ok(Snapshot {
             meta,
-            snapshot: data,
+            snapshot: cp.data,
         })
     }
 }
@@ -267,7 +318,7 @@ impl<A: App> RaftStateMachine<TypeConfig> for StateMachineStore<A> {
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> io::Result<()> {
         {
             let mut st = self.state.lock().unwrap();
-            st.app.restore(&snapshot).map_err(|e| {
+            st.app.install(&snapshot).map_err(|e| {
                 io::Error::other(format!("snapshot rejected by the application: {e}"))
             })?;
             st.last_applied = meta.last_log_id;

@@ -5,16 +5,22 @@
 //! [`consume_queue`], [`pop`] (per-group receive state) and [`offsets`].
 
 pub mod consume_queue;
+pub mod cq_files;
 pub mod offsets;
 pub mod pop;
 
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
 
+use raft_store::disk::DiskFile;
 use serde::Deserialize;
 use serde::Serialize;
 
 use self::consume_queue::ConsumeQueue;
 use self::consume_queue::CqEntry;
+use self::cq_files::CqFiles;
 use self::offsets::ConsumerOffsets;
 use self::pop::Inflight;
 use self::pop::PopQueue;
@@ -97,7 +103,7 @@ pub enum Outcome {
 }
 
 /// The whole replicated broker state of one Raft group.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerState {
     /// The state's clock: the highest entry time applied (never goes backwards, even if a new
     /// leader's wall clock is behind the old one's).
@@ -119,6 +125,34 @@ pub struct BrokerState {
     /// The first log index whose messages are retained: retention ([`Command::Retain`])
     /// deleted every message in entries below it. 0 until anything is deleted.
     pub log_start: u64,
+    /// Where new queues keep their entries (files on a broker replica; memory when absent).
+    #[serde(skip)]
+    files: QueueFiles,
+}
+
+/// The consume-queue directory, if queues live in files. Not part of the state's value: two
+/// states are equal whatever their queues are kept in.
+#[derive(Debug, Default, Clone)]
+struct QueueFiles(Option<Arc<CqFiles>>);
+
+impl PartialEq for QueueFiles {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for QueueFiles {}
+
+/// What a checkpoint of the state needs done around its snapshot (see
+/// [`BrokerState::checkpoint`]).
+#[derive(Default)]
+pub struct StateCheckpoint {
+    /// Files to fsync before the snapshot is persisted.
+    pub sync: Vec<Arc<dyn DiskFile>>,
+    /// Directories to fsync before the snapshot is persisted (new files' entries).
+    pub sync_dirs: Vec<PathBuf>,
+    /// Files to remove once the snapshot is persisted.
+    pub obsolete: Vec<PathBuf>,
 }
 
 /// How far a `Retain`'s decision time may be ahead of its entry's time (see
@@ -153,13 +187,56 @@ impl From<LegacyState> for BrokerState {
             queues: l
                 .queues
                 .into_iter()
-                .map(|(k, q)| (k, ConsumeQueue::from_entries(q.entries)))
+                .map(|(k, q)| (k, ConsumeQueue::from_entries(0, q.entries.into())))
                 .collect(),
             pops: l.pops,
             offsets: l.offsets,
             receipt_seq: l.receipt_seq,
             applied_index: l.applied_index,
             log_start: 0,
+            files: QueueFiles::default(),
+        }
+    }
+}
+
+/// The state as snapshots stored it between retention and consume queues on disk (every
+/// queue's entries in the snapshot).
+#[derive(Deserialize)]
+pub struct StateV2 {
+    clock_ms: u64,
+    topics: BTreeMap<String, TopicConfig>,
+    groups: BTreeMap<String, GroupConfig>,
+    queues: BTreeMap<(String, u32), QueueV2>,
+    pops: BTreeMap<(String, String, u32), PopQueue>,
+    offsets: ConsumerOffsets,
+    receipt_seq: u64,
+    applied_index: u64,
+    log_start: u64,
+}
+
+#[derive(Deserialize)]
+struct QueueV2 {
+    start: u64,
+    entries: VecDeque<CqEntry>,
+}
+
+impl From<StateV2> for BrokerState {
+    fn from(l: StateV2) -> Self {
+        BrokerState {
+            clock_ms: l.clock_ms,
+            topics: l.topics,
+            groups: l.groups,
+            queues: l
+                .queues
+                .into_iter()
+                .map(|(k, q)| (k, ConsumeQueue::from_entries(q.start, q.entries)))
+                .collect(),
+            pops: l.pops,
+            offsets: l.offsets,
+            receipt_seq: l.receipt_seq,
+            applied_index: l.applied_index,
+            log_start: l.log_start,
+            files: QueueFiles::default(),
         }
     }
 }
@@ -210,8 +287,7 @@ impl PopRound<'_> {
             if self.deliveries.len() >= self.max {
                 break;
             }
-            let (Some(entry), Some(inf)) = (cq.get(off).copied(), pq.inflight.get(&off).copied())
-            else {
+            let (Some(entry), Some(inf)) = (cq.get(off), pq.inflight.get(&off).copied()) else {
                 continue; // unreachable while the invariants hold
             };
             if entry.log_index < self.log_start {
@@ -260,7 +336,7 @@ impl PopRound<'_> {
             && scanned < limits::MAX_POP_SCAN
         {
             let off = pq.next;
-            let Some(entry) = cq.get(off).copied() else {
+            let Some(entry) = cq.get(off) else {
                 break; // unreachable: below end
             };
             scanned += 1;
@@ -295,6 +371,63 @@ impl PopRound<'_> {
 }
 
 impl BrokerState {
+    /// Keeps consume queues in `files` from now on (a broker replica; without this call they
+    /// stay in memory). `restored_locally`: the state comes from this replica's own snapshot
+    /// (or is empty), whose checkpoint left the queues' files in `files`; otherwise it came
+    /// from a peer, and a queue holding entries cannot be served — their files (and the
+    /// messages, in the log before the snapshot) are on the peer, not here.
+    pub fn use_files(&mut self, files: Arc<CqFiles>, restored_locally: bool) -> Result<(), String> {
+        for ((topic, q), cq) in self.queues.iter_mut() {
+            if !restored_locally && cq.is_detached() && cq.end() > cq.start() {
+                return Err(format!(
+                    "a snapshot from a peer holds messages of queue {topic}/{q} that this replica \
+                     does not have; a replica must catch up from the log \
+                     (docs/operations.md, replacing a failed disk)"
+                ));
+            }
+            cq.attach(&files, topic, *q, self.applied_index)?;
+        }
+        files.remove_unclaimed();
+        self.files = QueueFiles(Some(files));
+        Ok(())
+    }
+
+    /// Refuses a restored state whose queues' entries are nowhere (a snapshot of file-backed
+    /// queues restored without [`Self::use_files`]).
+    pub fn check_restorable(&self) -> Result<(), String> {
+        match self
+            .queues
+            .iter()
+            .find(|(_, cq)| cq.is_detached() && cq.end() > cq.start())
+        {
+            Some(((t, q), _)) => Err(format!(
+                "queue {t}/{q} is kept in files, and no consume-queue directory was given"
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Prepares a snapshot: writes every queue's pending entries and says which files must
+    /// be synced before the snapshot is persisted and which may go after. O(queues).
+    pub fn checkpoint(&mut self) -> std::io::Result<StateCheckpoint> {
+        let mut cp = StateCheckpoint::default();
+        for cq in self.queues.values_mut() {
+            let q = cq.checkpoint()?;
+            cp.sync.extend(q.sync);
+            cp.obsolete.extend(q.obsolete);
+        }
+        if let Some(f) = &self.files.0 {
+            cp.sync_dirs.push(f.dir().to_path_buf());
+        }
+        Ok(cp)
+    }
+
+    /// A consume-queue read failed during the last apply (the replica must stop: that apply
+    /// may have diverged).
+    pub fn take_storage_error(&self) -> Option<String> {
+        self.files.0.as_ref().and_then(|f| f.take_error())
+    }
+
     /// Applies one committed entry. An entry that does not decode is a fatal error for the
     /// replica: continuing would diverge from the group.
     pub fn apply_entry(&mut self, index: u64, bytes: &[u8]) -> Result<Vec<Outcome>, String> {
@@ -364,10 +497,11 @@ impl BrokerState {
                     tag_hash: tag_hash(m.tag.as_deref()),
                     store_ms: now,
                 };
+                let files = self.files.0.as_ref();
                 let offset = self
                     .queues
                     .entry((m.topic, queue.0))
-                    .or_default()
+                    .or_insert_with_key(|(t, q)| ConsumeQueue::new(files, t, *q))
                     .push(entry);
                 Outcome::Sent {
                     queue,
@@ -570,7 +704,11 @@ impl BrokerState {
             queues: 1,
             kind: TopicKind::Mixed,
         });
-        let cq = self.queues.entry((dlq, 0)).or_default();
+        let files = self.files.0.as_ref();
+        let cq = self
+            .queues
+            .entry((dlq, 0))
+            .or_insert_with_key(|(t, q)| ConsumeQueue::new(files, t, *q));
         for e in dead {
             // The dead letter points at the original message: no copy of the body.
             cq.push(CqEntry { store_ms: now, ..e });

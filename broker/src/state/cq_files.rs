@@ -1,0 +1,599 @@
+//! Consume queues on disk (issue 12): per (topic, queue), fixed-size 32-byte entries in chunk
+//! files of [`Layout::chunk`] entries, named `<topic>.<queue>.<first offset>.cq` in the
+//! group's `cq/` directory — RocketMQ's ConsumeQueue layout (offset → log position, size, tag
+//! hash, store time), so finding offset `o` is one read at `(o - base) * 32`.
+//!
+//! The files are a cache of state the log defines, made durable by checkpoints: a state
+//! snapshot ([`crate::app::BrokerApp`]'s checkpoint) first writes every queue's pending
+//! entries, then the snapshot adapter fsyncs the chunks written since the last checkpoint and
+//! the directory, and only then persists the snapshot, which records each queue's `start` and
+//! `end`. A restart restores the snapshot and attaches each queue to its files: entries below
+//! `end` are durable; anything after it is stale (written after the snapshot) and is
+//! overwritten as the log after the snapshot is applied again. Chunks wholly below a queue's
+//! `start` (deleted by retention) are removed only once a snapshot recording that start is
+//! durable, so an older snapshot never finds its entries gone.
+//!
+//! Memory per queue is a tail of about [`Layout::flush`] + [`Layout::keep`] entries, one
+//! read block and the set of chunk bases: O(queues), not O(messages).
+//!
+//! IO: writes of full 4 KiB blocks during apply, reads through a small cache of open handles.
+//! A failed write keeps the entries in memory and is retried (the checkpoint fails if it
+//! still cannot write them). A failed read is recorded ([`CqFiles::take_error`]) and stops the
+//! replica after the entry, because an apply that could not see an entry may have diverged.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::io;
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use raft_store::disk::Disk;
+use raft_store::disk::DiskFile;
+
+use super::consume_queue::CqEntry;
+
+/// Bytes per entry.
+pub const ENTRY_BYTES: usize = 32;
+
+/// Sizes, in entries. [`Layout::default`] is what brokers use; tests shrink it so that a few
+/// hundred messages cross chunk, write and read-block boundaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Entries per chunk file (default 2^17: 4 MiB); a multiple of `read_block`.
+    pub chunk: u64,
+    /// Pending entries are written once this many accumulate (default 128: one 4 KiB write).
+    pub flush: u64,
+    /// Written entries kept in memory at the tail, where most reads are (default 64).
+    pub keep: u64,
+    /// Entries per read block: one read serves a consumer reading behind the tail (default
+    /// 128).
+    pub read_block: u64,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self {
+            chunk: 1 << 17,
+            flush: 128,
+            keep: 64,
+            read_block: 128,
+        }
+    }
+}
+
+impl Layout {
+    /// A tiny layout for tests.
+    pub fn tiny() -> Self {
+        Self {
+            chunk: 8,
+            flush: 3,
+            keep: 2,
+            read_block: 4,
+        }
+    }
+
+    fn chunk_of(&self, offset: u64) -> u64 {
+        offset - offset % self.chunk
+    }
+}
+/// Open chunk handles kept (a small cache: the number of queues is unbounded).
+const MAX_HANDLES: usize = 64;
+const EXT: &str = ".cq";
+
+/// Encodes one entry (little-endian: log index, position, length, tag hash, store time).
+pub fn encode(e: &CqEntry, out: &mut Vec<u8>) {
+    out.extend_from_slice(&e.log_index.to_le_bytes());
+    out.extend_from_slice(&e.pos.to_le_bytes());
+    out.extend_from_slice(&e.len.to_le_bytes());
+    out.extend_from_slice(&e.tag_hash.to_le_bytes());
+    out.extend_from_slice(&e.store_ms.to_le_bytes());
+}
+
+/// Decodes one entry from 32 bytes.
+pub fn decode(b: &[u8]) -> CqEntry {
+    let u64at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+    let u32at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+    CqEntry {
+        log_index: u64at(0),
+        pos: u32at(8),
+        len: u32at(12),
+        tag_hash: u64at(16),
+        store_ms: u64at(24),
+    }
+}
+
+/// The file-name prefix of a queue: the topic with every byte outside `[A-Za-z0-9_-]`
+/// written `%XX` (so `.` separates the parts), the queue id, and a dot. A name whose escape
+/// would be too long for a file name is replaced by a hash of it plus its head.
+pub fn prefix(topic: &str, queue: u32) -> String {
+    let mut esc = String::with_capacity(topic.len());
+    for b in topic.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            esc.push(b as char);
+        } else {
+            esc.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if esc.len() > 160 {
+        // FNV-1a: stable across builds and platforms.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in topic.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let head: String = esc.chars().take(100).collect();
+        esc = format!("{head}~{h:016x}");
+    }
+    format!("{esc}.{queue}.")
+}
+
+fn chunk_name(prefix: &str, base: u64) -> String {
+    format!("{prefix}{base:020}{EXT}")
+}
+
+/// One group's consume-queue directory: the disk, open handles, and a sticky read error.
+pub struct CqFiles {
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+    layout: Layout,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    /// Open handles by file name, with the tick of their last use.
+    handles: BTreeMap<String, (Arc<dyn DiskFile>, u64)>,
+    tick: u64,
+    /// Files found in the directory at open and not yet claimed by a queue.
+    unclaimed: BTreeSet<String>,
+    /// A read failed: the apply that needed it may have diverged.
+    error: Option<String>,
+}
+
+impl std::fmt::Debug for CqFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CqFiles({})", self.dir.display())
+    }
+}
+
+impl CqFiles {
+    /// Opens (creating) the directory `dir` on `disk`.
+    pub fn open(disk: Arc<dyn Disk>, dir: impl AsRef<Path>) -> io::Result<Arc<Self>> {
+        Self::open_with(disk, dir, Layout::default())
+    }
+
+    /// Opens with a given layout (tests).
+    pub fn open_with(
+        disk: Arc<dyn Disk>,
+        dir: impl AsRef<Path>,
+        layout: Layout,
+    ) -> io::Result<Arc<Self>> {
+        assert!(layout.read_block > 0 && layout.chunk.is_multiple_of(layout.read_block));
+        assert!(layout.flush > 0);
+        let dir = dir.as_ref().to_path_buf();
+        disk.create_dir_all(&dir)?;
+        let unclaimed = disk
+            .list(&dir)?
+            .into_iter()
+            .filter(|n| n.ends_with(EXT))
+            .collect();
+        Ok(Arc::new(Self {
+            disk,
+            dir,
+            layout,
+            inner: Mutex::new(Inner {
+                handles: BTreeMap::new(),
+                tick: 0,
+                unclaimed,
+                error: None,
+            }),
+        }))
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Takes the recorded read error, if any.
+    pub fn take_error(&self) -> Option<String> {
+        self.inner.lock().unwrap().error.take()
+    }
+
+    fn fail(&self, what: String) {
+        tracing::error!(dir = %self.dir.display(), "{what}");
+        let mut g = self.inner.lock().unwrap();
+        g.error.get_or_insert(what);
+    }
+
+    /// Claims the files of `prefix` found at open: their chunk bases, and their names.
+    fn claim(&self, prefix: &str) -> BTreeMap<u64, String> {
+        let mut g = self.inner.lock().unwrap();
+        let names: Vec<String> = g
+            .unclaimed
+            .range(prefix.to_string()..)
+            .take_while(|n| n.starts_with(prefix))
+            .cloned()
+            .collect();
+        let mut out = BTreeMap::new();
+        for n in names {
+            g.unclaimed.remove(&n);
+            let base = n[prefix.len()..n.len() - EXT.len()].parse::<u64>();
+            match base {
+                Ok(b) if b % self.layout.chunk == 0 => {
+                    out.insert(b, n);
+                }
+                _ => {} // not ours (another queue whose prefix extends this one's)
+            }
+        }
+        out
+    }
+
+    /// Removes every file found at open that no queue claimed (queues created after the
+    /// snapshot a restart restored, written before the crash).
+    pub fn remove_unclaimed(&self) {
+        let names = std::mem::take(&mut self.inner.lock().unwrap().unclaimed);
+        for n in names {
+            self.remove(&n);
+        }
+    }
+
+    fn remove(&self, name: &str) {
+        self.inner.lock().unwrap().handles.remove(name);
+        let path = self.dir.join(name);
+        if let Err(e) = self.disk.remove(&path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), "cannot remove a consume-queue file: {e}");
+        }
+    }
+
+    fn handle(&self, name: &str, create: bool) -> io::Result<Arc<dyn DiskFile>> {
+        let mut g = self.inner.lock().unwrap();
+        g.tick += 1;
+        let tick = g.tick;
+        if !create && let Some((h, t)) = g.handles.get_mut(name) {
+            *t = tick;
+            return Ok(h.clone());
+        }
+        let path = self.dir.join(name);
+        let h = if create {
+            self.disk.create(&path)?
+        } else {
+            self.disk.open(&path)?
+        };
+        if g.handles.len() >= MAX_HANDLES && !g.handles.contains_key(name) {
+            let oldest = g
+                .handles
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(n, _)| n.clone());
+            if let Some(n) = oldest {
+                g.handles.remove(&n);
+            }
+        }
+        g.handles.insert(name.to_string(), (h.clone(), tick));
+        Ok(h)
+    }
+}
+
+/// One queue's entries on disk, with its tail in memory.
+pub struct FileQueue {
+    files: Arc<CqFiles>,
+    lay: Layout,
+    prefix: String,
+    /// Chunk bases that exist on disk.
+    chunks: BTreeSet<u64>,
+    /// Entries `[tail_base, end)` (the unwritten ones and a few written ones).
+    tail_base: u64,
+    tail: Vec<CqEntry>,
+    /// Entries below this were handed to the disk.
+    written: u64,
+    /// Chunks written since the last checkpoint.
+    dirty: BTreeSet<u64>,
+    /// The last block read from disk: (first offset, entries).
+    read: Mutex<Option<(u64, Vec<CqEntry>)>>,
+}
+
+impl std::fmt::Debug for FileQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "FileQueue({}, tail {}+{}, written {})",
+            self.prefix,
+            self.tail_base,
+            self.tail.len(),
+            self.written
+        )
+    }
+}
+
+/// What a checkpoint of one queue needs done around the snapshot.
+#[derive(Default)]
+pub struct QueueCheckpoint {
+    /// Fsync before the snapshot is persisted.
+    pub sync: Vec<Arc<dyn DiskFile>>,
+    /// Remove once the snapshot is persisted.
+    pub obsolete: Vec<PathBuf>,
+}
+
+impl FileQueue {
+    /// A new, empty queue starting at `start`; any files left under its name are removed.
+    pub fn create(files: Arc<CqFiles>, topic: &str, queue: u32, start: u64) -> Self {
+        let prefix = prefix(topic, queue);
+        for name in files.claim(&prefix).into_values() {
+            files.remove(&name);
+        }
+        Self {
+            lay: files.layout,
+            files,
+            prefix,
+            chunks: BTreeSet::new(),
+            tail_base: start,
+            tail: Vec::new(),
+            written: start,
+            dirty: BTreeSet::new(),
+            read: Mutex::new(None),
+        }
+    }
+
+    /// Attaches to the files a checkpoint left for a queue holding `[start, end)`, whose
+    /// entries all sit in log entries at or below `applied`. Fails if they are missing or
+    /// short, or the tail does not fit the snapshot (the files are damaged).
+    pub fn attach(
+        files: Arc<CqFiles>,
+        topic: &str,
+        queue: u32,
+        start: u64,
+        end: u64,
+        applied: u64,
+    ) -> Result<Self, String> {
+        let prefix = prefix(topic, queue);
+        let found = files.claim(&prefix);
+        let mut q = Self {
+            lay: files.layout,
+            files: files.clone(),
+            prefix,
+            chunks: BTreeSet::new(),
+            tail_base: end,
+            tail: Vec::new(),
+            written: end,
+            dirty: BTreeSet::new(),
+            read: Mutex::new(None),
+        };
+        let (lo, hi) = if end > start {
+            (files.layout.chunk_of(start), files.layout.chunk_of(end - 1))
+        } else {
+            (1, 0) // keep nothing
+        };
+        for (base, name) in found {
+            if base >= lo && base <= hi {
+                q.chunks.insert(base);
+            } else {
+                files.remove(&name); // wholly below start (retention) or after end (stale)
+            }
+        }
+        if end == start {
+            return Ok(q);
+        }
+        let mut base = lo;
+        while base <= hi {
+            if !q.chunks.contains(&base) {
+                return Err(format!(
+                    "consume queue file {} is missing",
+                    chunk_name(&q.prefix, base)
+                ));
+            }
+            let need = (end.min(base + q.lay.chunk) - base) * ENTRY_BYTES as u64;
+            let name = chunk_name(&q.prefix, base);
+            let len = files
+                .handle(&name, false)
+                .and_then(|h| h.len())
+                .map_err(|e| format!("consume queue file {name}: {e}"))?;
+            if len < need {
+                return Err(format!(
+                    "consume queue file {name} holds {len} bytes, the snapshot needs {need}"
+                ));
+            }
+            base += q.lay.chunk;
+        }
+        let tail_base = end.saturating_sub(q.lay.keep).max(start);
+        let tail = q
+            .read_range(tail_base, end)
+            .map_err(|e| format!("consume queue {}: {e}", q.prefix))?;
+        for w in tail.windows(2) {
+            if w[1].store_ms < w[0].store_ms {
+                return Err(format!(
+                    "consume queue {}: store times out of order near offset {end}",
+                    q.prefix
+                ));
+            }
+        }
+        if let Some(last) = tail.last()
+            && (last.log_index > applied || last.log_index == 0)
+        {
+            return Err(format!(
+                "consume queue {}: its last entry points at log entry {}, the snapshot is at {applied}",
+                q.prefix, last.log_index
+            ));
+        }
+        q.tail_base = tail_base;
+        q.tail = tail;
+        Ok(q)
+    }
+
+    /// Appends the entry at offset `end` (the caller's end before the push).
+    pub fn push(&mut self, e: CqEntry, end: u64) {
+        debug_assert_eq!(end, self.tail_base + self.tail.len() as u64);
+        self.tail.push(e);
+        let end = end + 1;
+        let pending = end - self.written;
+        // Retry a failed write every `flush` entries, not on every push.
+        if pending >= self.lay.flush
+            && pending.is_multiple_of(self.lay.flush)
+            && let Err(err) = self.write_pending()
+        {
+            tracing::warn!(queue = %self.prefix, pending, "consume queue write failed, kept in memory: {err}");
+        }
+        self.shed();
+    }
+
+    /// Drops written entries from the tail beyond the few kept for reads.
+    fn shed(&mut self) {
+        let end = self.tail_base + self.tail.len() as u64;
+        let keep_from = self.written.min(end.saturating_sub(self.lay.keep));
+        if keep_from > self.tail_base + self.lay.flush {
+            let n = (keep_from - self.tail_base) as usize;
+            self.tail.drain(..n);
+            self.tail_base = keep_from;
+        }
+    }
+
+    /// Writes the entries not yet written.
+    fn write_pending(&mut self) -> io::Result<()> {
+        let end = self.tail_base + self.tail.len() as u64;
+        while self.written < end {
+            let base = self.lay.chunk_of(self.written);
+            let upto = end.min(base + self.lay.chunk);
+            let mut buf = Vec::with_capacity((upto - self.written) as usize * ENTRY_BYTES);
+            for o in self.written..upto {
+                encode(&self.tail[(o - self.tail_base) as usize], &mut buf);
+            }
+            let name = chunk_name(&self.prefix, base);
+            let fresh = !self.chunks.contains(&base);
+            let h = self.files.handle(&name, fresh)?;
+            if fresh {
+                self.chunks.insert(base);
+            }
+            h.write_at(&buf, (self.written - base) * ENTRY_BYTES as u64)?;
+            self.dirty.insert(base);
+            self.written = upto;
+        }
+        Ok(())
+    }
+
+    /// Reads entries `[from, to)`, all written, from their chunk files.
+    fn read_range(&self, from: u64, to: u64) -> io::Result<Vec<CqEntry>> {
+        let mut out = Vec::with_capacity((to - from) as usize);
+        let mut o = from;
+        while o < to {
+            let base = self.lay.chunk_of(o);
+            let upto = to.min(base + self.lay.chunk);
+            let mut buf = vec![0u8; (upto - o) as usize * ENTRY_BYTES];
+            let h = self.files.handle(&chunk_name(&self.prefix, base), false)?;
+            raft_store::disk::read_exact_at(&*h, &mut buf, (o - base) * ENTRY_BYTES as u64)?;
+            out.extend(buf.chunks_exact(ENTRY_BYTES).map(decode));
+            o = upto;
+        }
+        Ok(out)
+    }
+
+    /// The entry at `offset`, which the caller checked is in `[start, end)`. A read error is
+    /// recorded on the directory and answered `None`.
+    pub fn get(&self, offset: u64, start: u64) -> Option<CqEntry> {
+        if offset >= self.tail_base {
+            return self.tail.get((offset - self.tail_base) as usize).copied();
+        }
+        let mut cache = self.read.lock().unwrap();
+        if let Some((b, v)) = cache.as_ref()
+            && offset >= *b
+            && offset < b + v.len() as u64
+        {
+            return Some(v[(offset - b) as usize]);
+        }
+        // A block never straddles a chunk (the block size divides the chunk size) nor reaches
+        // into the tail; it starts no lower than the queue's start (older chunks may be gone).
+        let rb = self.lay.read_block;
+        let b = (offset - offset % rb).max(start);
+        let to = (offset - offset % rb + rb).min(self.tail_base);
+        match self.read_range(b, to) {
+            Ok(v) => {
+                let e = v[(offset - b) as usize];
+                *cache = Some((b, v));
+                Some(e)
+            }
+            Err(err) => {
+                self.files.fail(format!(
+                    "cannot read consume queue {} at offset {offset}: {err}",
+                    self.prefix
+                ));
+                None
+            }
+        }
+    }
+
+    /// Retention moved the start: drop tail entries below it and forget a stale read block.
+    pub fn trimmed(&mut self, start: u64) {
+        if start > self.tail_base {
+            let n = ((start - self.tail_base) as usize).min(self.tail.len());
+            self.tail.drain(..n);
+            self.tail_base = start;
+            self.written = self.written.max(start);
+        }
+        *self.read.lock().unwrap() = None;
+    }
+
+    /// Writes every pending entry and returns what the snapshot needs synced, and the chunks
+    /// wholly below `start` to remove once it is persisted.
+    pub fn checkpoint(&mut self, start: u64) -> io::Result<QueueCheckpoint> {
+        self.write_pending()?;
+        self.shed();
+        let mut cp = QueueCheckpoint::default();
+        for base in std::mem::take(&mut self.dirty) {
+            let name = chunk_name(&self.prefix, base);
+            cp.sync.push(self.files.handle(&name, false)?);
+        }
+        let gone: Vec<u64> = self
+            .chunks
+            .iter()
+            .copied()
+            .take_while(|b| b + self.lay.chunk <= start)
+            .collect();
+        for base in gone {
+            self.chunks.remove(&base);
+            let name = chunk_name(&self.prefix, base);
+            self.files.inner.lock().unwrap().handles.remove(&name);
+            cp.obsolete.push(self.files.dir.join(name));
+        }
+        Ok(cp)
+    }
+
+    /// Checks the tail (the part in memory) against the queue's bounds.
+    pub fn check_invariants(&self, start: u64, end: u64) {
+        assert_eq!(
+            self.tail_base + self.tail.len() as u64,
+            end,
+            "tail ends at end"
+        );
+        assert!(self.tail_base >= start, "tail below start");
+        assert!(self.written >= self.tail_base && self.written <= end);
+        for w in self.tail.windows(2) {
+            assert!(w[0].store_ms <= w[1].store_ms, "store time order");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_names_are_safe() {
+        let e = CqEntry {
+            log_index: u64::MAX - 3,
+            pos: 7,
+            len: u32::MAX,
+            tag_hash: 0xdead_beef,
+            store_ms: 1 << 40,
+        };
+        let mut b = Vec::new();
+        encode(&e, &mut b);
+        assert_eq!(b.len(), ENTRY_BYTES);
+        assert_eq!(decode(&b), e);
+        assert_eq!(prefix("%DLQ%g-1", 0), "%25DLQ%25g-1.0.");
+        assert_eq!(prefix("a|b", 12), "a%7Cb.12.");
+        let long = prefix(&"%".repeat(127), 3);
+        assert!(long.len() < 200 && long.ends_with(".3."));
+        assert_ne!(long, prefix(&"%".repeat(126), 3));
+    }
+}
