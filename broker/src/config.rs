@@ -55,6 +55,9 @@ pub const DEFAULT_MIN_FREE_MB: u64 = 128;
 /// Default log segment size, MiB (retention deletes whole segments).
 pub const DEFAULT_SEGMENT_MB: u64 = 256;
 
+/// Default entries between state snapshots.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
+
 /// `[storage]`: how the node treats its disk.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -74,6 +77,10 @@ pub struct StorageToml {
     /// checked); a damaged entry is then found when it is read. Start-up time follows the log
     /// size when on, the unflushed tail when off.
     pub verify_log_on_start: bool,
+    /// Snapshot the replicated state after this many log entries (one entry is a batch of
+    /// commands). A snapshot is also the checkpoint of the consume queues' files: a restart
+    /// replays at most this many entries after it.
+    pub snapshot_every: u64,
 }
 
 impl Default for StorageToml {
@@ -83,6 +90,7 @@ impl Default for StorageToml {
             segment_mb: DEFAULT_SEGMENT_MB,
             delete_below_free_mb: 0,
             verify_log_on_start: false,
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
         }
     }
 }
@@ -446,6 +454,14 @@ impl BrokerToml {
             },
             segment_bytes: segment_bytes(self.storage.segment_mb)?,
             verify_log_on_start: self.storage.verify_log_on_start,
+            snapshot_every: match self.storage.snapshot_every {
+                n @ 1..=100_000_000 => n,
+                n => {
+                    return Err(format!(
+                        "storage.snapshot_every: {n} is not between 1 and 100000000"
+                    ));
+                }
+            },
             ..BrokerSettings::default()
         };
         broker.limits.validate()?;

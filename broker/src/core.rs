@@ -68,6 +68,10 @@ pub struct BrokerSettings {
     /// Check every sealed log segment's frames at start-up instead of trusting its summary
     /// (`[storage] verify_log_on_start`).
     pub verify_log_on_start: bool,
+    /// Snapshot (checkpoint) the state after this many applied entries (`[storage]
+    /// snapshot_every`): a restart replays at most this many entries, and the consume
+    /// queues' files are fsynced this often.
+    pub snapshot_every: u64,
     /// A replica whose data directory is empty waits to be added to its group (`raftmq admin
     /// replica add`) instead of bootstrapping it (`raftmq broker --rejoin`, after its disk
     /// was replaced and it was removed from the group).
@@ -90,6 +94,7 @@ impl Default for BrokerSettings {
             retention: crate::retention::RetentionSettings::default(),
             segment_bytes: crate::config::DEFAULT_SEGMENT_MB << 20,
             verify_log_on_start: false,
+            snapshot_every: crate::config::DEFAULT_SNAPSHOT_EVERY,
             rejoin: false,
         }
     }

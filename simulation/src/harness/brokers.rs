@@ -99,6 +99,20 @@ fn node_config(i: usize, n: usize, groups: u64) -> NodeConfig {
     }
 }
 
+/// Entries between snapshots for a seed: 20–400 for most seeds (a restart then restores
+/// the consume queues from their checkpointed files and replays a short tail), the broker's
+/// default for one seed in four. From its own random stream, so the rest of a seed's schedule
+/// does not change.
+pub fn snapshot_every_for(seed: u64) -> u64 {
+    use rand::SeedableRng;
+    let mut r = rand::rngs::SmallRng::seed_from_u64(seed ^ 0x5a4_5e00);
+    if r.random_bool(0.25) {
+        broker::config::DEFAULT_SNAPSHOT_EVERY
+    } else {
+        r.random_range(20..=400)
+    }
+}
+
 impl BrokerCluster {
     /// Boots a nameserver and `n` broker nodes hosting `groups` groups of `n` replicas.
     pub fn new(n: usize, groups: u64) -> Self {

@@ -70,7 +70,15 @@ impl Run {
 pub async fn chaos(seed: u64) -> RunResult {
     let mut rng = SmallRng::seed_from_u64(seed ^ 0xb0c3);
     let groups = rng.random_range(1..=2u64);
-    let cluster: Shared = Arc::new(tokio::sync::Mutex::new(BrokerCluster::new(3, groups)));
+    // Frequent snapshots, so restarts restore consume queues from their checkpointed files
+    // (own stream: existing seeds keep their schedules).
+    let settings = broker::core::BrokerSettings {
+        snapshot_every: brokers::snapshot_every_for(seed),
+        ..Default::default()
+    };
+    let cluster: Shared = Arc::new(tokio::sync::Mutex::new(BrokerCluster::with_settings(
+        3, groups, settings,
+    )));
     let client_node = brokers::client_node();
     let start = tokio::time::Instant::now();
     // Wait for every group to have a leader before any load.

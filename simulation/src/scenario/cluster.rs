@@ -271,7 +271,10 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
     let rng = SmallRng::seed_from_u64(seed ^ 0xc4a0_5000);
     // Clock errors come from their own stream, so switching them on changes nothing else.
     let mut clock_rng = SmallRng::seed_from_u64(seed ^ 0xc10c_4000);
-    let mut settings = broker::core::BrokerSettings::default();
+    let mut settings = broker::core::BrokerSettings {
+        snapshot_every: brokers::snapshot_every_for(seed),
+        ..Default::default()
+    };
     if o.retention {
         settings.retention = broker::retention::RetentionSettings {
             max_age: Some(RETENTION_AGE),
