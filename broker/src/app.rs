@@ -117,7 +117,7 @@ impl App for BrokerApp {
         // replica stops rather than diverge. Invalid commands are refused no-ops.
         let outcomes = self.state.apply_entry(index.0, request)?;
         // So is a consume queue that could not be read: the outcomes may have diverged.
-        if let Some(e) = self.state.take_storage_error() {
+        if let Some(e) = self.state.storage_error() {
             return Err(e);
         }
         if cfg!(debug_assertions) {
@@ -163,7 +163,7 @@ impl BrokerApp {
         let mut state = Self::decode(snapshot)?;
         match &self.files {
             Some(f) => state.use_files(f.clone(), local)?,
-            None => state.check_restorable()?,
+            None => state.keep_in_memory()?,
         }
         self.state = state;
         self.attached = true;

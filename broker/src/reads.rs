@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::error::BrokerError;
 use crate::error::Result;
 use crate::forward::wire::OffsetAt;
 use crate::forward::wire::Read;
@@ -33,7 +34,7 @@ pub async fn run(replica: &Replica, read: Read) -> Result<ReadAnswer> {
                 let found = replica
                     .read_linearizable(|s| {
                         let Some(cq) = s.queue(&topic, queue) else {
-                            return Ok((0, Vec::new(), offset));
+                            return Ok(Ok((0, Vec::new(), offset)));
                         };
                         let end = cq.end();
                         if offset > end {
@@ -63,13 +64,19 @@ pub async fn run(replica: &Replica, read: Read) -> Result<ReadAnswer> {
                             }
                             next += 1;
                         }
-                        Ok((end, found, next))
+                        // An entry that could not be read is not skipped: the request fails
+                        // (and the replica stops at its next apply).
+                        if let Some(e) = s.storage_error() {
+                            return Ok(Err(BrokerError::Corrupt(e)));
+                        }
+                        Ok(Ok((end, found, next)))
                     })
                     .await?;
-                let (end, found, next) = match found {
+                let found = match found {
+                    Ok(r) => r,
                     Err(answer) => return Ok(answer),
-                    Ok(x) => x,
                 };
+                let (end, found, next) = found?;
                 let now = tokio::time::Instant::now();
                 if !found.is_empty() || next > offset || now >= deadline {
                     let mut messages = Vec::with_capacity(found.len());
@@ -102,13 +109,17 @@ pub async fn run(replica: &Replica, read: Read) -> Result<ReadAnswer> {
             let o = replica
                 .read_linearizable(|s| {
                     let cq = s.queue(&topic, queue);
-                    match at {
+                    let o = match at {
                         OffsetAt::Beginning => cq.map_or(0, |c| c.start()),
                         OffsetAt::End => cq.map_or(0, |c| c.end()),
                         OffsetAt::Time(ms) => cq.map_or(0, |c| c.offset_at_time(ms)),
+                    };
+                    match s.storage_error() {
+                        Some(e) => Err(BrokerError::Corrupt(e)),
+                        None => Ok(o),
                     }
                 })
-                .await?;
+                .await??;
             Ok(ReadAnswer::Offset(Some(o)))
         }
         Read::GetOffset {

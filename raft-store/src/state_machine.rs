@@ -110,6 +110,11 @@ pub struct StateMachineStore<A> {
     state: Arc<Mutex<Applied<A>>>,
     disk: Arc<dyn Disk>,
     dir: PathBuf,
+    /// Held by a snapshot build (from its checkpoint to its last file removal) and by an
+    /// install: openraft builds in a task of its own, so an install from the leader could
+    /// otherwise land between a build's checkpoint and its persist, and the build would then
+    /// overwrite the newer snapshot with an older one whose files the new state reuses.
+    snapshots: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl<A> Clone for StateMachineStore<A> {
@@ -118,6 +123,7 @@ impl<A> Clone for StateMachineStore<A> {
             state: self.state.clone(),
             disk: self.disk.clone(),
             dir: self.dir.clone(),
+            snapshots: self.snapshots.clone(),
         }
     }
 }
@@ -190,6 +196,7 @@ impl<A: App> StateMachineStore<A> {
             })),
             disk,
             dir,
+            snapshots: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -216,6 +223,7 @@ impl<A: App> StateMachineStore<A> {
     }
 
     async fn build(&self) -> Result<Snapshot> {
+        let _one_at_a_time = self.snapshots.lock().await;
         let (meta, cp) = {
             let mut st = self.state.lock().unwrap();
             let meta = SnapshotMeta {
@@ -316,6 +324,7 @@ impl<A: App> RaftStateMachine<TypeConfig> for StateMachineStore<A> {
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> io::Result<()> {
+        let _one_at_a_time = self.snapshots.lock().await;
         {
             let mut st = self.state.lock().unwrap();
             st.app.install(&snapshot).map_err(|e| {

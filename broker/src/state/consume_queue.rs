@@ -179,6 +179,19 @@ impl ConsumeQueue {
         matches!(self.backing, Backing::Detached)
     }
 
+    /// Keeps a detached queue in memory from now on; false if it holds entries (they are in
+    /// files this state has no access to).
+    pub fn detached_to_memory(&mut self) -> bool {
+        match self.backing {
+            Backing::Detached if self.end == self.start => {
+                self.backing = Backing::Mem(VecDeque::new());
+                true
+            }
+            Backing::Detached => false,
+            Backing::Mem(_) | Backing::File(_) => true,
+        }
+    }
+
     /// Appends an entry and returns its offset. Store times never decrease (the caller stamps
     /// them from the state's monotonic clock); log positions do in dead-letter queues, whose
     /// entries point back at the original messages.
@@ -238,8 +251,10 @@ impl ConsumeQueue {
     /// Drops the front entries that sit in log entries at or below `upto` (deleted by
     /// retention) and returns the new start. A dead-letter queue's entries point back at
     /// older messages out of log order; one below `upto` behind a newer one stays until the
-    /// front reaches it (readers skip it: its body is gone).
-    pub fn trim(&mut self, upto: u64) -> u64 {
+    /// front reaches it (readers skip it: its body is gone). `in_log_order`: the queue's log
+    /// indexes only grow (every queue but a dead-letter one), so a file-backed queue finds
+    /// the new start by binary search instead of reading every deleted entry.
+    pub fn trim(&mut self, upto: u64, in_log_order: bool) -> u64 {
         match &mut self.backing {
             Backing::Mem(v) => {
                 while v.front().is_some_and(|e| e.log_index <= upto) {
@@ -249,6 +264,21 @@ impl ConsumeQueue {
                 // VecDeque never gives memory back by itself.
                 if v.capacity() > 64 && v.len() < v.capacity() / 4 {
                     v.shrink_to_fit();
+                }
+            }
+            Backing::File(_) if in_log_order => {
+                let (mut lo, mut hi) = (self.start, self.end);
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    match self.get(mid) {
+                        Some(e) if e.log_index <= upto => lo = mid + 1,
+                        Some(_) => hi = mid,
+                        None => break, // unreadable: recorded, the replica stops
+                    }
+                }
+                self.start = lo;
+                if let Backing::File(f) = &mut self.backing {
+                    f.trimmed(self.start);
                 }
             }
             Backing::File(_) => {

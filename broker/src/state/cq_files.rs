@@ -106,7 +106,8 @@ pub fn decode(b: &[u8]) -> CqEntry {
 
 /// The file-name prefix of a queue: the topic with every byte outside `[A-Za-z0-9_-]`
 /// written `%XX` (so `.` separates the parts), the queue id, and a dot. A name whose escape
-/// would be too long for a file name is replaced by a hash of it plus its head.
+/// would be too long for a file name is replaced by a hash of it plus its head. Case is kept:
+/// the data directory must be on a case-sensitive filesystem (Linux).
 pub fn prefix(topic: &str, queue: u32) -> String {
     let mut esc = String::with_capacity(topic.len());
     for b in topic.bytes() {
@@ -117,13 +118,12 @@ pub fn prefix(topic: &str, queue: u32) -> String {
         }
     }
     if esc.len() > 160 {
-        // FNV-1a: stable across builds and platforms.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in topic.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
+        // SHA-256 (128 bits of it): two names sharing files must not be findable.
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(topic.as_bytes());
+        let hex: String = h[..16].iter().map(|b| format!("{b:02x}")).collect();
         let head: String = esc.chars().take(100).collect();
-        esc = format!("{head}~{h:016x}");
+        esc = format!("{head}~{hex}");
     }
     format!("{esc}.{queue}.")
 }
@@ -195,9 +195,9 @@ impl CqFiles {
         &self.dir
     }
 
-    /// Takes the recorded read error, if any.
-    pub fn take_error(&self) -> Option<String> {
-        self.inner.lock().unwrap().error.take()
+    /// The first recorded read error, if any (it stays: the replica must stop).
+    pub fn error(&self) -> Option<String> {
+        self.inner.lock().unwrap().error.clone()
     }
 
     fn fail(&self, what: String) {
@@ -538,11 +538,14 @@ impl FileQueue {
     pub fn checkpoint(&mut self, start: u64) -> io::Result<QueueCheckpoint> {
         self.write_pending()?;
         self.shed();
+        // Nothing is forgotten before every handle is in hand: a failed checkpoint leaves the
+        // queue as it was (a failed snapshot build stops the replica anyway).
         let mut cp = QueueCheckpoint::default();
-        for base in std::mem::take(&mut self.dirty) {
-            let name = chunk_name(&self.prefix, base);
+        for base in &self.dirty {
+            let name = chunk_name(&self.prefix, *base);
             cp.sync.push(self.files.handle(&name, false)?);
         }
+        self.dirty.clear();
         let gone: Vec<u64> = self
             .chunks
             .iter()

@@ -392,19 +392,17 @@ impl BrokerState {
         Ok(())
     }
 
-    /// Refuses a restored state whose queues' entries are nowhere (a snapshot of file-backed
-    /// queues restored without [`Self::use_files`]).
-    pub fn check_restorable(&self) -> Result<(), String> {
-        match self
-            .queues
-            .iter()
-            .find(|(_, cq)| cq.is_detached() && cq.end() > cq.start())
-        {
-            Some(((t, q), _)) => Err(format!(
-                "queue {t}/{q} is kept in files, and no consume-queue directory was given"
-            )),
-            None => Ok(()),
+    /// Keeps a restored state's queues in memory (no consume-queue directory: tests). Refuses
+    /// one whose entries are in files (a snapshot of file-backed queues).
+    pub fn keep_in_memory(&mut self) -> Result<(), String> {
+        for ((t, q), cq) in self.queues.iter_mut() {
+            if !cq.detached_to_memory() {
+                return Err(format!(
+                    "queue {t}/{q} is kept in files, and no consume-queue directory was given"
+                ));
+            }
         }
+        Ok(())
     }
 
     /// Prepares a snapshot: writes every queue's pending entries and says which files must
@@ -422,10 +420,10 @@ impl BrokerState {
         Ok(cp)
     }
 
-    /// A consume-queue read failed during the last apply (the replica must stop: that apply
-    /// may have diverged).
-    pub fn take_storage_error(&self) -> Option<String> {
-        self.files.0.as_ref().and_then(|f| f.take_error())
+    /// A consume-queue read failed (the replica must stop: an apply that could not see an
+    /// entry may have diverged, and a read must not skip it). Sticky.
+    pub fn storage_error(&self) -> Option<String> {
+        self.files.0.as_ref().and_then(|f| f.error())
     }
 
     /// Applies one committed entry. An entry that does not decode is a fatal error for the
@@ -565,7 +563,9 @@ impl BrokerState {
         self.log_start = upto + 1;
         let mut starts = BTreeMap::new();
         for (key, cq) in self.queues.iter_mut() {
-            starts.insert(key.clone(), cq.trim(upto));
+            // Only a dead-letter queue points back at older entries.
+            let in_log_order = !key.0.starts_with(crate::model::DLQ_PREFIX);
+            starts.insert(key.clone(), cq.trim(upto, in_log_order));
         }
         for ((_, topic, q), pq) in self.pops.iter_mut() {
             let start = starts.get(&(topic.clone(), *q)).copied().unwrap_or(0);
