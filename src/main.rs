@@ -145,6 +145,10 @@ enum AdminAction {
         /// normal, fifo, delay, transaction or mixed.
         #[arg(long, default_value = "mixed")]
         kind: String,
+        /// Keep this topic's messages this many hours (at least 1 s), whatever the cluster's
+        /// retention; 0: the cluster's again. Unchanged if absent.
+        #[arg(long)]
+        retention_hours: Option<f64>,
     },
     /// Create or update a consumer group.
     Group {
@@ -409,6 +413,9 @@ async fn admin(
                         String::new()
                     }
                 );
+                if let Some(ms) = t.retention_ms {
+                    println!("topic {} keeps messages {}", t.name, human_ms(ms));
+                }
             }
             for g in s.groups {
                 println!(
@@ -471,12 +478,29 @@ async fn admin(
             }
             Ok(())
         }
-        AdminAction::Topic { name, queues, kind } => {
+        AdminAction::Topic {
+            name,
+            queues,
+            kind,
+            retention_hours,
+        } => {
+            let retention_ms = match retention_hours {
+                None => None,
+                Some(h) if h.is_finite() && (0.0..=876_000.0).contains(&h) => {
+                    Some((h * 3_600_000.0).round() as u64)
+                }
+                Some(h) => {
+                    return Err(anyhow::anyhow!(
+                        "--retention-hours {h} is not between 0 and 876000"
+                    ));
+                }
+            };
             check(
                 c.upsert_topic(pb::TopicSpec {
                     name: name.clone(),
                     queues,
                     kind,
+                    retention_ms,
                 })
                 .await?,
             )?;
@@ -500,5 +524,16 @@ async fn admin(
             println!("group {name} updated");
             Ok(())
         }
+    }
+}
+
+/// A duration in milliseconds for people: hours, minutes or seconds.
+fn human_ms(ms: u64) -> String {
+    if ms % 3_600_000 == 0 {
+        format!("{} h", ms / 3_600_000)
+    } else if ms % 60_000 == 0 {
+        format!("{} min", ms / 60_000)
+    } else {
+        format!("{:.3} s", ms as f64 / 1000.0)
     }
 }

@@ -226,3 +226,94 @@ fn a_size_limit_keeps_each_group_log_under_it() {
         assert!(got.contains(id), "{id}, among the newest, was deleted");
     }
 }
+
+/// A topic with a retention age of its own (`raftmq admin topic --retention-hours`) loses its
+/// old messages while the cluster keeps everything else: its queues start later, a consumer
+/// group gets only what is younger, another topic on the same log keeps every message, and
+/// the age survives a restart. Clearing it (0) brings the cluster's age back.
+#[test]
+fn a_topic_with_its_own_age_expires_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = 19300;
+    // The cluster keeps messages 72 h (the default); retention checks five times a second.
+    let mut dev = Dev::start(dir.path(), port, &["--retention-check-secs", "0.2"]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    dev.admin(&["topic", "Short", "--queues", "4"]);
+    dev.admin(&["topic", "Long", "--queues", "4"]);
+    // Bad ages are refused with a readable message.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_raftmq"))
+        .args(["admin", "--endpoint", &endpoint(port)])
+        .args(["topic", "Short", "--retention-hours=-1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not between 0 and 876000"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 3.6 s.
+    dev.admin(&["topic", "Short", "--retention-hours", "0.001"]);
+    let status = dev.admin(&["status"]);
+    assert!(
+        status.contains("topic Short keeps messages 3.600 s"),
+        "{status}"
+    );
+
+    let old_short = rt.block_on(send_all(port, "Short", "os", 300));
+    let old_long = rt.block_on(send_all(port, "Long", "ol", 300));
+    wait_until(
+        "the short topic's old messages deleted",
+        Duration::from_secs(30),
+        || {
+            let s = dev.admin(&["status"]);
+            s.lines()
+                .any(|l| l.starts_with("topic Short") && l.contains("300 deleted by retention"))
+        },
+    );
+    let new_short = rt.block_on(send_all(port, "Short", "ns", 50));
+    let got = rt.block_on(receive_all(port, "Short", "short-recv", new_short.len()));
+    for id in &new_short {
+        assert!(got.contains(id), "{id} is younger than the topic's age");
+    }
+    assert!(
+        old_short.iter().all(|id| !got.contains(id)),
+        "an expired message was delivered"
+    );
+    // The other topic, in the same log, keeps everything.
+    let got = rt.block_on(receive_all(port, "Long", "long-recv", old_long.len()));
+    assert_eq!(got.len(), old_long.len());
+    let status = dev.admin(&["status"]);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("topic Long") && !l.contains("deleted")),
+        "{status}"
+    );
+
+    // The age is replicated state: it survives a restart.
+    dev.stop();
+    dev.restart();
+    let status = dev.admin(&["status"]);
+    assert!(
+        status.contains("topic Short keeps messages 3.600 s"),
+        "{status}"
+    );
+    // 0: the cluster's age again (nothing more expires).
+    dev.admin(&["topic", "Short", "--retention-hours", "0"]);
+    let status = dev.admin(&["status"]);
+    assert!(!status.contains("topic Short keeps"), "{status}");
+    let kept = rt.block_on(send_all(port, "Short", "kept", 20));
+    std::thread::sleep(Duration::from_secs(5));
+    let got = rt.block_on(receive_all(port, "Short", "short-recv-2", kept.len()));
+    for id in &kept {
+        assert!(
+            got.contains(id),
+            "{id} expired after the topic's age was cleared"
+        );
+    }
+}

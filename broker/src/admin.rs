@@ -11,7 +11,9 @@ use tonic::Request;
 use tonic::Response;
 
 use crate::command::Command;
+use crate::command::TopicRetention;
 use crate::core::BrokerCore;
+use crate::limits;
 use crate::model::GroupConfig;
 use crate::model::TopicConfig;
 use crate::service::convert::parse_topic_kind;
@@ -259,12 +261,35 @@ impl Admin for AdminServer {
                 t.kind
             ))));
         };
+        let retention = match t.retention_ms {
+            None => None,
+            Some(0) => Some(None),
+            Some(ms) if (limits::MIN_TOPIC_AGE_MS..=limits::MAX_TOPIC_AGE_MS).contains(&ms) => {
+                Some(Some(ms))
+            }
+            Some(ms) => {
+                return Ok(reply(Err(format!(
+                    "retention {ms} ms is not between {} ms and 100 years (0: the cluster's)",
+                    limits::MIN_TOPIC_AGE_MS
+                ))));
+            }
+        };
+        let name = t.name.clone();
         let cmd = Command::UpsertTopic(TopicConfig {
             name: t.name,
             queues: t.queues,
             kind,
         });
-        Ok(reply(self.on_every_group(cmd).await))
+        let mut r = self.on_every_group(cmd).await;
+        if let (Ok(()), Some(max_age_ms)) = (&r, retention) {
+            r = self
+                .on_every_group(Command::TopicRetention(TopicRetention {
+                    topic: name,
+                    max_age_ms,
+                }))
+                .await;
+        }
+        Ok(reply(r))
     }
 
     async fn upsert_group(
@@ -342,7 +367,7 @@ impl Admin for AdminServer {
             // Under the state lock only copy what is needed; dedupe and build outside it, so
             // a status read costs apply O(topics x queues) lookups and nothing quadratic.
             let (ts, gs) = g.replica.read(|s| {
-                let ts: Vec<(TopicConfig, Vec<u64>, Vec<u64>)> = s
+                let ts: Vec<(TopicConfig, Vec<u64>, Vec<u64>, Option<u64>)> = s
                     .topics
                     .values()
                     .map(|t| {
@@ -352,18 +377,20 @@ impl Admin for AdminServer {
                         let starts = (0..t.queues)
                             .map(|q| s.queue(&t.name, q).map_or(0, |c| c.start()))
                             .collect();
-                        (t.clone(), ends, starts)
+                        let age = s.topic_max_age_ms.get(&t.name).copied();
+                        (t.clone(), ends, starts, age)
                     })
                     .collect();
                 (ts, s.groups.values().cloned().collect::<Vec<_>>())
             });
-            for (t, queue_ends, queue_starts) in ts {
+            for (t, queue_ends, queue_starts, retention_ms) in ts {
                 topics.push(pb::TopicStatus {
                     name: t.name,
                     queues: t.queues,
                     kind: topic_kind_name(t.kind).into(),
                     queue_ends,
                     queue_starts,
+                    retention_ms,
                 });
             }
             for c in gs {

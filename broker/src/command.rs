@@ -55,6 +55,11 @@ pub mod op {
     pub const RENEW_MANY: u8 = 12;
     /// Retention: forget every message in log entries up to an index (proposed by the leader).
     pub const RETAIN: u8 = 13;
+    /// Set or clear one topic's retention age ([`super::TopicRetention`]).
+    pub const TOPIC_RETENTION: u8 = 14;
+    /// Delete the messages of topics with their own retention age that are older than it
+    /// ([`super::Expire`]).
+    pub const EXPIRE: u8 = 15;
 }
 
 /// Byte limit for decoding anything that crosses a process boundary or comes out of the log:
@@ -194,6 +199,26 @@ pub struct Retain {
     pub decided_ms: u64,
 }
 
+/// Sets (or, with `None`, clears) a topic's own retention age: its messages are deleted once
+/// older than that, whatever the cluster's age (which still decides when log segments go: a
+/// longer topic age holds them back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRetention {
+    /// The topic.
+    pub topic: String,
+    /// Its retention age in milliseconds; `None`: the cluster's.
+    pub max_age_ms: Option<u64>,
+}
+
+/// Deletes, in every topic with its own retention age, the messages stored longer ago than
+/// that age at the entry's time. Proposed by the leader's retention task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expire {
+    /// The cluster time the leader decided at; refused if ahead of the entry's time (as for
+    /// [`Retain`]).
+    pub decided_ms: u64,
+}
+
 /// One command. (Serde is for forwarding between nodes of the same version; the log uses the
 /// op-code encoding below.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,6 +247,10 @@ pub enum Command {
     CreateGroup(GroupConfig),
     /// [`op::RETAIN`]
     Retain(Retain),
+    /// [`op::TOPIC_RETENTION`]
+    TopicRetention(TopicRetention),
+    /// [`op::EXPIRE`]
+    Expire(Expire),
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -248,12 +277,14 @@ impl Command {
             Command::CreateTopic(c) => (op::CREATE_TOPIC, enc(c)),
             Command::CreateGroup(c) => (op::CREATE_GROUP, enc(c)),
             Command::Retain(c) => (op::RETAIN, enc(c)),
+            Command::TopicRetention(c) => (op::TOPIC_RETENTION, enc(c)),
+            Command::Expire(c) => (op::EXPIRE, enc(c)),
         }
     }
 
     /// True if this binary knows `op`.
     pub fn known_op(op: u8) -> bool {
-        (op::UPSERT_TOPIC..=op::RETAIN).contains(&op)
+        (op::UPSERT_TOPIC..=op::EXPIRE).contains(&op)
     }
 
     /// Decodes one command body.
@@ -283,6 +314,8 @@ impl Command {
             op::CREATE_TOPIC => Command::CreateTopic(dec(body)?),
             op::CREATE_GROUP => Command::CreateGroup(dec(body)?),
             op::RETAIN => Command::Retain(dec(body)?),
+            op::TOPIC_RETENTION => Command::TopicRetention(dec(body)?),
+            op::EXPIRE => Command::Expire(dec(body)?),
             other => {
                 return Err(format!(
                     "unknown op code {other}: this binary is older than the log"

@@ -208,9 +208,23 @@ pub fn check(c: &Command) -> Result<(), String> {
             name("topic", &o.topic)
         }
         // Any index is meaningful: apply clamps it below the entry's own.
-        Command::Retain(_) => Ok(()),
+        Command::Retain(_) | Command::Expire(_) => Ok(()),
+        Command::TopicRetention(t) => {
+            name("topic", &t.topic)?;
+            match t.max_age_ms {
+                Some(ms) if !(MIN_TOPIC_AGE_MS..=MAX_TOPIC_AGE_MS).contains(&ms) => Err(format!(
+                    "topic retention {ms} ms is not between {MIN_TOPIC_AGE_MS} ms and 100 years"
+                )),
+                _ => Ok(()),
+            }
+        }
     }
 }
+
+/// Shortest retention age a topic may have (1 s).
+pub const MIN_TOPIC_AGE_MS: u64 = 1_000;
+/// Longest (100 years).
+pub const MAX_TOPIC_AGE_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
 
 /// What one client may ask of a node: RocketMQ's limits where it has them, configurable per
 /// node (`[limits]` in the broker config, every key optional), each within the log's bounds

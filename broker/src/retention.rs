@@ -27,6 +27,7 @@ use raft_store::types::LogIndex;
 
 use crate::command;
 use crate::command::Command;
+use crate::command::Expire;
 use crate::command::Retain;
 use crate::replica::Replica;
 
@@ -214,7 +215,34 @@ pub async fn run(
             }
         }
 
-        // The leader: decide what goes next.
+        // The leader: expire the messages of topics with an age of their own.
+        if r.is_leader() {
+            let decided_ms = r.leader_now();
+            if r.read(|s| s.expiry_due(decided_ms)) {
+                match r.submit(Command::Expire(Expire { decided_ms })).await {
+                    Ok(crate::state::Outcome::Done) => {
+                        tracing::debug!(group = %r.group_id(), "retention: topics expired")
+                    }
+                    Ok(other) => {
+                        tracing::info!(group = %r.group_id(), ?other, "retention: expiry refused")
+                    }
+                    Err(e) => {
+                        tracing::debug!(group = %r.group_id(), error = %e, "retention: expiry failed")
+                    }
+                }
+            }
+        }
+
+        // The leader: decide which segments go next. A topic that keeps its messages longer
+        // than the cluster holds the (shared) segments back.
+        let settings = {
+            let mut eff = settings.clone();
+            let longest = r.read(|s| s.topic_max_age_ms.values().max().copied());
+            if let (Some(a), Some(t)) = (eff.max_age, longest) {
+                eff.max_age = Some(a.max(Duration::from_millis(t)));
+            }
+            eff
+        };
         let off = settings.max_age.is_none()
             && settings.max_bytes.is_none()
             && settings.delete_below_free.is_none();

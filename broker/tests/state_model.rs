@@ -33,10 +33,12 @@ use raft_store::types::LogIndex;
 use broker::command::Ack;
 use broker::command::ChangeInvisible;
 use broker::command::Command;
+use broker::command::Expire;
 use broker::command::Pop;
 use broker::command::Receipt;
 use broker::command::Retain;
 use broker::command::TagFilter;
+use broker::command::TopicRetention;
 use broker::command::encode_entry;
 use broker::model::GroupConfig;
 use broker::model::MessageKind;
@@ -78,6 +80,10 @@ enum Op {
     Retain {
         back: u8,
     },
+    /// Give the topic a retention age of its own and expire what is older.
+    Expire {
+        age_ms: u16,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -88,6 +94,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<u16>(), 0u16..400).prop_map(|(pick, invisible)| Op::Change { pick, invisible }),
         2 => (1u16..500).prop_map(|ms| Op::Advance { ms }),
         1 => (0u8..30).prop_map(|back| Op::Retain { back }),
+        1 => (1_000u16..4_000).prop_map(|age_ms| Op::Expire { age_ms }),
     ]
 }
 
@@ -289,6 +296,8 @@ fn run(ops: Vec<Op>, seed: u64) {
     // The log index each message was stored at, and the first index retention kept.
     let mut log_of: BTreeMap<(u32, u64), u64> = BTreeMap::new();
     let mut log_start = 0u64;
+    // The time each message was stored at (for topic retention ages).
+    let mut stored_at: BTreeMap<(u32, u64), u64> = BTreeMap::new();
 
     for op in ops {
         match op {
@@ -308,6 +317,7 @@ fn run(ops: Vec<Op>, seed: u64) {
                     next_offset[queue as usize] += 1;
                     model.insert((queue, offset.0), M::New);
                     log_of.insert((queue, offset.0), h.index);
+                    stored_at.insert((queue, offset.0), h.now);
                 }
             }
             Op::Pop {
@@ -465,6 +475,42 @@ fn run(ops: Vec<Op>, seed: u64) {
                 }
             }
             Op::Advance { ms } => h.now += ms as u64,
+            Op::Expire { age_ms } => {
+                let age = u64::from(age_ms);
+                let out = h.apply(&[
+                    Command::TopicRetention(TopicRetention {
+                        topic: "t".into(),
+                        max_age_ms: Some(age),
+                    }),
+                    Command::Expire(Expire { decided_ms: h.now }),
+                ]);
+                assert_eq!(out, vec![Outcome::Done, Outcome::Done]);
+                let cutoff = h.now.saturating_sub(age);
+                for (k, m) in model.iter_mut() {
+                    if stored_at[k] < cutoff {
+                        *m = M::Deleted;
+                    }
+                }
+                for q in 0..QUEUES {
+                    let deleted = (0..next_offset[q as usize])
+                        .take_while(|o| model[&(q, *o)] == M::Deleted)
+                        .count() as u64;
+                    let start = h.state.queue("t", q).map_or(0, |c| c.start());
+                    assert_eq!(start, deleted, "queue {q} starts after its expired prefix");
+                    if let Some(p) = h.state.pops.get(&("g".to_string(), "t".to_string(), q)) {
+                        assert!(p.inflight.keys().all(|o| *o >= start));
+                        assert!(p.next >= start);
+                    }
+                }
+                // Cleared again: only this op expires (the model's time is the test's).
+                assert_eq!(
+                    h.apply1(Command::TopicRetention(TopicRetention {
+                        topic: "t".into(),
+                        max_age_ms: None,
+                    })),
+                    Outcome::Done
+                );
+            }
             Op::Retain { back } => {
                 let upto = h.index.saturating_sub(back as u64);
                 let decided_ms = h.now;
@@ -483,7 +529,7 @@ fn run(ops: Vec<Op>, seed: u64) {
                 assert_eq!(h.state.log_start, log_start);
                 for q in 0..QUEUES {
                     let deleted = (0..next_offset[q as usize])
-                        .take_while(|o| log_of[&(q, *o)] < log_start)
+                        .take_while(|o| model[&(q, *o)] == M::Deleted)
                         .count() as u64;
                     let start = h.state.queue("t", q).map_or(0, |c| c.start());
                     assert_eq!(start, deleted, "queue {q} starts after its deleted prefix");

@@ -297,6 +297,23 @@ impl ConsumeQueue {
         self.start
     }
 
+    /// Drops the front entries stored before `cutoff_ms` (a topic's own retention age) and
+    /// returns the new start. Store times never decrease along a queue.
+    pub fn expire_before(&mut self, cutoff_ms: u64) -> u64 {
+        let start = self.offset_at_time(cutoff_ms);
+        if start > self.start {
+            match &mut self.backing {
+                Backing::Mem(v) => {
+                    v.drain(..(start - self.start) as usize);
+                }
+                Backing::File(f) => f.trimmed(start),
+                Backing::Detached => {}
+            }
+            self.start = start;
+        }
+        self.start
+    }
+
     /// Writes pending entries out and says what the snapshot needs synced and may remove.
     pub fn checkpoint(&mut self) -> std::io::Result<QueueCheckpoint> {
         match &mut self.backing {

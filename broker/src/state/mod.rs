@@ -125,6 +125,9 @@ pub struct BrokerState {
     /// The first log index whose messages are retained: retention ([`Command::Retain`])
     /// deleted every message in entries below it. 0 until anything is deleted.
     pub log_start: u64,
+    /// Topics with a retention age of their own (ms): their messages are deleted once older
+    /// ([`Command::Expire`]), whatever the cluster's age.
+    pub topic_max_age_ms: BTreeMap<String, u64>,
     /// Where new queues keep their entries (files on a broker replica; memory when absent).
     #[serde(skip)]
     files: QueueFiles,
@@ -194,6 +197,7 @@ impl From<LegacyState> for BrokerState {
             receipt_seq: l.receipt_seq,
             applied_index: l.applied_index,
             log_start: 0,
+            topic_max_age_ms: BTreeMap::new(),
             files: QueueFiles::default(),
         }
     }
@@ -236,6 +240,7 @@ impl From<StateV2> for BrokerState {
             receipt_seq: l.receipt_seq,
             applied_index: l.applied_index,
             log_start: l.log_start,
+            topic_max_age_ms: BTreeMap::new(),
             files: QueueFiles::default(),
         }
     }
@@ -547,6 +552,73 @@ impl BrokerState {
                 self.retain(index, r.upto);
                 Outcome::Done
             }
+            Command::TopicRetention(t) => {
+                if !self.topics.contains_key(&t.topic) {
+                    return Outcome::Rejected(Reject::TopicNotFound);
+                }
+                match t.max_age_ms {
+                    Some(ms) => self.topic_max_age_ms.insert(t.topic, ms),
+                    None => self.topic_max_age_ms.remove(&t.topic),
+                };
+                Outcome::Done
+            }
+            Command::Expire(e) => {
+                if e.decided_ms > now.saturating_add(RETAIN_CLOCK_SLACK_MS) {
+                    return Outcome::Rejected(Reject::Invalid(format!(
+                        "expiry decided at {} ms, ahead of the log's clock ({now} ms)",
+                        e.decided_ms
+                    )));
+                }
+                self.expire(now);
+                Outcome::Done
+            }
+        }
+    }
+
+    /// The cutoff (ms) before which `topic`'s messages are deleted at `now`, if it has an age
+    /// of its own.
+    pub fn topic_cutoff(&self, topic: &str, now: u64) -> Option<u64> {
+        self.topic_max_age_ms
+            .get(topic)
+            .map(|age| now.saturating_sub(*age))
+    }
+
+    /// True if some topic with an age of its own holds a message older than it at `now`.
+    pub fn expiry_due(&self, now: u64) -> bool {
+        self.topic_max_age_ms.iter().any(|(topic, age)| {
+            let cutoff = now.saturating_sub(*age);
+            self.queues
+                .range((topic.clone(), 0)..=(topic.clone(), u32::MAX))
+                .any(|(_, cq)| cq.get(cq.start()).is_some_and(|e| e.store_ms < cutoff))
+        })
+    }
+
+    /// Deletes, in each topic with its own age, the messages stored before `now - age`: each
+    /// queue starts at its first younger message (store times never decrease along a queue),
+    /// and receive state follows, as for [`Self::retain`].
+    fn expire(&mut self, now: u64) {
+        let mut starts = BTreeMap::new();
+        for (topic, age) in &self.topic_max_age_ms {
+            let cutoff = now.saturating_sub(*age);
+            for (key, cq) in self
+                .queues
+                .range_mut((topic.clone(), 0)..=(topic.clone(), u32::MAX))
+            {
+                let start = cq.expire_before(cutoff);
+                starts.insert(key.clone(), start);
+            }
+        }
+        self.follow_starts(&starts);
+    }
+
+    /// Receive state follows queues that now start later: what a group had not taken or
+    /// acknowledged below the new start is gone for it.
+    fn follow_starts(&mut self, starts: &BTreeMap<(String, u32), u64>) {
+        for ((_, topic, q), pq) in self.pops.iter_mut() {
+            if let Some(start) = starts.get(&(topic.clone(), *q)).copied() {
+                pq.next = pq.next.max(start);
+                pq.inflight = pq.inflight.split_off(&start);
+            }
         }
     }
 
@@ -567,11 +639,7 @@ impl BrokerState {
             let in_log_order = !key.0.starts_with(crate::model::DLQ_PREFIX);
             starts.insert(key.clone(), cq.trim(upto, in_log_order));
         }
-        for ((_, topic, q), pq) in self.pops.iter_mut() {
-            let start = starts.get(&(topic.clone(), *q)).copied().unwrap_or(0);
-            pq.next = pq.next.max(start);
-            pq.inflight = pq.inflight.split_off(&start);
-        }
+        self.follow_starts(&starts);
     }
 
     fn upsert_topic(&mut self, t: TopicConfig) {
