@@ -529,9 +529,9 @@ async fn admin(
 
 /// A duration in milliseconds for people: hours, minutes or seconds.
 fn human_ms(ms: u64) -> String {
-    if ms % 3_600_000 == 0 {
+    if ms.is_multiple_of(3_600_000) {
         format!("{} h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 {
+    } else if ms.is_multiple_of(60_000) {
         format!("{} min", ms / 60_000)
     } else {
         format!("{:.3} s", ms as f64 / 1000.0)
