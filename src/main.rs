@@ -139,14 +139,15 @@ enum AdminAction {
     Topic {
         /// Topic name.
         name: String,
-        /// Number of queues (never reduced).
-        #[arg(long, default_value_t = 8)]
-        queues: u32,
-        /// normal, fifo, delay, transaction or mixed.
-        #[arg(long, default_value = "mixed")]
-        kind: String,
+        /// Number of queues (never reduced; 8 if only --kind is given).
+        #[arg(long)]
+        queues: Option<u32>,
+        /// normal, fifo, delay, transaction or mixed (mixed if only --queues is given).
+        #[arg(long)]
+        kind: Option<String>,
         /// Keep this topic's messages this many hours (at least 1 s), whatever the cluster's
-        /// retention; 0: the cluster's again. Unchanged if absent.
+        /// retention; 0: the cluster's again. Given alone, only the age changes (the topic
+        /// must exist); queues and kind are kept.
         #[arg(long)]
         retention_hours: Option<f64>,
     },
@@ -486,14 +487,20 @@ async fn admin(
         } => {
             let retention_ms = match retention_hours {
                 None => None,
+                // A positive age too small to be a millisecond is refused, not read as 0.
                 Some(h) if h.is_finite() && (0.0..=876_000.0).contains(&h) => {
-                    Some((h * 3_600_000.0).round() as u64)
+                    Some(((h * 3_600_000.0).round() as u64).max(u64::from(h > 0.0)))
                 }
                 Some(h) => {
                     return Err(anyhow::anyhow!(
                         "--retention-hours {h} is not between 0 and 876000"
                     ));
                 }
+            };
+            // Neither queues nor kind, but an age: only the age changes.
+            let (queues, kind) = match (queues, kind) {
+                (None, None) if retention_ms.is_some() => (0, String::new()),
+                (q, k) => (q.unwrap_or(8), k.unwrap_or_else(|| "mixed".into())),
             };
             check(
                 c.upsert_topic(pb::TopicSpec {

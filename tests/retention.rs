@@ -263,6 +263,20 @@ fn a_topic_with_its_own_age_expires_alone() {
         status.contains("topic Short keeps messages 3.600 s"),
         "{status}"
     );
+    // Setting the age alone keeps the topic's queues and kind.
+    assert!(status.contains("topic Short (mixed, 4 queues)"), "{status}");
+    // Of a topic that does not exist: refused, readably.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_raftmq"))
+        .args(["admin", "--endpoint", &endpoint(port)])
+        .args(["topic", "Nope", "--retention-hours", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("TopicNotFound"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let old_short = rt.block_on(send_all(port, "Short", "os", 300));
     let old_long = rt.block_on(send_all(port, "Long", "ol", 300));

@@ -30,13 +30,18 @@ impl AdminServer {
         Self { core }
     }
 
-    /// Applies a configuration command to every group this node hosts.
+    /// Applies a configuration command to every group this node hosts; a group that refuses
+    /// it is an error (the groups before it have applied it: the command is idempotent, so
+    /// the operator repeats it).
     async fn on_every_group(&self, cmd: Command) -> Result<(), String> {
         for g in self.core.groups() {
-            self.core
-                .submit(g.id, cmd.clone())
-                .await
-                .map_err(|e| format!("group {}: {e}", g.name))?;
+            match self.core.submit(g.id, cmd.clone()).await {
+                Ok(crate::state::Outcome::Rejected(r)) => {
+                    return Err(format!("group {}: refused: {r:?}", g.name));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(format!("group {}: {e}", g.name)),
+            }
         }
         Ok(())
     }
@@ -249,17 +254,31 @@ impl Admin for AdminServer {
         if !name_ok(&t.name) {
             return Ok(reply(Err(format!("illegal topic name {:?}", t.name))));
         }
-        if t.queues == 0 || t.queues > 1024 {
+        // queues 0 and no kind: only the retention age changes.
+        let age_only = t.queues == 0 && t.kind.is_empty();
+        if age_only && t.retention_ms.is_none() {
+            return Ok(reply(Err(
+                "nothing to change: give queues and a kind, or a retention age".into(),
+            )));
+        }
+        if !age_only && (t.queues == 0 || t.queues > 1024) {
             return Ok(reply(Err(format!(
                 "queues must be 1..=1024, got {}",
                 t.queues
             ))));
         }
-        let Some(kind) = parse_topic_kind(&t.kind) else {
-            return Ok(reply(Err(format!(
-                "unknown topic kind {:?} (normal, fifo, delay, transaction, mixed)",
-                t.kind
-            ))));
+        let kind = if age_only {
+            None
+        } else {
+            match parse_topic_kind(&t.kind) {
+                Some(k) => Some(k),
+                None => {
+                    return Ok(reply(Err(format!(
+                        "unknown topic kind {:?} (normal, fifo, delay, transaction, mixed)",
+                        t.kind
+                    ))));
+                }
+            }
         };
         let retention = match t.retention_ms {
             None => None,
@@ -275,12 +294,15 @@ impl Admin for AdminServer {
             }
         };
         let name = t.name.clone();
-        let cmd = Command::UpsertTopic(TopicConfig {
-            name: t.name,
-            queues: t.queues,
-            kind,
-        });
-        let mut r = self.on_every_group(cmd).await;
+        let mut r = Ok(());
+        if let Some(kind) = kind {
+            let cmd = Command::UpsertTopic(TopicConfig {
+                name: t.name,
+                queues: t.queues,
+                kind,
+            });
+            r = self.on_every_group(cmd).await;
+        }
         if let (Ok(()), Some(max_age_ms)) = (&r, retention) {
             r = self
                 .on_every_group(Command::TopicRetention(TopicRetention {

@@ -33,6 +33,10 @@ pub async fn run(replica: &Replica, read: Read) -> Result<ReadAnswer> {
                 changed.as_mut().enable();
                 let found = replica
                     .read_linearizable(|s| {
+                        // A queue that could not be read answers nothing, not a position.
+                        if let Some(e) = s.storage_error() {
+                            return Ok(Err(BrokerError::Corrupt(e)));
+                        }
                         let Some(cq) = s.queue(&topic, queue) else {
                             return Ok(Ok((0, Vec::new(), offset)));
                         };

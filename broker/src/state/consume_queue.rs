@@ -234,18 +234,24 @@ impl ConsumeQueue {
         self.end
     }
 
-    /// The first retained offset whose store time is at or after `ms` (`end()` if none).
+    /// The first retained offset whose store time is at or after `ms` (`end()` if none, and
+    /// if an entry could not be read: the error is recorded and the replica stops).
     pub fn offset_at_time(&self, ms: u64) -> u64 {
+        self.find_time(ms).unwrap_or(self.end)
+    }
+
+    /// [`Self::offset_at_time`], `None` if an entry could not be read.
+    fn find_time(&self, ms: u64) -> Option<u64> {
         let (mut lo, mut hi) = (self.start, self.end);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.get(mid) {
-                Some(e) if e.store_ms < ms => lo = mid + 1,
-                Some(_) => hi = mid,
-                None => return self.end, // unreadable: recorded, the replica stops
+            if self.get(mid)?.store_ms < ms {
+                lo = mid + 1;
+            } else {
+                hi = mid;
             }
         }
-        lo
+        Some(lo)
     }
 
     /// Drops the front entries that sit in log entries at or below `upto` (deleted by
@@ -298,13 +304,23 @@ impl ConsumeQueue {
     }
 
     /// Drops the front entries stored before `cutoff_ms` (a topic's own retention age) and
-    /// returns the new start. Store times never decrease along a queue.
+    /// returns the new start. Store times never decrease along a queue. An entry that cannot
+    /// be read leaves the queue as it is (the error stops the replica).
     pub fn expire_before(&mut self, cutoff_ms: u64) -> u64 {
-        let start = self.offset_at_time(cutoff_ms);
+        // Most checks find nothing due: one read, no search.
+        if self.get(self.start).is_none_or(|e| e.store_ms >= cutoff_ms) {
+            return self.start;
+        }
+        let Some(start) = self.find_time(cutoff_ms) else {
+            return self.start;
+        };
         if start > self.start {
             match &mut self.backing {
                 Backing::Mem(v) => {
                     v.drain(..(start - self.start) as usize);
+                    if v.capacity() > 64 && v.len() < v.capacity() / 4 {
+                        v.shrink_to_fit();
+                    }
                 }
                 Backing::File(f) => f.trimmed(start),
                 Backing::Detached => {}

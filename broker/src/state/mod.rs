@@ -569,7 +569,9 @@ impl BrokerState {
                         e.decided_ms
                     )));
                 }
-                self.expire(now);
+                // The cutoff is taken at the leader's decision (never later than the entry):
+                // a message is never deleted before its age passed when the leader looked.
+                self.expire(now.min(e.decided_ms));
                 Outcome::Done
             }
         }
@@ -593,22 +595,26 @@ impl BrokerState {
         })
     }
 
-    /// Deletes, in each topic with its own age, the messages stored before `now - age`: each
+    /// Deletes, in each topic with its own age, the messages stored before `at - age`: each
     /// queue starts at its first younger message (store times never decrease along a queue),
     /// and receive state follows, as for [`Self::retain`].
-    fn expire(&mut self, now: u64) {
+    fn expire(&mut self, at: u64) {
         let mut starts = BTreeMap::new();
         for (topic, age) in &self.topic_max_age_ms {
-            let cutoff = now.saturating_sub(*age);
+            let cutoff = at.saturating_sub(*age);
             for (key, cq) in self
                 .queues
                 .range_mut((topic.clone(), 0)..=(topic.clone(), u32::MAX))
             {
-                let start = cq.expire_before(cutoff);
-                starts.insert(key.clone(), start);
+                let before = cq.start();
+                if cq.expire_before(cutoff) > before {
+                    starts.insert(key.clone(), cq.start());
+                }
             }
         }
-        self.follow_starts(&starts);
+        if !starts.is_empty() {
+            self.follow_starts(&starts);
+        }
     }
 
     /// Receive state follows queues that now start later: what a group had not taken or
