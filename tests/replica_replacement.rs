@@ -120,6 +120,12 @@ fn a_replica_whose_disk_was_replaced_rejoins_under_load() {
     // Adding it back while it is still a voter is refused, with the reason.
     let (ok, out) = c.admin(0, &["replica", "add", "--group", "1", "--node", "3"]);
     assert!(!ok && out.contains("already a voter"), "{out}");
+    // Removing a live node while node 3 is down is refused: the voters left (1 and 3) would
+    // have only one that answers, and the group could not commit until node 3 returned.
+    let (ok, out) = c.admin(0, &["replica", "remove", "--group", "1", "--node", "2"]);
+    assert!(!ok && out.contains("could not commit"), "{out}");
+    let (ok, out) = c.admin(0, &["status"]);
+    assert!(ok && out.contains("voters [1, 2, 3]\n"), "{out}");
 
     // 1. Remove it from the group (run on any node; the leader does it).
     let (ok, out) = c.admin(1, &["replica", "remove", "--group", "1", "--node", "3"]);

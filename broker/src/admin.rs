@@ -181,6 +181,25 @@ impl AdminServer {
                         req.group
                     ));
                 }
+                // The change commits in the joint configuration, which needs a majority of
+                // the old voters and of the new: removing a live node while another is down
+                // would freeze the group until that one returns. Refuse unless a majority of
+                // the voters left are in contact with this leader.
+                let left: Vec<u64> = m.voters.iter().copied().filter(|v| *v != node).collect();
+                let reachable: Vec<u64> = left
+                    .iter()
+                    .copied()
+                    .filter(|v| *v == m.node || m.in_contact.contains(v))
+                    .collect();
+                if !left.is_empty() && reachable.len() * 2 <= left.len() {
+                    return Err(format!(
+                        "group {}: removing node {node} would leave voters {left:?}, of which \
+                         only {reachable:?} answer this leader: the group could not commit \
+                         until the others return; bring them back (or remove a node that is \
+                         down) first",
+                        req.group
+                    ));
+                }
                 replica
                     .group()
                     .remove_member(node)

@@ -197,6 +197,9 @@ pub struct GroupMetrics {
     pub snapshot: Option<LogIndex>,
     /// The last entry purged from the local log.
     pub purged: Option<LogIndex>,
+    /// On a leader: the followers and learners that acknowledged a heartbeat or an append
+    /// within the longest election timeout (the ones it is in contact with).
+    pub in_contact: BTreeSet<NodeId>,
 }
 
 /// The outcome of a committed proposal.
@@ -391,6 +394,20 @@ impl<A: App> Group<A> {
                 .unwrap_or_default(),
             snapshot: m.snapshot.map(|l| LogIndex(l.index)),
             purged: m.purged.map(|l| LogIndex(l.index)),
+            in_contact: m
+                .heartbeat
+                .as_ref()
+                .map(|h| {
+                    use openraft_rt::Instant as _;
+                    h.iter()
+                        .filter(|(_, t)| {
+                            t.as_ref()
+                                .is_some_and(|t| t.elapsed() <= self.cfg.election_timeout.1)
+                        })
+                        .map(|(n, _)| *n)
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 
