@@ -398,11 +398,13 @@ impl<A: App> Group<A> {
                 .heartbeat
                 .as_ref()
                 .map(|h| {
-                    use openraft_rt::Instant as _;
+                    // Called through the trait: in the simulator the instant type also has an
+                    // inherent `elapsed`, and both must read the runtime's clock.
                     h.iter()
                         .filter(|(_, t)| {
-                            t.as_ref()
-                                .is_some_and(|t| t.elapsed() <= self.cfg.election_timeout.1)
+                            t.as_ref().is_some_and(|t| {
+                                openraft_rt::Instant::elapsed(&**t) <= self.cfg.election_timeout.1
+                            })
                         })
                         .map(|(n, _)| *n)
                         .collect()
