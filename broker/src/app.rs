@@ -71,12 +71,12 @@ impl BrokerApp {
             return Ok(s);
         }
         if let Some(body) = snapshot.strip_prefix(SNAPSHOT_MAGIC_V2.as_slice()) {
-            let (s, used): (crate::state::StateV2, usize) =
+            let (s, used): (crate::state::legacy::StateV2, usize) =
                 bincode::serde::decode_from_slice(body, cfg).map_err(|e| e.to_string())?;
             whole(used + SNAPSHOT_MAGIC_V2.len(), "a version 2")?;
             return Ok(s.into());
         }
-        let (legacy, used): (crate::state::LegacyState, usize) =
+        let (legacy, used): (crate::state::legacy::LegacyState, usize) =
             bincode::serde::decode_from_slice(snapshot, cfg)
                 .map_err(|e| format!("neither the current nor an older snapshot format: {e}"))?;
         whole(used, "a pre-retention")?;
@@ -101,8 +101,8 @@ pub fn decode_outcomes(b: &[u8]) -> Result<Vec<Outcome>, String> {
 
 /// Snapshot format: these bytes, then the bincode of [`BrokerState`] (consume queues by their
 /// bounds: their entries are in files). [`SNAPSHOT_MAGIC_V2`] snapshots held every queue's
-/// entries ([`crate::state::StateV2`]); a snapshot without either was written before the
-/// format was versioned (before retention) and is read as [`crate::state::LegacyState`].
+/// entries ([`crate::state::legacy::StateV2`]); a snapshot without either was written before the
+/// format was versioned (before retention) and is read as [`crate::state::legacy::LegacyState`].
 const SNAPSHOT_MAGIC: &[u8; 6] = b"RMQS\x00\x03";
 const SNAPSHOT_MAGIC_V2: &[u8; 6] = b"RMQS\x00\x02";
 
@@ -137,16 +137,12 @@ impl App for BrokerApp {
 
     fn checkpoint(&mut self) -> Result<Checkpoint, String> {
         self.ensure_attached()?;
-        let cp = self
+        let mut cp = self
             .state
             .checkpoint()
             .map_err(|e| format!("cannot write the consume queues: {e}"))?;
-        Ok(Checkpoint {
-            data: self.snapshot(),
-            sync: cp.sync,
-            sync_dirs: cp.sync_dirs,
-            obsolete: cp.obsolete,
-        })
+        cp.data = self.snapshot();
+        Ok(cp)
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {

@@ -6,15 +6,14 @@
 
 pub mod consume_queue;
 pub mod cq_files;
+pub mod legacy;
 pub mod offsets;
 pub mod pop;
 
 use std::collections::BTreeMap;
-use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use raft_store::disk::DiskFile;
+use raft_store::state_machine::Checkpoint;
 use serde::Deserialize;
 use serde::Serialize;
 
@@ -146,105 +145,9 @@ impl PartialEq for QueueFiles {
 
 impl Eq for QueueFiles {}
 
-/// What a checkpoint of the state needs done around its snapshot (see
-/// [`BrokerState::checkpoint`]).
-#[derive(Default)]
-pub struct StateCheckpoint {
-    /// Files to fsync before the snapshot is persisted.
-    pub sync: Vec<Arc<dyn DiskFile>>,
-    /// Directories to fsync before the snapshot is persisted (new files' entries).
-    pub sync_dirs: Vec<PathBuf>,
-    /// Files to remove once the snapshot is persisted.
-    pub obsolete: Vec<PathBuf>,
-}
-
 /// How far a `Retain`'s decision time may be ahead of its entry's time (see
 /// [`command::Retain::decided_ms`]).
 pub const RETAIN_CLOCK_SLACK_MS: u64 = 5;
-
-/// The state as snapshots stored it before retention (no queue starts, no log start), so a
-/// replica upgraded in place restores its old snapshot instead of refusing to start.
-#[derive(Deserialize)]
-pub struct LegacyState {
-    clock_ms: u64,
-    topics: BTreeMap<String, TopicConfig>,
-    groups: BTreeMap<String, GroupConfig>,
-    queues: BTreeMap<(String, u32), LegacyQueue>,
-    pops: BTreeMap<(String, String, u32), PopQueue>,
-    offsets: ConsumerOffsets,
-    receipt_seq: u64,
-    applied_index: u64,
-}
-
-#[derive(Deserialize)]
-struct LegacyQueue {
-    entries: Vec<CqEntry>,
-}
-
-impl From<LegacyState> for BrokerState {
-    fn from(l: LegacyState) -> Self {
-        BrokerState {
-            clock_ms: l.clock_ms,
-            topics: l.topics,
-            groups: l.groups,
-            queues: l
-                .queues
-                .into_iter()
-                .map(|(k, q)| (k, ConsumeQueue::from_entries(0, q.entries.into())))
-                .collect(),
-            pops: l.pops,
-            offsets: l.offsets,
-            receipt_seq: l.receipt_seq,
-            applied_index: l.applied_index,
-            log_start: 0,
-            topic_max_age_ms: BTreeMap::new(),
-            files: QueueFiles::default(),
-        }
-    }
-}
-
-/// The state as snapshots stored it between retention and consume queues on disk (every
-/// queue's entries in the snapshot).
-#[derive(Deserialize)]
-pub struct StateV2 {
-    clock_ms: u64,
-    topics: BTreeMap<String, TopicConfig>,
-    groups: BTreeMap<String, GroupConfig>,
-    queues: BTreeMap<(String, u32), QueueV2>,
-    pops: BTreeMap<(String, String, u32), PopQueue>,
-    offsets: ConsumerOffsets,
-    receipt_seq: u64,
-    applied_index: u64,
-    log_start: u64,
-}
-
-#[derive(Deserialize)]
-struct QueueV2 {
-    start: u64,
-    entries: VecDeque<CqEntry>,
-}
-
-impl From<StateV2> for BrokerState {
-    fn from(l: StateV2) -> Self {
-        BrokerState {
-            clock_ms: l.clock_ms,
-            topics: l.topics,
-            groups: l.groups,
-            queues: l
-                .queues
-                .into_iter()
-                .map(|(k, q)| (k, ConsumeQueue::from_entries(q.start, q.entries)))
-                .collect(),
-            pops: l.pops,
-            offsets: l.offsets,
-            receipt_seq: l.receipt_seq,
-            applied_index: l.applied_index,
-            log_start: l.log_start,
-            topic_max_age_ms: BTreeMap::new(),
-            files: QueueFiles::default(),
-        }
-    }
-}
 
 /// Default delivery attempts for a group that was never configured.
 const DEFAULT_MAX_ATTEMPTS: u32 = 17;
@@ -411,9 +314,10 @@ impl BrokerState {
     }
 
     /// Prepares a snapshot: writes every queue's pending entries and says which files must
-    /// be synced before the snapshot is persisted and which may go after. O(queues).
-    pub fn checkpoint(&mut self) -> std::io::Result<StateCheckpoint> {
-        let mut cp = StateCheckpoint::default();
+    /// be synced before the snapshot is persisted and which may go after (the caller adds the
+    /// encoded state). O(queues).
+    pub fn checkpoint(&mut self) -> std::io::Result<Checkpoint> {
+        let mut cp = Checkpoint::default();
         for cq in self.queues.values_mut() {
             let q = cq.checkpoint()?;
             cp.sync.extend(q.sync);
