@@ -158,6 +158,17 @@ impl Dev {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    /// Runs `raftmq admin` against it, expecting a refusal; returns what it printed on stderr.
+    pub fn admin_refused(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_raftmq"))
+            .args(["admin", "--endpoint", &endpoint(self.port)])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "raftmq admin {args:?} was accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
 }
 
 impl Drop for Dev {
