@@ -73,9 +73,9 @@ enum Command {
         /// How often retention runs, seconds.
         #[arg(long, default_value_t = 10.0)]
         retention_check_secs: f64,
-        /// Log segment size, MiB (retention deletes whole segments).
+        /// Log segment size, MiB (retention deletes whole segments; from 0.0625).
         #[arg(long, default_value_t = broker::config::DEFAULT_SEGMENT_MB)]
-        segment_mb: u64,
+        segment_mb: f64,
         /// Below this many MiB free, delete the oldest log segments early, expired or not (0:
         /// never; must be above --min-free-mb).
         #[arg(long, default_value_t = 0)]

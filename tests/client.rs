@@ -332,11 +332,15 @@ async fn pull_consumer_seeks_pulls_and_commits() {
         .unwrap();
     let mut first = BTreeSet::new();
     let mut second = BTreeSet::new();
+    // Where each receipt says its message went (the broker picks the queue).
+    let mut places = BTreeMap::new();
     for i in 0..40 {
         let r = p
             .send(Message::new("pull", format!("{i}").into_bytes()))
             .await
             .unwrap();
+        let (broker, queue) = r.stored_in.clone().expect("the broker names the queue");
+        places.insert(r.message_id.clone(), (broker, queue, r.offset));
         if i < 20 { &mut first } else { &mut second }.insert(r.message_id);
         if i == 19 {
             tokio::time::sleep(Duration::from_millis(30)).await;
@@ -361,6 +365,11 @@ async fn pull_consumer_seeks_pulls_and_commits() {
             for (k, m) in got.messages.iter().enumerate() {
                 assert_eq!(m.queue_offset, Some(at + k as i64), "offsets are dense");
                 assert_eq!(m.queue_id, q.id);
+                assert_eq!(
+                    places[&m.message_id],
+                    (q.broker.clone(), q.id, at + k as i64),
+                    "the send receipt named this place"
+                );
                 pulled.insert(m.message_id.clone());
             }
             assert!(got.next_offset > at);

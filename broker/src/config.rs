@@ -53,7 +53,7 @@ fn default_queues() -> u32 {
 pub const DEFAULT_MIN_FREE_MB: u64 = 128;
 
 /// Default log segment size, MiB (retention deletes whole segments).
-pub const DEFAULT_SEGMENT_MB: u64 = 256;
+pub const DEFAULT_SEGMENT_MB: f64 = 256.0;
 
 /// Default entries between state snapshots.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
@@ -65,8 +65,8 @@ pub struct StorageToml {
     /// Refuse sends while the data directory's filesystem has less than this many MiB free
     /// (receives and acks go on; sends resume once space is back). 0 turns it off.
     pub min_free_mb: u64,
-    /// Log segment size, MiB: the unit retention deletes.
-    pub segment_mb: u64,
+    /// Log segment size, MiB (fractions allowed, down to 1/16): the unit retention deletes.
+    pub segment_mb: f64,
     /// While less than this many MiB are free, retention deletes the oldest segments early,
     /// expired or not (RocketMQ's forced clean-up). 0 (the default): never; sends are refused
     /// at `min_free_mb` instead. When set, it must be above `min_free_mb`.
@@ -325,14 +325,15 @@ pub fn delete_below_free(mb: u64, min_free_mb: u64) -> Result<Option<u64>, Strin
         .ok_or_else(|| format!("storage.delete_below_free_mb: {mb} is too large"))
 }
 
-/// The log segment size for `[storage] segment_mb`, checked.
-pub fn segment_bytes(mb: u64) -> Result<u64, String> {
-    if !(1..=4096).contains(&mb) {
+/// The log segment size for `[storage] segment_mb`, checked. Small segments (from 64 KiB)
+/// let tests and small deployments see retention delete within seconds.
+pub fn segment_bytes(mb: f64) -> Result<u64, String> {
+    if !(0.0625..=4096.0).contains(&mb) {
         return Err(format!(
-            "storage.segment_mb: {mb} is not between 1 and 4096"
+            "storage.segment_mb: {mb} is not between 0.0625 (64 KiB) and 4096"
         ));
     }
-    Ok(mb << 20)
+    Ok((mb * f64::from(1u32 << 20)) as u64)
 }
 
 /// Reads a cluster secret from `secret` or `file` (exactly one), naming the key on error.
@@ -585,6 +586,19 @@ fn group_plans(
                 return Err(format!("groups[{}]: member {m} is not in [[nodes]]", g.id));
             }
         }
+        // Routes publish the name and send answers list it in a header: keep it plain.
+        if let Some(n) = &g.name
+            && (n.is_empty()
+                || n.len() > 64
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        {
+            return Err(format!(
+                "groups[{}].name: {n:?} must be 1 to 64 letters, digits, '-', '_' or '.'",
+                g.id
+            ));
+        }
         if let Some(p) = g.preferred_leader
             && !g.members.contains(&p)
         {
@@ -738,6 +752,12 @@ preferred_leader = 2
                 "members = [1, 2, 3]\npreferred_leader = 1",
                 "members = [1, 1, 2]",
                 "groups[1].members: [1, 1, 2] names a node twice",
+            ),
+            // Send answers list broker names in a space-separated header.
+            (
+                "members = [1, 2, 3]\npreferred_leader = 1",
+                "members = [1, 2, 3]\npreferred_leader = 1\nname = \"a b\"",
+                "groups[1].name: \"a b\" must be 1 to 64 letters",
             ),
             (
                 "listen = \"127.0.0.2:8081\"",

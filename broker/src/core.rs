@@ -92,7 +92,7 @@ impl Default for BrokerSettings {
             limits: ClientLimits::default(),
             min_free_bytes: crate::config::DEFAULT_MIN_FREE_MB << 20,
             retention: crate::retention::RetentionSettings::default(),
-            segment_bytes: crate::config::DEFAULT_SEGMENT_MB << 20,
+            segment_bytes: (crate::config::DEFAULT_SEGMENT_MB as u64) << 20,
             verify_log_on_start: false,
             snapshot_every: crate::config::DEFAULT_SNAPSHOT_EVERY,
             rejoin: false,

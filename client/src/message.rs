@@ -275,6 +275,11 @@ pub struct SendReceipt {
     pub transaction_id: Option<String>,
     /// The address that acknowledged the send.
     pub endpoint: String,
+    /// The broker (Raft group) name and queue id the message was stored in, when the server
+    /// said: the broker picks the queue (as RocketMQ's proxy does), so this, not the queue the
+    /// client asked for, is where [`SendReceipt::offset`] applies. RaftMQ brokers say it in a
+    /// response header; other servers do not (`None`).
+    pub stored_in: Option<(String, i32)>,
 }
 
 /// A message as a consumer receives it.

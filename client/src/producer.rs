@@ -375,10 +375,12 @@ impl Inner {
             let resp = base
                 .rpc
                 .unary(&addr, cfg.request_timeout, |mut s| async move {
-                    s.send_message(req).await
+                    let r = s.send_message(req).await?;
+                    let places = stored_in(r.metadata());
+                    Ok(r.map(|inner| (inner, places)))
                 })
                 .await;
-            let resp = match resp {
+            let (resp, places) = match resp {
                 Ok(r) => r,
                 Err(f) => {
                     tracing::debug!(attempt, addr, ?f, "send attempt failed");
@@ -404,7 +406,7 @@ impl Inner {
                 }
                 continue;
             }
-            match absorb(&pending, resp.entries, &mut receipts, ids, &addr) {
+            match absorb(&pending, resp.entries, &mut receipts, ids, (&addr, &places)) {
                 None => return Ok(receipts.into_iter().map(Option::unwrap).collect()),
                 Some(f) if is_final(&f, cfg.retry_unknown) => return Err(f.into_error(attempt)),
                 Some(f) => {
@@ -443,10 +445,10 @@ fn absorb(
     entries: Vec<pb::SendResultEntry>,
     receipts: &mut [Option<SendReceipt>],
     ids: &[String],
-    addr: &str,
+    (addr, places): (&str, &[Option<(String, i32)>]),
 ) -> Option<Failure> {
     let mut worst: Option<Failure> = None;
-    for (i, e) in pending.iter().zip(entries) {
+    for (k, (i, e)) in pending.iter().zip(entries).enumerate() {
         match crate::rpc::check(&e.status) {
             Ok(()) => {
                 receipts[*i] = Some(SendReceipt {
@@ -458,6 +460,7 @@ fn absorb(
                     offset: e.offset,
                     transaction_id: (!e.transaction_id.is_empty()).then_some(e.transaction_id),
                     endpoint: addr.to_string(),
+                    stored_in: places.get(k).cloned().flatten(),
                 });
             }
             Err(f) => {
@@ -470,4 +473,19 @@ fn absorb(
         }
     }
     worst
+}
+
+/// Where a RaftMQ broker says each message of a send went (its `x-raftmq-stored-in` header:
+/// `<broker>/<queue>` per entry, `-` when not stored); empty when the header is absent, as
+/// with other servers.
+fn stored_in(meta: &tonic::metadata::MetadataMap) -> Vec<Option<(String, i32)>> {
+    let Some(v) = meta.get("x-raftmq-stored-in").and_then(|v| v.to_str().ok()) else {
+        return Vec::new();
+    };
+    v.split(' ')
+        .map(|p| {
+            let (broker, queue) = p.rsplit_once('/')?;
+            Some((broker.to_string(), queue.parse().ok()?))
+        })
+        .collect()
 }

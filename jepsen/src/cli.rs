@@ -74,6 +74,10 @@ struct TestArgs {
     /// The Python that has rocketmq-python-client (default: target/interop-venv/bin/python).
     #[arg(long)]
     python_bin: Option<PathBuf>,
+    /// Keep messages this many seconds (retention on, 128 KiB segments) and check what it
+    /// deletes (default: the brokers' 72 h).
+    #[arg(long)]
+    retention_secs: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -139,6 +143,7 @@ fn opts(a: &TestArgs) -> Opts {
         store: a.store.clone(),
         python: a.python,
         python_bin: a.python_bin.clone().or_else(python::default_python),
+        retention_s: a.retention_secs,
     }
 }
 
@@ -205,6 +210,18 @@ const MATRIX: &[(&str, &[&str])] = &[
     ("ring-5", &["--nemesis", "partition", "--nodes", "5"]),
     ("combined", &["--nemesis", "partition,kill,pause,clock"]),
     ("disk-full", &["--nemesis", "disk-full,kill"]),
+    (
+        "retention",
+        // The Python clients' send receipts name no queue position to observe deletions by.
+        &[
+            "--nemesis",
+            "partition,kill",
+            "--retention-secs",
+            "15",
+            "--python",
+            "0",
+        ],
+    ),
 ];
 
 fn matrix(

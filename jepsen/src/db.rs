@@ -60,15 +60,17 @@ impl Db {
     /// groups with preferred leaders spread over the nodes.
     /// With `lossy_disk`, brokers keep unsynced writes in memory (`--test-lossy-disk`), so a
     /// kill is a power loss.
+    /// With `opts.retention_s`, messages are kept that long, in 128 KiB segments, with a
+    /// snapshot every 200 entries (only what a snapshot covers is deleted).
     pub fn new(
         bin: &Path,
         dir: &Path,
-        nodes: usize,
-        groups: u64,
+        opts: &crate::run::Opts,
         faketime: bool,
         lossy_disk: bool,
         small_disks: bool,
     ) -> anyhow::Result<Self> {
+        let (nodes, groups) = (opts.nodes, opts.groups);
         let replicas = nodes.min(5);
         let node_list: String = (1..=nodes)
             .map(|i| {
@@ -102,11 +104,23 @@ impl Db {
         let disks = small_disks
             .then(|| SmallDisks::mount(dir, nodes))
             .transpose()?;
-        let storage = if small_disks {
-            format!("[storage]\nmin_free_mb = {}\n\n", crate::disk::FLOOR_MIB)
+        let mut storage = String::new();
+        if small_disks {
+            storage += &format!("min_free_mb = {}\n", crate::disk::FLOOR_MIB);
+        }
+        let mut retention = String::new();
+        if let Some(secs) = opts.retention_s {
+            storage += "segment_mb = 0.125\nsnapshot_every = 200\n";
+            retention = format!(
+                "[retention]\nmax_age_hours = {}\ncheck_secs = 0.5\n\n",
+                secs / 3600.0
+            );
+        }
+        if !storage.is_empty() {
+            storage = format!("[storage]\n{storage}\n{retention}");
         } else {
-            String::new()
-        };
+            storage = retention;
+        }
         for i in 1..=nodes {
             let toml = format!(
                 "node_id = {i}\ndata_dir = \"{}\"\nlisten = \"{}\"\nraft_listen = \"{}:{RAFT_PORT}\"\nnameservers = [\"{}\"]\ncluster_secret_file = \"{}\"\n\n{storage}{node_list}\n{groups}",

@@ -24,6 +24,8 @@ mod python;
 #[cfg(not(madsim))]
 mod report;
 #[cfg(not(madsim))]
+mod retention;
+#[cfg(not(madsim))]
 mod run;
 
 #[cfg(not(madsim))]

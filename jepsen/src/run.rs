@@ -80,6 +80,11 @@ pub struct Opts {
     /// The Python that has the official client.
     #[serde(default)]
     pub python_bin: Option<PathBuf>,
+    /// Keep messages this many seconds (the brokers' `[retention] max_age_hours`), and watch
+    /// the queues' starts: what retention deleted is recorded as `expired` and checked for
+    /// `premature-deletion`. `None`: the default age (72 h, nothing is deleted in a run).
+    #[serde(default)]
+    pub retention_s: Option<f64>,
 }
 
 /// How a run ended.
@@ -160,15 +165,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<(Verdict, PathBuf)> {
     }
     let lossy = kinds.contains(&Kind::PowerLoss);
     let small_disks = kinds.contains(&Kind::DiskFull);
-    let db = Mutex::new(Db::new(
-        &bin,
-        &dir,
-        opts.nodes,
-        opts.groups,
-        faketime,
-        lossy,
-        small_disks,
-    )?);
+    let db = Mutex::new(Db::new(&bin, &dir, opts, faketime, lossy, small_disks)?);
     db.lock().unwrap().start(&net)?;
 
     // The clients live in their own namespace: enter it before the runtime starts its threads.
@@ -321,6 +318,16 @@ async fn drive(
         consumers: Arc::new(AtomicBool::new(false)),
     };
     let tasks = start_clients(opts, &ctx, &stops);
+    // Watches what retention deletes until the drain is over (the drain does not wait for it).
+    let observed = Arc::new(AtomicBool::new(false));
+    let observer = opts.retention_s.map(|secs| {
+        let age = Duration::from_secs_f64(secs);
+        tokio::spawn(crate::retention::observe(
+            ctx.clone(),
+            age,
+            observed.clone(),
+        ))
+    });
 
     let faults = Mutex::new(Vec::new());
     let mut nemesis = Nemesis {
@@ -349,7 +356,8 @@ async fn drive(
         unfinished.get_or_insert(why);
     }
     stops.consumers.store(true, Ordering::SeqCst);
-    for t in tasks {
+    observed.store(true, Ordering::SeqCst);
+    for t in tasks.into_iter().chain(observer) {
         let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
     }
     let mut ops = ctx.history.lock().unwrap().clone();

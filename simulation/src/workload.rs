@@ -156,7 +156,12 @@ pub async fn produce(
             invoked,
             completed,
             result: outcome(&res),
-            pos: None,
+            // Where the broker stored it: retention observers in the real-process suite tell
+            // deleted messages by it, and every check of positions gets the receipt's view.
+            pos: res.as_ref().ok().and_then(|r| {
+                let (broker, queue) = r.stored_in.clone()?;
+                Some((format!("{topic}/{broker}"), queue, r.offset))
+            }),
             may_repeat: false,
         });
         let (lo, hi) = ctx.send_pause_ms;
@@ -396,9 +401,18 @@ pub async fn drained_since(history: &History, start: Instant, quiet: Duration) {
 }
 
 /// True if every acknowledged send has been received, except those `gone` says retention
-/// deleted, and no receive has returned anything for `quiet` before `now` (µs of the
-/// history's clock).
+/// deleted or the history records as [`Op::Expired`], and no receive has returned anything for
+/// `quiet` before `now` (µs of the history's clock).
 pub fn is_drained(h: &[Op], now: u64, quiet: Duration, gone: &dyn Fn(&str) -> bool) -> bool {
+    let expired: BTreeSet<&str> = h
+        .iter()
+        .filter_map(|op| match op {
+            Op::Expired { ids, .. } => Some(ids.iter().map(String::as_str)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let gone = |id: &str| expired.contains(id) || gone(id);
     let mut sent = BTreeSet::new();
     let mut got = BTreeSet::new();
     let mut last = 0;

@@ -77,7 +77,7 @@ impl MessagingService for MessagingServer {
         &self,
         req: Request<pb::SendMessageRequest>,
     ) -> RpcResult<pb::SendMessageResponse> {
-        Ok(Response::new(send::send_message(&self.core, req).await))
+        Ok(send::send_message(&self.core, req).await)
     }
 
     async fn query_assignment(

@@ -1,10 +1,17 @@
 //! SendMessage: validate, route each message to a queue, group-commit them, answer one entry
 //! per message.
+//!
+//! The broker picks each message's queue (as the Apache proxy does), and v2's result entry has
+//! no field for it; so the answer also names, in the [`STORED_IN`] response header, the broker
+//! (Raft group) and queue of every stored message. Official clients ignore the header; the
+//! native client puts it in its receipts, and the real-process suite tells what retention
+//! deleted by it.
 
 use futures::future::join_all;
 use raftmq_proto::v2 as pb;
 use raftmq_proto::v2::Code;
 use tonic::Request;
+use tonic::Response;
 
 use super::client_id;
 use super::status::combine;
@@ -22,17 +29,24 @@ use crate::model::TopicKind;
 use crate::model::tag_hash;
 use crate::state::Outcome;
 
+/// The response header naming where each message went: one `<broker>/<queue id>` per result
+/// entry, in order, separated by spaces (`-` for a message that was not stored).
+pub const STORED_IN: &str = "x-raftmq-stored-in";
+
+/// A stored message: its id, offset, group and queue.
+type Stored = (String, u64, u64, u32);
+
 pub async fn send_message(
     core: &BrokerCore,
     req: Request<pb::SendMessageRequest>,
-) -> pb::SendMessageResponse {
+) -> Response<pb::SendMessageResponse> {
     let id_check = client_id(&req);
     let req = req.into_inner();
     if let Err(s) = id_check {
-        return fail_all(&req, s);
+        return Response::new(fail_all(&req, s));
     }
     if let Err(s) = check_batch(core, &req) {
-        return fail_all(&req, s);
+        return Response::new(fail_all(&req, s));
     }
 
     let now = now_ms();
@@ -48,17 +62,17 @@ pub async fn send_message(
         .iter()
         .find_map(|c| c.as_ref().ok().map(|m| m.topic.clone()))
     else {
-        return all_invalid(&req, &checked);
+        return Response::new(all_invalid(&req, &checked));
     };
     let configs = match core.ensure_topic(&topic).await {
         Ok(c) if c.is_empty() => {
-            return fail_all(
+            return Response::new(fail_all(
                 &req,
                 status(Code::TopicNotFound, format!("topic {topic} does not exist")),
-            );
+            ));
         }
         Ok(c) => c,
-        Err(e) => return fail_all(&req, from_error(&e)),
+        Err(e) => return Response::new(fail_all(&req, from_error(&e))),
     };
     // Every (group, queue) of the topic on this node, in a fixed order.
     let slots: Vec<(u64, u32)> = configs
@@ -81,7 +95,22 @@ pub async fn send_message(
     };
     let sends = checked.into_iter().map(|c| send_one(core, &targets, c));
     let results = join_all(sends).await;
-    answer(&req, results)
+    let places: Vec<String> = results
+        .iter()
+        .map(|r| match r {
+            Ok((_, _, g, q)) => core
+                .group(*g)
+                .map_or_else(|_| "-".to_string(), |h| format!("{}/{q}", h.name)),
+            Err(_) => "-".to_string(),
+        })
+        .collect();
+    let mut resp = Response::new(answer(&req, results));
+    // Broker names are checked printable ASCII without spaces (config); a value that is not a
+    // valid header anyway is left out rather than failing the send.
+    if let Ok(v) = places.join(" ").parse() {
+        resp.metadata_mut().insert(STORED_IN, v);
+    }
+    resp
 }
 
 /// Answers every message of the request with `s`.
@@ -144,7 +173,7 @@ async fn send_one(
     core: &BrokerCore,
     t: &Targets<'_>,
     c: Result<StoredMessage, pb::Status>,
-) -> Result<(String, u64), pb::Status> {
+) -> Result<Stored, pb::Status> {
     let (topic, slots, led) = (t.topic, t.slots, t.led);
     let mut m = c?;
     if !t.kind.accepts(m.kind) {
@@ -171,7 +200,7 @@ async fn send_one(
             Code::MasterPersistenceTimeout,
             "answer lost (simulated)",
         )),
-        Ok(Outcome::Sent { offset, .. }) => Ok((id, offset.0)),
+        Ok(Outcome::Sent { offset, .. }) => Ok((id, offset.0, g, q)),
         Ok(Outcome::Rejected(r)) => Err(from_reject(&r)),
         Ok(other) => Err(status(
             Code::InternalError,
@@ -235,13 +264,13 @@ fn check_batch(core: &BrokerCore, req: &pb::SendMessageRequest) -> Result<(), pb
 /// One entry per message, in order, and the combined status.
 fn answer(
     req: &pb::SendMessageRequest,
-    results: Vec<Result<(String, u64), pb::Status>>,
+    results: Vec<Result<Stored, pb::Status>>,
 ) -> pb::SendMessageResponse {
     let entries: Vec<pb::SendResultEntry> = results
         .into_iter()
         .zip(&req.messages)
         .map(|(r, m)| match r {
-            Ok((id, offset)) => pb::SendResultEntry {
+            Ok((id, offset, _, _)) => pb::SendResultEntry {
                 offset: offset as i64,
                 ..entry(ok(), &id)
             },

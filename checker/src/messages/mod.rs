@@ -23,9 +23,11 @@
 //!   offset and increase by one, or a next offset behind the request;
 //! - `commit-regression`: a committed-offset read returned less than a commit that had
 //!   completed OK before the read began;
-//! - messages the environment saw retention delete ([`Op::Expired`]; whether each deletion
-//!   was old enough is the environment's oracle's `premature-deletion`) are `expired`: not
-//!   `lost`, and a FIFO consumer may go past them.
+//! - messages the environment saw retention delete ([`Op::Expired`]) are `expired`: not
+//!   `lost`, and a FIFO consumer may go past them;
+//! - `premature-deletion`: one of them was seen deleted sooner after its send than the
+//!   retention age the observation names (the simulator's log tap also checks this itself,
+//!   entry by entry, in cluster time).
 //!
 //! | module | anomalies |
 //! |---|---|
@@ -37,7 +39,7 @@
 //! | [`receipts`] | `acked-redelivered`, `concurrent-ownership` |
 //! | [`fifo`] | `order-violation`, `poll-skip` |
 //! | [`offsets`] | `commit-regression` |
-//! | [`retention`] | (the `expired` set `lost` and [`fifo`] leave out) |
+//! | [`retention`] | `premature-deletion` (and the `expired` set `lost` and [`fifo`] leave out) |
 
 mod delivered;
 mod fifo;
@@ -176,8 +178,9 @@ pub enum Op {
         /// Outcome.
         result: Result3,
     },
-    /// Messages retention deleted, as the environment observed them in the brokers' logs
-    /// (the simulator's log tap), by the time the observation completed.
+    /// Messages retention deleted, as the environment observed them (the simulator's log
+    /// tap; the real-process suite's reads of where each queue starts), by the time the
+    /// observation completed.
     Expired {
         /// Message ids.
         ids: Vec<String>,
@@ -185,6 +188,10 @@ pub enum Op {
         invoked: u64,
         /// Completed.
         completed: u64,
+        /// The brokers' retention age, when the observer knows it: then a deletion observed
+        /// less than this long after the message's send was invoked is `premature-deletion`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        age_us: Option<u64>,
     },
     /// A read of the committed offset.
     ReadCommitted {
@@ -258,6 +265,7 @@ pub fn check(history: &[Op]) -> (Vec<Anomaly>, Stats) {
     receipts::check(history, &sends, &mut out, &mut st);
     fifo::check(history, &sends, &mut out, &mut st);
     offsets::check(history, &mut out);
+    retention::check(history, &sends, &mut out);
     lost::check(history, &sends, &mut out, &mut st);
     (out, st)
 }

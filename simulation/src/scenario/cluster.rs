@@ -702,6 +702,8 @@ async fn liveness(
             ids,
             invoked,
             completed: ctx.now(),
+            // The tap checks each deletion itself, in cluster time (`LogTap::stop`).
+            age_us: None,
         });
     }
     Ok(ok)
