@@ -256,6 +256,12 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(dir: &Path, base: u16, groups: u64) -> Cluster {
+        Cluster::start_first(dir, base, groups, 3)
+    }
+
+    /// A three-node cluster of which only the first `running` nodes are started (the others
+    /// with [`Cluster::restart`]), once they lead every group.
+    pub fn start_first(dir: &Path, base: u16, groups: u64, running: usize) -> Cluster {
         let nodes: String = (1..=3)
             .map(|i| format!("[[nodes]]\nid = {i}\nraft = \"127.0.0.{i}:{}\"\nclient = \"127.0.0.{i}:{base}\"\n", base + 1))
             .collect();
@@ -299,21 +305,55 @@ impl Cluster {
                 &secret.display().to_string(),
             ],
         ));
-        for i in 0..3 {
+        for i in 0..running {
             c.restart(i);
         }
         c.wait_all_led();
         c
     }
 
+    fn log_file(&self, name: &str) -> PathBuf {
+        workspace().join(format!(
+            "target/test-logs/{name}-{}-{}.log",
+            self.base,
+            std::process::id()
+        ))
+    }
+
+    /// Node `i`'s (0-based) log, all its lives.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.log_file(&format!("broker{}", i + 1))).unwrap_or_default()
+    }
+
+    /// Waits up to `limit` for node `i` to exit by itself: its exit status (it is then
+    /// stopped), or `None` if it still runs.
+    pub fn wait_exit(&mut self, i: usize, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        loop {
+            let status = self.brokers[i]
+                .as_mut()
+                .expect("started")
+                .try_wait()
+                .unwrap();
+            if status.is_some() {
+                self.brokers[i] = None;
+                return status;
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn spawn(&self, name: &str, args: &[&str]) -> Child {
-        let logs = workspace().join("target/test-logs");
-        let _ = std::fs::create_dir_all(&logs);
+        let path = self.log_file(name);
+        let _ = std::fs::create_dir_all(path.parent().unwrap());
         // Appended, not truncated: a restarted node's log follows its previous life.
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(logs.join(format!("{name}-{}-{}.log", self.base, std::process::id())))
+            .open(path)
             .unwrap();
         Command::new(env!("CARGO_BIN_EXE_raftmq"))
             .args(args)

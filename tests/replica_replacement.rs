@@ -1,5 +1,6 @@
 //! Replacing a failed disk (issue 12, item 5), the way docs/operations.md tells an operator to,
 //! on a real three-process cluster under load: node 3 is killed and its data directory wiped;
+//! started again like that, before its removal, it is refused and exits (raft-store's fence);
 //! `raftmq admin replica remove` takes it out of the group, it is started again with
 //! `raftmq broker --rejoin`, and `raftmq admin replica add` copies the log to it and makes it a
 //! voter. Then node 1 is killed: the group must go on with nodes 2 and 3, so node 3 votes and
@@ -91,6 +92,24 @@ fn a_replica_whose_disk_was_replaced_rejoins_under_load() {
         "sends go on with two nodes",
         Duration::from_secs(30),
         || acked_len(&acked) >= before + 200,
+    );
+
+    // Started empty before its removal (the order docs/operations.md forbids), it must not
+    // take part: node 1, which led while node 3 acknowledged entries, still counts it as a
+    // voter. It refuses, says how to rejoin, and exits non-zero, with or without --rejoin.
+    for extra in [&[][..], &["--rejoin"][..]] {
+        c.restart_with(2, extra);
+        let status = c
+            .wait_exit(2, Duration::from_secs(20))
+            .expect("a replica that lost its data is refused and exits");
+        assert!(!status.success(), "{status}");
+        std::fs::remove_dir_all(c.data_dir(2)).unwrap();
+    }
+    let log = c.log(2);
+    assert!(
+        log.contains("because it lost its data") && log.contains("--rejoin"),
+        "{}",
+        &log[log.len().saturating_sub(3000)..]
     );
 
     // A change not signed with the cluster secret is refused: the CLI will not send it, and
@@ -185,4 +204,47 @@ fn a_replica_whose_disk_was_replaced_rejoins_under_load() {
         "replacement: {} messages acknowledged through the replacement, all received",
         acked.len()
     );
+}
+
+/// The other side of the fence: a node started for the first time after the rest of a new
+/// cluster formed its groups also starts with an empty log, but no peer saw it acknowledge
+/// anything, so it takes part (without bootstrapping a group of its own) and the leaders copy
+/// the log to it.
+#[test]
+fn a_node_started_late_in_a_new_cluster_takes_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start_first(dir.path(), 19000, 2, 2);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let endpoints = format!("{},{}", c.node(0), c.node(1));
+    let sender = rt.spawn(load(endpoints, acked.clone(), stop.clone()));
+    wait_until("sends acknowledged", Duration::from_secs(30), || {
+        acked_len(&acked) >= 200
+    });
+    c.restart(2);
+    // It copies both groups' logs and then counts: with node 1 gone, only 2 and 3 are left.
+    wait_until(
+        "node 3 follows both groups",
+        Duration::from_secs(20),
+        || {
+            let (ok, out) = c.admin(2, &["status"]);
+            ok && out.matches("voters [1, 2, 3]\n").count() == 2 && !out.contains("stopped")
+        },
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    c.kill(0);
+    let before = acked_len(&acked);
+    wait_until(
+        "sends go on with nodes 2 and 3",
+        Duration::from_secs(60),
+        || acked_len(&acked) >= before + 100,
+    );
+    assert!(c.all_alive(), "{}", c.log(2));
+    stop.store(true, Ordering::SeqCst);
+    rt.block_on(sender).unwrap();
 }

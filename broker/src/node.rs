@@ -143,18 +143,19 @@ impl Node {
         &self.core
     }
 
-    /// Resolves when one of this node's replicas has stopped by itself (a storage failure: the
-    /// log poisons itself on a failed fsync or write and openraft shuts the replica down),
-    /// naming it. The process should then exit non-zero: a supervisor restarts it and the
-    /// replica recovers from its disk (everything acknowledged is on a majority).
+    /// Resolves when one of this node's replicas has stopped by itself, naming it and why: a
+    /// storage failure (the log poisons itself on a failed fsync or write and openraft shuts
+    /// the replica down; a restart recovers from the disk, and everything acknowledged is on a
+    /// majority), or the replica started empty while its peers still count it as a voter that
+    /// acknowledged entries (it lost its data; the reason says how to rejoin). The process
+    /// should then exit non-zero.
     pub async fn failed_replica(&self) -> String {
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             for g in self.core.groups() {
-                if g.replica.metrics().role == raft_store::group::Role::Stopped {
+                if let Some(why) = g.replica.group().stopped_reason() {
                     return format!(
-                        "node {}: the replica of group {} stopped after a storage failure (see the error logged before this); \
-                         exiting so that it restarts and recovers from its disk",
+                        "node {}: the replica of group {} stopped {why}",
                         self.core.node_id(),
                         g.id
                     );

@@ -19,12 +19,19 @@ use openraft::errors::RaftError;
 use crate::disk::Disk;
 use crate::error::Error;
 use crate::error::Result;
+use crate::fence;
+use crate::fence::Acked;
+use crate::fence::Decision;
+use crate::fence::Fence;
+use crate::fence::Gate;
 use crate::log::LogConfig;
 use crate::log::LogStore;
 use crate::log::RecoveryReport;
+use crate::network;
 use crate::network::Channels;
 use crate::network::NetConfig;
 use crate::network::NetworkFactory;
+use crate::server::Hosted;
 use crate::server::Registry;
 use crate::state_machine::App;
 use crate::state_machine::Applied;
@@ -219,6 +226,9 @@ pub struct Group<A: App> {
     log: LogStore,
     registry: Registry,
     recovery: RecoveryReport,
+    fence: Arc<Fence>,
+    /// The fence's tasks (recording acknowledging members; a pristine replica's probes).
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl<A: App> Group<A> {
@@ -235,26 +245,35 @@ impl<A: App> Group<A> {
         let raft_cfg = Arc::new(cfg.raft_config()?);
         let (log, recovery) =
             LogStore::open(disk.clone(), cfg.data_dir.join("log"), cfg.log.clone()).await?;
+        let acked = Acked::load(disk.clone(), &cfg.data_dir)?;
         let sm = StateMachineStore::open(disk, cfg.data_dir.join("sm"), app).await?;
         let network =
             NetworkFactory::new(cfg.group, cfg.node_id, channels.clone(), cfg.net.clone());
         let raft = openraft::Raft::new(cfg.node_id, raft_cfg, network, log.clone(), sm.clone())
             .await
             .map_err(|e| Error::Raft(e.to_string()))?;
-        registry.register(cfg.group, Arc::new(raft.clone()));
+        // An empty log may be a new group, a late first start, or a replica that lost its
+        // data: it asks its peers before it takes part (crate::fence).
         let pristine = recovery.last_log_id.is_none();
-        if pristine && !cfg.join {
-            // Every initial member may do this with the identical membership; openraft accepts
-            // it only on a node whose log is empty, and voting picks one leader.
-            let nodes: BTreeMap<NodeId, Node> = cfg
-                .members
-                .iter()
-                .map(|(id, a)| (*id, Node::new(a.clone())))
-                .collect();
-            match raft.initialize(nodes).await {
-                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-                Err(e) => return Err(Error::Raft(e.to_string())),
-            }
+        let gate = if pristine { Gate::Probing } else { Gate::Open };
+        let fence = Arc::new(Fence::new(gate, acked));
+        registry.register(
+            cfg.group,
+            Arc::new(Hosted {
+                raft: raft.clone(),
+                fence: fence.clone(),
+                group: cfg.group,
+                node: cfg.node_id,
+            }),
+        );
+        let mut tasks = vec![tokio::spawn(record_acks(raft.clone(), fence.clone()))];
+        if pristine {
+            tasks.push(tokio::spawn(probe_peers(
+                cfg.clone(),
+                channels.clone(),
+                raft.clone(),
+                fence.clone(),
+            )));
         }
         tracing::info!(
             group = %cfg.group,
@@ -270,6 +289,22 @@ impl<A: App> Group<A> {
             log,
             registry: registry.clone(),
             recovery,
+            fence,
+            tasks,
+        })
+    }
+
+    /// Why the replica stopped taking part, if it did: a storage failure, or the fence
+    /// refused it (it lost its data; the reason says how to rejoin).
+    pub fn stopped_reason(&self) -> Option<String> {
+        if let Gate::Refused(why) = self.fence.gate() {
+            return Some(format!("because it lost its data: {why}"));
+        }
+        self.log.fatal_error().map(|e| {
+            format!(
+                "after a storage failure ({e}); exiting so that it restarts and recovers from \
+                 its disk"
+            )
         })
     }
 
@@ -361,7 +396,7 @@ impl<A: App> Group<A> {
     /// The replica's current Raft state.
     pub fn metrics(&self) -> GroupMetrics {
         let m = self.raft.metrics().borrow_watched().clone();
-        let role = if self.log.fatal_error().is_some() {
+        let role = if self.stopped_reason().is_some() {
             Role::Stopped
         } else {
             match m.state {
@@ -541,6 +576,9 @@ impl<A: App> Group<A> {
     /// Stops the replica. A leader first hands leadership to the most caught-up voter, so
     /// clients see a short pause rather than an election timeout.
     pub async fn shutdown(&self) -> Result<()> {
+        for t in &self.tasks {
+            t.abort();
+        }
         self.step_down().await;
         self.registry.unregister(self.cfg.group);
         self.raft
@@ -548,5 +586,106 @@ impl<A: App> Group<A> {
             .await
             .map_err(|e| Error::Raft(e.to_string()))?;
         Ok(())
+    }
+}
+
+/// On the leader: records the voters that acknowledged entries past the bootstrap (and forgets
+/// members that left), so a voter that comes back empty is refused ([`crate::fence`]).
+async fn record_acks<SM>(raft: Raft<SM>, fence: Arc<Fence>)
+where
+    SM: openraft::storage::RaftStateMachine<crate::types::TypeConfig>,
+{
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let m = raft.metrics().borrow_watched().clone();
+        match m.state {
+            ServerState::Shutdown => return,
+            ServerState::Leader => {}
+            _ => continue,
+        }
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members: BTreeSet<NodeId> = voters
+            .iter()
+            .copied()
+            .chain(membership.learner_ids())
+            .collect();
+        let mut set = fence.acked.get();
+        set.retain(|n| members.contains(n));
+        for (n, matched) in m.replication.iter().flatten() {
+            if voters.contains(n) && matched.is_some_and(|l| l.index >= 1) {
+                set.insert(*n);
+            }
+        }
+        if let Err(e) = fence.acked.store(set).await {
+            tracing::warn!(error = %e, "could not record the members that acknowledged entries");
+        }
+    }
+}
+
+/// A pristine replica: asks the other members until [`crate::fence::decide`] decides, then
+/// bootstraps the group, takes part, or stays out.
+async fn probe_peers<SM>(cfg: GroupConfig, channels: Channels, raft: Raft<SM>, fence: Arc<Fence>)
+where
+    SM: openraft::storage::RaftStateMachine<crate::types::TypeConfig>,
+{
+    let members: BTreeSet<NodeId> = cfg.members.keys().copied().collect();
+    let mut replies = BTreeMap::new();
+    for round in 1u64.. {
+        for (id, addr) in cfg.members.iter().filter(|(id, _)| **id != cfg.node_id) {
+            let ttl = cfg.election_timeout.1;
+            match network::probe(
+                &channels,
+                &cfg.net,
+                (cfg.group, cfg.node_id),
+                (*id, addr),
+                ttl,
+            )
+            .await
+            {
+                Ok(r) => {
+                    replies.insert(*id, r);
+                }
+                Err(e) => {
+                    tracing::debug!(group = %cfg.group, peer = id, error = %e, "probe failed")
+                }
+            }
+        }
+        match fence::decide(cfg.group, cfg.node_id, &members, cfg.join, &replies) {
+            None => {}
+            Some(Decision::Initialize) => {
+                // Every initial member may do this with the identical membership; openraft
+                // accepts it only on a node whose log is empty, and voting picks one leader.
+                let nodes: BTreeMap<NodeId, Node> = cfg
+                    .members
+                    .iter()
+                    .map(|(id, a)| (*id, Node::new(a.clone())))
+                    .collect();
+                match raft.initialize(nodes).await {
+                    Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                    Err(e) => tracing::error!(group = %cfg.group, error = %e, "bootstrap failed"),
+                }
+                fence.set(Gate::Open);
+                return;
+            }
+            Some(Decision::Join) => {
+                tracing::info!(group = %cfg.group, "the group runs already: waiting for its leader to copy the log here");
+                fence.set(Gate::Open);
+                return;
+            }
+            Some(Decision::Refuse(why)) => {
+                tracing::error!(group = %cfg.group, "{why}");
+                fence.set(Gate::Refused(why));
+                return;
+            }
+        }
+        if round % 25 == 0 {
+            tracing::warn!(
+                group = %cfg.group,
+                answered = ?replies.keys().collect::<Vec<_>>(),
+                "started with an empty log: waiting for peers to tell whether the group exists"
+            );
+        }
+        tokio::time::sleep(cfg.heartbeat_interval * 2).await;
     }
 }

@@ -12,12 +12,14 @@
 //!   with durable snapshots;
 //! - [`network`] and [`server`]: the Raft transport over tonic, a group id in every request;
 //! - [`group`]: start, propose to, observe and stop one replica;
+//! - [`fence`]: keeping a replica that lost its data from voting (it probes its peers first);
 //! - [`rt`]: the runtime shim (real tokio or madsim), the only `cfg(madsim)` code;
 //! - [`types`] and [`error`]: the Raft type configuration, newtypes, and the error enum.
 
 pub mod codec;
 pub mod disk;
 pub mod error;
+pub mod fence;
 pub mod group;
 pub mod log;
 pub mod meta;

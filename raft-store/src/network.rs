@@ -88,6 +88,8 @@ pub mod method {
     pub const TRANSFER: &str = "raft.TransferLeader";
     /// InstallSnapshot (the stream's first chunk).
     pub const SNAPSHOT: &str = "raft.InstallSnapshot";
+    /// Probe (raft-store's fence).
+    pub const PROBE: &str = "raft.Probe";
 }
 
 impl Channels {
@@ -357,4 +359,26 @@ impl RaftNetworkV2<TypeConfig> for Connection {
             },
         }
     }
+}
+
+/// Asks node `target` (at `addr`) what it knows of this replica of `group`, within `ttl`
+/// (see [`crate::fence`]).
+pub async fn probe(
+    channels: &Channels,
+    cfg: &NetConfig,
+    (group, self_id): (GroupId, NodeId),
+    (target, addr): (NodeId, &str),
+    ttl: Duration,
+) -> Result<crate::fence::ProbeReply, String> {
+    let mut factory = NetworkFactory::new(group, self_id, channels.clone(), cfg.clone());
+    let conn = factory.new_client(target, &Node::new(addr)).await;
+    conn.unary(
+        RPCTypes::Vote,
+        method::PROBE,
+        &(),
+        ttl,
+        |mut c, r| async move { c.probe(r).await },
+    )
+    .await
+    .map_err(|e| e.to_string())
 }

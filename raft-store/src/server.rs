@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::RwLock;
 
+use openraft::async_runtime::WatchReceiver;
 use openraft::raft::AppendEntriesRequest;
 use openraft::raft::AppendEntriesResponse;
 use openraft::raft::SnapshotResponse;
@@ -26,8 +27,11 @@ use serde::de::DeserializeOwned;
 use tonic::Status;
 use tonic::Streaming;
 
+use crate::fence::Fence;
+use crate::fence::ProbeReply;
 use crate::network::method;
 use crate::types::GroupId;
+use crate::types::NodeId;
 use crate::types::Raft;
 use crate::types::Snapshot;
 use crate::types::SnapshotMeta;
@@ -59,9 +63,33 @@ pub trait RaftRpc: Send + Sync + 'static {
         &self,
         req: TransferLeaderRequest<TypeConfig>,
     ) -> BoxFuture<Reply<TransferLeaderResponse<TypeConfig>>>;
+    /// Answers node `from`'s probe (it started with an empty log; see [`crate::fence`]).
+    fn probe(&self, from: NodeId) -> Reply<ProbeReply>;
 }
 
-impl<SM> RaftRpc for Raft<SM>
+/// A replica as the transport sees it: its Raft, behind its [`Fence`].
+pub struct Hosted<SM: RaftStateMachine<TypeConfig>> {
+    /// The replica's Raft.
+    pub raft: Raft<SM>,
+    /// Its gate and record of acknowledging members.
+    pub fence: Arc<Fence>,
+    /// Its group.
+    pub group: GroupId,
+    /// This node.
+    pub node: NodeId,
+}
+
+impl<SM> Hosted<SM>
+where
+    SM: RaftStateMachine<TypeConfig, SnapshotData = Vec<u8>>,
+{
+    fn admitted(&self) -> Result<Raft<SM>, String> {
+        self.fence.admit(self.group, self.node)?;
+        Ok(self.raft.clone())
+    }
+}
+
+impl<SM> RaftRpc for Hosted<SM>
 where
     SM: RaftStateMachine<TypeConfig, SnapshotData = Vec<u8>>,
 {
@@ -69,18 +97,31 @@ where
         &self,
         req: AppendEntriesRequest<TypeConfig>,
     ) -> BoxFuture<Reply<AppendEntriesResponse<TypeConfig>>> {
-        let r = self.clone();
-        Box::pin(async move { r.append_entries(req).await.map_err(|e| e.to_string()) })
+        let r = self.admitted();
+        Box::pin(async move { r?.append_entries(req).await.map_err(|e| e.to_string()) })
     }
 
     fn vote(&self, req: VoteRequest<TypeConfig>) -> BoxFuture<Reply<VoteResponse<TypeConfig>>> {
-        let r = self.clone();
-        Box::pin(async move { r.vote(req).await.map_err(|e| e.to_string()) })
+        let r = self.admitted();
+        Box::pin(async move { r?.vote(req).await.map_err(|e| e.to_string()) })
     }
 
     fn pre_vote(&self, req: VoteRequest<TypeConfig>) -> BoxFuture<Reply<VoteResponse<TypeConfig>>> {
-        let r = self.clone();
-        Box::pin(async move { r.pre_vote(req).await.map_err(|e| e.to_string()) })
+        let r = self.admitted();
+        Box::pin(async move { r?.pre_vote(req).await.map_err(|e| e.to_string()) })
+    }
+
+    fn probe(&self, from: NodeId) -> Reply<ProbeReply> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        Ok(ProbeReply {
+            last_log_index: m.last_log_index,
+            voter: m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == from),
+            acked: self.fence.acked.contains(from),
+        })
     }
 
     fn install_snapshot(
@@ -88,8 +129,9 @@ where
         vote: Vote,
         snapshot: Snapshot,
     ) -> BoxFuture<Reply<SnapshotResponse<TypeConfig>>> {
-        let r = self.clone();
+        let r = self.admitted();
         Box::pin(async move {
+            let r = r?;
             r.install_full_snapshot(vote, snapshot)
                 .await
                 .map_err(|e| e.to_string())
@@ -100,9 +142,9 @@ where
         &self,
         req: TransferLeaderRequest<TypeConfig>,
     ) -> BoxFuture<Reply<TransferLeaderResponse<TypeConfig>>> {
-        let r = self.clone();
+        let r = self.admitted();
         Box::pin(async move {
-            r.handle_transfer_leader(req)
+            r?.handle_transfer_leader(req)
                 .await
                 .map_err(|e| e.to_string())
         })
@@ -221,21 +263,27 @@ impl RaftServer {
     where
         Req: DeserializeOwned,
         Resp: Serialize,
-        F: FnOnce(Arc<dyn RaftRpc>, Req) -> BoxFuture<Reply<Resp>>,
+        F: FnOnce(Arc<dyn RaftRpc>, Req, NodeId) -> BoxFuture<Reply<Resp>>,
     {
         let (meta, _, req) = req.into_parts();
         let body = raftmq_proto::auth::group_body(req.group, &req.payload);
-        self.registry
+        let sender = self
+            .registry
             .key
             .check(&meta, method, &body, crate::rt::wall_ms())?;
-        Ok(self.run(req, call).await)
+        Ok(self.run(req, sender, call).await)
     }
 
-    async fn run<Req, Resp, F>(&self, req: RaftRequest, call: F) -> tonic::Response<RaftReply>
+    async fn run<Req, Resp, F>(
+        &self,
+        req: RaftRequest,
+        sender: NodeId,
+        call: F,
+    ) -> tonic::Response<RaftReply>
     where
         Req: DeserializeOwned,
         Resp: Serialize,
-        F: FnOnce(Arc<dyn RaftRpc>, Req) -> BoxFuture<Reply<Resp>>,
+        F: FnOnce(Arc<dyn RaftRpc>, Req, NodeId) -> BoxFuture<Reply<Resp>>,
     {
         let target = match self.registry.get(req.group) {
             Ok(t) => t,
@@ -245,7 +293,7 @@ impl RaftServer {
             Ok(p) => p,
             Err(e) => return reply::<Resp>(Err(e)),
         };
-        reply(Ok(call(target, parsed).await))
+        reply(Ok(call(target, parsed, sender).await))
     }
 }
 
@@ -258,7 +306,7 @@ impl RaftService for RaftServer {
         self.dispatch(
             method::APPEND,
             req,
-            |t, r: AppendEntriesRequest<TypeConfig>| t.append_entries(r),
+            |t, r: AppendEntriesRequest<TypeConfig>, _| t.append_entries(r),
         )
         .await
     }
@@ -267,16 +315,29 @@ impl RaftService for RaftServer {
         &self,
         req: tonic::Request<RaftRequest>,
     ) -> Result<tonic::Response<RaftReply>, Status> {
-        self.dispatch(method::VOTE, req, |t, r: VoteRequest<TypeConfig>| t.vote(r))
-            .await
+        self.dispatch(method::VOTE, req, |t, r: VoteRequest<TypeConfig>, _| {
+            t.vote(r)
+        })
+        .await
     }
 
     async fn pre_vote(
         &self,
         req: tonic::Request<RaftRequest>,
     ) -> Result<tonic::Response<RaftReply>, Status> {
-        self.dispatch(method::PRE_VOTE, req, |t, r: VoteRequest<TypeConfig>| {
+        self.dispatch(method::PRE_VOTE, req, |t, r: VoteRequest<TypeConfig>, _| {
             t.pre_vote(r)
+        })
+        .await
+    }
+
+    async fn probe(
+        &self,
+        req: tonic::Request<RaftRequest>,
+    ) -> Result<tonic::Response<RaftReply>, Status> {
+        self.dispatch(method::PROBE, req, |t, (): (), from| {
+            let r = t.probe(from);
+            Box::pin(async move { r })
         })
         .await
     }
@@ -288,7 +349,7 @@ impl RaftService for RaftServer {
         self.dispatch(
             method::TRANSFER,
             req,
-            |t, r: TransferLeaderRequest<TypeConfig>| t.transfer_leader(r),
+            |t, r: TransferLeaderRequest<TypeConfig>, _| t.transfer_leader(r),
         )
         .await
     }
