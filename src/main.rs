@@ -180,6 +180,9 @@ enum ReplicaAction {
         /// The node to add (listed in [[nodes]]).
         #[arg(long)]
         node: u64,
+        /// Give up (removing it again) if it has not copied the log within this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
     },
     /// Remove NODE from GROUP (its votes and copy no longer count).
     Remove {
@@ -448,11 +451,16 @@ async fn admin(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
             let (req, add) = match change {
-                ReplicaAction::Add { group, node } => (
+                ReplicaAction::Add {
+                    group,
+                    node,
+                    timeout_secs,
+                } => (
                     pb::ReplicaChange {
                         group,
                         node,
                         forwarded: false,
+                        catch_up_ms: timeout_secs.max(1).saturating_mul(1000),
                     },
                     true,
                 ),
@@ -461,6 +469,7 @@ async fn admin(
                         group,
                         node,
                         forwarded: false,
+                        catch_up_ms: 0,
                     },
                     false,
                 ),

@@ -153,6 +153,28 @@ fn a_replica_whose_disk_was_replaced_rejoins_under_load() {
         c.admin(0, &["status"]).1.contains("voters [1, 2]\n")
     });
 
+    // Adding it while it does not run: the learner cannot copy the log, and once the deadline
+    // passes the addition is rolled back (a learner that never catches up would hold
+    // retention back).
+    let (ok, out) = c.admin(
+        0,
+        &[
+            "replica",
+            "add",
+            "--group",
+            "1",
+            "--node",
+            "3",
+            "--timeout-secs",
+            "2",
+        ],
+    );
+    assert!(!ok && out.contains("removed"), "{out}");
+    wait_until("the learner is gone again", Duration::from_secs(10), || {
+        let out = c.admin(0, &["status"]).1;
+        out.contains("voters [1, 2]\n") && !out.contains("learners [3]")
+    });
+
     // 2. Start it with an empty directory, waiting to be added back.
     c.restart_with(2, &["--rejoin"]);
     std::thread::sleep(Duration::from_secs(1));

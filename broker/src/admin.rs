@@ -66,12 +66,16 @@ impl Change {
 
 /// The bytes a membership change is signed over.
 pub fn replica_change_body(r: &pb::ReplicaChange) -> Vec<u8> {
-    let mut b = Vec::with_capacity(17);
+    let mut b = Vec::with_capacity(25);
     b.extend_from_slice(&r.group.to_le_bytes());
     b.extend_from_slice(&r.node.to_le_bytes());
     b.push(u8::from(r.forwarded));
+    b.extend_from_slice(&r.catch_up_ms.to_le_bytes());
     b
 }
+
+/// How long a replica being added may take to copy the log, unless the request says.
+pub const DEFAULT_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Signs a membership change with the cluster secret, as `sender` (0: an operator's CLI).
 pub fn sign_replica_change(
@@ -238,9 +242,13 @@ impl AdminServer {
                     node,
                     "adding a replica: learner, then voter"
                 );
+                let catch_up = match req.catch_up_ms {
+                    0 => DEFAULT_CATCH_UP,
+                    ms => std::time::Duration::from_millis(ms),
+                };
                 replica
                     .group()
-                    .add_member(node, addrs.raft.clone())
+                    .add_member(node, addrs.raft.clone(), catch_up)
                     .await
                     .map_err(|e| format!("group {}: adding node {node}: {e}", req.group))?;
                 tracing::warn!(group = req.group, node, "replica added as a voter");

@@ -8,9 +8,9 @@
 //! So a replica that starts with an empty log (pristine) does not take part in Raft until it
 //! has asked its peers ([`ProbeReply`]):
 //!
-//! - a peer that still counts it as a voter and has seen it acknowledge entries as the group's
-//!   leader ([`Acked`]) means it lost its data: it refuses, saying how to rejoin, and stays out
-//!   ([`Decision::Refuse`]);
+//! - a peer that still counts it as a voter and knows it held entries ([`Acked`]: a leader saw
+//!   it acknowledge them, or a follower followed it as leader) means it lost its data: it
+//!   refuses, saying how to rejoin, and stays out ([`Decision::Refuse`]);
 //! - a peer whose log has entries past the bootstrap means the group runs already: the replica
 //!   waits for the leader to copy the log to it ([`Decision::Join`]; a node started late in a
 //!   new cluster, or a replacement started with `join`);
@@ -18,9 +18,9 @@
 //!   ([`Decision::Initialize`]; nothing can have been committed without a majority).
 //!
 //! Until it decides, every Raft request to it is refused; probes are always answered. The
-//! record of who acknowledged entries is each leader's own (kept on disk, [`Acked`]): a peer
-//! that never led the group cannot tell, so the fence holds as long as one peer that led the
-//! group while the lost replica was acknowledging entries answers its probe.
+//! record is each replica's own (kept on disk, [`Acked`]): the fence holds as long as one peer
+//! that led the group while the lost replica was acknowledging entries (or followed it while it
+//! led) answers its probe.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -45,7 +45,7 @@ pub struct ProbeReply {
     pub last_log_index: Option<u64>,
     /// Whether its membership counts the asking node as a voter.
     pub voter: bool,
-    /// Whether, as a leader, it saw the asking node acknowledge entries.
+    /// Whether it knows the asking node held entries (see [`Acked`]).
     pub acked: bool,
 }
 
@@ -97,8 +97,8 @@ pub fn decide(
     (empty * 2 > members.len()).then_some(Decision::Initialize)
 }
 
-/// The members this replica, as leader, saw acknowledge entries, kept in `acked-members` in
-/// the group's directory (written whole: temporary file, fsync, rename, directory fsync).
+/// The members this replica knows held entries (as leader, it saw them acknowledge entries;
+/// as follower, it followed them as leader), kept in `acked-members` in the group's directory (written whole: temporary file, fsync, rename, directory fsync).
 pub struct Acked {
     disk: Arc<dyn Disk>,
     dir: PathBuf,

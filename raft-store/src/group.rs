@@ -560,12 +560,53 @@ impl<A: App> Group<A> {
 
     /// On the leader: adds `node` (started with [`GroupConfig::join`]) at Raft address `addr`,
     /// first as a learner until it has caught up, then as a voter. Only then does it count
-    /// towards commits and elections, so adding it never weakens a quorum.
-    pub async fn add_member(&self, node: NodeId, addr: String) -> Result<()> {
+    /// towards commits and elections, so adding it never weakens a quorum. A learner that has
+    /// not caught up within `catch_up` (down, unreachable, too slow) is removed again, so it
+    /// does not hold retention back, and the addition fails saying so.
+    pub async fn add_member(&self, node: NodeId, addr: String, catch_up: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + catch_up;
+        // Not openraft's blocking wait: it counts a learner within its replication lag (5,000
+        // entries) as caught up, so a node that never answered would become a voter of a
+        // young group at once. Here the learner must hold the leader's log as it was when the
+        // learner was added.
         self.raft
-            .add_learner(node, Node::new(addr), true)
+            .add_learner(node, Node::new(addr), false)
             .await
             .map_err(|e| Error::Raft(e.to_string()))?;
+        let target = self.metrics().last_log.map_or(0, |l| l.0);
+        loop {
+            let m = self.metrics();
+            if m.role != Role::Leader {
+                return Err(Error::NotLeader {
+                    leader: m.leader,
+                    leader_addr: None,
+                });
+            }
+            if m.replication
+                .get(&node)
+                .is_some_and(|l| l.is_some_and(|l| l.0 >= target))
+            {
+                break;
+            }
+            if tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(self.cfg.heartbeat_interval).await;
+                continue;
+            }
+            let undo = self
+                .raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([node])), false)
+                .await;
+            return Err(Error::Raft(match undo {
+                Ok(_) => format!(
+                    "node {node} did not copy the log within {catch_up:?}, so it was removed \
+                     again; check that it runs (with --rejoin) and is reachable, then retry"
+                ),
+                Err(e) => format!(
+                    "node {node} did not copy the log within {catch_up:?}, and removing it \
+                     again failed ({e}): remove it with `raftmq admin replica remove`"
+                ),
+            }));
+        }
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node])), false)
             .await
@@ -589,8 +630,11 @@ impl<A: App> Group<A> {
     }
 }
 
-/// On the leader: records the voters that acknowledged entries past the bootstrap (and forgets
-/// members that left), so a voter that comes back empty is refused ([`crate::fence`]).
+/// Records the voters known to hold entries past the bootstrap (and forgets members that
+/// left), so a voter that comes back empty is refused ([`crate::fence`]): on a leader, the
+/// voters that acknowledged such entries; on a follower, the leader it follows once it holds
+/// such entries itself (a leader holds every entry it sends; without this, nobody would
+/// remember a wiped leader).
 async fn record_acks<SM>(raft: Raft<SM>, fence: Arc<Fence>)
 where
     SM: openraft::storage::RaftStateMachine<crate::types::TypeConfig>,
@@ -600,7 +644,7 @@ where
         let m = raft.metrics().borrow_watched().clone();
         match m.state {
             ServerState::Shutdown => return,
-            ServerState::Leader => {}
+            ServerState::Leader | ServerState::Follower => {}
             _ => continue,
         }
         let membership = m.membership_config.membership();
@@ -616,6 +660,12 @@ where
             if voters.contains(n) && matched.is_some_and(|l| l.index >= 1) {
                 set.insert(*n);
             }
+        }
+        if m.state == ServerState::Follower
+            && m.last_log_index.is_some_and(|i| i >= 1)
+            && let Some(leader) = m.current_leader.filter(|l| voters.contains(l))
+        {
+            set.insert(leader);
         }
         if let Err(e) = fence.acked.store(set).await {
             tracing::warn!(error = %e, "could not record the members that acknowledged entries");

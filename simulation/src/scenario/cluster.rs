@@ -613,7 +613,8 @@ async fn replace(cluster: &Shared, v: usize, groups: u64) -> Result<(), String> 
                         _ => {
                             tokio::time::timeout(
                                 Duration::from_secs(15),
-                                group.add_member(id, addr),
+                                // The outer bound governs (a retry follows it).
+                                group.add_member(id, addr, Duration::from_secs(60)),
                             )
                             .await
                         }

@@ -182,7 +182,8 @@ async fn replace(cluster: &Shared, i: usize, new_id: u64) -> Result<(), String> 
                         tokio::time::timeout(Duration::from_secs(5), g.remove_member(old_id)).await
                     }
                     _ => {
-                        let add = g.add_member(new_id, raft::addr(i));
+                        // The outer bound governs (a retry follows it).
+                        let add = g.add_member(new_id, raft::addr(i), Duration::from_secs(60));
                         tokio::time::timeout(Duration::from_secs(10), add).await
                     }
                 };
