@@ -95,22 +95,32 @@ fn a_replica_whose_disk_was_replaced_rejoins_under_load() {
     );
 
     // Started empty before its removal (the order docs/operations.md forbids), it must not
-    // take part: node 1, which led while node 3 acknowledged entries, still counts it as a
-    // voter. It refuses, says how to rejoin, and exits non-zero, with or without --rejoin.
-    for extra in [&[][..], &["--rejoin"][..]] {
-        c.restart_with(2, extra);
-        let status = c
-            .wait_exit(2, Duration::from_secs(20))
-            .expect("a replica that lost its data is refused and exits");
-        assert!(!status.success(), "{status}");
-        std::fs::remove_dir_all(c.data_dir(2)).unwrap();
-    }
+    // take part: its peers still count it as a voter that held entries. It refuses, says how
+    // to rejoin, and exits non-zero; with --rejoin it waits for its removal instead.
+    c.restart(2);
+    let status = c
+        .wait_exit(2, Duration::from_secs(20))
+        .expect("a replica that lost its data is refused and exits");
+    assert!(!status.success(), "{status}");
     let log = c.log(2);
     assert!(
         log.contains("because it lost its data") && log.contains("--rejoin"),
         "{}",
         &log[log.len().saturating_sub(3000)..]
     );
+    std::fs::remove_dir_all(c.data_dir(2)).unwrap();
+    c.restart_with(2, &["--rejoin"]);
+    wait_until(
+        "the rejoining node waits for its removal",
+        Duration::from_secs(20),
+        || {
+            c.log(2)
+                .contains("started to rejoin, but the group still counts it")
+        },
+    );
+    assert!(c.all_alive(), "it waits rather than exits");
+    c.kill(2);
+    let _ = std::fs::remove_dir_all(c.data_dir(2));
 
     // A change not signed with the cluster secret is refused: the CLI will not send it, and
     // the node refuses one signed with another secret.

@@ -45,6 +45,9 @@ pub struct ProbeReply {
     pub last_log_index: Option<u64>,
     /// Whether its membership counts the asking node as a voter.
     pub voter: bool,
+    /// The log index of that membership (peers that lag may not have seen a removal yet: the
+    /// newest membership among the answers decides).
+    pub membership_index: Option<u64>,
     /// Whether it knows the asking node held entries (see [`Acked`]).
     pub acked: bool,
 }
@@ -58,6 +61,8 @@ pub enum Decision {
     Join,
     /// Stay out: the replica lost data it had acknowledged (the reason, with what to do).
     Refuse(String),
+    /// Started to rejoin (`join`) but still a voter: wait for the removal (why, to log).
+    AwaitRemoval(String),
 }
 
 /// Decides from the `replies` of the other members so far; `None`: ask again.
@@ -68,7 +73,21 @@ pub fn decide(
     join: bool,
     replies: &BTreeMap<NodeId, ProbeReply>,
 ) -> Option<Decision> {
-    if let Some((peer, _)) = replies.iter().find(|(_, r)| r.voter && r.acked) {
+    // Whether it is a voter is for the newest membership answered to say; whether it held
+    // entries, for any peer that knows.
+    let newest = replies.values().map(|r| r.membership_index).max();
+    let voter = replies
+        .values()
+        .any(|r| r.voter && Some(r.membership_index) == newest);
+    let acked = replies.iter().find(|(_, r)| r.acked).map(|(p, _)| *p);
+    if let (true, Some(peer), true) = (voter, acked, join) {
+        return Some(Decision::AwaitRemoval(format!(
+            "group {group}: node {self_id} started to rejoin, but the group still counts it as \
+             a voter (node {peer} saw it hold entries): it waits, taking no part, until \
+             `raftmq admin replica remove --group {group} --node {self_id}` has run"
+        )));
+    }
+    if let (true, Some(peer)) = (voter, acked) {
         return Some(Decision::Refuse(format!(
             "group {group}: node {self_id} starts with an empty log, but node {peer} saw it \
              acknowledge entries and still counts it as a voter: its data was lost, and running \
@@ -234,6 +253,7 @@ mod tests {
         ProbeReply {
             last_log_index: last,
             voter,
+            membership_index: Some(1),
             acked,
         }
     }
@@ -258,20 +278,28 @@ mod tests {
         // Started late in a running group that never saw it acknowledge anything.
         let late = BTreeMap::from([(2, reply(Some(40), true, false))]);
         assert_eq!(decide(g, 1, &three, false, &late), Some(Decision::Join));
-        // Lost its data: refused, with or without `join`, until it is removed.
-        let lost = BTreeMap::from([
+        // Lost its data: refused; with `join`, it waits for its removal.
+        let mut lost = BTreeMap::from([
             (2, reply(Some(40), true, false)),
             (3, reply(Some(40), true, true)),
         ]);
-        for join in [false, true] {
-            match decide(g, 1, &three, join, &lost) {
-                Some(Decision::Refuse(why)) => assert!(why.contains("--rejoin"), "{why}"),
-                other => panic!("{other:?}"),
-            }
+        match decide(g, 1, &three, false, &lost) {
+            Some(Decision::Refuse(why)) => assert!(why.contains("--rejoin"), "{why}"),
+            other => panic!("{other:?}"),
         }
-        // Removed, then started with `join`: it waits to be added.
-        let removed = BTreeMap::from([(3, reply(Some(90), false, true))]);
-        assert_eq!(decide(g, 1, &three, true, &removed), Some(Decision::Join));
+        assert!(matches!(
+            decide(g, 1, &three, true, &lost),
+            Some(Decision::AwaitRemoval(_))
+        ));
+        // Removed (node 2 has the newer membership; node 3 lags): it may rejoin.
+        lost.insert(
+            2,
+            ProbeReply {
+                membership_index: Some(50),
+                ..reply(Some(50), false, false)
+            },
+        );
+        assert_eq!(decide(g, 1, &three, true, &lost), Some(Decision::Join));
         assert_eq!(decide(g, 1, &three, true, &none), None);
     }
 }

@@ -728,6 +728,10 @@ where
                 fence.set(Gate::Refused(why));
                 return;
             }
+            Some(Decision::AwaitRemoval(why)) if round % 25 == 1 => {
+                tracing::warn!(group = %cfg.group, "{why}");
+            }
+            Some(Decision::AwaitRemoval(_)) => {}
         }
         if round % 25 == 0 {
             tracing::warn!(

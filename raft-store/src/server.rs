@@ -120,6 +120,7 @@ where
                 .membership()
                 .voter_ids()
                 .any(|v| v == from),
+            membership_index: m.membership_config.log_id().as_ref().map(|l| l.index),
             acked: self.fence.acked.contains(from),
         })
     }
