@@ -246,10 +246,13 @@ impl AdminServer {
                     0 => DEFAULT_CATCH_UP,
                     ms => std::time::Duration::from_millis(ms),
                 };
-                replica
-                    .group()
-                    .add_member(node, addrs.raft.clone(), catch_up)
+                // In a task of its own: a caller that goes away (a closed CLI) must not cut
+                // the addition short between the learner and its removal at the deadline.
+                let group = replica.group().clone();
+                let addr = addrs.raft.clone();
+                tokio::spawn(async move { group.add_member(node, addr, catch_up).await })
                     .await
+                    .map_err(|e| format!("group {}: adding node {node}: {e}", req.group))?
                     .map_err(|e| format!("group {}: adding node {node}: {e}", req.group))?;
                 tracing::warn!(group = req.group, node, "replica added as a voter");
                 Ok(())

@@ -80,6 +80,13 @@ pub fn decide(
         .values()
         .any(|r| r.voter && Some(r.membership_index) == newest);
     let acked = replies.iter().find(|(_, r)| r.acked).map(|(p, _)| *p);
+    // An answer that knows of no membership (an empty peer, or a probe answered by this very
+    // replica) tells nothing about who is a voter: a record of it held entries waits for one
+    // that does.
+    let informed = replies.values().any(|r| r.membership_index.is_some());
+    if acked.is_some() && !informed {
+        return None;
+    }
     if let (true, Some(peer), true) = (voter, acked, join) {
         return Some(Decision::AwaitRemoval(format!(
             "group {group}: node {self_id} started to rejoin, but the group still counts it as \
@@ -98,7 +105,7 @@ pub fn decide(
         )));
     }
     if join {
-        return (!replies.is_empty()).then_some(Decision::Join);
+        return informed.then_some(Decision::Join);
     }
     if members.iter().all(|m| *m == self_id) {
         return Some(Decision::Initialize);
@@ -211,14 +218,18 @@ pub struct Fence {
     gate: Mutex<Gate>,
     /// See [`Acked`].
     pub acked: Acked,
+    /// The replica had a log when it started (its gate starts open).
+    pub had_log: bool,
 }
 
 impl Fence {
-    /// A fence starting at `gate`.
-    pub fn new(gate: Gate, acked: Acked) -> Self {
+    /// The fence of a replica that started with a log (`had_log`: open) or without one
+    /// (probing).
+    pub fn new(had_log: bool, acked: Acked) -> Self {
         Self {
-            gate: Mutex::new(gate),
+            gate: Mutex::new(if had_log { Gate::Open } else { Gate::Probing }),
             acked,
+            had_log,
         }
     }
 
@@ -301,5 +312,21 @@ mod tests {
         );
         assert_eq!(decide(g, 1, &three, true, &lost), Some(Decision::Join));
         assert_eq!(decide(g, 1, &three, true, &none), None);
+        // Answers that know no membership (empty peers; its own, under a reused address) let
+        // neither a rejoin nor a record decide anything.
+        let blank = ProbeReply {
+            membership_index: None,
+            ..reply(None, false, false)
+        };
+        let blanks = BTreeMap::from([(2, blank.clone())]);
+        assert_eq!(decide(g, 1, &three, true, &blanks), None);
+        let recorded = BTreeMap::from([(
+            2,
+            ProbeReply {
+                acked: true,
+                ..blank
+            },
+        )]);
+        assert_eq!(decide(g, 1, &three, false, &recorded), None);
     }
 }

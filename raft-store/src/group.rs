@@ -255,8 +255,7 @@ impl<A: App> Group<A> {
         // An empty log may be a new group, a late first start, or a replica that lost its
         // data: it asks its peers before it takes part (crate::fence).
         let pristine = recovery.last_log_id.is_none();
-        let gate = if pristine { Gate::Probing } else { Gate::Open };
-        let fence = Arc::new(Fence::new(gate, acked));
+        let fence = Arc::new(Fence::new(!pristine, acked));
         registry.register(
             cfg.group,
             Arc::new(Hosted {
@@ -592,10 +591,17 @@ impl<A: App> Group<A> {
                 tokio::time::sleep(self.cfg.heartbeat_interval).await;
                 continue;
             }
-            let undo = self
-                .raft
-                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([node])), false)
-                .await;
+            let undo = match tokio::time::timeout(
+                self.cfg.propose_timeout,
+                self.raft
+                    .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([node])), false),
+            )
+            .await
+            {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no commit within {:?}", self.cfg.propose_timeout)),
+            };
             return Err(Error::Raft(match undo {
                 Ok(_) => format!(
                     "node {node} did not copy the log within {catch_up:?}, so it was removed \
@@ -630,6 +636,14 @@ impl<A: App> Group<A> {
     }
 }
 
+impl<A: App> Drop for Group<A> {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
 /// Records the voters known to hold entries past the bootstrap (and forgets members that
 /// left), so a voter that comes back empty is refused ([`crate::fence`]): on a leader, the
 /// voters that acknowledged such entries; on a follower, the leader it follows once it holds
@@ -640,7 +654,9 @@ where
     SM: openraft::storage::RaftStateMachine<crate::types::TypeConfig>,
 {
     loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // A short period: until a voter's first acknowledgement is on disk here, a crash of
+        // this node and a wipe of that voter would leave no record of it (docs/guarantees.md).
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let m = raft.metrics().borrow_watched().clone();
         match m.state {
             ServerState::Shutdown => return,

@@ -65,6 +65,9 @@ pub trait RaftRpc: Send + Sync + 'static {
     ) -> BoxFuture<Reply<TransferLeaderResponse<TypeConfig>>>;
     /// Answers node `from`'s probe (it started with an empty log; see [`crate::fence`]).
     fn probe(&self, from: NodeId) -> Reply<ProbeReply>;
+    /// `Ok` if Raft requests may reach the replica (checked before a snapshot stream is
+    /// buffered, too).
+    fn admit(&self) -> Reply<()>;
 }
 
 /// A replica as the transport sees it: its Raft, behind its [`Fence`].
@@ -111,8 +114,20 @@ where
         Box::pin(async move { r?.pre_vote(req).await.map_err(|e| e.to_string()) })
     }
 
+    fn admit(&self) -> Reply<()> {
+        self.fence.admit(self.group, self.node)
+    }
+
     fn probe(&self, from: NodeId) -> Reply<ProbeReply> {
         let m = self.raft.metrics().borrow_watched().clone();
+        // Until openraft has loaded the log, its metrics look like an empty replica's: a
+        // replica that had a log must not be taken for one (found in review).
+        if self.fence.had_log && m.last_log_index.is_none() {
+            return Err(format!(
+                "the replica of group {} on node {} is still loading its log",
+                self.group, self.node
+            ));
+        }
         Ok(ProbeReply {
             last_log_index: m.last_log_index,
             voter: m
@@ -370,6 +385,12 @@ impl RaftService for RaftServer {
         self.registry
             .key
             .check(&meta, method::SNAPSHOT, &body, crate::rt::wall_ms())?;
+        // A replica behind its fence takes no snapshot: refuse before buffering one.
+        if let Ok(target) = self.registry.get(first.group)
+            && let Err(e) = target.admit()
+        {
+            return Ok(reply::<SnapshotResponse<TypeConfig>>(Err(e)));
+        }
         // Buffer the stream (bounded) before anything is decoded.
         let max = self.registry.max_snapshot_bytes;
         if first.data.len() > max {
