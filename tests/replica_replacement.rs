@@ -55,6 +55,31 @@ async fn load(endpoints: String, acked: Arc<Mutex<Vec<String>>>, stop: Arc<Atomi
     p.shutdown().await;
 }
 
+/// A producer sending through `endpoints` on a runtime of its own, until `stop`.
+struct Load {
+    rt: tokio::runtime::Runtime,
+    acked: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    sender: tokio::task::JoinHandle<()>,
+}
+
+fn start_load(endpoints: String) -> Load {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = rt.spawn(load(endpoints, acked.clone(), stop.clone()));
+    Load {
+        rt,
+        acked,
+        stop,
+        sender,
+    }
+}
+
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
@@ -71,15 +96,13 @@ fn acked_len(acked: &Mutex<Vec<String>>) -> usize {
 fn a_replica_whose_disk_was_replaced_rejoins_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Cluster::start(dir.path(), BASE, 1);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
     let endpoints = (0..3).map(|i| c.node(i)).collect::<Vec<_>>().join(",");
-    let sender = rt.spawn(load(endpoints.clone(), acked.clone(), stop.clone()));
+    let Load {
+        rt,
+        acked,
+        stop,
+        sender,
+    } = start_load(endpoints);
     wait_until("sends acknowledged", Duration::from_secs(30), || {
         acked_len(&acked) >= 300
     });
@@ -246,15 +269,12 @@ fn a_replica_whose_disk_was_replaced_rejoins_under_load() {
 fn a_node_started_late_in_a_new_cluster_takes_part() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Cluster::start_first(dir.path(), 19000, 2, 2);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let endpoints = format!("{},{}", c.node(0), c.node(1));
-    let sender = rt.spawn(load(endpoints, acked.clone(), stop.clone()));
+    let Load {
+        rt,
+        acked,
+        stop,
+        sender,
+    } = start_load(format!("{},{}", c.node(0), c.node(1)));
     wait_until("sends acknowledged", Duration::from_secs(30), || {
         acked_len(&acked) >= 200
     });

@@ -184,19 +184,8 @@ impl Acked {
             return Ok(());
         }
         let text: Vec<String> = set.iter().map(u64::to_string).collect();
-        let tmp = self.dir.join(format!("{ACKED}.tmp"));
-        let f = self.disk.create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        f.write_at(text.join(",").as_bytes(), 0)
-            .map_err(|e| Error::io(&tmp, e))?;
-        f.sync().await.map_err(|e| Error::io(&tmp, e))?;
-        let path = self.dir.join(ACKED);
-        self.disk
-            .rename(&tmp, &path)
-            .map_err(|e| Error::io(&path, e))?;
-        self.disk
-            .sync_dir(&self.dir)
-            .await
-            .map_err(|e| Error::io(&self.dir, e))?;
+        let names = (&*format!("{ACKED}.tmp"), ACKED);
+        crate::disk::replace_file(&*self.disk, &self.dir, names, text.join(",").as_bytes()).await?;
         *self.set.lock().unwrap() = set;
         Ok(())
     }

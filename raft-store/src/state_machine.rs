@@ -206,20 +206,14 @@ impl<A: App> StateMachineStore<A> {
     }
 
     async fn persist(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<()> {
-        let tmp = self.dir.join(SNAPSHOT_TMP);
-        let dst = self.dir.join(SNAPSHOT_FILE);
         let bytes = encode_snapshot(meta, data);
-        let file = self.disk.create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        file.write_at(&bytes, 0).map_err(|e| Error::io(&tmp, e))?;
-        file.sync().await.map_err(|e| Error::io(&tmp, e))?;
-        self.disk
-            .rename(&tmp, &dst)
-            .map_err(|e| Error::io(&dst, e))?;
-        self.disk
-            .sync_dir(&self.dir)
-            .await
-            .map_err(|e| Error::io(&self.dir, e))?;
-        Ok(())
+        crate::disk::replace_file(
+            &*self.disk,
+            &self.dir,
+            (SNAPSHOT_TMP, SNAPSHOT_FILE),
+            &bytes,
+        )
+        .await
     }
 
     async fn build(&self) -> Result<Snapshot> {

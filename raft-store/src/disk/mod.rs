@@ -86,6 +86,23 @@ pub trait DiskFile: Send + Sync + 'static {
     fn sync(self: Arc<Self>) -> BoxFuture<io::Result<()>>;
 }
 
+/// Replaces `dir/name` with `bytes` so that a crash leaves the old contents or the new, never
+/// a mix: written to `dir/tmp`, synced, renamed over `name`, the directory synced.
+pub async fn replace_file(
+    disk: &dyn Disk,
+    dir: &Path,
+    (tmp, name): (&str, &str),
+    bytes: &[u8],
+) -> crate::error::Result<()> {
+    use crate::error::Error;
+    let (tmp, dst) = (dir.join(tmp), dir.join(name));
+    let file = disk.create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    file.write_at(bytes, 0).map_err(|e| Error::io(&tmp, e))?;
+    file.sync().await.map_err(|e| Error::io(&tmp, e))?;
+    disk.rename(&tmp, &dst).map_err(|e| Error::io(&dst, e))?;
+    disk.sync_dir(dir).await.map_err(|e| Error::io(dir, e))
+}
+
 /// Reads exactly `buf.len()` bytes at `offset`, or fails with `UnexpectedEof`.
 pub fn read_exact_at(file: &dyn DiskFile, buf: &mut [u8], offset: u64) -> io::Result<()> {
     let mut done = 0;
