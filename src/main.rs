@@ -177,7 +177,7 @@ enum ReplicaAction {
         /// The Raft group.
         #[arg(long)]
         group: u64,
-        /// The node to add (listed in [[nodes]]).
+        /// The node to add (listed in `[[nodes]]`).
         #[arg(long)]
         node: u64,
         /// Give up (removing it again) if it has not copied the log within this many seconds.
