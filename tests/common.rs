@@ -262,6 +262,16 @@ impl Cluster {
     /// A three-node cluster of which only the first `running` nodes are started (the others
     /// with [`Cluster::restart`]), once they lead every group.
     pub fn start_first(dir: &Path, base: u16, groups: u64, running: usize) -> Cluster {
+        let mut c = Cluster::configure(dir, base, groups);
+        for i in 0..running {
+            c.restart(i);
+        }
+        c.wait_all_led();
+        c
+    }
+
+    /// A three-node cluster's configuration and its nameserver, no broker started yet.
+    pub fn configure(dir: &Path, base: u16, groups: u64) -> Cluster {
         let nodes: String = (1..=3)
             .map(|i| format!("[[nodes]]\nid = {i}\nraft = \"127.0.0.{i}:{}\"\nclient = \"127.0.0.{i}:{base}\"\n", base + 1))
             .collect();
@@ -305,10 +315,6 @@ impl Cluster {
                 &secret.display().to_string(),
             ],
         ));
-        for i in 0..running {
-            c.restart(i);
-        }
-        c.wait_all_led();
         c
     }
 

@@ -88,6 +88,51 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// How many endpoints each queue of `topic`'s route has, as the node or nameserver at `addr`
+/// answers the Rust client (which gets every member; other clients get one per queue).
+fn route_endpoints(addr: &str, topic: &str) -> Result<Vec<usize>, String> {
+    use raftmq_proto::v2 as pb;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut c = pb::messaging_service_client::MessagingServiceClient::new(channel);
+        let mut req = tonic::Request::new(pb::QueryRouteRequest {
+            topic: Some(pb::Resource {
+                name: topic.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let meta = req.metadata_mut();
+        meta.insert("x-mq-client-id", "route-check".parse().unwrap());
+        meta.insert("x-mq-language", "RUST".parse().unwrap());
+        let r = c
+            .query_route(req)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        if r.status.as_ref().map(|s| s.code) != Some(pb::Code::Ok as i32) {
+            return Err(format!("{:?}", r.status));
+        }
+        Ok(r.message_queues
+            .iter()
+            .map(|q| {
+                q.broker
+                    .as_ref()
+                    .and_then(|b| b.endpoints.as_ref())
+                    .map_or(0, |e| e.addresses.len())
+            })
+            .collect())
+    })
+}
+
 fn acked_len(acked: &Mutex<Vec<String>>) -> usize {
     acked.lock().unwrap().len()
 }
@@ -299,4 +344,32 @@ fn a_node_started_late_in_a_new_cluster_takes_part() {
     assert!(c.all_alive(), "{}", c.log(2));
     stop.store(true, Ordering::SeqCst);
     rt.block_on(sender).unwrap();
+}
+
+#[test]
+fn a_cluster_still_forming_routes_to_its_nodes() {
+    // Node 1 starts alone in a new cluster: its replicas probe their peers and know no
+    // membership yet. The nameserver's route must still name it: the official clients cache a
+    // route for 30 s, and one without endpoints failed every send to that broker
+    // (tests/cluster.rs in CI, when probing replicas registered before the leaders did).
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::configure(dir.path(), 19050, 1);
+    c.restart(0);
+    let mut route = Vec::new();
+    wait_until(
+        "the nameserver routes the topic",
+        Duration::from_secs(20),
+        || {
+            route = route_endpoints(&c.nameserver(), "Forming").unwrap_or_default();
+            !route.is_empty()
+        },
+    );
+    assert!(route.iter().all(|n| *n == 1), "{route:?}");
+    c.restart(1);
+    c.restart(2);
+    c.wait_all_led();
+    wait_until("routes name all three", Duration::from_secs(20), || {
+        route_endpoints(&c.nameserver(), "Forming")
+            .is_ok_and(|r| !r.is_empty() && r.iter().all(|n| *n == 3))
+    });
 }

@@ -119,6 +119,9 @@ pub struct HostedGroup {
     pub replica: Arc<Replica>,
     /// The node that should lead when healthy.
     pub preferred_leader: Option<u64>,
+    /// The members the configuration names: what routes carry while the replica knows no
+    /// membership yet (a pristine replica probing its peers before it joins).
+    pub configured_members: Vec<u64>,
 }
 
 /// A telemetry stream to a client: where server-pushed commands go.
@@ -272,13 +275,28 @@ impl BrokerCore {
 
     /// The group's members' client addresses, the leader's first (what routes carry).
     pub fn endpoints(&self, id: u64) -> Result<Vec<String>> {
-        let m = self.group(id)?.replica.metrics();
-        let mut members: Vec<u64> = m.voters.iter().copied().collect();
-        members.sort_by_key(|n| (Some(*n) != m.leader, *n));
-        Ok(members
+        Ok(self
+            .members(id)?
             .into_iter()
             .filter_map(|n| self.peers.get(&n).map(|p| p.client.clone()))
             .collect())
+    }
+
+    /// The group's members, the leader first: its voters, or while the replica knows no
+    /// membership (still probing, or loading) the configured members. A route with no
+    /// endpoint at all is worse than one that costs a hop: the official clients cache a route
+    /// for 30 s and fail every send to an empty one (tests/cluster.rs failed so in CI when a
+    /// probing replica's registration reached the nameserver first).
+    pub fn members(&self, id: u64) -> Result<Vec<u64>> {
+        let g = self.group(id)?;
+        let m = g.replica.metrics();
+        let mut members: Vec<u64> = if m.voters.is_empty() {
+            g.configured_members.clone()
+        } else {
+            m.voters.iter().copied().collect()
+        };
+        members.sort_by_key(|n| (Some(*n) != m.leader, *n));
+        Ok(members)
     }
 
     fn leader_addr(&self, leader: u64) -> Result<String> {

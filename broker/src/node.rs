@@ -246,6 +246,7 @@ async fn open_replicas(
             name: g.name.clone(),
             replica,
             preferred_leader: g.preferred_leader,
+            configured_members: g.members.clone(),
         });
     }
     Ok(hosted)
@@ -360,8 +361,9 @@ pub fn registration(core: &BrokerCore) -> ns::RegisterRequest {
                 .into(),
                 term: m.term.0,
                 leader: m.leader.unwrap_or(0),
-                members: m
-                    .voters
+                members: core
+                    .members(g.id)
+                    .unwrap_or_default()
                     .iter()
                     .filter_map(|n| {
                         core.peers().get(n).map(|p| ns::Member {

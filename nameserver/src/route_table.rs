@@ -157,7 +157,9 @@ impl RouteTable {
     /// Every group some live node reports.
     pub fn groups(&self, now_ms: u64) -> Vec<GroupView> {
         let mut by_group: BTreeMap<u64, Vec<(u64, &GroupReport)>> = BTreeMap::new();
+        let mut addrs: BTreeMap<u64, &str> = BTreeMap::new();
         for r in self.live(now_ms) {
+            addrs.insert(r.node, &r.client_addr);
             for g in &r.groups {
                 by_group.entry(g.group).or_default().push((r.node, g));
             }
@@ -187,12 +189,27 @@ impl RouteTable {
                 // Only members that are alive themselves: a dead node in a route costs clients
                 // a failed attempt.
                 let live: Vec<u64> = reports.iter().map(|(n, _)| *n).collect();
-                let mut members: Vec<(u64, String)> = source
-                    .members
+                // The leader's member list, else the most current one that knows any (a
+                // replica still probing its peers knows none). Failing all, the nodes that
+                // report the group: a route without endpoints fails every send of a client
+                // that caches it (tests/cluster.rs, CI of stop 24).
+                let listed = reports
                     .iter()
-                    .filter(|(n, _)| live.contains(n))
-                    .cloned()
+                    .filter(|(_, g)| !g.members.is_empty())
+                    .max_by_key(|(n, g)| (Some(*n) == leader, g.term))
+                    .map(|(_, g)| g.members.clone())
+                    .unwrap_or_default();
+                let mut members: Vec<(u64, String)> = listed
+                    .into_iter()
+                    .filter(|(n, a)| live.contains(n) && !a.is_empty())
                     .collect();
+                if members.is_empty() {
+                    members = live
+                        .iter()
+                        .filter_map(|n| addrs.get(n).map(|a| (*n, a.to_string())))
+                        .filter(|(_, a)| !a.is_empty())
+                        .collect();
+                }
                 members.sort_by_key(|(n, _)| (Some(*n) != leader, *n));
                 GroupView {
                     group,
@@ -211,7 +228,8 @@ impl RouteTable {
     /// gets a provisional route over the groups of nodes that create topics on first use (the
     /// broker creates it when the client sends or receives), as RocketMQ's auto-creation does.
     pub fn route(&self, now_ms: u64, topic: &str) -> Vec<RouteQueue> {
-        let groups = self.groups(now_ms);
+        let mut groups = self.groups(now_ms);
+        groups.retain(|g| !g.endpoints.is_empty());
         let mut out = Vec::new();
         for g in &groups {
             if let Some(t) = g.topics.iter().find(|t| t.name == topic) {
@@ -311,6 +329,32 @@ mod tests {
         assert_eq!(g[0].leader, Some(1));
         assert_eq!(g[0].endpoints[0], "10.0.0.1:8081");
         assert_eq!(t.nodes(4_000).len(), 2);
+    }
+
+    #[test]
+    fn a_route_never_has_an_empty_endpoint_list() {
+        let mut t = RouteTable::new(3_000);
+        // Every replica still probes its peers: none knows the membership yet.
+        for n in 1..=3 {
+            let mut r = report(n, GroupRole::Other, 0, None, 4);
+            r.groups[0].members.clear();
+            t.register(0, r);
+        }
+        let r = t.route(0, "T");
+        assert_eq!(r.len(), 4);
+        assert!(r.iter().all(|q| q.endpoints.len() == 3), "{r:?}");
+        // One replica has joined and knows the members; the others still probe.
+        t.register(10, report(2, GroupRole::Follower, 1, None, 4));
+        let g = t.groups(10);
+        assert_eq!(g[0].endpoints.len(), 3);
+        // A node's address unknown: it is left out rather than routed to as "".
+        let mut r = report(1, GroupRole::Leader, 2, Some(1), 4);
+        r.groups[0].members[2].1.clear();
+        t.register(20, r);
+        assert_eq!(
+            t.groups(20)[0].endpoints,
+            ["10.0.0.1:8081", "10.0.0.2:8081"]
+        );
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub async fn query_route(
         let (Ok(group), Ok(eps)) = (core.group(g), core.endpoints(g)) else {
             continue;
         };
+        if eps.is_empty() {
+            continue;
+        }
         for id in 0..cfg.queues {
             queues.push(v2util::message_queue(
                 &topic,
@@ -126,6 +129,9 @@ pub async fn query_assignment(
         let (Ok(hosted), Ok(eps)) = (core.group(g), core.endpoints(g)) else {
             continue;
         };
+        if eps.is_empty() {
+            continue;
+        }
         let mq = |id: i32| pb::Assignment {
             message_queue: Some(v2util::message_queue(
                 &topic,
