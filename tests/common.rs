@@ -272,6 +272,18 @@ impl Cluster {
 
     /// A three-node cluster's configuration and its nameserver, no broker started yet.
     pub fn configure(dir: &Path, base: u16, groups: u64) -> Cluster {
+        Cluster::configure_with(dir, base, groups, |g| (g - 1) % 3 + 1, "")
+    }
+
+    /// [`Cluster::configure`] with group `g` preferring node `preferred(g)` as its leader and
+    /// `extra` added to every node's configuration.
+    pub fn configure_with(
+        dir: &Path,
+        base: u16,
+        groups: u64,
+        preferred: impl Fn(u64) -> u64,
+        extra: &str,
+    ) -> Cluster {
         let nodes: String = (1..=3)
             .map(|i| format!("[[nodes]]\nid = {i}\nraft = \"127.0.0.{i}:{}\"\nclient = \"127.0.0.{i}:{base}\"\n", base + 1))
             .collect();
@@ -279,7 +291,7 @@ impl Cluster {
             .map(|g| {
                 format!(
                     "[[groups]]\nid = {g}\nmembers = [1, 2, 3]\npreferred_leader = {}\n",
-                    (g - 1) % 3 + 1
+                    preferred(g)
                 )
             })
             .collect();
@@ -291,7 +303,7 @@ impl Cluster {
         .unwrap();
         for i in 1..=3 {
             let toml = format!(
-                "node_id = {i}\ndata_dir = \"{}\"\nlisten = \"127.0.0.{i}:{base}\"\nraft_listen = \"127.0.0.{i}:{}\"\nnameservers = [\"127.0.0.1:{}\"]\ncluster_secret_file = \"{}\"\n\n{nodes}\n{groups}",
+                "node_id = {i}\ndata_dir = \"{}\"\nlisten = \"127.0.0.{i}:{base}\"\nraft_listen = \"127.0.0.{i}:{}\"\nnameservers = [\"127.0.0.1:{}\"]\ncluster_secret_file = \"{}\"\n\n{nodes}\n{groups}\n{extra}",
                 dir.join(format!("n{i}")).display(),
                 base + 1,
                 base + 90,

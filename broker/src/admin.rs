@@ -225,17 +225,43 @@ impl AdminServer {
                         req.group
                     ));
                 };
-                // A replica added now would catch up from a snapshot without the bodies of the
-                // messages still retained in entries the log no longer has: refuse until
-                // replacement also copies the retained log (docs/guarantees.md).
-                let log_start = replica.read(|s| s.log_start);
-                if log_start > 0 {
-                    return Err(format!(
-                        "group {}: retention has deleted log entries (the log starts at {log_start}); \
-                         a replica added now would lack the bodies of retained messages, which \
-                         RaftMQ cannot copy yet (docs/operations.md, Replacing a failed disk)",
-                        req.group
-                    ));
+                // Once retention has purged the start of the log, a replica catches up from
+                // the log only if it already holds it from there on: one that rejoined with an
+                // empty disk copied a peer's snapshot and retained log first (raft-store's
+                // seed). Otherwise the leader would send a snapshot without the bodies of the
+                // messages still retained, which the replica refuses.
+                if let (Some(purged), _) = replica.group().log().state() {
+                    let holds = replica
+                        .group()
+                        .probe_member(node, &addrs.raft)
+                        .await
+                        .map(|r| r.last_log_index);
+                    let redo = format!(
+                        "stop node {node}, empty its directory group-{g}, and start it with \
+                         `raftmq broker --rejoin`: it then copies a peer's snapshot and retained \
+                         log before it joins (docs/operations.md, Replacing a failed disk)",
+                        g = req.group
+                    );
+                    match holds {
+                        Ok(Some(l)) if l >= purged.index => {}
+                        Ok(l) => {
+                            return Err(format!(
+                                "group {}: node {node} holds the log up to {}, but retention has \
+                                 deleted this group's log up to {}, so it cannot catch up: {redo}",
+                                req.group,
+                                l.map_or("nothing".to_string(), |l| l.to_string()),
+                                purged.index
+                            ));
+                        }
+                        Err(e) => {
+                            return Err(format!(
+                                "group {}: node {node} does not answer ({e}); retention has \
+                                 deleted the start of this group's log, so it must have copied \
+                                 the retained log before it is added: {redo}",
+                                req.group
+                            ));
+                        }
+                    }
                 }
                 tracing::warn!(
                     group = req.group,

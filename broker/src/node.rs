@@ -236,6 +236,7 @@ async fn open_replicas(
         gc.log.segment_bytes = cfg.broker.segment_bytes;
         gc.log.verify_sealed_on_open = cfg.broker.verify_log_on_start;
         gc.join = cfg.broker.rejoin;
+        gc.seed_dirs = vec![crate::replica::CQ_DIR.into()];
         gc.snapshot_every = cfg.broker.snapshot_every;
         // Small segments (tests) still get a few sparse-index points each.
         gc.log.index_interval_bytes = gc.log.index_interval_bytes.min(gc.log.segment_bytes / 4);

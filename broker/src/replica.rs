@@ -85,6 +85,9 @@ pub(crate) fn log_time(group: &Group<BrokerApp>) -> u64 {
     state_ms.max(newest_entry_time(group).unwrap_or(0))
 }
 
+/// The consume queues' directory in a group's data directory.
+pub const CQ_DIR: &str = "cq";
+
 /// A running replica; see the module docs.
 pub struct Replica {
     group: Arc<Group<BrokerApp>>,
@@ -107,7 +110,30 @@ impl Replica {
     ) -> Result<Arc<Replica>> {
         let changed = Arc::new(Notify::new());
         let clock = Arc::new(ClusterClock::new());
-        let cq_dir = cfg.data_dir.join("cq");
+        // A replica rejoining with an empty disk first copies a peer's snapshot, consume
+        // queues and retained log, when retention has deleted the start of the log.
+        match raft_store::seed::seed(&cfg, disk.clone(), channels).await? {
+            raft_store::seed::Seeded::NotNeeded => {}
+            raft_store::seed::Seeded::Skipped(why) => tracing::warn!(
+                group = %cfg.group,
+                "rejoining without copying a peer's log first ({why}); if retention has \
+                 deleted the start of the group's log, `replica add` will ask for a restart"
+            ),
+            raft_store::seed::Seeded::Copied {
+                from,
+                first,
+                last,
+                bytes,
+            } => tracing::warn!(
+                group = %cfg.group,
+                from,
+                first,
+                last,
+                mib = bytes >> 20,
+                "copied the snapshot, consume queues and retained log from a peer"
+            ),
+        }
+        let cq_dir = cfg.data_dir.join(CQ_DIR);
         let files = CqFiles::open(disk.clone(), &cq_dir)
             .map_err(|e| BrokerError::Store(raft_store::Error::io(&cq_dir, e)))?;
         let group = Arc::new(

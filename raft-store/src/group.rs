@@ -75,6 +75,10 @@ pub struct GroupConfig {
     /// [`Group::add_member`]. Give a replacement a node id the group has never used: a replica
     /// that lost its disk also lost its vote, and must not vote again under its old id.
     pub join: bool,
+    /// Directories inside `data_dir` holding application files a snapshot refers to (the
+    /// broker's consume queues): a rejoining replica copies them with the snapshot and the
+    /// retained log ([`crate::seed`]).
+    pub seed_dirs: Vec<String>,
 }
 
 impl GroupConfig {
@@ -98,6 +102,7 @@ impl GroupConfig {
             log: LogConfig::default(),
             net: NetConfig::default(),
             join: false,
+            seed_dirs: Vec::new(),
         }
     }
 
@@ -227,6 +232,7 @@ pub struct Group<A: App> {
     registry: Registry,
     recovery: RecoveryReport,
     fence: Arc<Fence>,
+    channels: Channels,
     /// The fence's tasks (recording acknowledging members; a pristine replica's probes).
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -246,7 +252,7 @@ impl<A: App> Group<A> {
         let (log, recovery) =
             LogStore::open(disk.clone(), cfg.data_dir.join("log"), cfg.log.clone()).await?;
         let acked = Acked::load(disk.clone(), &cfg.data_dir)?;
-        let sm = StateMachineStore::open(disk, cfg.data_dir.join("sm"), app).await?;
+        let sm = StateMachineStore::open(disk.clone(), cfg.data_dir.join("sm"), app).await?;
         let network =
             NetworkFactory::new(cfg.group, cfg.node_id, channels.clone(), cfg.net.clone());
         let raft = openraft::Raft::new(cfg.node_id, raft_cfg, network, log.clone(), sm.clone())
@@ -263,6 +269,12 @@ impl<A: App> Group<A> {
                 fence: fence.clone(),
                 group: cfg.group,
                 node: cfg.node_id,
+                seed: Arc::new(crate::seed::SeedSource {
+                    log: log.clone(),
+                    disk: disk.clone(),
+                    data_dir: cfg.data_dir.clone(),
+                    dirs: cfg.seed_dirs.clone(),
+                }),
             }),
         );
         let mut tasks = vec![tokio::spawn(record_acks(raft.clone(), fence.clone()))];
@@ -289,6 +301,7 @@ impl<A: App> Group<A> {
             registry: registry.clone(),
             recovery,
             fence,
+            channels: channels.clone(),
             tasks,
         })
     }
@@ -555,6 +568,23 @@ impl<A: App> Group<A> {
             .await
             .map_err(|e| Error::Raft(e.to_string()))?;
         Ok(())
+    }
+
+    /// Asks `node` (at Raft address `addr`) what it holds of this group: its last log index,
+    /// whether it counts itself a voter (see [`crate::fence::ProbeReply`]).
+    pub async fn probe_member(
+        &self,
+        node: NodeId,
+        addr: &str,
+    ) -> std::result::Result<fence::ProbeReply, String> {
+        network::probe(
+            &self.channels,
+            &self.cfg.net,
+            (self.cfg.group, self.cfg.node_id),
+            (node, addr),
+            self.cfg.election_timeout.1 * 4,
+        )
+        .await
     }
 
     /// On the leader: adds `node` (started with [`GroupConfig::join`]) at Raft address `addr`,

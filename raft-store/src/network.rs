@@ -90,6 +90,8 @@ pub mod method {
     pub const SNAPSHOT: &str = "raft.InstallSnapshot";
     /// Probe (raft-store's fence).
     pub const PROBE: &str = "raft.Probe";
+    /// Seed (copying a peer's retained log to a rejoining replica).
+    pub const SEED: &str = "raft.Seed";
 }
 
 impl Channels {
@@ -378,6 +380,29 @@ pub async fn probe(
         &(),
         ttl,
         |mut c, r| async move { c.probe(r).await },
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Asks node `target` (at `addr`) for part of a copy of `group` ([`crate::seed`]), within
+/// `ttl`.
+pub async fn seed(
+    channels: &Channels,
+    cfg: &NetConfig,
+    (group, self_id): (GroupId, NodeId),
+    (target, addr): (NodeId, &str),
+    req: crate::seed::SeedRequest,
+    ttl: Duration,
+) -> Result<crate::seed::SeedReply, String> {
+    let mut factory = NetworkFactory::new(group, self_id, channels.clone(), cfg.clone());
+    let conn = factory.new_client(target, &Node::new(addr)).await;
+    conn.unary(
+        RPCTypes::Vote,
+        method::SEED,
+        &req,
+        ttl,
+        |mut c, r| async move { c.seed(r).await },
     )
     .await
     .map_err(|e| e.to_string())

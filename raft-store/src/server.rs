@@ -30,6 +30,9 @@ use tonic::Streaming;
 use crate::fence::Fence;
 use crate::fence::ProbeReply;
 use crate::network::method;
+use crate::seed::SeedReply;
+use crate::seed::SeedRequest;
+use crate::seed::SeedSource;
 use crate::types::GroupId;
 use crate::types::NodeId;
 use crate::types::Raft;
@@ -68,6 +71,8 @@ pub trait RaftRpc: Send + Sync + 'static {
     /// `Ok` if Raft requests may reach the replica (checked before a snapshot stream is
     /// buffered, too).
     fn admit(&self) -> Reply<()>;
+    /// Answers node `from`'s request for part of a copy ([`crate::seed`]).
+    fn seed(&self, from: NodeId, req: SeedRequest) -> BoxFuture<Reply<SeedReply>>;
 }
 
 /// A replica as the transport sees it: its Raft, behind its [`Fence`].
@@ -80,6 +85,8 @@ pub struct Hosted<SM: RaftStateMachine<TypeConfig>> {
     pub group: GroupId,
     /// This node.
     pub node: NodeId,
+    /// Its log and files, for a replica that rejoins empty.
+    pub seed: Arc<SeedSource>,
 }
 
 impl<SM> Hosted<SM>
@@ -116,6 +123,22 @@ where
 
     fn admit(&self) -> Reply<()> {
         self.fence.admit(self.group, self.node)
+    }
+
+    fn seed(&self, from: NodeId, req: SeedRequest) -> BoxFuture<Reply<SeedReply>> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let voter = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == from);
+        let source = self.seed.clone();
+        // Reads files and log segments: off the runtime's worker threads.
+        Box::pin(async move {
+            crate::rt::spawn_blocking(move || source.answer(from, voter, req))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+        })
     }
 
     fn probe(&self, from: NodeId) -> Reply<ProbeReply> {
@@ -356,6 +379,14 @@ impl RaftService for RaftServer {
             Box::pin(async move { r })
         })
         .await
+    }
+
+    async fn seed(
+        &self,
+        req: tonic::Request<RaftRequest>,
+    ) -> Result<tonic::Response<RaftReply>, Status> {
+        self.dispatch(method::SEED, req, |t, r: SeedRequest, from| t.seed(from, r))
+            .await
     }
 
     async fn transfer_leader(

@@ -35,8 +35,8 @@ use crate::types::SnapshotMeta;
 use crate::types::StoredMembership;
 use crate::types::TypeConfig;
 
-const SNAPSHOT_FILE: &str = "snapshot";
-const SNAPSHOT_TMP: &str = "snapshot.tmp";
+pub(crate) const SNAPSHOT_FILE: &str = "snapshot";
+pub(crate) const SNAPSHOT_TMP: &str = "snapshot.tmp";
 
 /// A replicated application: a deterministic function of the committed log.
 ///
@@ -144,7 +144,7 @@ fn encode_snapshot(meta: &SnapshotMeta, data: &[u8]) -> Vec<u8> {
     out
 }
 
-fn decode_snapshot(bytes: &[u8]) -> std::result::Result<(SnapshotMeta, &[u8]), String> {
+pub(crate) fn decode_snapshot(bytes: &[u8]) -> std::result::Result<(SnapshotMeta, &[u8]), String> {
     if bytes.len() < 8 {
         return Err("snapshot file too short".into());
     }
@@ -254,7 +254,7 @@ impl<A: App> StateMachineStore<A> {
     }
 }
 
-fn read_all(disk: &dyn Disk, path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_all(disk: &dyn Disk, path: &Path) -> Result<Vec<u8>> {
     let file = disk.open(path).map_err(|e| Error::io(path, e))?;
     let len = file.len().map_err(|e| Error::io(path, e))?;
     let mut buf = vec![0u8; len as usize];

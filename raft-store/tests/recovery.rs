@@ -725,3 +725,30 @@ async fn the_active_segment_never_keeps_a_summary() {
         "{report:?}"
     );
 }
+
+/// A log copied from a peer (raft-store's seed) starts at the peer's first retained index,
+/// survives a power loss once `finish_import` returns, and reopens with the peer's purge point:
+/// openraft then sees a log that begins after it.
+#[tokio::test]
+async fn an_imported_log_starts_where_the_peer_purged_and_is_durable() {
+    let disk = SimDisk::new(31);
+    let (store, _) = open(&disk).await.unwrap();
+    store
+        .import((101..=140).map(entry).collect())
+        .await
+        .unwrap();
+    store
+        .import((141..=160).map(entry).collect())
+        .await
+        .unwrap();
+    store.finish_import(log_id(1, 100)).await.unwrap();
+    drop(store);
+    disk.crash();
+    let (mut store, report) = open(&disk).await.unwrap();
+    assert_eq!(report.last_log_id, Some(log_id(1, 160)));
+    let state = store.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 100)));
+    let got = store.try_get_log_entries(101..=160).await.unwrap();
+    assert_eq!(got.len(), 60);
+    assert_eq!(got[0], entry(101));
+}
