@@ -246,18 +246,21 @@ impl AdminServer {
                         Ok(Some(l)) if l >= purged.index => {}
                         Ok(l) => {
                             return Err(format!(
-                                "group {}: node {node} holds the log up to {}, but retention has \
-                                 deleted this group's log up to {}, so it cannot catch up: {redo}",
+                                "group {}: {}, but retention has deleted this group's log up \
+                                 to {}, so it cannot catch up: {redo}",
                                 req.group,
-                                l.map_or("nothing".to_string(), |l| l.to_string()),
+                                l.map_or(format!("node {node} holds no log"), |l| format!(
+                                    "node {node} holds the log up to {l}"
+                                )),
                                 purged.index
                             ));
                         }
                         Err(e) => {
                             return Err(format!(
                                 "group {}: node {node} does not answer ({e}); retention has \
-                                 deleted the start of this group's log, so it must have copied \
-                                 the retained log before it is added: {redo}",
+                                 deleted the start of this group's log, so it is added only \
+                                 once it answers that it holds the log from there (a copy takes \
+                                 a while: retry when it runs; if it never copied, {redo})",
                                 req.group
                             ));
                         }

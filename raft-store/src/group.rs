@@ -253,6 +253,8 @@ impl<A: App> Group<A> {
             LogStore::open(disk.clone(), cfg.data_dir.join("log"), cfg.log.clone()).await?;
         let acked = Acked::load(disk.clone(), &cfg.data_dir)?;
         let sm = StateMachineStore::open(disk.clone(), cfg.data_dir.join("sm"), app).await?;
+        // A copy from a peer (crate::seed) is complete once its log and state have opened.
+        crate::seed::settle(&cfg, &*disk).await?;
         let network =
             NetworkFactory::new(cfg.group, cfg.node_id, channels.clone(), cfg.net.clone());
         let raft = openraft::Raft::new(cfg.node_id, raft_cfg, network, log.clone(), sm.clone())
@@ -274,6 +276,7 @@ impl<A: App> Group<A> {
                     disk: disk.clone(),
                     data_dir: cfg.data_dir.clone(),
                     dirs: cfg.seed_dirs.clone(),
+                    snapshots: sm.snapshot_lock(),
                 }),
             }),
         );

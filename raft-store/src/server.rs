@@ -126,16 +126,53 @@ where
     }
 
     fn seed(&self, from: NodeId, req: SeedRequest) -> BoxFuture<Reply<SeedReply>> {
-        let m = self.raft.metrics().borrow_watched().clone();
-        let voter = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == from);
         let source = self.seed.clone();
+        if let SeedRequest::Begin = req {
+            let m = self.raft.metrics().borrow_watched().clone();
+            let refuse = if let Err(e) = self.fence.admit(self.group, self.node) {
+                Some(e)
+            } else if self.fence.had_log && m.last_log_index.is_none() {
+                Some(format!(
+                    "the replica of group {} on node {} is still loading its log",
+                    self.group, self.node
+                ))
+            } else if m
+                .membership_config
+                .log_id()
+                .as_ref()
+                .is_some_and(|l| m.last_applied.as_ref().is_none_or(|a| a.index < l.index))
+            {
+                Some("a membership change is not applied here yet: retry".into())
+            } else if m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == from)
+            {
+                Some(format!(
+                    "node {from} is still a voter of group {} here: remove it from the group \
+                     first (raftmq admin replica remove)",
+                    self.group
+                ))
+            } else {
+                None
+            };
+            return Box::pin(async move {
+                if let Some(why) = refuse {
+                    return Err(why);
+                }
+                // No snapshot build between reading the snapshot and listing the files.
+                let lock = source.snapshots.clone();
+                let _no_build = lock.lock().await;
+                let applied = m.last_applied;
+                crate::rt::spawn_blocking(move || source.begin(applied).map(SeedReply::Begin))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()))
+            });
+        }
         // Reads files and log segments: off the runtime's worker threads.
         Box::pin(async move {
-            crate::rt::spawn_blocking(move || source.answer(from, voter, req))
+            crate::rt::spawn_blocking(move || source.answer(req))
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()))
         })

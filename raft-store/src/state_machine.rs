@@ -200,6 +200,11 @@ impl<A: App> StateMachineStore<A> {
         })
     }
 
+    /// The lock snapshot builds and installs hold (see the field).
+    pub fn snapshot_lock(&self) -> Arc<tokio::sync::Mutex<()>> {
+        self.snapshots.clone()
+    }
+
     /// Runs `f` with the applied state (never across an await).
     pub fn with<T>(&self, f: impl FnOnce(&Applied<A>) -> T) -> T {
         f(&self.state.lock().unwrap())

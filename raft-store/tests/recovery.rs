@@ -741,7 +741,7 @@ async fn an_imported_log_starts_where_the_peer_purged_and_is_durable() {
         .import((141..=160).map(entry).collect())
         .await
         .unwrap();
-    store.finish_import(log_id(1, 100)).await.unwrap();
+    store.finish_import(Some(log_id(1, 100))).await.unwrap();
     drop(store);
     disk.crash();
     let (mut store, report) = open(&disk).await.unwrap();

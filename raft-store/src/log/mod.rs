@@ -343,8 +343,8 @@ impl LogStore {
     }
 
     /// Ends an import: the active segment and the directory are made durable, then the log
-    /// records that it starts after `purged` (entries up to it are the snapshot's).
-    pub async fn finish_import(&self, purged: LogId) -> Result<()> {
+    /// records that it starts after `purged` if given (entries up to it are the snapshot's).
+    pub async fn finish_import(&self, purged: Option<LogId>) -> Result<()> {
         let sh = &*self.shared;
         sh.flusher.barrier().await;
         let active = {
@@ -355,7 +355,10 @@ impl LogStore {
             .sync(&active.into_iter().collect::<Vec<_>>(), true)
             .await
             .map_err(Error::Poisoned)?;
-        self.do_purge(purged).await
+        match purged {
+            Some(p) => self.do_purge(p).await,
+            None => Ok(()),
+        }
     }
 
     /// A reader sharing this store.

@@ -103,8 +103,9 @@ pub struct Options {
     /// alike), and clocks are stepped by up to ±10 s during the chaos.
     pub clocks: bool,
     /// A bit flips in one node's log (a minority: one node per run); the node must refuse to
-    /// start, and is then replaced through a membership change under the workload (left down
-    /// when retention is on: the broker refuses to add a replica to a trimmed log).
+    /// start, and is then replaced through a membership change under the workload (with
+    /// retention on, the empty replica first copies a peer's snapshot and retained log:
+    /// raft-store's seed).
     pub bit_flips: bool,
     /// Retention on: [`RETENTION_AGE`], [`RETENTION_SEGMENT`]-byte log segments. Old segments
     /// are deleted during the run (with lagging followers, kills, snapshots); the checker
@@ -328,7 +329,7 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
         .await
         .map_err(fail)?;
     heal(&cluster, &mut nemesis).await.map_err(fail)?;
-    if let Some(v) = damaged.filter(|_| !o.retention) {
+    if let Some(v) = damaged {
         replace(&cluster, v, o.groups).await.map_err(|e| {
             fail(format!(
                 "replacing n{}: {e}; faults {:?}",
@@ -503,7 +504,7 @@ async fn chaos_phase(
             }
             Own::BitFlip if damaged.is_some() => {}
             Own::BitFlip => {
-                if bit_flip(cluster, nemesis, v, o).await? {
+                if bit_flip(cluster, nemesis, v).await? {
                     damaged = Some(v);
                 }
             }
@@ -529,14 +530,12 @@ async fn transfer(cluster: &Shared, nemesis: &mut Nemesis<BrokerCluster, Own>, o
 }
 
 /// Flips a bit in node `v`'s log while it is down. The node must refuse to start; it stays
-/// down, and after the heal it is replaced as an operator would ([`replace`]) unless retention
-/// is on (the broker refuses to add a replica once retention trimmed the log). Returns
-/// whether a bit was flipped.
+/// down, and after the heal it is replaced as an operator would ([`replace`]). Returns whether
+/// a bit was flipped.
 async fn bit_flip(
     cluster: &Shared,
     nemesis: &mut Nemesis<BrokerCluster, Own>,
     v: usize,
-    o: &Options,
 ) -> Result<bool, String> {
     let mut c = cluster.lock().await;
     c.nodes.kill(v);
@@ -558,13 +557,8 @@ async fn bit_flip(
     c.nodes.kill(v);
     nemesis.spare(v);
     nemesis.note(format!(
-        "bit flip on n{} ({spot}): refused to start, left down{}",
-        v + 1,
-        if o.retention {
-            ""
-        } else {
-            " until it is replaced after the heal"
-        }
+        "bit flip on n{} ({spot}): refused to start, left down until it is replaced after the heal",
+        v + 1
     ));
     Ok(true)
 }
