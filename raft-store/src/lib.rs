@@ -12,7 +12,8 @@
 //!   with durable snapshots;
 //! - [`network`] and [`server`]: the Raft transport over tonic, a group id in every request;
 //! - [`group`]: start, propose to, observe and stop one replica;
-//! - [`fence`]: keeping a replica that lost its data from voting (it probes its peers first);
+//! - [`fence`]: keeping a replica that lost its data from voting (it probes its peers first),
+//!   and [`probe`], its tasks;
 //! - [`seed`]: copying the retained log and latest snapshot to a replica that rejoins empty;
 //! - [`rt`]: the runtime shim (real tokio or madsim), the only `cfg(madsim)` code;
 //! - [`types`] and [`error`]: the Raft type configuration, newtypes, and the error enum.
@@ -25,6 +26,7 @@ pub mod group;
 pub mod log;
 pub mod meta;
 pub mod network;
+pub mod probe;
 pub mod rt;
 pub mod seed;
 pub mod server;

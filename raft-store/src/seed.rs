@@ -350,19 +350,7 @@ async fn may_join(cfg: &GroupConfig, channels: &Channels) -> std::result::Result
     let members: BTreeSet<NodeId> = cfg.members.keys().copied().collect();
     let mut replies = BTreeMap::new();
     for _ in 0..10 {
-        for (id, addr) in cfg.members.iter().filter(|(id, _)| **id != cfg.node_id) {
-            if let Ok(r) = network::probe(
-                channels,
-                &cfg.net,
-                (cfg.group, cfg.node_id),
-                (*id, addr),
-                cfg.election_timeout.1,
-            )
-            .await
-            {
-                replies.insert(*id, r);
-            }
-        }
+        crate::probe::ask_peers(cfg, channels, &mut replies).await;
         match fence::decide(cfg.group, cfg.node_id, &members, true, &replies) {
             Some(Decision::Join) if replies.values().all(|r| !r.voter) => return Ok(()),
             Some(Decision::Join) | None => {}
