@@ -31,28 +31,43 @@ fn client_config(endpoints: &str) -> ClientConfig {
     c
 }
 
-/// Sends until `stop`, recording the ids of acknowledged sends (failed ones are not retried:
-/// only acknowledged messages are promised).
-async fn load(endpoints: String, acked: Arc<Mutex<Vec<String>>>, stop: Arc<AtomicBool>) {
+/// Sends `body_len`-byte messages to `topic` until `stop`, handing each acknowledged send's
+/// id and receipt to `acked` (failed ones are not retried: only acknowledged messages are
+/// promised).
+async fn send_until(
+    endpoints: String,
+    topic: &str,
+    body_len: usize,
+    stop: Arc<AtomicBool>,
+    mut acked: impl FnMut(String, raftmq_client::SendReceipt),
+) {
     let p = Producer::builder(client_config(&endpoints))
-        .topics(["Replace"])
+        .topics([topic])
         .start()
         .await
         .unwrap();
     let mut i = 0u64;
     while !stop.load(Ordering::SeqCst) {
-        let id = format!("replace-{i}");
+        let id = format!("{topic}-{i}");
         i += 1;
-        let m = Message::new("Replace", vec![b'x'; 512]).with_message_id(id.clone());
+        let m = Message::new(topic, vec![b'x'; body_len]).with_message_id(id.clone());
         match p.send(m).await {
-            Ok(_) => acked.lock().unwrap().push(id),
+            Ok(r) => acked(id, r),
             Err(e) => {
-                eprintln!("replacement: send {id} failed: {e}");
+                eprintln!("{topic}: send {id} failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
     p.shutdown().await;
+}
+
+/// [`send_until`] to topic `Replace`, recording the ids.
+async fn load(endpoints: String, acked: Arc<Mutex<Vec<String>>>, stop: Arc<AtomicBool>) {
+    send_until(endpoints, "Replace", 512, stop, |id, _| {
+        acked.lock().unwrap().push(id)
+    })
+    .await
 }
 
 /// A producer sending through `endpoints` on a runtime of its own, until `stop`.
@@ -374,35 +389,18 @@ fn a_cluster_still_forming_routes_to_its_nodes() {
     });
 }
 
-/// Sends to topic `Trimmed` until `stop`, recording each acknowledged send's id and where it
-/// was stored: (queue, offset) -> id.
+/// [`send_until`] to topic `Trimmed`, recording where each acknowledged send was stored:
+/// (queue, offset) -> id.
 async fn positioned_load(
     endpoints: String,
     acked: Arc<Mutex<std::collections::BTreeMap<(i32, i64), String>>>,
     stop: Arc<AtomicBool>,
 ) {
-    let p = Producer::builder(client_config(&endpoints))
-        .topics(["Trimmed"])
-        .start()
-        .await
-        .unwrap();
-    let mut i = 0u64;
-    while !stop.load(Ordering::SeqCst) {
-        let id = format!("trimmed-{i}");
-        i += 1;
-        let m = Message::new("Trimmed", vec![b'y'; 700]).with_message_id(id.clone());
-        match p.send(m).await {
-            Ok(r) => {
-                let (_, queue) = r.stored_in.expect("RaftMQ says where it stored a message");
-                acked.lock().unwrap().insert((queue, r.offset), id);
-            }
-            Err(e) => {
-                eprintln!("trimmed: send {id} failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-    p.shutdown().await;
+    send_until(endpoints, "Trimmed", 700, stop, |id, r| {
+        let (_, queue) = r.stored_in.expect("RaftMQ says where it stored a message");
+        acked.lock().unwrap().insert((queue, r.offset), id);
+    })
+    .await
 }
 
 /// Replacing a failed disk after retention has deleted the start of the log (issue 12, item
