@@ -5,6 +5,10 @@
 //! `raftmq broker --rejoin`, and `raftmq admin replica add` copies the log to it and makes it a
 //! voter. Then node 1 is killed: the group must go on with nodes 2 and 3, so node 3 votes and
 //! counts towards commits, and every message acknowledged during all of it is received.
+//!
+//! The same file holds the repair of a replica whose state (snapshot, consume queues) is
+//! damaged while its log is sound: it rebuilds the state at its restart, from its own log or a
+//! peer's snapshot, and serves every retained message again.
 #![cfg(not(madsim))]
 
 mod common;
@@ -506,6 +510,20 @@ fn a_replica_replaced_after_retention_copies_the_retained_log() {
     std::thread::sleep(Duration::from_secs(1));
     stop.store(true, Ordering::SeqCst);
     rt.block_on(sender).unwrap();
+    read_back_through_node_3(&mut c, &rt, &acked.lock().unwrap(), true);
+}
+
+/// Node 3 (the preferred leader) leads again, node 1 is killed, and a pull consumer reads each
+/// queue of `Trimmed` from its first retained offset to its end through node 3: every offset
+/// holds the intact 700-byte message acknowledged there (`acked`: (queue, offset) -> id), and
+/// every acknowledged message at or after each queue's start is read. `trimmed`: retention
+/// must have deleted the start of some queue.
+fn read_back_through_node_3(
+    c: &mut Cluster,
+    rt: &tokio::runtime::Runtime,
+    acked: &std::collections::BTreeMap<(i32, i64), String>,
+    trimmed: bool,
+) {
     // Leadership goes back to a preferred node once it matched the leader's log at two checks
     // in a row: rarely under a steady load, at once without one.
     wait_until(
@@ -518,7 +536,6 @@ fn a_replica_replaced_after_retention_copies_the_retained_log() {
     wait_until("node 3 still leads", Duration::from_secs(30), || {
         c.leader_of(1) == Some(2)
     });
-    let acked = acked.lock().unwrap().clone();
     let read = rt.block_on(async {
         let eps = format!("{},{}", c.node(2), c.node(1));
         let pc = raftmq_client::PullConsumer::builder(client_config(&eps), "trimmed-reader")
@@ -564,7 +581,7 @@ fn a_replica_replaced_after_retention_copies_the_retained_log() {
         }
     }
     // Every acknowledged message from each queue's first retained offset on was read.
-    for ((q, off), id) in &acked {
+    for ((q, off), id) in acked {
         let (begin, _) = bounds[q].split_once("..").unwrap();
         if *off >= begin.parse::<i64>().unwrap() {
             assert!(
@@ -575,11 +592,112 @@ fn a_replica_replaced_after_retention_copies_the_retained_log() {
         }
     }
     assert!(
-        bounds.values().any(|b| !b.starts_with("0..")),
+        !trimmed || bounds.values().any(|b| !b.starts_with("0..")),
         "retention deleted nothing: {bounds:?}"
     );
     assert!(held >= 500, "only {held} messages retained: {bounds:?}");
     assert!(c.all_alive(), "{}", tail(&c.log(2)));
+}
+
+/// A replica whose state on disk is damaged while its log is sound rebuilds the state at its
+/// restart (raft-store's repair) and serves as before: `damage` is done to node 3's group
+/// directory while it is down, its log must then say `expect`, and it leads and serves every
+/// retained message (with node 1 down, so it counts towards commits too).
+fn a_damaged_state_is_repaired(
+    base: u16,
+    extra: &str,
+    damage: impl FnOnce(&std::path::Path),
+    expect: &str,
+    trimmed: bool,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::configure_with(dir.path(), base, 1, |_| 3, extra);
+    for i in 0..3 {
+        c.restart(i);
+    }
+    c.wait_all_led();
+    let endpoints = (0..3).map(|i| c.node(i)).collect::<Vec<_>>().join(",");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let acked = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = rt.spawn(positioned_load(endpoints, acked.clone(), stop.clone()));
+    if trimmed {
+        wait_until(
+            "retention deletes the start of the log",
+            Duration::from_secs(120),
+            || {
+                let (ok, out) = c.admin(0, &["status"]);
+                ok && out.contains("older deleted")
+            },
+        );
+    } else {
+        wait_until("a few snapshots' worth", Duration::from_secs(120), || {
+            acked.lock().unwrap().len() >= 700
+        });
+    }
+    // Each replica snapshots (and purges) every 200 entries.
+    std::thread::sleep(Duration::from_secs(3));
+    c.kill(2);
+    damage(&c.data_dir(2).join("group-1"));
+    c.restart(2);
+    wait_until("node 3 repairs its state", Duration::from_secs(60), || {
+        c.log(2).contains(expect)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::SeqCst);
+    rt.block_on(sender).unwrap();
+    read_back_through_node_3(&mut c, &rt, &acked.lock().unwrap(), trimmed);
+}
+
+/// A consume-queue file lost after retention purged the log: the state before the purge
+/// point exists only in snapshots, so node 3 copies a peer's snapshot (one its own log
+/// continues) and consume queues, and applies its own log after it.
+#[test]
+fn a_lost_consume_queue_file_is_copied_from_a_peer() {
+    a_damaged_state_is_repaired(
+        20100,
+        "[storage]\nsegment_mb = 0.125\nsnapshot_every = 200\n\n[retention]\nmax_mb_per_group = 1\ncheck_secs = 0.5\n",
+        |group| {
+            let cq = group.join("cq");
+            let mut names: Vec<_> = std::fs::read_dir(&cq)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "cq"))
+                .collect();
+            names.sort();
+            assert!(
+                !names.is_empty(),
+                "no consume-queue file in {}",
+                cq.display()
+            );
+            std::fs::remove_file(&names[0]).unwrap();
+        },
+        "state repaired: copied a peer's snapshot",
+        true,
+    );
+}
+
+/// A snapshot that fails its CRC while the log was never purged: node 3 sets it aside and
+/// applies its whole log again.
+#[test]
+fn a_corrupt_snapshot_is_rebuilt_from_the_log() {
+    a_damaged_state_is_repaired(
+        20200,
+        "[storage]\nsnapshot_every = 200\n",
+        |group| {
+            let path = group.join("sm").join("snapshot");
+            let mut bytes = std::fs::read(&path).unwrap();
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0xff;
+            std::fs::write(&path, bytes).unwrap();
+        },
+        "the replica applies its whole log again",
+        false,
+    );
 }
 
 fn tail(log: &str) -> &str {

@@ -85,6 +85,34 @@ pub(crate) fn log_time(group: &Group<BrokerApp>) -> u64 {
     state_ms.max(newest_entry_time(group).unwrap_or(0))
 }
 
+/// Rebuilds a damaged state (raft-store's repair), saying how.
+async fn repair(
+    cfg: &GroupConfig,
+    disk: &Arc<dyn Disk>,
+    channels: &Channels,
+    why: &str,
+) -> Result<()> {
+    match raft_store::repair::repair(cfg, disk.clone(), channels, why).await? {
+        raft_store::repair::Repaired::FromLog => tracing::warn!(
+            group = %cfg.group,
+            "state set aside (sm/snapshot.damaged); the replica applies its whole log again"
+        ),
+        raft_store::repair::Repaired::FromPeer {
+            from,
+            snapshot,
+            bytes,
+        } => tracing::warn!(
+            group = %cfg.group,
+            from,
+            snapshot = %snapshot,
+            kib = bytes >> 10,
+            "state repaired: copied a peer's snapshot and consume queues; the replica applies \
+             its own log after it"
+        ),
+    }
+    Ok(())
+}
+
 /// The consume queues' directory in a group's data directory.
 pub const CQ_DIR: &str = "cq";
 
@@ -133,19 +161,27 @@ impl Replica {
                 "copied the snapshot, consume queues and retained log from a peer"
             ),
         }
+        // A replica whose state (snapshot, consume queues) is damaged rebuilds it from its
+        // log or a peer's snapshot (raft-store's repair); one whose repair did not finish
+        // repairs again before anything opens the half-written state.
+        if raft_store::repair::interrupted(&cfg, &*disk)? {
+            repair(&cfg, &disk, channels, "an earlier repair did not finish").await?;
+        }
         let cq_dir = cfg.data_dir.join(CQ_DIR);
-        let files = CqFiles::open(disk.clone(), &cq_dir)
-            .map_err(|e| BrokerError::Store(raft_store::Error::io(&cq_dir, e)))?;
-        let group = Arc::new(
-            Group::start(
-                cfg,
-                disk,
-                BrokerApp::new(changed.clone(), clock.clone()).with_files(files),
-                registry,
-                channels,
-            )
-            .await?,
-        );
+        let app = || -> Result<BrokerApp> {
+            let files = CqFiles::open(disk.clone(), &cq_dir)
+                .map_err(|e| BrokerError::Store(raft_store::Error::io(&cq_dir, e)))?;
+            Ok(BrokerApp::new(changed.clone(), clock.clone()).with_files(files))
+        };
+        let group = match Group::start(cfg.clone(), disk.clone(), app()?, registry, channels).await
+        {
+            Err(e) if let Some(why) = raft_store::repair::damaged_state(&cfg, &e) => {
+                repair(&cfg, &disk, channels, &why).await?;
+                Group::start(cfg, disk.clone(), app()?, registry, channels).await?
+            }
+            r => r?,
+        };
+        let group = Arc::new(group);
         // Anchor cluster time before this replica can stamp anything: a replica that restarts
         // and is elected before it has applied an entry would otherwise stamp its raw wall
         // clock, and a clock running ahead would expire receipts early. The newest entry in the

@@ -27,6 +27,7 @@ pub mod log;
 pub mod meta;
 pub mod network;
 pub mod probe;
+pub mod repair;
 pub mod rt;
 pub mod seed;
 pub mod server;

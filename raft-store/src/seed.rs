@@ -56,7 +56,7 @@ const MARKER: &str = "seeding";
 /// Bytes per file chunk and (at least one entry) per batch of entries.
 const CHUNK: u64 = 2 << 20;
 /// How long one request of a copy may take.
-const SEED_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+pub(crate) const SEED_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 /// Whole copies tried before the start fails (a copy restarts when the peer's snapshot moves
 /// on and deletes a file the copy still needed).
 const ATTEMPTS: usize = 4;
@@ -66,6 +66,9 @@ const ATTEMPTS: usize = 4;
 pub enum SeedRequest {
     /// What a copy needs: see [`SeedBegin`].
     Begin,
+    /// The same, for a member whose own state is damaged and which copies only the snapshot
+    /// and the application's files ([`crate::repair`]): answered to a voter too.
+    State,
     /// Up to `max` bytes of file `name` in application directory `dir`, from `offset`.
     File {
         /// One of the group's `seed_dirs`.
@@ -203,7 +206,9 @@ impl SeedSource {
     /// Answers a [`SeedRequest::File`] or [`SeedRequest::Entries`].
     pub fn answer(&self, req: SeedRequest) -> std::result::Result<SeedReply, String> {
         match req {
-            SeedRequest::Begin => Err("Begin is answered with the replica's progress".into()),
+            SeedRequest::Begin | SeedRequest::State => {
+                Err("Begin is answered with the replica's progress".into())
+            }
             SeedRequest::File {
                 dir,
                 name,
@@ -284,7 +289,7 @@ pub enum Seeded {
 
 /// Removes every file in `dir` (not recursive: the log, state and application directories
 /// are flat).
-fn clear_dir(disk: &dyn Disk, dir: &Path) -> Result<()> {
+pub(crate) fn clear_dir(disk: &dyn Disk, dir: &Path) -> Result<()> {
     let names = match disk.list(dir) {
         Ok(n) => n,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -464,7 +469,7 @@ pub async fn seed(cfg: &GroupConfig, disk: Arc<dyn Disk>, channels: &Channels) -
     )))
 }
 
-async fn fetch_file<F, Fut>(
+pub(crate) async fn fetch_file<F, Fut>(
     ask: &F,
     dir: &str,
     name: &str,
@@ -555,27 +560,7 @@ where
         ));
     }
     let mut bytes = snapshot.len() as u64;
-    for (d, name, len) in &begin.files {
-        if !cfg.seed_dirs.contains(d) || !plain_name(name) {
-            return Err(format!(
-                "the peer listed a file {d}/{name} outside the copy"
-            ));
-        }
-        let dir = cfg.data_dir.join(d);
-        disk.create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        let p = dir.join(name);
-        let f = disk.create(&p).map_err(|e| io(&p, e))?;
-        bytes += fetch_file(ask, d, name, *len, |at, b| {
-            f.write_at(b, at).map_err(|e| io(&p, e))
-        })
-        .await?;
-        f.sync().await.map_err(|e| io(&p, e))?;
-    }
-    for d in &cfg.seed_dirs {
-        let dir = cfg.data_dir.join(d);
-        disk.create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        disk.sync_dir(&dir).await.map_err(|e| io(&dir, e))?;
-    }
+    bytes += fetch_files(cfg, disk, ask, &begin.files).await?;
     let (log, _) = LogStore::open(disk.clone(), cfg.data_dir.join("log"), cfg.log.clone())
         .await
         .map_err(|e| e.to_string())?;
@@ -635,4 +620,42 @@ where
         .map_err(|e| e.to_string())?;
     }
     Ok((first, last.index, bytes))
+}
+
+/// Fetches the application's `files` (directory, name, length) a peer listed into this
+/// replica's application directories and makes them durable; returns the bytes copied.
+pub(crate) async fn fetch_files<F, Fut>(
+    cfg: &GroupConfig,
+    disk: &Arc<dyn Disk>,
+    ask: &F,
+    files: &[(String, String, u64)],
+) -> std::result::Result<u64, String>
+where
+    F: Fn(SeedRequest) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<SeedReply, String>>,
+{
+    let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+    let mut bytes = 0;
+    for (d, name, len) in files {
+        if !cfg.seed_dirs.contains(d) || !plain_name(name) {
+            return Err(format!(
+                "the peer listed a file {d}/{name} outside the copy"
+            ));
+        }
+        let dir = cfg.data_dir.join(d);
+        disk.create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let p = dir.join(name);
+        let f = disk.create(&p).map_err(|e| io(&p, e))?;
+        bytes += fetch_file(ask, d, name, *len, |at, b| {
+            f.write_at(b, at).map_err(|e| io(&p, e))
+        })
+        .await?;
+        f.sync().await.map_err(|e| io(&p, e))?;
+    }
+    for d in &cfg.seed_dirs {
+        let dir = cfg.data_dir.join(d);
+        disk.create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        disk.sync_dir(&dir).await.map_err(|e| io(&dir, e))?;
+    }
+    Ok(bytes)
 }

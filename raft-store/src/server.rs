@@ -127,7 +127,10 @@ where
 
     fn seed(&self, from: NodeId, req: SeedRequest) -> BoxFuture<Reply<SeedReply>> {
         let source = self.seed.clone();
-        if let SeedRequest::Begin = req {
+        // A new replica (Begin) must not be counted as a voter; a member repairing its
+        // state (State) keeps its log and vote and copies no log, so it may be one.
+        if let SeedRequest::Begin | SeedRequest::State = req {
+            let new_replica = matches!(req, SeedRequest::Begin);
             let m = self.raft.metrics().borrow_watched().clone();
             let refuse = if let Err(e) = self.fence.admit(self.group, self.node) {
                 Some(e)
@@ -143,11 +146,11 @@ where
                 .is_some_and(|l| m.last_applied.as_ref().is_none_or(|a| a.index < l.index))
             {
                 Some("a membership change is not applied here yet: retry".into())
-            } else if m
-                .membership_config
-                .membership()
-                .voter_ids()
-                .any(|v| v == from)
+            } else if new_replica
+                && m.membership_config
+                    .membership()
+                    .voter_ids()
+                    .any(|v| v == from)
             {
                 Some(format!(
                     "node {from} is still a voter of group {} here: remove it from the group \

@@ -1,0 +1,282 @@
+//! Repairing a replica whose state is damaged but whose log is sound: a snapshot that fails
+//! its CRC or that the application refuses (for the broker: a consume-queue file missing or
+//! shorter than the snapshot says) no longer leaves the replica unable to start.
+//!
+//! The state machine is a cache of what the log defines, so only the state is rebuilt; the
+//! log and the vote, which Raft's safety rests on, are kept as they are (a voter that dropped
+//! entries it acknowledged could lose a commit):
+//! - a log that was never purged holds everything: the damaged snapshot is set aside
+//!   (`sm/snapshot.damaged`), the application's directories are emptied, and the replica
+//!   applies its whole log again;
+//! - once the log was purged, the state before the purge point exists only in snapshots: the
+//!   replica copies a peer's persisted snapshot and the application files it refers to (as
+//!   [`crate::seed`] does for a new replica), but only a snapshot at an entry this replica's
+//!   own log holds with the same term, at or after its purge point. By Log Matching its log up
+//!   to there is then the committed one the snapshot was built from, and the replica applies
+//!   its own log after it.
+//!
+//! The work is done under a `repairing` marker in the group's directory, removed once the new
+//! state is in place, so a crash in between, or a repair that found no peer to copy from,
+//! repairs again at the next start rather than open a half-written state.
+
+use std::sync::Arc;
+
+use crate::disk::Disk;
+use crate::error::Error;
+use crate::error::Result;
+use crate::group::GroupConfig;
+use crate::log::LogStore;
+use crate::network;
+use crate::network::Channels;
+use crate::seed;
+use crate::seed::SNAPSHOT_DIR;
+use crate::seed::SeedBegin;
+use crate::seed::SeedReply;
+use crate::seed::SeedRequest;
+use crate::state_machine;
+use crate::types::LogId;
+use crate::types::NodeId;
+
+/// The marker that a repair is under way (in the group's data directory).
+const MARKER: &str = "repairing";
+/// Where the damaged snapshot is kept for inspection (in the state directory).
+pub const DAMAGED_SNAPSHOT: &str = "snapshot.damaged";
+/// Rounds of asking the peers before the start fails (they may still be starting).
+const ROUNDS: usize = 20;
+
+/// What [`repair`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repaired {
+    /// The log was never purged: the replica applies all of it again.
+    FromLog,
+    /// Copied the snapshot at `snapshot` and the application files from `from`.
+    FromPeer {
+        /// The peer.
+        from: NodeId,
+        /// The copied snapshot's last entry.
+        snapshot: LogId,
+        /// Bytes copied.
+        bytes: u64,
+    },
+}
+
+/// What is damaged, if `e`, from [`crate::group::Group::start`] of `cfg`, says the replica's
+/// state (not its log) is: what [`repair`] mends.
+pub fn damaged_state(cfg: &GroupConfig, e: &Error) -> Option<String> {
+    match e {
+        Error::Corrupt { path, reason, .. }
+            if path.starts_with(cfg.data_dir.join(SNAPSHOT_DIR)) =>
+        {
+            Some(format!("{}: {reason}", path.display()))
+        }
+        _ => None,
+    }
+}
+
+/// True if a repair was interrupted (by a crash, or for want of a peer to copy from): the
+/// state on disk must not be opened before [`repair`] runs again.
+pub fn interrupted(cfg: &GroupConfig, disk: &dyn Disk) -> Result<bool> {
+    match disk.list(&cfg.data_dir) {
+        Ok(names) => Ok(names.iter().any(|n| n == MARKER)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(&cfg.data_dir, e)),
+    }
+}
+
+async fn set_marker(cfg: &GroupConfig, disk: &dyn Disk) -> Result<()> {
+    let marker = cfg.data_dir.join(MARKER);
+    let m = disk.create(&marker).map_err(|e| Error::io(&marker, e))?;
+    m.sync().await.map_err(|e| Error::io(&marker, e))?;
+    disk.sync_dir(&cfg.data_dir)
+        .await
+        .map_err(|e| Error::io(&cfg.data_dir, e))
+}
+
+async fn clear_marker(cfg: &GroupConfig, disk: &dyn Disk) -> Result<()> {
+    let marker = cfg.data_dir.join(MARKER);
+    disk.remove(&marker).map_err(|e| Error::io(&marker, e))?;
+    disk.sync_dir(&cfg.data_dir)
+        .await
+        .map_err(|e| Error::io(&cfg.data_dir, e))
+}
+
+/// Empties the state and application directories, keeping the current snapshot (if any) as
+/// [`DAMAGED_SNAPSHOT`].
+async fn clear_state(cfg: &GroupConfig, disk: &dyn Disk) -> Result<()> {
+    let sm = cfg.data_dir.join(SNAPSHOT_DIR);
+    disk.create_dir_all(&sm).map_err(|e| Error::io(&sm, e))?;
+    let names = disk.list(&sm).map_err(|e| Error::io(&sm, e))?;
+    if names.iter().any(|n| n == state_machine::SNAPSHOT_FILE) {
+        let (from, to) = (
+            sm.join(state_machine::SNAPSHOT_FILE),
+            sm.join(DAMAGED_SNAPSHOT),
+        );
+        disk.rename(&from, &to).map_err(|e| Error::io(&from, e))?;
+    }
+    for n in disk.list(&sm).map_err(|e| Error::io(&sm, e))? {
+        if n != DAMAGED_SNAPSHOT {
+            let p = sm.join(n);
+            disk.remove(&p).map_err(|e| Error::io(&p, e))?;
+        }
+    }
+    disk.sync_dir(&sm).await.map_err(|e| Error::io(&sm, e))?;
+    for d in &cfg.seed_dirs {
+        let dir = cfg.data_dir.join(d);
+        seed::clear_dir(disk, &dir)?;
+        disk.create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        disk.sync_dir(&dir).await.map_err(|e| Error::io(&dir, e))?;
+    }
+    Ok(())
+}
+
+/// The id of entry `index` in `log`, whose purge point is `purged`, if the log holds it.
+fn id_at(log: &LogStore, purged: Option<LogId>, index: u64) -> Option<LogId> {
+    if let Some(p) = purged.filter(|p| p.index == index) {
+        return Some(p);
+    }
+    log.read(index..=index)
+        .ok()?
+        .first()
+        .map(|e| e.log_id)
+        .filter(|id| id.index == index)
+}
+
+/// Rebuilds the state of the replica of `cfg`, damaged for reason `why`, before its Raft
+/// starts (see the module docs). Fails, leaving the marker, when the log was purged and no
+/// peer has a snapshot this replica's log continues.
+pub async fn repair(
+    cfg: &GroupConfig,
+    disk: Arc<dyn Disk>,
+    channels: &Channels,
+    why: &str,
+) -> Result<Repaired> {
+    tracing::warn!(group = %cfg.group, reason = why, "the replica's state is damaged; rebuilding it");
+    set_marker(cfg, &*disk).await?;
+    let (log, _) = LogStore::open(disk.clone(), cfg.data_dir.join("log"), cfg.log.clone()).await?;
+    let (purged, last) = log.state();
+    let Some(purged) = purged else {
+        drop(log);
+        clear_state(cfg, &*disk).await?;
+        clear_marker(cfg, &*disk).await?;
+        return Ok(Repaired::FromLog);
+    };
+    let last = last.map_or(purged.index, |l| l.index);
+    let ttl = seed::SEED_TTL.max(cfg.election_timeout.1 * 4);
+    let ask = |peer: NodeId, req: SeedRequest| {
+        let addr = cfg.members.get(&peer).cloned().unwrap_or_default();
+        async move {
+            network::seed(
+                channels,
+                &cfg.net,
+                (cfg.group, cfg.node_id),
+                (peer, addr.as_str()),
+                req,
+                ttl,
+            )
+            .await
+        }
+    };
+    let mut reasons = Vec::new();
+    for round in 0..ROUNDS {
+        reasons.clear();
+        let mut best: Option<(NodeId, SeedBegin, LogId)> = None;
+        for peer in cfg.members.keys().copied().filter(|p| *p != cfg.node_id) {
+            match ask(peer, SeedRequest::State).await {
+                Ok(SeedReply::Begin(b)) => match b.snapshot_last {
+                    Some(s)
+                        if s.index >= purged.index
+                            && s.index <= last
+                            && id_at(&log, Some(purged), s.index) == Some(s) =>
+                    {
+                        if best.as_ref().is_none_or(|(_, _, x)| s > *x) {
+                            best = Some((peer, b, s));
+                        }
+                    }
+                    s => reasons.push(format!(
+                        "node {peer}: its snapshot ({s:?}) is not one this log (purged through \
+                         {}, last {last}) continues",
+                        purged.index
+                    )),
+                },
+                Ok(_) => reasons.push(format!("node {peer}: an answer of the wrong kind")),
+                Err(e) => reasons.push(format!("node {peer}: {e}")),
+            }
+        }
+        if let Some((peer, begin, at)) = best {
+            match copy_state(cfg, &disk, &|req| ask(peer, req), &begin, at).await {
+                Ok(bytes) => {
+                    drop(log);
+                    clear_marker(cfg, &*disk).await?;
+                    return Ok(Repaired::FromPeer {
+                        from: peer,
+                        snapshot: at,
+                        bytes,
+                    });
+                }
+                Err(e) => reasons.push(format!("node {peer}: {e}")),
+            }
+        }
+        if round + 1 < ROUNDS {
+            tracing::info!(group = %cfg.group, round, reasons = %reasons.join("; "), "no peer's state to copy yet");
+            tokio::time::sleep(cfg.heartbeat_interval * 10).await;
+        }
+    }
+    Err(Error::Corrupt {
+        path: cfg
+            .data_dir
+            .join(SNAPSHOT_DIR)
+            .join(state_machine::SNAPSHOT_FILE),
+        offset: 0,
+        reason: format!(
+            "{why}; the log was purged through {}, so the state must come from a peer, and \
+             none had a snapshot to copy ({}); the next start tries again",
+            purged.index,
+            reasons.join("; ")
+        ),
+    })
+}
+
+/// Copies `begin`'s snapshot (at `at`) and files into the state and application
+/// directories; returns the bytes copied.
+async fn copy_state<F, Fut>(
+    cfg: &GroupConfig,
+    disk: &Arc<dyn Disk>,
+    ask: &F,
+    begin: &SeedBegin,
+    at: LogId,
+) -> std::result::Result<u64, String>
+where
+    F: Fn(SeedRequest) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<SeedReply, String>>,
+{
+    let mut snapshot = Vec::new();
+    seed::fetch_file(
+        ask,
+        SNAPSHOT_DIR,
+        state_machine::SNAPSHOT_FILE,
+        begin.snapshot_len,
+        |_, b| {
+            snapshot.extend_from_slice(b);
+            Ok(())
+        },
+    )
+    .await?;
+    let (meta, _) = state_machine::decode_snapshot(&snapshot)
+        .map_err(|e| format!("the peer's snapshot changed while it was copied ({e})"))?;
+    if meta.last_log_id != Some(at) {
+        return Err("the peer's snapshot changed while it was copied".into());
+    }
+    clear_state(cfg, &**disk).await.map_err(|e| e.to_string())?;
+    let mut bytes = snapshot.len() as u64;
+    bytes += seed::fetch_files(cfg, disk, ask, &begin.files).await?;
+    let sm = cfg.data_dir.join(SNAPSHOT_DIR);
+    crate::disk::replace_file(
+        &**disk,
+        &sm,
+        (state_machine::SNAPSHOT_TMP, state_machine::SNAPSHOT_FILE),
+        &snapshot,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(bytes)
+}
