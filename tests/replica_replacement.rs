@@ -700,6 +700,112 @@ fn a_corrupt_snapshot_is_rebuilt_from_the_log() {
     );
 }
 
+/// A consume-queue read that fails while the replica runs (here its file was cut short under
+/// it): the read fails, the replica stops at its next apply, marks its state for
+/// repair and the process exits for its supervisor; restarted, it rebuilds the state (from
+/// its log, never purged here) and serves every message again.
+#[test]
+fn a_consume_queue_read_that_fails_stops_the_replica_and_its_restart_repairs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::configure_with(
+        dir.path(),
+        20300,
+        1,
+        |_| 3,
+        "[storage]\nsnapshot_every = 200\n",
+    );
+    for i in 0..3 {
+        c.restart(i);
+    }
+    c.wait_all_led();
+    wait_until("node 3 leads", Duration::from_secs(30), || {
+        c.leader_of(1) == Some(2)
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let acked = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = rt.spawn(positioned_load(c.node(2), acked.clone(), stop.clone()));
+    // Over 192 per queue: the oldest entries are in the file, not in memory (4 KiB writes of
+    // 128 entries, 64 kept).
+    wait_until("messages in every queue", Duration::from_secs(180), || {
+        acked.lock().unwrap().len() >= 3000
+    });
+    stop.store(true, Ordering::SeqCst);
+    rt.block_on(sender).unwrap();
+    // Offset 0 of each queue is far behind the entries kept in memory: cut one queue's file.
+    let cq = c.data_dir(2).join("group-1").join("cq");
+    let file = std::fs::read_dir(&cq)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cq"))
+        .min()
+        .expect("a consume-queue file");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let queue: i32 = file
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The read reaches node 3, the leader, through whichever node the client asks first: it
+    // fails there (the client then retries elsewhere, and a new leader answers).
+    rt.block_on(async {
+        let pc = raftmq_client::PullConsumer::builder(client_config(&c.node(2)), "cut-reader")
+            .topics(["Trimmed"])
+            .start()
+            .await
+            .unwrap();
+        let q = pc
+            .queues("Trimmed")
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|q| q.id == queue)
+            .unwrap();
+        let _ = pc.pull(&q, 0, 16, &raftmq_client::Filter::All).await;
+        pc.shutdown().await;
+    });
+    // The next apply stops the replica: one more send.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = rt.spawn(positioned_load(
+        (0..3).map(|i| c.node(i)).collect::<Vec<_>>().join(","),
+        acked.clone(),
+        stop.clone(),
+    ));
+    let status = c.wait_exit(2, Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "node 3 did not exit non-zero: {status:?}\n{}",
+        tail(&c.log(2))
+    );
+    assert!(
+        c.log(2).contains("because its state machine failed"),
+        "{}",
+        tail(&c.log(2))
+    );
+    c.restart(2);
+    wait_until("node 3 repairs its state", Duration::from_secs(60), || {
+        c.log(2).contains("the replica applies its whole log again")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::SeqCst);
+    rt.block_on(sender).unwrap();
+    read_back_through_node_3(&mut c, &rt, &acked.lock().unwrap(), false);
+}
+
 fn tail(log: &str) -> &str {
     &log[log.len().saturating_sub(3000)..]
 }

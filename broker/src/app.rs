@@ -128,6 +128,10 @@ impl App for BrokerApp {
         Ok(encode_outcomes(&outcomes))
     }
 
+    fn damaged(&self) -> Option<String> {
+        self.state.storage_error()
+    }
+
     fn snapshot(&self) -> Vec<u8> {
         let mut out = SNAPSHOT_MAGIC.to_vec();
         bincode::serde::encode_into_std_write(&self.state, &mut out, bincode::config::standard())

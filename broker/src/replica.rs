@@ -165,7 +165,13 @@ impl Replica {
         // log or a peer's snapshot (raft-store's repair); one whose repair did not finish
         // repairs again before anything opens the half-written state.
         if raft_store::repair::interrupted(&cfg, &*disk)? {
-            repair(&cfg, &disk, channels, "an earlier repair did not finish").await?;
+            repair(
+                &cfg,
+                &disk,
+                channels,
+                "marked damaged (a read failed while it ran, or a repair did not finish)",
+            )
+            .await?;
         }
         let cq_dir = cfg.data_dir.join(CQ_DIR);
         let app = || -> Result<BrokerApp> {

@@ -316,6 +316,12 @@ impl<A: App> Group<A> {
         if let Gate::Refused(why) = self.fence.gate() {
             return Some(format!("because it lost its data: {why}"));
         }
+        if let Some(e) = self.sm.failure() {
+            return Some(format!(
+                "because its state machine failed ({e}); exiting so that it restarts (a damaged \
+                 state is rebuilt at the restart)"
+            ));
+        }
         self.log.fatal_error().map(|e| {
             format!(
                 "after a storage failure ({e}); exiting so that it restarts and recovers from \

@@ -41,8 +41,9 @@ use crate::types::NodeId;
 const MARKER: &str = "repairing";
 /// Where the damaged snapshot is kept for inspection (in the state directory).
 pub const DAMAGED_SNAPSHOT: &str = "snapshot.damaged";
-/// Rounds of asking the peers before the start fails (they may still be starting).
-const ROUNDS: usize = 20;
+/// Rounds of asking the peers before the start fails (they may still be starting, or cut
+/// off): 120 rounds 10 heartbeats apart, a minute by default.
+const ROUNDS: usize = 120;
 
 /// What [`repair`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,13 +84,15 @@ pub fn interrupted(cfg: &GroupConfig, disk: &dyn Disk) -> Result<bool> {
     }
 }
 
-async fn set_marker(cfg: &GroupConfig, disk: &dyn Disk) -> Result<()> {
-    let marker = cfg.data_dir.join(MARKER);
+/// Marks the replica in `data_dir` for repair at its next start (its state is damaged: a
+/// repair under way, or an application file that failed while it ran).
+pub async fn mark(disk: &dyn Disk, data_dir: &std::path::Path) -> Result<()> {
+    let marker = data_dir.join(MARKER);
     let m = disk.create(&marker).map_err(|e| Error::io(&marker, e))?;
     m.sync().await.map_err(|e| Error::io(&marker, e))?;
-    disk.sync_dir(&cfg.data_dir)
+    disk.sync_dir(data_dir)
         .await
-        .map_err(|e| Error::io(&cfg.data_dir, e))
+        .map_err(|e| Error::io(data_dir, e))
 }
 
 async fn clear_marker(cfg: &GroupConfig, disk: &dyn Disk) -> Result<()> {
@@ -151,7 +154,7 @@ pub async fn repair(
     why: &str,
 ) -> Result<Repaired> {
     tracing::warn!(group = %cfg.group, reason = why, "the replica's state is damaged; rebuilding it");
-    set_marker(cfg, &*disk).await?;
+    mark(&*disk, &cfg.data_dir).await?;
     let (log, _) = LogStore::open(disk.clone(), cfg.data_dir.join("log"), cfg.log.clone()).await?;
     let (purged, last) = log.state();
     let Some(purged) = purged else {
@@ -181,7 +184,10 @@ pub async fn repair(
         reasons.clear();
         let mut best: Option<(NodeId, SeedBegin, LogId)> = None;
         for peer in cfg.members.keys().copied().filter(|p| *p != cfg.node_id) {
-            match ask(peer, SeedRequest::State).await {
+            let req = SeedRequest::State {
+                at_least: purged.index,
+            };
+            match ask(peer, req).await {
                 Ok(SeedReply::Begin(b)) => match b.snapshot_last {
                     Some(s)
                         if s.index >= purged.index
@@ -217,7 +223,9 @@ pub async fn repair(
             }
         }
         if round + 1 < ROUNDS {
-            tracing::info!(group = %cfg.group, round, reasons = %reasons.join("; "), "no peer's state to copy yet");
+            if round % 10 == 0 {
+                tracing::info!(group = %cfg.group, round, reasons = %reasons.join("; "), "no peer's state to copy yet");
+            }
             tokio::time::sleep(cfg.heartbeat_interval * 10).await;
         }
     }

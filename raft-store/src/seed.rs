@@ -67,8 +67,13 @@ pub enum SeedRequest {
     /// What a copy needs: see [`SeedBegin`].
     Begin,
     /// The same, for a member whose own state is damaged and which copies only the snapshot
-    /// and the application's files ([`crate::repair`]): answered to a voter too.
-    State,
+    /// and the application's files ([`crate::repair`]): answered to a voter too. A source
+    /// whose snapshot ends before `at_least` (the member's purge point) but which has applied
+    /// that far builds a newer one, for the member's next request.
+    State {
+        /// The member's purge point.
+        at_least: u64,
+    },
     /// Up to `max` bytes of file `name` in application directory `dir`, from `offset`.
     File {
         /// One of the group's `seed_dirs`.
@@ -206,7 +211,7 @@ impl SeedSource {
     /// Answers a [`SeedRequest::File`] or [`SeedRequest::Entries`].
     pub fn answer(&self, req: SeedRequest) -> std::result::Result<SeedReply, String> {
         match req {
-            SeedRequest::Begin | SeedRequest::State => {
+            SeedRequest::Begin | SeedRequest::State { .. } => {
                 Err("Begin is answered with the replica's progress".into())
             }
             SeedRequest::File {

@@ -127,10 +127,16 @@ where
 
     fn seed(&self, from: NodeId, req: SeedRequest) -> BoxFuture<Reply<SeedReply>> {
         let source = self.seed.clone();
-        // A new replica (Begin) must not be counted as a voter; a member repairing its
-        // state (State) keeps its log and vote and copies no log, so it may be one.
-        if let SeedRequest::Begin | SeedRequest::State = req {
-            let new_replica = matches!(req, SeedRequest::Begin);
+        // A new replica (Begin) must not be counted as a voter, by a membership this replica
+        // has applied. A member repairing its state (State) keeps its log and vote and copies
+        // no log: any persisted snapshot serves it, whatever the membership (it may be needed
+        // for a majority: sim cluster_chaos 32009, one node down and another repairing).
+        let (new_replica, at_least) = match req {
+            SeedRequest::Begin => (true, None),
+            SeedRequest::State { at_least } => (false, Some(at_least)),
+            _ => (false, None),
+        };
+        if new_replica || at_least.is_some() {
             let m = self.raft.metrics().borrow_watched().clone();
             let refuse = if let Err(e) = self.fence.admit(self.group, self.node) {
                 Some(e)
@@ -139,11 +145,11 @@ where
                     "the replica of group {} on node {} is still loading its log",
                     self.group, self.node
                 ))
-            } else if m
-                .membership_config
-                .log_id()
-                .as_ref()
-                .is_some_and(|l| m.last_applied.as_ref().is_none_or(|a| a.index < l.index))
+            } else if new_replica
+                && m.membership_config
+                    .log_id()
+                    .as_ref()
+                    .is_some_and(|l| m.last_applied.as_ref().is_none_or(|a| a.index < l.index))
             {
                 Some("a membership change is not applied here yet: retry".into())
             } else if new_replica
@@ -160,17 +166,29 @@ where
             } else {
                 None
             };
+            let raft = self.raft.clone();
             return Box::pin(async move {
                 if let Some(why) = refuse {
                     return Err(why);
                 }
-                // No snapshot build between reading the snapshot and listing the files.
-                let lock = source.snapshots.clone();
-                let _no_build = lock.lock().await;
                 let applied = m.last_applied;
-                crate::rt::spawn_blocking(move || source.begin(applied).map(SeedReply::Begin))
-                    .await
-                    .unwrap_or_else(|e| Err(e.to_string()))
+                let begin = {
+                    // No snapshot build between reading the snapshot and listing the files.
+                    let lock = source.snapshots.clone();
+                    let _no_build = lock.lock().await;
+                    crate::rt::spawn_blocking(move || source.begin(applied))
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()))?
+                };
+                // A repairing member needs a snapshot at or after its purge point: one this
+                // replica has applied past is built now, for the member's next round.
+                if let Some(want) = at_least
+                    && begin.snapshot_last.is_none_or(|s| s.index < want)
+                    && applied.is_some_and(|a| a.index >= want)
+                {
+                    let _ = raft.trigger().snapshot().await;
+                }
+                Ok(SeedReply::Begin(begin))
             });
         }
         // Reads files and log segments: off the runtime's worker threads.

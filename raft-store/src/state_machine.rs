@@ -65,6 +65,13 @@ pub trait App: Send + Sync + 'static {
         })
     }
 
+    /// Why the application's own files failed, if they did (the broker: a consume-queue read):
+    /// after an [`App::apply`] error this marks the state for repair at the next start
+    /// ([`crate::repair`]) instead of a restart that would open the same files again.
+    fn damaged(&self) -> Option<String> {
+        None
+    }
+
     /// Replaces the whole state with a snapshot this replica persisted (at startup).
     fn restore(&mut self, snapshot: &[u8]) -> std::result::Result<(), String>;
 
@@ -115,6 +122,8 @@ pub struct StateMachineStore<A> {
     /// otherwise land between a build's checkpoint and its persist, and the build would then
     /// overwrite the newer snapshot with an older one whose files the new state reuses.
     snapshots: Arc<tokio::sync::Mutex<()>>,
+    /// Why a committed entry could not be applied (the replica then stops).
+    failed: Arc<Mutex<Option<String>>>,
 }
 
 impl<A> Clone for StateMachineStore<A> {
@@ -124,6 +133,7 @@ impl<A> Clone for StateMachineStore<A> {
             disk: self.disk.clone(),
             dir: self.dir.clone(),
             snapshots: self.snapshots.clone(),
+            failed: self.failed.clone(),
         }
     }
 }
@@ -197,7 +207,26 @@ impl<A: App> StateMachineStore<A> {
             disk,
             dir,
             snapshots: Arc::new(tokio::sync::Mutex::new(())),
+            failed: Arc::default(),
         })
+    }
+
+    /// Why a committed entry could not be applied, if one could not (the replica stopped).
+    pub fn failure(&self) -> Option<String> {
+        self.failed.lock().unwrap().clone()
+    }
+
+    /// Records an apply failure; a damaged application marks the state for repair.
+    async fn fail(&self, why: String, damaged: bool) -> io::Error {
+        tracing::error!(dir = %self.dir.display(), error = %why, damaged, "the state machine stopped");
+        *self.failed.lock().unwrap() = Some(why.clone());
+        if damaged
+            && let Some(data_dir) = self.dir.parent()
+            && let Err(e) = crate::repair::mark(&*self.disk, data_dir).await
+        {
+            tracing::error!(error = %e, "could not mark the damaged state for repair");
+        }
+        io::Error::other(why)
     }
 
     /// The lock snapshot builds and installs hold (see the field).
@@ -291,25 +320,31 @@ impl<A: App> RaftStateMachine<TypeConfig> for StateMachineStore<A> {
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
             let log_id = entry.log_id();
+            // Ok(response), or Err((why, whether the application's files are damaged)).
             let response = {
                 let mut st = self.state.lock().unwrap();
                 let out = match &entry.payload {
-                    EntryPayload::Blank => Vec::new(),
-                    EntryPayload::Normal(req) => {
-                        st.app.apply(LogIndex(log_id.index), &req.0).map_err(|e| {
-                            io::Error::other(format!(
-                                "committed entry {} cannot be applied: {e}",
-                                log_id.index
-                            ))
-                        })?
-                    }
+                    EntryPayload::Blank => Ok(Vec::new()),
+                    EntryPayload::Normal(req) => st
+                        .app
+                        .apply(LogIndex(log_id.index), &req.0)
+                        .map_err(|e| (e, st.app.damaged().is_some())),
                     EntryPayload::Membership(m) => {
                         st.last_membership = StoredMembership::new(Some(log_id), m.clone());
-                        Vec::new()
+                        Ok(Vec::new())
                     }
                 };
-                st.last_applied = Some(log_id);
+                if out.is_ok() {
+                    st.last_applied = Some(log_id);
+                }
                 out
+            };
+            let response = match response {
+                Ok(r) => r,
+                Err((e, damaged)) => {
+                    let why = format!("committed entry {} cannot be applied: {e}", log_id.index);
+                    return Err(self.fail(why, damaged).await);
+                }
             };
             if let Some(r) = responder {
                 r.send(Response(response));

@@ -276,6 +276,43 @@ impl BrokerCluster {
         })
     }
 
+    /// Damages the state of node `i` (down), not its log: removes the first consume-queue
+    /// file of the first group that has one, else flips a bit inside a group's snapshot. Its
+    /// next start must repair the state (raft-store's repair) and take part again. No random
+    /// draw: the nemesis' stream stays as it was. Returns what was damaged, if anything.
+    pub fn damage_state(&self, i: usize) -> Option<String> {
+        let disk = self.nodes.disk(i);
+        let sorted = |dir: &std::path::Path, ext: &str| {
+            let mut names: Vec<String> = disk
+                .list(dir)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|n| n.ends_with(ext))
+                .collect();
+            names.sort();
+            names
+        };
+        for g in 1..=self.groups {
+            let cq = std::path::PathBuf::from(format!("/data/group-{g}/cq"));
+            if let Some(name) = sorted(&cq, ".cq").first() {
+                let path = cq.join(name);
+                disk.remove(&path).ok()?;
+                return Some(format!("removed {}", path.display()));
+            }
+        }
+        for g in 1..=self.groups {
+            let sm = std::path::PathBuf::from(format!("/data/group-{g}/sm"));
+            if sorted(&sm, "snapshot").iter().any(|n| n == "snapshot") {
+                let path = sm.join("snapshot");
+                let len = disk.open(&path).ok()?.len().ok()?;
+                if len > 16 && disk.flip_bit(&path, len / 2, 3) {
+                    return Some(format!("{}@{} bit 3", path.display(), len / 2));
+                }
+            }
+        }
+        None
+    }
+
     /// Flips one bit in a log segment of one of node `i`'s groups, somewhere before the
     /// segment's last frame, so valid data follows the damage and recovery must refuse it (a
     /// flip in the last frame is indistinguishable from a torn write; docs/guarantees.md). The

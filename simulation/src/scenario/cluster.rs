@@ -502,7 +502,13 @@ async fn chaos_phase(
                 raft_store::rt::set_node_clock(id, offset, drift);
                 nemesis.note(format!("clock n{} {offset:+} ms {drift:+} ppm", v + 1));
             }
-            Own::BitFlip if damaged.is_some() => {}
+            // A second bit flip damages a node's state instead (a consume-queue file lost,
+            // or its snapshot): the node must repair it at its restart and take part again.
+            Own::BitFlip if damaged.is_some() => {
+                if damaged != Some(v) {
+                    state_damage(cluster, nemesis, v).await?;
+                }
+            }
             Own::BitFlip => {
                 if bit_flip(cluster, nemesis, v).await? {
                     damaged = Some(v);
@@ -561,6 +567,31 @@ async fn bit_flip(
         v + 1
     ));
     Ok(true)
+}
+
+/// Damages node `v`'s state (not its log) while it is down, and restarts it: it must repair
+/// the state (from its log, or a peer's snapshot its log continues) and start, which the heal
+/// checks (no start error), and every checker then runs with it taking part.
+async fn state_damage(
+    cluster: &Shared,
+    nemesis: &mut Nemesis<BrokerCluster, Own>,
+    v: usize,
+) -> Result<(), String> {
+    let mut c = cluster.lock().await;
+    if !c.nodes.is_alive(v) {
+        return Ok(());
+    }
+    c.nodes.kill(v);
+    let what = c.damage_state(v);
+    c.nodes.restart(v, false);
+    drop(c);
+    if let Some(what) = what {
+        nemesis.note(format!(
+            "state damage on n{} ({what}): repaired at restart",
+            v + 1
+        ));
+    }
+    Ok(())
 }
 
 /// Replaces node `v` (down) the way docs/operations.md tells an operator to, under the
