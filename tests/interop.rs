@@ -55,7 +55,7 @@ fn python_client_send_receive_push_redelivery_and_dead_letters() {
 fn rust_official_client_send_receive() {
     let dir = tempfile::tempdir().unwrap();
     let dev = Dev::start(dir.path(), 18200, &[]);
-    common::run_ok(
+    let out = common::run_ok(
         "official Rust client",
         Command::new(common::rust_official()).args([
             "send-receive",
@@ -64,6 +64,17 @@ fn rust_official_client_send_receive() {
             "RustGroup",
             "1000",
         ]),
+    );
+    // It has no handler for a Settings reply on its Telemetry stream, and logged an error for
+    // each one the broker sent (issue 13, item 7).
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !all.contains("there is no handler"),
+        "the client logged a telemetry error:\n{all}"
     );
 }
 

@@ -110,6 +110,18 @@ const SNAPSHOT_MAGIC_V2: &[u8; 6] = b"RMQS\x00\x02";
 /// from this replica's own disk (CRC-checked) or an authenticated peer.
 const SNAPSHOT_LIMIT: usize = 1 << 36;
 
+/// Whether an applied command with this outcome may make a message available to a waiting
+/// receive or pull: a send, a visibility change, an ack (a FIFO group's next message), a
+/// dead-letter, or a change of configuration, offsets or retention (`Done`). Pops, renewals
+/// and refusals change nothing a waiter waits for.
+fn may_make_available(o: &Outcome) -> bool {
+    match o {
+        Outcome::Popped { dead_lettered, .. } => *dead_lettered > 0,
+        Outcome::Renewed(_) | Outcome::Rejected(_) => false,
+        Outcome::Done | Outcome::Sent { .. } | Outcome::Acked | Outcome::Changed { .. } => true,
+    }
+}
+
 impl App for BrokerApp {
     fn apply(&mut self, index: LogIndex, request: &[u8]) -> Result<Vec<u8>, String> {
         self.ensure_attached()?;
@@ -124,7 +136,12 @@ impl App for BrokerApp {
             self.state.check_invariants();
         }
         self.clock.observe(self.state.clock_ms);
-        self.changed.notify_waiters();
+        // Waiters (long polls, pulls) wait for messages to become available; an entry of
+        // pops, renewals and refusals makes none available, and waking every waiter on the
+        // replica for it costs a state lock and a scan each (issue 13).
+        if outcomes.iter().any(may_make_available) {
+            self.changed.notify_waiters();
+        }
         Ok(encode_outcomes(&outcomes))
     }
 

@@ -249,7 +249,7 @@ impl BrokerCore {
             if replica.is_leader() {
                 return Ok(None);
             }
-            if let Some(l) = replica.metrics().leader
+            if let Some(l) = replica.leader()
                 && l != self.node_id
                 && let Some(p) = self.peers.get(&l)
             {
@@ -316,7 +316,7 @@ impl BrokerCore {
             if replica.is_leader() {
                 return Ok(None);
             }
-            match replica.metrics().leader {
+            match replica.leader() {
                 Some(l) if l != self.node_id => return self.leader_addr(l).map(Some),
                 _ => {}
             }
@@ -379,9 +379,7 @@ impl BrokerCore {
         }
         let r = &self.group(id)?.replica;
         if !r.is_leader() {
-            return Err(BrokerError::NotLeader {
-                leader: r.metrics().leader,
-            });
+            return Err(BrokerError::NotLeader { leader: r.leader() });
         }
         r.submit(command).await
     }
@@ -405,9 +403,7 @@ impl BrokerCore {
     pub async fn pop_local(&self, id: u64, pop: Pop) -> Result<Popped> {
         let r = self.group(id)?.replica.clone();
         if !r.is_leader() {
-            return Err(BrokerError::NotLeader {
-                leader: r.metrics().leader,
-            });
+            return Err(BrokerError::NotLeader { leader: r.leader() });
         }
         match r.submit(Command::Pop(pop)).await? {
             Outcome::Popped { deliveries, .. } => deliveries

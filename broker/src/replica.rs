@@ -253,7 +253,12 @@ impl Replica {
 
     /// True if this replica leads its group now.
     pub fn is_leader(&self) -> bool {
-        self.group.metrics().role == Role::Leader
+        self.group.role() == Role::Leader
+    }
+
+    /// The leader this replica knows of (cheaper than [`Replica::metrics`]).
+    pub fn leader(&self) -> Option<u64> {
+        self.group.leader()
     }
 
     /// The underlying group.
@@ -275,7 +280,7 @@ impl Replica {
     pub async fn read_linearizable<T>(&self, f: impl FnOnce(&BrokerState) -> T) -> Result<T> {
         if !self.is_leader() {
             return Err(BrokerError::NotLeader {
-                leader: self.metrics().leader,
+                leader: self.leader(),
             });
         }
         self.group.read_index().await.map_err(|e| match e {

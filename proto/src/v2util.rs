@@ -245,6 +245,15 @@ pub fn is_rust_client(meta: &tonic::metadata::MetadataMap) -> bool {
         .is_some_and(|l| l.eq_ignore_ascii_case("rust"))
 }
 
+/// True if the request comes from the official Rust client 5.x in particular, not
+/// raftmq-client (which also says `RUST`, and sends `x-mq-protocol: v2` where the official one
+/// sends `x-mq-protocol-version`). That client has no handler for a Settings reply on its
+/// Telemetry stream and logs each one at ERROR ("receive telemetry command but there is no
+/// handler"); it handles only transaction checks there.
+pub fn is_official_rust_client(meta: &tonic::metadata::MetadataMap) -> bool {
+    is_rust_client(meta) && meta.get("x-mq-protocol").is_none()
+}
+
 /// The endpoints a route gives one queue of a group whose members are `members`.
 ///
 /// Most clients (Python, Java) put every address of an `Endpoints` into one gRPC target, whose

@@ -415,20 +415,30 @@ impl<A: App> Group<A> {
         }
     }
 
+    /// This replica's role alone: what [`Group::metrics`] reports as `role`, without copying
+    /// the membership, replication progress and the rest (the send path asks per request).
+    pub fn role(&self) -> Role {
+        if self.stopped_reason().is_some() {
+            return Role::Stopped;
+        }
+        match self.raft.metrics().borrow_watched().state {
+            ServerState::Leader => Role::Leader,
+            ServerState::Follower => Role::Follower,
+            ServerState::Candidate => Role::Candidate,
+            ServerState::Learner => Role::Learner,
+            ServerState::Shutdown => Role::Stopped,
+        }
+    }
+
+    /// The leader this replica knows of, alone (see [`Group::role`]).
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
     /// The replica's current Raft state.
     pub fn metrics(&self) -> GroupMetrics {
+        let role = self.role();
         let m = self.raft.metrics().borrow_watched().clone();
-        let role = if self.stopped_reason().is_some() {
-            Role::Stopped
-        } else {
-            match m.state {
-                ServerState::Leader => Role::Leader,
-                ServerState::Follower => Role::Follower,
-                ServerState::Candidate => Role::Candidate,
-                ServerState::Learner => Role::Learner,
-                ServerState::Shutdown => Role::Stopped,
-            }
-        };
         GroupMetrics {
             group: self.cfg.group,
             node: self.cfg.node_id,

@@ -2,7 +2,9 @@
 //! with `{status OK, settings}` merged with the server's values (backoff policy, body size
 //! limit, receive batch size, long polling timeout): Java and Python clients fail to start
 //! without it. The response stream is returned at once so its headers go out immediately
-//! (the Rust 5.0.0 client blocks until they arrive).
+//! (the Rust 5.0.0 client blocks until they arrive). The official Rust client gets no Settings
+//! reply: it has no handler for one and would log an error for each (issue 13); it uses the
+//! stream only for transaction checks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +53,7 @@ pub async fn telemetry(
     req: Request<tonic::Streaming<pb::TelemetryCommand>>,
 ) -> Result<Response<BoxStream<pb::TelemetryCommand>>, tonic::Status> {
     let client = client_id(&req).map_err(|s| tonic::Status::invalid_argument(s.message))?;
+    let answer_settings = !raftmq_proto::v2util::is_official_rust_client(req.metadata());
     let Some(permit) = core.telemetry_permit() else {
         return Err(tonic::Status::resource_exhausted(format!(
             "this node holds {} Telemetry sessions already",
@@ -63,7 +66,9 @@ pub async fn telemetry(
     tokio::spawn(async move {
         while let Ok(Some(cmd)) = inbound.message().await {
             core.touch_client(&client);
-            if let Some(pb::telemetry_command::Command::Settings(s)) = cmd.command {
+            if let Some(pb::telemetry_command::Command::Settings(s)) = cmd.command
+                && answer_settings
+            {
                 let reply = settings_reply(&core, s).await;
                 if tx.send(Ok(reply)).await.is_err() {
                     break;
