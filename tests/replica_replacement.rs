@@ -607,6 +607,7 @@ fn a_damaged_state_is_repaired(
     base: u16,
     extra: &str,
     damage: impl FnOnce(&std::path::Path),
+    sent_while_down: usize,
     expect: &str,
     trimmed: bool,
 ) {
@@ -643,6 +644,14 @@ fn a_damaged_state_is_repaired(
     std::thread::sleep(Duration::from_secs(3));
     c.kill(2);
     damage(&c.data_dir(2).join("group-1"));
+    // The others go on meanwhile: one message per entry from the single producer, so a few
+    // hundred take the group past node 3's log, and the others' snapshots (every 200) too.
+    let before = acked.lock().unwrap().len();
+    wait_until(
+        "sends while node 3 is down",
+        Duration::from_secs(120),
+        || acked.lock().unwrap().len() >= before + sent_while_down,
+    );
     c.restart(2);
     wait_until("node 3 repairs its state", Duration::from_secs(60), || {
         c.log(2).contains(expect)
@@ -654,8 +663,10 @@ fn a_damaged_state_is_repaired(
 }
 
 /// A consume-queue file lost after retention purged the log: the state before the purge
-/// point exists only in snapshots, so node 3 copies a peer's snapshot (one its own log
-/// continues) and consume queues, and applies its own log after it.
+/// point exists only in snapshots, so node 3 copies a peer's snapshot and consume queues. It
+/// was down for 600 sends, so every peer's snapshot is past the end of its log: the copy
+/// first brings its log up to the snapshot with the peer's entries (after checking that the
+/// peer's entry at its log's end is the same), then it applies its log after it.
 #[test]
 fn a_lost_consume_queue_file_is_copied_from_a_peer() {
     a_damaged_state_is_repaired(
@@ -676,7 +687,8 @@ fn a_lost_consume_queue_file_is_copied_from_a_peer() {
             );
             std::fs::remove_file(&names[0]).unwrap();
         },
-        "state repaired: copied a peer's snapshot",
+        600,
+        "was brought up to a peer's snapshot",
         true,
     );
 }
@@ -695,6 +707,7 @@ fn a_corrupt_snapshot_is_rebuilt_from_the_log() {
             bytes[mid] ^= 0xff;
             std::fs::write(&path, bytes).unwrap();
         },
+        0,
         "the replica applies its whole log again",
         false,
     );

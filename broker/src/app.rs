@@ -149,6 +149,14 @@ impl App for BrokerApp {
         self.state.storage_error()
     }
 
+    fn readable(&self, snapshot: &[u8]) -> bool {
+        // A later format is "RMQS\0" and a higher version byte than this binary's.
+        match snapshot.strip_prefix(&SNAPSHOT_MAGIC[..5]) {
+            Some([v, ..]) => *v <= SNAPSHOT_MAGIC[5],
+            _ => true,
+        }
+    }
+
     fn snapshot(&self) -> Vec<u8> {
         let mut out = SNAPSHOT_MAGIC.to_vec();
         bincode::serde::encode_into_std_write(&self.state, &mut out, bincode::config::standard())
@@ -259,6 +267,11 @@ mod tests {
         back.restore(&again).unwrap();
         assert_eq!(back.state(), app.state());
         assert!(back.restore(b"\x05garbage").is_err());
+        // Garbage is damage; a later version's format is not (the replica must not rebuild
+        // over it, but ask for that version).
+        assert!(back.readable(&again) && back.readable(&bytes) && back.readable(b"\x05garbage"));
+        assert!(back.readable(SNAPSHOT_MAGIC_V2));
+        assert!(!back.readable(b"RMQS\x00\x04anything"));
     }
 
     /// The state's layout between retention and consume queues on disk (version 2).

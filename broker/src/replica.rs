@@ -100,6 +100,7 @@ async fn repair(
         raft_store::repair::Repaired::FromPeer {
             from,
             snapshot,
+            extended_from: None,
             bytes,
         } => tracing::warn!(
             group = %cfg.group,
@@ -108,6 +109,19 @@ async fn repair(
             kib = bytes >> 10,
             "state repaired: copied a peer's snapshot and consume queues; the replica applies \
              its own log after it"
+        ),
+        raft_store::repair::Repaired::FromPeer {
+            from,
+            snapshot,
+            extended_from: Some(last),
+            bytes,
+        } => tracing::warn!(
+            group = %cfg.group,
+            from,
+            snapshot = %snapshot,
+            kib = bytes >> 10,
+            "state repaired: the log, which ended at {last}, was brought up to a peer's \
+             snapshot with its entries, and the snapshot and consume queues copied"
         ),
     }
     Ok(())

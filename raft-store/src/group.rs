@@ -253,6 +253,8 @@ impl<A: App> Group<A> {
         let sm = StateMachineStore::open(disk.clone(), cfg.data_dir.join("sm"), app).await?;
         // A copy from a peer (crate::seed) is complete once its log and state have opened.
         crate::seed::settle(&cfg, &*disk).await?;
+        // So is a repair of the state (crate::repair): the state it rebuilt has opened.
+        crate::repair::settle(&cfg, &*disk).await?;
         let network =
             NetworkFactory::new(cfg.group, cfg.node_id, channels.clone(), cfg.net.clone());
         let raft = openraft::Raft::new(cfg.node_id, raft_cfg, network, log.clone(), sm.clone())
@@ -316,7 +318,10 @@ impl<A: App> Group<A> {
         if let Gate::Refused(why) = self.fence.gate() {
             return Some(format!("because it lost its data: {why}"));
         }
-        if let Some(e) = self.sm.failure() {
+        // Only damage ends the process: its restart repairs the state. An entry this binary
+        // cannot interpret (a newer version's) fails again after any restart, so the replica
+        // stays stopped (metrics: Stopped) and the node's other groups keep serving.
+        if let Some((e, true)) = self.sm.failure() {
             return Some(format!(
                 "because its state machine failed ({e}); exiting so that it restarts (a damaged \
                  state is rebuilt at the restart)"

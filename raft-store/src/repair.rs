@@ -15,11 +15,16 @@
 //!   to there is then the committed one the snapshot was built from, and the replica applies
 //!   its own log after it.
 //!
-//! The work is done under a `repairing` marker in the group's directory, removed once the new
-//! state is in place, so a crash in between, or a repair that found no peer to copy from,
-//! repairs again at the next start rather than open a half-written state.
+//! The work is done under a `repairing` marker in the group's directory, removed ([`settle`])
+//! only once the replica has opened the rebuilt state, so a crash in between, a copy the
+//! application then refuses, or a repair that found no peer to copy from, repairs again at the
+//! next start rather than open a half-written state. A peer's snapshot past the end of this
+//! replica's log is usable too: the copy first brings the log up to it with the peer's
+//! entries, after checking that the peer's entry at this log's end is the same (what an
+//! AppendEntries from the leader would do).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::disk::Disk;
 use crate::error::Error;
@@ -41,9 +46,10 @@ use crate::types::NodeId;
 const MARKER: &str = "repairing";
 /// Where the damaged snapshot is kept for inspection (in the state directory).
 pub const DAMAGED_SNAPSHOT: &str = "snapshot.damaged";
-/// Rounds of asking the peers before the start fails (they may still be starting, or cut
-/// off): 120 rounds 10 heartbeats apart, a minute by default.
-const ROUNDS: usize = 120;
+/// How long a repair asks its peers before the start fails, in heartbeats (a minute with the
+/// default 50 ms): they may still be starting, or be cut off. A failed start keeps the marker,
+/// and the next one asks again.
+const DEADLINE_HEARTBEATS: u32 = 1200;
 
 /// What [`repair`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +62,9 @@ pub enum Repaired {
         from: NodeId,
         /// The copied snapshot's last entry.
         snapshot: LogId,
+        /// Where this replica's log ended before, if the snapshot was past it (the log was
+        /// then brought up to the snapshot with the peer's entries).
+        extended_from: Option<u64>,
         /// Bytes copied.
         bytes: u64,
     },
@@ -72,6 +81,13 @@ pub fn damaged_state(cfg: &GroupConfig, e: &Error) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// True if the replica in `data_dir` is marked for repair: its state files must not be
+/// copied to a peer ([`crate::seed::SeedSource`] refuses).
+pub fn marked(disk: &dyn Disk, data_dir: &std::path::Path) -> bool {
+    disk.list(data_dir)
+        .is_ok_and(|names| names.iter().any(|n| n == MARKER))
 }
 
 /// True if a repair was interrupted (by a crash, or for want of a peer to copy from): the
@@ -109,7 +125,10 @@ async fn clear_state(cfg: &GroupConfig, disk: &dyn Disk) -> Result<()> {
     let sm = cfg.data_dir.join(SNAPSHOT_DIR);
     disk.create_dir_all(&sm).map_err(|e| Error::io(&sm, e))?;
     let names = disk.list(&sm).map_err(|e| Error::io(&sm, e))?;
-    if names.iter().any(|n| n == state_machine::SNAPSHOT_FILE) {
+    // The first damaged snapshot is the evidence; later ones are not kept over it.
+    if names.iter().any(|n| n == state_machine::SNAPSHOT_FILE)
+        && !names.iter().any(|n| n == DAMAGED_SNAPSHOT)
+    {
         let (from, to) = (
             sm.join(state_machine::SNAPSHOT_FILE),
             sm.join(DAMAGED_SNAPSHOT),
@@ -144,9 +163,33 @@ fn id_at(log: &LogStore, purged: Option<LogId>, index: u64) -> Option<LogId> {
         .filter(|id| id.index == index)
 }
 
+/// Ends a repair once the replica has opened its rebuilt state: the marker goes. Until then
+/// a restart repairs again (a copied snapshot the application then refused is not kept).
+pub async fn settle(cfg: &GroupConfig, disk: &dyn Disk) -> Result<()> {
+    if interrupted(cfg, disk)? {
+        clear_marker(cfg, disk).await?;
+        tracing::info!(group = %cfg.group, "the repaired state is open");
+    }
+    Ok(())
+}
+
+/// How a peer's snapshot at `s` fits this replica's log, purged through `purged` and ending
+/// at `last`: `Some(false)` if the log holds entry `s` (same index and term), `Some(true)` if
+/// it ends before `s` (the copy must bring the log up to `s` too), `None` if it cannot be
+/// used (before the purge point, or a different entry at that index).
+fn fits(log: &LogStore, purged: LogId, last: u64, s: LogId) -> Option<bool> {
+    if s.index < purged.index {
+        return None;
+    }
+    if s.index > last {
+        return Some(true);
+    }
+    (id_at(log, Some(purged), s.index) == Some(s)).then_some(false)
+}
+
 /// Rebuilds the state of the replica of `cfg`, damaged for reason `why`, before its Raft
-/// starts (see the module docs). Fails, leaving the marker, when the log was purged and no
-/// peer has a snapshot this replica's log continues.
+/// starts (see the module docs). The marker stays until [`settle`]. Fails, leaving it, when
+/// the log was purged and no peer has a snapshot to copy within [`DEADLINE_HEARTBEATS`].
 pub async fn repair(
     cfg: &GroupConfig,
     disk: Arc<dyn Disk>,
@@ -160,12 +203,13 @@ pub async fn repair(
     let Some(purged) = purged else {
         drop(log);
         clear_state(cfg, &*disk).await?;
-        clear_marker(cfg, &*disk).await?;
         return Ok(Repaired::FromLog);
     };
     let last = last.map_or(purged.index, |l| l.index);
-    let ttl = seed::SEED_TTL.max(cfg.election_timeout.1 * 4);
-    let ask = |peer: NodeId, req: SeedRequest| {
+    // Asking is cheap (a listing); fetching files and entries reads up to 2 MiB a request.
+    let ask_ttl = Duration::from_secs(2).max(cfg.election_timeout.1 * 4);
+    let fetch_ttl = seed::SEED_TTL.max(cfg.election_timeout.1 * 4);
+    let ask = |peer: NodeId, req: SeedRequest, ttl: Duration| {
         let addr = cfg.members.get(&peer).cloned().unwrap_or_default();
         async move {
             network::seed(
@@ -179,55 +223,67 @@ pub async fn repair(
             .await
         }
     };
+    let deadline = tokio::time::Instant::now() + cfg.heartbeat_interval * DEADLINE_HEARTBEATS;
     let mut reasons = Vec::new();
-    for round in 0..ROUNDS {
+    for round in 0.. {
         reasons.clear();
-        let mut best: Option<(NodeId, SeedBegin, LogId)> = None;
+        // The newest usable snapshot; one this log holds beats one it must be extended to.
+        let mut best: Option<(NodeId, SeedBegin, LogId, bool)> = None;
         for peer in cfg.members.keys().copied().filter(|p| *p != cfg.node_id) {
             let req = SeedRequest::State {
                 at_least: purged.index,
             };
-            match ask(peer, req).await {
-                Ok(SeedReply::Begin(b)) => match b.snapshot_last {
-                    Some(s)
-                        if s.index >= purged.index
-                            && s.index <= last
-                            && id_at(&log, Some(purged), s.index) == Some(s) =>
-                    {
-                        if best.as_ref().is_none_or(|(_, _, x)| s > *x) {
-                            best = Some((peer, b, s));
+            match ask(peer, req, ask_ttl).await {
+                Ok(SeedReply::Begin(b)) => {
+                    match b.snapshot_last.map(|s| (s, fits(&log, purged, last, s))) {
+                        Some((s, Some(extend))) => {
+                            if best
+                                .as_ref()
+                                .is_none_or(|(_, _, x, e)| (!extend, s) > (!*e, *x))
+                            {
+                                best = Some((peer, b, s, extend));
+                            }
                         }
-                    }
-                    s => reasons.push(format!(
-                        "node {peer}: its snapshot ({s:?}) is not one this log (purged through \
+                        s => reasons.push(format!(
+                            "node {peer}: its snapshot ({:?}) is not one this log (purged through \
                          {}, last {last}) continues",
-                        purged.index
-                    )),
-                },
+                            s.map(|(s, _)| s),
+                            purged.index
+                        )),
+                    }
+                }
                 Ok(_) => reasons.push(format!("node {peer}: an answer of the wrong kind")),
                 Err(e) => reasons.push(format!("node {peer}: {e}")),
             }
         }
-        if let Some((peer, begin, at)) = best {
-            match copy_state(cfg, &disk, &|req| ask(peer, req), &begin, at).await {
+        if let Some((peer, begin, at, extend)) = best {
+            let fetch = |req| ask(peer, req, fetch_ttl);
+            let copied = async {
+                let mut bytes = 0;
+                if extend {
+                    bytes += extend_log(&log, purged, last, at, &fetch).await?;
+                }
+                Ok::<u64, String>(bytes + copy_state(cfg, &disk, &fetch, &begin, at).await?)
+            };
+            match copied.await {
                 Ok(bytes) => {
-                    drop(log);
-                    clear_marker(cfg, &*disk).await?;
                     return Ok(Repaired::FromPeer {
                         from: peer,
                         snapshot: at,
+                        extended_from: extend.then_some(last),
                         bytes,
                     });
                 }
                 Err(e) => reasons.push(format!("node {peer}: {e}")),
             }
         }
-        if round + 1 < ROUNDS {
-            if round % 10 == 0 {
-                tracing::info!(group = %cfg.group, round, reasons = %reasons.join("; "), "no peer's state to copy yet");
-            }
-            tokio::time::sleep(cfg.heartbeat_interval * 10).await;
+        if tokio::time::Instant::now() >= deadline {
+            break;
         }
+        if round % 10 == 0 {
+            tracing::info!(group = %cfg.group, round, reasons = %reasons.join("; "), "no peer's state to copy yet");
+        }
+        tokio::time::sleep(cfg.heartbeat_interval * 10).await;
     }
     Err(Error::Corrupt {
         path: cfg
@@ -242,6 +298,76 @@ pub async fn repair(
             reasons.join("; ")
         ),
     })
+}
+
+/// Brings the log, which ends at `last`, up to the peer's snapshot at `at`: the peer's
+/// entries from `last` on, the first of which must be this log's last (Log Matching: the log
+/// up to there is then the committed one, and the entries after it, through a snapshot the
+/// peer applied, are committed). What an AppendEntries from the leader would do. Returns the
+/// bytes copied.
+async fn extend_log<F, Fut>(
+    log: &LogStore,
+    purged: LogId,
+    last: u64,
+    at: LogId,
+    ask: &F,
+) -> std::result::Result<u64, String>
+where
+    F: Fn(SeedRequest) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<SeedReply, String>>,
+{
+    let mine = id_at(log, Some(purged), last).ok_or("this log's last entry cannot be read")?;
+    let mut next = last;
+    let mut bytes = 0;
+    while next <= at.index {
+        let entries = match ask(SeedRequest::Entries {
+            from: next,
+            to: at.index,
+            max_bytes: seed::CHUNK,
+        })
+        .await?
+        {
+            SeedReply::Entries(e) => e,
+            _ => return Err("an answer of the wrong kind".into()),
+        };
+        if entries.is_empty()
+            || entries
+                .iter()
+                .zip(next..)
+                .any(|(e, i)| e.log_id.index != i || i > at.index)
+        {
+            return Err(format!("the peer answered entries not starting at {next}"));
+        }
+        let mut entries = entries;
+        if next == last {
+            if entries[0].log_id != mine {
+                return Err(format!(
+                    "the peer's entry {last} is {}, this log's {mine}: they differ",
+                    entries[0].log_id
+                ));
+            }
+            entries.remove(0);
+        }
+        next += entries.len() as u64 + u64::from(next == last);
+        if let Some(e) = entries.last()
+            && e.log_id.index == at.index
+            && e.log_id != at
+        {
+            return Err("the peer's log does not end at its snapshot".into());
+        }
+        bytes += entries
+            .iter()
+            .map(|e| match &e.payload {
+                crate::types::EntryPayload::Normal(r) => r.0.len() as u64,
+                _ => 0,
+            })
+            .sum::<u64>();
+        if !entries.is_empty() {
+            log.import(entries).await.map_err(|e| e.to_string())?;
+        }
+    }
+    log.finish_import(None).await.map_err(|e| e.to_string())?;
+    Ok(bytes)
 }
 
 /// Copies `begin`'s snapshot (at `at`) and files into the state and application

@@ -54,7 +54,7 @@ use crate::types::NodeId;
 /// The marker that a copy is under way (in the group's data directory).
 const MARKER: &str = "seeding";
 /// Bytes per file chunk and (at least one entry) per batch of entries.
-const CHUNK: u64 = 2 << 20;
+pub(crate) const CHUNK: u64 = 2 << 20;
 /// How long one request of a copy may take.
 pub(crate) const SEED_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 /// Whole copies tried before the start fails (a copy restarts when the peer's snapshot moves
@@ -152,6 +152,7 @@ impl SeedSource {
     /// Answers [`SeedRequest::Begin`] for a replica that has applied up to `applied` (the
     /// caller holds [`SeedSource::snapshots`]).
     pub fn begin(&self, applied: Option<LogId>) -> std::result::Result<SeedBegin, String> {
+        self.state_sound()?;
         // Copied whenever the source has a snapshot, purged or not: the application may have
         // decided to delete the log's start and purge at its next snapshot (retention), and
         // a replica catching up through Raft would then be sent a snapshot it cannot take
@@ -208,6 +209,15 @@ impl SeedSource {
         })
     }
 
+    /// Refuses to hand out state from a replica whose state is marked damaged (a failed read
+    /// while it ran: its files may be what failed; found in review).
+    fn state_sound(&self) -> std::result::Result<(), String> {
+        if crate::repair::marked(&*self.disk, &self.data_dir) {
+            return Err("this replica's state is damaged and awaits repair".into());
+        }
+        Ok(())
+    }
+
     /// Answers a [`SeedRequest::File`] or [`SeedRequest::Entries`].
     pub fn answer(&self, req: SeedRequest) -> std::result::Result<SeedReply, String> {
         match req {
@@ -220,6 +230,7 @@ impl SeedSource {
                 offset,
                 max,
             } => {
+                self.state_sound()?;
                 let snapshot = dir == SNAPSHOT_DIR && name == state_machine::SNAPSHOT_FILE;
                 if !snapshot && (!self.dirs.contains(&dir) || !plain_name(&name)) {
                     return Err(format!("no file {dir}/{name} to copy"));

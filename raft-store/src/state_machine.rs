@@ -72,6 +72,13 @@ pub trait App: Send + Sync + 'static {
         None
     }
 
+    /// False if `snapshot` is in a format this binary does not know at all (one written by a
+    /// newer version): refusing it is then no sign of damage, and the replica must not
+    /// rebuild its state over it ([`crate::repair`]), but say to upgrade.
+    fn readable(&self, _snapshot: &[u8]) -> bool {
+        true
+    }
+
     /// Replaces the whole state with a snapshot this replica persisted (at startup).
     fn restore(&mut self, snapshot: &[u8]) -> std::result::Result<(), String>;
 
@@ -122,8 +129,10 @@ pub struct StateMachineStore<A> {
     /// otherwise land between a build's checkpoint and its persist, and the build would then
     /// overwrite the newer snapshot with an older one whose files the new state reuses.
     snapshots: Arc<tokio::sync::Mutex<()>>,
-    /// Why a committed entry could not be applied (the replica then stops).
-    failed: Arc<Mutex<Option<String>>>,
+    /// Why a committed entry could not be applied, and whether the application's files were
+    /// damaged (the replica then stops). Set under the state lock, which snapshot builds check
+    /// under the same lock: a state that half-applied the failed entry is never persisted.
+    failed: Arc<Mutex<Option<(String, bool)>>>,
 }
 
 impl<A> Clone for StateMachineStore<A> {
@@ -189,6 +198,13 @@ impl<A: App> StateMachineStore<A> {
                 offset: 0,
                 reason,
             })?;
+            if !app.readable(data) {
+                return Err(Error::Config(format!(
+                    "{} was written by a newer version of this program: run that version (or \
+                     newer) on this node",
+                    path.display()
+                )));
+            }
             app.restore(data).map_err(|reason| Error::Corrupt {
                 path: path.clone(),
                 offset: 0,
@@ -211,15 +227,16 @@ impl<A: App> StateMachineStore<A> {
         })
     }
 
-    /// Why a committed entry could not be applied, if one could not (the replica stopped).
-    pub fn failure(&self) -> Option<String> {
+    /// Why a committed entry could not be applied, if one could not (the replica stopped),
+    /// and whether the application's files were damaged (its state is then repaired at the
+    /// next start).
+    pub fn failure(&self) -> Option<(String, bool)> {
         self.failed.lock().unwrap().clone()
     }
 
-    /// Records an apply failure; a damaged application marks the state for repair.
+    /// After an apply failure: a damaged application marks the state for repair.
     async fn fail(&self, why: String, damaged: bool) -> io::Error {
         tracing::error!(dir = %self.dir.display(), error = %why, damaged, "the state machine stopped");
-        *self.failed.lock().unwrap() = Some(why.clone());
         if damaged
             && let Some(data_dir) = self.dir.parent()
             && let Err(e) = crate::repair::mark(&*self.disk, data_dir).await
@@ -254,6 +271,11 @@ impl<A: App> StateMachineStore<A> {
         let _one_at_a_time = self.snapshots.lock().await;
         let (meta, cp) = {
             let mut st = self.state.lock().unwrap();
+            if let Some((why, _)) = self.failure() {
+                return Err(Error::Stopped(format!(
+                    "no snapshot after a failed apply: {why}"
+                )));
+            }
             let meta = SnapshotMeta {
                 last_log_id: st.last_applied,
                 last_membership: st.last_membership.clone(),
@@ -325,10 +347,15 @@ impl<A: App> RaftStateMachine<TypeConfig> for StateMachineStore<A> {
                 let mut st = self.state.lock().unwrap();
                 let out = match &entry.payload {
                     EntryPayload::Blank => Ok(Vec::new()),
-                    EntryPayload::Normal(req) => st
-                        .app
-                        .apply(LogIndex(log_id.index), &req.0)
-                        .map_err(|e| (e, st.app.damaged().is_some())),
+                    EntryPayload::Normal(req) => {
+                        st.app.apply(LogIndex(log_id.index), &req.0).map_err(|e| {
+                            let why =
+                                format!("committed entry {} cannot be applied: {e}", log_id.index);
+                            let damaged = st.app.damaged().is_some();
+                            *self.failed.lock().unwrap() = Some((why.clone(), damaged));
+                            (why, damaged)
+                        })
+                    }
                     EntryPayload::Membership(m) => {
                         st.last_membership = StoredMembership::new(Some(log_id), m.clone());
                         Ok(Vec::new())
@@ -341,10 +368,7 @@ impl<A: App> RaftStateMachine<TypeConfig> for StateMachineStore<A> {
             };
             let response = match response {
                 Ok(r) => r,
-                Err((e, damaged)) => {
-                    let why = format!("committed entry {} cannot be applied: {e}", log_id.index);
-                    return Err(self.fail(why, damaged).await);
-                }
+                Err((why, damaged)) => return Err(self.fail(why, damaged).await),
             };
             if let Some(r) = responder {
                 r.send(Response(response));

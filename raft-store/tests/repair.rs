@@ -84,6 +84,9 @@ async fn a_log_never_purged_rebuilds_the_state_from_itself() {
         .await
         .unwrap();
     assert_eq!(done, Repaired::FromLog);
+    // The marker goes once the replica has opened the rebuilt state (Group::start).
+    assert!(repair::interrupted(&cfg, &*disk).unwrap());
+    repair::settle(&cfg, &*disk).await.unwrap();
     assert!(!repair::interrupted(&cfg, &*disk).unwrap());
     assert_eq!(names(&disk, "/g/sm"), [repair::DAMAGED_SNAPSHOT]);
     assert!(names(&disk, "/g/app").is_empty());
