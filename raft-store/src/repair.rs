@@ -317,54 +317,11 @@ where
     Fut: std::future::Future<Output = std::result::Result<SeedReply, String>>,
 {
     let mine = id_at(log, Some(purged), last).ok_or("this log's last entry cannot be read")?;
-    let mut next = last;
-    let mut bytes = 0;
-    while next <= at.index {
-        let entries = match ask(SeedRequest::Entries {
-            from: next,
-            to: at.index,
-            max_bytes: seed::CHUNK,
-        })
-        .await?
-        {
-            SeedReply::Entries(e) => e,
-            _ => return Err("an answer of the wrong kind".into()),
-        };
-        if entries.is_empty()
-            || entries
-                .iter()
-                .zip(next..)
-                .any(|(e, i)| e.log_id.index != i || i > at.index)
-        {
-            return Err(format!("the peer answered entries not starting at {next}"));
-        }
-        let mut entries = entries;
-        if next == last {
-            if entries[0].log_id != mine {
-                return Err(format!(
-                    "the peer's entry {last} is {}, this log's {mine}: they differ",
-                    entries[0].log_id
-                ));
-            }
-            entries.remove(0);
-        }
-        next += entries.len() as u64 + u64::from(next == last);
-        if let Some(e) = entries.last()
-            && e.log_id.index == at.index
-            && e.log_id != at
-        {
-            return Err("the peer's log does not end at its snapshot".into());
-        }
-        bytes += entries
-            .iter()
-            .map(|e| match &e.payload {
-                crate::types::EntryPayload::Normal(r) => r.0.len() as u64,
-                _ => 0,
-            })
-            .sum::<u64>();
-        if !entries.is_empty() {
-            log.import(entries).await.map_err(|e| e.to_string())?;
-        }
+    let (newest, bytes) = seed::copy_entries(ask, log, last, at.index, Some(mine)).await?;
+    if newest != Some(at) {
+        return Err(format!(
+            "the peer's log ends at {newest:?}, its snapshot at {at}"
+        ));
     }
     log.finish_import(None).await.map_err(|e| e.to_string())?;
     Ok(bytes)

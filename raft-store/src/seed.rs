@@ -581,38 +581,9 @@ where
         .await
         .map_err(|e| e.to_string())?;
     let first = begin.first;
-    let mut next = first;
-    let mut newest = begin.purged.filter(|p| p.index + 1 == first);
-    while next <= last.index {
-        let entries = match ask(SeedRequest::Entries {
-            from: next,
-            to: last.index,
-            max_bytes: CHUNK,
-        })
-        .await?
-        {
-            SeedReply::Entries(e) => e,
-            _ => return Err("an answer of the wrong kind".into()),
-        };
-        if entries.is_empty()
-            || entries
-                .iter()
-                .zip(next..)
-                .any(|(e, i)| e.log_id.index != i || i > last.index)
-        {
-            return Err(format!("the peer answered entries not starting at {next}"));
-        }
-        next += entries.len() as u64;
-        newest = entries.last().map(|e| e.log_id);
-        bytes += entries
-            .iter()
-            .map(|e| match &e.payload {
-                crate::types::EntryPayload::Normal(r) => r.0.len() as u64,
-                _ => 0,
-            })
-            .sum::<u64>();
-        log.import(entries).await.map_err(|e| e.to_string())?;
-    }
+    let (copied, entry_bytes) = copy_entries(ask, &log, first, last.index, None).await?;
+    bytes += entry_bytes;
+    let newest = copied.or(begin.purged.filter(|p| p.index + 1 == first));
     // The log must end exactly where the copy does (same index and term).
     if newest != Some(last) {
         return Err(format!(
@@ -674,4 +645,67 @@ where
         disk.sync_dir(&dir).await.map_err(|e| io(&dir, e))?;
     }
     Ok(bytes)
+}
+
+/// Copies a peer's entries `from..=to` into `log`, in runs of about [`CHUNK`] bytes.
+/// `check_first`: the id this log holds at `from`, which the peer's entry there must equal
+/// (Log Matching: it is then not copied again). Returns the last entry copied, if any, and the
+/// bytes of the entries' payloads.
+pub(crate) async fn copy_entries<F, Fut>(
+    ask: &F,
+    log: &LogStore,
+    from: u64,
+    to: u64,
+    check_first: Option<LogId>,
+) -> std::result::Result<(Option<LogId>, u64), String>
+where
+    F: Fn(SeedRequest) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<SeedReply, String>>,
+{
+    let mut next = from;
+    let mut newest = None;
+    let mut bytes = 0;
+    while next <= to {
+        let mut entries = match ask(SeedRequest::Entries {
+            from: next,
+            to,
+            max_bytes: CHUNK,
+        })
+        .await?
+        {
+            SeedReply::Entries(e) => e,
+            _ => return Err("an answer of the wrong kind".into()),
+        };
+        if entries.is_empty()
+            || entries
+                .iter()
+                .zip(next..)
+                .any(|(e, i)| e.log_id.index != i || i > to)
+        {
+            return Err(format!("the peer answered entries not starting at {next}"));
+        }
+        next += entries.len() as u64;
+        if let Some(mine) = check_first.filter(|m| m.index == from)
+            && entries[0].log_id.index == from
+        {
+            if entries[0].log_id != mine {
+                return Err(format!(
+                    "the peer's entry {from} is {}, this log's {mine}: they differ",
+                    entries[0].log_id
+                ));
+            }
+            entries.remove(0);
+        }
+        let Some(last) = entries.last() else { continue };
+        newest = Some(last.log_id);
+        bytes += entries
+            .iter()
+            .map(|e| match &e.payload {
+                crate::types::EntryPayload::Normal(r) => r.0.len() as u64,
+                _ => 0,
+            })
+            .sum::<u64>();
+        log.import(entries).await.map_err(|e| e.to_string())?;
+    }
+    Ok((newest, bytes))
 }
