@@ -175,16 +175,14 @@ pub async fn settle(cfg: &GroupConfig, disk: &dyn Disk) -> Result<()> {
 
 /// How a peer's snapshot at `s` fits this replica's log, purged through `purged` and ending
 /// at `last`: `Some(false)` if the log holds entry `s` (same index and term), `Some(true)` if
-/// it ends before `s` (the copy must bring the log up to `s` too), `None` if it cannot be
-/// used (before the purge point, or a different entry at that index).
+/// the copy must first bring the log up to `s` (it ends before `s`, or its tail diverged from
+/// the committed log: an old leader's uncommitted entries), `None` if it cannot be used (the
+/// snapshot is older than the purge point).
 fn fits(log: &LogStore, purged: LogId, last: u64, s: LogId) -> Option<bool> {
     if s.index < purged.index {
         return None;
     }
-    if s.index > last {
-        return Some(true);
-    }
-    (id_at(log, Some(purged), s.index) == Some(s)).then_some(false)
+    Some(s.index > last || id_at(log, Some(purged), s.index) != Some(s))
 }
 
 /// Rebuilds the state of the replica of `cfg`, damaged for reason `why`, before its Raft
@@ -300,11 +298,13 @@ pub async fn repair(
     })
 }
 
-/// Brings the log, which ends at `last`, up to the peer's snapshot at `at`: the peer's
-/// entries from `last` on, the first of which must be this log's last (Log Matching: the log
-/// up to there is then the committed one, and the entries after it, through a snapshot the
-/// peer applied, are committed). What an AppendEntries from the leader would do. Returns the
-/// bytes copied.
+/// Brings the log, which ends at `last`, up to the peer's snapshot at `at`: finds the newest
+/// entry at or before `at` the log shares with the peer (same index and term), cuts this log's
+/// entries after it, and copies the peer's from there through `at`. By Log Matching the log up
+/// to the shared entry is the committed one, and every entry of this log after it differs from
+/// the committed log (an old leader's tail that never committed: tests/replica_replacement.rs
+/// found one), while the peer's entries through its snapshot are committed. What an
+/// AppendEntries from the leader would do. Returns the bytes copied.
 async fn extend_log<F, Fut>(
     log: &LogStore,
     purged: LogId,
@@ -316,8 +316,41 @@ where
     F: Fn(SeedRequest) -> Fut,
     Fut: std::future::Future<Output = std::result::Result<SeedReply, String>>,
 {
-    let mine = id_at(log, Some(purged), last).ok_or("this log's last entry cannot be read")?;
-    let (newest, bytes) = seed::copy_entries(ask, log, last, at.index, Some(mine)).await?;
+    // An uncommitted tail is short (the entries in flight when the old leader stopped).
+    const MAX_WALK_BACK: u64 = 4096;
+    let mut shared = last.min(at.index);
+    let mine = loop {
+        let mine = id_at(log, Some(purged), shared).ok_or("this log's entries cannot be read")?;
+        let theirs = match ask(SeedRequest::Entries {
+            from: shared,
+            to: shared,
+            max_bytes: 1,
+        })
+        .await?
+        {
+            SeedReply::Entries(e) => e.first().map(|e| e.log_id),
+            _ => return Err("an answer of the wrong kind".into()),
+        };
+        if theirs == Some(mine) {
+            break mine;
+        }
+        if shared <= purged.index || last.min(at.index) - shared >= MAX_WALK_BACK {
+            return Err(format!(
+                "this log shares no entry with the peer's from {shared} to {}",
+                last.min(at.index)
+            ));
+        }
+        shared -= 1;
+    };
+    if shared < last {
+        tracing::warn!(
+            from = shared + 1,
+            to = last,
+            "cutting a log tail that diverged from the committed log"
+        );
+        log.cut_after(mine).await.map_err(|e| e.to_string())?;
+    }
+    let (newest, bytes) = seed::copy_entries(ask, log, shared, at.index, Some(mine)).await?;
     if newest != Some(at) {
         return Err(format!(
             "the peer's log ends at {newest:?}, its snapshot at {at}"
@@ -370,4 +403,61 @@ where
     .await
     .map_err(|e| e.to_string())?;
     Ok(bytes)
+}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::*;
+    use crate::disk::SimDisk;
+    use crate::types::Entry;
+    use crate::types::EntryPayload;
+    use crate::types::Request;
+    use crate::types::log_id;
+
+    fn entry(term: u64, i: u64) -> Entry {
+        Entry {
+            log_id: log_id(term, i),
+            payload: EntryPayload::Normal(Request(vec![i as u8; 64])),
+        }
+    }
+
+    /// An old leader's log (entries 1..=20, of which 18..=20 never committed: term 1) is
+    /// brought up to a peer's snapshot at 30 whose log took 18..=30 in term 2: the diverged
+    /// tail is cut at the newest shared entry (17) and the peer's committed entries copied.
+    #[tokio::test]
+    async fn a_diverged_tail_is_cut_and_replaced_by_the_peers_committed_entries() {
+        let disk: Arc<dyn Disk> = Arc::new(SimDisk::new(3));
+        let (log, _) = LogStore::open(disk.clone(), "/g/log", Default::default())
+            .await
+            .unwrap();
+        log.import((1..=20).map(|i| entry(1, i)).collect())
+            .await
+            .unwrap();
+        log.finish_import(None).await.unwrap();
+        let peer: Vec<Entry> = (1..=30)
+            .map(|i| entry(if i < 18 { 1 } else { 2 }, i))
+            .collect();
+        let ask = |req: SeedRequest| {
+            let peer = peer.clone();
+            async move {
+                match req {
+                    SeedRequest::Entries { from, to, .. } => Ok(SeedReply::Entries(
+                        peer[from as usize - 1..to.min(from + 4) as usize].to_vec(),
+                    )),
+                    _ => Err("not served".into()),
+                }
+            }
+        };
+        let purged = log_id(0, 0);
+        assert_eq!(fits(&log, purged, 20, log_id(2, 30)), Some(true));
+        assert_eq!(fits(&log, purged, 20, log_id(1, 15)), Some(false));
+        assert_eq!(fits(&log, purged, 20, log_id(2, 19)), Some(true));
+        extend_log(&log, purged, 20, log_id(2, 30), &ask)
+            .await
+            .unwrap();
+        let got: Vec<LogId> = log.read(1..=30).unwrap().iter().map(|e| e.log_id).collect();
+        let want: Vec<LogId> = peer.iter().map(|e| e.log_id).collect();
+        assert_eq!(got, want);
+        assert_eq!(log.state().1, Some(log_id(2, 30)));
+    }
 }

@@ -15,6 +15,12 @@ impl LogStore {
         self.do_append(entries, IOFlushed::noop()).await
     }
 
+    /// Cuts the entries after `last` from a log no Raft runs on yet: a tail that diverged
+    /// from the committed log ([`crate::repair`] replaces it with a peer's committed entries).
+    pub async fn cut_after(&self, last: LogId) -> Result<()> {
+        self.do_truncate_after(Some(last)).await
+    }
+
     /// Ends an import: the active segment and the directory are made durable, then the log
     /// records that it starts after `purged` if given (entries up to it are the snapshot's).
     pub async fn finish_import(&self, purged: Option<LogId>) -> Result<()> {
