@@ -373,23 +373,7 @@ where
     F: Fn(SeedRequest) -> Fut,
     Fut: std::future::Future<Output = std::result::Result<SeedReply, String>>,
 {
-    let mut snapshot = Vec::new();
-    seed::fetch_file(
-        ask,
-        SNAPSHOT_DIR,
-        state_machine::SNAPSHOT_FILE,
-        begin.snapshot_len,
-        |_, b| {
-            snapshot.extend_from_slice(b);
-            Ok(())
-        },
-    )
-    .await?;
-    let (meta, _) = state_machine::decode_snapshot(&snapshot)
-        .map_err(|e| format!("the peer's snapshot changed while it was copied ({e})"))?;
-    if meta.last_log_id != Some(at) {
-        return Err("the peer's snapshot changed while it was copied".into());
-    }
+    let snapshot = seed::fetch_snapshot(ask, begin.snapshot_len, at).await?;
     clear_state(cfg, &**disk).await.map_err(|e| e.to_string())?;
     let mut bytes = snapshot.len() as u64;
     bytes += seed::fetch_files(cfg, disk, ask, &begin.files).await?;

@@ -547,22 +547,7 @@ where
     // this replica applies itself.
     let mut snapshot = Vec::new();
     let last = if let Some(want) = begin.snapshot_last {
-        fetch_file(
-            ask,
-            SNAPSHOT_DIR,
-            state_machine::SNAPSHOT_FILE,
-            begin.snapshot_len,
-            |_, b| {
-                snapshot.extend_from_slice(b);
-                Ok(())
-            },
-        )
-        .await?;
-        let (meta, _) = state_machine::decode_snapshot(&snapshot)
-            .map_err(|e| format!("the peer's snapshot changed while it was copied ({e})"))?;
-        if meta.last_log_id != Some(want) {
-            return Err("the peer's snapshot changed while it was copied".into());
-        }
+        snapshot = fetch_snapshot(ask, begin.snapshot_len, want).await?;
         want
     } else if begin.purged.is_none() {
         begin.applied.ok_or("the peer has applied nothing")?
@@ -607,6 +592,37 @@ where
         .map_err(|e| e.to_string())?;
     }
     Ok((first, last.index, bytes))
+}
+
+/// Fetches the peer's persisted snapshot (`len` bytes, in chunks) and checks that it is whole
+/// and still the one at `want`: a build that replaced it meanwhile fails its CRC or its id.
+pub(crate) async fn fetch_snapshot<F, Fut>(
+    ask: &F,
+    len: u64,
+    want: LogId,
+) -> std::result::Result<Vec<u8>, String>
+where
+    F: Fn(SeedRequest) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<SeedReply, String>>,
+{
+    let mut snapshot = Vec::new();
+    fetch_file(
+        ask,
+        SNAPSHOT_DIR,
+        state_machine::SNAPSHOT_FILE,
+        len,
+        |_, b| {
+            snapshot.extend_from_slice(b);
+            Ok(())
+        },
+    )
+    .await?;
+    let (meta, _) = state_machine::decode_snapshot(&snapshot)
+        .map_err(|e| format!("the peer's snapshot changed while it was copied ({e})"))?;
+    if meta.last_log_id != Some(want) {
+        return Err("the peer's snapshot changed while it was copied".into());
+    }
+    Ok(snapshot)
 }
 
 /// Fetches the application's `files` (directory, name, length) a peer listed into this
