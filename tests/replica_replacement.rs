@@ -5,13 +5,12 @@
 //! `raftmq broker --rejoin`, and `raftmq admin replica add` copies the log to it and makes it a
 //! voter. Then node 1 is killed: the group must go on with nodes 2 and 3, so node 3 votes and
 //! counts towards commits, and every message acknowledged during all of it is received.
-//!
-//! The same file holds the repair of a replica whose state (snapshot, consume queues) is
-//! damaged while its log is sound: it rebuilds the state at its restart, from its own log or a
-//! peer's snapshot, and serves every retained message again.
+//! (The repair of a damaged state, which reads back the same way, is in tests/state_repair.rs.)
 #![cfg(not(madsim))]
 
 mod common;
+#[path = "support/retained.rs"]
+mod retained;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -22,49 +21,9 @@ use std::time::Duration;
 use std::time::Instant;
 
 use common::Cluster;
-use raftmq_client::ClientConfig;
-use raftmq_client::Message;
-use raftmq_client::Producer;
+use retained::*;
 
 const BASE: u16 = 19900;
-
-fn client_config(endpoints: &str) -> ClientConfig {
-    let mut c = ClientConfig::with_endpoints(endpoints);
-    c.request_timeout = Duration::from_secs(5);
-    c.long_polling_timeout = Duration::from_secs(1);
-    c
-}
-
-/// Sends `body_len`-byte messages to `topic` until `stop`, handing each acknowledged send's
-/// id and receipt to `acked` (failed ones are not retried: only acknowledged messages are
-/// promised).
-async fn send_until(
-    endpoints: String,
-    topic: &str,
-    body_len: usize,
-    stop: Arc<AtomicBool>,
-    mut acked: impl FnMut(String, raftmq_client::SendReceipt),
-) {
-    let p = Producer::builder(client_config(&endpoints))
-        .topics([topic])
-        .start()
-        .await
-        .unwrap();
-    let mut i = 0u64;
-    while !stop.load(Ordering::SeqCst) {
-        let id = format!("{topic}-{i}");
-        i += 1;
-        let m = Message::new(topic, vec![b'x'; body_len]).with_message_id(id.clone());
-        match p.send(m).await {
-            Ok(r) => acked(id, r),
-            Err(e) => {
-                eprintln!("{topic}: send {id} failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-    p.shutdown().await;
-}
 
 /// [`send_until`] to topic `Replace`, recording the ids.
 async fn load(endpoints: String, acked: Arc<Mutex<Vec<String>>>, stop: Arc<AtomicBool>) {
@@ -96,14 +55,6 @@ fn start_load(endpoints: String) -> Load {
         acked,
         stop,
         sender,
-    }
-}
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -393,20 +344,6 @@ fn a_cluster_still_forming_routes_to_its_nodes() {
     });
 }
 
-/// [`send_until`] to topic `Trimmed`, recording where each acknowledged send was stored:
-/// (queue, offset) -> id.
-async fn positioned_load(
-    endpoints: String,
-    acked: Arc<Mutex<std::collections::BTreeMap<(i32, i64), String>>>,
-    stop: Arc<AtomicBool>,
-) {
-    send_until(endpoints, "Trimmed", 700, stop, |id, r| {
-        let (_, queue) = r.stored_in.expect("RaftMQ says where it stored a message");
-        acked.lock().unwrap().insert((queue, r.offset), id);
-    })
-    .await
-}
-
 /// Replacing a failed disk after retention has deleted the start of the log (issue 12, item
 /// 5): the log alone can no longer bring a new replica up, so the node started with an empty
 /// directory and `--rejoin` copies a peer's snapshot, consume queues and retained log before
@@ -511,314 +448,4 @@ fn a_replica_replaced_after_retention_copies_the_retained_log() {
     stop.store(true, Ordering::SeqCst);
     rt.block_on(sender).unwrap();
     read_back_through_node_3(&mut c, &rt, &acked.lock().unwrap(), true);
-}
-
-/// Node 3 (the preferred leader) leads again, node 1 is killed, and a pull consumer reads each
-/// queue of `Trimmed` from its first retained offset to its end through node 3: every offset
-/// holds the intact 700-byte message acknowledged there (`acked`: (queue, offset) -> id), and
-/// every acknowledged message at or after each queue's start is read. `trimmed`: retention
-/// must have deleted the start of some queue.
-fn read_back_through_node_3(
-    c: &mut Cluster,
-    rt: &tokio::runtime::Runtime,
-    acked: &std::collections::BTreeMap<(i32, i64), String>,
-    trimmed: bool,
-) {
-    // Leadership goes back to a preferred node once it matched the leader's log at two checks
-    // in a row: rarely under a steady load, at once without one.
-    wait_until(
-        "node 3 leads (it is preferred)",
-        Duration::from_secs(30),
-        || c.leader_of(1) == Some(2),
-    );
-    // Node 1 goes: nodes 2 and 3 must commit, and node 3 serves what it copied.
-    c.kill(0);
-    wait_until("node 3 still leads", Duration::from_secs(30), || {
-        c.leader_of(1) == Some(2)
-    });
-    let read = rt.block_on(async {
-        let eps = format!("{},{}", c.node(2), c.node(1));
-        let pc = raftmq_client::PullConsumer::builder(client_config(&eps), "trimmed-reader")
-            .topics(["Trimmed"])
-            .start()
-            .await
-            .unwrap();
-        let mut read = Vec::new();
-        for q in pc.queues("Trimmed").await.unwrap() {
-            let begin = pc
-                .offset_for(&q, raftmq_client::SeekTo::Beginning)
-                .await
-                .unwrap();
-            let end = pc.offset_for(&q, raftmq_client::SeekTo::End).await.unwrap();
-            let mut at = begin;
-            while at < end {
-                let p = pc
-                    .pull(&q, at, 256, &raftmq_client::Filter::All)
-                    .await
-                    .unwrap();
-                assert!(p.next_offset > at, "queue {} stuck at {at}", q.id);
-                for m in p.messages {
-                    read.push((q.id, m.queue_offset.unwrap(), m.message_id, m.body.len()));
-                }
-                at = p.next_offset;
-            }
-            read.push((q.id, -1, format!("{begin}..{end}"), 0));
-        }
-        pc.shutdown().await;
-        read
-    });
-    let mut held = 0;
-    let mut bounds = std::collections::BTreeMap::new();
-    for (q, off, id, len) in &read {
-        if *off < 0 {
-            bounds.insert(*q, id.clone());
-            continue;
-        }
-        held += 1;
-        assert_eq!(*len, 700, "message {id} at {q}/{off}");
-        if let Some(want) = acked.get(&(*q, *off)) {
-            assert_eq!(want, id, "queue {q} offset {off}");
-        }
-    }
-    // Every acknowledged message from each queue's first retained offset on was read.
-    for ((q, off), id) in acked {
-        let (begin, _) = bounds[q].split_once("..").unwrap();
-        if *off >= begin.parse::<i64>().unwrap() {
-            assert!(
-                read.iter()
-                    .any(|(rq, ro, rid, _)| rq == q && ro == off && rid == id),
-                "acknowledged {id} at {q}/{off} is retained but was not read (bounds {bounds:?})"
-            );
-        }
-    }
-    assert!(
-        !trimmed || bounds.values().any(|b| !b.starts_with("0..")),
-        "retention deleted nothing: {bounds:?}"
-    );
-    assert!(held >= 500, "only {held} messages retained: {bounds:?}");
-    assert!(c.all_alive(), "{}", tail(&c.log(2)));
-}
-
-/// A replica whose state on disk is damaged while its log is sound rebuilds the state at its
-/// restart (raft-store's repair) and serves as before: `damage` is done to node 3's group
-/// directory while it is down, its log must then say `expect`, and it leads and serves every
-/// retained message (with node 1 down, so it counts towards commits too).
-fn a_damaged_state_is_repaired(
-    base: u16,
-    extra: &str,
-    damage: impl FnOnce(&std::path::Path),
-    sent_while_down: usize,
-    expect: &str,
-    trimmed: bool,
-) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = Cluster::configure_with(dir.path(), base, 1, |_| 3, extra);
-    for i in 0..3 {
-        c.restart(i);
-    }
-    c.wait_all_led();
-    let endpoints = (0..3).map(|i| c.node(i)).collect::<Vec<_>>().join(",");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let acked = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sender = rt.spawn(positioned_load(endpoints, acked.clone(), stop.clone()));
-    if trimmed {
-        wait_until(
-            "retention deletes the start of the log",
-            Duration::from_secs(120),
-            || {
-                let (ok, out) = c.admin(0, &["status"]);
-                ok && out.contains("older deleted")
-            },
-        );
-    } else {
-        wait_until("a few snapshots' worth", Duration::from_secs(120), || {
-            acked.lock().unwrap().len() >= 700
-        });
-    }
-    // Each replica snapshots (and purges) every 200 entries.
-    std::thread::sleep(Duration::from_secs(3));
-    c.kill(2);
-    damage(&c.data_dir(2).join("group-1"));
-    // The others go on meanwhile: one message per entry from the single producer, so a few
-    // hundred take the group past node 3's log, and the others' snapshots (every 200) too.
-    let before = acked.lock().unwrap().len();
-    wait_until(
-        "sends while node 3 is down",
-        Duration::from_secs(120),
-        || acked.lock().unwrap().len() >= before + sent_while_down,
-    );
-    c.restart(2);
-    wait_until("node 3 repairs its state", Duration::from_secs(60), || {
-        c.log(2).contains(expect)
-    });
-    std::thread::sleep(Duration::from_secs(2));
-    stop.store(true, Ordering::SeqCst);
-    rt.block_on(sender).unwrap();
-    read_back_through_node_3(&mut c, &rt, &acked.lock().unwrap(), trimmed);
-}
-
-/// A consume-queue file lost after retention purged the log: the state before the purge
-/// point exists only in snapshots, so node 3 copies a peer's snapshot and consume queues. It
-/// was down for 600 sends, so every peer's snapshot is past the end of its log: the copy
-/// first brings its log up to the snapshot with the peer's entries (after checking that the
-/// peer's entry at its log's end is the same), then it applies its log after it.
-#[test]
-fn a_lost_consume_queue_file_is_copied_from_a_peer() {
-    a_damaged_state_is_repaired(
-        20100,
-        "[storage]\nsegment_mb = 0.125\nsnapshot_every = 200\n\n[retention]\nmax_mb_per_group = 1\ncheck_secs = 0.5\n",
-        |group| {
-            let cq = group.join("cq");
-            let mut names: Vec<_> = std::fs::read_dir(&cq)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .filter(|p| p.extension().is_some_and(|x| x == "cq"))
-                .collect();
-            names.sort();
-            assert!(
-                !names.is_empty(),
-                "no consume-queue file in {}",
-                cq.display()
-            );
-            std::fs::remove_file(&names[0]).unwrap();
-        },
-        600,
-        "was brought up to a peer's snapshot",
-        true,
-    );
-}
-
-/// A snapshot that fails its CRC while the log was never purged: node 3 sets it aside and
-/// applies its whole log again.
-#[test]
-fn a_corrupt_snapshot_is_rebuilt_from_the_log() {
-    a_damaged_state_is_repaired(
-        20200,
-        "[storage]\nsnapshot_every = 200\n",
-        |group| {
-            let path = group.join("sm").join("snapshot");
-            let mut bytes = std::fs::read(&path).unwrap();
-            let mid = bytes.len() / 2;
-            bytes[mid] ^= 0xff;
-            std::fs::write(&path, bytes).unwrap();
-        },
-        0,
-        "the replica applies its whole log again",
-        false,
-    );
-}
-
-/// A consume-queue read that fails while the replica runs (here its file was cut short under
-/// it): the read fails, the replica stops at its next apply, marks its state for
-/// repair and the process exits for its supervisor; restarted, it rebuilds the state (from
-/// its log, never purged here) and serves every message again.
-#[test]
-fn a_consume_queue_read_that_fails_stops_the_replica_and_its_restart_repairs_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = Cluster::configure_with(
-        dir.path(),
-        20300,
-        1,
-        |_| 3,
-        "[storage]\nsnapshot_every = 200\n",
-    );
-    for i in 0..3 {
-        c.restart(i);
-    }
-    c.wait_all_led();
-    wait_until("node 3 leads", Duration::from_secs(30), || {
-        c.leader_of(1) == Some(2)
-    });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let acked = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sender = rt.spawn(positioned_load(c.node(2), acked.clone(), stop.clone()));
-    // Over 192 per queue: the oldest entries are in the file, not in memory (4 KiB writes of
-    // 128 entries, 64 kept).
-    wait_until("messages in every queue", Duration::from_secs(180), || {
-        acked.lock().unwrap().len() >= 3000
-    });
-    stop.store(true, Ordering::SeqCst);
-    rt.block_on(sender).unwrap();
-    // Offset 0 of each queue is far behind the entries kept in memory: cut one queue's file.
-    let cq = c.data_dir(2).join("group-1").join("cq");
-    let file = std::fs::read_dir(&cq)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "cq"))
-        .min()
-        .expect("a consume-queue file");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&file)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
-    let queue: i32 = file
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .split('.')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    // The read reaches node 3, the leader, through whichever node the client asks first: it
-    // fails there (the client then retries elsewhere, and a new leader answers).
-    rt.block_on(async {
-        let pc = raftmq_client::PullConsumer::builder(client_config(&c.node(2)), "cut-reader")
-            .topics(["Trimmed"])
-            .start()
-            .await
-            .unwrap();
-        let q = pc
-            .queues("Trimmed")
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|q| q.id == queue)
-            .unwrap();
-        let _ = pc.pull(&q, 0, 16, &raftmq_client::Filter::All).await;
-        pc.shutdown().await;
-    });
-    // The next apply stops the replica: one more send.
-    let stop = Arc::new(AtomicBool::new(false));
-    let sender = rt.spawn(positioned_load(
-        (0..3).map(|i| c.node(i)).collect::<Vec<_>>().join(","),
-        acked.clone(),
-        stop.clone(),
-    ));
-    let status = c.wait_exit(2, Duration::from_secs(30));
-    assert!(
-        status.is_some_and(|s| !s.success()),
-        "node 3 did not exit non-zero: {status:?}\n{}",
-        tail(&c.log(2))
-    );
-    assert!(
-        c.log(2).contains("because its state machine failed"),
-        "{}",
-        tail(&c.log(2))
-    );
-    c.restart(2);
-    wait_until("node 3 repairs its state", Duration::from_secs(60), || {
-        c.log(2).contains("the replica applies its whole log again")
-    });
-    std::thread::sleep(Duration::from_secs(2));
-    stop.store(true, Ordering::SeqCst);
-    rt.block_on(sender).unwrap();
-    read_back_through_node_3(&mut c, &rt, &acked.lock().unwrap(), false);
-}
-
-fn tail(log: &str) -> &str {
-    &log[log.len().saturating_sub(3000)..]
 }
