@@ -20,6 +20,12 @@ use clap::Subcommand;
 use raftmq_proto::admin as pb;
 use raftmq_proto::admin::admin_client::AdminClient;
 
+/// mimalloc instead of glibc's malloc: the broker allocates and frees many small buffers per
+/// message (HTTP/2 frames, requests, log entries), and glibc's malloc took 14% of the servers'
+/// CPU under the peers harness (docs/benchmarks.md, issue 13).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "raftmq",
