@@ -251,6 +251,7 @@ fn fuzz_forwarded_payloads() {
         invisible_ms: 1000,
         filter: TagFilter::Tags([1, 2, 3].into()),
         max_bytes: 1 << 20,
+        order: Default::default(),
     };
     let read = wire::Read::Pull {
         topic: "t".into(),

@@ -60,6 +60,9 @@ pub mod op {
     /// Delete the messages of topics with their own retention age that are older than it
     /// ([`super::Expire`]).
     pub const EXPIRE: u8 = 15;
+    /// Receive with a byte budget, oldest messages first across queues
+    /// ([`super::PopOrder::OldestFirst`]; replaces [`POP_BOUNDED`] for new proposals).
+    pub const POP_OLDEST: u8 = 16;
 }
 
 /// Byte limit for decoding anything that crosses a process boundary or comes out of the log:
@@ -123,6 +126,24 @@ pub struct Pop {
     /// Stop adding messages once their bodies reach this many bytes (at least one is taken),
     /// so the reply always fits in a message.
     pub max_bytes: u64,
+    /// How a receive from any queue picks its messages. Not in the body: the op code says it
+    /// ([`op::POP_BOUNDED`] or [`op::POP_OLDEST`]), so replicas of different versions never
+    /// apply one entry two ways.
+    #[serde(skip)]
+    pub order: PopOrder,
+}
+
+/// How a receive from any queue of a topic picks the messages it takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PopOrder {
+    /// Queue by queue, from a queue that depends on the deliveries so far
+    /// ([`op::POP_BOUNDED`]). A receive of 32 from a topic of 8 or 16 queues began at the same
+    /// queue every time and drained it first: under a backlog the other queues waited for
+    /// seconds (issue 13, the peers harness's end-to-end p99).
+    QueueByQueue,
+    /// The oldest messages first, across queues (by log index) ([`op::POP_OLDEST`]).
+    #[default]
+    OldestFirst,
 }
 
 /// A receive as op code 4 stored it (before the byte budget).
@@ -229,7 +250,8 @@ pub enum Command {
     UpsertGroup(GroupConfig),
     /// [`op::SEND`]
     Send(StoredMessage),
-    /// [`op::POP_BOUNDED`] (op code 4 entries decode to it with no byte budget)
+    /// [`op::POP_OLDEST`] or [`op::POP_BOUNDED`] as its order says (op code 4 entries decode to
+    /// the latter with no byte budget)
     Pop(Pop),
     /// [`op::ACK`]
     Ack(Ack),
@@ -268,7 +290,10 @@ impl Command {
             Command::UpsertTopic(c) => (op::UPSERT_TOPIC, enc(c)),
             Command::UpsertGroup(c) => (op::UPSERT_GROUP, enc(c)),
             Command::Send(m) => (op::SEND, enc(m)),
-            Command::Pop(p) => (op::POP_BOUNDED, enc(p)),
+            Command::Pop(p) => match p.order {
+                PopOrder::QueueByQueue => (op::POP_BOUNDED, enc(p)),
+                PopOrder::OldestFirst => (op::POP_OLDEST, enc(p)),
+            },
             Command::Ack(a) => (op::ACK, enc(a)),
             Command::ChangeInvisible(c) => (op::CHANGE_INVISIBLE, enc(c)),
             Command::Renew(c) => (op::RENEW, enc(c)),
@@ -284,7 +309,7 @@ impl Command {
 
     /// True if this binary knows `op`.
     pub fn known_op(op: u8) -> bool {
-        (op::UPSERT_TOPIC..=op::EXPIRE).contains(&op)
+        (op::UPSERT_TOPIC..=op::POP_OLDEST).contains(&op)
     }
 
     /// Decodes one command body.
@@ -300,9 +325,17 @@ impl Command {
                     invisible_ms: p.invisible_ms,
                     filter: p.filter,
                     max_bytes: u64::MAX,
+                    order: PopOrder::QueueByQueue,
                 })
             }
-            op::POP_BOUNDED => Command::Pop(dec(body)?),
+            op::POP_BOUNDED => Command::Pop(Pop {
+                order: PopOrder::QueueByQueue,
+                ..dec(body)?
+            }),
+            op::POP_OLDEST => Command::Pop(Pop {
+                order: PopOrder::OldestFirst,
+                ..dec(body)?
+            }),
             op::RENEW_MANY => Command::RenewMany(dec(body)?),
             op::UPSERT_TOPIC => Command::UpsertTopic(dec(body)?),
             op::UPSERT_GROUP => Command::UpsertGroup(dec(body)?),
@@ -504,6 +537,28 @@ mod tests {
         );
         let l = &d.commands[2];
         assert_eq!(decode_message(&bytes, l.pos, l.len).unwrap(), msg(2));
+    }
+
+    #[test]
+    fn a_receives_order_travels_in_its_op_code() {
+        for (order, code) in [
+            (PopOrder::OldestFirst, op::POP_OLDEST),
+            (PopOrder::QueueByQueue, op::POP_BOUNDED),
+        ] {
+            let pop = Command::Pop(Pop {
+                group: "g".into(),
+                topic: "t".into(),
+                queue: None,
+                max: 32,
+                invisible_ms: 30_000,
+                filter: TagFilter::All,
+                max_bytes: 1 << 20,
+                order,
+            });
+            let (op, body) = pop.encode();
+            assert_eq!(op, code);
+            assert_eq!(Command::decode(op, &body).unwrap(), pop);
+        }
     }
 
     #[test]

@@ -91,6 +91,7 @@ fn pop(topic: &str, max: u32, filter: TagFilter, max_bytes: u64) -> Command {
         invisible_ms: 30_000,
         filter,
         max_bytes,
+        order: Default::default(),
     })
 }
 
@@ -438,6 +439,7 @@ fn arb_command() -> impl Strategy<Value = Command> {
                         invisible_ms,
                         filter,
                         max_bytes,
+                        order: Default::default(),
                     })
                 }
             ),

@@ -35,6 +35,7 @@ use broker::command::ChangeInvisible;
 use broker::command::Command;
 use broker::command::Expire;
 use broker::command::Pop;
+use broker::command::PopOrder;
 use broker::command::Receipt;
 use broker::command::Retain;
 use broker::command::TagFilter;
@@ -65,6 +66,7 @@ enum Op {
         max: u8,
         invisible: u16,
         one_queue: Option<u32>,
+        oldest: bool,
     },
     Ack {
         pick: u16,
@@ -89,7 +91,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..QUEUES, 1u8..5).prop_map(|(queue, count)| Op::Send { queue, count }),
-        3 => (1u8..6, 1u16..400, proptest::option::of(0..QUEUES)).prop_map(|(max, invisible, one_queue)| Op::Pop { max, invisible, one_queue }),
+        3 => (1u8..6, 1u16..400, proptest::option::of(0..QUEUES), any::<bool>()).prop_map(|(max, invisible, one_queue, oldest)| Op::Pop { max, invisible, one_queue, oldest }),
         3 => (any::<u16>(), proptest::bool::weighted(0.2)).prop_map(|(pick, stale)| Op::Ack { pick, stale }),
         1 => (any::<u16>(), 0u16..400).prop_map(|(pick, invisible)| Op::Change { pick, invisible }),
         2 => (1u16..500).prop_map(|ms| Op::Advance { ms }),
@@ -324,7 +326,13 @@ fn run(ops: Vec<Op>, seed: u64) {
                 max,
                 invisible,
                 one_queue,
+                oldest,
             } => {
+                let order = if oldest {
+                    PopOrder::OldestFirst
+                } else {
+                    PopOrder::QueueByQueue
+                };
                 let pop = Pop {
                     group: "g".into(),
                     topic: "t".into(),
@@ -333,7 +341,13 @@ fn run(ops: Vec<Op>, seed: u64) {
                     invisible_ms: invisible as u64,
                     filter: TagFilter::All,
                     max_bytes: u64::MAX,
+                    order,
                 };
+                let new_before: Vec<(u32, u64)> = model
+                    .iter()
+                    .filter(|(_, m)| matches!(m, M::New))
+                    .map(|(k, _)| *k)
+                    .collect();
                 // What the model allows to be handed out, and what must go to the DLQ first.
                 let now = h.now;
                 let o = h.apply1(Command::Pop(pop));
@@ -380,6 +394,22 @@ fn run(ops: Vec<Op>, seed: u64) {
                         attempt,
                     };
                     receipts.push(d.receipt);
+                }
+                // Oldest first: the new messages handed out are the oldest in the log (by its
+                // index) that were new, whatever their queue.
+                if oldest && one_queue.is_none() {
+                    let taken: Vec<(u32, u64)> = deliveries
+                        .iter()
+                        .filter(|d| d.attempt == 1)
+                        .map(|d| (d.receipt.queue.0, d.receipt.offset.0))
+                        .collect();
+                    let mut by_age = new_before.clone();
+                    by_age.sort_by_key(|k| log_of[k]);
+                    let mut expect: Vec<(u32, u64)> = by_age[..taken.len()].to_vec();
+                    let mut got = taken.clone();
+                    expect.sort();
+                    got.sort();
+                    assert_eq!(got, expect, "oldest new messages first across queues");
                 }
                 // Dead letters: expired messages at max attempts in the queues that were scanned.
                 let became_dead: Vec<(u32, u64)> = model
@@ -559,6 +589,7 @@ fn run(ops: Vec<Op>, seed: u64) {
             invisible_ms: 1_000,
             filter: TagFilter::All,
             max_bytes: u64::MAX,
+            order: Default::default(),
         }));
         let Outcome::Popped { deliveries, .. } = o else {
             panic!()
@@ -626,6 +657,7 @@ fn tag_filter_skips_without_delivering_and_clock_never_goes_back() {
         invisible_ms: 100,
         filter: TagFilter::Tags([broker::model::tag_hash(Some("B"))].into()),
         max_bytes: u64::MAX,
+        order: Default::default(),
     }));
     let Outcome::Popped { deliveries, .. } = o else {
         panic!()
@@ -670,6 +702,7 @@ fn fifo_group_waits_for_the_head_of_the_queue() {
             invisible_ms: 100,
             filter: TagFilter::All,
             max_bytes: u64::MAX,
+            order: Default::default(),
         })
     };
     let offsets = |o: Outcome| -> Vec<(u64, u32)> {
@@ -696,6 +729,7 @@ fn fifo_group_waits_for_the_head_of_the_queue() {
         invisible_ms: 100,
         filter: TagFilter::All,
         max_bytes: u64::MAX,
+        order: Default::default(),
     }));
     assert_eq!(offsets(o), vec![(0, 1), (1, 1)]);
 }

@@ -14,7 +14,10 @@ use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
+use super::lane::Lanes;
+use super::wire::BatchAnswer;
 use super::wire::ForwardError;
+use super::wire::Forwarded;
 use super::wire::Popped;
 use super::wire::Read;
 use super::wire::ReadAnswer;
@@ -32,6 +35,14 @@ pub const MAX_MESSAGE: usize = 256 << 20;
 /// Sends forwarded requests; see the module docs.
 #[derive(Clone)]
 pub struct Forwarder {
+    calls: Calls,
+    lanes: Lanes,
+}
+
+/// The calls themselves: one channel per target node, signed with this node's credential.
+/// (Apart from [`Forwarder`] so the lanes' tasks can hold them without holding the lanes.)
+#[derive(Clone)]
+pub struct Calls {
     clients: Arc<Mutex<BTreeMap<String, ForwardClient<Channel>>>>,
     key: ClusterKey,
     node_id: u64,
@@ -41,12 +52,57 @@ impl Forwarder {
     /// A forwarder for node `node_id` signing with `key`.
     pub fn new(key: ClusterKey, node_id: u64) -> Self {
         Self {
-            clients: Arc::default(),
-            key,
-            node_id,
+            calls: Calls {
+                clients: Arc::default(),
+                key,
+                node_id,
+            },
+            lanes: Lanes::default(),
         }
     }
 
+    /// Runs `command` on the leader at `addr`, in one call with whatever else this node
+    /// forwards to that group at the same time ([`super::lane`]).
+    pub async fn submit(
+        &self,
+        addr: &str,
+        group: u64,
+        command: &Command,
+        timeout: Duration,
+    ) -> Result<Outcome, BrokerError> {
+        self.lanes
+            .submit(&self.calls, addr, group, command, timeout)
+            .await
+    }
+
+    /// Runs a receive on the leader at `addr`.
+    pub async fn pop(
+        &self,
+        addr: &str,
+        group: u64,
+        pop: &Pop,
+        timeout: Duration,
+    ) -> Result<Popped, BrokerError> {
+        self.calls
+            .call(addr, method::POP, group, pop, timeout)
+            .await
+    }
+
+    /// Runs a read on the leader at `addr`.
+    pub async fn read(
+        &self,
+        addr: &str,
+        group: u64,
+        read: &Read,
+        timeout: Duration,
+    ) -> Result<ReadAnswer, BrokerError> {
+        self.calls
+            .call(addr, method::READ, group, read, timeout)
+            .await
+    }
+}
+
+impl Calls {
     fn client(&self, addr: &str) -> Result<ForwardClient<Channel>, BrokerError> {
         let mut m = self.clients.lock().unwrap();
         if let Some(c) = m.get(addr) {
@@ -84,8 +140,8 @@ impl Forwarder {
         req
     }
 
-    /// Runs `command` on the leader at `addr`.
-    pub async fn submit(
+    /// Runs one `command` on the leader at `addr`, in a call of its own.
+    pub async fn submit_one(
         &self,
         addr: &str,
         group: u64,
@@ -96,26 +152,24 @@ impl Forwarder {
             .await
     }
 
-    /// Runs a receive on the leader at `addr`.
-    pub async fn pop(
+    /// Runs `commands` on the leader at `addr` in one call: a result per command, or `None`
+    /// if the leader does not know the call (an older version; nothing ran).
+    pub async fn submit_batch(
         &self,
         addr: &str,
         group: u64,
-        pop: &Pop,
+        commands: &[Forwarded],
         timeout: Duration,
-    ) -> Result<Popped, BrokerError> {
-        self.call(addr, method::POP, group, pop, timeout).await
-    }
-
-    /// Runs a read on the leader at `addr`.
-    pub async fn read(
-        &self,
-        addr: &str,
-        group: u64,
-        read: &Read,
-        timeout: Duration,
-    ) -> Result<ReadAnswer, BrokerError> {
-        self.call(addr, method::READ, group, read, timeout).await
+    ) -> Result<Option<BatchAnswer>, BrokerError> {
+        let mut c = self.client(addr)?;
+        let req = self.request(method::SUBMIT_BATCH, group, enc(&commands), timeout);
+        let r = tokio::time::timeout(timeout, c.submit_batch(req)).await;
+        if let Ok(Err(s)) = &r
+            && s.code() == tonic::Code::Unimplemented
+        {
+            return Ok(None);
+        }
+        classify(addr, r).map(Some)
     }
 
     async fn call<Q: Serialize, A: DeserializeOwned>(

@@ -5,10 +5,11 @@
 //! request locally: if it does not lead either, it says so and the sender retries after the
 //! election, so a request never bounces around.
 //!
-//! [`wire`] holds what crosses the wire, [`client`] the sending side, [`server`] the receiving
-//! side (which depends on the core; the core depends only on the client and the wire types).
+//! [`wire`] holds what crosses the wire, [`client`] the sending side (with [`lane`], which
+//! batches the commands forwarded to one leader), [`server`] the receiving side (which depends on the core; the core depends only on the client and the wire types).
 
 pub mod client;
+pub mod lane;
 pub mod server;
 pub mod wire;
 

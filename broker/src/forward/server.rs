@@ -13,7 +13,9 @@ use raftmq_proto::forward::forward_server::Forward;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::lane::serve_batch;
 use super::wire::ForwardError;
+use super::wire::Forwarded;
 use super::wire::dec;
 use super::wire::enc;
 use super::wire::method;
@@ -113,6 +115,21 @@ impl Forward for ForwardServer {
         self.serve(method::READ, req, |core, group, read| async move {
             core.leader_read_local(group, read).await
         })
+        .await
+    }
+
+    async fn submit_batch(
+        &self,
+        req: tonic::Request<pb::ForwardRequest>,
+    ) -> Result<tonic::Response<pb::ForwardReply>, tonic::Status> {
+        self.serve(
+            method::SUBMIT_BATCH,
+            req,
+            |core, group, commands: Vec<Forwarded>| async move {
+                let core = &core;
+                Ok(serve_batch(commands, |cmd| core.submit_local(group, cmd)).await)
+            },
+        )
         .await
     }
 }

@@ -6,10 +6,12 @@ use serde::Deserialize;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::command::Command;
 use crate::command::TagFilter;
 use crate::error::BrokerError;
 use crate::model::StoredMessage;
 use crate::state::Delivery;
+use crate::state::Outcome;
 use crate::state::Reject;
 use crate::state::consume_queue::CqEntry;
 
@@ -21,7 +23,24 @@ pub mod method {
     pub const POP: &str = "forward.Pop";
     /// A read on the leader after a ReadIndex round.
     pub const READ: &str = "forward.Read";
+    /// Many commands to propose ([`super::Forwarded`]).
+    pub const SUBMIT_BATCH: &str = "forward.SubmitBatch";
 }
+
+/// One command of a batched forward, with how long its submitter still waits for it: the
+/// leader never proposes it after that (its submitter has told the client the outcome is
+/// unknown, and a late proposal could store it after what the client sent since; see the
+/// batcher).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Forwarded {
+    /// Milliseconds left, counted from when the leader receives the batch.
+    pub budget_ms: u64,
+    /// The command.
+    pub command: Command,
+}
+
+/// The answer to a batched forward: one result per command, in order.
+pub type BatchAnswer = Vec<Result<Outcome, ForwardError>>;
 
 /// A broker error as it crosses the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -124,6 +124,7 @@ async fn prepare(
         invisible_ms: invisible.as_millis() as u64,
         filter,
         max_bytes: core.settings.limits.max_reply_bytes as u64,
+        order: Default::default(),
     };
     Ok(Receive {
         pop,

@@ -10,7 +10,9 @@ pub mod legacy;
 pub mod offsets;
 pub mod pop;
 
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use raft_store::state_machine::Checkpoint;
@@ -26,6 +28,7 @@ use self::pop::PopQueue;
 use crate::command;
 use crate::command::Command;
 use crate::command::Pop;
+use crate::command::PopOrder;
 use crate::command::Receipt;
 use crate::limits;
 use crate::model::GroupConfig;
@@ -620,6 +623,10 @@ impl BrokerState {
             dead: Vec::new(),
         };
         let empty = ConsumeQueue::default();
+        // From any queue, new messages go oldest first across the queues (after every due
+        // retry); otherwise queue by queue.
+        let merge = p.queue.is_none() && p.order == PopOrder::OldestFirst;
+        let mut open = Vec::new();
         for q in queues {
             if round.deliveries.len() >= round.max {
                 break;
@@ -635,7 +642,14 @@ impl BrokerState {
             // Expired deliveries first, oldest offset first: a retry is due.
             round.redeliver_expired(q, cq, pq, &mut self.receipt_seq);
             // Then messages never handed out to this group.
-            round.take_new(q, cq, pq, &mut self.receipt_seq);
+            if merge {
+                open.push(q);
+            } else {
+                round.take_new(q, cq, pq, &mut self.receipt_seq);
+            }
+        }
+        if merge {
+            self.take_oldest_first(&mut round, open);
         }
         let PopRound {
             deliveries, dead, ..
@@ -645,6 +659,51 @@ impl BrokerState {
         Outcome::Popped {
             deliveries,
             dead_lettered,
+        }
+    }
+
+    /// Hands out the messages of `queues` never handed out to the round's group, oldest
+    /// (lowest log index) first across the queues: one at a time from the queue whose next
+    /// message is oldest, so no queue waits behind another's backlog.
+    fn take_oldest_first(&mut self, round: &mut PopRound<'_>, queues: Vec<u32>) {
+        let p = round.p;
+        let (group, topic) = (&p.group, &p.topic);
+        let empty = ConsumeQueue::default();
+        let next_index = |cq: &ConsumeQueue, pq: &PopQueue| {
+            let off = pq.next.max(cq.start());
+            (off < cq.end()).then(|| cq.get(off).map(|e| e.log_index))?
+        };
+        let mut heads = BinaryHeap::new();
+        for q in queues {
+            let cq = self.queues.get(&(topic.clone(), q)).unwrap_or(&empty);
+            if let Some(pq) = self.pops.get_mut(&(group.clone(), topic.clone(), q)) {
+                // As `take_new` does: past what retention deleted, even with nothing to take.
+                pq.next = pq.next.max(cq.start());
+                if let Some(i) = next_index(cq, pq) {
+                    heads.push(Reverse((i, q)));
+                }
+            }
+        }
+        let max = round.max;
+        while round.deliveries.len() < max {
+            let Some(Reverse((_, q))) = heads.pop() else {
+                break;
+            };
+            let cq = self.queues.get(&(topic.clone(), q)).unwrap_or(&empty);
+            let Some(pq) = self.pops.get_mut(&(group.clone(), topic.clone(), q)) else {
+                continue;
+            };
+            let before = round.deliveries.len();
+            round.max = before + 1;
+            round.take_new(q, cq, pq, &mut self.receipt_seq);
+            round.max = max;
+            // A queue that gave nothing (filtered to its end, scan bound, or byte budget) is
+            // done for this round.
+            if round.deliveries.len() > before
+                && let Some(i) = next_index(cq, pq)
+            {
+                heads.push(Reverse((i, q)));
+            }
         }
     }
 
