@@ -79,17 +79,20 @@ impl Lanes {
             reply,
         };
         let tx = self.lane(fwd, addr, group);
-        if tx.send(item).await.is_err() {
-            return Err(BrokerError::Unavailable("forwarding stopped".into()));
-        }
+        // The whole wait is bounded, the wait for room in a full lane included.
         // (madsim's time has no `timeout_at`.)
-        match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(BrokerError::Unknown(format!(
-                "forwarding to {addr} stopped with the command in flight"
-            ))),
-            Err(_) => Err(BrokerError::Unknown(format!("forward to {addr} timed out"))),
-        }
+        let waited = tokio::time::timeout(timeout, async move {
+            if tx.send(item).await.is_err() {
+                return Err(BrokerError::Unavailable("forwarding stopped".into()));
+            }
+            rx.await.map_err(|_| {
+                BrokerError::Unknown(format!(
+                    "forwarding to {addr} stopped with the command in flight"
+                ))
+            })?
+        })
+        .await;
+        waited.unwrap_or_else(|_| Err(BrokerError::Unknown(format!("forward to {addr} timed out"))))
     }
 
     fn lane(&self, fwd: &Calls, addr: &str, group: u64) -> mpsc::Sender<Item> {
