@@ -211,3 +211,69 @@ where
     });
     join_all(runs).await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::command::Ack;
+    use crate::command::Receipt;
+    use crate::model::QueueId;
+    use crate::model::QueueOffset;
+
+    fn ack(seq: u64) -> Command {
+        Command::Ack(Ack {
+            group: "g".into(),
+            topic: "t".into(),
+            receipt: Receipt {
+                queue: QueueId(0),
+                offset: QueueOffset(seq),
+                seq,
+            },
+        })
+    }
+
+    /// The leader's side keeps each command's budget: one whose submitter stops waiting before
+    /// its proposal is withdrawn (it never reaches the proposal), the others run, and the
+    /// answers keep the batch's order.
+    #[tokio::test]
+    async fn a_command_past_its_budget_is_not_proposed() {
+        let proposed = Arc::new(AtomicUsize::new(0));
+        let batch = vec![
+            Forwarded {
+                budget_ms: 5_000,
+                command: ack(1),
+            },
+            Forwarded {
+                budget_ms: 20,
+                command: ack(2),
+            },
+            Forwarded {
+                budget_ms: 5_000,
+                command: ack(3),
+            },
+        ];
+        let answers = serve_batch(batch, |cmd| {
+            let proposed = proposed.clone();
+            async move {
+                // Command 2 waits for a slot longer than its budget.
+                if cmd == ack(2) {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                proposed.fetch_add(1, Ordering::SeqCst);
+                Ok(Outcome::Acked)
+            }
+        })
+        .await;
+        assert_eq!(answers.len(), 3);
+        assert_eq!(answers[0], Ok(Outcome::Acked));
+        assert!(
+            matches!(answers[1], Err(ForwardError::Unknown(_))),
+            "{answers:?}"
+        );
+        assert_eq!(answers[2], Ok(Outcome::Acked));
+        assert_eq!(proposed.load(Ordering::SeqCst), 2);
+    }
+}
