@@ -27,7 +27,7 @@ mkdir -p "$OUT" "$PEERS_TMP/logs" "$PEERS_TMP/pids"
 trap raftmq_stop EXIT INT TERM
 # lib.sh's raftmq_cluster_start predates the cluster secret (required since the hardening
 # issue) and ../shared is read-only: the same cluster (ports, one group led by node 1), with a
-# secret.
+# secret. RAFT_GROUPS=N runs N groups instead of one.
 cluster_start() {
   local d="$PEERS_TMP/raftmq-cluster" base=28081 i nodes=""
   rm -rf "$d"; mkdir -p "$d"
@@ -44,11 +44,12 @@ raft_listen = "127.0.0.$i:$((base + 1))"
 nameservers = ["127.0.0.1:$((base + 90))"]
 cluster_secret_file = "$d/secret"
 $nodes
-[[groups]]
-id = 1
-members = [1, 2, 3]
-preferred_leader = 1
 TOML
+    # RAFT_GROUPS=N: N groups, their preferred leaders spread over the nodes (issue 13, item 4).
+    for g in $(seq 1 "${RAFT_GROUPS:-1}"); do
+      printf '[[groups]]\nid = %d\nmembers = [1, 2, 3]\npreferred_leader = %d\n' \
+        "$g" $(( (g - 1) % 3 + 1 )) >> "$d/n$i.toml"
+    done
   done
   nohup "$RAFTMQ_BIN" nameserver --listen "127.0.0.1:$((base + 90))" \
     --cluster-secret-file "$d/secret" > "$PEERS_TMP/logs/raftmq-ns.log" 2>&1 &
