@@ -2,7 +2,8 @@
 //!
 //! `--senders` tasks each send one message at a time (the next as soon as the previous is
 //! acknowledged, which with RaftMQ means committed on a majority and fsynced there) for
-//! `--duration` after a `--warmup`. Prints throughput and the send latency distribution.
+//! `--duration` after a `--warmup`, to one topic or spread over `--topics`. Prints throughput
+//! and the send latency distribution.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -45,6 +46,23 @@ pub struct BenchArgs {
     /// HTTP/2 connections to spread the senders over.
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Spread the messages over this many topics, `<topic>0` .. `<topic>N-1` (created on first
+    /// use where topics are created automatically): with the default 8 queues per topic,
+    /// `--topics 1250` sends to 10,000 queues (issue 13, item 4). 1: the one `--topic`.
+    #[arg(long, default_value_t = 1)]
+    topics: usize,
+}
+
+impl BenchArgs {
+    /// The topic of message `n` of sender `s`: every topic in turn, and each sender starting
+    /// at a different one.
+    fn topic_of(&self, s: usize, n: u64) -> String {
+        if self.topics <= 1 {
+            return self.topic.clone();
+        }
+        let k = (s as u64 + n * self.senders as u64) % self.topics as u64;
+        format!("{}{k}", self.topic)
+    }
 }
 
 fn request(topic: &str, id: String, body: &[u8]) -> tonic::Request<pb::SendMessageRequest> {
@@ -123,7 +141,7 @@ async fn sender(
     clients: Vec<Client>,
     sh: Shared,
     body: Arc<Vec<u8>>,
-    topic: String,
+    args: Arc<BenchArgs>,
 ) -> Histogram<u64> {
     let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
     let mut n = 0u64;
@@ -132,7 +150,11 @@ async fn sender(
         let t = Instant::now();
         let mut client = clients[at].clone();
         let r = client
-            .send_message(request(&topic, format!("bench-{s}-{n}"), &body))
+            .send_message(request(
+                &args.topic_of(s, n),
+                format!("bench-{s}-{n}"),
+                &body,
+            ))
             .await;
         n += 1;
         let ok = matches!(&r, Ok(resp) if resp.get_ref().status.as_ref().is_some_and(|x| x.code == pb::Code::Ok as i32));
@@ -162,7 +184,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // One send first: creates the topic in dev mode and fails fast on a bad setup.
     let mut probe = MessagingServiceClient::new(channels[0][0].clone());
     let st = probe
-        .send_message(request(&args.topic, "bench-probe".into(), b"probe"))
+        .send_message(request(
+            &args.topic_of(0, 0),
+            "bench-probe".into(),
+            b"probe",
+        ))
         .await?
         .into_inner()
         .status
@@ -177,6 +203,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let sh = Shared::default();
     sh.last_ok.store(epoch_ms(), Ordering::Relaxed);
     let body = Arc::new(vec![b'x'; args.size]);
+    let shared_args = Arc::new(args.clone());
     let mut tasks = Vec::new();
     for s in 0..args.senders {
         let clients: Vec<_> = channels
@@ -187,7 +214,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     .max_encoding_message_size(64 << 20)
             })
             .collect();
-        let f = sender(s, clients, sh.clone(), body.clone(), args.topic.clone());
+        let f = sender(s, clients, sh.clone(), body.clone(), shared_args.clone());
         tasks.push(tokio::spawn(f));
     }
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
@@ -215,8 +242,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let rate = n as f64 / elapsed;
     let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "raftmq bench: {} senders, {} B messages, {:.1} s: {:.0} msgs/s ({:.1} MB/s), {} errors",
+        "raftmq bench: {} senders, {} topic(s), {} B messages, {:.1} s: {:.0} msgs/s ({:.1} MB/s), {} errors",
         args.senders,
+        args.topics,
         args.size,
         elapsed,
         rate,

@@ -350,11 +350,11 @@ mod tests {
         let cp = app.checkpoint().unwrap();
         assert!(cp.data.starts_with(SNAPSHOT_MAGIC) && cp.data.len() < 400);
         futures::executor::block_on(async {
-            for f in cp.sync {
-                f.sync().await.unwrap();
+            use raft_store::disk::Disk;
+            for p in &cp.sync {
+                disk.open(p).unwrap().sync().await.unwrap();
             }
             for d in &cp.sync_dirs {
-                use raft_store::disk::Disk;
                 disk.sync_dir(d).await.unwrap();
             }
         });

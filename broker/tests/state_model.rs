@@ -175,8 +175,8 @@ impl Twin {
     fn checkpoint(&mut self) {
         let cp = self.app.checkpoint().unwrap();
         futures::executor::block_on(async {
-            for f in cp.sync {
-                f.sync().await.unwrap();
+            for p in &cp.sync {
+                self.disk.open(p).unwrap().sync().await.unwrap();
             }
             for d in &cp.sync_dirs {
                 self.disk.sync_dir(d).await.unwrap();

@@ -311,8 +311,8 @@ impl std::fmt::Debug for FileQueue {
 /// What a checkpoint of one queue needs done around the snapshot.
 #[derive(Default)]
 pub struct QueueCheckpoint {
-    /// Fsync before the snapshot is persisted.
-    pub sync: Vec<Arc<dyn DiskFile>>,
+    /// Fsync before the snapshot is persisted (paths: see `raft_store`'s `Checkpoint::sync`).
+    pub sync: Vec<PathBuf>,
     /// Remove once the snapshot is persisted.
     pub obsolete: Vec<PathBuf>,
 }
@@ -538,12 +538,12 @@ impl FileQueue {
     pub fn checkpoint(&mut self, start: u64) -> io::Result<QueueCheckpoint> {
         self.write_pending()?;
         self.shed();
-        // Nothing is forgotten before every handle is in hand: a failed checkpoint leaves the
-        // queue as it was (a failed snapshot build stops the replica anyway).
+        // A failed write above leaves the queue as it was (a failed snapshot build stops the
+        // replica anyway).
         let mut cp = QueueCheckpoint::default();
         for base in &self.dirty {
             let name = chunk_name(&self.prefix, *base);
-            cp.sync.push(self.files.handle(&name, false)?);
+            cp.sync.push(self.files.dir.join(name));
         }
         self.dirty.clear();
         let gone: Vec<u64> = self
