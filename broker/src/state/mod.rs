@@ -235,22 +235,27 @@ impl PopRound<'_> {
     }
 
     /// Hands out messages of queue `q` never handed out to this group. The scan is bounded: a
-    /// filter that matches nothing in a long backlog stops after MAX_POP_SCAN entries (the
-    /// next receive goes on from there) instead of holding the apply lock for all of it.
-    fn take_new(&mut self, q: u32, cq: &ConsumeQueue, pq: &mut PopQueue, receipt_seq: &mut u64) {
-        let mut scanned = 0;
+    /// filter that matches nothing in a long backlog stops after MAX_POP_SCAN entries of the
+    /// queue per receive (the next receive goes on from there) instead of holding the apply
+    /// lock for all of it. `scan` is what is left of the queue's allowance; a receive that
+    /// comes back to the queue passes what it left.
+    fn take_new(
+        &mut self,
+        q: u32,
+        cq: &ConsumeQueue,
+        pq: &mut PopQueue,
+        receipt_seq: &mut u64,
+        scan: &mut u64,
+    ) {
         // Retention deleted what a group that never read this queue (or fell behind) had not
         // taken: it goes on from the first retained message, as RocketMQ does.
         pq.next = pq.next.max(cq.start());
-        while self.deliveries.len() < self.max
-            && pq.next < cq.end()
-            && scanned < limits::MAX_POP_SCAN
-        {
+        while self.deliveries.len() < self.max && pq.next < cq.end() && *scan > 0 {
             let off = pq.next;
             let Some(entry) = cq.get(off) else {
                 break; // unreachable: below end
             };
-            scanned += 1;
+            *scan -= 1;
             if !self.p.filter.matches(entry.tag_hash) || entry.log_index < self.log_start {
                 pq.next += 1;
                 continue; // filtered out (or deleted): consumed for this group
@@ -645,7 +650,8 @@ impl BrokerState {
             if merge {
                 open.push(q);
             } else {
-                round.take_new(q, cq, pq, &mut self.receipt_seq);
+                let mut scan = limits::MAX_POP_SCAN;
+                round.take_new(q, cq, pq, &mut self.receipt_seq, &mut scan);
             }
         }
         if merge {
@@ -680,13 +686,14 @@ impl BrokerState {
                 // As `take_new` does: past what retention deleted, even with nothing to take.
                 pq.next = pq.next.max(cq.start());
                 if let Some(i) = next_index(cq, pq) {
-                    heads.push(Reverse((i, q)));
+                    heads.push(Reverse((i, q, limits::MAX_POP_SCAN)));
                 }
             }
         }
         let max = round.max;
         while round.deliveries.len() < max {
-            let Some(Reverse((_, q))) = heads.pop() else {
+            // Each queue keeps one scan allowance for the whole receive, as queue by queue.
+            let Some(Reverse((_, q, mut scan))) = heads.pop() else {
                 break;
             };
             let cq = self.queues.get(&(topic.clone(), q)).unwrap_or(&empty);
@@ -695,14 +702,14 @@ impl BrokerState {
             };
             let before = round.deliveries.len();
             round.max = before + 1;
-            round.take_new(q, cq, pq, &mut self.receipt_seq);
+            round.take_new(q, cq, pq, &mut self.receipt_seq, &mut scan);
             round.max = max;
             // A queue that gave nothing (filtered to its end, scan bound, or byte budget) is
             // done for this round.
             if round.deliveries.len() > before
                 && let Some(i) = next_index(cq, pq)
             {
-                heads.push(Reverse((i, q)));
+                heads.push(Reverse((i, q, scan)));
             }
         }
     }
