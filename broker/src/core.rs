@@ -355,10 +355,24 @@ impl BrokerCore {
 
     /// Proposes `command` to group `id`'s leader, here or one hop away.
     pub async fn submit(&self, id: u64, command: Command) -> Result<Outcome> {
+        self.submit_within(id, command, None).await
+    }
+
+    /// [`BrokerCore::submit`] for a client that waits at most `wait` (its gRPC deadline): a
+    /// forwarded command is not proposed after that (`forward/lane.rs`), so a command the
+    /// client was told is unknown is not stored after what it sent since.
+    pub async fn submit_within(
+        &self,
+        id: u64,
+        command: Command,
+        wait: Option<Duration>,
+    ) -> Result<Outcome> {
         if matches!(command, Command::Send(_)) {
             self.storage.check()?;
         }
-        let timeout = self.settings.forward_timeout;
+        let timeout = wait.map_or(self.settings.forward_timeout, |w| {
+            w.min(self.settings.forward_timeout)
+        });
         self.on_leader(
             id,
             || async { self.group(id)?.replica.submit(command.clone()).await },

@@ -379,6 +379,7 @@ pub async fn ack_message(
     req: Request<pb::AckMessageRequest>,
 ) -> pb::AckMessageResponse {
     let id_check = client_id(&req);
+    let wait = grpc_timeout(&req);
     let req = req.into_inner();
     let fail = |s: pb::Status| pb::AckMessageResponse {
         entries: req
@@ -422,7 +423,7 @@ pub async fn ack_message(
             topic: topic.clone(),
             receipt: r,
         });
-        match core.submit(g, cmd).await {
+        match core.submit_within(g, cmd, wait).await {
             Ok(Outcome::Acked) => {
                 core.untrack_renewal(g, &group, &topic, &r);
                 ok()

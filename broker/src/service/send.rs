@@ -14,6 +14,7 @@ use tonic::Request;
 use tonic::Response;
 
 use super::client_id;
+use super::grpc_timeout;
 use super::status::combine;
 use super::status::from_error;
 use super::status::from_reject;
@@ -41,6 +42,7 @@ pub async fn send_message(
     req: Request<pb::SendMessageRequest>,
 ) -> Response<pb::SendMessageResponse> {
     let id_check = client_id(&req);
+    let deadline = grpc_timeout(&req).map(|w| tokio::time::Instant::now() + w);
     let req = req.into_inner();
     if let Err(s) = id_check {
         return Response::new(fail_all(&req, s));
@@ -92,6 +94,7 @@ pub async fn send_message(
         kind: configs[0].1.kind,
         slots: &slots,
         led: &led,
+        deadline,
     };
     let sends = checked.into_iter().map(|c| send_one(core, &targets, c));
     let results = join_all(sends).await;
@@ -165,6 +168,8 @@ struct Targets<'a> {
     slots: &'a [(u64, u32)],
     /// The slots of groups led here.
     led: &'a [(u64, u32)],
+    /// Until when the client waits for the answer (its gRPC deadline), if it said.
+    deadline: Option<tokio::time::Instant>,
 }
 
 /// Stores one message of the batch in the queue it routes to: its id and offset, or why
@@ -193,7 +198,10 @@ async fn send_one(
     };
     m.queue = QueueId(q);
     let id = m.message_id.clone();
-    match core.submit(g, Command::Send(m)).await {
+    let wait = t
+        .deadline
+        .map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+    match core.submit_within(g, Command::Send(m), wait).await {
         // Under the simulator, sometimes lose the answer of a stored send: the client
         // must treat it as unknown.
         Ok(Outcome::Sent { .. }) if raft_store::buggify!() => Err(status(
