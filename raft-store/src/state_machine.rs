@@ -88,11 +88,6 @@ pub trait App: Send + Sync + 'static {
     }
 }
 
-/// A checkpoint naming at least this many files to fsync syncs their whole filesystem in one
-/// call instead, where the disk can ([`Disk::sync_filesystem`]); below it, one fsync each is
-/// cheaper than flushing everything else on the filesystem too.
-const SYNC_FILESYSTEM_FROM: usize = 64;
-
 /// A snapshot about to be persisted; see [`App::checkpoint`].
 #[derive(Default)]
 pub struct Checkpoint {
@@ -296,18 +291,9 @@ impl<A: App> StateMachineStore<A> {
             (meta, cp)
         };
         // What the snapshot refers to is durable before the snapshot is.
-        // (The files are one application's, in one directory: one filesystem.)
-        let whole = (cp.sync.len() >= SYNC_FILESYSTEM_FROM)
-            .then(|| self.disk.sync_filesystem(&cp.sync[0]))
-            .flatten();
-        match whole {
-            Some(all) => all.await.map_err(|e| Error::io(&cp.sync[0], e))?,
-            None => {
-                for p in &cp.sync {
-                    let f = self.disk.open(p).map_err(|e| Error::io(p, e))?;
-                    f.sync().await.map_err(|e| Error::io(p, e))?;
-                }
-            }
+        for p in &cp.sync {
+            let f = self.disk.open(p).map_err(|e| Error::io(p, e))?;
+            f.sync().await.map_err(|e| Error::io(p, e))?;
         }
         for d in &cp.sync_dirs {
             self.disk.sync_dir(d).await.map_err(|e| Error::io(d, e))?;

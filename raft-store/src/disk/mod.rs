@@ -59,14 +59,6 @@ pub trait Disk: Send + Sync + 'static {
     /// Makes the directory's entries (creates, renames, removes) durable.
     fn sync_dir(&self, dir: &Path) -> BoxFuture<io::Result<()>>;
 
-    /// Makes every file of the filesystem holding `path` durable in one call (`syncfs`), when
-    /// the device can; `None` if it cannot, and the caller syncs file by file. A snapshot of a
-    /// state with thousands of queues otherwise fsyncs thousands of consume-queue chunks one by
-    /// one (issue 13: 9,000 fdatasync calls a second with 10,000 queues).
-    fn sync_filesystem(&self, _path: &Path) -> Option<BoxFuture<io::Result<()>>> {
-        None
-    }
-
     /// Bytes an unprivileged writer may still write on the filesystem holding `path`, when
     /// the device can tell (the simulated disk cannot: `None`).
     fn available_bytes(&self, _path: &Path) -> io::Result<Option<u64>> {

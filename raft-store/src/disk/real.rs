@@ -94,23 +94,6 @@ impl Disk for RealDisk {
         Box::pin(async move { crate::rt::spawn_blocking(move || fsync_dir_blocking(&dir)).await? })
     }
 
-    fn sync_filesystem(&self, path: &Path) -> Option<BoxFuture<io::Result<()>>> {
-        let path = path.to_path_buf();
-        Some(Box::pin(async move {
-            crate::rt::spawn_blocking(move || {
-                use std::os::fd::AsRawFd as _;
-                let f = File::open(&path)?;
-                // SAFETY: `f` is an open descriptor for the duration of the call. Since Linux
-                // 5.8, syncfs reports write-back errors of the filesystem, as fsync does.
-                if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            })
-            .await?
-        }))
-    }
-
     fn available_bytes(&self, path: &Path) -> io::Result<Option<u64>> {
         use std::os::unix::ffi::OsStrExt as _;
         let c = std::ffi::CString::new(path.as_os_str().as_bytes())
@@ -150,29 +133,5 @@ impl DiskFile for RealFile {
 
     fn sync(self: Arc<Self>) -> BoxFuture<io::Result<()>> {
         Box::pin(async move { crate::rt::spawn_blocking(move || self.file.sync_data()).await? })
-    }
-}
-
-// A real filesystem and a real blocking pool: not under the simulator.
-#[cfg(all(test, not(madsim)))]
-mod tests {
-    use super::*;
-
-    /// The one-call sync of a whole filesystem runs and reports success; a path that does not
-    /// exist is an error, not a silent success.
-    #[tokio::test]
-    async fn a_filesystem_sync_runs_and_reports_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let disk = RealDisk;
-        let path = dir.path().join("f");
-        let f = disk.create(&path).unwrap();
-        f.write_at(b"hello", 0).unwrap();
-        disk.sync_filesystem(&path).unwrap().await.unwrap();
-        assert!(
-            disk.sync_filesystem(&dir.path().join("missing"))
-                .unwrap()
-                .await
-                .is_err()
-        );
     }
 }
