@@ -370,14 +370,19 @@ impl BrokerCore {
         if matches!(command, Command::Send(_)) {
             self.storage.check()?;
         }
-        let timeout = wait.map_or(self.settings.forward_timeout, |w| {
-            w.min(self.settings.forward_timeout)
-        });
+        // The client's deadline is absolute: a retry after an election gets what is left of
+        // it, not the whole wait again (review: each retry restarted the budget).
+        let forward_timeout = self.settings.forward_timeout;
+        let client_deadline = wait.map(|w| tokio::time::Instant::now() + w);
         self.on_leader(
             id,
             || async { self.group(id)?.replica.submit(command.clone()).await },
             |addr| {
                 let command = &command;
+                let timeout = client_deadline.map_or(forward_timeout, |d| {
+                    d.saturating_duration_since(tokio::time::Instant::now())
+                        .min(forward_timeout)
+                });
                 async move { self.forwarder.submit(&addr, id, command, timeout).await }
             },
         )
