@@ -3,7 +3,7 @@
 //! an uncommitted message. Retention trims a queue from the front (`trim`): offsets never
 //! change, the queue just starts later.
 //!
-//! A queue's entries live in memory ([`Backing::Mem`]: the state-machine model tests, and
+//! A queue's entries live in memory (`Backing::Mem`: the state-machine model tests, and
 //! snapshots from before issue 12) or in files ([`super::cq_files`]: every broker replica),
 //! with the same answers either way (`broker/tests/state_model.rs` runs both side by side).
 //! Snapshots of a file-backed queue hold only its bounds.

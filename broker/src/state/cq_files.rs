@@ -18,7 +18,7 @@
 //!
 //! IO: writes of full 4 KiB blocks during apply, reads through a small cache of open handles.
 //! A failed write keeps the entries in memory and is retried (the checkpoint fails if it
-//! still cannot write them). A failed read is recorded ([`CqFiles::take_error`]) and stops the
+//! still cannot write them). A failed read is recorded ([`CqFiles::error`]) and stops the
 //! replica after the entry, because an apply that could not see an entry may have diverged.
 
 use std::collections::BTreeMap;
