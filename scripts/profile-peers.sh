@@ -2,6 +2,7 @@
 # Where RaftMQ's server CPU goes under the peers harness load (issue 13, item 1).
 #
 #   scripts/profile-peers.sh MODE WINDOW [RATE] [SECS]     e.g.  pub 64     e2e 64 0     e2e 64 1000
+#   scripts/profile-peers.sh idle 0 0 10     (no load: what the brokers spend doing nothing)
 #
 # Starts the harness's 3-process cluster (../shared/bench/peers/lib.sh, `raftmq` step), runs one
 # harness case (the official Rust client, 1 KiB messages) while `perf record` samples every
@@ -66,6 +67,16 @@ pids=$(raftmq_pids)
 # The brokers only (the nameserver is idle): perf takes a comma-separated list.
 brokers=$(cat "$PEERS_TMP"/pids/raftmq-n*.pid | paste -sd, -)
 warm=1; [ "$MODE" = e2e ] && warm=5
+# MODE idle: no load at all; the CPU each broker spends in SECS seconds (heartbeats, timers,
+# pollers). What a cluster costs when nobody uses it.
+if [ "$MODE" = idle ]; then
+  ticks() { local p; for p in ${brokers//,/ }; do awk '{print $14 + $15}' "/proc/$p/stat"; done; }
+  before=$(ticks); sleep "$SECS"; after=$(ticks)
+  hz=$(getconf CLK_TCK)
+  paste <(echo "$before") <(echo "$after") | awk -v hz="$hz" -v s="$SECS" \
+    '{printf "broker %d: %.1f%% CPU idle\n", NR, 100 * ($2 - $1) / hz / s}'
+  exit 0
+fi
 # PERF=0: the harness case alone (the same cluster and client, for throughput unperturbed by
 # sampling).
 if [ "${PERF:-1}" = 0 ]; then

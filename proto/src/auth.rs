@@ -175,6 +175,78 @@ impl ClusterKey {
         Ok(sender)
     }
 
+    /// Checks the credential that opens a stream whose frames carry their own MACs
+    /// ([`Self::frame_tag`]): `Ok((sender, time))`, the two values the frames are bound to.
+    pub fn check_stream(
+        &self,
+        meta: &tonic::metadata::MetadataMap,
+        method: &str,
+        now_ms: u64,
+    ) -> Result<(u64, u64), tonic::Status> {
+        let h = meta.get(HEADER).and_then(|v| v.to_str().ok());
+        let unauth = |e: AuthError| tonic::Status::unauthenticated(e.to_string());
+        let (sender, ts, tag) = self.verify_parts(h, now_ms).map_err(unauth)?;
+        self.mac(method, sender, ts, &[])
+            .verify_slice(&tag)
+            .map_err(|_| unauth(AuthError::BadMac))?;
+        Ok((sender, ts))
+    }
+
+    fn frame_mac(
+        &self,
+        method: &str,
+        sender: u64,
+        ts_ms: u64,
+        seq: u64,
+        group: u64,
+        payload: &[u8],
+    ) -> Hmac<Sha256> {
+        let mut m = self.mac.clone();
+        m.update(b"raftmq/v1/frame\n");
+        m.update(method.as_bytes());
+        m.update(b"\n");
+        m.update(&sender.to_le_bytes());
+        m.update(&ts_ms.to_le_bytes());
+        m.update(&seq.to_le_bytes());
+        m.update(&group.to_le_bytes());
+        m.update(payload);
+        m
+    }
+
+    /// The MAC of frame `seq` (from 0) of a stream of `method` whose credential names `sender`
+    /// and `ts_ms`: the frame cannot be changed, or moved to another place or stream, unnoticed.
+    pub fn frame_tag(
+        &self,
+        method: &str,
+        sender: u64,
+        ts_ms: u64,
+        seq: u64,
+        group: u64,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        self.frame_mac(method, sender, ts_ms, seq, group, payload)
+            .finalize()
+            .into_bytes()
+            .to_vec()
+    }
+
+    /// Checks a frame's MAC ([`Self::frame_tag`]) in constant time.
+    #[allow(clippy::too_many_arguments)]
+    pub fn verify_frame(
+        &self,
+        method: &str,
+        sender: u64,
+        ts_ms: u64,
+        seq: u64,
+        group: u64,
+        payload: &[u8],
+        tag: &[u8],
+    ) -> Result<(), AuthError> {
+        self.frame_mac(method, sender, ts_ms, seq, group, payload)
+            .verify_slice(tag)
+            .map_err(|_| AuthError::BadMac)
+    }
+
     /// Signs a tonic request in place.
     pub fn attach<T>(
         &self,
@@ -280,6 +352,36 @@ mod tests {
                 "{junk}"
             );
         }
+    }
+
+    #[test]
+    fn a_stream_frame_verifies_only_in_its_own_place() {
+        let k = key();
+        let tag = k.frame_tag("raft.AppendStream", 2, 1_000, 5, 7, b"entries");
+        let ok = |m, s, t, q, g, p: &[u8]| k.verify_frame(m, s, t, q, g, p, &tag).is_ok();
+        assert!(ok("raft.AppendStream", 2, 1_000, 5, 7, b"entries"));
+        // Another method, sender, stream (time), place, group or payload: refused.
+        assert!(!ok("raft.Other", 2, 1_000, 5, 7, b"entries"));
+        assert!(!ok("raft.AppendStream", 3, 1_000, 5, 7, b"entries"));
+        assert!(!ok("raft.AppendStream", 2, 1_001, 5, 7, b"entries"));
+        assert!(!ok("raft.AppendStream", 2, 1_000, 6, 7, b"entries"));
+        assert!(!ok("raft.AppendStream", 2, 1_000, 5, 8, b"entries"));
+        assert!(!ok("raft.AppendStream", 2, 1_000, 5, 7, b"entrieS"));
+        // A stream's credential is signed over an empty body and checked as such.
+        let mut req = tonic::Request::new(());
+        k.attach(&mut req, "raft.AppendStream", 2, 1_000, &[]);
+        assert_eq!(
+            k.check_stream(req.metadata(), "raft.AppendStream", 1_100)
+                .unwrap(),
+            (2, 1_000)
+        );
+        assert!(k.check_stream(req.metadata(), "raft.Vote", 1_100).is_err());
+        let other = ClusterKey::new("another-secret-of-16+").unwrap();
+        assert!(
+            other
+                .check_stream(req.metadata(), "raft.AppendStream", 1_100)
+                .is_err()
+        );
     }
 
     #[test]

@@ -4,15 +4,26 @@
 //! group. Each group's [`NetworkFactory`] stamps its group id on every request. Every RPC has a
 //! deadline (openraft's hard TTL); a transport failure or a missing peer group is reported as
 //! "unreachable" so openraft backs off, a deadline as a timeout.
+//!
+//! Replication runs over one long-lived `AppendStream` per session (see
+//! [`Connection::open_append_stream`]): openraft hands over AppendEntries as its log grows and
+//! they leave at once, without waiting for the previous answer. A unary call per AppendEntries
+//! cost an HTTP/2 stream (headers, trailers, a task on each side) and its round trip before the
+//! next could leave; the profile of issue 13 had the transport as most of the CPU per message.
 
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use futures::Stream;
+use futures::StreamExt;
 use openraft::RaftNetworkFactory;
+use openraft::base::BoxFuture;
+use openraft::base::BoxStream;
 use openraft::errors::NetworkError;
 use openraft::errors::RPCError;
 use openraft::errors::ReplicationClosed;
@@ -21,21 +32,25 @@ use openraft::errors::Timeout;
 use openraft::errors::Unreachable;
 use openraft::network::RPCOption;
 use openraft::network::RPCTypes;
+use openraft::network::stream_append_sequential;
 use openraft::network::v2::RaftNetworkV2;
 use openraft::raft::AppendEntriesRequest;
 use openraft::raft::AppendEntriesResponse;
 use openraft::raft::SnapshotResponse;
+use openraft::raft::StreamAppendResult;
 use openraft::raft::TransferLeaderRequest;
 use openraft::raft::TransferLeaderResponse;
 use openraft::raft::VoteRequest;
 use openraft::raft::VoteResponse;
 use raftmq_proto::auth::ClusterKey;
+use raftmq_proto::raft::AppendFrame;
 use raftmq_proto::raft::RaftReply;
 use raftmq_proto::raft::RaftRequest;
 use raftmq_proto::raft::SnapshotChunk;
 use raftmq_proto::raft::raft_service_client::RaftServiceClient;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::time::Instant;
 use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
@@ -74,7 +89,14 @@ impl Default for NetConfig {
 pub struct Channels {
     inner: Arc<Mutex<BTreeMap<String, Channel>>>,
     key: ClusterKey,
+    /// Peers that answered `AppendStream` with UNIMPLEMENTED (an older version, during a
+    /// rolling upgrade), and when: they get unary AppendEntries until [`STREAM_RETRY`] later.
+    no_stream: Arc<Mutex<BTreeMap<String, Instant>>>,
 }
+
+/// How long a peer that could not take `AppendStream` gets unary AppendEntries before the
+/// stream is tried again (it may have been upgraded since).
+pub const STREAM_RETRY: Duration = Duration::from_secs(60);
 
 /// Names the Raft RPCs are signed under (the credential binds a request to its method).
 pub mod method {
@@ -92,6 +114,8 @@ pub mod method {
     pub const PROBE: &str = "raft.Probe";
     /// Seed (copying a peer's retained log to a rejoining replica).
     pub const SEED: &str = "raft.Seed";
+    /// AppendStream (the stream's credential and every frame's MAC).
+    pub const APPEND_STREAM: &str = "raft.AppendStream";
 }
 
 impl Channels {
@@ -100,6 +124,20 @@ impl Channels {
         Self {
             inner: Arc::default(),
             key,
+            no_stream: Arc::default(),
+        }
+    }
+
+    /// Whether replication to `addr` may use `AppendStream`.
+    fn streams_to(&self, addr: &str) -> bool {
+        let mut no = self.no_stream.lock().unwrap();
+        match no.get(addr) {
+            Some(since) if since.elapsed() < STREAM_RETRY => false,
+            Some(_) => {
+                no.remove(addr);
+                true
+            }
+            None => true,
         }
     }
 
@@ -148,6 +186,58 @@ pub struct Connection {
     client: Result<RaftServiceClient<Channel>, String>,
     cfg: NetConfig,
     key: ClusterKey,
+    channels: Channels,
+}
+
+/// The answers of an open `AppendStream`, with what the deadline of each needs.
+struct Answers {
+    replies: tonic::Streaming<RaftReply>,
+    /// When each frame not yet answered was handed to the transport, oldest first.
+    sent: Arc<Mutex<VecDeque<Instant>>>,
+    ttl: Duration,
+    self_id: NodeId,
+    target: NodeId,
+    addr: String,
+}
+
+impl Answers {
+    /// The next answer, `None` at the end of the stream. An answer must come within `ttl` of
+    /// its frame's sending (what a unary AppendEntries had): a follower that stopped answering
+    /// (frozen, partitioned) ends the stream with a timeout, and openraft starts a new one.
+    async fn next(
+        &mut self,
+    ) -> Option<Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>> {
+        loop {
+            let oldest = self.sent.lock().unwrap().front().copied();
+            let wait = match oldest {
+                Some(t) => (t + self.ttl).saturating_duration_since(Instant::now()),
+                None => self.ttl,
+            };
+            match tokio::time::timeout(wait, self.replies.message()).await {
+                // Nothing was awaited: an idle stream. Look again (a frame may have left since).
+                Err(_) if oldest.is_none() => continue,
+                Err(_) => {
+                    return Some(Err(RPCError::Timeout(Timeout {
+                        action: RPCTypes::AppendEntries,
+                        id: self.self_id,
+                        target: self.target,
+                        timeout: self.ttl,
+                    })));
+                }
+                Ok(Err(status)) => {
+                    return Some(Err(unreachable(format!(
+                        "{} ({}): {status}",
+                        self.target, self.addr
+                    ))));
+                }
+                Ok(Ok(None)) => return None,
+                Ok(Ok(Some(reply))) => {
+                    self.sent.lock().unwrap().pop_front();
+                    return Some(decode_reply(&reply));
+                }
+            }
+        }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -167,6 +257,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             client,
             cfg: self.cfg.clone(),
             key: self.channels.key.clone(),
+            channels: self.channels.clone(),
         }
     }
 }
@@ -238,6 +329,78 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Opens an `AppendStream` carrying `input` (see the module doc). Each frame is signed
+    /// (`ClusterKey::frame_tag`) when the transport takes it; its answers come back in order.
+    async fn open_append_stream<S>(
+        &mut self,
+        input: S,
+        option: RPCOption,
+    ) -> Result<Answers, RPCError<TypeConfig>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+    {
+        let mut client = self.client()?;
+        let ts = crate::rt::wall_ms();
+        let (key, group, sender) = (self.key.clone(), self.group.0, self.self_id);
+        let sent: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
+        let sent_by_frames = sent.clone();
+        let mut seq = 0u64;
+        let frames = input.map(move |req| {
+            let payload = encode(&req);
+            let mac = key.frame_tag(method::APPEND_STREAM, sender, ts, seq, group, &payload);
+            let frame = AppendFrame {
+                group,
+                payload: payload.into(),
+                seq,
+                mac: mac.into(),
+            };
+            seq += 1;
+            sent_by_frames.lock().unwrap().push_back(Instant::now());
+            frame
+        });
+        let mut request = tonic::Request::new(frames);
+        self.key
+            .attach(&mut request, method::APPEND_STREAM, sender, ts, &[]);
+        let ttl = option.hard_ttl();
+        let replies = match tokio::time::timeout(ttl, client.append_stream(request)).await {
+            Err(_) => {
+                return Err(RPCError::Timeout(Timeout {
+                    action: RPCTypes::AppendEntries,
+                    id: self.self_id,
+                    target: self.target,
+                    timeout: ttl,
+                }));
+            }
+            Ok(Err(status)) => {
+                if status.code() == tonic::Code::Unimplemented {
+                    // An older peer: unary AppendEntries for a while. What this session had
+                    // handed over is resent by openraft's next session.
+                    tracing::info!(peer = %self.addr, "peer has no AppendStream; using unary AppendEntries");
+                    self.channels
+                        .no_stream
+                        .lock()
+                        .unwrap()
+                        .insert(self.addr.clone(), Instant::now());
+                }
+                return Err(unreachable(format!(
+                    "{} ({}): {status}",
+                    self.target, self.addr
+                )));
+            }
+            Ok(Ok(r)) => r.into_inner(),
+        };
+        Ok(Answers {
+            replies,
+            sent,
+            ttl,
+            self_id: self.self_id,
+            target: self.target,
+            addr: self.addr.clone(),
+        })
+    }
+}
+
 fn decode_reply<Resp: DeserializeOwned>(reply: &RaftReply) -> Result<Resp, RPCError<TypeConfig>> {
     if !reply.error.is_empty() {
         return Err(unreachable(reply.error.clone()));
@@ -263,6 +426,53 @@ impl RaftNetworkV2<TypeConfig> for Connection {
             |mut c, r| async move { c.append_entries(r).await },
         )
         .await
+    }
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<
+            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
+            RPCError<TypeConfig>,
+        >,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>>
+            + openraft::OptionalSend
+            + Unpin
+            + 'static,
+    {
+        // A stream known to hold one request (openraft's heartbeats) goes as one unary call:
+        // opening an HTTP/2 stream for it would cost the same, and every version takes it.
+        let single = input.size_hint() == (1, Some(1));
+        if single || !self.channels.streams_to(&self.addr) {
+            return stream_append_sequential(self, input, option);
+        }
+        Box::pin(async move {
+            // The first request is taken before the stream opens: taking it is where openraft
+            // waits out its backoff after an error (without that, a peer refusing connections
+            // was retried in a busy loop), and a session with nothing to send opens nothing.
+            let mut input = input;
+            let Some(first) = input.next().await else {
+                let empty: BoxStream<'s, _> = Box::pin(futures::stream::empty());
+                return Ok(empty);
+            };
+            let input = futures::stream::once(futures::future::ready(first)).chain(input);
+            let answers = self.open_append_stream(input, option).await?;
+            // After an error (a conflict, a higher vote, a timeout) the stream is done: openraft
+            // starts the next session from what was acknowledged.
+            let stream = futures::stream::unfold(Some(answers), |state| async move {
+                let mut answers = state?;
+                let item = answers.next().await?;
+                let go_on = matches!(item, Ok(Ok(_)));
+                Some((item, go_on.then_some(answers)))
+            });
+            let stream: BoxStream<'s, _> = Box::pin(stream);
+            Ok(stream)
+        })
     }
 
     async fn vote(

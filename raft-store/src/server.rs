@@ -1,22 +1,32 @@
 //! The server side of the Raft transport: one tonic service per process that routes each
 //! request to the replica of the group it names.
+//!
+//! A replication stream (`AppendStream`) is handed to openraft's `Raft::stream_append`, which
+//! pipelines its AppendEntries and answers them in order; every frame is checked (its MAC, its
+//! place in the stream, its group) before it is decoded.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::RwLock;
+
+use futures::Stream;
+use futures::StreamExt;
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::raft::AppendEntriesRequest;
 use openraft::raft::AppendEntriesResponse;
 use openraft::raft::SnapshotResponse;
+use openraft::raft::StreamAppendResult;
 use openraft::raft::TransferLeaderRequest;
 use openraft::raft::TransferLeaderResponse;
 use openraft::raft::VoteRequest;
 use openraft::raft::VoteResponse;
 use openraft::storage::RaftStateMachine;
 use raftmq_proto::auth::ClusterKey;
+use raftmq_proto::raft::AppendFrame;
 use raftmq_proto::raft::RaftReply;
 use raftmq_proto::raft::RaftRequest;
 use raftmq_proto::raft::SnapshotChunk;
@@ -42,6 +52,7 @@ use crate::types::TypeConfig;
 use crate::types::Vote;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+type BoxStream<T> = Pin<Box<dyn Stream<Item = T> + Send + 'static>>;
 type Reply<T> = Result<T, String>;
 
 /// The Raft RPCs a replica answers, with its state machine type erased.
@@ -51,6 +62,13 @@ pub trait RaftRpc: Send + Sync + 'static {
         &self,
         req: AppendEntriesRequest<TypeConfig>,
     ) -> BoxFuture<Reply<AppendEntriesResponse<TypeConfig>>>;
+    /// Handles a replication stream: its AppendEntries pipelined, answered in order. The
+    /// answers end when the input does, at the first error, or when the replica stops
+    /// admitting Raft requests.
+    fn stream_append(
+        &self,
+        input: BoxStream<AppendEntriesRequest<TypeConfig>>,
+    ) -> Reply<BoxStream<Reply<StreamAppendResult<TypeConfig>>>>;
     /// Handles a vote request.
     fn vote(&self, req: VoteRequest<TypeConfig>) -> BoxFuture<Reply<VoteResponse<TypeConfig>>>;
     /// Handles a pre-vote request.
@@ -109,6 +127,22 @@ where
     ) -> BoxFuture<Reply<AppendEntriesResponse<TypeConfig>>> {
         let r = self.admitted();
         Box::pin(async move { r?.append_entries(req).await.map_err(|e| e.to_string()) })
+    }
+
+    fn stream_append(
+        &self,
+        input: BoxStream<AppendEntriesRequest<TypeConfig>>,
+    ) -> Reply<BoxStream<Reply<StreamAppendResult<TypeConfig>>>> {
+        let raft = self.admitted()?;
+        let (fence, group, node) = (self.fence.clone(), self.group, self.node);
+        // The gate is looked at for every request, as for unary ones: a replica fenced while
+        // the stream is open takes nothing more from it.
+        let input =
+            input.take_while(move |_| futures::future::ready(fence.admit(group, node).is_ok()));
+        Ok(Box::pin(
+            raft.stream_append(input)
+                .map(|r| r.map_err(|fatal| fatal.to_string())),
+        ))
     }
 
     fn vote(&self, req: VoteRequest<TypeConfig>) -> BoxFuture<Reply<VoteResponse<TypeConfig>>> {
@@ -336,7 +370,11 @@ fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
 }
 
 fn reply<T: Serialize>(result: Result<Reply<T>, String>) -> tonic::Response<RaftReply> {
-    tonic::Response::new(match result {
+    tonic::Response::new(reply_message(result))
+}
+
+fn reply_message<T: Serialize>(result: Result<Reply<T>, String>) -> RaftReply {
+    match result {
         Ok(r) => RaftReply {
             payload: encode(&r).into(),
             error: String::new(),
@@ -345,7 +383,99 @@ fn reply<T: Serialize>(result: Result<Reply<T>, String>) -> tonic::Response<Raft
             payload: Default::default(),
             error,
         },
-    })
+    }
+}
+
+/// The frames of one replication stream, each checked before it is decoded: its MAC (bound
+/// to the stream's credential), its place (no frame dropped, repeated or reordered) and its
+/// group (the first frame's, for the whole stream).
+struct Frames {
+    frames: Streaming<AppendFrame>,
+    key: ClusterKey,
+    sender: NodeId,
+    ts_ms: u64,
+    group: Option<u64>,
+    seq: u64,
+}
+
+impl Frames {
+    async fn next(&mut self) -> Result<Option<AppendEntriesRequest<TypeConfig>>, Status> {
+        let Some(f) = self.frames.message().await? else {
+            return Ok(None);
+        };
+        if f.seq != self.seq {
+            return Err(Status::invalid_argument(format!(
+                "frame {} where {} was expected",
+                f.seq, self.seq
+            )));
+        }
+        self.key
+            .verify_frame(
+                method::APPEND_STREAM,
+                self.sender,
+                self.ts_ms,
+                f.seq,
+                f.group,
+                &f.payload,
+                &f.mac,
+            )
+            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        if *self.group.get_or_insert(f.group) != f.group {
+            return Err(Status::invalid_argument("a stream carries one group"));
+        }
+        self.seq += 1;
+        decode(&f.payload)
+            .map(Some)
+            .map_err(Status::invalid_argument)
+    }
+}
+
+/// The answers to one replication stream: waits for its first frame (which names the group),
+/// then hands the checked frames to the replica. A bad frame ends the input, and the answers
+/// end with its error after the frames before it are answered.
+async fn serve_append_stream(
+    registry: Registry,
+    mut frames: Frames,
+) -> BoxStream<Result<RaftReply, Status>> {
+    let one = |item: Result<RaftReply, Status>| -> BoxStream<Result<RaftReply, Status>> {
+        Box::pin(futures::stream::once(futures::future::ready(item)))
+    };
+    let first = match frames.next().await {
+        Ok(Some(first)) => first,
+        Ok(None) => return Box::pin(futures::stream::empty()),
+        Err(status) => return one(Err(status)),
+    };
+    let group = frames.group.unwrap_or_default();
+    let target = match registry.get(group) {
+        Ok(t) => t,
+        Err(e) => return one(Ok(reply_message::<StreamAppendResult<TypeConfig>>(Err(e)))),
+    };
+    let bad: Arc<Mutex<Option<Status>>> = Arc::default();
+    let bad_in = bad.clone();
+    let rest = futures::stream::unfold(Some(frames), move |state| {
+        let bad = bad_in.clone();
+        async move {
+            let mut frames = state?;
+            match frames.next().await {
+                Ok(Some(req)) => Some((req, Some(frames))),
+                Ok(None) => None,
+                Err(status) => {
+                    tracing::warn!(group, %status, "replication stream refused");
+                    *bad.lock().unwrap() = Some(status);
+                    None
+                }
+            }
+        }
+    });
+    let input = Box::pin(futures::stream::once(futures::future::ready(first)).chain(rest));
+    let answers = match target.stream_append(input) {
+        Ok(a) => a,
+        Err(e) => return one(Ok(reply_message::<StreamAppendResult<TypeConfig>>(Err(e)))),
+    };
+    let answers = answers.map(|r| Ok(reply_message(Ok(r))));
+    let refusal = futures::stream::once(async move { bad.lock().unwrap().take() })
+        .filter_map(|s| futures::future::ready(s.map(Err)));
+    Box::pin(answers.chain(refusal))
 }
 
 impl RaftServer {
@@ -396,6 +526,31 @@ impl RaftServer {
 
 #[tonic::async_trait]
 impl RaftService for RaftServer {
+    type AppendStreamStream = BoxStream<Result<RaftReply, Status>>;
+
+    async fn append_stream(
+        &self,
+        req: tonic::Request<Streaming<AppendFrame>>,
+    ) -> Result<tonic::Response<Self::AppendStreamStream>, Status> {
+        let (meta, _, frames) = req.into_parts();
+        let key = self.registry.key.clone();
+        let (sender, ts_ms) =
+            key.check_stream(&meta, method::APPEND_STREAM, crate::rt::wall_ms())?;
+        let frames = Frames {
+            frames,
+            key,
+            sender,
+            ts_ms,
+            group: None,
+            seq: 0,
+        };
+        // Answered at once (the response headers), so the opener's deadline covers only the
+        // opening; the first frame is awaited inside the stream.
+        let answers =
+            futures::stream::once(serve_append_stream(self.registry.clone(), frames)).flatten();
+        Ok(tonic::Response::new(Box::pin(answers)))
+    }
+
     async fn append_entries(
         &self,
         req: tonic::Request<RaftRequest>,

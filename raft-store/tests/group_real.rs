@@ -207,6 +207,7 @@ async fn three_replicas_replicate_fail_over_and_recover() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_raft_requests_are_refused_and_change_nothing() {
     use raftmq_proto::auth::ClusterKey;
+    use raftmq_proto::raft::AppendFrame;
     use raftmq_proto::raft::RaftRequest;
     use raftmq_proto::raft::SnapshotChunk;
     use raftmq_proto::raft::raft_service_client::RaftServiceClient;
@@ -284,6 +285,48 @@ async fn forged_raft_requests_are_refused_and_change_nothing() {
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unauthenticated);
+
+        // Replication streams: the stream needs the credential, and every frame its own MAC,
+        // in its place. A forged AppendEntries in a huge term is the dangerous kind.
+        let forged_append = {
+            let a = openraft::raft::AppendEntriesRequest::<raft_store::types::TypeConfig> {
+                vote: raft_store::types::Vote::new_committed(u64::MAX / 2, 9),
+                prev_log_id: None,
+                leader_commit: None,
+                entries: vec![],
+            };
+            bincode::serde::encode_to_vec(&a, bincode::config::standard()).unwrap()
+        };
+        let key = ClusterKey::insecure_for_tests();
+        let ts = raft_store::rt::wall_ms();
+        let frame = |k: &ClusterKey, seq: u64, tag_seq: u64| AppendFrame {
+            group: 1,
+            payload: forged_append.clone().into(),
+            seq,
+            mac: k
+                .frame_tag("raft.AppendStream", 9, ts, tag_seq, 1, &forged_append)
+                .into(),
+        };
+        // No credential: refused at the opening.
+        let e = c
+            .append_stream(futures::stream::iter(vec![frame(&key, 0, 0)]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
+        // A valid credential, then a frame that does not verify: another secret's MAC, a MAC
+        // made for another place, a frame out of its place (as if frame 0 had been dropped).
+        let cases = [
+            (frame(&wrong, 0, 0), tonic::Code::Unauthenticated),
+            (frame(&key, 0, 1), tonic::Code::Unauthenticated),
+            (frame(&key, 1, 1), tonic::Code::InvalidArgument),
+        ];
+        for (bad, code) in cases {
+            let mut req = tonic::Request::new(futures::stream::iter(vec![bad]));
+            key.attach(&mut req, "raft.AppendStream", 9, ts, &[]);
+            let mut answers = c.append_stream(req).await.unwrap().into_inner();
+            let e = answers.message().await.unwrap_err();
+            assert_eq!(e.code(), code, "{e}");
+        }
     }
 
     // Nothing changed: same leader, same term, and it still commits.
