@@ -617,3 +617,121 @@ pub async fn seed(
     .await
     .map_err(|e| e.to_string())
 }
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::atomic::Ordering;
+
+    use raftmq_proto::raft::raft_service_server::RaftService;
+    use raftmq_proto::raft::raft_service_server::RaftServiceServer;
+    use tonic::Status;
+
+    use super::*;
+
+    /// A peer of an older version: no `AppendStream`; every unary AppendEntries succeeds.
+    struct OldPeer {
+        appends: Arc<AtomicU64>,
+    }
+
+    type Answer = Result<tonic::Response<RaftReply>, Status>;
+
+    #[tonic::async_trait]
+    impl RaftService for OldPeer {
+        type AppendStreamStream = futures::stream::Empty<Result<RaftReply, Status>>;
+
+        async fn append_stream(
+            &self,
+            _: tonic::Request<tonic::Streaming<AppendFrame>>,
+        ) -> Result<tonic::Response<Self::AppendStreamStream>, Status> {
+            Err(Status::unimplemented("an older peer"))
+        }
+
+        async fn append_entries(&self, _: tonic::Request<RaftRequest>) -> Answer {
+            self.appends.fetch_add(1, Ordering::SeqCst);
+            let ok: Result<AppendEntriesResponse<TypeConfig>, String> =
+                Ok(AppendEntriesResponse::Success);
+            Ok(tonic::Response::new(RaftReply {
+                payload: encode(&ok).into(),
+                error: String::new(),
+            }))
+        }
+
+        async fn vote(&self, _: tonic::Request<RaftRequest>) -> Answer {
+            Err(Status::unimplemented("not in this test"))
+        }
+
+        async fn pre_vote(&self, _: tonic::Request<RaftRequest>) -> Answer {
+            Err(Status::unimplemented("not in this test"))
+        }
+
+        async fn transfer_leader(&self, _: tonic::Request<RaftRequest>) -> Answer {
+            Err(Status::unimplemented("not in this test"))
+        }
+
+        async fn install_snapshot(
+            &self,
+            _: tonic::Request<tonic::Streaming<SnapshotChunk>>,
+        ) -> Answer {
+            Err(Status::unimplemented("not in this test"))
+        }
+
+        async fn probe(&self, _: tonic::Request<RaftRequest>) -> Answer {
+            Err(Status::unimplemented("not in this test"))
+        }
+
+        async fn seed(&self, _: tonic::Request<RaftRequest>) -> Answer {
+            Err(Status::unimplemented("not in this test"))
+        }
+    }
+
+    /// A rolling upgrade: a new leader replicating to an old follower fails its first stream,
+    /// remembers the peer, and replicates with unary AppendEntries from the next session on.
+    #[tokio::test]
+    async fn a_peer_without_append_stream_gets_unary_append_entries() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let appends = Arc::new(AtomicU64::new(0));
+        let peer = OldPeer {
+            appends: appends.clone(),
+        };
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(RaftServiceServer::new(peer))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let channels = Channels::new(ClusterKey::insecure_for_tests());
+        let mut factory =
+            NetworkFactory::new(GroupId(1), 1, channels.clone(), NetConfig::default());
+        let node = Node { addr: addr.clone() };
+        let mut conn = factory.new_client(2, &node).await;
+        let two = || {
+            let req = AppendEntriesRequest::<TypeConfig> {
+                vote: Vote::new_committed(1, 1),
+                prev_log_id: None,
+                leader_commit: None,
+                entries: vec![],
+            };
+            futures::stream::iter(vec![req.clone(), req])
+        };
+        let option = RPCOption::new(Duration::from_secs(5));
+
+        assert!(channels.streams_to(&addr));
+        assert!(conn.stream_append(two(), option.clone()).await.is_err());
+        assert!(!channels.streams_to(&addr), "the old peer is remembered");
+        assert_eq!(appends.load(Ordering::SeqCst), 0);
+
+        let answers: Vec<_> = conn
+            .stream_append(two(), option)
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert_eq!(answers.len(), 2);
+        assert!(
+            answers.iter().all(|a| matches!(a, Ok(Ok(None)))),
+            "{answers:?}"
+        );
+        assert_eq!(appends.load(Ordering::SeqCst), 2, "two unary calls");
+    }
+}
