@@ -33,15 +33,23 @@ fi
 export FUZZ_SEED="${FUZZ_SEED:-${SIM_BASE_SEED:-24301}}"
 export FUZZ_SECS="${FUZZ_SECS:-15}"
 
-# The official RocketMQ clients the interop tests drive: the Python SDK in a venv and a small
-# program on the official Rust crate, both under target/ (rebuilt only when missing).
+# The official RocketMQ clients the interop tests drive: the Python SDK in a venv, a small
+# program on the official Rust crate and the Node.js SDK, all under target/ (rebuilt only when
+# missing).
 setup_clients() {
     if [ ! -x target/interop-venv/bin/python ] || ! target/interop-venv/bin/python -c "import rocketmq" 2>/dev/null; then
         rm -rf target/interop-venv
         python3 -m venv target/interop-venv &&
             target/interop-venv/bin/pip install --quiet --disable-pip-version-check "rocketmq-python-client==5.1.2" || return 1
     fi
-    (cd interop/rust-official && CARGO_TARGET_DIR=../../target/interop-rust cargo build --release --locked --quiet)
+    (cd interop/rust-official && CARGO_TARGET_DIR=../../target/interop-rust cargo build --release --locked --quiet) || return 1
+    # The official Node.js client (npm rocketmq-client-nodejs, pinned by interop/node's lock file).
+    if [ ! -d target/interop-node/node_modules/rocketmq-client-nodejs ] ||
+        ! cmp -s interop/node/package-lock.json target/interop-node/package-lock.json; then
+        rm -rf target/interop-node && mkdir -p target/interop-node &&
+            cp interop/node/package.json interop/node/package-lock.json target/interop-node/ &&
+            (cd target/interop-node && npm ci --silent --no-audit --no-fund) || return 1
+    fi
 }
 step setup_clients
 step cargo fmt --all --check

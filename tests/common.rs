@@ -212,6 +212,27 @@ pub fn rust_official() -> PathBuf {
     p
 }
 
+/// Runs interop/node/interop_test.js on the official Node.js client (installed under
+/// target/interop-node by scripts/test.sh) with `home` as its HOME (where it logs).
+pub fn node_scenario(home: &Path, args: &[&str]) -> Output {
+    let modules = std::env::var_os("RAFTMQ_NODE_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/interop-node/node_modules"));
+    assert!(
+        modules.join("rocketmq-client-nodejs").exists(),
+        "{} has no rocketmq-client-nodejs: run ./scripts/test.sh (it installs interop/node) or set RAFTMQ_NODE_MODULES",
+        modules.display()
+    );
+    run_ok(
+        &format!("node {}", args.join(" ")),
+        Command::new("node")
+            .arg(workspace().join("interop/node/interop_test.js"))
+            .args(args)
+            .env("NODE_PATH", modules)
+            .env("HOME", home),
+    )
+}
+
 /// Runs a command, prints its output, and asserts it succeeded.
 pub fn run_ok(what: &str, cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -233,6 +254,12 @@ pub fn run_ok(what: &str, cmd: &mut Command) -> Output {
 
 /// Runs an interop_test.py scenario against `port`.
 pub fn python_scenario(port: u16, args: &[&str]) -> Output {
+    python_scenario_in(&std::env::temp_dir(), port, args)
+}
+
+/// Runs an interop_test.py scenario against `port` with `home` as its HOME (the SDK logs to
+/// `home/logs/rocketmq_python/rocketmq_client.log`).
+pub fn python_scenario_in(home: &Path, port: u16, args: &[&str]) -> Output {
     let script = workspace().join("interop/python/interop_test.py");
     run_ok(
         &format!("python {}", args.join(" ")),
@@ -240,7 +267,7 @@ pub fn python_scenario(port: u16, args: &[&str]) -> Output {
             .arg(script)
             .args(args)
             .args(["--endpoint", &endpoint(port)])
-            .env("HOME", std::env::temp_dir()),
+            .env("HOME", home),
     )
 }
 

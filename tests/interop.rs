@@ -1,6 +1,6 @@
 //! The official RocketMQ clients against `raftmq dev`: the Python SDK 5.1.2 (SimpleConsumer,
-//! PushConsumer, redelivery, dead letters) and the Rust SDK 5.0.0; and a restart between
-//! sending and receiving.
+//! PushConsumer, redelivery, dead letters), the Rust SDK 5.0.0 and the Node.js SDK 1.0.8; and a
+//! restart between sending and receiving.
 #![cfg(not(madsim))]
 
 mod common;
@@ -14,7 +14,10 @@ use common::python_scenario;
 fn python_client_send_receive_push_redelivery_and_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
     let dev = Dev::start(dir.path(), 18100, &[]);
-    python_scenario(
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    common::python_scenario_in(
+        &home,
         dev.port,
         &[
             "send-receive",
@@ -25,6 +28,19 @@ fn python_client_send_receive_push_redelivery_and_dead_letters() {
             "--group",
             "PySimple",
         ],
+    );
+    // Its log has no warning or error (issue 13, item 7).
+    let log = std::fs::read_to_string(home.join("logs/rocketmq_python/rocketmq_client.log"))
+        .expect("the Python client's log");
+    let bad: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("[ERROR]") || l.contains("[WARNING]") || l.contains("[WARN]"))
+        .collect();
+    assert!(log.contains("[INFO]"), "{log}");
+    assert!(
+        bad.is_empty(),
+        "the Python client logged:\n{}",
+        bad.join("\n")
     );
     python_scenario(
         dev.port,
@@ -75,6 +91,35 @@ fn rust_official_client_send_receive() {
     assert!(
         !all.contains("there is no handler"),
         "the client logged a telemetry error:\n{all}"
+    );
+}
+
+/// The official Node.js client (issue 13, item 7: its log has no warning or error, as the Rust
+/// client's had for every Telemetry reply it could not handle).
+#[test]
+fn node_client_send_receive_with_a_clean_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path(), 20400, &[]);
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    common::node_scenario(
+        &home,
+        &[&common::endpoint(dev.port), "NodeTopic", "NodeGroup", "500"],
+    );
+    let log = std::fs::read_to_string(home.join("logs/rocketmq/rocketmq_client_nodejs.log"))
+        .expect("the Node.js client's log");
+    let bad: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+        .collect();
+    assert!(
+        log.contains("Startup the rocketmq client successfully"),
+        "{log}"
+    );
+    assert!(
+        bad.is_empty(),
+        "the Node.js client logged:\n{}",
+        bad.join("\n")
     );
 }
 
