@@ -194,23 +194,34 @@ struct Answers {
     replies: tonic::Streaming<RaftReply>,
     /// When each frame not yet answered was handed to the transport, oldest first.
     sent: Arc<Mutex<VecDeque<Instant>>>,
+    /// When the last answer came.
+    last_answer: Instant,
     ttl: Duration,
     self_id: NodeId,
     target: NodeId,
     addr: String,
+    /// Dropped with the answers, which ends the frames: openraft's request stream (shared with
+    /// its next session) is then no longer polled by this stream's HTTP/2 body.
+    _done: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Answers {
     /// The next answer, `None` at the end of the stream. An answer must come within `ttl` of
-    /// its frame's sending (what a unary AppendEntries had): a follower that stopped answering
-    /// (frozen, partitioned) ends the stream with a timeout, and openraft starts a new one.
+    /// its frame's sending or of the answer before it, whichever is later: each AppendEntries
+    /// gets the deadline a unary call had once the ones before it are answered, so a follower
+    /// catching up through many pipelined frames is not cut off while it makes progress
+    /// (simulation cluster_chaos 5054: a replaced replica never caught up when each frame's
+    /// deadline counted from its sending). A follower that stops answering (frozen,
+    /// partitioned) ends the stream with a timeout, and openraft starts a new one.
     async fn next(
         &mut self,
     ) -> Option<Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>> {
         loop {
             let oldest = self.sent.lock().unwrap().front().copied();
             let wait = match oldest {
-                Some(t) => (t + self.ttl).saturating_duration_since(Instant::now()),
+                Some(t) => {
+                    (t.max(self.last_answer) + self.ttl).saturating_duration_since(Instant::now())
+                }
                 None => self.ttl,
             };
             match tokio::time::timeout(wait, self.replies.message()).await {
@@ -233,6 +244,7 @@ impl Answers {
                 Ok(Ok(None)) => return None,
                 Ok(Ok(Some(reply))) => {
                     self.sent.lock().unwrap().pop_front();
+                    self.last_answer = Instant::now();
                     return Some(decode_reply(&reply));
                 }
             }
@@ -346,7 +358,8 @@ impl Connection {
         let sent: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
         let sent_by_frames = sent.clone();
         let mut seq = 0u64;
-        let frames = input.map(move |req| {
+        let (done, ended) = tokio::sync::oneshot::channel::<()>();
+        let frames = input.take_until(ended).map(move |req| {
             let payload = encode(&req);
             let mac = key.frame_tag(method::APPEND_STREAM, sender, ts, seq, group, &payload);
             let frame = AppendFrame {
@@ -393,10 +406,12 @@ impl Connection {
         Ok(Answers {
             replies,
             sent,
+            last_answer: Instant::now(),
             ttl,
             self_id: self.self_id,
             target: self.target,
             addr: self.addr.clone(),
+            _done: done,
         })
     }
 }

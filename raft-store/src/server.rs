@@ -285,9 +285,18 @@ where
 /// The replicas a process hosts, by group, and the cluster key requests must be signed with.
 #[derive(Clone)]
 pub struct Registry {
-    groups: Arc<RwLock<BTreeMap<GroupId, Arc<dyn RaftRpc>>>>,
+    groups: Arc<RwLock<BTreeMap<GroupId, Hosting>>>,
     key: ClusterKey,
     max_snapshot_bytes: usize,
+}
+
+/// A registered replica, and what its open replication streams wait on: the sender is dropped
+/// when the replica is unregistered or replaced, which ends them. (An idle stream would
+/// otherwise outlive its replica: a stopped node's graceful server shutdown waited for its
+/// peers' streams, found by `group_real::forged_raft_requests_are_refused_and_change_nothing`.)
+struct Hosting {
+    rpc: Arc<dyn RaftRpc>,
+    gone: tokio::sync::watch::Sender<()>,
 }
 
 /// The tonic service type of the Raft transport.
@@ -320,7 +329,11 @@ impl Registry {
 
     /// Routes `group`'s requests to `rpc` (replacing any previous replica of the group).
     pub fn register(&self, group: GroupId, rpc: Arc<dyn RaftRpc>) {
-        self.groups.write().unwrap().insert(group, rpc);
+        let (gone, _) = tokio::sync::watch::channel(());
+        self.groups
+            .write()
+            .unwrap()
+            .insert(group, Hosting { rpc, gone });
     }
 
     /// Stops routing `group`'s requests.
@@ -329,12 +342,19 @@ impl Registry {
     }
 
     fn get(&self, group: u64) -> Result<Arc<dyn RaftRpc>, String> {
-        self.groups
-            .read()
-            .unwrap()
+        self.hosting(group).map(|(rpc, _)| rpc)
+    }
+
+    /// The replica of `group`, and a future that completes when it is unregistered or replaced.
+    fn hosting(
+        &self,
+        group: u64,
+    ) -> Result<(Arc<dyn RaftRpc>, tokio::sync::watch::Receiver<()>), String> {
+        let groups = self.groups.read().unwrap();
+        let h = groups
             .get(&GroupId(group))
-            .cloned()
-            .ok_or_else(|| format!("no replica of group {group} here"))
+            .ok_or_else(|| format!("no replica of group {group} here"))?;
+        Ok((h.rpc.clone(), h.gone.subscribe()))
     }
 
     /// The Raft transport for the registered groups, as a tonic service.
@@ -430,6 +450,12 @@ impl Frames {
     }
 }
 
+/// Completes when the replica `gone` watches is unregistered or replaced (its sender dropped;
+/// nothing is ever sent).
+async fn gone(mut gone: tokio::sync::watch::Receiver<()>) {
+    while gone.changed().await.is_ok() {}
+}
+
 /// The answers to one replication stream: waits for its first frame (which names the group),
 /// then hands the checked frames to the replica. A bad frame ends the input, and the answers
 /// end with its error after the frames before it are answered.
@@ -446,7 +472,7 @@ async fn serve_append_stream(
         Err(status) => return one(Err(status)),
     };
     let group = frames.group.unwrap_or_default();
-    let target = match registry.get(group) {
+    let (target, gone_rx) = match registry.hosting(group) {
         Ok(t) => t,
         Err(e) => return one(Ok(reply_message::<StreamAppendResult<TypeConfig>>(Err(e)))),
     };
@@ -467,12 +493,18 @@ async fn serve_append_stream(
             }
         }
     });
+    // Input and answers both end with the replica: openraft's task reading the input would
+    // otherwise hold the peer's HTTP/2 stream (and so this node's graceful server shutdown)
+    // open until the leader's next frame.
+    let rest = rest.take_until(Box::pin(gone(gone_rx.clone())));
     let input = Box::pin(futures::stream::once(futures::future::ready(first)).chain(rest));
     let answers = match target.stream_append(input) {
         Ok(a) => a,
         Err(e) => return one(Ok(reply_message::<StreamAppendResult<TypeConfig>>(Err(e)))),
     };
-    let answers = answers.map(|r| Ok(reply_message(Ok(r))));
+    let answers = answers
+        .take_until(Box::pin(gone(gone_rx)))
+        .map(|r| Ok(reply_message(Ok(r))));
     let refusal = futures::stream::once(async move { bad.lock().unwrap().take() })
         .filter_map(|s| futures::future::ready(s.map(Err)));
     Box::pin(answers.chain(refusal))
