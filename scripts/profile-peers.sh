@@ -65,7 +65,7 @@ TOML
 cluster_start
 pids=$(raftmq_pids)
 # The brokers only (the nameserver is idle): perf takes a comma-separated list.
-brokers=$(cat "$PEERS_TMP"/pids/raftmq-n*.pid | paste -sd, -)
+brokers=$(cat "$PEERS_TMP"/pids/raftmq-n[0-9].pid | paste -sd, -)
 warm=1; [ "$MODE" = e2e ] && warm=5
 # MODE idle: no load at all; the CPU each broker spends in SECS seconds (heartbeats, timers,
 # pollers). What a cluster costs when nobody uses it.
