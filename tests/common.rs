@@ -233,6 +233,19 @@ pub fn node_scenario(home: &Path, args: &[&str]) -> Output {
     )
 }
 
+/// Asserts that an official client's log at `path` exists, shows it started (`started`), and
+/// holds no line with any of `bad` (its warning and error markers).
+pub fn assert_clean_log(what: &str, path: &Path, started: &str, bad: &[&str]) {
+    let log = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{what}'s log {}: {e}", path.display()));
+    assert!(log.contains(started), "{what}'s log:\n{log}");
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| bad.iter().any(|b| l.contains(b)))
+        .collect();
+    assert!(lines.is_empty(), "{what} logged:\n{}", lines.join("\n"));
+}
+
 /// Runs a command, prints its output, and asserts it succeeded.
 pub fn run_ok(what: &str, cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));

@@ -30,17 +30,11 @@ fn python_client_send_receive_push_redelivery_and_dead_letters() {
         ],
     );
     // Its log has no warning or error (issue 13, item 7).
-    let log = std::fs::read_to_string(home.join("logs/rocketmq_python/rocketmq_client.log"))
-        .expect("the Python client's log");
-    let bad: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("[ERROR]") || l.contains("[WARNING]") || l.contains("[WARN]"))
-        .collect();
-    assert!(log.contains("[INFO]"), "{log}");
-    assert!(
-        bad.is_empty(),
-        "the Python client logged:\n{}",
-        bad.join("\n")
+    common::assert_clean_log(
+        "the Python client",
+        &home.join("logs/rocketmq_python/rocketmq_client.log"),
+        "[INFO]",
+        &["[ERROR]", "[WARNING]", "[WARN]"],
     );
     python_scenario(
         dev.port,
@@ -106,20 +100,11 @@ fn node_client_send_receive_with_a_clean_log() {
         &home,
         &[&common::endpoint(dev.port), "NodeTopic", "NodeGroup", "500"],
     );
-    let log = std::fs::read_to_string(home.join("logs/rocketmq/rocketmq_client_nodejs.log"))
-        .expect("the Node.js client's log");
-    let bad: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
-        .collect();
-    assert!(
-        log.contains("Startup the rocketmq client successfully"),
-        "{log}"
-    );
-    assert!(
-        bad.is_empty(),
-        "the Node.js client logged:\n{}",
-        bad.join("\n")
+    common::assert_clean_log(
+        "the Node.js client",
+        &home.join("logs/rocketmq/rocketmq_client_nodejs.log"),
+        "Startup the rocketmq client successfully",
+        &[" ERROR ", " WARN "],
     );
 }
 

@@ -168,11 +168,23 @@ impl ClusterKey {
         body: &[u8],
         now_ms: u64,
     ) -> Result<u64, AuthError> {
+        self.verify_timed(header, method, body, now_ms)
+            .map(|(sender, _)| sender)
+    }
+
+    /// [`Self::verify`], also giving the credential's time: `Ok((sender, time))`.
+    fn verify_timed(
+        &self,
+        header: Option<&str>,
+        method: &str,
+        body: &[u8],
+        now_ms: u64,
+    ) -> Result<(u64, u64), AuthError> {
         let (sender, ts, tag) = self.verify_parts(header, now_ms)?;
         self.mac(method, sender, ts, body)
             .verify_slice(&tag)
             .map_err(|_| AuthError::BadMac)?;
-        Ok(sender)
+        Ok((sender, ts))
     }
 
     /// Checks the credential that opens a stream whose frames carry their own MACs
@@ -184,12 +196,8 @@ impl ClusterKey {
         now_ms: u64,
     ) -> Result<(u64, u64), tonic::Status> {
         let h = meta.get(HEADER).and_then(|v| v.to_str().ok());
-        let unauth = |e: AuthError| tonic::Status::unauthenticated(e.to_string());
-        let (sender, ts, tag) = self.verify_parts(h, now_ms).map_err(unauth)?;
-        self.mac(method, sender, ts, &[])
-            .verify_slice(&tag)
-            .map_err(|_| unauth(AuthError::BadMac))?;
-        Ok((sender, ts))
+        self.verify_timed(h, method, &[], now_ms)
+            .map_err(|e| tonic::Status::unauthenticated(e.to_string()))
     }
 
     fn frame_mac(
