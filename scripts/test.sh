@@ -3,7 +3,7 @@
 # tests, the simulator build's tests including a time-budgeted seed sweep, and the real-process
 # chaos matrix (jepsen/). The last line is "N passed, M failed". CI runs exactly this (through .ci/run).
 #
-# Knobs: SIM_BUDGET_SECS (wall-clock budget per simulation scenario, default 180),
+# Knobs: SIM_BUDGET_SECS (wall-clock budget per simulation scenario, default 150),
 # SIM_SEEDS (max fresh seeds per sweep), SIM_SEED (replay one seed only), JEPSEN_SECS (seconds
 # per real-process chaos run, default 60), JEPSEN_ONLY (a part of the jepsen matrix).
 set -uo pipefail
@@ -62,7 +62,7 @@ step env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -p raftmq-clien
 # sweep covers many more seeds per minute.
 # RUSTDOCFLAGS too: doc tests compile the crates again, and must see the same cfg as their
 # (simulator) dependencies.
-step env RUSTFLAGS="--cfg madsim" RUSTDOCFLAGS="--cfg madsim" SIM_BUDGET_SECS="${SIM_BUDGET_SECS:-180}" SIM_SEEDS="${SIM_SEEDS:-100000}" \
+step env RUSTFLAGS="--cfg madsim" RUSTDOCFLAGS="--cfg madsim" SIM_BUDGET_SECS="${SIM_BUDGET_SECS:-150}" SIM_SEEDS="${SIM_SEEDS:-100000}" \
     cargo test --workspace --profile sim --locked --no-fail-fast -- --nocapture
 
 # The real-process chaos suite: real raftmq processes in network namespaces under partitions,

@@ -196,6 +196,10 @@ struct Answers {
     sent: Arc<Mutex<VecDeque<Instant>>>,
     /// When the last answer came.
     last_answer: Instant,
+    /// Signalled as each frame is handed to the transport: an idle stream sleeps on it instead
+    /// of waking every `ttl` to look for a deadline (those wake-ups were most of an idle
+    /// broker's timer events, and halved the simulated seeds per second).
+    frame_sent: Arc<tokio::sync::Notify>,
     ttl: Duration,
     self_id: NodeId,
     target: NodeId,
@@ -224,9 +228,18 @@ impl Answers {
                 }
                 None => self.ttl,
             };
-            match tokio::time::timeout(wait, self.replies.message()).await {
-                // Nothing was awaited: an idle stream. Look again (a frame may have left since).
-                Err(_) if oldest.is_none() => continue,
+            let answer = if oldest.is_none() {
+                // Nothing is awaited: no deadline runs. Wait for an answer (the end of the
+                // stream, an error) or for a frame to leave, whose deadline then starts. A
+                // frame sent between the look above and here left a permit in the Notify.
+                tokio::select! {
+                    r = self.replies.message() => Ok(r),
+                    _ = self.frame_sent.notified() => continue,
+                }
+            } else {
+                tokio::time::timeout(wait, self.replies.message()).await
+            };
+            match answer {
                 Err(_) => {
                     return Some(Err(RPCError::Timeout(Timeout {
                         action: RPCTypes::AppendEntries,
@@ -357,6 +370,8 @@ impl Connection {
         let (key, group, sender) = (self.key.clone(), self.group.0, self.self_id);
         let sent: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
         let sent_by_frames = sent.clone();
+        let frame_sent = Arc::new(tokio::sync::Notify::new());
+        let notify = frame_sent.clone();
         let mut seq = 0u64;
         let (done, ended) = tokio::sync::oneshot::channel::<()>();
         let frames = input.take_until(ended).map(move |req| {
@@ -370,6 +385,7 @@ impl Connection {
             };
             seq += 1;
             sent_by_frames.lock().unwrap().push_back(Instant::now());
+            notify.notify_one();
             frame
         });
         let mut request = tonic::Request::new(frames);
@@ -407,6 +423,7 @@ impl Connection {
             replies,
             sent,
             last_answer: Instant::now(),
+            frame_sent,
             ttl,
             self_id: self.self_id,
             target: self.target,
