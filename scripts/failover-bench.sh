@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Failover benchmark (not a test): a nameserver and three `raftmq broker` processes on
-# 127.0.0.1-3 hosting NGROUPS groups; `raftmq bench` sends through all three nodes (moving to the
-# next node after an error) while the leader of group 1 is SIGKILLed KILLS times, restarted
-# after DOWN seconds each time. Prints the unavailability window around each kill (the longest
-# gap between successful sends) and its p50/p99/max.
+# 127.0.0.1-3 hosting NGROUPS groups, while the leader of group 1 is hit KILLS times:
+#   FAULT=kill (default)  SIGKILL, restarted after DOWN seconds;
+#   FAULT=stop            SIGSTOP, SIGCONT after DOWN seconds (a GC or VM pause, a black hole).
+# The senders:
+#   CLIENT=native (default)  `raftmq bench`, 16 senders through all three nodes (moving to the
+#                            next node after an error);
+#   CLIENT=python            the official Python producer, default configuration, 16 threads
+#                            through the nameserver (scripts/failover_python.py), which then
+#                            reads every message back: failed sends, lost, duplicates.
+# Prints the unavailability window around each fault (the longest gap between successful sends)
+# and its p50/p99/max.
 #
 #   KILLS=20 NGROUPS=1 ./scripts/failover-bench.sh
+#   CLIENT=python FAULT=stop KILLS=5 DOWN=6 ./scripts/failover-bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KILLS=${KILLS:-20}
@@ -13,11 +21,14 @@ NGROUPS=${NGROUPS:-1}
 DOWN=${DOWN:-3}
 SETTLE=${SETTLE:-5}
 BASE=${BASE:-28081}
-cargo build --release --quiet
-BIN=target/release/raftmq
+FAULT=${FAULT:-kill}
+CLIENT=${CLIENT:-native}
+if [ -z "${RAFTMQ_BIN:-}" ]; then cargo build --release --quiet; fi
+BIN=${RAFTMQ_BIN:-target/release/raftmq}
+PY=${PY:-target/interop-venv/bin/python}
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { kill -9 "${PIDS[@]}" "${BENCH_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { kill -9 "${PIDS[@]}" "${BENCH_PID:-}" 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 nodes=""
@@ -53,20 +64,32 @@ leader_of_group1() {
 for _ in $(seq 1 100); do [ -n "$(leader_of_group1)" ] && break; sleep 0.2; done
 
 DURATION=$((KILLS * (DOWN + SETTLE + 2) + 10))
-"$BIN" bench --endpoint "127.0.0.1:$BASE,127.0.0.2:$BASE,127.0.0.3:$BASE" --senders 16 --connections 1 \
-    --duration "$DURATION" --warmup 2 --gaps "$WORK/gaps.txt" > "$WORK/bench.out" 2>&1 & BENCH_PID=$!
+if [ "$CLIENT" = python ]; then
+    HOME="$WORK" "$PY" scripts/failover_python.py "127.0.0.1:$((BASE + 90))" FailoverTopic "$DURATION" 16 "$WORK" \
+        > "$WORK/bench.out" 2> "$WORK/python.err" & BENCH_PID=$!
+else
+    "$BIN" bench --endpoint "127.0.0.1:$BASE,127.0.0.2:$BASE,127.0.0.3:$BASE" --senders 16 --connections 1 \
+        --duration "$DURATION" --warmup 2 --gaps "$WORK/gaps.txt" > "$WORK/bench.out" 2>&1 & BENCH_PID=$!
+fi
 sleep 5
 : > "$WORK/kills.txt"
 for k in $(seq 1 "$KILLS"); do
     L=$(leader_of_group1)
     [ -n "$L" ] || { echo "no leader before kill $k" >&2; exit 1; }
     date +%s%3N >> "$WORK/kills.txt"
-    kill -9 "${NODE_PID[$L]}"
-    sleep "$DOWN"
-    start_node "$L"
+    if [ "$FAULT" = stop ]; then
+        kill -STOP "${NODE_PID[$L]}"
+        sleep "$DOWN"
+        kill -CONT "${NODE_PID[$L]}"
+    else
+        kill -9 "${NODE_PID[$L]}"
+        sleep "$DOWN"
+        start_node "$L"
+    fi
     sleep "$SETTLE"
-    echo "kill $k: node $L" >&2
+    echo "$FAULT $k: node $L" >&2
 done
 wait "$BENCH_PID"
 cat "$WORK/bench.out"
+if [ "$CLIENT" = python ]; then grep -hE ' ERROR ' "$WORK"/logs/rocketmq_python/*.log 2>/dev/null | sed -E 's/^[0-9-]+ [0-9:,]+ //' | cut -c1-160 | sort | uniq -c | sort -rn | head -5 || true; fi
 python3 scripts/failover_summary.py "$WORK/kills.txt" "$WORK/gaps.txt"
