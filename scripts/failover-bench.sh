@@ -71,6 +71,8 @@ else
     "$BIN" bench --endpoint "127.0.0.1:$BASE,127.0.0.2:$BASE,127.0.0.3:$BASE" --senders 16 --connections 1 \
         --duration "$DURATION" --warmup 2 --gaps "$WORK/gaps.txt" > "$WORK/bench.out" 2>&1 & BENCH_PID=$!
 fi
+# The first fault waits for the first successful send (the Python client starts slowly).
+for _ in $(seq 1 100); do [ "$CLIENT" != python ] || [ -e "$WORK/ready" ] && break; sleep 0.2; done
 sleep 5
 : > "$WORK/kills.txt"
 for k in $(seq 1 "$KILLS"); do
@@ -89,7 +91,11 @@ for k in $(seq 1 "$KILLS"); do
     sleep "$SETTLE"
     echo "$FAULT $k: node $L" >&2
 done
-wait "$BENCH_PID"
+wait "$BENCH_PID" || { rc=$?; cat "$WORK/bench.out" "$WORK/python.err" >&2 2>/dev/null; exit "$rc"; }
 cat "$WORK/bench.out"
-if [ "$CLIENT" = python ]; then grep -hE ' ERROR ' "$WORK"/logs/rocketmq_python/*.log 2>/dev/null | sed -E 's/^[0-9-]+ [0-9:,]+ //' | cut -c1-160 | sort | uniq -c | sort -rn | head -5 || true; fi
+if [ "$CLIENT" = python ]; then
+    echo "most frequent client errors:"
+    grep -hF '[ERROR]' "$WORK"/logs/rocketmq_python/*.log 2>/dev/null | sed -E 's/^[0-9-]+ [0-9:,]+ \[ERROR\] //' |
+        cut -c1-160 | sort | uniq -c | sort -rn | head -5 || true
+fi
 python3 scripts/failover_summary.py "$WORK/kills.txt" "$WORK/gaps.txt"

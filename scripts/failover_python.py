@@ -69,6 +69,8 @@ def main():
                         state["gaps"].append((prev, done))
                     state["last_ok"] = max(prev, done)
                     state["acked"].append(key)
+                    if len(state["acked"]) == 1:
+                        open(f"{out}/ready", "w").close()
                 else:
                     state["failed"][err] += 1
 
@@ -79,24 +81,32 @@ def main():
         w.join()
     producer.shutdown()
 
-    # Read everything back.
+    # Read everything back, until nothing has come for longer than a receive's invisibility
+    # (a message handed out to a receive that then failed here comes back after it), and
+    # drain to the end so second copies are counted too. A redelivery (delivery attempt > 1)
+    # is not a duplicate send; ack and receive failures are reported apart.
     acked = set(state["acked"])
     seen = Counter()
+    redelivered = receive_errors = ack_errors = 0
     idle_since = time.time()
-    while time.time() - idle_since < 15 and not acked <= set(seen):
+    while time.time() - idle_since < 25:
         try:
-            msgs = consumer.receive(32, 60)
-        except Exception:  # noqa: BLE001 - a receive that finds nothing, or a transient error
+            msgs = consumer.receive(32, 10)
+        except Exception:  # noqa: BLE001 - counted; the messages come back after 10 s
+            receive_errors += 1
             msgs = []
         if msgs:
             idle_since = time.time()
         for m in msgs:
-            for k in m.keys:
-                seen[k] += 1
+            if (m.delivery_attempt or 1) > 1:
+                redelivered += 1
+            else:
+                for k in m.keys:
+                    seen[k] += 1
             try:
                 consumer.ack(m)
-            except Exception:  # noqa: BLE001 - an unacked message comes again; counted as such
-                pass
+            except Exception:  # noqa: BLE001 - counted; the message comes again
+                ack_errors += 1
     consumer.shutdown()
     lost = sorted(acked - set(seen))
     result = {
@@ -106,6 +116,9 @@ def main():
         "lost": len(lost),
         "lost_keys": lost[:20],
         "duplicates": sum(c - 1 for c in seen.values() if c > 1),
+        "redelivered": redelivered,
+        "receive_errors": receive_errors,
+        "ack_errors": ack_errors,
         "longest_send_ms": state["longest"],
     }
     with open(f"{out}/gaps.txt", "w") as f:

@@ -197,8 +197,7 @@ struct Answers {
     /// When the last answer came.
     last_answer: Instant,
     /// Signalled as each frame is handed to the transport: an idle stream sleeps on it instead
-    /// of waking every `ttl` to look for a deadline (those wake-ups were most of an idle
-    /// broker's timer events, and halved the simulated seeds per second).
+    /// of waking every `ttl` to look for a deadline.
     frame_sent: Arc<tokio::sync::Notify>,
     ttl: Duration,
     self_id: NodeId,
@@ -232,7 +231,9 @@ impl Answers {
                 // Nothing is awaited: no deadline runs. Wait for an answer (the end of the
                 // stream, an error) or for a frame to leave, whose deadline then starts. A
                 // frame sent between the look above and here left a permit in the Notify.
+                // Biased: tokio's branch choice is random, outside the simulator's seed.
                 tokio::select! {
+                    biased;
                     r = self.replies.message() => Ok(r),
                     _ = self.frame_sent.notified() => continue,
                 }
