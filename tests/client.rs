@@ -64,6 +64,7 @@ fn native_client_examples_and_cli_against_raftmq_dev() {
         push_consumer_bounds_concurrency_and_redelivers_failures().await;
         fifo_push_consumer_keeps_group_order().await;
         pull_consumer_seeks_pulls_and_commits().await;
+        delayed_messages_wait_and_recalled_ones_never_come().await;
         unsupported_kinds_are_definite_refusals().await;
     });
     examples_and_cli();
@@ -455,17 +456,99 @@ async fn pull_consumer_seeks_pulls_and_commits() {
     c.shutdown().await;
 }
 
+/// Messages with a delivery time (issue 14): invisible until then, delivered intact with
+/// their delivery time, a recalled one never; recalls after delivery and delivery times past
+/// the broker's horizon are definite refusals.
+async fn delayed_messages_wait_and_recalled_ones_never_come() {
+    let p = Producer::builder(config())
+        .topics(["delayed"])
+        .start()
+        .await
+        .unwrap();
+    let c = SimpleConsumer::builder(config(), "c-delayed")
+        .subscribe("delayed", Filter::All)
+        .start()
+        .await
+        .unwrap();
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let due = now_ms() + 2_000;
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(due);
+    let a = p
+        .send(
+            Message::new("delayed", b"a".to_vec())
+                .with_delivery_time(at)
+                .with_keys(["ka"])
+                .with_property("p", "1"),
+        )
+        .await
+        .unwrap();
+    let b = p
+        .send(Message::new("delayed", b"b".to_vec()).with_delivery_time(at))
+        .await
+        .unwrap();
+    assert!(a.recall_handle.is_some() && b.recall_handle.is_some());
+    p.recall("delayed", &b).await.unwrap();
+    let e = p.recall("delayed", &b).await.unwrap_err();
+    assert!(matches!(e, ClientError::Refused { .. }), "{e}");
+
+    let start = Instant::now();
+    let m = loop {
+        assert!(start.elapsed() < Duration::from_secs(20), "never delivered");
+        let mut got = c.receive(8, Duration::from_secs(30)).await.unwrap();
+        let t = now_ms();
+        if let Some(m) = got.pop() {
+            assert!(got.is_empty(), "the recalled message was delivered");
+            // One clock here (dev), so early is early.
+            assert!(t >= due, "delivered {} ms early", due - t);
+            break m;
+        }
+    };
+    assert_eq!(m.message_id, a.message_id);
+    assert_eq!(m.body, b"a");
+    assert_eq!(m.keys, vec!["ka".to_string()]);
+    assert_eq!(m.properties.get("p").map(String::as_str), Some("1"));
+    assert_eq!(m.delivery_ms, Some(due));
+    c.ack(&m).await.unwrap();
+    // The recalled one never comes, and a delivered one cannot be recalled.
+    let rest = c.receive(8, Duration::from_secs(30)).await.unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    let e = p.recall("delayed", &a).await.unwrap_err();
+    assert!(matches!(e, ClientError::Refused { .. }), "{e}");
+    // A delivery time in the past is delivered at once.
+    let past = p
+        .send(
+            Message::new("delayed", b"past".to_vec())
+                .with_delivery_time(std::time::UNIX_EPOCH + Duration::from_millis(due - 60_000)),
+        )
+        .await
+        .unwrap();
+    let got = c.receive(8, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].message_id, past.message_id);
+    c.ack(&got[0]).await.unwrap();
+    // Beyond the horizon (3 days by default).
+    let e = p
+        .send(
+            Message::new("delayed", b"far".to_vec()).with_delay(Duration::from_secs(4 * 24 * 3600)),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.is_definite(), "{e}");
+    c.shutdown().await;
+    p.shutdown().await;
+}
+
 async fn unsupported_kinds_are_definite_refusals() {
     let p = Producer::builder(config())
         .topics(["plain"])
         .start()
         .await
         .unwrap();
-    let e = p
-        .send(Message::new("plain", b"later".to_vec()).with_delay(Duration::from_secs(5)))
-        .await
-        .unwrap_err();
-    assert!(matches!(e, ClientError::Unsupported(_)), "{e}");
     let mut tx = p.begin_transaction();
     let e = tx
         .send(Message::new("plain", b"half".to_vec()))

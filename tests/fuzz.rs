@@ -163,7 +163,8 @@ fn fuzz_v2_request_decoding_and_validation() {
     fuzz("v2-requests", bytes_near(vec![send, receive]), |b| {
         if let Ok(r) = pb::SendMessageRequest::decode(&b[..]) {
             for m in &r.messages {
-                let _ = validate::message(m, settings.limits.max_body_bytes, 1_700_000_000_000);
+                let _ =
+                    validate::message(m, settings.limits.max_body_bytes, 1_700_000_000_000, 1_000);
                 let _ = validate::topic(m.topic.as_ref());
             }
         }
@@ -203,7 +204,7 @@ fn fuzz_v2_request_decoding_and_validation() {
             sys.message_type = ty;
             sys.delivery_timestamp =
                 ts.map(|(seconds, nanos)| prost_types::Timestamp { seconds, nanos });
-            let _ = validate::message(&m, 4 << 20, u64::MAX - 1);
+            let _ = validate::message(&m, 4 << 20, u64::MAX - 1, u64::MAX);
             let f = pb::FilterExpression {
                 r#type: ty,
                 expression: filter,
@@ -472,7 +473,7 @@ fn regressions() {
         seconds: i64::MAX,
         nanos: 0,
     });
-    let _ = validate::message(&m, 4 << 20, u64::MAX - 1);
+    let _ = validate::message(&m, 4 << 20, u64::MAX - 1, u64::MAX);
 
     let probe = [0x00, 0xFD, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00];
     assert!(wire::dec::<Command>(&probe).is_err());

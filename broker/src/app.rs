@@ -70,6 +70,12 @@ impl BrokerApp {
             whole(used + SNAPSHOT_MAGIC.len(), "a")?;
             return Ok(s);
         }
+        if let Some(body) = snapshot.strip_prefix(SNAPSHOT_MAGIC_V3.as_slice()) {
+            let (s, used): (crate::state::legacy::StateV3, usize) =
+                bincode::serde::decode_from_slice(body, cfg).map_err(|e| e.to_string())?;
+            whole(used + SNAPSHOT_MAGIC_V3.len(), "a version 3")?;
+            return Ok(s.into());
+        }
         if let Some(body) = snapshot.strip_prefix(SNAPSHOT_MAGIC_V2.as_slice()) {
             let (s, used): (crate::state::legacy::StateV2, usize) =
                 bincode::serde::decode_from_slice(body, cfg).map_err(|e| e.to_string())?;
@@ -100,10 +106,12 @@ pub fn decode_outcomes(b: &[u8]) -> Result<Vec<Outcome>, String> {
 }
 
 /// Snapshot format: these bytes, then the bincode of [`BrokerState`] (consume queues by their
-/// bounds: their entries are in files). [`SNAPSHOT_MAGIC_V2`] snapshots held every queue's
+/// bounds: their entries are in files). [`SNAPSHOT_MAGIC_V3`] snapshots had no timers
+/// ([`crate::state::legacy::StateV3`]); [`SNAPSHOT_MAGIC_V2`] snapshots held every queue's
 /// entries ([`crate::state::legacy::StateV2`]); a snapshot without either was written before the
 /// format was versioned (before retention) and is read as [`crate::state::legacy::LegacyState`].
-const SNAPSHOT_MAGIC: &[u8; 6] = b"RMQS\x00\x03";
+const SNAPSHOT_MAGIC: &[u8; 6] = b"RMQS\x00\x04";
+const SNAPSHOT_MAGIC_V3: &[u8; 6] = b"RMQS\x00\x03";
 const SNAPSHOT_MAGIC_V2: &[u8; 6] = b"RMQS\x00\x02";
 
 /// Snapshots hold the whole state, which may legitimately exceed the request limit; they come
@@ -118,7 +126,13 @@ fn may_make_available(o: &Outcome) -> bool {
     match o {
         Outcome::Popped { dead_lettered, .. } => *dead_lettered > 0,
         Outcome::Renewed(_) | Outcome::Rejected(_) => false,
-        Outcome::Done | Outcome::Sent { .. } | Outcome::Acked | Outcome::Changed { .. } => true,
+        // A new timer makes nothing available, but the leader's timer task waits on this too
+        // (it may be due before the one it sleeps for).
+        Outcome::Done
+        | Outcome::Sent { .. }
+        | Outcome::Acked
+        | Outcome::Changed { .. }
+        | Outcome::Scheduled { .. } => true,
     }
 }
 
@@ -270,8 +284,19 @@ mod tests {
         // Garbage is damage; a later version's format is not (the replica must not rebuild
         // over it, but ask for that version).
         assert!(back.readable(&again) && back.readable(&bytes) && back.readable(b"\x05garbage"));
-        assert!(back.readable(SNAPSHOT_MAGIC_V2));
-        assert!(!back.readable(b"RMQS\x00\x04anything"));
+        assert!(back.readable(SNAPSHOT_MAGIC_V2) && back.readable(SNAPSHOT_MAGIC_V3));
+        assert!(!back.readable(b"RMQS\x00\x05anything"));
+
+        // Version 3 is the current layout without timers (at its end; empty timers encode as
+        // three zero bytes): a replica upgraded in place reads it with no timers pending.
+        let body = &again[SNAPSHOT_MAGIC.len()..];
+        assert_eq!(&body[body.len() - 3..], &[0, 0, 0]);
+        let mut v3 = SNAPSHOT_MAGIC_V3.to_vec();
+        v3.extend_from_slice(&body[..body.len() - 3]);
+        let mut from_v3 = BrokerApp::new(Arc::new(Notify::new()), Arc::new(ClusterClock::new()));
+        from_v3.restore(&v3).unwrap();
+        assert_eq!(from_v3.state(), app.state());
+        assert!(from_v3.state().timers.is_empty());
     }
 
     /// The state's layout between retention and consume queues on disk (version 2).

@@ -63,6 +63,15 @@ pub mod op {
     /// Receive with a byte budget, oldest messages first across queues
     /// ([`super::PopOrder::OldestFirst`]; replaces [`POP_BOUNDED`] for new proposals).
     pub const POP_OLDEST: u8 = 16;
+    /// Store a message for delivery at its delivery time ([`super::Command::Schedule`]): the
+    /// body is a [`crate::model::StoredMessage`], as for [`SEND`], but no consume queue sees it
+    /// until a [`FIRE`] delivers it. Its own op code, so a replica too old to keep timers stops
+    /// instead of delivering the message at once.
+    pub const SCHEDULE: u8 = 17;
+    /// Deliver one due scheduled message ([`super::Fire`]), proposed by the leader's timer task.
+    pub const FIRE: u8 = 18;
+    /// Cancel a scheduled message before its time ([`super::Recall`]).
+    pub const RECALL: u8 = 19;
 }
 
 /// Byte limit for decoding anything that crosses a process boundary or comes out of the log:
@@ -240,6 +249,50 @@ pub struct Expire {
     pub decided_ms: u64,
 }
 
+/// Names one scheduled message: its due time and where its [`Command::Schedule`] sits in the
+/// log (a log position is unique, so two messages due at the same millisecond differ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TimerKey {
+    /// Delivery time, cluster milliseconds since the epoch.
+    pub due_ms: u64,
+    /// Log index of the entry holding the scheduled message.
+    pub log_index: u64,
+    /// Byte offset of its body in that entry.
+    pub pos: u32,
+}
+
+/// Length of a [`Fire`] body's fixed prefix: the timer key, before the message itself.
+pub const FIRE_PREFIX: u32 = 20;
+
+/// Delivers one scheduled message that is due: the leader copies the message (read from the
+/// [`Command::Schedule`] entry) into this command, so its consume-queue entry points here, in
+/// log order, and retention never has to keep old entries for delivered timers (RocketMQ's
+/// timer rewrites the message into the commit log the same way). Applying delivers it only if
+/// the timer is still pending (not fired before, not recalled) and due at the entry's time:
+/// exactly once, never early.
+///
+/// Encoded as the key (`due_ms`, `log_index` little-endian u64, `pos` u32; [`FIRE_PREFIX`]
+/// bytes) followed by the message's bincode, so the message's bytes can be read straight out of
+/// the entry like a send's ([`decode_message`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fire {
+    /// The timer.
+    pub key: TimerKey,
+    /// The message, as scheduled.
+    pub message: StoredMessage,
+}
+
+/// Cancels a scheduled message (v2 `RecallMessage`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recall {
+    /// The topic the client names (must be the message's).
+    pub topic: String,
+    /// The message id the handle names (must be the message's).
+    pub message_id: String,
+    /// The timer.
+    pub key: TimerKey,
+}
+
 /// One command. (Serde is for forwarding between nodes of the same version; the log uses the
 /// op-code encoding below.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,6 +326,12 @@ pub enum Command {
     TopicRetention(TopicRetention),
     /// [`op::EXPIRE`]
     Expire(Expire),
+    /// [`op::SCHEDULE`]
+    Schedule(StoredMessage),
+    /// [`op::FIRE`]
+    Fire(Fire),
+    /// [`op::RECALL`]
+    Recall(Recall),
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -304,12 +363,15 @@ impl Command {
             Command::Retain(c) => (op::RETAIN, enc(c)),
             Command::TopicRetention(c) => (op::TOPIC_RETENTION, enc(c)),
             Command::Expire(c) => (op::EXPIRE, enc(c)),
+            Command::Schedule(m) => (op::SCHEDULE, enc(m)),
+            Command::Fire(f) => (op::FIRE, encode_fire(f)),
+            Command::Recall(r) => (op::RECALL, enc(r)),
         }
     }
 
     /// True if this binary knows `op`.
     pub fn known_op(op: u8) -> bool {
-        (op::UPSERT_TOPIC..=op::POP_OLDEST).contains(&op)
+        (op::UPSERT_TOPIC..=op::RECALL).contains(&op)
     }
 
     /// Decodes one command body.
@@ -349,6 +411,9 @@ impl Command {
             op::RETAIN => Command::Retain(dec(body)?),
             op::TOPIC_RETENTION => Command::TopicRetention(dec(body)?),
             op::EXPIRE => Command::Expire(dec(body)?),
+            op::SCHEDULE => Command::Schedule(dec(body)?),
+            op::FIRE => Command::Fire(decode_fire(body)?),
+            op::RECALL => Command::Recall(dec(body)?),
             other => {
                 return Err(format!(
                     "unknown op code {other}: this binary is older than the log"
@@ -360,7 +425,7 @@ impl Command {
     /// Approximate encoded size, for batching limits.
     pub fn approx_size(&self) -> usize {
         match self {
-            Command::Send(m) => {
+            Command::Send(m) | Command::Schedule(m) | Command::Fire(Fire { message: m, .. }) => {
                 m.body.len()
                     + m.topic.len()
                     + m.message_id.len()
@@ -376,6 +441,30 @@ impl Command {
             _ => 128,
         }
     }
+}
+
+fn encode_fire(f: &Fire) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FIRE_PREFIX as usize + f.message.body.len() + 128);
+    out.extend_from_slice(&f.key.due_ms.to_le_bytes());
+    out.extend_from_slice(&f.key.log_index.to_le_bytes());
+    out.extend_from_slice(&f.key.pos.to_le_bytes());
+    out.extend_from_slice(&enc(&f.message));
+    out
+}
+
+fn decode_fire(body: &[u8]) -> Result<Fire, String> {
+    if body.len() < FIRE_PREFIX as usize {
+        return Err("fire command shorter than its key".into());
+    }
+    let u64_at = |i: usize| u64::from_le_bytes(body[i..i + 8].try_into().unwrap());
+    Ok(Fire {
+        key: TimerKey {
+            due_ms: u64_at(0),
+            log_index: u64_at(8),
+            pos: u32::from_le_bytes(body[16..20].try_into().unwrap()),
+        },
+        message: dec(&body[FIRE_PREFIX as usize..])?,
+    })
 }
 
 /// Encodes a batch of commands proposed at `now_ms`.
@@ -537,6 +626,42 @@ mod tests {
         );
         let l = &d.commands[2];
         assert_eq!(decode_message(&bytes, l.pos, l.len).unwrap(), msg(2));
+    }
+
+    /// A fire's message is read straight out of the entry, after the key, like a send's.
+    #[test]
+    fn timer_commands_round_trip_and_a_fired_message_reads_in_place() {
+        let key = TimerKey {
+            due_ms: 1_700_000_000_123,
+            log_index: 9,
+            pos: 44,
+        };
+        let cmds = vec![
+            Command::Schedule(msg(3)),
+            Command::Fire(Fire {
+                key,
+                message: msg(4),
+            }),
+            Command::Recall(Recall {
+                topic: "t".into(),
+                message_id: "id3".into(),
+                key,
+            }),
+        ];
+        let bytes = encode_entry(5, &cmds);
+        let d = decode_entry(&bytes).unwrap();
+        let back: Vec<Command> = d
+            .commands
+            .iter()
+            .map(|l| l.command.clone().unwrap())
+            .collect();
+        assert_eq!(back, cmds);
+        let f = &d.commands[1];
+        assert_eq!(
+            decode_message(&bytes, f.pos + FIRE_PREFIX, f.len - FIRE_PREFIX).unwrap(),
+            msg(4)
+        );
+        assert!(decode_fire(&[0; 19]).is_err());
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub mod retention;
 pub mod service;
 pub mod state;
 pub mod storage_guard;
+pub mod ticker;
 
 pub use error::BrokerError;
 pub use error::Result;

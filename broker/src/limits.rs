@@ -188,6 +188,17 @@ pub fn check(c: &Command) -> Result<(), String> {
         Command::UpsertTopic(t) | Command::CreateTopic(t) => topic(t),
         Command::UpsertGroup(g) | Command::CreateGroup(g) => group(g),
         Command::Send(m) => message(m),
+        Command::Schedule(m) => {
+            if m.delivery_ms.is_none() {
+                return Err("a scheduled message without a delivery time".into());
+            }
+            message(m)
+        }
+        Command::Fire(f) => message(&f.message),
+        Command::Recall(r) => {
+            name("topic", &r.topic)?;
+            field("message id", &r.message_id)
+        }
         Command::Pop(p) => pop(p),
         Command::Ack(a) => {
             name("consumer group", &a.group)?;
@@ -254,6 +265,9 @@ pub struct ClientLimits {
     pub max_connections: usize,
     /// Most concurrent HTTP/2 streams per client connection.
     pub max_streams_per_connection: u32,
+    /// How far ahead a DELAY message's delivery time may be (seconds); RocketMQ's
+    /// `timerMaxDelaySec` default is 3 days. ILLEGAL_DELIVERY_TIME beyond it.
+    pub max_delay_secs: u64,
 }
 
 impl Default for ClientLimits {
@@ -270,6 +284,7 @@ impl Default for ClientLimits {
             max_clients: 50_000,
             max_connections: 10_000,
             max_streams_per_connection: 1_000,
+            max_delay_secs: 3 * 24 * 3600,
         }
     }
 }
@@ -309,6 +324,13 @@ impl ClientLimits {
             self.max_streams_per_connection as usize,
             1,
             100_000,
+        )?;
+        // Up to ten years: further ahead than that is a mistake, not a schedule.
+        within(
+            "max_delay_secs",
+            self.max_delay_secs as usize,
+            1,
+            10 * 366 * 24 * 3600,
         )
     }
 }

@@ -118,6 +118,7 @@ impl Node {
         ];
         let sharing = core.groups().count() as u64;
         for g in core.groups() {
+            tasks.push(tokio::spawn(crate::ticker::run(Arc::downgrade(&g.replica))));
             let c = Arc::downgrade(&core);
             tasks.push(tokio::spawn(crate::retention::run(
                 Arc::downgrade(&g.replica),

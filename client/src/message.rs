@@ -280,6 +280,9 @@ pub struct SendReceipt {
     /// client asked for, is where [`SendReceipt::offset`] applies. RaftMQ brokers say it in a
     /// response header; other servers do not (`None`).
     pub stored_in: Option<(String, i32)>,
+    /// For a message with a delivery time: the handle [`crate::Producer::recall`] takes to
+    /// cancel it before it is delivered.
+    pub recall_handle: Option<String>,
 }
 
 /// A message as a consumer receives it.

@@ -167,6 +167,46 @@ impl Producer {
         self.inner.send(messages, false).await
     }
 
+    /// Cancels a message sent with a delivery time ([`Message::with_delay`]) before it is
+    /// delivered: once this returns `Ok`, no consumer will ever receive it. A message already
+    /// delivered (or recalled) cannot be: [`ClientError::Refused`] with code NOT_FOUND. A
+    /// recall whose answer was lost is retried; if the first attempt did recall the message,
+    /// the retry is answered NOT_FOUND too.
+    pub async fn recall(&self, topic: &str, receipt: &SendReceipt) -> Result<(), ClientError> {
+        let base = &self.inner.base;
+        base.check_open()?;
+        let handle = receipt.recall_handle.clone().ok_or_else(|| {
+            ClientError::InvalidMessage(
+                "the message has no recall handle (no delivery time)".into(),
+            )
+        })?;
+        let cfg = &base.rpc.config;
+        let mut last = Failure::Retryable("not tried".into());
+        for attempt in 1..=cfg.max_attempts {
+            tokio::time::sleep(cfg.backoff(attempt)).await;
+            let req = base.rpc.request(
+                pb::RecallMessageRequest {
+                    topic: base.rpc.resource(topic),
+                    recall_handle: handle.clone(),
+                },
+                Some(cfg.request_timeout),
+            );
+            let res = base
+                .rpc
+                .unary(&receipt.endpoint, cfg.request_timeout, |mut s| async move {
+                    s.recall_message(req).await
+                })
+                .await
+                .and_then(|resp| crate::rpc::check(&resp.status));
+            match res {
+                Ok(()) => return Ok(()),
+                Err(f @ (Failure::Retryable(_) | Failure::Ambiguous(_))) => last = f,
+                Err(f) => return Err(f.into_error(attempt)),
+            }
+        }
+        Err(last.into_error(cfg.max_attempts))
+    }
+
     /// Begins a transaction: its messages stay invisible until [`Transaction::commit`].
     pub fn begin_transaction(&self) -> Transaction {
         Transaction {
@@ -461,6 +501,7 @@ fn absorb(
                     transaction_id: (!e.transaction_id.is_empty()).then_some(e.transaction_id),
                     endpoint: addr.to_string(),
                     stored_in: places.get(k).cloned().flatten(),
+                    recall_handle: (!e.recall_handle.is_empty()).then_some(e.recall_handle),
                 });
             }
             Err(f) => {

@@ -1,12 +1,13 @@
 //! The Apache RocketMQ v2 `MessagingService` over the broker core. One file per RPC family:
 //! `route` (QueryRoute, Heartbeat, QueryAssignment, NotifyClientTermination), `send`,
-//! `receive` (ReceiveMessage, Ack, ChangeInvisibleDuration), `pull` (PullMessage and the
+//! `receive` (ReceiveMessage, Ack, ChangeInvisibleDuration), `recall` (RecallMessage), `pull` (PullMessage and the
 //! offset RPCs), `telemetry`; plus `convert`,
 //! `validate` and `status` helpers. Business errors are v2 statuses inside gRPC-OK responses;
 //! gRPC errors are used only for unimplemented RPCs.
 
 pub mod convert;
 mod pull;
+mod recall;
 mod receive;
 mod route;
 mod send;
@@ -188,14 +189,8 @@ impl MessagingService for MessagingServer {
 
     async fn recall_message(
         &self,
-        _req: Request<pb::RecallMessageRequest>,
+        req: Request<pb::RecallMessageRequest>,
     ) -> RpcResult<pb::RecallMessageResponse> {
-        Ok(Response::new(pb::RecallMessageResponse {
-            status: Some(status::status(
-                Code::Unsupported,
-                "recalling messages is not supported",
-            )),
-            message_id: String::new(),
-        }))
+        Ok(Response::new(recall::recall_message(&self.core, req).await))
     }
 }

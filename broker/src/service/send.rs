@@ -24,6 +24,7 @@ use super::validate;
 use crate::batcher::now_ms;
 use crate::command::Command;
 use crate::core::BrokerCore;
+use crate::model::MessageKind;
 use crate::model::QueueId;
 use crate::model::StoredMessage;
 use crate::model::TopicKind;
@@ -34,8 +35,9 @@ use crate::state::Outcome;
 /// entry, in order, separated by spaces (`-` for a message that was not stored).
 pub const STORED_IN: &str = "x-raftmq-stored-in";
 
-/// A stored message: its id, offset, group and queue.
-type Stored = (String, u64, u64, u32);
+/// A stored message: its id, offset (0 while scheduled), group, queue and recall handle (a
+/// scheduled message's; empty otherwise).
+type Stored = (String, u64, u64, u32, String);
 
 pub async fn send_message(
     core: &BrokerCore,
@@ -58,6 +60,7 @@ pub async fn send_message(
             m,
             core.settings.limits.max_body_bytes,
             now,
+            core.settings.limits.max_delay_secs.saturating_mul(1000),
         ));
     }
     let Some(topic) = checked
@@ -101,7 +104,7 @@ pub async fn send_message(
     let places: Vec<String> = results
         .iter()
         .map(|r| match r {
-            Ok((_, _, g, q)) => core
+            Ok((_, _, g, q, _)) => core
                 .group(*g)
                 .map_or_else(|_| "-".to_string(), |h| format!("{}/{q}", h.name)),
             Err(_) => "-".to_string(),
@@ -201,14 +204,23 @@ async fn send_one(
     let wait = t
         .deadline
         .map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
-    match core.submit_within(g, Command::Send(m), wait).await {
+    // A message with a delivery time waits in the group's timers (`state::timer`).
+    let command = if m.kind == MessageKind::Delay {
+        Command::Schedule(m)
+    } else {
+        Command::Send(m)
+    };
+    match core.submit_within(g, command, wait).await {
         // Under the simulator, sometimes lose the answer of a stored send: the client
         // must treat it as unknown.
-        Ok(Outcome::Sent { .. }) if raft_store::buggify!() => Err(status(
-            Code::MasterPersistenceTimeout,
-            "answer lost (simulated)",
-        )),
-        Ok(Outcome::Sent { offset, .. }) => Ok((id, offset.0, g, q)),
+        Ok(Outcome::Sent { .. } | Outcome::Scheduled { .. }) if raft_store::buggify!() => Err(
+            status(Code::MasterPersistenceTimeout, "answer lost (simulated)"),
+        ),
+        Ok(Outcome::Sent { offset, .. }) => Ok((id, offset.0, g, q, String::new())),
+        Ok(Outcome::Scheduled { key, .. }) => {
+            let handle = super::recall::handle(g, topic, &key, &id);
+            Ok((id, 0, g, q, handle))
+        }
         Ok(Outcome::Rejected(r)) => Err(from_reject(&r)),
         Ok(other) => Err(status(
             Code::InternalError,
@@ -278,8 +290,9 @@ fn answer(
         .into_iter()
         .zip(&req.messages)
         .map(|(r, m)| match r {
-            Ok((id, offset, _, _)) => pb::SendResultEntry {
+            Ok((id, offset, _, _, recall_handle)) => pb::SendResultEntry {
                 offset: offset as i64,
+                recall_handle,
                 ..entry(ok(), &id)
             },
             Err(s) => entry(

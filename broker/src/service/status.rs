@@ -42,5 +42,10 @@ pub fn from_reject(r: &Reject) -> Status {
             "receipt handle is stale (acked, redelivered or changed since) or unknown",
         ),
         Reject::Invalid(why) => status(Code::BadRequest, format!("refused: {why}")),
+        Reject::TimerNotPending => status(
+            Code::NotFound,
+            "no such scheduled message is waiting: it was delivered or recalled already, \
+             or never scheduled",
+        ),
     }
 }

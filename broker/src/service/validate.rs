@@ -52,7 +52,6 @@ const MAX_PROPERTIES: usize = 128;
 const MAX_PROPERTY_BYTES: usize = 16 << 10;
 const MAX_GROUP_BYTES: usize = 64;
 const MAX_NAME_LEN: usize = 127;
-const MAX_DELAY_MS: u64 = 24 * 3600 * 1000;
 /// RocketMQ's message ids are 32-34 hex characters; leave room for other clients' formats.
 const MAX_MESSAGE_ID_BYTES: usize = 128;
 const MAX_TAG_BYTES: usize = 255;
@@ -118,8 +117,14 @@ pub fn group(r: Option<&pb::Resource>) -> Result<String, Status> {
     Ok(r.name.clone())
 }
 
-/// Validates a message to send and converts it; `now_ms` bounds delivery times.
-pub fn message(m: &pb::Message, max_body: usize, now_ms: u64) -> Result<StoredMessage, Status> {
+/// Validates a message to send and converts it; a delivery time may be at most
+/// `max_delay_ms` after `now_ms`.
+pub fn message(
+    m: &pb::Message,
+    max_body: usize,
+    now_ms: u64,
+    max_delay_ms: u64,
+) -> Result<StoredMessage, Status> {
     let topic = topic(m.topic.as_ref())?;
     if topic.starts_with(DLQ_PREFIX) {
         return Err(bad(
@@ -143,17 +148,22 @@ pub fn message(m: &pb::Message, max_body: usize, now_ms: u64) -> Result<StoredMe
     }
     check_tag_keys_group(sys)?;
     check_user_properties(m)?;
-    let delivery_ms = sys.delivery_timestamp.as_ref().map(ts_to_ms);
+    let delivery_ms = sys.delivery_timestamp.as_ref().map(delivery_ms);
     let kind = message_kind(sys, delivery_ms)?;
     if let Some(d) = delivery_ms
-        && d > now_ms.saturating_add(MAX_DELAY_MS)
+        && d > now_ms.saturating_add(max_delay_ms)
     {
         return Err(bad(
             Code::IllegalDeliveryTime,
-            "delivery time is more than a day ahead",
+            format!(
+                "delivery time is {} s ahead, more than the broker's limit of {} s \
+                 (limits.max_delay_secs)",
+                (d - now_ms) / 1000,
+                max_delay_ms / 1000
+            ),
         ));
     }
-    if matches!(kind, MessageKind::Delay | MessageKind::Transaction) {
+    if matches!(kind, MessageKind::Transaction) {
         return Err(bad(
             Code::Unsupported,
             format!("{kind:?} messages are not supported by this broker version yet"),
@@ -179,6 +189,21 @@ pub fn message(m: &pb::Message, max_body: usize, now_ms: u64) -> Result<StoredMe
         trace_context: sys.trace_context.clone(),
         body: m.body.to_vec(),
     })
+}
+
+/// Epoch seconds beyond which a delivery timestamp's `seconds` must be milliseconds (the year
+/// 5138 in seconds; 1973 in milliseconds).
+const SECONDS_CEILING: i64 = 100_000_000_000;
+
+/// A delivery timestamp in milliseconds. The Python and Rust SDKs put the user's value in
+/// `seconds` as it is, and the Python SDK documents it as milliseconds: a `seconds` too large
+/// to be seconds is read as milliseconds, so both readings of the SDK's docs work.
+fn delivery_ms(t: &prost_types::Timestamp) -> u64 {
+    if t.seconds >= SECONDS_CEILING && t.nanos == 0 {
+        t.seconds as u64
+    } else {
+        ts_to_ms(t)
+    }
 }
 
 /// The message id, born host and trace context of a message.
@@ -393,5 +418,23 @@ pub fn filter(
             Code::Unsupported,
             "SQL92 filters are not supported yet",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_times_in_seconds_millis_or_millis_in_seconds_agree() {
+        let ts = |seconds, nanos| prost_types::Timestamp { seconds, nanos };
+        // Java: seconds and nanos; Python/Rust: epoch seconds; Python as its docs say: ms.
+        assert_eq!(
+            delivery_ms(&ts(1_700_000_000, 250_000_000)),
+            1_700_000_000_250
+        );
+        assert_eq!(delivery_ms(&ts(1_700_000_000, 0)), 1_700_000_000_000);
+        assert_eq!(delivery_ms(&ts(1_700_000_000_250, 0)), 1_700_000_000_250);
+        assert_eq!(delivery_ms(&ts(-5, 0)), 0);
     }
 }

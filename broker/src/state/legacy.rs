@@ -1,6 +1,7 @@
 //! Snapshot layouts of older builds, read so that a replica upgraded in place restarts as it
 //! was: [`LegacyState`] (before retention: no queue starts, no log start) and [`StateV2`]
-//! (between retention and consume queues on disk: every queue's entries in the snapshot).
+//! (between retention and consume queues on disk: every queue's entries in the snapshot) and
+//! [`StateV3`] (before scheduled messages: no timers).
 //! Each converts to the next; the last to [`BrokerState`], with its queues in memory until
 //! [`BrokerState::use_files`] writes them out.
 
@@ -105,6 +106,42 @@ impl From<StateV2> for BrokerState {
             applied_index: l.applied_index,
             log_start: l.log_start,
             topic_max_age_ms: BTreeMap::new(),
+            timers: Default::default(),
+            files: QueueFiles::default(),
+        }
+    }
+}
+
+/// The state before scheduled messages (snapshot version 3): the current layout without
+/// timers.
+#[derive(Deserialize)]
+pub struct StateV3 {
+    clock_ms: u64,
+    topics: BTreeMap<String, TopicConfig>,
+    groups: BTreeMap<String, GroupConfig>,
+    queues: BTreeMap<(String, u32), ConsumeQueue>,
+    pops: BTreeMap<(String, String, u32), PopQueue>,
+    offsets: ConsumerOffsets,
+    receipt_seq: u64,
+    applied_index: u64,
+    log_start: u64,
+    topic_max_age_ms: BTreeMap<String, u64>,
+}
+
+impl From<StateV3> for BrokerState {
+    fn from(l: StateV3) -> Self {
+        BrokerState {
+            clock_ms: l.clock_ms,
+            topics: l.topics,
+            groups: l.groups,
+            queues: l.queues,
+            pops: l.pops,
+            offsets: l.offsets,
+            receipt_seq: l.receipt_seq,
+            applied_index: l.applied_index,
+            log_start: l.log_start,
+            topic_max_age_ms: l.topic_max_age_ms,
+            timers: Default::default(),
             files: QueueFiles::default(),
         }
     }

@@ -10,6 +10,7 @@ pub mod legacy;
 pub mod offsets;
 pub mod pop;
 mod round;
+pub mod timer;
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
@@ -26,11 +27,13 @@ use self::cq_files::CqFiles;
 use self::offsets::ConsumerOffsets;
 use self::pop::PopQueue;
 use self::round::PopRound;
+use self::timer::Timers;
 use crate::command;
 use crate::command::Command;
 use crate::command::Pop;
 use crate::command::PopOrder;
 use crate::command::Receipt;
+use crate::command::TimerKey;
 use crate::limits;
 use crate::model::GroupConfig;
 use crate::model::QueueId;
@@ -54,6 +57,9 @@ pub enum Reject {
     /// The command breaks a bound of the log (see [`crate::limits`]) or did not decode: it
     /// changed nothing, on any replica.
     Invalid(String),
+    /// No such scheduled message is pending: it was delivered or recalled already, or never
+    /// scheduled (a recall, or a repeated fire).
+    TimerNotPending,
 }
 
 /// One message handed out by a receive.
@@ -103,6 +109,13 @@ pub enum Outcome {
     Rejected(Reject),
     /// A batched renewal: per receipt, in order, its new deadline or `None` if it was stale.
     Renewed(Vec<Option<u64>>),
+    /// A message was stored for delivery at its time (a timer is pending).
+    Scheduled {
+        /// The queue it will be delivered to.
+        queue: QueueId,
+        /// Its timer (what a recall names).
+        key: TimerKey,
+    },
 }
 
 /// The whole replicated broker state of one Raft group.
@@ -131,6 +144,8 @@ pub struct BrokerState {
     /// Topics with a retention age of their own (ms): their messages are deleted once older
     /// ([`Command::Expire`]), whatever the cluster's age.
     pub topic_max_age_ms: BTreeMap<String, u64>,
+    /// Scheduled messages not yet delivered ([`timer`]).
+    pub timers: Timers,
     /// Where new queues keep their entries (files on a broker replica; memory when absent).
     #[serde(skip)]
     files: QueueFiles,
@@ -264,33 +279,72 @@ impl BrokerState {
                 self.groups.entry(g.name.clone()).or_insert(g);
                 Outcome::Done
             }
-            Command::Send(m) => {
-                let Some(topic) = self.topics.get(&m.topic) else {
-                    return Outcome::Rejected(Reject::TopicNotFound);
+            Command::Send(m) => match self.route(&m) {
+                Ok(queue) => self.store(index, now, &m, queue, pos, len),
+                Err(r) => Outcome::Rejected(r),
+            },
+            Command::Schedule(m) => {
+                let queue = match self.route(&m) {
+                    Ok(q) => q,
+                    Err(r) => return Outcome::Rejected(r),
                 };
-                if !topic.kind.accepts(m.kind) {
-                    return Outcome::Rejected(Reject::WrongMessageType);
+                match m.delivery_ms {
+                    // Due already (a delivery time in the past, or one that passed while
+                    // the send waited): delivered at once, as RocketMQ does.
+                    Some(due) if due > now => {
+                        let key = TimerKey {
+                            due_ms: due,
+                            log_index: index,
+                            pos,
+                        };
+                        self.timers.schedule(
+                            key,
+                            timer::Pending {
+                                identity: timer::identity(&m.topic, &m.message_id),
+                                len,
+                            },
+                        );
+                        Outcome::Scheduled { queue, key }
+                    }
+                    _ => self.store(index, now, &m, queue, pos, len),
                 }
-                let Some(q) = m.queue.0.checked_rem(topic.queues) else {
-                    return Outcome::Rejected(Reject::QueueNotFound);
-                };
-                let queue = QueueId(q);
-                let entry = CqEntry {
-                    log_index: index,
-                    pos,
-                    len,
-                    tag_hash: tag_hash(m.tag.as_deref()),
-                    store_ms: now,
-                };
-                let files = self.files.0.as_ref();
-                let offset = self
-                    .queues
-                    .entry((m.topic, queue.0))
-                    .or_insert_with_key(|(t, q)| ConsumeQueue::new(files, t, *q))
-                    .push(entry);
-                Outcome::Sent {
+            }
+            Command::Fire(f) => {
+                // Never early: the timer must be due at the entry's time (a leader decides on
+                // its clock's estimate; the entry's stamp is never behind it).
+                if f.key.due_ms > now {
+                    return Outcome::Rejected(Reject::Invalid(format!(
+                        "timer due at {} ms fired at {now} ms",
+                        f.key.due_ms
+                    )));
+                }
+                let id = timer::identity(&f.message.topic, &f.message.message_id);
+                if !self.timers.take(&f.key, id) {
+                    return Outcome::Rejected(Reject::TimerNotPending);
+                }
+                self.timers.fired += 1;
+                // Topics and queues are never removed, and the message routed when scheduled:
+                // the queue is there.
+                let queue = QueueId(f.message.queue.0);
+                let prefix = command::FIRE_PREFIX;
+                self.store(
+                    index,
+                    now,
+                    &f.message,
                     queue,
-                    offset: QueueOffset(offset),
+                    pos + prefix,
+                    len.saturating_sub(prefix),
+                )
+            }
+            Command::Recall(r) => {
+                if self
+                    .timers
+                    .take(&r.key, timer::identity(&r.topic, &r.message_id))
+                {
+                    self.timers.recalled += 1;
+                    Outcome::Done
+                } else {
+                    Outcome::Rejected(Reject::TimerNotPending)
                 }
             }
             Command::Pop(p) => self.pop(now, &p),
@@ -359,6 +413,49 @@ impl BrokerState {
         }
     }
 
+    /// The queue a message to send goes to, or why it is refused.
+    fn route(&self, m: &crate::model::StoredMessage) -> Result<QueueId, Reject> {
+        let Some(topic) = self.topics.get(&m.topic) else {
+            return Err(Reject::TopicNotFound);
+        };
+        if !topic.kind.accepts(m.kind) {
+            return Err(Reject::WrongMessageType);
+        }
+        let Some(q) = m.queue.0.checked_rem(topic.queues) else {
+            return Err(Reject::QueueNotFound);
+        };
+        Ok(QueueId(q))
+    }
+
+    /// Appends a message (its body at `pos..pos+len` of entry `index`) to its queue.
+    fn store(
+        &mut self,
+        index: u64,
+        now: u64,
+        m: &crate::model::StoredMessage,
+        queue: QueueId,
+        pos: u32,
+        len: u32,
+    ) -> Outcome {
+        let entry = CqEntry {
+            log_index: index,
+            pos,
+            len,
+            tag_hash: tag_hash(m.tag.as_deref()),
+            store_ms: now,
+        };
+        let files = self.files.0.as_ref();
+        let offset = self
+            .queues
+            .entry((m.topic.clone(), queue.0))
+            .or_insert_with_key(|(t, q)| ConsumeQueue::new(files, t, *q))
+            .push(entry);
+        Outcome::Sent {
+            queue,
+            offset: QueueOffset(offset),
+        }
+    }
+
     /// The cutoff (ms) before which `topic`'s messages are deleted at `now`, if it has an age
     /// of its own.
     pub fn topic_cutoff(&self, topic: &str, now: u64) -> Option<u64> {
@@ -416,7 +513,11 @@ impl BrokerState {
     /// behind the oldest commit-log file. Pull consumers' committed offsets stay as they are;
     /// a pull below a queue's start is answered with the start (`crate::reads`).
     fn retain(&mut self, index: u64, upto: u64) {
-        let upto = upto.min(index.saturating_sub(1));
+        let mut upto = upto.min(index.saturating_sub(1));
+        // A pending timer's message is read from its entry when it fires: keep that entry.
+        if let Some(oldest) = self.timers.oldest_index() {
+            upto = upto.min(oldest.saturating_sub(1));
+        }
         if upto < self.log_start {
             return;
         }

@@ -1,0 +1,100 @@
+//! The leader's timer task: delivers scheduled (DELAY) messages when they are due.
+//!
+//! Due times are replicated state (`state::timer`); this task only decides *when* to look.
+//! While its replica leads, it sleeps until the earliest pending timer is due in cluster time
+//! (or until an apply may have added an earlier one), then proposes one
+//! [`Command::Fire`] per due timer, each carrying the message read from the leader's log. The
+//! state machine decides what actually fires, so a new leader simply continues: a timer an
+//! old leader fired is gone from the state, one it did not is still due, and a `Fire` proposed
+//! twice applies once.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use crate::command::Command;
+use crate::command::Fire;
+use crate::replica::Replica;
+use crate::state::Outcome;
+use crate::state::Reject;
+use crate::state::consume_queue::CqEntry;
+
+/// Timers fired per round: bounds the memory of one round and lets sends interleave with a
+/// burst of timers due at once (each `Fire` is group-committed like a send).
+const ROUND: usize = 256;
+
+/// The longest sleep: how soon a replica that became leader (or a clock that caught up)
+/// looks at the timers without being woken.
+const IDLE: Duration = Duration::from_millis(200);
+
+/// Runs the timer task of one replica until the replica is dropped.
+pub async fn run(replica: Weak<Replica>) {
+    loop {
+        let Some(r) = replica.upgrade() else { return };
+        let changed = r.changed().clone();
+        // Registered before the state is read: an apply between the read and the sleep
+        // (a new, earlier timer) still wakes this task.
+        let notified = changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let mut wait = IDLE;
+        if r.is_leader() {
+            let now = r.leader_now();
+            let (due, next) = r.read(|s| (s.timers.due(now, ROUND), s.timers.next_due()));
+            if !due.is_empty() {
+                if fire(&r, due).await {
+                    continue;
+                }
+                // Leadership lost or the log refused: look again shortly, not in a spin.
+                wait = Duration::from_millis(20);
+            } else if let Some(at) = next {
+                wait = Duration::from_millis(at.saturating_sub(now).max(1)).min(IDLE);
+            }
+        }
+        drop(r);
+        tokio::select! {
+            biased;
+            _ = &mut notified => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Proposes a `Fire` for each due timer; false if a proposal failed (this replica stopped
+/// leading, a message could not be read, or the state refused a fire as early).
+async fn fire(
+    r: &Replica,
+    due: Vec<(crate::command::TimerKey, crate::state::timer::Pending)>,
+) -> bool {
+    let proposals = due.into_iter().map(|(key, p)| async move {
+        let at = CqEntry {
+            log_index: key.log_index,
+            pos: key.pos,
+            len: p.len,
+            tag_hash: 0,
+            store_ms: 0,
+        };
+        let message = match r.read_message(&at) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(group = %r.group_id(), log_index = key.log_index, error = %e,
+                    "timer: cannot read a scheduled message from the log");
+                return false;
+            }
+        };
+        match r.submit(Command::Fire(Fire { key, message })).await {
+            // Fired now, or by an earlier proposal (of this leader or the one before).
+            Ok(Outcome::Sent { .. }) | Ok(Outcome::Rejected(Reject::TimerNotPending)) => true,
+            Ok(other) => {
+                tracing::warn!(group = %r.group_id(), ?key, ?other, "timer: fire refused");
+                false
+            }
+            Err(e) => {
+                tracing::debug!(group = %r.group_id(), error = %e, "timer: fire not proposed");
+                false
+            }
+        }
+    });
+    join_all(proposals).await.into_iter().all(|ok| ok)
+}
