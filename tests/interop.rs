@@ -1,5 +1,5 @@
 //! The official RocketMQ clients against `raftmq dev`: the Python SDK 5.1.2 (SimpleConsumer,
-//! PushConsumer, redelivery, dead letters), the Rust SDK 5.0.0 and the Node.js SDK 1.0.8; and a
+//! PushConsumer, scheduled messages and recall, redelivery, dead letters), the Rust SDK 5.0.0 and the Node.js SDK 1.0.8; and a
 //! restart between sending and receiving.
 #![cfg(not(madsim))]
 
@@ -46,6 +46,19 @@ fn python_client_send_receive_push_redelivery_and_dead_letters() {
             "PyPush",
             "--group",
             "PyPushGroup",
+        ],
+    );
+    // Scheduled messages and recalls (issue 14).
+    python_scenario(
+        dev.port,
+        &[
+            "delay",
+            "--count",
+            "100",
+            "--topic",
+            "PyDelay",
+            "--group",
+            "PyDelayGroup",
         ],
     );
     dev.admin(&["group", "PyRetry", "--max-attempts", "2"]);

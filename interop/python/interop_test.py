@@ -13,6 +13,9 @@ Each subcommand is one scenario; exit status 0 means it passed. The Rust test
   expect-empty  a receive finds nothing (acked messages do not come back)
   produce-for   send one at a time for --seconds, recording acked and attempted ids
   consume-at-least  every acked id arrives at least once; duplicates are counted
+  delay         N scheduled messages (delivery time in seconds, and in ms as the SDK documents
+                it); every tenth recalled: none arrives early, each with its delivery time,
+                recalled ones never, and a delivered one cannot be recalled
 """
 import argparse
 import os
@@ -312,10 +315,93 @@ def cmd_expect_empty(a):
     finish(problems)
 
 
+def cmd_delay(a):
+    delay_s = 4
+    p = Producer(config(a.endpoint), (a.topic,))
+    p.startup()
+    due = {}          # message id -> due time (ms)
+    recalled = set()
+    problems = []
+    try:
+        for i in range(a.count):
+            m = make_message(a.topic, "delay", i)
+            due_s = int(time.time()) + delay_s
+            # The SDK puts the value in Timestamp.seconds as given; its docs call it ms.
+            m.delivery_timestamp = due_s * 1000 if i % 2 else due_s
+            r = p.send(m)
+            due[r.message_id] = due_s * 1000
+            if not r.recall_handle:
+                problems.append(f"{r.message_id}: no recall handle")
+            elif i % 10 == 0:
+                mid = p.recall_message(a.topic, r.recall_handle)
+                if mid != r.message_id:
+                    problems.append(f"recall answered {mid} for {r.message_id}")
+                recalled.add(r.message_id)
+                last_handle = r.recall_handle
+        # A second recall of the same message is refused.
+        try:
+            p.recall_message(a.topic, last_handle)
+            problems.append("a second recall succeeded")
+        except Exception as e:
+            log(f"second recall refused: {e!r}"[:200])
+        log(f"scheduled {len(due)} messages {delay_s}s ahead, recalled {len(recalled)}")
+
+        c = SimpleConsumer(config(a.endpoint), a.group, {a.topic: FilterExpression("*")}, await_duration=2)
+        c.startup()
+        got = {}
+        lateness = []
+        start = time.time()
+        delivered_handle = None
+        try:
+            want = set(due) - recalled
+            while time.time() - start < 60:
+                if set(got) >= want and time.time() - max(due.values()) / 1000 > 3:
+                    break
+                for m in c.receive(32, 30):
+                    now_ms = time.time() * 1000
+                    mid = m.message_id
+                    if mid in recalled:
+                        problems.append(f"recalled message {mid} was delivered")
+                    if mid not in due:
+                        problems.append(f"unexpected message {mid}")
+                        continue
+                    if now_ms < due[mid]:
+                        problems.append(f"{mid} delivered {due[mid] - now_ms:.0f} ms early")
+                    if m.delivery_timestamp != due[mid]:
+                        problems.append(f"{mid}: delivery timestamp {m.delivery_timestamp}, sent {due[mid]}")
+                    if mid in got:
+                        problems.append(f"duplicate delivery of {mid}")
+                    got[mid] = now_ms
+                    lateness.append(now_ms - due[mid])
+                    c.ack(m)
+        finally:
+            c.shutdown()
+        missing = want - set(got)
+        if missing:
+            problems.append(f"{len(missing)} scheduled messages never delivered, e.g. {sorted(missing)[:3]}")
+        if lateness:
+            lateness.sort()
+            log(f"delivered {len(got)}: lateness p50 {lateness[len(lateness) // 2]:.0f} ms, "
+                f"max {lateness[-1]:.0f} ms (against second-granular due times)")
+        # A delivered message cannot be recalled any more.
+        m = make_message(a.topic, "delay", a.count)
+        m.delivery_timestamp = int(time.time()) + 1
+        r = p.send(m)
+        time.sleep(2.5)
+        try:
+            p.recall_message(a.topic, r.recall_handle)
+            problems.append("recalling a message after its time succeeded")
+        except Exception as e:
+            log(f"late recall refused: {e!r}"[:200])
+    finally:
+        p.shutdown()
+    finish(problems)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("scenario", choices=["send-receive", "push", "redelivery", "produce", "consume", "expect-empty",
-                                        "produce-for", "consume-at-least"])
+                                        "produce-for", "consume-at-least", "delay"])
     p.add_argument("--endpoint", default="127.0.0.1:8081")
     p.add_argument("--topic", default="InteropTopic")
     p.add_argument("--group", default="InteropGroup")
@@ -327,7 +413,8 @@ def main():
     a = p.parse_args()
     {"send-receive": cmd_send_receive, "push": cmd_push, "redelivery": cmd_redelivery,
      "produce": cmd_produce, "consume": cmd_consume, "expect-empty": cmd_expect_empty,
-     "produce-for": cmd_produce_for, "consume-at-least": cmd_consume_at_least}[a.scenario](a)
+     "produce-for": cmd_produce_for, "consume-at-least": cmd_consume_at_least,
+     "delay": cmd_delay}[a.scenario](a)
 
 
 if __name__ == "__main__":
