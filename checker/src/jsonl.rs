@@ -76,6 +76,8 @@ fn f_name(op: &Op) -> &'static str {
         Op::Commit { .. } => "commit",
         Op::ReadCommitted { .. } => "read-committed",
         Op::Expired { .. } => "expired",
+        Op::Scheduled { .. } => "scheduled",
+        Op::Recall { .. } => "recall",
     }
 }
 
@@ -89,6 +91,11 @@ pub fn process(op: &Op) -> String {
             head.rsplit_once('-').map_or(&*head, |(p, _)| p).to_string()
         }
         Op::Receive { consumer, .. } | Op::Ack { consumer, .. } => format!("c{consumer}"),
+        // The scheduling producer's ids are `<producer>-<n>`.
+        Op::Scheduled { id, .. } | Op::Recall { id, .. } => id
+            .rsplit_once('-')
+            .map_or(id.as_str(), |(p, _)| p)
+            .to_string(),
         Op::Pull { .. } | Op::Commit { .. } | Op::ReadCommitted { .. } => "puller".into(),
         Op::Expired { .. } => "retention".into(),
     }
@@ -117,23 +124,30 @@ pub fn span(op: &Op) -> (u64, u64) {
         }
         | Op::Expired {
             invoked, completed, ..
+        }
+        | Op::Recall {
+            invoked, completed, ..
         } => (*invoked, *completed),
+        Op::Scheduled { invoked, .. } => (*invoked, *invoked),
     }
 }
 
 /// How `op` ended.
 pub fn outcome(op: &Op) -> Kind {
     match op {
-        Op::Send { result, .. } | Op::Ack { result, .. } | Op::Commit { result, .. } => {
-            match result {
-                Result3::Ok => Kind::Ok,
-                Result3::Fail => Kind::Fail,
-                Result3::Info => Kind::Info,
-            }
-        }
-        Op::Receive { .. } | Op::Pull { .. } | Op::ReadCommitted { .. } | Op::Expired { .. } => {
-            Kind::Ok
-        }
+        Op::Send { result, .. }
+        | Op::Ack { result, .. }
+        | Op::Commit { result, .. }
+        | Op::Recall { result, .. } => match result {
+            Result3::Ok => Kind::Ok,
+            Result3::Fail => Kind::Fail,
+            Result3::Info => Kind::Info,
+        },
+        Op::Receive { .. }
+        | Op::Pull { .. }
+        | Op::ReadCommitted { .. }
+        | Op::Expired { .. }
+        | Op::Scheduled { .. } => Kind::Ok,
     }
 }
 
@@ -158,6 +172,10 @@ fn invoke_value(op: &Op) -> serde_json::Value {
             serde_json::json!({ "broker": broker, "queue": queue })
         }
         Op::Expired { .. } => serde_json::json!({}),
+        Op::Scheduled { id, not_before, .. } => {
+            serde_json::json!({ "id": id, "not_before": not_before })
+        }
+        Op::Recall { id, .. } => serde_json::json!({ "id": id }),
     }
 }
 

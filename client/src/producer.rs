@@ -182,6 +182,7 @@ impl Producer {
         })?;
         let cfg = &base.rpc.config;
         let mut last = Failure::Retryable("not tried".into());
+        let mut maybe_done = false;
         for attempt in 1..=cfg.max_attempts {
             tokio::time::sleep(cfg.backoff(attempt)).await;
             let req = base.rpc.request(
@@ -200,7 +201,18 @@ impl Producer {
                 .and_then(|resp| crate::rpc::check(&resp.status));
             match res {
                 Ok(()) => return Ok(()),
-                Err(f @ (Failure::Retryable(_) | Failure::Ambiguous(_))) => last = f,
+                Err(f @ Failure::Retryable(_)) => last = f,
+                Err(f @ Failure::Ambiguous(_)) => {
+                    maybe_done = true;
+                    last = f;
+                }
+                // NOT_FOUND after an attempt that may have recalled it: that attempt may be
+                // why (the outcome is unknown, not refused).
+                Err(Failure::Refused { code, message })
+                    if maybe_done && code == pb::Code::NotFound as i32 =>
+                {
+                    return Err(Failure::Ambiguous(message).into_error(attempt));
+                }
                 Err(f) => return Err(f.into_error(attempt)),
             }
         }

@@ -317,7 +317,26 @@ async fn drive(
         producers: Arc::new(AtomicBool::new(false)),
         consumers: Arc::new(AtomicBool::new(false)),
     };
-    let tasks = start_clients(opts, &ctx, &stops);
+    let mut tasks = start_clients(opts, &ctx, &stops);
+    // Scheduled messages and recalls on the plain topic (issue 14). With stepped clocks,
+    // cluster time may run ahead of the client's by what it slewed toward a stepped leader
+    // (1 ms/s at most): early-delivery allows that.
+    let slack = if kinds.contains(&Kind::Clock) {
+        Duration::from_millis(200 + opts.time_s * 2)
+    } else {
+        Duration::ZERO
+    };
+    // Not with retention: the observer tells deleted messages by the offset of their send
+    // receipt, and a scheduled message has none until it is delivered.
+    if opts.retention_s.is_none() {
+        tasks.push(tokio::spawn(workload::schedule(
+            ctx.clone(),
+            "s0".into(),
+            slack,
+            opts.seed ^ 41,
+            stops.producers.clone(),
+        )));
+    }
     // Watches what retention deletes until the drain is over (the drain does not wait for it).
     let observed = Arc::new(AtomicBool::new(false));
     let observer = opts.retention_s.map(|secs| {

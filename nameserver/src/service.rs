@@ -437,12 +437,67 @@ impl MessagingService for NameServer {
         Err(not_here("ChangeInvisibleDuration"))
     }
 
+    /// The Python SDK sends recalls to its access point, which is usually a nameserver: the
+    /// handle names the message's Raft group, and the recall goes to that group's members
+    /// (leader first; any member forwards it to the leader), with the client's metadata.
     async fn recall_message(
         &self,
-        _req: Request<pb::RecallMessageRequest>,
+        req: Request<pb::RecallMessageRequest>,
     ) -> RpcResult<pb::RecallMessageResponse> {
-        Err(not_here("RecallMessage"))
+        let answer = |s: pb::Status| {
+            Ok(Response::new(pb::RecallMessageResponse {
+                status: Some(s),
+                message_id: String::new(),
+            }))
+        };
+        let Some(group) = v2util::recall_handle_group(&req.get_ref().recall_handle) else {
+            return answer(v2util::status(
+                Code::BadRequest,
+                "the recall handle is not one RaftMQ issued",
+            ));
+        };
+        let endpoints = self
+            .table
+            .lock()
+            .unwrap()
+            .groups(now_ms())
+            .into_iter()
+            .find(|g| g.group == group)
+            .map(|g| g.endpoints)
+            .unwrap_or_default();
+        let (meta, _, body) = req.into_parts();
+        let mut last = format!("no live member of group {group} is registered");
+        for addr in endpoints {
+            let mut r = Request::new(body.clone());
+            *r.metadata_mut() = meta.clone();
+            r.set_timeout(Duration::from_secs(5));
+            match recall_at(&addr, r).await {
+                Ok(resp) => return Ok(resp),
+                Err(e) => last = format!("{addr}: {e}"),
+            }
+        }
+        answer(v2util::status(
+            Code::HaNotAvailable,
+            format!("the recall could not reach its group: {last}"),
+        ))
     }
+}
+
+/// Sends a recall to the broker at `addr`.
+async fn recall_at(
+    addr: &str,
+    req: Request<pb::RecallMessageRequest>,
+) -> Result<Response<pb::RecallMessageResponse>, String> {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    raftmq_proto::v2::messaging_service_client::MessagingServiceClient::new(ch)
+        .recall_message(req)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The server builder: bounded streams per connection and, in real builds, registrations'

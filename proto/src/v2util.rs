@@ -45,6 +45,20 @@ pub fn ts_to_ms(t: &prost_types::Timestamp) -> u64 {
         .saturating_add((t.nanos.clamp(0, 999_999_999) as u64) / 1_000_000)
 }
 
+/// The version tag that begins RaftMQ's recall handles: `rmq1:<Raft group id>:…` (the rest is
+/// the broker's business: `broker::service::recall`).
+pub const RECALL_HANDLE_V1: &str = "rmq1";
+
+/// The Raft group a recall handle names, if it is one of RaftMQ's (a nameserver forwards the
+/// recall to that group's members).
+pub fn recall_handle_group(h: &str) -> Option<u64> {
+    let mut parts = h.splitn(3, ':');
+    if parts.next()? != RECALL_HANDLE_V1 {
+        return None;
+    }
+    parts.next()?.parse().ok()
+}
+
 /// A protobuf timestamp from milliseconds since the epoch.
 pub fn ms_to_ts(ms: u64) -> prost_types::Timestamp {
     prost_types::Timestamp {

@@ -170,6 +170,80 @@ pub async fn produce(
     p.shutdown().await;
 }
 
+/// A producer of scheduled messages on the plain topic (issue 14): ids `<name>-<n>`, each due
+/// 0–2.5 s after its send, about a quarter recalled a moment later (some after their time,
+/// when the recall must fail), until `stop`. Records each send, its [`Op::Scheduled`] (a
+/// delivery completing before the due time less `clock_slack` is early) and each recall.
+pub async fn schedule(
+    ctx: Ctx,
+    name: String,
+    clock_slack: Duration,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+) {
+    let topic = ctx.names.topic;
+    let Some(p) = start_with_retry(&stop, || {
+        Producer::builder(ctx.config.clone())
+            .topics([topic])
+            .start()
+    })
+    .await
+    else {
+        return;
+    };
+    let mut r = SmallRng::seed_from_u64(seed);
+    let mut n = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let id = format!("{name}-{n}");
+        n += 1;
+        let body = format!("{id}:{}", "s".repeat(r.random_range(0..48))).into_bytes();
+        let delay = Duration::from_millis(r.random_range(0..2_500));
+        // The delivery time is this client's wall clock (in ms) plus the delay, read at the
+        // same instant as the history's clock: due on the history's clock at `invoked +
+        // delay`, give or take the millisecond the wall clock is truncated to.
+        let invoked = ctx.now();
+        let m = Message::new(topic, body.clone())
+            .with_message_id(id.clone())
+            .with_delay(delay);
+        let res = p.send(m).await;
+        let completed = ctx.now();
+        ctx.record(Op::Send {
+            id: id.clone(),
+            body,
+            group: None,
+            invoked,
+            completed,
+            result: outcome(&res),
+            pos: None,
+            may_repeat: false,
+        });
+        let not_before = (invoked + delay.as_micros() as u64)
+            .saturating_sub(1_000 + clock_slack.as_micros() as u64);
+        ctx.record(Op::Scheduled {
+            id: id.clone(),
+            invoked,
+            not_before,
+        });
+        if let Ok(receipt) = res
+            && r.random::<f64>() < 0.25
+        {
+            let wait = Duration::from_millis(r.random_range(0..1_500));
+            tokio::time::sleep(wait).await;
+            let invoked = ctx.now();
+            let rec = p.recall(topic, &receipt).await;
+            ctx.record(Op::Recall {
+                id,
+                invoked,
+                completed: ctx.now(),
+                result: outcome(&rec),
+            });
+        }
+        let (lo, hi) = ctx.send_pause_ms;
+        tokio::time::sleep(Duration::from_millis(r.random_range(lo..hi.max(lo + 1)))).await;
+    }
+    p.shutdown().await;
+}
+
 /// A consumer: receives, mostly acks (FIFO: in order, stopping at the first message it
 /// leaves unacknowledged). Once `draining` is set (producers stopped, faults healed) it acks
 /// everything: redelivery is exercised during the chaos, and a FIFO group stalls for the whole
@@ -412,7 +486,15 @@ pub fn is_drained(h: &[Op], now: u64, quiet: Duration, gone: &dyn Fn(&str) -> bo
         })
         .flatten()
         .collect();
-    let gone = |id: &str| expired.contains(id) || gone(id);
+    // A recalled message (or one whose recall may have happened) is not expected.
+    let recalled: BTreeSet<&str> = h
+        .iter()
+        .filter_map(|op| match op {
+            Op::Recall { id, result, .. } if *result != Result3::Fail => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let gone = |id: &str| expired.contains(id) || recalled.contains(id) || gone(id);
     let mut sent = BTreeSet::new();
     let mut got = BTreeSet::new();
     let mut last = 0;

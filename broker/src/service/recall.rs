@@ -24,8 +24,7 @@ use crate::command::TimerKey;
 use crate::core::BrokerCore;
 use crate::state::Outcome;
 
-/// Version tag of the handle format below.
-const V1: &str = "rmq1";
+use raftmq_proto::v2util::RECALL_HANDLE_V1 as V1;
 
 /// The recall handle of a message scheduled in group `group` (id) of `topic`:
 /// `rmq1:<group>:<due ms>:<log index>:<pos>:<message id>`. Opaque to clients; the topic is not
@@ -111,6 +110,7 @@ mod tests {
         };
         let h = handle(3, "t", &key, "id:with:colons");
         assert_eq!(parse(&h), Some((3, key, "id:with:colons".to_string())));
+        assert_eq!(raftmq_proto::v2util::recall_handle_group(&h), Some(3));
         for bad in [
             "",
             "rmq1",

@@ -1,5 +1,6 @@
 //! `lost`: a send acknowledged OK must be delivered to a consumer (plain or FIFO) by the end
-//! of the history (which ends with a drain). Also counts deliveries for the report.
+//! of the history (which ends with a drain), unless it was recalled (or may have been);
+//! `timer-lost` if it was a scheduled message. Also counts deliveries for the report.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -31,9 +32,16 @@ pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &
     }
     let delivered = |id: &str| received.contains_key(id) || fifo.contains(id);
     for id in &s.ok {
-        if !delivered(id) && !s.expired.contains(id) {
+        // A recalled message is never delivered; one whose recall may have happened may not be.
+        let recalled = s.recalled.contains(id) || s.maybe_recalled.contains(id);
+        if !delivered(id) && !s.expired.contains(id) && !recalled {
+            let kind = if s.scheduled.contains_key(id) {
+                "timer-lost"
+            } else {
+                "lost"
+            };
             out.push(anomaly(
-                "lost",
+                kind,
                 format!("{id} was acknowledged but never delivered"),
             ));
         }

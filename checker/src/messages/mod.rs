@@ -27,7 +27,11 @@
 //!   `lost`, and a FIFO consumer may go past them;
 //! - `premature-deletion`: one of them was seen deleted sooner after its send than the
 //!   retention age the observation names (the simulator's log tap also checks this itself,
-//!   entry by entry, in cluster time).
+//!   entry by entry, in cluster time);
+//! - scheduled messages ([`Op::Scheduled`]): `early-delivery` (delivered before its time),
+//!   `recalled-delivered` (delivered although a recall of it succeeded), `timer-duplicate`
+//!   (handed out as a first delivery twice: two copies), and `timer-lost` (`lost` for a
+//!   scheduled message; one whose recall succeeded or may have is not expected).
 //!
 //! | module | anomalies |
 //! |---|---|
@@ -40,6 +44,7 @@
 //! | [`fifo`] | `order-violation`, `poll-skip` |
 //! | [`offsets`] | `commit-regression` |
 //! | [`retention`] | `premature-deletion` (and the `expired` set `lost` and [`fifo`] leave out) |
+//! | [`timers`] | `early-delivery`, `recalled-delivered`, `timer-duplicate` (`timer-lost` in [`lost`]) |
 
 mod delivered;
 mod fifo;
@@ -52,6 +57,7 @@ mod retention;
 mod sends;
 #[cfg(test)]
 mod testing;
+mod timers;
 
 use serde::Deserialize;
 use serde::Serialize;
@@ -193,6 +199,29 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         age_us: Option<u64>,
     },
+    /// The send of `id` (recorded just before this) carried a delivery time: a delivery that
+    /// completes before `not_before` is early. `not_before` is the delivery time on the
+    /// history's clock, less what the clocks may disagree by (the producer knows).
+    Scheduled {
+        /// Message id.
+        id: String,
+        /// Invoked (of the send).
+        invoked: u64,
+        /// No delivery may complete before this (µs).
+        not_before: u64,
+    },
+    /// A recall of scheduled message `id` (v2 RecallMessage). OK: it will never be delivered;
+    /// a definite failure: it was not pending (delivered already, or about to be).
+    Recall {
+        /// Message id.
+        id: String,
+        /// Invoked.
+        invoked: u64,
+        /// Completed.
+        completed: u64,
+        /// Outcome.
+        result: Result3,
+    },
     /// A read of the committed offset.
     ReadCommitted {
         /// Broker.
@@ -250,6 +279,12 @@ pub struct Stats {
     /// Acknowledged messages retention deleted (old enough) before any consumer got them.
     #[serde(default)]
     pub expired: usize,
+    /// Scheduled messages sent (any outcome).
+    #[serde(default)]
+    pub scheduled: usize,
+    /// Scheduled messages recalled OK.
+    #[serde(default)]
+    pub recalled: usize,
 }
 
 /// Checks `history`. Deliveries by receives (plain and FIFO consumers) count for `lost`;
@@ -267,5 +302,6 @@ pub fn check(history: &[Op]) -> (Vec<Anomaly>, Stats) {
     offsets::check(history, &mut out);
     retention::check(history, &sends, &mut out);
     lost::check(history, &sends, &mut out, &mut st);
+    timers::check(history, &sends, &mut out, &mut st);
     (out, st)
 }

@@ -1,6 +1,7 @@
 //! The send side of a history, indexed once for every invariant: what was attempted (body and
 //! invocation time), what definitely failed, what was acknowledged or left unknown, which ids
-//! may repeat, each message's first OK ack, and the FIFO sends of every message group.
+//! may repeat, each message's first OK ack, the FIFO sends of every message group, and which
+//! messages were scheduled and recalled.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -26,6 +27,12 @@ pub(super) struct Sends<'h> {
     pub fifo: BTreeMap<&'h str, Vec<(u64, &'h str, Result3)>>,
     /// Acknowledged ids retention deleted legitimately (filled by `retention::check`).
     pub expired: BTreeSet<&'h str>,
+    /// Scheduled ids → no delivery may complete before this ([`Op::Scheduled`]).
+    pub scheduled: BTreeMap<&'h str, u64>,
+    /// Ids recalled OK.
+    pub recalled: BTreeSet<&'h str>,
+    /// Ids whose recall may have happened (unknown outcome).
+    pub maybe_recalled: BTreeSet<&'h str>,
 }
 
 impl<'h> Sends<'h> {
@@ -39,6 +46,9 @@ impl<'h> Sends<'h> {
             first_ack: BTreeMap::new(),
             fifo: BTreeMap::new(),
             expired: BTreeSet::new(),
+            scheduled: BTreeMap::new(),
+            recalled: BTreeSet::new(),
+            maybe_recalled: BTreeSet::new(),
         };
         for op in history {
             match op {
@@ -66,6 +76,18 @@ impl<'h> Sends<'h> {
                         s.fifo.entry(g).or_default().push((*invoked, id, *result));
                     }
                 }
+                Op::Scheduled { id, not_before, .. } => {
+                    s.scheduled.insert(id, *not_before);
+                }
+                Op::Recall { id, result, .. } => match result {
+                    Result3::Ok => {
+                        s.recalled.insert(id);
+                    }
+                    Result3::Info => {
+                        s.maybe_recalled.insert(id);
+                    }
+                    Result3::Fail => {}
+                },
                 Op::Ack {
                     id,
                     completed,

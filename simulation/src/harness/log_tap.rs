@@ -172,7 +172,11 @@ fn read_new(c: &BrokerCluster, seen: &mut Seen) {
             let clock = *clock;
             for l in d.commands {
                 match l.command {
-                    Ok(Command::Send(m)) => {
+                    // A scheduled message sits in its schedule entry and, once fired, in
+                    // the fire's copy (which its queue entry points at): it is deleted when
+                    // both are (retention keeps a pending timer's entry).
+                    Ok(Command::Send(m) | Command::Schedule(m))
+                    | Ok(Command::Fire(broker::command::Fire { message: m, .. })) => {
                         seen.ids.entry(m.message_id).or_default().push((g, index));
                     }
                     Ok(Command::Retain(rt)) => {

@@ -111,6 +111,8 @@ pub struct Options {
     /// are deleted during the run (with lagging followers, kills, snapshots); the checker
     /// tells deleted messages from lost ones (`expired`, `premature-deletion`).
     pub retention: bool,
+    /// A producer of scheduled (DELAY) messages with recalls on the plain topic (issue 14).
+    pub scheduled: bool,
 }
 
 /// Retention age when [`Options::retention`] is on.
@@ -142,6 +144,7 @@ impl Options {
             clocks: r.random::<bool>(),
             bit_flips: r.random::<bool>(),
             retention: r.random::<bool>(),
+            scheduled: r.random::<bool>(),
         };
         // `SIM_MASK=partitions,kills` turns classes off after drawing, keeping the stream.
         if let Ok(mask) = std::env::var("SIM_MASK") {
@@ -158,6 +161,7 @@ impl Options {
                     "clocks" => o.clocks = false,
                     "bit_flips" => o.bit_flips = false,
                     "retention" => o.retention = false,
+                    "scheduled" => o.scheduled = false,
                     _ => {}
                 }
             }
@@ -433,6 +437,19 @@ fn spawn_clients(
         let (name, group) = (format!("f{p}"), Some(format!("fg{p}")));
         let s = stops.producers.clone();
         let producer = workload::produce(ctx.clone(), name, group, seed ^ (p + 11), s);
+        tasks.push(client_node.spawn(producer));
+    }
+    if o.scheduled {
+        // Cluster time starts at the first leader's wall clock, up to 5 s off the client's
+        // when clocks are skewed (`Options::clocks`), and moves toward later leaders' at
+        // 1 ms/s: early-delivery is judged with that much slack then, exactly otherwise.
+        let slack = if o.clocks {
+            Duration::from_millis(5_000 + o.chaos_ms / 500 + 1_000)
+        } else {
+            Duration::ZERO
+        };
+        let s = stops.producers.clone();
+        let producer = workload::schedule(ctx.clone(), "s0".into(), slack, seed ^ 41, s);
         tasks.push(client_node.spawn(producer));
     }
     for k in 0..o.consumers {
