@@ -8,12 +8,16 @@
 #                            next node after an error);
 #   CLIENT=python            the official Python producer, default configuration, 16 threads
 #                            through the nameserver (scripts/failover_python.py), which then
-#                            reads every message back: failed sends, lost, duplicates.
+#                            reads every message back: failed sends, lost, duplicates;
+#   CLIENT=timers            `raftmq bench-timers` through the nameserver: TIMERS (30,000)
+#                            scheduled messages due evenly across the faults, and how late
+#                            each was delivered (early, duplicate, missing counted).
 # Prints the unavailability window around each fault (the longest gap between successful sends)
 # and its p50/p99/max.
 #
 #   KILLS=20 NGROUPS=1 ./scripts/failover-bench.sh
 #   CLIENT=python FAULT=stop KILLS=5 DOWN=6 ./scripts/failover-bench.sh
+#   CLIENT=timers KILLS=3 ./scripts/failover-bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KILLS=${KILLS:-20}
@@ -64,7 +68,12 @@ leader_of_group1() {
 for _ in $(seq 1 100); do [ -n "$(leader_of_group1)" ] && break; sleep 0.2; done
 
 DURATION=$((KILLS * (DOWN + SETTLE + 2) + 10))
-if [ "$CLIENT" = python ]; then
+if [ "$CLIENT" = timers ]; then
+    # Scheduled messages due evenly from 10 s after the start until the last fault has
+    # settled, through the nameserver: how late each is delivered across the faults.
+    "$BIN" bench-timers --endpoint "127.0.0.1:$((BASE + 90))" --timers "${TIMERS:-30000}" --lead 10 \
+        --spread "$((DURATION - 10))" > "$WORK/bench.out" 2>&1 & BENCH_PID=$!
+elif [ "$CLIENT" = python ]; then
     HOME="$WORK" "$PY" scripts/failover_python.py "127.0.0.1:$((BASE + 90))" FailoverTopic "$DURATION" 16 "$WORK" \
         > "$WORK/bench.out" 2> "$WORK/python.err" & BENCH_PID=$!
 else
@@ -98,4 +107,4 @@ if [ "$CLIENT" = python ]; then
     grep -hF '[ERROR]' "$WORK"/logs/rocketmq_python/*.log 2>/dev/null | sed -E 's/^[0-9-]+ [0-9:,]+ \[ERROR\] //' |
         cut -c1-160 | sort | uniq -c | sort -rn | head -5 || true
 fi
-python3 scripts/failover_summary.py "$WORK/kills.txt" "$WORK/gaps.txt"
+[ "$CLIENT" = timers ] || python3 scripts/failover_summary.py "$WORK/kills.txt" "$WORK/gaps.txt"

@@ -131,6 +131,8 @@ enum Command {
     },
     /// Measure send throughput and latency through the v2 protocol.
     Bench(bench::BenchArgs),
+    /// Measure how late scheduled (DELAY) messages are delivered.
+    BenchTimers(bench::timers::TimerArgs),
     /// Send messages with the native client.
     Produce(client_cli::ProduceArgs),
     /// Receive and acknowledge messages with the native client.
@@ -323,6 +325,7 @@ async fn main() -> anyhow::Result<()> {
             action,
         } => admin(&endpoint, cluster_secret_file.as_deref(), action).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::BenchTimers(args) => bench::timers::run(args).await,
         Command::Produce(args) => client_cli::produce(args).await,
         Command::Consume(args) => client_cli::consume(args).await,
     }

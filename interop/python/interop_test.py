@@ -316,34 +316,46 @@ def cmd_expect_empty(a):
 
 
 def cmd_delay(a):
-    delay_s = 4
+    delay_s = a.delay_seconds
     p = Producer(config(a.endpoint), (a.topic,))
     p.startup()
     due = {}          # message id -> due time (ms)
     recalled = set()
+    unsure = set()    # recalls whose outcome is unknown (a fault): may or may not arrive
     problems = []
+    last_handle = None
     try:
         for i in range(a.count):
             m = make_message(a.topic, "delay", i)
             due_s = int(time.time()) + delay_s
             # The SDK puts the value in Timestamp.seconds as given; its docs call it ms.
             m.delivery_timestamp = due_s * 1000 if i % 2 else due_s
-            r = p.send(m)
+            try:
+                r = p.send(m)
+            except Exception as e:
+                log(f"send {i} failed: {e!r}"[:200])
+                continue
             due[r.message_id] = due_s * 1000
             if not r.recall_handle:
                 problems.append(f"{r.message_id}: no recall handle")
             elif i % 10 == 0:
-                mid = p.recall_message(a.topic, r.recall_handle)
+                try:
+                    mid = p.recall_message(a.topic, r.recall_handle)
+                except Exception as e:
+                    log(f"recall of {r.message_id} failed: {e!r}"[:200])
+                    unsure.add(r.message_id)
+                    continue
                 if mid != r.message_id:
                     problems.append(f"recall answered {mid} for {r.message_id}")
                 recalled.add(r.message_id)
                 last_handle = r.recall_handle
         # A second recall of the same message is refused.
-        try:
-            p.recall_message(a.topic, last_handle)
-            problems.append("a second recall succeeded")
-        except Exception as e:
-            log(f"second recall refused: {e!r}"[:200])
+        if last_handle:
+            try:
+                p.recall_message(a.topic, last_handle)
+                problems.append("a second recall succeeded")
+            except Exception as e:
+                log(f"second recall refused: {e!r}"[:200])
         log(f"scheduled {len(due)} messages {delay_s}s ahead, recalled {len(recalled)}")
 
         c = SimpleConsumer(config(a.endpoint), a.group, {a.topic: FilterExpression("*")}, await_duration=2)
@@ -353,11 +365,17 @@ def cmd_delay(a):
         start = time.time()
         delivered_handle = None
         try:
-            want = set(due) - recalled
-            while time.time() - start < 60:
+            want = set(due) - recalled - unsure
+            while time.time() - start < 60 + delay_s:
                 if set(got) >= want and time.time() - max(due.values()) / 1000 > 3:
                     break
-                for m in c.receive(32, 30):
+                try:
+                    batch = c.receive(32, 30)
+                except Exception as e:
+                    log(f"receive failed: {e!r}"[:200])
+                    time.sleep(0.2)
+                    continue
+                for m in batch:
                     now_ms = time.time() * 1000
                     mid = m.message_id
                     if mid in recalled:
@@ -373,7 +391,10 @@ def cmd_delay(a):
                         problems.append(f"duplicate delivery of {mid}")
                     got[mid] = now_ms
                     lateness.append(now_ms - due[mid])
-                    c.ack(m)
+                    try:
+                        c.ack(m)
+                    except Exception as e:
+                        log(f"ack failed: {e!r}"[:200])
         finally:
             c.shutdown()
         missing = want - set(got)
@@ -382,6 +403,7 @@ def cmd_delay(a):
         if lateness:
             lateness.sort()
             log(f"delivered {len(got)}: lateness p50 {lateness[len(lateness) // 2]:.0f} ms, "
+                f"p99 {lateness[len(lateness) * 99 // 100]:.0f} ms, "
                 f"max {lateness[-1]:.0f} ms (against second-granular due times)")
         # A delivered message cannot be recalled any more.
         m = make_message(a.topic, "delay", a.count)
@@ -410,6 +432,7 @@ def main():
     p.add_argument("--run", default="restart")
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--no-failures", action="store_true", help="produce-for: fail if any send failed")
+    p.add_argument("--delay-seconds", type=int, default=4, help="delay: how far ahead messages are due")
     a = p.parse_args()
     {"send-receive": cmd_send_receive, "push": cmd_push, "redelivery": cmd_redelivery,
      "produce": cmd_produce, "consume": cmd_consume, "expect-empty": cmd_expect_empty,

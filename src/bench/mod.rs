@@ -9,6 +9,7 @@
 //! `--json` keeps the steps and `--plot` draws their latency against throughput (a PNG).
 
 mod plot;
+pub mod timers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
