@@ -300,7 +300,12 @@ pub async fn run(
         let Some((held, by)) = held_by_all(&r) else {
             continue;
         };
-        let upto = due.min(held);
+        let mut upto = due.min(held);
+        // A pending scheduled message is read from its entry when it fires: applying a
+        // `Retain` keeps that entry and everything after it, whatever the age, size or free
+        // space says (docs/operations.md). Say so, rather than propose deletions that apply
+        // as nothing.
+        let oldest_timer = r.read(|s| s.timers.oldest_index());
         if held < due {
             r.set_retention_note(format!(
                 "held back: entries up to {due} are due for deletion, but node {by} holds \
@@ -308,6 +313,18 @@ pub async fn run(
             ));
         } else {
             r.set_retention_note(String::new());
+        }
+        if let Some(t) = oldest_timer
+            && t <= upto
+        {
+            upto = t - 1;
+            r.set_retention_note(format!(
+                "held back: entries up to {due} are due for deletion, but entry {t} holds a \
+                 scheduled message that is not delivered yet"
+            ));
+            if upto < log_start {
+                continue;
+            }
         }
         if upto < log_start {
             if !held_back_warned {

@@ -466,14 +466,32 @@ impl MessagingService for NameServer {
             .map(|g| g.endpoints)
             .unwrap_or_default();
         let (meta, _, body) = req.into_parts();
+        // Within the client's deadline, less a margin for the answer's way back.
+        let deadline = tokio::time::Instant::now()
+            + v2util::grpc_timeout(&meta).map_or(Duration::from_secs(5), |t| {
+                t.saturating_sub(Duration::from_millis(100))
+            });
         let mut last = format!("no live member of group {group} is registered");
         for addr in endpoints {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
             let mut r = Request::new(body.clone());
             *r.metadata_mut() = meta.clone();
-            r.set_timeout(Duration::from_secs(5));
-            match recall_at(&addr, r).await {
+            r.set_timeout(left);
+            match recall_at(&addr, r, left).await {
                 Ok(resp) => return Ok(resp),
-                Err(e) => last = format!("{addr}: {e}"),
+                // Not sent: the next member may take it.
+                Err(Forward::NotSent(e)) => last = format!("{addr}: {e}"),
+                // It may have been applied, and a retry would then find nothing (NOT_FOUND,
+                // a definite refusal of a recall that happened): unknown.
+                Err(Forward::Unknown(e)) => {
+                    return answer(v2util::status(
+                        Code::ProxyTimeout,
+                        format!("the recall's outcome is unknown ({addr}: {e})"),
+                    ));
+                }
             }
         }
         answer(v2util::status(
@@ -483,21 +501,36 @@ impl MessagingService for NameServer {
     }
 }
 
+/// How a forwarded call failed.
+enum Forward {
+    /// Before the request left: nothing happened.
+    NotSent(String),
+    /// Afterwards: it may have happened.
+    Unknown(String),
+}
+
 /// Sends a recall to the broker at `addr`.
 async fn recall_at(
     addr: &str,
     req: Request<pb::RecallMessageRequest>,
-) -> Result<Response<pb::RecallMessageResponse>, String> {
+    within: Duration,
+) -> Result<Response<pb::RecallMessageResponse>, Forward> {
     let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| e.to_string())?
-        .connect_timeout(Duration::from_secs(1))
+        .map_err(|e| Forward::NotSent(e.to_string()))?
+        .connect_timeout(within.min(Duration::from_secs(1)))
         .connect()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Forward::NotSent(e.to_string()))?;
     raftmq_proto::v2::messaging_service_client::MessagingServiceClient::new(ch)
         .recall_message(req)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|s| {
+            if v2util::is_connect_failure(&s) {
+                Forward::NotSent(s.to_string())
+            } else {
+                Forward::Unknown(s.to_string())
+            }
+        })
 }
 
 /// The server builder: bounded streams per connection and, in real builds, registrations'

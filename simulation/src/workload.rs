@@ -171,8 +171,8 @@ pub async fn produce(
 }
 
 /// A producer of scheduled messages on the plain topic (issue 14): ids `<name>-<n>`, each due
-/// 0–2.5 s after its send, about a quarter recalled a moment later (some after their time,
-/// when the recall must fail), until `stop`. Records each send, its [`Op::Scheduled`] (a
+/// 0–2.5 s after its send, about a quarter recalled a moment later (some after their time:
+/// refused once the timer has fired), until `stop`. Records each send, its [`Op::Scheduled`] (a
 /// delivery completing before the due time less `clock_slack` is early) and each recall.
 pub async fn schedule(
     ctx: Ctx,

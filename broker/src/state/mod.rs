@@ -178,6 +178,15 @@ impl BrokerState {
     /// from a peer, and a queue holding entries cannot be served — their files (and the
     /// messages, in the log before the snapshot) are on the peer, not here.
     pub fn use_files(&mut self, files: Arc<CqFiles>, restored_locally: bool) -> Result<(), String> {
+        // Likewise a pending timer: its message is in the log before the snapshot, on the peer
+        // (review of issue 14).
+        if !restored_locally && let Some(i) = self.timers.oldest_index() {
+            return Err(format!(
+                "a snapshot from a peer holds scheduled messages (the oldest in log entry {i}) \
+                 that this replica does not have; a replica must catch up from the log \
+                 (docs/operations.md, replacing a failed disk)"
+            ));
+        }
         for ((topic, q), cq) in self.queues.iter_mut() {
             if !restored_locally && cq.is_detached() && cq.end() > cq.start() {
                 return Err(format!(
@@ -318,14 +327,20 @@ impl BrokerState {
                         f.key.due_ms
                     )));
                 }
+                // The queue the schedule routed it to (topics and queues are never removed).
+                let Some(queue) = self
+                    .topics
+                    .get(&f.message.topic)
+                    .and_then(|t| f.message.queue.0.checked_rem(t.queues))
+                    .map(QueueId)
+                else {
+                    return Outcome::Rejected(Reject::QueueNotFound);
+                };
                 let id = timer::identity(&f.message.topic, &f.message.message_id);
                 if !self.timers.take(&f.key, id) {
                     return Outcome::Rejected(Reject::TimerNotPending);
                 }
                 self.timers.fired += 1;
-                // Topics and queues are never removed, and the message routed when scheduled:
-                // the queue is there.
-                let queue = QueueId(f.message.queue.0);
                 let prefix = command::FIRE_PREFIX;
                 self.store(
                     index,
