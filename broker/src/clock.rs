@@ -41,10 +41,6 @@ struct Inner {
     /// The latest stamp this replica issued (ns): stamps never go back, and entries at or
     /// below it are this replica's own and do not move the anchor.
     last_stamp: u64,
-    /// The newest entry time this replica has seen in the log (applied, restored or found at
-    /// start), and when it saw it: whatever its own timeline, cluster time was at least that
-    /// then, and has advanced at least at the slowed rate since ([`ClusterClock::lead_from`]).
-    observed: Option<Anchor>,
 }
 
 /// See the module docs.
@@ -120,31 +116,12 @@ impl ClusterClock {
     /// cluster time forward by the gap at the hand-over and expire receipts early
     /// (`cluster_chaos` seed 9152: leaders alternating after every commit under packet loss,
     /// a 0.45 s jump). Continuing the log's stretches durations instead, which is safe.
-    ///
-    /// "From there": if this replica has seen (applied) the log's newest time, from that time
-    /// advanced by the time since it saw it, at the slowed rate (`observed`); an entry is seen
-    /// after it was stamped, so this never runs ahead of the timeline that stamped the log's
-    /// newest entries. Otherwise (the log holds newer entries it has not applied: a new
-    /// leader applies its predecessor's last entries only once its own first entry commits),
-    /// from the log's time, now. Projecting from an older entry it saw would be its own
-    /// timeline again: elected back after a trailing leader's term, it would run ahead of the
-    /// receipts that leader stamped (review of issue 14). Restarting at the log's time *now*
-    /// even when the newest entry was seen held cluster time back by however long the group
-    /// had been idle before the hand-over, for good: a leader change after 3 s without
-    /// entries left it 3.3 s behind every clock, slewing back at 1 ms/s, and every scheduled
-    /// message 3.3 s late (issue 14's lateness benchmark on `raftmq dev`, whose
-    /// preferred-leader transfer does exactly that).
     pub fn lead_from(&self, log_ms: u64) {
         Self::rebase(&mut self.inner.lock().unwrap(), log_ms);
     }
 
     fn rebase(inner: &mut Inner, log_ms: u64) {
-        let mut ns = log_ms.saturating_mul(1_000_000);
-        if let Some(o) = inner.observed
-            && o.ns >= ns
-        {
-            ns = slew_bounds(o.ns, elapsed_ns(&o)).0;
-        }
+        let ns = log_ms.saturating_mul(1_000_000);
         inner.anchor = Some(Anchor {
             ns,
             at: Instant::now(),
@@ -179,12 +156,6 @@ impl ClusterClock {
     pub fn observe(&self, ms: u64) {
         let ns = ms.saturating_mul(1_000_000);
         let mut inner = self.inner.lock().unwrap();
-        if inner.observed.is_none_or(|o| ns > o.ns) {
-            inner.observed = Some(Anchor {
-                ns,
-                at: Instant::now(),
-            });
-        }
         if ns > inner.last_stamp && inner.anchor.is_none_or(|a| ns > a.ns) {
             inner.anchor = Some(Anchor {
                 ns,
@@ -276,42 +247,6 @@ mod tests {
         let before = c.stamp();
         c.begin_term(8, || 0);
         assert!(c.stamp() >= before);
-    }
-
-    /// A replica that saw the newest entry a while ago and then begins leading (the group was
-    /// idle before the hand-over) continues from that entry plus the time since it saw it, not
-    /// from the entry's time now: cluster time does not fall behind by the idle time.
-    #[tokio::test]
-    async fn a_hand_over_after_an_idle_spell_keeps_time() {
-        let c = ClusterClock::new();
-        let entry = raft_store::rt::wall_ms() - 10_000; // another replica's, 10 s ago
-        c.observe(entry);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        c.begin_term(3, || entry);
-        let t = c.stamp();
-        assert!(t >= entry + 299, "{} ms after the entry", t - entry);
-        assert!(t <= entry + 1_000, "{} ms jump", t - entry);
-    }
-
-    /// A replica elected again after another's term, before it has applied that term's
-    /// entries, does not resume from the older entry it saw (its own timeline, ahead of the
-    /// other leader's trailing one): it continues from the log's newest time.
-    #[tokio::test]
-    async fn a_leader_back_before_applying_its_predecessor_continues_the_log() {
-        let c = ClusterClock::new();
-        let own = raft_store::rt::wall_ms() - 10_000; // its last entry, applied
-        c.observe(own);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        // The next leader trailed: its entries (not applied here yet) are stamped only 100 ms
-        // after this replica's last one.
-        let log = own + 100;
-        c.begin_term(4, || log);
-        let t = c.stamp();
-        assert!(
-            t >= log && t < own + 299,
-            "{} ms after its own entry",
-            t - own
-        );
     }
 
     /// With an accurate clock, stamps are the wall clock.

@@ -28,6 +28,9 @@ const ROUND: usize = 1024;
 /// Message bytes read per round: bounds a round's memory when messages are large.
 const ROUND_BYTES: u64 = 32 << 20;
 
+/// How long a fire's proposal may take before the round is given up and tried again.
+const PROPOSAL_WAIT: Duration = Duration::from_secs(5);
+
 /// The longest sleep: how soon a replica that became leader (or a clock that caught up)
 /// looks at the timers without being woken.
 const IDLE: Duration = Duration::from_millis(200);
@@ -94,7 +97,14 @@ async fn fire(
                 return false;
             }
         };
-        match r.submit(Command::Fire(Fire { key, message })).await {
+        // Bounded, so that a proposal that never resolves cannot keep every later timer of the
+        // group pending with it. Proposing the fire again is harmless: it applies once.
+        let proposal = r.submit(Command::Fire(Fire { key, message }));
+        let Ok(res) = tokio::time::timeout(PROPOSAL_WAIT, proposal).await else {
+            tracing::warn!(group = %r.group_id(), ?key, "timer: fire not answered; proposing again");
+            return false;
+        };
+        match res {
             // Fired now, or by an earlier proposal (of this leader or the one before).
             Ok(Outcome::Sent { .. }) | Ok(Outcome::Rejected(Reject::TimerNotPending)) => true,
             Ok(other) => {
