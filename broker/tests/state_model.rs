@@ -844,6 +844,24 @@ enum T {
     Consumed,
 }
 
+/// Everything group `g` can receive from `t` now (up to 1,024), invisible for long.
+fn receive_all(h: &mut Harness) -> Vec<broker::state::Delivery> {
+    let o = h.apply1(Command::Pop(Pop {
+        group: "g".into(),
+        topic: "t".into(),
+        queue: None,
+        max: 1024,
+        invisible_ms: 1_000_000,
+        filter: TagFilter::All,
+        max_bytes: u64::MAX,
+        order: Default::default(),
+    }));
+    let Outcome::Popped { deliveries, .. } = o else {
+        panic!("{o:?}")
+    };
+    deliveries
+}
+
 /// Scheduled messages through fires (the leader's, repeated and premature ones), recalls,
 /// receives, retention, snapshots and a file-backed twin with power losses: a timer fires
 /// exactly once, never before its time, a recalled one never; retention keeps the entries of
@@ -967,19 +985,7 @@ fn run_timers(ops: Vec<TOp>, seed: u64) {
                 }
             }
             TOp::Drain => {
-                let o = h.apply1(Command::Pop(Pop {
-                    group: "g".into(),
-                    topic: "t".into(),
-                    queue: None,
-                    max: 1024,
-                    invisible_ms: 1_000_000,
-                    filter: TagFilter::All,
-                    max_bytes: u64::MAX,
-                    order: Default::default(),
-                }));
-                let Outcome::Popped { deliveries, .. } = o else {
-                    panic!("{o:?}")
-                };
+                let deliveries = receive_all(&mut h);
                 let mut acks = Vec::new();
                 for d in deliveries {
                     let (_, due, _, fate) = sched
@@ -1040,19 +1046,7 @@ fn run_timers(ops: Vec<TOp>, seed: u64) {
         .iter()
         .filter(|s| matches!(s.3, T::Visible(_)))
         .count();
-    let o = h.apply1(Command::Pop(Pop {
-        group: "g".into(),
-        topic: "t".into(),
-        queue: None,
-        max: 1024,
-        invisible_ms: 1_000_000,
-        filter: TagFilter::All,
-        max_bytes: u64::MAX,
-        order: Default::default(),
-    }));
-    let Outcome::Popped { deliveries, .. } = o else {
-        panic!("{o:?}")
-    };
+    let deliveries = receive_all(&mut h);
     assert_eq!(
         deliveries.len(),
         visible,
