@@ -65,6 +65,7 @@ fn native_client_examples_and_cli_against_raftmq_dev() {
         fifo_push_consumer_keeps_group_order().await;
         pull_consumer_seeks_pulls_and_commits().await;
         delayed_messages_wait_and_recalled_ones_never_come().await;
+        forwarded_messages_go_to_the_dead_letter_topic().await;
         unsupported_kinds_are_definite_refusals().await;
     });
     examples_and_cli();
@@ -539,6 +540,66 @@ async fn delayed_messages_wait_and_recalled_ones_never_come() {
         .await
         .unwrap_err();
     assert!(e.is_definite(), "{e}");
+    c.shutdown().await;
+    p.shutdown().await;
+}
+
+/// ForwardMessageToDeadLetterQueue (issue 14, item 5): the message moves to `%DLQ%<group>`
+/// with its id and ends its delivery; a repeat (a lost answer) is OK and moves nothing again.
+async fn forwarded_messages_go_to_the_dead_letter_topic() {
+    let p = Producer::builder(config())
+        .topics(["given-up"])
+        .start()
+        .await
+        .unwrap();
+    let sent = p
+        .send(Message::new("given-up", b"poison".to_vec()).with_keys(["kp"]))
+        .await
+        .unwrap();
+    let c = SimpleConsumer::builder(config(), "c-gives-up")
+        .subscribe("given-up", Filter::All)
+        .start()
+        .await
+        .unwrap();
+    let m = loop {
+        if let Some(m) = c.receive(1, Duration::from_secs(1)).await.unwrap().pop() {
+            break m;
+        }
+    };
+    assert_eq!(m.message_id, sent.message_id);
+    c.forward_to_dead_letter_queue(&m).await.unwrap();
+    // Its delivery ended: the receipt no longer acks, and a repeat is OK and moves nothing.
+    let e = c.ack(&m).await.unwrap_err();
+    assert!(e.is_definite(), "{e}");
+    c.forward_to_dead_letter_queue(&m).await.unwrap();
+    // Never delivered to the group again, even after its invisibility would have run out.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rest = c.receive(8, Duration::from_secs(1)).await.unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    // Exactly once in the dead-letter topic, with its id, keys and where it came from.
+    let dlq = SimpleConsumer::builder(config(), "c-reads-dlq")
+        .subscribe("%DLQ%c-gives-up", Filter::All)
+        .start()
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        for d in dlq.receive(8, Duration::from_secs(30)).await.unwrap() {
+            dlq.ack(&d).await.unwrap();
+            got.push(d);
+        }
+    }
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].message_id, sent.message_id);
+    assert_eq!(got[0].body, b"poison");
+    assert_eq!(got[0].keys, vec!["kp".to_string()]);
+    // A receipt that was never issued is refused.
+    let mut forged = m.clone();
+    forged.receipt_handle = "not-a-receipt".into();
+    let e = c.forward_to_dead_letter_queue(&forged).await.unwrap_err();
+    assert!(e.is_definite(), "{e}");
+    dlq.shutdown().await;
     c.shutdown().await;
     p.shutdown().await;
 }

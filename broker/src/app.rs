@@ -131,6 +131,7 @@ fn may_make_available(o: &Outcome) -> bool {
         Outcome::Done
         | Outcome::Sent { .. }
         | Outcome::Acked
+        | Outcome::DeadLettered
         | Outcome::Changed { .. }
         | Outcome::Scheduled { .. } => true,
     }

@@ -72,6 +72,9 @@ pub mod op {
     pub const FIRE: u8 = 18;
     /// Cancel a scheduled message before its time ([`super::Recall`]).
     pub const RECALL: u8 = 19;
+    /// Move a delivery to its group's dead-letter topic and end it
+    /// ([`super::Command::DeadLetter`]; v2 `ForwardMessageToDeadLetterQueue`).
+    pub const DEAD_LETTER: u8 = 20;
 }
 
 /// Byte limit for decoding anything that crosses a process boundary or comes out of the log:
@@ -332,6 +335,8 @@ pub enum Command {
     Fire(Fire),
     /// [`op::RECALL`]
     Recall(Recall),
+    /// [`op::DEAD_LETTER`]: the delivery its receipt names, forwarded by its consumer.
+    DeadLetter(Ack),
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -366,12 +371,13 @@ impl Command {
             Command::Schedule(m) => (op::SCHEDULE, enc(m)),
             Command::Fire(f) => (op::FIRE, encode_fire(f)),
             Command::Recall(r) => (op::RECALL, enc(r)),
+            Command::DeadLetter(a) => (op::DEAD_LETTER, enc(a)),
         }
     }
 
     /// True if this binary knows `op`.
     pub fn known_op(op: u8) -> bool {
-        (op::UPSERT_TOPIC..=op::RECALL).contains(&op)
+        (op::UPSERT_TOPIC..=op::DEAD_LETTER).contains(&op)
     }
 
     /// Decodes one command body.
@@ -414,6 +420,7 @@ impl Command {
             op::SCHEDULE => Command::Schedule(dec(body)?),
             op::FIRE => Command::Fire(decode_fire(body)?),
             op::RECALL => Command::Recall(dec(body)?),
+            op::DEAD_LETTER => Command::DeadLetter(dec(body)?),
             other => {
                 return Err(format!(
                     "unknown op code {other}: this binary is older than the log"
@@ -646,6 +653,15 @@ mod tests {
                 topic: "t".into(),
                 message_id: "id3".into(),
                 key,
+            }),
+            Command::DeadLetter(Ack {
+                group: "g".into(),
+                topic: "t".into(),
+                receipt: Receipt {
+                    queue: QueueId(1),
+                    offset: QueueOffset(7),
+                    seq: 3,
+                },
             }),
         ];
         let bytes = encode_entry(5, &cmds);

@@ -68,9 +68,11 @@ enum Op {
         one_queue: Option<u32>,
         oldest: bool,
     },
+    /// Acknowledge a delivery, or (`forward`) give it up to the dead-letter topic.
     Ack {
         pick: u16,
         stale: bool,
+        forward: bool,
     },
     Change {
         pick: u16,
@@ -92,7 +94,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..QUEUES, 1u8..5).prop_map(|(queue, count)| Op::Send { queue, count }),
         3 => (1u8..6, 1u16..400, proptest::option::of(0..QUEUES), any::<bool>()).prop_map(|(max, invisible, one_queue, oldest)| Op::Pop { max, invisible, one_queue, oldest }),
-        3 => (any::<u16>(), proptest::bool::weighted(0.2)).prop_map(|(pick, stale)| Op::Ack { pick, stale }),
+        3 => (any::<u16>(), proptest::bool::weighted(0.2), proptest::bool::weighted(0.2)).prop_map(|(pick, stale, forward)| Op::Ack { pick, stale, forward }),
         1 => (any::<u16>(), 0u16..400).prop_map(|(pick, invisible)| Op::Change { pick, invisible }),
         2 => (1u16..500).prop_map(|ms| Op::Advance { ms }),
         1 => (0u8..30).prop_map(|back| Op::Retain { back }),
@@ -436,7 +438,11 @@ fn run(ops: Vec<Op>, seed: u64) {
                 }
                 assert_eq!(dead, dlq_end, "dead-letter count");
             }
-            Op::Ack { pick, stale } => {
+            Op::Ack {
+                pick,
+                stale,
+                forward,
+            } => {
                 if receipts.is_empty() {
                     continue;
                 }
@@ -447,12 +453,27 @@ fn run(ops: Vec<Op>, seed: u64) {
                 let key = (r.queue.0, r.offset.0);
                 let valid =
                     matches!(model.get(&key), Some(M::Inflight { seq, .. }) if *seq == r.seq);
-                let o = h.apply1(Command::Ack(Ack {
+                let a = Ack {
                     group: "g".into(),
                     topic: "t".into(),
                     receipt: r,
-                }));
-                if valid {
+                };
+                let o = h.apply1(if forward {
+                    Command::DeadLetter(a)
+                } else {
+                    Command::Ack(a)
+                });
+                if valid && forward {
+                    // In the dead-letter topic once, pointing at the message itself.
+                    assert_eq!(o, Outcome::DeadLettered);
+                    model.insert(key, M::Dead);
+                    dead += 1;
+                    let dlq = h.state.queue(&dlq_topic("g"), 0).unwrap();
+                    assert_eq!(dlq.end(), dead, "dead-letter count");
+                    let moved = dlq.get(dlq.end() - 1).unwrap();
+                    let cq = h.state.queue("t", key.0).unwrap();
+                    assert_eq!(moved.log_index, cq.get(key.1).unwrap().log_index);
+                } else if valid {
                     assert_eq!(o, Outcome::Acked);
                     model.insert(key, M::Acked);
                 } else {

@@ -196,6 +196,18 @@ impl SimpleConsumer {
         change_invisible_duration(&self.base, message, invisible).await
     }
 
+    /// Gives `message` up: the broker moves it to the group's dead-letter topic
+    /// (`%DLQ%<group>`) and its delivery ends as if acknowledged (v2
+    /// `ForwardMessageToDeadLetterQueue`, what a FIFO consumer does once its local retries
+    /// run out). OK too if the delivery had ended already (acknowledged, forwarded, or
+    /// delivered again after its invisibility ran out): nothing is moved then.
+    pub async fn forward_to_dead_letter_queue(
+        &self,
+        message: &ReceivedMessage,
+    ) -> Result<(), ClientError> {
+        forward_to_dead_letter_queue(&self.base, message).await
+    }
+
     /// Stops background work and sends NotifyClientTermination to every endpoint used.
     pub async fn shutdown(self) {
         self.base.shutdown().await;
@@ -420,4 +432,38 @@ pub(crate) async fn change_invisible_duration(
     .await?;
     message.receipt_handle = handle;
     Ok(())
+}
+
+pub(crate) async fn forward_to_dead_letter_queue(
+    base: &Base,
+    message: &ReceivedMessage,
+) -> Result<(), ClientError> {
+    let rpc = &base.rpc;
+    let t = rpc.config.request_timeout;
+    let msg = pb::ForwardMessageToDeadLetterQueueRequest {
+        group: rpc.resource(base.group().unwrap_or_default()),
+        topic: rpc.resource(&message.topic),
+        receipt_handle: message.receipt_handle.clone(),
+        message_id: message.message_id.clone(),
+        delivery_attempt: i32::try_from(message.delivery_attempt).unwrap_or(i32::MAX),
+        max_delivery_attempts: 0,
+        lite_topic: None,
+    };
+    on_message(
+        base,
+        message,
+        "forwarded the message to the dead-letter queue",
+        |addr| {
+            let req = rpc.request(msg.clone(), Some(t));
+            async move {
+                let resp = rpc
+                    .unary(&addr, t, |mut s| async move {
+                        s.forward_message_to_dead_letter_queue(req).await
+                    })
+                    .await?;
+                check(&resp.status)
+            }
+        },
+    )
+    .await
 }

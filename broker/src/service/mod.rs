@@ -1,11 +1,13 @@
 //! The Apache RocketMQ v2 `MessagingService` over the broker core. One file per RPC family:
 //! `route` (QueryRoute, Heartbeat, QueryAssignment, NotifyClientTermination), `send`,
-//! `receive` (ReceiveMessage, Ack, ChangeInvisibleDuration), `recall` (RecallMessage), `pull` (PullMessage and the
+//! `receive` (ReceiveMessage, Ack, ChangeInvisibleDuration), `dead_letter`
+//! (ForwardMessageToDeadLetterQueue), `recall` (RecallMessage), `pull` (PullMessage and the
 //! offset RPCs), `telemetry`; plus `convert`,
 //! `validate` and `status` helpers. Business errors are v2 statuses inside gRPC-OK responses;
 //! gRPC errors are used only for unimplemented RPCs.
 
 pub mod convert;
+mod dead_letter;
 mod pull;
 mod recall;
 mod receive;
@@ -109,14 +111,11 @@ impl MessagingService for MessagingServer {
 
     async fn forward_message_to_dead_letter_queue(
         &self,
-        _req: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
+        req: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
     ) -> RpcResult<pb::ForwardMessageToDeadLetterQueueResponse> {
-        Ok(Response::new(pb::ForwardMessageToDeadLetterQueueResponse {
-            status: Some(status::status(
-                Code::Unsupported,
-                "forwarding FIFO messages to the dead-letter queue is not supported yet",
-            )),
-        }))
+        Ok(Response::new(
+            dead_letter::forward_message_to_dead_letter_queue(&self.core, req).await,
+        ))
     }
 
     async fn pull_message(

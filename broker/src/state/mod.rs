@@ -2,19 +2,20 @@
 //!
 //! [`BrokerState::apply_entry`] is a pure function of the state and one committed entry (time
 //! comes from the entry): every replica computes the same outcomes. Submodules hold the pieces:
-//! [`consume_queue`], [`pop`] (per-group receive state) and [`offsets`].
+//! [`consume_queue`], [`pop`] (per-group receive state), `round` (applying a receive),
+//! `inflight` (ack, forward to the dead-letter topic, change of invisibility), [`timer`]
+//! (scheduled messages) and [`offsets`].
 
 pub mod consume_queue;
 pub mod cq_files;
+mod inflight;
 pub mod legacy;
 pub mod offsets;
 pub mod pop;
 mod round;
 pub mod timer;
 
-use std::cmp::Reverse;
 use std::collections::BTreeMap;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use raft_store::state_machine::Checkpoint;
@@ -26,12 +27,9 @@ use self::consume_queue::CqEntry;
 use self::cq_files::CqFiles;
 use self::offsets::ConsumerOffsets;
 use self::pop::PopQueue;
-use self::round::PopRound;
 use self::timer::Timers;
 use crate::command;
 use crate::command::Command;
-use crate::command::Pop;
-use crate::command::PopOrder;
 use crate::command::Receipt;
 use crate::command::TimerKey;
 use crate::limits;
@@ -39,8 +37,6 @@ use crate::model::GroupConfig;
 use crate::model::QueueId;
 use crate::model::QueueOffset;
 use crate::model::TopicConfig;
-use crate::model::TopicKind;
-use crate::model::dlq_topic;
 use crate::model::tag_hash;
 
 /// Why a command was refused (deterministically, on every replica).
@@ -109,6 +105,8 @@ pub enum Outcome {
     Rejected(Reject),
     /// A batched renewal: per receipt, in order, its new deadline or `None` if it was stale.
     Renewed(Vec<Option<u64>>),
+    /// A delivery was forwarded to its group's dead-letter topic by its consumer.
+    DeadLettered,
     /// A message was stored for delivery at its time (a timer is pending).
     Scheduled {
         /// The queue it will be delivered to.
@@ -292,90 +290,12 @@ impl BrokerState {
                 Ok(queue) => self.store(index, now, &m, queue, pos, len),
                 Err(r) => Outcome::Rejected(r),
             },
-            Command::Schedule(m) => {
-                let queue = match self.route(&m) {
-                    Ok(q) => q,
-                    Err(r) => return Outcome::Rejected(r),
-                };
-                match m.delivery_ms {
-                    // Due already (a delivery time in the past, or one that passed while
-                    // the send waited): delivered at once, as RocketMQ does.
-                    Some(due) if due > now => {
-                        let key = TimerKey {
-                            due_ms: due,
-                            log_index: index,
-                            pos,
-                        };
-                        self.timers.schedule(
-                            key,
-                            timer::Pending {
-                                identity: timer::identity(&m.topic, &m.message_id),
-                                len,
-                            },
-                        );
-                        Outcome::Scheduled { queue, key }
-                    }
-                    _ => self.store(index, now, &m, queue, pos, len),
-                }
-            }
-            Command::Fire(f) => {
-                // Never early: the timer must be due at the entry's time (a leader decides on
-                // its clock's estimate; the entry's stamp is never behind it).
-                if f.key.due_ms > now {
-                    return Outcome::Rejected(Reject::Invalid(format!(
-                        "timer due at {} ms fired at {now} ms",
-                        f.key.due_ms
-                    )));
-                }
-                // The queue the schedule routed it to (topics and queues are never removed).
-                let Some(queue) = self
-                    .topics
-                    .get(&f.message.topic)
-                    .and_then(|t| f.message.queue.0.checked_rem(t.queues))
-                    .map(QueueId)
-                else {
-                    return Outcome::Rejected(Reject::QueueNotFound);
-                };
-                let id = timer::identity(&f.message.topic, &f.message.message_id);
-                if !self.timers.take(&f.key, id) {
-                    return Outcome::Rejected(Reject::TimerNotPending);
-                }
-                self.timers.fired += 1;
-                let prefix = command::FIRE_PREFIX;
-                self.store(
-                    index,
-                    now,
-                    &f.message,
-                    queue,
-                    pos + prefix,
-                    len.saturating_sub(prefix),
-                )
-            }
-            Command::Recall(r) => {
-                if self
-                    .timers
-                    .take(&r.key, timer::identity(&r.topic, &r.message_id))
-                {
-                    self.timers.recalled += 1;
-                    Outcome::Done
-                } else {
-                    Outcome::Rejected(Reject::TimerNotPending)
-                }
-            }
+            Command::Schedule(m) => self.schedule(index, now, &m, pos, len),
+            Command::Fire(f) => self.fire(index, now, &f, pos, len),
+            Command::Recall(r) => self.recall(&r),
             Command::Pop(p) => self.pop(now, &p),
-            Command::Ack(a) => {
-                let key = (a.group, a.topic, a.receipt.queue.0);
-                let Some(pq) = self.pops.get_mut(&key) else {
-                    return Outcome::Rejected(Reject::InvalidReceipt);
-                };
-                match pq.inflight.get(&a.receipt.offset.0) {
-                    Some(i) if i.seq == a.receipt.seq => {
-                        pq.inflight.remove(&a.receipt.offset.0);
-                        Outcome::Acked
-                    }
-                    _ => Outcome::Rejected(Reject::InvalidReceipt),
-                }
-            }
+            Command::Ack(a) => self.ack(&a),
+            Command::DeadLetter(a) => self.forward_to_dead_letter(now, &a),
             Command::ChangeInvisible(c) => self.change_invisible(now, c, true),
             Command::Renew(c) => self.change_invisible(now, c, false),
             Command::RenewMany(list) => Outcome::Renewed(
@@ -556,192 +476,6 @@ impl BrokerState {
             None => {
                 self.topics.insert(t.name.clone(), t);
             }
-        }
-    }
-
-    fn change_invisible(
-        &mut self,
-        now: u64,
-        c: command::ChangeInvisible,
-        new_receipt: bool,
-    ) -> Outcome {
-        let key = (c.group, c.topic, c.receipt.queue.0);
-        let Some(pq) = self.pops.get_mut(&key) else {
-            return Outcome::Rejected(Reject::InvalidReceipt);
-        };
-        let Some(inf) = pq.inflight.get_mut(&c.receipt.offset.0) else {
-            return Outcome::Rejected(Reject::InvalidReceipt);
-        };
-        if inf.seq != c.receipt.seq {
-            return Outcome::Rejected(Reject::InvalidReceipt);
-        }
-        if new_receipt {
-            self.receipt_seq += 1;
-            inf.seq = self.receipt_seq;
-        }
-        inf.deadline_ms = now.saturating_add(c.invisible_ms);
-        Outcome::Changed {
-            receipt: Receipt {
-                seq: inf.seq,
-                ..c.receipt
-            },
-            deadline_ms: inf.deadline_ms,
-        }
-    }
-
-    fn pop(&mut self, now: u64, p: &Pop) -> Outcome {
-        let queues = match self.pop_queues(p) {
-            Ok(q) => q,
-            Err(r) => return Outcome::Rejected(r),
-        };
-        let max_attempts = self
-            .groups
-            .get(&p.group)
-            .map_or(DEFAULT_MAX_ATTEMPTS, |g| g.max_delivery_attempts);
-        // An orderly (FIFO) group reads a queue strictly in order: while any message it took
-        // from the queue is still invisible (being processed), nothing else of that queue is
-        // handed out; expired ones come back first, before anything newer.
-        let fifo = self.groups.get(&p.group).is_some_and(|g| g.fifo);
-        let mut round = PopRound {
-            p,
-            now,
-            log_start: self.log_start,
-            max: p.max as usize,
-            deadline: now.saturating_add(p.invisible_ms),
-            max_attempts,
-            budget: p.max_bytes,
-            deliveries: Vec::new(),
-            dead: Vec::new(),
-        };
-        let empty = ConsumeQueue::default();
-        // From any queue, new messages go oldest first across the queues (after every due
-        // retry); otherwise queue by queue.
-        let merge = p.queue.is_none() && p.order == PopOrder::OldestFirst;
-        let mut open = Vec::new();
-        for q in queues {
-            if round.deliveries.len() >= round.max {
-                break;
-            }
-            let cq = self.queues.get(&(p.topic.clone(), q)).unwrap_or(&empty);
-            let pq = self
-                .pops
-                .entry((p.group.clone(), p.topic.clone(), q))
-                .or_default();
-            if fifo && pq.inflight.values().any(|i| i.deadline_ms > now) {
-                continue;
-            }
-            // Expired deliveries first, oldest offset first: a retry is due.
-            round.redeliver_expired(q, cq, pq, &mut self.receipt_seq);
-            // Then messages never handed out to this group.
-            if merge {
-                open.push(q);
-            } else {
-                let mut scan = limits::MAX_POP_SCAN;
-                round.take_new(q, cq, pq, &mut self.receipt_seq, &mut scan);
-            }
-        }
-        if merge {
-            self.take_oldest_first(&mut round, open);
-        }
-        let PopRound {
-            deliveries, dead, ..
-        } = round;
-        let dead_lettered = dead.len() as u32;
-        self.dead_letter(&p.group, now, dead);
-        Outcome::Popped {
-            deliveries,
-            dead_lettered,
-        }
-    }
-
-    /// Hands out the messages of `queues` never handed out to the round's group, oldest
-    /// (lowest log index) first across the queues: one at a time from the queue whose next
-    /// message is oldest, so no queue waits behind another's backlog.
-    fn take_oldest_first(&mut self, round: &mut PopRound<'_>, queues: Vec<u32>) {
-        let p = round.p;
-        let (group, topic) = (&p.group, &p.topic);
-        let empty = ConsumeQueue::default();
-        let next_index = |cq: &ConsumeQueue, pq: &PopQueue| {
-            let off = pq.next.max(cq.start());
-            (off < cq.end()).then(|| cq.get(off).map(|e| e.log_index))?
-        };
-        let mut heads = BinaryHeap::new();
-        for q in queues {
-            let cq = self.queues.get(&(topic.clone(), q)).unwrap_or(&empty);
-            if let Some(pq) = self.pops.get_mut(&(group.clone(), topic.clone(), q)) {
-                // As `take_new` does: past what retention deleted, even with nothing to take.
-                pq.next = pq.next.max(cq.start());
-                if let Some(i) = next_index(cq, pq) {
-                    heads.push(Reverse((i, q, limits::MAX_POP_SCAN)));
-                }
-            }
-        }
-        let max = round.max;
-        while round.deliveries.len() < max {
-            // Each queue keeps one scan allowance for the whole receive, as queue by queue.
-            let Some(Reverse((_, q, mut scan))) = heads.pop() else {
-                break;
-            };
-            let cq = self.queues.get(&(topic.clone(), q)).unwrap_or(&empty);
-            let Some(pq) = self.pops.get_mut(&(group.clone(), topic.clone(), q)) else {
-                continue;
-            };
-            let before = round.deliveries.len();
-            round.max = before + 1;
-            round.take_new(q, cq, pq, &mut self.receipt_seq, &mut scan);
-            round.max = max;
-            // A queue that gave nothing (filtered to its end, scan bound, or byte budget) is
-            // done for this round.
-            if round.deliveries.len() > before
-                && let Some(i) = next_index(cq, pq)
-            {
-                heads.push(Reverse((i, q, scan)));
-            }
-        }
-    }
-
-    /// The queues a receive reads, in order, or why it is refused.
-    fn pop_queues(&self, p: &Pop) -> Result<Vec<u32>, Reject> {
-        let Some(topic) = self.topics.get(&p.topic) else {
-            return Err(Reject::TopicNotFound);
-        };
-        let queue_count = topic.queues;
-        if queue_count == 0 {
-            return Err(Reject::QueueNotFound);
-        }
-        Ok(match p.queue {
-            Some(q) if q.0 < queue_count => vec![q.0],
-            Some(_) => return Err(Reject::QueueNotFound),
-            // Any queue: start somewhere different each time so no queue starves.
-            None => {
-                let start = (self.receipt_seq % queue_count as u64) as u32;
-                (0..queue_count)
-                    .map(|i| (start + i) % queue_count)
-                    .collect()
-            }
-        })
-    }
-
-    /// Appends messages that ran out of delivery attempts to `group`'s dead-letter topic
-    /// (created on first use).
-    fn dead_letter(&mut self, group: &str, now: u64, dead: Vec<CqEntry>) {
-        if dead.is_empty() {
-            return;
-        }
-        let dlq = dlq_topic(group);
-        self.upsert_topic(TopicConfig {
-            name: dlq.clone(),
-            queues: 1,
-            kind: TopicKind::Mixed,
-        });
-        let files = self.files.0.as_ref();
-        let cq = self
-            .queues
-            .entry((dlq, 0))
-            .or_insert_with_key(|(t, q)| ConsumeQueue::new(files, t, *q));
-        for e in dead {
-            // The dead letter points at the original message: no copy of the body.
-            cq.push(CqEntry { store_ms: now, ..e });
         }
     }
 

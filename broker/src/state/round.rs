@@ -1,16 +1,28 @@
 //! One receive (pop) as it is applied: its bounds, what it has taken so far, and the two ways
 //! it takes messages from a queue (expired deliveries again, then messages never handed out).
-//! The choice of queues and their order is the state's (`super::BrokerState::pop`).
+//! The choice of queues and their order, and the dead-letter topic, are [`BrokerState::pop`]'s.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use super::BrokerState;
+use super::DEFAULT_MAX_ATTEMPTS;
 use super::Delivery;
+use super::Outcome;
+use super::Reject;
 use super::consume_queue::ConsumeQueue;
 use super::consume_queue::CqEntry;
 use super::pop::Inflight;
 use super::pop::PopQueue;
 use crate::command::Pop;
+use crate::command::PopOrder;
 use crate::command::Receipt;
+use crate::limits;
 use crate::model::QueueId;
 use crate::model::QueueOffset;
+use crate::model::TopicConfig;
+use crate::model::TopicKind;
+use crate::model::dlq_topic;
 
 /// One receive being applied: its bounds, and what it has taken so far.
 pub(super) struct PopRound<'a> {
@@ -139,6 +151,166 @@ impl PopRound<'_> {
                 attempt: 1,
                 deadline_ms: inf.deadline_ms,
             });
+        }
+    }
+}
+
+/// Applying a receive.
+impl BrokerState {
+    /// [`crate::command::Command::Pop`]: hands out visible messages of the group's topic.
+    pub(super) fn pop(&mut self, now: u64, p: &Pop) -> Outcome {
+        let queues = match self.pop_queues(p) {
+            Ok(q) => q,
+            Err(r) => return Outcome::Rejected(r),
+        };
+        let max_attempts = self
+            .groups
+            .get(&p.group)
+            .map_or(DEFAULT_MAX_ATTEMPTS, |g| g.max_delivery_attempts);
+        // An orderly (FIFO) group reads a queue strictly in order: while any message it took
+        // from the queue is still invisible (being processed), nothing else of that queue is
+        // handed out; expired ones come back first, before anything newer.
+        let fifo = self.groups.get(&p.group).is_some_and(|g| g.fifo);
+        let mut round = PopRound {
+            p,
+            now,
+            log_start: self.log_start,
+            max: p.max as usize,
+            deadline: now.saturating_add(p.invisible_ms),
+            max_attempts,
+            budget: p.max_bytes,
+            deliveries: Vec::new(),
+            dead: Vec::new(),
+        };
+        let empty = ConsumeQueue::default();
+        // From any queue, new messages go oldest first across the queues (after every due
+        // retry); otherwise queue by queue.
+        let merge = p.queue.is_none() && p.order == PopOrder::OldestFirst;
+        let mut open = Vec::new();
+        for q in queues {
+            if round.deliveries.len() >= round.max {
+                break;
+            }
+            let cq = self.queues.get(&(p.topic.clone(), q)).unwrap_or(&empty);
+            let pq = self
+                .pops
+                .entry((p.group.clone(), p.topic.clone(), q))
+                .or_default();
+            if fifo && pq.inflight.values().any(|i| i.deadline_ms > now) {
+                continue;
+            }
+            // Expired deliveries first, oldest offset first: a retry is due.
+            round.redeliver_expired(q, cq, pq, &mut self.receipt_seq);
+            // Then messages never handed out to this group.
+            if merge {
+                open.push(q);
+            } else {
+                let mut scan = limits::MAX_POP_SCAN;
+                round.take_new(q, cq, pq, &mut self.receipt_seq, &mut scan);
+            }
+        }
+        if merge {
+            self.take_oldest_first(&mut round, open);
+        }
+        let PopRound {
+            deliveries, dead, ..
+        } = round;
+        let dead_lettered = dead.len() as u32;
+        self.dead_letter(&p.group, now, dead);
+        Outcome::Popped {
+            deliveries,
+            dead_lettered,
+        }
+    }
+
+    /// Hands out the messages of `queues` never handed out to the round's group, oldest
+    /// (lowest log index) first across the queues: one at a time from the queue whose next
+    /// message is oldest, so no queue waits behind another's backlog.
+    fn take_oldest_first(&mut self, round: &mut PopRound<'_>, queues: Vec<u32>) {
+        let p = round.p;
+        let (group, topic) = (&p.group, &p.topic);
+        let empty = ConsumeQueue::default();
+        let next_index = |cq: &ConsumeQueue, pq: &PopQueue| {
+            let off = pq.next.max(cq.start());
+            (off < cq.end()).then(|| cq.get(off).map(|e| e.log_index))?
+        };
+        let mut heads = BinaryHeap::new();
+        for q in queues {
+            let cq = self.queues.get(&(topic.clone(), q)).unwrap_or(&empty);
+            if let Some(pq) = self.pops.get_mut(&(group.clone(), topic.clone(), q)) {
+                // As `take_new` does: past what retention deleted, even with nothing to take.
+                pq.next = pq.next.max(cq.start());
+                if let Some(i) = next_index(cq, pq) {
+                    heads.push(Reverse((i, q, limits::MAX_POP_SCAN)));
+                }
+            }
+        }
+        let max = round.max;
+        while round.deliveries.len() < max {
+            // Each queue keeps one scan allowance for the whole receive, as queue by queue.
+            let Some(Reverse((_, q, mut scan))) = heads.pop() else {
+                break;
+            };
+            let cq = self.queues.get(&(topic.clone(), q)).unwrap_or(&empty);
+            let Some(pq) = self.pops.get_mut(&(group.clone(), topic.clone(), q)) else {
+                continue;
+            };
+            let before = round.deliveries.len();
+            round.max = before + 1;
+            round.take_new(q, cq, pq, &mut self.receipt_seq, &mut scan);
+            round.max = max;
+            // A queue that gave nothing (filtered to its end, scan bound, or byte budget) is
+            // done for this round.
+            if round.deliveries.len() > before
+                && let Some(i) = next_index(cq, pq)
+            {
+                heads.push(Reverse((i, q, scan)));
+            }
+        }
+    }
+
+    /// The queues a receive reads, in order, or why it is refused.
+    fn pop_queues(&self, p: &Pop) -> Result<Vec<u32>, Reject> {
+        let Some(topic) = self.topics.get(&p.topic) else {
+            return Err(Reject::TopicNotFound);
+        };
+        let queue_count = topic.queues;
+        if queue_count == 0 {
+            return Err(Reject::QueueNotFound);
+        }
+        Ok(match p.queue {
+            Some(q) if q.0 < queue_count => vec![q.0],
+            Some(_) => return Err(Reject::QueueNotFound),
+            // Any queue: start somewhere different each time so no queue starves.
+            None => {
+                let start = (self.receipt_seq % queue_count as u64) as u32;
+                (0..queue_count)
+                    .map(|i| (start + i) % queue_count)
+                    .collect()
+            }
+        })
+    }
+
+    /// Appends messages that ran out of delivery attempts to `group`'s dead-letter topic
+    /// (created on first use).
+    pub(super) fn dead_letter(&mut self, group: &str, now: u64, dead: Vec<CqEntry>) {
+        if dead.is_empty() {
+            return;
+        }
+        let dlq = dlq_topic(group);
+        self.upsert_topic(TopicConfig {
+            name: dlq.clone(),
+            queues: 1,
+            kind: TopicKind::Mixed,
+        });
+        let files = self.files.0.as_ref();
+        let cq = self
+            .queues
+            .entry((dlq, 0))
+            .or_insert_with_key(|(t, q)| ConsumeQueue::new(files, t, *q));
+        for e in dead {
+            // The dead letter points at the original message: no copy of the body.
+            cq.push(CqEntry { store_ms: now, ..e });
         }
     }
 }

@@ -17,7 +17,15 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde::Serialize;
 
+use super::BrokerState;
+use super::Outcome;
+use super::Reject;
+use crate::command;
+use crate::command::Fire;
+use crate::command::Recall;
 use crate::command::TimerKey;
+use crate::model::QueueId;
+use crate::model::StoredMessage;
 
 /// What identifies the message behind a timer to a recall or a fire: a hash of its topic and
 /// message id (kept instead of the strings: a timer's memory is the key and this).
@@ -99,6 +107,91 @@ impl Timers {
     /// called when a retention entry applies (every few seconds), not per message.
     pub fn oldest_index(&self) -> Option<u64> {
         self.pending.keys().map(|k| k.log_index).min()
+    }
+}
+
+/// Applying the timer commands (entry `index`, the command's body at `pos..pos+len`).
+impl BrokerState {
+    /// [`command::Command::Schedule`]: a timer for `m`, or the message stored at once if it is
+    /// due already.
+    pub(super) fn schedule(
+        &mut self,
+        index: u64,
+        now: u64,
+        m: &StoredMessage,
+        pos: u32,
+        len: u32,
+    ) -> Outcome {
+        let queue = match self.route(m) {
+            Ok(q) => q,
+            Err(r) => return Outcome::Rejected(r),
+        };
+        match m.delivery_ms {
+            // Due already (a delivery time in the past, or one that passed while the send
+            // waited): delivered at once, as RocketMQ does.
+            Some(due) if due > now => {
+                let key = TimerKey {
+                    due_ms: due,
+                    log_index: index,
+                    pos,
+                };
+                self.timers.schedule(
+                    key,
+                    Pending {
+                        identity: identity(&m.topic, &m.message_id),
+                        len,
+                    },
+                );
+                Outcome::Scheduled { queue, key }
+            }
+            _ => self.store(index, now, m, queue, pos, len),
+        }
+    }
+
+    /// [`command::Command::Fire`]: delivers the copy the fire carries if its timer is pending
+    /// and due.
+    pub(super) fn fire(&mut self, index: u64, now: u64, f: &Fire, pos: u32, len: u32) -> Outcome {
+        // Never early: the timer must be due at the entry's time (a leader decides on its
+        // clock's estimate; the entry's stamp is never behind it).
+        if f.key.due_ms > now {
+            return Outcome::Rejected(Reject::Invalid(format!(
+                "timer due at {} ms fired at {now} ms",
+                f.key.due_ms
+            )));
+        }
+        // The queue the schedule routed it to (topics and queues are never removed).
+        let Some(queue) = self
+            .topics
+            .get(&f.message.topic)
+            .and_then(|t| f.message.queue.0.checked_rem(t.queues))
+            .map(QueueId)
+        else {
+            return Outcome::Rejected(Reject::QueueNotFound);
+        };
+        let id = identity(&f.message.topic, &f.message.message_id);
+        if !self.timers.take(&f.key, id) {
+            return Outcome::Rejected(Reject::TimerNotPending);
+        }
+        self.timers.fired += 1;
+        let prefix = command::FIRE_PREFIX;
+        self.store(
+            index,
+            now,
+            &f.message,
+            queue,
+            pos + prefix,
+            len.saturating_sub(prefix),
+        )
+    }
+
+    /// [`command::Command::Recall`]: removes a pending timer.
+    pub(super) fn recall(&mut self, r: &Recall) -> Outcome {
+        if self.timers.take(&r.key, identity(&r.topic, &r.message_id)) {
+            self.timers.recalled += 1;
+            Outcome::Done
+        } else {
+            Outcome::Rejected(Reject::TimerNotPending)
+        }
     }
 }
 

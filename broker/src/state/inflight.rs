@@ -1,0 +1,79 @@
+//! How a delivery in flight ends or changes: acknowledged, forwarded to the dead-letter
+//! topic by its consumer, or made invisible for another while. Each takes the delivery's
+//! current receipt; an older one (the message was delivered again or its invisibility changed
+//! since) is refused and changes nothing.
+
+use super::BrokerState;
+use super::Outcome;
+use super::Reject;
+use crate::command;
+use crate::command::Ack;
+use crate::command::Receipt;
+
+impl BrokerState {
+    /// [`command::Command::Ack`]: the delivery is done.
+    pub(super) fn ack(&mut self, a: &Ack) -> Outcome {
+        match self.take_inflight(a) {
+            Some(_) => Outcome::Acked,
+            None => Outcome::Rejected(Reject::InvalidReceipt),
+        }
+    }
+
+    /// [`command::Command::DeadLetter`]: the consumer gave the message up (a FIFO consumer
+    /// whose local retries ran out): it goes to the group's dead-letter topic, and the delivery
+    /// is done, as if acknowledged.
+    pub(super) fn forward_to_dead_letter(&mut self, now: u64, a: &Ack) -> Outcome {
+        let Some(entry) = self.take_inflight(a).and_then(|_| {
+            self.queues
+                .get(&(a.topic.clone(), a.receipt.queue.0))
+                .and_then(|cq| cq.get(a.receipt.offset.0))
+        }) else {
+            return Outcome::Rejected(Reject::InvalidReceipt);
+        };
+        self.dead_letter(&a.group, now, vec![entry]);
+        Outcome::DeadLettered
+    }
+
+    /// Removes the delivery `a` names if its receipt is current; what it was.
+    fn take_inflight(&mut self, a: &Ack) -> Option<super::pop::Inflight> {
+        let pq = self
+            .pops
+            .get_mut(&(a.group.clone(), a.topic.clone(), a.receipt.queue.0))?;
+        match pq.inflight.get(&a.receipt.offset.0) {
+            Some(i) if i.seq == a.receipt.seq => pq.inflight.remove(&a.receipt.offset.0),
+            _ => None,
+        }
+    }
+
+    /// [`command::Command::ChangeInvisible`] (a new receipt) and [`command::Command::Renew`]
+    /// (the same receipt): invisible for `c.invisible_ms` from now.
+    pub(super) fn change_invisible(
+        &mut self,
+        now: u64,
+        c: command::ChangeInvisible,
+        new_receipt: bool,
+    ) -> Outcome {
+        let key = (c.group, c.topic, c.receipt.queue.0);
+        let Some(pq) = self.pops.get_mut(&key) else {
+            return Outcome::Rejected(Reject::InvalidReceipt);
+        };
+        let Some(inf) = pq.inflight.get_mut(&c.receipt.offset.0) else {
+            return Outcome::Rejected(Reject::InvalidReceipt);
+        };
+        if inf.seq != c.receipt.seq {
+            return Outcome::Rejected(Reject::InvalidReceipt);
+        }
+        if new_receipt {
+            self.receipt_seq += 1;
+            inf.seq = self.receipt_seq;
+        }
+        inf.deadline_ms = now.saturating_add(c.invisible_ms);
+        Outcome::Changed {
+            receipt: Receipt {
+                seq: inf.seq,
+                ..c.receipt
+            },
+            deadline_ms: inf.deadline_ms,
+        }
+    }
+}
