@@ -109,23 +109,31 @@ impl ClusterClock {
 
     /// This replica starts leading a new term, and its log reaches cluster time `log_ms` (the
     /// highest time of its newest entries and its state): the timeline continues from there,
-    /// now, even if this replica's own estimate is ahead. It can be ahead by the others' apply
-    /// delay (a follower anchors on an entry when it applies it, so its timeline trails the
-    /// stamping leader's by that much, and the entries it stamps when it leads trail too), or
-    /// by its own stamps that never reached the log. Continuing its own timeline would move
-    /// cluster time forward by the gap at the hand-over and expire receipts early
-    /// (`cluster_chaos` seed 9152: leaders alternating after every commit under packet loss,
-    /// a 0.45 s jump). Continuing the log's stretches durations instead, which is safe.
+    /// even if this replica's own estimate is ahead. It can be ahead by its own stamps that
+    /// never reached the log, or by a timeline it anchored on something newer than the log.
+    /// Continuing its own timeline would move cluster time forward by the gap at the hand-over
+    /// and expire receipts early (`cluster_chaos` seed 9152: leaders alternating after every
+    /// commit under packet loss, a 0.45 s jump). Continuing the log's stretches durations
+    /// instead, which is safe.
+    ///
+    /// Where it continues from: if this replica's anchor is the log's newest time (it applied
+    /// that entry, or stamped it, and anchored then), from that anchor, so the time since the
+    /// entry counts; that trails the stamping leader's timeline by the apply delay, never
+    /// ahead. Otherwise from `log_ms` now, losing the time since the entry. Restarting from
+    /// the entry's time after an idle spell left cluster time behind for good (it catches up
+    /// at the slew rate only): `raftmq dev`'s preferred-leader transfer 3 s after start made
+    /// every scheduled message 3 s late (issue 14).
     pub fn lead_from(&self, log_ms: u64) {
         Self::rebase(&mut self.inner.lock().unwrap(), log_ms);
     }
 
     fn rebase(inner: &mut Inner, log_ms: u64) {
         let ns = log_ms.saturating_mul(1_000_000);
-        inner.anchor = Some(Anchor {
-            ns,
-            at: Instant::now(),
-        });
+        let at = match inner.anchor {
+            Some(a) if a.ns == ns => a.at,
+            _ => Instant::now(),
+        };
+        inner.anchor = Some(Anchor { ns, at });
         inner.last_stamp = ns;
     }
 
@@ -247,6 +255,35 @@ mod tests {
         let before = c.stamp();
         c.begin_term(8, || 0);
         assert!(c.stamp() >= before);
+    }
+
+    /// A replica that applied the newest entry and leads after an idle spell continues from
+    /// that entry plus the time since it applied it, not from the entry's time now (which
+    /// left cluster time behind by the idle spell for good; issue 14).
+    #[tokio::test]
+    async fn a_hand_over_after_an_idle_spell_keeps_time() {
+        let c = ClusterClock::new();
+        let newest = raft_store::rt::wall_ms();
+        c.observe(newest); // applied the old leader's newest entry
+        tokio::time::sleep(Duration::from_millis(300)).await; // idle
+        c.begin_term(3, || newest);
+        let t = c.stamp();
+        let wall = raft_store::rt::wall_ms();
+        assert!(t >= newest + 290, "{} ms behind after the hand-over", wall - t);
+        assert!(t <= wall + 1, "{} ms ahead of the wall clock", t - wall);
+    }
+
+    /// A replica whose anchor is not the log's newest time (its own stamps ran ahead of the
+    /// log, or it has not applied the newest entry) continues from the log's time now.
+    #[tokio::test]
+    async fn a_leader_whose_anchor_is_not_the_log_continues_the_log_now() {
+        let c = ClusterClock::new();
+        let ahead = c.stamp();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let log = ahead - 500;
+        c.begin_term(4, || log);
+        let t = c.stamp();
+        assert!(t >= log && t <= log + 5, "{t} not continued from {log} now");
     }
 
     /// With an accurate clock, stamps are the wall clock.

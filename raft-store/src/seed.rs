@@ -370,7 +370,11 @@ pub async fn settle(cfg: &GroupConfig, disk: &dyn Disk) -> Result<()> {
 async fn may_join(cfg: &GroupConfig, channels: &Channels) -> std::result::Result<(), String> {
     let members: BTreeSet<NodeId> = cfg.members.keys().copied().collect();
     let mut replies = BTreeMap::new();
-    for _ in 0..10 {
+    // About 5 s at the default heartbeat: a peer that is paused or slow to apply the removal
+    // answers late. Giving up sooner started the replica empty, and a peer's snapshot it then
+    // cannot use stopped it for good (`cluster_chaos` seed 5054: a peer paused for 1.75 s
+    // while node 3 was replaced).
+    for _ in 0..50 {
         crate::probe::ask_peers(cfg, channels, &mut replies).await;
         match fence::decide(cfg.group, cfg.node_id, &members, true, &replies) {
             Some(Decision::Join) if replies.values().all(|r| !r.voter) => return Ok(()),
