@@ -402,4 +402,44 @@ mod tests {
         let mut bare = BrokerApp::new(Arc::new(Notify::new()), Arc::new(ClusterClock::new()));
         assert!(bare.restore(&cp.data).is_err());
     }
+    /// A peer's snapshot holding a pending timer is refused (the scheduled message is in the
+    /// log before the snapshot, on the peer), though it holds no queued message; this
+    /// replica's own is taken (issue 14 review).
+    #[test]
+    fn a_peer_snapshot_with_a_pending_timer_is_refused() {
+        use crate::command::Command;
+        let disk = Arc::new(raft_store::disk::SimDisk::new(1));
+        let mut app = file_app(&disk);
+        let m = crate::model::StoredMessage {
+            topic: "t".into(),
+            queue: crate::model::QueueId(0),
+            message_id: "m1".into(),
+            tag: None,
+            keys: vec![],
+            properties: BTreeMap::new(),
+            kind: crate::model::MessageKind::Delay,
+            message_group: None,
+            delivery_ms: Some(60_000),
+            born_ms: 1,
+            born_host: "h".into(),
+            body_encoding: 1,
+            trace_context: None,
+            body: b"later".to_vec(),
+        };
+        let topic = Command::UpsertTopic(crate::model::TopicConfig {
+            name: "t".into(),
+            queues: 1,
+            kind: crate::model::TopicKind::Mixed,
+        });
+        let entry = crate::command::encode_entry(1_000, &[topic, Command::Schedule(m)]);
+        app.apply(raft_store::types::LogIndex(1), &entry).unwrap();
+        assert_eq!(app.state().timers.len(), 1);
+        let cp = app.checkpoint().unwrap();
+        let mut peer = file_app(&Arc::new(raft_store::disk::SimDisk::new(2)));
+        let err = peer.install(&cp.data).unwrap_err();
+        assert!(err.contains("scheduled messages"), "{err}");
+        let mut same = file_app(&disk);
+        same.restore(&cp.data).unwrap();
+        assert_eq!(same.state().timers.len(), 1);
+    }
 }

@@ -269,7 +269,11 @@ mod tests {
         c.begin_term(3, || newest);
         let t = c.stamp();
         let wall = raft_store::rt::wall_ms();
-        assert!(t >= newest + 290, "{} ms behind after the hand-over", wall - t);
+        assert!(
+            t >= newest + 290,
+            "{} ms behind after the hand-over",
+            wall - t
+        );
         assert!(t <= wall + 1, "{} ms ahead of the wall clock", t - wall);
     }
 
