@@ -371,7 +371,7 @@ where
             }
         }
     }
-    Err(last.into_error(cfg.max_attempts))
+    Err(last.given_up(maybe_done).into_error(cfg.max_attempts))
 }
 
 pub(crate) async fn ack(base: &Base, message: &ReceivedMessage) -> Result<(), ClientError> {

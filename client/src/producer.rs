@@ -216,7 +216,7 @@ impl Producer {
                 Err(f) => return Err(f.into_error(attempt)),
             }
         }
-        Err(last.into_error(cfg.max_attempts))
+        Err(last.given_up(maybe_done).into_error(cfg.max_attempts))
     }
 
     /// Begins a transaction: its messages stay invisible until [`Transaction::commit`].
