@@ -169,6 +169,15 @@ enum AdminAction {
         /// Consume queue by queue, in order.
         #[arg(long)]
         fifo: bool,
+        /// Retry backoff per attempt, comma-separated seconds (e.g. `1,5,10,30`; the last
+        /// step repeats): how long a failed (nacked) message stays invisible. Default:
+        /// RocketMQ's 1 s, 5 s, 10 s, 30 s, 1 min, ... 2 h.
+        #[arg(long, value_delimiter = ',', conflicts_with = "backoff_exponential")]
+        backoff: Vec<f64>,
+        /// Exponential retry backoff instead: `initial,max,multiplier` (seconds, seconds,
+        /// factor), e.g. `1,60,2`.
+        #[arg(long, value_delimiter = ',', num_args = 1)]
+        backoff_exponential: Vec<f64>,
     },
     /// Add or remove a replica of a Raft group (replacing a failed disk: docs/operations.md).
     Replica {
@@ -536,13 +545,26 @@ async fn admin(
             name,
             max_attempts,
             fifo,
+            backoff,
+            backoff_exponential,
         } => {
+            let ms = |secs: f64| (secs * 1000.0).round() as u64;
+            let exponential = match backoff_exponential[..] {
+                [] => None,
+                [initial, max, multiplier] => Some(pb::ExponentialBackoff {
+                    initial_ms: ms(initial),
+                    max_ms: ms(max),
+                    multiplier,
+                }),
+                _ => anyhow::bail!("--backoff-exponential takes initial,max,multiplier"),
+            };
             check(
                 c.upsert_group(pb::GroupSpec {
                     name: name.clone(),
                     max_delivery_attempts: max_attempts,
                     fifo,
-                    retry_backoff_ms: vec![],
+                    retry_backoff_ms: backoff.into_iter().map(ms).collect(),
+                    exponential,
                 })
                 .await?,
             )?;

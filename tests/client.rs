@@ -66,6 +66,7 @@ fn native_client_examples_and_cli_against_raftmq_dev() {
         pull_consumer_seeks_pulls_and_commits().await;
         delayed_messages_wait_and_recalled_ones_never_come().await;
         forwarded_messages_go_to_the_dead_letter_topic().await;
+        nacked_messages_come_back_after_the_group_backoff().await;
         unsupported_kinds_are_definite_refusals().await;
     });
     examples_and_cli();
@@ -245,6 +246,7 @@ async fn fifo_push_consumer_keeps_group_order() {
             max_delivery_attempts: 16,
             fifo: true,
             retry_backoff_ms: vec![],
+            exponential: None,
         })
         .await
         .unwrap();
@@ -600,6 +602,82 @@ async fn forwarded_messages_go_to_the_dead_letter_topic() {
     let e = c.forward_to_dead_letter_queue(&forged).await.unwrap_err();
     assert!(e.is_definite(), "{e}");
     dlq.shutdown().await;
+    c.shutdown().await;
+    p.shutdown().await;
+}
+
+/// A nack (issue 14, item 4): the group's retry policy, not the consumer, decides when the
+/// message comes back; an exponential policy is expanded into steps, a bad one refused.
+async fn nacked_messages_come_back_after_the_group_backoff() {
+    let mut admin = AdminClient::connect(format!("http://{}", endpoint(PORT)))
+        .await
+        .unwrap();
+    let spec = |backoff: Vec<u64>, exponential| GroupSpec {
+        name: "c-nack".into(),
+        max_delivery_attempts: 5,
+        fifo: false,
+        retry_backoff_ms: backoff,
+        exponential,
+    };
+    let bad = raftmq_proto::admin::ExponentialBackoff {
+        initial_ms: 1_000,
+        max_ms: 10,
+        multiplier: 2.0,
+    };
+    let r = admin.upsert_group(spec(vec![], Some(bad))).await.unwrap();
+    assert!(
+        r.get_ref().error.contains("exponential"),
+        "{:?}",
+        r.get_ref()
+    );
+    let good = raftmq_proto::admin::ExponentialBackoff {
+        initial_ms: 1_500,
+        max_ms: 60_000,
+        multiplier: 4.0,
+    };
+    let r = admin.upsert_group(spec(vec![], Some(good))).await.unwrap();
+    assert_eq!(r.get_ref().error, "");
+    let p = Producer::builder(config())
+        .topics(["nacked"])
+        .start()
+        .await
+        .unwrap();
+    let sent = p
+        .send(Message::new("nacked", b"fails once".to_vec()))
+        .await
+        .unwrap();
+    let c = SimpleConsumer::builder(config(), "c-nack")
+        .subscribe("nacked", Filter::All)
+        .start()
+        .await
+        .unwrap();
+    let receive_one = || async {
+        loop {
+            if let Some(m) = c.receive(1, Duration::from_secs(60)).await.unwrap().pop() {
+                break m;
+            }
+        }
+    };
+    let mut m = receive_one().await;
+    assert_eq!(
+        (m.message_id.as_str(), m.delivery_attempt),
+        (sent.message_id.as_str(), 1)
+    );
+    let old = m.clone();
+    let nacked = Instant::now();
+    c.nack(&mut m).await.unwrap();
+    // The failed delivery's receipt no longer acks.
+    assert!(c.ack(&old).await.unwrap_err().is_definite());
+    // Back after the first step (1.5 s), long before the 60 s invisible duration.
+    let again = receive_one().await;
+    let waited = nacked.elapsed();
+    assert_eq!(again.message_id, sent.message_id);
+    assert_eq!(again.delivery_attempt, 2);
+    assert!(
+        waited >= Duration::from_millis(1_400) && waited < Duration::from_secs(20),
+        "came back after {waited:?}"
+    );
+    c.ack(&again).await.unwrap();
     c.shutdown().await;
     p.shutdown().await;
 }

@@ -19,6 +19,9 @@ use crate::model::TopicConfig;
 use crate::service::convert::parse_topic_kind;
 use crate::service::convert::topic_kind_name;
 
+/// The longest retry backoff step: RocketMQ's longest default step (2 h) times six.
+const MAX_BACKOFF_MS: u64 = 12 * 3_600_000;
+
 /// The admin service over a broker core.
 pub struct AdminServer {
     core: Arc<BrokerCore>,
@@ -395,11 +398,42 @@ impl Admin for AdminServer {
                 crate::limits::MAX_BACKOFF_STEPS
             ))));
         }
+        let steps = match g.exponential {
+            Some(_) if !g.retry_backoff_ms.is_empty() => {
+                return Ok(reply(Err(
+                    "give backoff steps or an exponential backoff, not both".into(),
+                )));
+            }
+            Some(e) => {
+                if e.initial_ms == 0
+                    || e.max_ms < e.initial_ms
+                    || !(1.0..=100.0).contains(&e.multiplier)
+                {
+                    return Ok(reply(Err(format!(
+                        "exponential backoff: the initial delay must be above 0 and at most the \
+                         maximum, and the multiplier 1 to 100 (got {} ms, {} ms, {})",
+                        e.initial_ms, e.max_ms, e.multiplier
+                    ))));
+                }
+                // One step per retry (the last repeats).
+                let count = (g.max_delivery_attempts as usize)
+                    .saturating_sub(1)
+                    .clamp(1, crate::limits::MAX_BACKOFF_STEPS);
+                GroupConfig::exponential_steps(e.initial_ms, e.max_ms, e.multiplier, count)
+            }
+            None => g.retry_backoff_ms,
+        };
+        if let Some(s) = steps.iter().find(|s| **s > MAX_BACKOFF_MS) {
+            return Ok(reply(Err(format!(
+                "a backoff step of {s} ms is longer than {} h",
+                MAX_BACKOFF_MS / 3_600_000
+            ))));
+        }
         let mut cfg = GroupConfig::with_defaults(g.name);
         cfg.max_delivery_attempts = g.max_delivery_attempts;
         cfg.fifo = g.fifo;
-        if !g.retry_backoff_ms.is_empty() {
-            cfg.retry_backoff_ms = g.retry_backoff_ms;
+        if !steps.is_empty() {
+            cfg.retry_backoff_ms = steps;
         }
         Ok(reply(self.on_every_group(Command::UpsertGroup(cfg)).await))
     }

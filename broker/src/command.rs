@@ -75,6 +75,9 @@ pub mod op {
     /// Move a delivery to its group's dead-letter topic and end it
     /// ([`super::Command::DeadLetter`]; v2 `ForwardMessageToDeadLetterQueue`).
     pub const DEAD_LETTER: u8 = 20;
+    /// A delivery failed: invisible for the group's backoff for its attempt, with a new
+    /// receipt ([`super::Command::Nack`]).
+    pub const NACK: u8 = 21;
 }
 
 /// Byte limit for decoding anything that crosses a process boundary or comes out of the log:
@@ -337,6 +340,9 @@ pub enum Command {
     Recall(Recall),
     /// [`op::DEAD_LETTER`]: the delivery its receipt names, forwarded by its consumer.
     DeadLetter(Ack),
+    /// [`op::NACK`]: the delivery its receipt names failed; the group's retry policy decides
+    /// when it is visible again.
+    Nack(Ack),
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -372,12 +378,13 @@ impl Command {
             Command::Fire(f) => (op::FIRE, encode_fire(f)),
             Command::Recall(r) => (op::RECALL, enc(r)),
             Command::DeadLetter(a) => (op::DEAD_LETTER, enc(a)),
+            Command::Nack(a) => (op::NACK, enc(a)),
         }
     }
 
     /// True if this binary knows `op`.
     pub fn known_op(op: u8) -> bool {
-        (op::UPSERT_TOPIC..=op::DEAD_LETTER).contains(&op)
+        (op::UPSERT_TOPIC..=op::NACK).contains(&op)
     }
 
     /// Decodes one command body.
@@ -421,6 +428,7 @@ impl Command {
             op::FIRE => Command::Fire(decode_fire(body)?),
             op::RECALL => Command::Recall(dec(body)?),
             op::DEAD_LETTER => Command::DeadLetter(dec(body)?),
+            op::NACK => Command::Nack(dec(body)?),
             other => {
                 return Err(format!(
                     "unknown op code {other}: this binary is older than the log"
@@ -661,6 +669,15 @@ mod tests {
                     queue: QueueId(1),
                     offset: QueueOffset(7),
                     seq: 3,
+                },
+            }),
+            Command::Nack(Ack {
+                group: "g".into(),
+                topic: "t".into(),
+                receipt: Receipt {
+                    queue: QueueId(2),
+                    offset: QueueOffset(8),
+                    seq: 4,
                 },
             }),
         ];

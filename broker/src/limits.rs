@@ -200,7 +200,7 @@ pub fn check(c: &Command) -> Result<(), String> {
             field("message id", &r.message_id)
         }
         Command::Pop(p) => pop(p),
-        Command::Ack(a) | Command::DeadLetter(a) => {
+        Command::Ack(a) | Command::DeadLetter(a) | Command::Nack(a) => {
             name("consumer group", &a.group)?;
             name("topic", &a.topic)
         }

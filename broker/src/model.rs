@@ -112,11 +112,42 @@ pub struct GroupConfig {
     pub max_delivery_attempts: u32,
     /// FIFO group: messages of a queue are handed out one batch at a time, in order.
     pub fifo: bool,
-    /// Client-side retry backoff announced in Settings, in milliseconds per attempt.
+    /// Retry backoff in milliseconds per attempt: announced in Settings (push consumers apply
+    /// it when they change a failed message's invisibility), and applied by the broker to a
+    /// nack ([`GroupConfig::backoff_ms`]).
     pub retry_backoff_ms: Vec<u64>,
 }
 
 impl GroupConfig {
+    /// How long a message stays invisible after its `attempt`-th delivery failed (a nack):
+    /// the group's backoff step for that attempt, its last step beyond the list (RocketMQ's
+    /// customized backoff), 1 s without steps.
+    pub fn backoff_ms(&self, attempt: u32) -> u64 {
+        let i = attempt.max(1) as usize - 1;
+        self.retry_backoff_ms
+            .get(i)
+            .or(self.retry_backoff_ms.last())
+            .copied()
+            .unwrap_or(1_000)
+    }
+
+    /// The steps of an exponential backoff (RocketMQ's `ExponentialBackoff`): `initial_ms`,
+    /// then times `multiplier` each retry, at most `max_ms`; `count` of them.
+    pub fn exponential_steps(
+        initial_ms: u64,
+        max_ms: u64,
+        multiplier: f64,
+        count: usize,
+    ) -> Vec<u64> {
+        let mut out = Vec::with_capacity(count);
+        let mut next = initial_ms as f64;
+        for _ in 0..count {
+            out.push((next.min(max_ms as f64)) as u64);
+            next *= multiplier;
+        }
+        out
+    }
+
     /// A group with RocketMQ's defaults.
     pub fn with_defaults(name: impl Into<String>) -> Self {
         GroupConfig {
@@ -176,4 +207,25 @@ pub fn tag_hash(tag: Option<&str>) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A nack waits the step of the attempt that failed, the last step beyond the list, 1 s
+    /// without steps; exponential steps grow by the multiplier up to the maximum.
+    #[test]
+    fn backoff_steps() {
+        let mut g = GroupConfig::with_defaults("g");
+        assert_eq!((g.backoff_ms(1), g.backoff_ms(2)), (1_000, 5_000));
+        assert_eq!(g.backoff_ms(99), 7_200_000);
+        assert_eq!(g.backoff_ms(0), 1_000);
+        g.retry_backoff_ms.clear();
+        assert_eq!(g.backoff_ms(3), 1_000);
+        assert_eq!(
+            GroupConfig::exponential_steps(1_000, 10_000, 2.0, 6),
+            vec![1_000, 2_000, 4_000, 8_000, 10_000, 10_000]
+        );
+    }
 }

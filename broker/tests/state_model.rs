@@ -55,6 +55,7 @@ use proptest::prelude::*;
 
 const QUEUES: u32 = 3;
 const MAX_ATTEMPTS: u32 = 3;
+const BACKOFF: [u64; 2] = [50, 120];
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -74,9 +75,12 @@ enum Op {
         stale: bool,
         forward: bool,
     },
+    /// Change a delivery's invisibility, or (`nack`) report it failed: invisible for the
+    /// group's backoff for its attempt.
     Change {
         pick: u16,
         invisible: u16,
+        nack: bool,
     },
     Advance {
         ms: u16,
@@ -95,7 +99,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..QUEUES, 1u8..5).prop_map(|(queue, count)| Op::Send { queue, count }),
         3 => (1u8..6, 1u16..400, proptest::option::of(0..QUEUES), any::<bool>()).prop_map(|(max, invisible, one_queue, oldest)| Op::Pop { max, invisible, one_queue, oldest }),
         3 => (any::<u16>(), proptest::bool::weighted(0.2), proptest::bool::weighted(0.2)).prop_map(|(pick, stale, forward)| Op::Ack { pick, stale, forward }),
-        1 => (any::<u16>(), 0u16..400).prop_map(|(pick, invisible)| Op::Change { pick, invisible }),
+        1 => (any::<u16>(), 0u16..400, any::<bool>()).prop_map(|(pick, invisible, nack)| Op::Change { pick, invisible, nack }),
         2 => (1u16..500).prop_map(|ms| Op::Advance { ms }),
         1 => (0u8..30).prop_map(|back| Op::Retain { back }),
         1 => (1_000u16..4_000).prop_map(|age_ms| Op::Expire { age_ms }),
@@ -283,6 +287,8 @@ fn run(ops: Vec<Op>, seed: u64) {
     h.twin = Some(Twin::new(seed));
     let mut g = GroupConfig::with_defaults("g");
     g.max_delivery_attempts = MAX_ATTEMPTS;
+    // Short steps, so nacked messages come back within the ops' time; the last repeats.
+    g.retry_backoff_ms = BACKOFF.to_vec();
     h.apply(&[
         Command::UpsertTopic(TopicConfig {
             name: "t".into(),
@@ -484,7 +490,11 @@ fn run(ops: Vec<Op>, seed: u64) {
                     );
                 }
             }
-            Op::Change { pick, invisible } => {
+            Op::Change {
+                pick,
+                invisible,
+                nack,
+            } => {
                 if receipts.is_empty() {
                     continue;
                 }
@@ -492,12 +502,20 @@ fn run(ops: Vec<Op>, seed: u64) {
                 let key = (r.queue.0, r.offset.0);
                 let valid =
                     matches!(model.get(&key), Some(M::Inflight { seq, .. }) if *seq == r.seq);
-                let o = h.apply1(Command::ChangeInvisible(ChangeInvisible {
-                    group: "g".into(),
-                    topic: "t".into(),
-                    receipt: r,
-                    invisible_ms: invisible as u64,
-                }));
+                let o = h.apply1(if nack {
+                    Command::Nack(Ack {
+                        group: "g".into(),
+                        topic: "t".into(),
+                        receipt: r,
+                    })
+                } else {
+                    Command::ChangeInvisible(ChangeInvisible {
+                        group: "g".into(),
+                        topic: "t".into(),
+                        receipt: r,
+                        invisible_ms: invisible as u64,
+                    })
+                });
                 match (valid, o) {
                     (
                         true,
@@ -507,10 +525,17 @@ fn run(ops: Vec<Op>, seed: u64) {
                         },
                     ) => {
                         assert_ne!(receipt.seq, r.seq, "a change issues a new receipt");
-                        assert_eq!(deadline_ms, h.now + invisible as u64);
                         let Some(M::Inflight { attempt, .. }) = model.get(&key).cloned() else {
                             unreachable!()
                         };
+                        // A nack: the group's step for the attempt that failed, the last
+                        // step beyond the list.
+                        let wait = if nack {
+                            BACKOFF[(attempt as usize - 1).min(BACKOFF.len() - 1)]
+                        } else {
+                            invisible as u64
+                        };
+                        assert_eq!(deadline_ms, h.now + wait);
                         model.insert(
                             key,
                             M::Inflight {

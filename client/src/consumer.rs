@@ -196,6 +196,14 @@ impl SimpleConsumer {
         change_invisible_duration(&self.base, message, invisible).await
     }
 
+    /// Reports that processing `message` failed: it comes back after the consumer group's
+    /// retry backoff for this attempt (the group's policy, set with `raftmq group`; RocketMQ's
+    /// default steps are 1 s, 5 s, 10 s, 30 s, ...), or goes to the dead-letter topic once its
+    /// attempts run out. Its receipt handle is replaced (the old one no longer acks).
+    pub async fn nack(&self, message: &mut ReceivedMessage) -> Result<(), ClientError> {
+        nack(&self.base, message).await
+    }
+
     /// Gives `message` up: the broker moves it to the group's dead-letter topic
     /// (`%DLQ%<group>`) and its delivery ends as if acknowledged (v2
     /// `ForwardMessageToDeadLetterQueue`, what a FIFO consumer does once its local retries
@@ -407,6 +415,21 @@ pub(crate) async fn change_invisible_duration(
     message: &mut ReceivedMessage,
     invisible: Duration,
 ) -> Result<(), ClientError> {
+    change_invisibility(base, message, invisible, false).await
+}
+
+/// A failed delivery: a ChangeInvisibleDuration the broker answers with the group's backoff
+/// (header `x-raftmq-nack`).
+pub(crate) async fn nack(base: &Base, message: &mut ReceivedMessage) -> Result<(), ClientError> {
+    change_invisibility(base, message, Duration::ZERO, true).await
+}
+
+async fn change_invisibility(
+    base: &Base,
+    message: &mut ReceivedMessage,
+    invisible: Duration,
+    nack: bool,
+) -> Result<(), ClientError> {
     let rpc = &base.rpc;
     let t = rpc.config.request_timeout;
     let msg = pb::ChangeInvisibleDurationRequest {
@@ -419,7 +442,13 @@ pub(crate) async fn change_invisible_duration(
         suspend: None,
     };
     let handle = on_message(base, message, "changed the invisible duration", |addr| {
-        let req = rpc.request(msg.clone(), Some(t));
+        let mut req = rpc.request(msg.clone(), Some(t));
+        if nack {
+            req.metadata_mut().insert(
+                "x-raftmq-nack",
+                tonic::metadata::MetadataValue::from_static("true"),
+            );
+        }
         async move {
             let resp = rpc
                 .unary(&addr, t, |mut s| async move {

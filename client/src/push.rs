@@ -19,7 +19,7 @@ use crate::base::Base;
 use crate::config::ClientConfig;
 use crate::consumer::Filter;
 use crate::consumer::ack;
-use crate::consumer::change_invisible_duration;
+use crate::consumer::nack;
 use crate::consumer::receive;
 use crate::consumer::start_consumer;
 use crate::error::ClientError;
@@ -361,11 +361,11 @@ impl Inner {
                 }
             }
             ConsumeResult::Failure => {
-                // Come back after a backoff that grows with the attempts, rather than after
-                // the whole invisible duration.
-                let secs = [1u64, 5, 10, 30, 60, 120][(m.delivery_attempt as usize - 1).min(5)];
-                let _ =
-                    change_invisible_duration(&self.base, &mut m, Duration::from_secs(secs)).await;
+                // Come back after the group's retry backoff for this attempt (the broker
+                // applies its policy), rather than after the whole invisible duration.
+                if let Err(e) = nack(&self.base, &mut m).await {
+                    tracing::warn!(message_id = m.message_id, error = %e, "nack failed");
+                }
             }
         }
     }

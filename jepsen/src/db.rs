@@ -400,6 +400,7 @@ pub async fn fifo_group(nodes: usize, name: &str) -> anyhow::Result<()> {
                     max_delivery_attempts: 16,
                     fifo: true,
                     retry_backoff_ms: vec![],
+                    exponential: None,
                 };
                 match c.upsert_group(spec).await {
                     Ok(r) if r.get_ref().error.is_empty() => return Ok(()),

@@ -450,11 +450,21 @@ pub async fn ack_message(
     }
 }
 
+/// Metadata header of a ChangeInvisibleDuration that reports a failed delivery (the native
+/// client's nack): the group's retry policy decides how long the message stays invisible,
+/// and the request's duration is ignored. Official clients never send it.
+pub const NACK: &str = "x-raftmq-nack";
+
 pub async fn change_invisible_duration(
     core: &BrokerCore,
     req: Request<pb::ChangeInvisibleDurationRequest>,
 ) -> pb::ChangeInvisibleDurationResponse {
     let id_check = client_id(&req);
+    let nack = req
+        .metadata()
+        .get(NACK)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let req = req.into_inner();
     let fail = |s: pb::Status| pb::ChangeInvisibleDurationResponse {
         status: Some(s),
@@ -492,12 +502,20 @@ pub async fn change_invisible_duration(
         }
         Err(why) => return fail(status(Code::InvalidReceiptHandle, why)),
     };
-    let cmd = Command::ChangeInvisible(ChangeInvisible {
-        group: group.clone(),
-        topic: topic.clone(),
-        receipt: r,
-        invisible_ms: invisible.as_millis() as u64,
-    });
+    let cmd = if nack {
+        Command::Nack(Ack {
+            group: group.clone(),
+            topic: topic.clone(),
+            receipt: r,
+        })
+    } else {
+        Command::ChangeInvisible(ChangeInvisible {
+            group: group.clone(),
+            topic: topic.clone(),
+            receipt: r,
+            invisible_ms: invisible.as_millis() as u64,
+        })
+    };
     match core.submit(g, cmd).await {
         Ok(Outcome::Changed { receipt: nr, .. }) => {
             // The client now manages this delivery's visibility itself.

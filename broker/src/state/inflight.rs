@@ -1,5 +1,6 @@
 //! How a delivery in flight ends or changes: acknowledged, forwarded to the dead-letter
-//! topic by its consumer, or made invisible for another while. Each takes the delivery's
+//! topic by its consumer, made invisible for another while, or failed (a nack: invisible for
+//! the group's backoff). Each takes the delivery's
 //! current receipt; an older one (the message was delivered again or its invisibility changed
 //! since) is refused and changes nothing.
 
@@ -32,6 +33,32 @@ impl BrokerState {
         };
         self.dead_letter(&a.group, now, vec![entry]);
         Outcome::DeadLettered
+    }
+
+    /// [`command::Command::Nack`]: the delivery failed. The message is invisible for the
+    /// group's backoff for the attempt that failed (its retry policy, not the consumer,
+    /// decides when it comes back), and the receipt is replaced: a late ack of the failed
+    /// delivery is refused.
+    pub(super) fn nack(&mut self, now: u64, a: &Ack) -> Outcome {
+        let backoff = |attempt| match self.groups.get(&a.group) {
+            Some(g) => g.backoff_ms(attempt),
+            None => crate::model::GroupConfig::with_defaults(a.group.as_str()).backoff_ms(attempt),
+        };
+        let attempt = match self
+            .pops
+            .get(&(a.group.clone(), a.topic.clone(), a.receipt.queue.0))
+            .and_then(|pq| pq.inflight.get(&a.receipt.offset.0))
+        {
+            Some(i) if i.seq == a.receipt.seq => i.attempt,
+            _ => return Outcome::Rejected(Reject::InvalidReceipt),
+        };
+        let c = command::ChangeInvisible {
+            group: a.group.clone(),
+            topic: a.topic.clone(),
+            receipt: a.receipt,
+            invisible_ms: backoff(attempt),
+        };
+        self.change_invisible(now, c, true)
     }
 
     /// Removes the delivery `a` names if its receipt is current; what it was.

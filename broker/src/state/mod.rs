@@ -296,6 +296,7 @@ impl BrokerState {
             Command::Pop(p) => self.pop(now, &p),
             Command::Ack(a) => self.ack(&a),
             Command::DeadLetter(a) => self.forward_to_dead_letter(now, &a),
+            Command::Nack(a) => self.nack(now, &a),
             Command::ChangeInvisible(c) => self.change_invisible(now, c, true),
             Command::Renew(c) => self.change_invisible(now, c, false),
             Command::RenewMany(list) => Outcome::Renewed(

@@ -111,8 +111,7 @@ pub struct Options {
     /// are deleted during the run (with lagging followers, kills, snapshots); the checker
     /// tells deleted messages from lost ones (`expired`, `premature-deletion`).
     pub retention: bool,
-    /// A producer of scheduled (DELAY) messages with recalls on the plain topic (issue 14);
-    /// only with `SIM_TIMERS=1` for now (see `Options::draw`).
+    /// A producer of scheduled (DELAY) messages with recalls on the plain topic (issue 14).
     pub scheduled: bool,
 }
 
@@ -145,10 +144,7 @@ impl Options {
             clocks: r.random::<bool>(),
             bit_flips: r.random::<bool>(),
             retention: r.random::<bool>(),
-            // Drawn for every seed (the stream stays the same), but on only with SIM_TIMERS=1:
-            // seed 79580608611129 (regression list) loses a fired scheduled message, not yet
-            // understood (issue 14); the sweep in CI runs without timers until it is.
-            scheduled: r.random::<bool>() && std::env::var("SIM_TIMERS").is_ok_and(|v| v == "1"),
+            scheduled: r.random::<bool>(),
         };
         // `SIM_MASK=partitions,kills` turns classes off after drawing, keeping the stream.
         if let Ok(mask) = std::env::var("SIM_MASK") {
