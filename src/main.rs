@@ -548,6 +548,13 @@ async fn admin(
             backoff,
             backoff_exponential,
         } => {
+            if let Some(bad) = backoff
+                .iter()
+                .chain(&backoff_exponential)
+                .find(|s| !s.is_finite() || **s < 0.0)
+            {
+                anyhow::bail!("backoff values must be finite and not negative (got {bad})");
+            }
             let ms = |secs: f64| (secs * 1000.0).round() as u64;
             let exponential = match backoff_exponential[..] {
                 [] => None,

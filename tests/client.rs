@@ -67,6 +67,7 @@ fn native_client_examples_and_cli_against_raftmq_dev() {
         delayed_messages_wait_and_recalled_ones_never_come().await;
         forwarded_messages_go_to_the_dead_letter_topic().await;
         nacked_messages_come_back_after_the_group_backoff().await;
+        a_departed_push_consumers_deliveries_come_back_after_the_backoff().await;
         unsupported_kinds_are_definite_refusals().await;
     });
     examples_and_cli();
@@ -675,6 +676,113 @@ async fn nacked_messages_come_back_after_the_group_backoff() {
     assert_eq!(again.delivery_attempt, 2);
     assert!(
         waited >= Duration::from_millis(1_400) && waited < Duration::from_secs(20),
+        "came back after {waited:?}"
+    );
+    c.ack(&again).await.unwrap();
+    c.shutdown().await;
+    p.shutdown().await;
+}
+
+/// An official push consumer's deliveries are renewed by the broker (`auto_renew`); when the
+/// client says goodbye they come back after the group's retry backoff for their attempt, as
+/// RocketMQ's proxy does, not when the 60 s lease would have run out (issue 14, item 4).
+async fn a_departed_push_consumers_deliveries_come_back_after_the_backoff() {
+    use raftmq_proto::v2 as pb;
+    use raftmq_proto::v2::messaging_service_client::MessagingServiceClient;
+    let mut admin = AdminClient::connect(format!("http://{}", endpoint(PORT)))
+        .await
+        .unwrap();
+    let r = admin
+        .upsert_group(GroupSpec {
+            name: "c-departs".into(),
+            max_delivery_attempts: 5,
+            fifo: false,
+            retry_backoff_ms: vec![2_000],
+            exponential: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.get_ref().error, "");
+    let p = Producer::builder(config())
+        .topics(["departs"])
+        .start()
+        .await
+        .unwrap();
+    let sent = p
+        .send(Message::new("departs", b"held".to_vec()))
+        .await
+        .unwrap();
+    let res = |name: &str| {
+        Some(pb::Resource {
+            resource_namespace: String::new(),
+            name: name.into(),
+        })
+    };
+    fn req<T>(t: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(t);
+        r.metadata_mut()
+            .insert("x-mq-client-id", "departing-push".parse().unwrap());
+        r
+    }
+    let mut v2 = MessagingServiceClient::connect(format!("http://{}", endpoint(PORT)))
+        .await
+        .unwrap();
+    let mut held = None;
+    while held.is_none() {
+        let mut stream = v2
+            .receive_message(req(pb::ReceiveMessageRequest {
+                group: res("c-departs"),
+                message_queue: Some(pb::MessageQueue {
+                    topic: res("departs"),
+                    id: -1,
+                    ..Default::default()
+                }),
+                filter_expression: None,
+                batch_size: 1,
+                invisible_duration: Some(prost_types::Duration {
+                    seconds: 60,
+                    nanos: 0,
+                }),
+                auto_renew: true,
+                long_polling_timeout: Some(prost_types::Duration {
+                    seconds: 2,
+                    nanos: 0,
+                }),
+                attempt_id: None,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        while let Some(r) = stream.message().await.unwrap() {
+            if let Some(pb::receive_message_response::Content::Message(m)) = r.content {
+                held = m.system_properties.map(|s| s.message_id);
+            }
+        }
+    }
+    assert_eq!(held.as_deref(), Some(sent.message_id.as_str()));
+    v2.notify_client_termination(req(pb::NotifyClientTerminationRequest {
+        group: res("c-departs"),
+    }))
+    .await
+    .unwrap();
+    let gone = Instant::now();
+    let c = SimpleConsumer::builder(config(), "c-departs")
+        .subscribe("departs", Filter::All)
+        .start()
+        .await
+        .unwrap();
+    let again = loop {
+        assert!(gone.elapsed() < Duration::from_secs(30), "never came back");
+        if let Some(m) = c.receive(1, Duration::from_secs(30)).await.unwrap().pop() {
+            break m;
+        }
+    };
+    let waited = gone.elapsed();
+    assert_eq!(again.message_id, sent.message_id);
+    assert_eq!(again.delivery_attempt, 2);
+    // The backoff (2 s), within a renewal tick (1 s): not the lease's 60 s.
+    assert!(
+        waited >= Duration::from_millis(1_900) && waited < Duration::from_secs(15),
         "came back after {waited:?}"
     );
     c.ack(&again).await.unwrap();

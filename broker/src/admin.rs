@@ -19,9 +19,6 @@ use crate::model::TopicConfig;
 use crate::service::convert::parse_topic_kind;
 use crate::service::convert::topic_kind_name;
 
-/// The longest retry backoff step: RocketMQ's longest default step (2 h) times six.
-const MAX_BACKOFF_MS: u64 = 12 * 3_600_000;
-
 /// The admin service over a broker core.
 pub struct AdminServer {
     core: Arc<BrokerCore>,
@@ -407,12 +404,17 @@ impl Admin for AdminServer {
             Some(e) => {
                 if e.initial_ms == 0
                     || e.max_ms < e.initial_ms
+                    || e.max_ms > limits::MAX_BACKOFF_MS
                     || !(1.0..=100.0).contains(&e.multiplier)
                 {
                     return Ok(reply(Err(format!(
                         "exponential backoff: the initial delay must be above 0 and at most the \
-                         maximum, and the multiplier 1 to 100 (got {} ms, {} ms, {})",
-                        e.initial_ms, e.max_ms, e.multiplier
+                         maximum, the maximum at most {} h, and the multiplier 1 to 100 (got {} \
+                         ms, {} ms, {})",
+                        limits::MAX_BACKOFF_MS / 3_600_000,
+                        e.initial_ms,
+                        e.max_ms,
+                        e.multiplier
                     ))));
                 }
                 // One step per retry (the last repeats).
@@ -423,10 +425,13 @@ impl Admin for AdminServer {
             }
             None => g.retry_backoff_ms,
         };
-        if let Some(s) = steps.iter().find(|s| **s > MAX_BACKOFF_MS) {
+        if let Some(s) = steps
+            .iter()
+            .find(|s| **s == 0 || **s > limits::MAX_BACKOFF_MS)
+        {
             return Ok(reply(Err(format!(
-                "a backoff step of {s} ms is longer than {} h",
-                MAX_BACKOFF_MS / 3_600_000
+                "a backoff step of {s} ms: each must be 1 ms to {} h",
+                limits::MAX_BACKOFF_MS / 3_600_000
             ))));
         }
         let mut cfg = GroupConfig::with_defaults(g.name);

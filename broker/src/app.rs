@@ -150,7 +150,7 @@ impl App for BrokerApp {
         if cfg!(debug_assertions) {
             self.state.check_invariants();
         }
-        self.clock.observe(self.state.clock_ms);
+        self.clock.observe(self.state.clock_ms, Some(index.0));
         // Waiters (long polls, pulls) wait for messages to become available; an entry of
         // pops, renewals and refusals makes none available, and waking every waiter on the
         // replica for it costs a state lock and a scan each (issue 13).
@@ -207,7 +207,8 @@ impl BrokerApp {
         }
         self.state = state;
         self.attached = true;
-        self.clock.observe(self.state.clock_ms);
+        self.clock
+            .observe(self.state.clock_ms, Some(self.state.applied_index));
         self.changed.notify_waiters();
         Ok(())
     }

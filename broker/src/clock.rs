@@ -31,6 +31,9 @@ struct Anchor {
     /// Cluster time at `at`, in nanoseconds.
     ns: u64,
     at: Instant,
+    /// The log index whose application set (or last refreshed) this anchor; none for an
+    /// anchor of this replica's own stamps or of an unapplied entry.
+    applied: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -92,6 +95,7 @@ impl ClusterClock {
             inner.anchor = Some(Anchor {
                 ns: t,
                 at: Instant::now(),
+                applied: None,
             });
         }
         t / 1_000_000
@@ -116,59 +120,81 @@ impl ClusterClock {
     /// commit under packet loss, a 0.45 s jump). Continuing the log's stretches durations
     /// instead, which is safe.
     ///
-    /// Where it continues from: if this replica's anchor is the log's newest time (it applied
-    /// that entry, or stamped it, and anchored then), from that anchor, so the time since the
-    /// entry counts; that trails the stamping leader's timeline by the apply delay, never
-    /// ahead. Otherwise from `log_ms` now, losing the time since the entry. Restarting from
-    /// the entry's time after an idle spell left cluster time behind for good (it catches up
-    /// at the slew rate only): `raftmq dev`'s preferred-leader transfer 3 s after start made
-    /// every scheduled message 3 s late (issue 14).
-    pub fn lead_from(&self, log_ms: u64) {
-        Self::rebase(&mut self.inner.lock().unwrap(), log_ms);
+    /// Where it continues from: if this replica anchored when it applied the newest broker
+    /// entry of its log (`last_index`; blank and membership entries carry no time), at the
+    /// log's time, from that anchor, so the time since the
+    /// entry counts. That entry's stamp is the log's time (stamps never decrease along the
+    /// log) and its leader stamped it before this replica applied it, so the projection trails
+    /// that leader's timeline, never ahead; and no later entry is committed (this replica
+    /// won an election with it as its last). Otherwise from `log_ms` now, losing the time
+    /// since the entry. Matching the time alone is not enough: two leaders often stamp the
+    /// same millisecond, and an anchor taken when the first one's entry applied would put the
+    /// second one's receipts behind by the time between them (review of issue 14).
+    /// Restarting from the entry's time after an idle spell left cluster time behind for good
+    /// (it catches up at the slew rate only): `raftmq dev`'s preferred-leader transfer 3 s
+    /// after start made every scheduled message 3 s late (issue 14).
+    pub fn lead_from(&self, log_ms: u64, last_index: u64) {
+        Self::rebase(&mut self.inner.lock().unwrap(), log_ms, last_index);
     }
 
-    fn rebase(inner: &mut Inner, log_ms: u64) {
+    fn rebase(inner: &mut Inner, log_ms: u64, last_index: u64) {
         let ns = log_ms.saturating_mul(1_000_000);
         let at = match inner.anchor {
-            Some(a) if a.ns == ns => a.at,
+            Some(a) if a.ns == ns && a.applied == Some(last_index) => a.at,
             _ => Instant::now(),
         };
-        inner.anchor = Some(Anchor { ns, at });
+        inner.anchor = Some(Anchor {
+            ns,
+            at,
+            applied: None,
+        });
         inner.last_stamp = ns;
     }
 
     /// Called before stamping (or deciding on the time) as leader of `term`: the first time
-    /// for a term, continues from `log_ms()` ([`ClusterClock::lead_from`]; 0, an empty log,
-    /// keeps the clock as it is).
-    pub fn begin_term(&self, term: u64, log_ms: impl FnOnce() -> u64) {
+    /// for a term, continues from the log's time and last index, `log()`
+    /// ([`ClusterClock::lead_from`]; time 0, an empty log, keeps the clock as it is).
+    pub fn begin_term(&self, term: u64, log: impl FnOnce() -> (u64, u64)) {
         if self.inner.lock().unwrap().led_term >= term {
             return;
         }
         // Read outside the lock (it reads the log); the term is marked begun only together
         // with the rebase, so a concurrent caller that sees it begun also sees the new
         // timeline (the batcher and the retention task both call this).
-        let ms = log_ms();
+        let (ms, last_index) = log();
         let mut inner = self.inner.lock().unwrap();
         if inner.led_term >= term {
             return;
         }
         inner.led_term = term;
         if ms > 0 {
-            Self::rebase(&mut inner, ms);
+            Self::rebase(&mut inner, ms, last_index);
         }
     }
 
-    /// An applied entry (or a restored snapshot) carries cluster time `ms`. If another replica
-    /// stamped it later than anything seen here, re-anchor on it, so a follower that becomes
-    /// leader continues the leader's timeline.
-    pub fn observe(&self, ms: u64) {
+    /// An applied entry (log index `applied`; or a restored snapshot, its last index; none
+    /// for an entry not applied yet) carries cluster time `ms`. If another replica stamped it
+    /// later than anything seen here, re-anchor on it, so a follower that becomes leader
+    /// continues the leader's timeline. At the anchor's very time, the anchor moves to now
+    /// and this entry: that only moves the timeline back, and says the replica applied it.
+    pub fn observe(&self, ms: u64, applied: Option<u64>) {
         let ns = ms.saturating_mul(1_000_000);
         let mut inner = self.inner.lock().unwrap();
-        if ns > inner.last_stamp && inner.anchor.is_none_or(|a| ns > a.ns) {
-            inner.anchor = Some(Anchor {
-                ns,
-                at: Instant::now(),
-            });
+        let now = Instant::now();
+        let newer = ns > inner.last_stamp && inner.anchor.is_none_or(|a| ns > a.ns);
+        match &mut inner.anchor {
+            Some(a) if a.ns == ns => {
+                a.at = now;
+                a.applied = applied;
+            }
+            _ if newer => {
+                inner.anchor = Some(Anchor {
+                    ns,
+                    at: now,
+                    applied,
+                });
+            }
+            _ => {}
         }
     }
 }
@@ -207,7 +233,7 @@ mod tests {
     async fn a_new_leader_continues_the_timeline() {
         let c = ClusterClock::new();
         let behind = raft_store::rt::wall_ms() - 60_000;
-        c.observe(behind); // applied the previous leader's entries
+        c.observe(behind, Some(1)); // applied the previous leader's entries
         let mut last = 0;
         for _ in 0..10 {
             let t = c.stamp();
@@ -245,15 +271,15 @@ mod tests {
         let c = ClusterClock::new();
         let ahead = c.stamp();
         let log = ahead - 500;
-        c.begin_term(7, || log);
+        c.begin_term(7, || (log, 1));
         let t = c.stamp();
         assert!(t >= log && t < ahead, "{t} not continued from {log}");
         // Once per term: a second call with the same term changes nothing.
-        c.begin_term(7, || 0);
+        c.begin_term(7, || (0, 0));
         assert!(c.stamp() >= t);
         // An empty log (0) keeps the clock.
         let before = c.stamp();
-        c.begin_term(8, || 0);
+        c.begin_term(8, || (0, 0));
         assert!(c.stamp() >= before);
     }
 
@@ -264,9 +290,9 @@ mod tests {
     async fn a_hand_over_after_an_idle_spell_keeps_time() {
         let c = ClusterClock::new();
         let newest = raft_store::rt::wall_ms();
-        c.observe(newest); // applied the old leader's newest entry
+        c.observe(newest, Some(9)); // applied the old leader's newest entry
         tokio::time::sleep(Duration::from_millis(300)).await; // idle
-        c.begin_term(3, || newest);
+        c.begin_term(3, || (newest, 9));
         let t = c.stamp();
         let wall = raft_store::rt::wall_ms();
         assert!(
@@ -285,9 +311,32 @@ mod tests {
         let ahead = c.stamp();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let log = ahead - 500;
-        c.begin_term(4, || log);
+        c.begin_term(4, || (log, 5));
         let t = c.stamp();
         assert!(t >= log && t <= log + 5, "{t} not continued from {log} now");
+    }
+
+    /// Two leaders stamped the same millisecond: an anchor taken when the first one's entry
+    /// applied is not kept when the log ends with the second one's, or the new leader would
+    /// run ahead of the second one's receipts by the time between them (review of issue 14).
+    #[tokio::test]
+    async fn an_anchor_of_an_earlier_entry_at_the_same_time_is_not_kept() {
+        let c = ClusterClock::new();
+        let l = raft_store::rt::wall_ms();
+        c.observe(l, Some(10)); // applied entry 10, stamped l by one leader
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Entry 11, stamped l by the next leader, is in the log but not applied here.
+        c.begin_term(5, || (l, 11));
+        let t = c.stamp();
+        assert!(t <= l + 2, "{} ms ahead of the log's time", t - l);
+        // Applied, the same time refreshes the anchor to now: kept from there on.
+        let c = ClusterClock::new();
+        c.observe(l, Some(10));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        c.observe(l, Some(11));
+        c.begin_term(5, || (l, 11));
+        let t = c.stamp();
+        assert!(t <= l + 2, "{} ms ahead after a refresh", t - l);
     }
 
     /// With an accurate clock, stamps are the wall clock.
@@ -299,7 +348,7 @@ mod tests {
             let t = c.stamp();
             assert!(t >= last);
             last = t;
-            c.observe(t.saturating_sub(5)); // its own, older entries applied
+            c.observe(t.saturating_sub(5), Some(1)); // its own, older entries applied
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let wall = raft_store::rt::wall_ms();

@@ -144,6 +144,8 @@ struct Renewal {
     topic: String,
     receipt: Receipt,
     deadline_ms: u64,
+    /// The delivery's attempt (the retry backoff of a client that went away depends on it).
+    attempt: u32,
 }
 
 /// See the module docs.
@@ -583,13 +585,10 @@ impl BrokerCore {
         }
     }
 
-    /// Forgets a client that said goodbye; its auto-renewed deliveries are left to expire.
+    /// Forgets a client that said goodbye; its auto-renewed deliveries are released at the
+    /// next renewal tick (back after the group's retry backoff: [`Self::renew_due`]).
     pub fn remove_client(&self, client: &str) {
         self.clients.lock().unwrap().remove(client);
-        self.renewals
-            .lock()
-            .unwrap()
-            .retain(|_, r| r.client != client);
     }
 
     /// Keeps a delivery invisible on behalf of a connected push consumer.
@@ -598,25 +597,24 @@ impl BrokerCore {
         client: &str,
         group: u64,
         consumer_group: &str,
-        topic: &str,
-        receipt: Receipt,
-        deadline_ms: u64,
+        d: &crate::state::Delivery,
     ) {
         self.renewals.lock().unwrap().insert(
             (
                 group,
                 consumer_group.to_string(),
-                topic.to_string(),
-                receipt.queue.0,
-                receipt.offset.0,
+                d.topic.clone(),
+                d.receipt.queue.0,
+                d.receipt.offset.0,
             ),
             Renewal {
                 client: client.to_string(),
                 group,
                 consumer_group: consumer_group.to_string(),
-                topic: topic.to_string(),
-                receipt,
-                deadline_ms,
+                topic: d.topic.clone(),
+                receipt: d.receipt,
+                deadline_ms: d.deadline_ms,
+                attempt: d.attempt,
             },
         );
     }
@@ -653,22 +651,52 @@ impl BrokerCore {
             .values()
             .map(|g| (g.id, g.replica.clock().now().saturating_add(renew_ms / 3)))
             .collect();
-        let mut due: BTreeMap<u64, Vec<(RenewalKey, Renewal)>> = BTreeMap::new();
+        // Per Raft group: (the renewal to update, or none for a released one; its new
+        // invisible duration).
+        type Change = (Option<RenewalKey>, Renewal, u64);
+        let mut due: BTreeMap<u64, Vec<Change>> = BTreeMap::new();
+        let mut released = Vec::new();
         {
             let mut clients = self.clients.lock().unwrap();
             // Forget clients not heard from (bounded memory; their Telemetry is gone too).
             clients.retain(|_, c| c.last_seen_ms >= alive_after);
             let mut renewals = self.renewals.lock().unwrap();
-            // A client that went away gets no renewals: its messages reappear after the deadline.
-            renewals.retain(|_, r| clients.contains_key(&r.client));
+            // A client that went away (goodbye, or silence) gets no more renewals.
+            renewals.retain(|_, r| {
+                let alive = clients.contains_key(&r.client);
+                if !alive {
+                    released.push(r.clone());
+                }
+                alive
+            });
             for (k, r) in renewals.iter() {
                 let Some(horizon) = horizons.get(&r.group) else {
                     continue;
                 };
                 if r.deadline_ms <= *horizon {
-                    due.entry(r.group).or_default().push((k.clone(), r.clone()));
+                    let change = (Some(k.clone()), r.clone(), renew_ms);
+                    due.entry(r.group).or_default().push(change);
                 }
             }
+        }
+        // Its deliveries come back after the consumer group's retry backoff for their attempt,
+        // as RocketMQ's proxy does for an offline push consumer, not at the end of the lease
+        // (up to `renew_invisible` later). The same receipt: if the client was only slow, its
+        // ack still counts until the message is delivered again.
+        for r in released {
+            let Some(g) = self.groups.get(&r.group) else {
+                continue;
+            };
+            let backoff = g.replica.read(|s| {
+                s.groups
+                    .get(&r.consumer_group)
+                    .map(|c| c.backoff_ms(r.attempt))
+            });
+            let backoff = backoff.unwrap_or_else(|| {
+                crate::model::GroupConfig::with_defaults(r.consumer_group.as_str())
+                    .backoff_ms(r.attempt)
+            });
+            due.entry(r.group).or_default().push((None, r, backoff));
         }
         let batches = due.into_iter().flat_map(|(group, list)| {
             list.chunks(limits::MAX_RENEWALS)
@@ -678,18 +706,20 @@ impl BrokerCore {
         let runs = batches.map(|(group, list)| async move {
             let cmd = Command::RenewMany(
                 list.iter()
-                    .map(|(_, r)| ChangeInvisible {
+                    .map(|(_, r, invisible_ms)| ChangeInvisible {
                         group: r.consumer_group.clone(),
                         topic: r.topic.clone(),
                         receipt: r.receipt,
-                        invisible_ms: renew_ms,
+                        invisible_ms: *invisible_ms,
                     })
                     .collect(),
             );
-            // Anything but an answer: try again next tick.
+            // Anything but an answer: try again next tick (a released delivery is not tried
+            // again: it comes back at the end of its lease instead).
             if let Ok(Outcome::Renewed(results)) = self.submit(group, cmd).await {
                 let mut renewals = self.renewals.lock().unwrap();
-                for ((key, _), result) in list.iter().zip(results) {
+                for ((key, _, _), result) in list.iter().zip(results) {
+                    let Some(key) = key else { continue };
                     match result {
                         Some(deadline_ms) => {
                             if let Some(x) = renewals.get_mut(key) {

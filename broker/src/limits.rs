@@ -32,6 +32,10 @@ pub const MAX_POP_MESSAGES: u32 = 1024;
 pub const MAX_FILTER_TAGS: usize = 1024;
 /// Longest invisibility (or renewal) a command may ask for: 7 days.
 pub const MAX_INVISIBLE_MS: u64 = 7 * 24 * 3600 * 1000;
+/// The longest retry backoff step (a nack's invisibility): RocketMQ's longest default step
+/// (2 h) times six. The admin refuses longer steps; a nack clamps to it whatever a stored
+/// configuration holds.
+pub const MAX_BACKOFF_MS: u64 = 12 * 3_600_000;
 /// Largest message body in the log (the configurable front-end default is 4 MiB). With every
 /// other field at its bound an entry stays well under the Raft transport's 64 MiB message
 /// limit: an entry the transport cannot carry would stall replication of its group forever.

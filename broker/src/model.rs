@@ -118,6 +118,11 @@ pub struct GroupConfig {
     pub retry_backoff_ms: Vec<u64>,
 }
 
+/// RocketMQ's default retry steps (seconds), one per attempt.
+const DEFAULT_BACKOFF_SECS: [u64; 18] = [
+    1, 5, 10, 30, 60, 120, 180, 240, 300, 360, 420, 480, 540, 600, 1200, 1800, 3600, 7200,
+];
+
 impl GroupConfig {
     /// How long a message stays invisible after its `attempt`-th delivery failed (a nack):
     /// the group's backoff step for that attempt, its last step beyond the list (RocketMQ's
@@ -129,6 +134,12 @@ impl GroupConfig {
             .or(self.retry_backoff_ms.last())
             .copied()
             .unwrap_or(1_000)
+    }
+
+    /// [`GroupConfig::backoff_ms`] of a group that was never configured (RocketMQ's steps).
+    pub fn default_backoff_ms(attempt: u32) -> u64 {
+        let i = (attempt.max(1) as usize - 1).min(DEFAULT_BACKOFF_SECS.len() - 1);
+        DEFAULT_BACKOFF_SECS[i] * 1000
     }
 
     /// The steps of an exponential backoff (RocketMQ's `ExponentialBackoff`): `initial_ms`,
@@ -154,13 +165,7 @@ impl GroupConfig {
             name: name.into(),
             max_delivery_attempts: 17,
             fifo: false,
-            retry_backoff_ms: [
-                1, 5, 10, 30, 60, 120, 180, 240, 300, 360, 420, 480, 540, 600, 1200, 1800, 3600,
-                7200,
-            ]
-            .iter()
-            .map(|s| s * 1000)
-            .collect(),
+            retry_backoff_ms: DEFAULT_BACKOFF_SECS.iter().map(|s| s * 1000).collect(),
         }
     }
 }
@@ -221,6 +226,8 @@ mod tests {
         assert_eq!((g.backoff_ms(1), g.backoff_ms(2)), (1_000, 5_000));
         assert_eq!(g.backoff_ms(99), 7_200_000);
         assert_eq!(g.backoff_ms(0), 1_000);
+        assert_eq!(GroupConfig::default_backoff_ms(2), 5_000);
+        assert_eq!(GroupConfig::default_backoff_ms(40), 7_200_000);
         g.retry_backoff_ms.clear();
         assert_eq!(g.backoff_ms(3), 1_000);
         assert_eq!(

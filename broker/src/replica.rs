@@ -63,26 +63,37 @@ impl EntryCache {
 /// The highest time stamped on the newest entries of `group`'s local log (at most 64, past
 /// blank and membership entries).
 pub(crate) fn newest_entry_time(group: &Group<BrokerApp>) -> Option<u64> {
+    newest_entries(group).map(|(ms, _)| ms)
+}
+
+/// The highest stamp among the newest entries of `group`'s log, and the index of its newest
+/// broker entry (blank and membership entries carry no time).
+fn newest_entries(group: &Group<BrokerApp>) -> Option<(u64, u64)> {
     let (purged, last) = group.log().state();
     let last = last?.index;
     let first = purged
         .map_or(0, |p| p.index + 1)
         .max(last.saturating_sub(63));
     let entries = group.log().read(first..=last).ok()?;
-    entries
+    let stamped: Vec<(u64, u64)> = entries
         .iter()
         .filter_map(|e| match &e.payload {
-            EntryPayload::Normal(r) => command::decode_entry(&r.0).ok().map(|d| d.now_ms),
+            EntryPayload::Normal(r) => command::decode_entry(&r.0)
+                .ok()
+                .map(|d| (d.now_ms, e.log_id.index)),
             _ => None,
         })
-        .max()
+        .collect();
+    let ms = stamped.iter().map(|(ms, _)| *ms).max()?;
+    Some((ms, stamped.last().map_or(0, |(_, i)| *i)))
 }
 
-/// The cluster time `group`'s log has reached: the highest of its state's clock and its newest
-/// entries' stamps (0 for an empty log).
-pub(crate) fn log_time(group: &Group<BrokerApp>) -> u64 {
+/// The cluster time `group`'s log has reached (the highest of its state's clock and its newest
+/// entries' stamps; 0 for an empty log), and the index of its newest broker entry.
+pub(crate) fn log_time(group: &Group<BrokerApp>) -> (u64, u64) {
     let state_ms = group.with_app(|a| a.app.state().clock_ms);
-    state_ms.max(newest_entry_time(group).unwrap_or(0))
+    let (ms, index) = newest_entries(group).unwrap_or((0, 0));
+    (state_ms.max(ms), index)
 }
 
 /// Rebuilds a damaged state (raft-store's repair), saying how.
@@ -208,7 +219,7 @@ impl Replica {
         // local log carries the timeline (found by cluster_chaos with stepped clocks and power
         // loss of every node).
         if let Some(ms) = newest_entry_time(&group) {
-            clock.observe(ms);
+            clock.observe(ms, None);
         }
         let batcher = Batcher::spawn(group.clone(), batch, clock.clone());
         Ok(Arc::new(Replica {

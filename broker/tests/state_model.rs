@@ -482,6 +482,10 @@ fn run(ops: Vec<Op>, seed: u64) {
                 } else if valid {
                     assert_eq!(o, Outcome::Acked);
                     model.insert(key, M::Acked);
+                } else if forward && !stale {
+                    // A receipt the group was given, no longer current: nothing moves, and
+                    // the service answers OK (a repeated forward must not loop).
+                    assert_eq!(o, Outcome::Rejected(Reject::NoLongerInFlight));
                 } else {
                     assert_eq!(
                         o,
@@ -529,8 +533,11 @@ fn run(ops: Vec<Op>, seed: u64) {
                             unreachable!()
                         };
                         // A nack: the group's step for the attempt that failed, the last
-                        // step beyond the list.
-                        let wait = if nack {
+                        // step beyond the list; none at the last attempt (dead-lettered by
+                        // the next receive).
+                        let wait = if nack && attempt >= MAX_ATTEMPTS {
+                            0
+                        } else if nack {
                             BACKOFF[(attempt as usize - 1).min(BACKOFF.len() - 1)]
                         } else {
                             invisible as u64

@@ -197,7 +197,7 @@ impl SimpleConsumer {
     }
 
     /// Reports that processing `message` failed: it comes back after the consumer group's
-    /// retry backoff for this attempt (the group's policy, set with `raftmq group`; RocketMQ's
+    /// retry backoff for this attempt (the group's policy, set with `raftmq admin group`; RocketMQ's
     /// default steps are 1 s, 5 s, 10 s, 30 s, ...), or goes to the dead-letter topic once its
     /// attempts run out. Its receipt handle is replaced (the old one no longer acks).
     pub async fn nack(&self, message: &mut ReceivedMessage) -> Result<(), ClientError> {
@@ -419,9 +419,12 @@ pub(crate) async fn change_invisible_duration(
 }
 
 /// A failed delivery: a ChangeInvisibleDuration the broker answers with the group's backoff
-/// (header `x-raftmq-nack`).
+/// (header `x-raftmq-nack`). The request still carries a growing duration of its own, which a
+/// broker that does not know the header (an older one, during an upgrade) applies instead of
+/// making the message visible at once.
 pub(crate) async fn nack(base: &Base, message: &mut ReceivedMessage) -> Result<(), ClientError> {
-    change_invisibility(base, message, Duration::ZERO, true).await
+    let secs = [1u64, 5, 10, 30, 60, 120][(message.delivery_attempt.max(1) as usize - 1).min(5)];
+    change_invisibility(base, message, Duration::from_secs(secs), true).await
 }
 
 async fn change_invisibility(

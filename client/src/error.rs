@@ -132,7 +132,6 @@ impl Failure {
         }
     }
 
-    /// The final error after `attempts` attempts ended with this failure.
     /// The last failure of a request given up after retries, where `maybe_done` says whether
     /// an earlier attempt may have been performed: then a definite "not performed" of the last
     /// attempt says nothing of that earlier one, and the outcome is unknown (seed
@@ -148,6 +147,7 @@ impl Failure {
         }
     }
 
+    /// The final error after `attempts` attempts ended with this failure.
     pub(crate) fn into_error(self, attempts: u32) -> ClientError {
         match self {
             Failure::Retryable(last) => ClientError::Unavailable { attempts, last },

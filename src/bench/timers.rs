@@ -5,7 +5,10 @@
 //! due in the same second), while `--consumers` receive loops take them. Each delivery's
 //! lateness is the receipt time minus the message's delivery time (both by this machine's wall
 //! clock, so the client must run where the brokers' clocks agree with it). Reports the
-//! lateness percentiles and counts early, missing and duplicate deliveries.
+//! lateness percentiles and counts early, missing and duplicate deliveries. Meanwhile a probe
+//! sends `--probe-rate` plain messages a second to `<topic>Probe`, one at a time: their send
+//! latency before the first due time and while timers fire says whether firing stalls sends
+//! (issue 14, item 2).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -55,6 +58,31 @@ pub struct TimerArgs {
     /// Stop waiting this many seconds after the last due time.
     #[arg(long, default_value_t = 30)]
     grace: u64,
+    /// Plain sends a second of the probe (0: no probe).
+    #[arg(long, default_value_t = 50)]
+    probe_rate: u64,
+}
+
+/// Send latencies of the probe (µs): before the first due time, and from it until every timer
+/// was delivered (or the wait ended).
+#[derive(Default)]
+struct Probe {
+    before: Option<Histogram<u64>>,
+    during: Option<Histogram<u64>>,
+    failed: u64,
+}
+
+fn summary(h: &Option<Histogram<u64>>) -> String {
+    match h {
+        Some(h) => format!(
+            "{} sends, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            h.len(),
+            h.value_at_quantile(0.5) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+            h.max() as f64 / 1000.0
+        ),
+        None => "no sends".into(),
+    }
 }
 
 fn epoch_ms() -> u64 {
@@ -133,6 +161,38 @@ pub async fn run(a: TimerArgs) -> anyhow::Result<()> {
 
     let start = epoch_ms();
     let first_due = start + a.lead * 1000;
+    let probe = Arc::new(Mutex::new(Probe::default()));
+    if let Some(per_send) = 1_000_000u64.checked_div(a.probe_rate) {
+        let (p, probe, stop) = (producer.clone(), probe.clone(), stop.clone());
+        let topic = format!("{}Probe", a.topic);
+        let gap = Duration::from_micros(per_send);
+        loops.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = std::time::Instant::now();
+                let sent_at = epoch_ms();
+                let ok = p
+                    .send(Message::new(topic.clone(), b"probe".to_vec()))
+                    .await
+                    .is_ok();
+                let us = t.elapsed().as_micros() as u64;
+                {
+                    let mut pr = probe.lock().unwrap();
+                    if !ok {
+                        pr.failed += 1;
+                    }
+                    let h = if sent_at < first_due {
+                        &mut pr.before
+                    } else {
+                        &mut pr.during
+                    };
+                    h.get_or_insert_with(|| Histogram::new(3).expect("histogram"))
+                        .record(us)
+                        .ok();
+                }
+                tokio::time::sleep(gap.saturating_sub(t.elapsed())).await;
+            }
+        }));
+    }
     let body = Arc::new(vec![b'x'; a.size]);
     let sem = Arc::new(tokio::sync::Semaphore::new(a.in_flight));
     let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -183,6 +243,15 @@ pub async fn run(a: TimerArgs) -> anyhow::Result<()> {
     // Any duplicate would come now.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if a.probe_rate > 0 {
+        let pr = probe.lock().unwrap();
+        println!(
+            "probe sends before the first due time: {}; while timers fired: {}; {} failed",
+            summary(&pr.before),
+            summary(&pr.during),
+            pr.failed
+        );
+    }
     let s = seen.lock().unwrap();
     let pct = |q: f64| s.late.as_ref().map_or(0, |h| h.value_at_quantile(q));
     let fired = |q: f64| s.fired.as_ref().map_or(0, |h| h.value_at_quantile(q));

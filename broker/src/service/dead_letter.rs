@@ -6,10 +6,11 @@
 //! dead-letter topic (`%DLQ%<group>`, read like any other topic, the message keeping its id)
 //! and ends the delivery as an ack would.
 //!
-//! A receipt that is well-formed but no longer current is answered OK, with a message saying
-//! nothing was moved: the delivery was acknowledged, forwarded already (a retry whose first
-//! answer was lost) or delivered again, so the caller holds nothing to give up, and an error
-//! would make it call forever.
+//! A receipt of a delivery the group was given that is no longer in flight is answered OK,
+//! with a message saying nothing was moved: the delivery was acknowledged, forwarded already
+//! (a retry whose first answer was lost) or delivered again, so the caller holds nothing to
+//! give up, and an error would make it call forever. A receipt the group was never given (or
+//! one sent with another topic or group) is INVALID_RECEIPT_HANDLE.
 
 use raftmq_proto::v2 as pb;
 use raftmq_proto::v2::Code;
@@ -67,7 +68,7 @@ pub async fn forward_message_to_dead_letter_queue(
             core.untrack_renewal(g, &group, &topic, &r);
             ok()
         }
-        Ok(Outcome::Rejected(Reject::InvalidReceipt)) => {
+        Ok(Outcome::Rejected(Reject::NoLongerInFlight)) => {
             core.untrack_renewal(g, &group, &topic, &r);
             status(
                 Code::Ok,

@@ -347,7 +347,7 @@ fn deliveries(
         .map_or(String::new(), |p| p.client.clone());
     for (d, m) in got {
         if req.auto_renew {
-            core.track_renewal(client, group_id, group, &d.topic, d.receipt, d.deadline_ms);
+            core.track_renewal(client, group_id, group, &d);
         }
         let msg = to_pb_message(
             m,

@@ -42,6 +42,10 @@ pub fn from_reject(r: &Reject) -> Status {
             "receipt handle is stale (acked, redelivered or changed since) or unknown",
         ),
         Reject::Invalid(why) => status(Code::BadRequest, format!("refused: {why}")),
+        Reject::NoLongerInFlight => status(
+            Code::InvalidReceiptHandle,
+            "the delivery is no longer in flight (acknowledged, forwarded, or delivered again)",
+        ),
         Reject::TimerNotPending => status(
             Code::NotFound,
             "no such scheduled message is waiting: it was delivered or recalled already, \

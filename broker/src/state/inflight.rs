@@ -24,15 +24,32 @@ impl BrokerState {
     /// whose local retries ran out): it goes to the group's dead-letter topic, and the delivery
     /// is done, as if acknowledged.
     pub(super) fn forward_to_dead_letter(&mut self, now: u64, a: &Ack) -> Outcome {
-        let Some(entry) = self.take_inflight(a).and_then(|_| {
-            self.queues
-                .get(&(a.topic.clone(), a.receipt.queue.0))
-                .and_then(|cq| cq.get(a.receipt.offset.0))
-        }) else {
-            return Outcome::Rejected(Reject::InvalidReceipt);
+        let entry = self
+            .queues
+            .get(&(a.topic.clone(), a.receipt.queue.0))
+            .and_then(|cq| cq.get(a.receipt.offset.0));
+        let Some(entry) = entry.filter(|e| e.log_index >= self.log_start) else {
+            return Outcome::Rejected(self.why_not_in_flight(a));
         };
+        if self.take_inflight(a).is_none() {
+            return Outcome::Rejected(self.why_not_in_flight(a));
+        }
         self.dead_letter(&a.group, now, vec![entry]);
         Outcome::DeadLettered
+    }
+
+    /// Why `a` names no delivery in flight: one the group was given and that ended or was
+    /// handed out again ([`Reject::NoLongerInFlight`]), or one it never had.
+    fn why_not_in_flight(&self, a: &Ack) -> Reject {
+        let given = self
+            .pops
+            .get(&(a.group.clone(), a.topic.clone(), a.receipt.queue.0))
+            .is_some_and(|pq| a.receipt.offset.0 < pq.next && a.receipt.seq <= self.receipt_seq);
+        if given {
+            Reject::NoLongerInFlight
+        } else {
+            Reject::InvalidReceipt
+        }
     }
 
     /// [`command::Command::Nack`]: the delivery failed. The message is invisible for the
@@ -40,10 +57,6 @@ impl BrokerState {
     /// decides when it comes back), and the receipt is replaced: a late ack of the failed
     /// delivery is refused.
     pub(super) fn nack(&mut self, now: u64, a: &Ack) -> Outcome {
-        let backoff = |attempt| match self.groups.get(&a.group) {
-            Some(g) => g.backoff_ms(attempt),
-            None => crate::model::GroupConfig::with_defaults(a.group.as_str()).backoff_ms(attempt),
-        };
         let attempt = match self
             .pops
             .get(&(a.group.clone(), a.topic.clone(), a.receipt.queue.0))
@@ -52,11 +65,26 @@ impl BrokerState {
             Some(i) if i.seq == a.receipt.seq => i.attempt,
             _ => return Outcome::Rejected(Reject::InvalidReceipt),
         };
+        let group = self.groups.get(&a.group);
+        let max_attempts = group.map_or(super::DEFAULT_MAX_ATTEMPTS, |g| g.max_delivery_attempts);
+        // Out of attempts: visible now, so the next receive moves it to the dead-letter topic
+        // instead of waiting a backoff first. A step is bounded here too, whatever a
+        // configuration holds (`limits::MAX_BACKOFF_MS`).
+        let invisible_ms = if attempt >= max_attempts {
+            0
+        } else {
+            group
+                .map_or_else(
+                    || crate::model::GroupConfig::default_backoff_ms(attempt),
+                    |g| g.backoff_ms(attempt),
+                )
+                .min(crate::limits::MAX_BACKOFF_MS)
+        };
         let c = command::ChangeInvisible {
             group: a.group.clone(),
             topic: a.topic.clone(),
             receipt: a.receipt,
-            invisible_ms: backoff(attempt),
+            invisible_ms,
         };
         self.change_invisible(now, c, true)
     }

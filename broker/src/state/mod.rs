@@ -56,6 +56,10 @@ pub enum Reject {
     /// No such scheduled message is pending: it was delivered or recalled already, or never
     /// scheduled (a recall, or a repeated fire).
     TimerNotPending,
+    /// The receipt names a delivery the group was given that is no longer in flight:
+    /// acknowledged, forwarded to the dead-letter topic, or delivered again since. (Appended
+    /// last, as every variant.)
+    NoLongerInFlight,
 }
 
 /// One message handed out by a receive.
@@ -105,8 +109,6 @@ pub enum Outcome {
     Rejected(Reject),
     /// A batched renewal: per receipt, in order, its new deadline or `None` if it was stale.
     Renewed(Vec<Option<u64>>),
-    /// A delivery was forwarded to its group's dead-letter topic by its consumer.
-    DeadLettered,
     /// A message was stored for delivery at its time (a timer is pending).
     Scheduled {
         /// The queue it will be delivered to.
@@ -114,6 +116,9 @@ pub enum Outcome {
         /// Its timer (what a recall names).
         key: TimerKey,
     },
+    /// A delivery was forwarded to its group's dead-letter topic by its consumer. (Variants
+    /// are appended last: outcomes cross the wire between nodes of different versions.)
+    DeadLettered,
 }
 
 /// The whole replicated broker state of one Raft group.
