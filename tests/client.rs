@@ -579,7 +579,7 @@ async fn forwarded_messages_go_to_the_dead_letter_topic() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rest = c.receive(8, Duration::from_secs(1)).await.unwrap();
     assert!(rest.is_empty(), "{rest:?}");
-    // Exactly once in the dead-letter topic, with its id, keys and where it came from.
+    // Exactly once in the dead-letter topic, with its id and keys.
     let dlq = SimpleConsumer::builder(config(), "c-reads-dlq")
         .subscribe("%DLQ%c-gives-up", Filter::All)
         .start()
@@ -597,11 +597,23 @@ async fn forwarded_messages_go_to_the_dead_letter_topic() {
     assert_eq!(got[0].message_id, sent.message_id);
     assert_eq!(got[0].body, b"poison");
     assert_eq!(got[0].keys, vec!["kp".to_string()]);
-    // A receipt that was never issued is refused.
+    // A receipt that was never issued is refused: garbage, or well-formed for an offset the
+    // group was never given (not answered OK as a stale one is).
     let mut forged = m.clone();
     forged.receipt_handle = "not-a-receipt".into();
     let e = c.forward_to_dead_letter_queue(&forged).await.unwrap_err();
     assert!(e.is_definite(), "{e}");
+    let (g, r) = broker::receipt::decode(&m.receipt_handle).unwrap();
+    let never = broker::command::Receipt {
+        offset: broker::model::QueueOffset(r.offset.0 + 1_000),
+        ..r
+    };
+    forged.receipt_handle = broker::receipt::encode(g, &never);
+    let e = c.forward_to_dead_letter_queue(&forged).await.unwrap_err();
+    assert!(
+        matches!(e, ClientError::Refused { code, .. } if code == raftmq_proto::v2::Code::InvalidReceiptHandle as i32),
+        "{e}"
+    );
     dlq.shutdown().await;
     c.shutdown().await;
     p.shutdown().await;

@@ -281,6 +281,7 @@ impl Transaction {
                 tracing::info_span!("end_transaction", message_id = r.message_id, ?resolution);
             let mut last = Failure::Retryable("not tried".into());
             let mut done = false;
+            let mut maybe_done = false;
             for attempt in 1..=cfg.max_attempts {
                 tokio::time::sleep(cfg.backoff(attempt)).await;
                 let req = base.rpc.request(
@@ -308,12 +309,15 @@ impl Transaction {
                         break;
                     }
                     // Ending a transaction twice is harmless, so unknown outcomes are retried.
-                    Err(f @ (Failure::Retryable(_) | Failure::Ambiguous(_))) => last = f,
+                    Err(f @ (Failure::Retryable(_) | Failure::Ambiguous(_))) => {
+                        maybe_done |= matches!(f, Failure::Ambiguous(_));
+                        last = f;
+                    }
                     Err(f) => return Err(f.into_error(attempt)),
                 }
             }
             if !done {
-                return Err(last.into_error(cfg.max_attempts));
+                return Err(last.given_up(maybe_done).into_error(cfg.max_attempts));
             }
         }
         Ok(())
@@ -385,6 +389,8 @@ impl Inner {
         let wire_kind = wire_kind(kind);
         let mut receipts: Vec<Option<SendReceipt>> = vec![None; messages.len()];
         let mut last = Failure::Retryable("not tried".into());
+        // Some attempt may have stored messages (with `retry_unknown`, sends are retried).
+        let mut maybe_done = false;
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for attempt in 1..=cfg.max_attempts {
             tokio::time::sleep(cfg.backoff(attempt)).await;
@@ -439,6 +445,7 @@ impl Inner {
                     if is_final(&f, cfg.retry_unknown) {
                         return Err(f.into_error(attempt));
                     }
+                    maybe_done |= matches!(f, Failure::Ambiguous(_));
                     last = f;
                     continue;
                 }
@@ -456,6 +463,7 @@ impl Inner {
                 if is_final(&last, cfg.retry_unknown) {
                     return Err(last.into_error(attempt));
                 }
+                maybe_done |= matches!(last, Failure::Ambiguous(_));
                 continue;
             }
             match absorb(&pending, resp.entries, &mut receipts, ids, (&addr, &places)) {
@@ -463,11 +471,12 @@ impl Inner {
                 Some(f) if is_final(&f, cfg.retry_unknown) => return Err(f.into_error(attempt)),
                 Some(f) => {
                     tracing::debug!(attempt, addr, ?f, "send attempt refused for now");
+                    maybe_done |= matches!(f, Failure::Ambiguous(_));
                     last = f;
                 }
             }
         }
-        Err(last.into_error(cfg.max_attempts))
+        Err(last.given_up(maybe_done).into_error(cfg.max_attempts))
     }
 }
 

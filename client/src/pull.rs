@@ -306,16 +306,20 @@ impl PullConsumer {
         self.base.check_open()?;
         let cfg = &self.base.rpc.config;
         let mut last = Failure::Retryable("not tried".into());
+        let mut maybe_done = false;
         for attempt in 1..=cfg.max_attempts {
             tokio::time::sleep(cfg.backoff(attempt)).await;
             let addr = &queue.addrs[(attempt as usize - 1) % queue.addrs.len()];
             match op(addr).await {
                 Ok(v) => return Ok(v),
                 Err(f @ Failure::Refused { .. }) => return Err(f.into_error(attempt)),
-                Err(f) => last = f,
+                Err(f) => {
+                    maybe_done |= matches!(f, Failure::Ambiguous(_));
+                    last = f;
+                }
             }
         }
-        Err(last.into_error(cfg.max_attempts))
+        Err(last.given_up(maybe_done).into_error(cfg.max_attempts))
     }
 
     /// Stops background work and sends NotifyClientTermination to every endpoint used.

@@ -370,11 +370,16 @@ pub async fn settle(cfg: &GroupConfig, disk: &dyn Disk) -> Result<()> {
 async fn may_join(cfg: &GroupConfig, channels: &Channels) -> std::result::Result<(), String> {
     let members: BTreeSet<NodeId> = cfg.members.keys().copied().collect();
     let mut replies = BTreeMap::new();
-    // About 5 s at the default heartbeat: a peer that is paused or slow to apply the removal
-    // answers late. Giving up sooner started the replica empty, and a peer's snapshot it then
-    // cannot use stopped it for good (`cluster_chaos` seed 5054: a peer paused for 1.75 s
-    // while node 3 was replaced).
-    for _ in 0..50 {
+    // For about 5 s (at least 10 rounds): a peer that is paused or slow to apply the removal
+    // answers late. Giving up after 1 s started the replica empty, and a peer's snapshot it
+    // then could not use stopped it for good (`cluster_chaos` seed 5054: a peer paused for
+    // 1.75 s while node 3 was replaced). Bounded in time, not rounds: each round asks the
+    // peers one after another, and an unreachable one takes its whole timeout.
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    for round in 0.. {
+        if round >= 10 && tokio::time::Instant::now() >= until {
+            break;
+        }
         crate::probe::ask_peers(cfg, channels, &mut replies).await;
         match fence::decide(cfg.group, cfg.node_id, &members, true, &replies) {
             Some(Decision::Join) if replies.values().all(|r| !r.voter) => return Ok(()),

@@ -18,6 +18,7 @@ use tonic::Request;
 
 use super::client_id;
 use super::grpc_timeout;
+use super::served_receipt;
 use super::status::from_error;
 use super::status::from_reject;
 use super::status::ok;
@@ -26,7 +27,6 @@ use super::validate;
 use crate::command::Ack;
 use crate::command::Command;
 use crate::core::BrokerCore;
-use crate::receipt;
 use crate::state::Outcome;
 use crate::state::Reject;
 
@@ -48,15 +48,9 @@ pub async fn forward_message_to_dead_letter_queue(
         (Ok(g), Ok(t)) => (g, t),
         (Err(s), _) | (_, Err(s)) => return answer(s),
     };
-    let (g, r) = match receipt::decode(&req.receipt_handle) {
-        Ok((g, r)) if core.group(g).is_ok() => (g, r),
-        Ok(_) => {
-            return answer(status(
-                Code::InvalidReceiptHandle,
-                "receipt handle belongs to a broker not served here",
-            ));
-        }
-        Err(why) => return answer(status(Code::InvalidReceiptHandle, why)),
+    let (g, r) = match served_receipt(core, &req.receipt_handle) {
+        Ok(x) => x,
+        Err(s) => return answer(s),
     };
     let cmd = Command::DeadLetter(Ack {
         group: group.clone(),

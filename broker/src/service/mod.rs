@@ -51,6 +51,22 @@ fn client_id<T>(req: &Request<T>) -> Result<String, pb::Status> {
     raftmq_proto::v2util::client_id(req.metadata())
 }
 
+/// The Raft group and receipt a receipt handle names, if the handle is well-formed and the
+/// group is served here; else the INVALID_RECEIPT_HANDLE status to answer.
+fn served_receipt(
+    core: &BrokerCore,
+    handle: &str,
+) -> Result<(u64, crate::command::Receipt), pb::Status> {
+    match crate::receipt::decode(handle) {
+        Ok((g, r)) if core.group(g).is_ok() => Ok((g, r)),
+        Ok(_) => Err(status::status(
+            Code::InvalidReceiptHandle,
+            "receipt handle belongs to a broker not served here",
+        )),
+        Err(why) => Err(status::status(Code::InvalidReceiptHandle, why)),
+    }
+}
+
 /// The request's gRPC deadline (`grpc-timeout`), if any.
 fn grpc_timeout<T>(req: &Request<T>) -> Option<Duration> {
     raftmq_proto::v2util::grpc_timeout(req.metadata())

@@ -15,6 +15,7 @@ use super::convert::ms_to_ts;
 use super::convert::pb_duration;
 use super::convert::to_pb_message;
 use super::grpc_timeout;
+use super::served_receipt;
 use super::status::combine;
 use super::status::from_error;
 use super::status::from_reject;
@@ -408,15 +409,9 @@ pub async fn ack_message(
         return fail(status(Code::BadRequest, "no entries"));
     }
     let acks = req.entries.iter().map(|e| async {
-        let (g, r) = match receipt::decode(&e.receipt_handle) {
-            Ok((g, r)) if core.group(g).is_ok() => (g, r),
-            Ok(_) => {
-                return status(
-                    Code::InvalidReceiptHandle,
-                    "receipt handle belongs to a broker not served here",
-                );
-            }
-            Err(why) => return status(Code::InvalidReceiptHandle, why),
+        let (g, r) = match served_receipt(core, &e.receipt_handle) {
+            Ok(x) => x,
+            Err(s) => return s,
         };
         let cmd = Command::Ack(Ack {
             group: group.clone(),
@@ -492,15 +487,9 @@ pub async fn change_invisible_duration(
             format!("invisible duration {invisible:?} is too long"),
         ));
     }
-    let (g, r) = match receipt::decode(&req.receipt_handle) {
-        Ok((g, r)) if core.group(g).is_ok() => (g, r),
-        Ok(_) => {
-            return fail(status(
-                Code::InvalidReceiptHandle,
-                "receipt handle belongs to a broker not served here",
-            ));
-        }
-        Err(why) => return fail(status(Code::InvalidReceiptHandle, why)),
+    let (g, r) = match served_receipt(core, &req.receipt_handle) {
+        Ok(x) => x,
+        Err(s) => return fail(s),
     };
     let cmd = if nack {
         Command::Nack(Ack {
