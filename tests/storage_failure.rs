@@ -209,8 +209,17 @@ fn a_nearly_full_disk_refuses_sends_keeps_serving_and_recovers_when_it_grows() {
         p.shutdown().await;
     });
     assert!(dev.alive());
-    let status = dev.admin(&["status"]);
-    assert!(status.contains("storage: accepting sends ("), "{status}");
+    // Each replica reads the disk on its own tick: the one `status` asks may read it a moment
+    // after the leader that took the send (CI saw node 1 still refusing right after it).
+    let start = Instant::now();
+    loop {
+        let status = dev.admin(&["status"]);
+        if status.contains("storage: accepting sends (") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "{status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     dev.stop();
     let log = std::fs::read_to_string(dev.log_path()).unwrap();
     assert!(log.contains("refusing sends"), "no warning in the log");
