@@ -225,65 +225,14 @@ impl AdminServer {
                         req.group
                     ));
                 };
-                // Once retention has purged the start of the log, a replica catches up from
-                // the log only if it already holds it from there on: one that rejoined with an
-                // empty disk copied a peer's snapshot and retained log first (raft-store's
-                // seed). Otherwise the leader would send a snapshot without the bodies of the
-                // messages still retained, which the replica refuses.
-                if let (Some(purged), _) = replica.group().log().state() {
-                    let holds = replica
-                        .group()
-                        .probe_member(node, &addrs.raft)
-                        .await
-                        .map(|r| r.last_log_index);
-                    let redo = format!(
-                        "stop node {node}, empty its directory group-{g}, and start it with \
-                         `raftmq broker --rejoin`: it then copies a peer's snapshot and retained \
-                         log before it joins (docs/operations.md, Replacing a failed disk)",
-                        g = req.group
-                    );
-                    match holds {
-                        Ok(Some(l)) if l >= purged.index => {}
-                        Ok(l) => {
-                            return Err(format!(
-                                "group {}: {}, but retention has deleted this group's log up \
-                                 to {}, so it cannot catch up: {redo}",
-                                req.group,
-                                l.map_or(format!("node {node} holds no log"), |l| format!(
-                                    "node {node} holds the log up to {l}"
-                                )),
-                                purged.index
-                            ));
-                        }
-                        Err(e) => {
-                            return Err(format!(
-                                "group {}: node {node} does not answer ({e}); retention has \
-                                 deleted the start of this group's log, so it is added only \
-                                 once it answers that it holds the log from there (a copy takes \
-                                 a while: retry when it runs; if it never copied, {redo})",
-                                req.group
-                            ));
-                        }
-                    }
-                }
-                tracing::warn!(
-                    group = req.group,
-                    node,
-                    "adding a replica: learner, then voter"
-                );
                 let catch_up = match req.catch_up_ms {
                     0 => DEFAULT_CATCH_UP,
                     ms => std::time::Duration::from_millis(ms),
                 };
-                // In a task of its own: a caller that goes away (a closed CLI) must not cut
-                // the addition short between the learner and its removal at the deadline.
-                let group = replica.group().clone();
-                let addr = addrs.raft.clone();
-                tokio::spawn(async move { group.add_member(node, addr, catch_up).await })
+                replica
+                    .add_replica(node, addrs.raft.clone(), catch_up)
                     .await
-                    .map_err(|e| format!("group {}: adding node {node}: {e}", req.group))?
-                    .map_err(|e| format!("group {}: adding node {node}: {e}", req.group))?;
-                tracing::warn!(group = req.group, node, "replica added as a voter");
+                    .map_err(|e| format!("group {}: {e}", req.group))?;
                 Ok(())
             }
         }

@@ -15,6 +15,7 @@ use raft_store::network::Channels;
 use raft_store::server::Registry;
 use raft_store::types::EntryPayload;
 use raft_store::types::GroupId;
+use raft_store::types::NodeId;
 use tokio::sync::Notify;
 
 use crate::app::BrokerApp;
@@ -150,6 +151,49 @@ pub struct Replica {
     cache: Mutex<EntryCache>,
     /// Why retention is held back, if it is (`crate::retention`; shown by admin status).
     retention_note: Mutex<String>,
+    /// Nodes being added (`replica add`, on the leader), each with the last log index it
+    /// holds (0 until known): retention deletes nothing past it until the learner is in the
+    /// membership and has acknowledged (sim cluster_chaos 555144: retention purged past a
+    /// fresh copy between the addition's check and the learner's first acknowledgement; the
+    /// leader then sent a snapshot the replica could not take).
+    joining: Mutex<BTreeMap<NodeId, u64>>,
+}
+
+/// Why [`Replica::add_replica`] did not add a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddRefusal {
+    /// The node lacks log entries this leader no longer has: it must be emptied and started
+    /// with `--rejoin` again, to copy a peer's state anew.
+    MustCopyAgain(String),
+    /// Anything else (not reachable, not caught up in time, leadership lost): retry.
+    Failed(String),
+}
+
+impl std::fmt::Display for AddRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AddRefusal::MustCopyAgain(why) | AddRefusal::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Holds retention back for a node being added, until dropped ([`Replica::hold_for_joining`]).
+pub struct JoiningHold {
+    replica: Arc<Replica>,
+    node: NodeId,
+}
+
+impl JoiningHold {
+    /// The node's log is now known to end at `last` (its probe's answer).
+    pub fn holds_up_to(&self, last: u64) {
+        self.replica.joining.lock().unwrap().insert(self.node, last);
+    }
+}
+
+impl Drop for JoiningHold {
+    fn drop(&mut self) {
+        self.replica.joining.lock().unwrap().remove(&self.node);
+    }
 }
 
 impl Replica {
@@ -234,6 +278,7 @@ impl Replica {
                 max_bytes: 64 << 20,
             }),
             retention_note: Mutex::new(String::new()),
+            joining: Mutex::new(BTreeMap::new()),
         }))
     }
 
@@ -249,6 +294,92 @@ impl Replica {
     /// Why retention is held back on this replica (empty if it is not).
     pub fn retention_note(&self) -> String {
         self.retention_note.lock().unwrap().clone()
+    }
+
+    /// Holds retention back at nothing deleted for `node` while it is added, until the
+    /// hold is dropped (then the learner's acknowledgements hold it: `retention`).
+    pub fn hold_for_joining(self: &Arc<Self>, node: NodeId) -> JoiningHold {
+        self.joining.lock().unwrap().insert(node, 0);
+        JoiningHold {
+            replica: self.clone(),
+            node,
+        }
+    }
+
+    /// The node being added that holds the least of the log, and how much (see
+    /// [`Replica::hold_for_joining`]).
+    pub fn joining_low(&self) -> Option<(u64, NodeId)> {
+        self.joining
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, l)| (*l, *n))
+            .min()
+    }
+
+    /// On the leader: adds `node` (Raft address `addr`, started with `--rejoin`) to the
+    /// group, a learner until it holds the log, then a voter (`raftmq admin replica add`).
+    ///
+    /// Once retention has purged the start of the log, a replica catches up from the log only
+    /// if it already holds it from there on: one that rejoined with an empty disk copied a
+    /// peer's snapshot and retained log first (raft-store's seed). Otherwise the leader would
+    /// send a snapshot without the bodies of the messages still retained, which the replica
+    /// refuses; so such a node is refused up front ([`AddRefusal::MustCopyAgain`]). From the
+    /// check until the learner has acknowledged, retention neither decides nor (on this
+    /// leader) purges anything the node lacks (the hold; sim cluster_chaos 555144, where
+    /// retention overtook a fresh copy in between).
+    pub async fn add_replica(
+        self: &Arc<Self>,
+        node: NodeId,
+        addr: String,
+        catch_up: std::time::Duration,
+    ) -> std::result::Result<(), AddRefusal> {
+        let hold = self.hold_for_joining(node);
+        if let (Some(purged), _) = self.group.log().state() {
+            let purged = purged.index;
+            let redo = format!(
+                "stop node {node}, empty its directory group-{g}, and start it with `raftmq \
+                 broker --rejoin`: it then copies a peer's snapshot and retained log before it \
+                 joins (docs/operations.md, Replacing a failed disk)",
+                g = self.group_id()
+            );
+            match self.group.probe_member(node, &addr).await {
+                Ok(r) => match r.last_log_index {
+                    Some(l) if l >= purged => hold.holds_up_to(l),
+                    l => {
+                        return Err(AddRefusal::MustCopyAgain(format!(
+                            "{}, but retention has deleted this group's log up to {purged}, so \
+                             it cannot catch up: {redo}",
+                            l.map_or(format!("node {node} holds no log"), |l| format!(
+                                "node {node} holds the log up to {l}"
+                            )),
+                        )));
+                    }
+                },
+                Err(e) => {
+                    return Err(AddRefusal::Failed(format!(
+                        "node {node} does not answer ({e}); retention has deleted the start of \
+                         this group's log, so it is added only once it answers that it holds \
+                         the log from there (a copy takes a while: retry when it runs; if it \
+                         never copied, {redo})"
+                    )));
+                }
+            }
+        }
+        tracing::warn!(group = %self.group_id(), node, "adding a replica: learner, then voter");
+        // In a task of its own: a caller that goes away (a closed CLI) must not cut the
+        // addition short between the learner and its removal at the deadline.
+        let group = self.group.clone();
+        tokio::spawn(async move {
+            let r = group.add_member(node, addr, catch_up).await;
+            drop(hold);
+            r
+        })
+        .await
+        .map_err(|e| AddRefusal::Failed(format!("adding node {node}: {e}")))?
+        .map_err(|e| AddRefusal::Failed(format!("adding node {node}: {e}")))?;
+        tracing::warn!(group = %self.group_id(), node, "replica added as a voter");
+        Ok(())
     }
 
     /// Sets [`Replica::retention_note`].

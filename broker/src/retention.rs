@@ -175,11 +175,28 @@ fn held_by_all(replica: &Replica) -> Option<(u64, u64)> {
     for v in m.voters.iter().filter(|v| **v != m.node) {
         low = low.min((m.replication.get(v).copied().flatten()?.0, *v));
     }
-    // Learners (a replacement catching up) count too.
+    // Learners (a replacement catching up) count too, and so does a node being added that
+    // is not a learner yet (`Replica::hold_for_joining`).
     for (n, matched) in &m.replication {
         low = low.min((matched.map(|l| l.0)?, *n));
     }
+    if let Some(j) = replica.joining_low() {
+        low = low.min(j);
+    }
     Some(low)
+}
+
+/// The highest log index every learner and every node being added holds, as the leader knows
+/// it (0 for one it knows nothing of yet; `u64::MAX` if there are none). Voters are not
+/// counted: a deletion was decided only up to what each of them held.
+fn held_by_joiners(replica: &Replica) -> u64 {
+    let m = replica.metrics();
+    let learners = m.replication.iter().filter(|(n, _)| !m.voters.contains(n));
+    let low = learners.map(|(_, l)| l.map_or(0, |l| l.0)).min();
+    low.into_iter()
+        .chain(replica.joining_low().map(|(l, _)| l))
+        .min()
+        .unwrap_or(u64::MAX)
 }
 
 /// Runs retention for one replica until it is dropped; see the module docs. `free` reads the
@@ -202,9 +219,15 @@ pub async fn run(
         let Some(r) = replica.upgrade() else { return };
         let log_start = r.read(|s| s.log_start);
 
-        // Every replica: delete the segments the group agreed to delete.
-        if log_start > 0 {
-            let upto = log_start - 1;
+        // Every replica: delete the segments the group agreed to delete. The leader, whose
+        // log replication reads, keeps what a member still lacks: a learner added after the
+        // decision, or a node being added (sim cluster_chaos 555144).
+        let upto = match (log_start, r.is_leader()) {
+            (0, _) => 0,
+            (s, false) => s - 1,
+            (s, true) => held_by_joiners(&r).min(s - 1),
+        };
+        if upto > 0 {
             let m = r.metrics();
             if m.purged.is_none_or(|p| p.0 < upto) {
                 if m.snapshot.is_none_or(|s| s.0 < upto) {

@@ -191,16 +191,23 @@ impl BrokerCluster {
     /// Empties node `i`'s disk (it must be down), as a replaced disk would be, and makes every
     /// later start of it wait to be added to its groups (`--rejoin`).
     pub async fn wipe_for_rejoin(&self, i: usize) -> std::io::Result<()> {
-        let disk = self.nodes.disk(i).clone();
         for g in 1..=self.groups {
-            for sub in ["log", "sm"] {
-                let dir = std::path::PathBuf::from(format!("/data/group-{g}/{sub}"));
-                let Ok(names) = disk.list(&dir) else { continue };
-                for n in names {
-                    disk.remove(&dir.join(n))?;
-                }
-                disk.sync_dir(&dir).await?;
+            self.wipe_group_for_rejoin(i, g).await?;
+        }
+        Ok(())
+    }
+
+    /// Empties one group's log and state on node `i` (down) and has it start with `--rejoin`:
+    /// what `replica add` asks for when retention has overtaken the node's copy.
+    pub async fn wipe_group_for_rejoin(&self, i: usize, g: u64) -> std::io::Result<()> {
+        let disk = self.nodes.disk(i).clone();
+        for sub in ["log", "sm"] {
+            let dir = std::path::PathBuf::from(format!("/data/group-{g}/{sub}"));
+            let Ok(names) = disk.list(&dir) else { continue };
+            for n in names {
+                disk.remove(&dir.join(n))?;
             }
+            disk.sync_dir(&dir).await?;
         }
         self.rejoin[i].store(true, Ordering::SeqCst);
         Ok(())

@@ -634,15 +634,16 @@ async fn replace(cluster: &Shared, v: usize, groups: u64) -> Result<(), String> 
                 if tokio::time::Instant::now() >= deadline {
                     return Err(format!("{step} of n{} in group {g}: {last}", v + 1));
                 }
-                let (group, addr) = {
+                let (replica, addr, node) = {
                     let c = cluster.lock().await;
-                    let group = c
-                        .leader_of(g)
+                    let leader = c.leader_of(g);
+                    let replica = leader
                         .and_then(|l| c.core(l))
-                        .and_then(|core| core.group(g).ok().map(|h| h.replica.group().clone()));
-                    (group, c.raft_addr(v))
+                        .and_then(|core| core.group(g).ok().map(|h| h.replica.clone()));
+                    (replica, c.raft_addr(v), leader.and_then(|l| c.nodes.handle(l)))
                 };
-                if let Some(group) = group {
+                if let (Some(replica), Some(node)) = (replica, node) {
+                    let group = replica.group();
                     let m = group.metrics();
                     // A retry after a timed-out call may find the change already made.
                     let r = match step {
@@ -650,20 +651,37 @@ async fn replace(cluster: &Shared, v: usize, groups: u64) -> Result<(), String> 
                         "remove" => {
                             tokio::time::timeout(Duration::from_secs(5), group.remove_member(id))
                                 .await
+                                .map(|r| r.map_err(|e| e.to_string()))
                         }
                         _ if m.voters.contains(&id) => break,
                         _ => {
-                            tokio::time::timeout(
-                                Duration::from_secs(15),
-                                // The outer bound governs (a retry follows it).
-                                group.add_member(id, addr, Duration::from_secs(60)),
-                            )
-                            .await
+                            // On the leader's node, as its admin service would run it (the
+                            // probe of the new node goes over that node's network).
+                            let add = node.spawn(async move {
+                                replica.add_replica(id, addr, Duration::from_secs(60)).await
+                            });
+                            // The outer bound governs (a retry follows it).
+                            match tokio::time::timeout(Duration::from_secs(15), add).await {
+                                Ok(Ok(r)) => Ok(r.map_err(|e| e.to_string())),
+                                Ok(Err(_)) => Ok(Err("the leader's node went down".into())),
+                                Err(e) => Err(e),
+                            }
                         }
                     };
                     match r {
                         Ok(Ok(())) => break,
-                        Ok(Err(e)) => last = e.to_string(),
+                        // What `replica add` tells the operator: retention overtook the copy,
+                        // so empty the node and start it with `--rejoin` again.
+                        Ok(Err(e)) if e.contains("cannot catch up") => {
+                            last = e;
+                            let mut c = cluster.lock().await;
+                            c.nodes.kill(v);
+                            c.wipe_group_for_rejoin(v, g)
+                                .await
+                                .map_err(|e| format!("wiping n{}: {e}", v + 1))?;
+                            c.nodes.restart(v, false);
+                        }
+                        Ok(Err(e)) => last = e,
                         Err(_) => last = "timed out".into(),
                     }
                 }
