@@ -18,6 +18,10 @@ use crate::error::Result;
 use crate::types::Entry;
 
 const SCAN_CHUNK: usize = 1 << 20;
+/// The read size of a scanner looking for one entry: its frame (read whole once its header
+/// says how long it is), not the megabyte after the sparse-index point. Reading a megabyte
+/// per message received took 7% of `raftmq dev`'s CPU at 64 senders (issue 13's profile).
+const SEEK_CHUNK: usize = 16 << 10;
 
 /// A segment file and what is known about it.
 pub(crate) struct Segment {
@@ -84,6 +88,8 @@ pub(crate) struct Scanner<'f> {
     cur: usize,
     /// Stop at this file offset (end of valid data, or file length during recovery).
     limit: u64,
+    /// Bytes read at least per read call.
+    chunk: usize,
 }
 
 impl<'f> Scanner<'f> {
@@ -95,7 +101,44 @@ impl<'f> Scanner<'f> {
             buf: Vec::new(),
             cur: 0,
             limit,
+            chunk: SCAN_CHUNK,
         }
+    }
+
+    /// A scanner for a read of `count` entries from `pos`, reading no more than it needs for
+    /// one entry (see [`SEEK_CHUNK`]).
+    pub fn for_read(file: &'f dyn DiskFile, path: &'f Path, pos: u64, limit: u64, count: u64) -> Self {
+        Scanner {
+            chunk: if count <= 1 { SEEK_CHUNK } else { SCAN_CHUNK },
+            ..Scanner::new(file, path, pos, limit)
+        }
+    }
+
+    /// Moves past the frames of entries before `index`, reading only their headers (their
+    /// CRCs are not checked: nothing of them is returned). Stops at the first frame at or
+    /// after `index`, at the end, or at a header that does not parse (which
+    /// [`Scanner::next_frame`] then reports).
+    pub fn skip_before(&mut self, index: u64) -> Result<()> {
+        while self.pos() < self.limit && self.fill(FRAME_HEADER_LEN)? {
+            let Some(header) = frame::parse_frame_header(&self.buf[self.cur..]) else {
+                return Ok(());
+            };
+            if header.index >= index {
+                return Ok(());
+            }
+            let next = self.pos() + header.frame_len();
+            if next > self.limit {
+                return Ok(());
+            }
+            if self.cur + header.frame_len() as usize <= self.buf.len() {
+                self.cur += header.frame_len() as usize;
+            } else {
+                self.buf.clear();
+                self.buf_pos = next;
+                self.cur = 0;
+            }
+        }
+        Ok(())
     }
 
     fn pos(&self) -> u64 {
@@ -118,7 +161,7 @@ impl<'f> Scanner<'f> {
         self.buf_pos = pos;
         self.cur = 0;
         let have = self.buf.len();
-        let target = want.max(SCAN_CHUNK).min(remaining as usize);
+        let target = want.max(self.chunk).min(remaining as usize);
         self.buf.resize(target, 0);
         let mut filled = have;
         while filled < target {
@@ -309,7 +352,9 @@ impl Segment {
             return Ok(0);
         }
         let file = self.file()?;
-        let mut scanner = Scanner::new(&*file, &self.path, self.seek_pos(from), self.end);
+        let mut scanner =
+            Scanner::for_read(&*file, &self.path, self.seek_pos(from), self.end, to - from);
+        scanner.skip_before(from)?;
         let mut read = 0;
         loop {
             match scanner.next_frame()? {
@@ -358,7 +403,8 @@ impl Segment {
             self.path.display()
         );
         let file = self.file()?;
-        let mut scanner = Scanner::new(&*file, &self.path, self.seek_pos(index), self.end);
+        let mut scanner = Scanner::for_read(&*file, &self.path, self.seek_pos(index), self.end, 1);
+        scanner.skip_before(index)?;
         loop {
             match scanner.next_frame()? {
                 Scanned::Frame { pos, header, .. } if header.index == index => return Ok(pos),
