@@ -156,7 +156,22 @@ pub struct Replica {
     /// membership and has acknowledged (sim cluster_chaos 555144: retention purged past a
     /// fresh copy between the addition's check and the learner's first acknowledgement; the
     /// leader then sent a snapshot the replica could not take).
-    joining: Mutex<BTreeMap<NodeId, u64>>,
+    joining: Mutex<Joining>,
+}
+
+/// The holds of nodes being added, and how far this replica has asked its log to be purged.
+/// One lock for both: an addition's check and retention's purge request then see each other
+/// (review: a purge requested just before a hold, but not run yet, could remove what the
+/// checked node needs).
+#[derive(Default)]
+struct Joining {
+    /// (node, hold number) → the last log index the node holds (0 until known). Numbered,
+    /// so two additions of one node (a retry while the first still runs) do not end each
+    /// other's hold.
+    holds: BTreeMap<(NodeId, u64), u64>,
+    next_hold: u64,
+    /// The highest index retention has asked this replica's log to purge up to.
+    purge_requested: u64,
 }
 
 /// Why [`Replica::add_replica`] did not add a node.
@@ -180,19 +195,19 @@ impl std::fmt::Display for AddRefusal {
 /// Holds retention back for a node being added, until dropped ([`Replica::hold_for_joining`]).
 pub struct JoiningHold {
     replica: Arc<Replica>,
-    node: NodeId,
+    key: (NodeId, u64),
 }
 
 impl JoiningHold {
     /// The node's log is now known to end at `last` (its probe's answer).
     pub fn holds_up_to(&self, last: u64) {
-        self.replica.joining.lock().unwrap().insert(self.node, last);
+        self.replica.joining.lock().unwrap().holds.insert(self.key, last);
     }
 }
 
 impl Drop for JoiningHold {
     fn drop(&mut self) {
-        self.replica.joining.lock().unwrap().remove(&self.node);
+        self.replica.joining.lock().unwrap().holds.remove(&self.key);
     }
 }
 
@@ -278,7 +293,7 @@ impl Replica {
                 max_bytes: 64 << 20,
             }),
             retention_note: Mutex::new(String::new()),
-            joining: Mutex::new(BTreeMap::new()),
+            joining: Mutex::new(Joining::default()),
         }))
     }
 
@@ -298,12 +313,38 @@ impl Replica {
 
     /// Holds retention back at nothing deleted for `node` while it is added, until the
     /// hold is dropped (then the learner's acknowledgements hold it: `retention`).
-    pub fn hold_for_joining(self: &Arc<Self>, node: NodeId) -> JoiningHold {
-        self.joining.lock().unwrap().insert(node, 0);
-        JoiningHold {
+    /// Also returns the highest purge requested before the hold existed: the node must hold
+    /// the log from there on, whether or not that purge has run yet.
+    pub fn hold_for_joining(self: &Arc<Self>, node: NodeId) -> (JoiningHold, u64) {
+        let mut j = self.joining.lock().unwrap();
+        let key = (node, j.next_hold);
+        j.next_hold += 1;
+        j.holds.insert(key, 0);
+        let requested = j.purge_requested;
+        drop(j);
+        let hold = JoiningHold {
             replica: self.clone(),
-            node,
-        }
+            key,
+        };
+        (hold, requested)
+    }
+
+    /// Asks the log to purge up to `upto`, or less: no further than what a node being added
+    /// holds (`retention`).
+    pub async fn request_purge(&self, upto: u64) -> Result<()> {
+        let upto = {
+            let mut j = self.joining.lock().unwrap();
+            let upto = j.holds.values().fold(upto, |u, l| u.min(*l));
+            if upto == 0 {
+                return Ok(());
+            }
+            j.purge_requested = j.purge_requested.max(upto);
+            upto
+        };
+        self.group
+            .purge_log(raft_store::types::LogIndex(upto))
+            .await?;
+        Ok(())
     }
 
     /// The node being added that holds the least of the log, and how much (see
@@ -312,8 +353,9 @@ impl Replica {
         self.joining
             .lock()
             .unwrap()
+            .holds
             .iter()
-            .map(|(n, l)| (*l, *n))
+            .map(|((n, _), l)| (*l, *n))
             .min()
     }
 
@@ -334,9 +376,15 @@ impl Replica {
         addr: String,
         catch_up: std::time::Duration,
     ) -> std::result::Result<(), AddRefusal> {
-        let hold = self.hold_for_joining(node);
-        if let (Some(purged), _) = self.group.log().state() {
-            let purged = purged.index;
+        if self.metrics().voters.contains(&node) {
+            return Err(AddRefusal::Failed(format!(
+                "node {node} is already a voter; to replace its data, remove it first"
+            )));
+        }
+        let (hold, requested) = self.hold_for_joining(node);
+        let purged = self.group.log().state().0.map(|p| p.index);
+        let purged = purged.max((requested > 0).then_some(requested));
+        if let Some(purged) = purged {
             let redo = format!(
                 "stop node {node}, empty its directory group-{g}, and start it with `raftmq \
                  broker --rejoin`: it then copies a peer's snapshot and retained log before it \

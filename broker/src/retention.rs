@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use raft_store::log::SegmentInfo;
 use raft_store::types::EntryPayload;
-use raft_store::types::LogIndex;
 
 use crate::command;
 use crate::command::Command;
@@ -222,9 +221,12 @@ pub async fn run(
         // Every replica: delete the segments the group agreed to delete. The leader, whose
         // log replication reads, keeps what a member still lacks: a learner added after the
         // decision, or a node being added (sim cluster_chaos 555144).
+        // A follower with learners waits until they are voters: it may lead before they
+        // have caught up, and it does not know how far they have.
         let upto = match (log_start, r.is_leader()) {
             (0, _) => 0,
-            (s, false) => s - 1,
+            (s, false) if r.metrics().learners.is_empty() => s - 1,
+            (_, false) => 0,
             (s, true) => held_by_joiners(&r).min(s - 1),
         };
         if upto > 0 {
@@ -232,7 +234,7 @@ pub async fn run(
             if m.purged.is_none_or(|p| p.0 < upto) {
                 if m.snapshot.is_none_or(|s| s.0 < upto) {
                     let _ = r.group().snapshot().await;
-                } else if let Err(e) = r.group().purge_log(LogIndex(upto)).await {
+                } else if let Err(e) = r.request_purge(upto).await {
                     tracing::warn!(group = %r.group_id(), error = %e, "retention: purge failed");
                 }
             }

@@ -356,15 +356,21 @@ impl Segment {
             Scanner::for_read(&*file, &self.path, self.seek_pos(from), self.end, to - from);
         scanner.skip_before(from)?;
         let mut read = 0;
+        let mut want = from;
         loop {
             match scanner.next_frame()? {
                 Scanned::Frame { pos, header, bytes } => {
-                    if header.index < from {
-                        continue;
+                    // The frames skipped had their headers read but not their CRCs checked:
+                    // a damaged one could land the scan elsewhere, so the frames returned
+                    // must be exactly `from`, `from + 1`, ... (review).
+                    if header.index != want {
+                        return Err(Error::Corrupt {
+                            path: self.path.clone(),
+                            offset: pos,
+                            reason: format!("entry {want} expected, found {}", header.index),
+                        });
                     }
-                    if header.index >= to {
-                        return Ok(read);
-                    }
+                    want += 1;
                     let entry =
                         frame::decode_entry(&header, bytes).map_err(|reason| Error::Corrupt {
                             path: self.path.clone(),

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use broker::replica::AddRefusal;
+
 use super::Own;
 use super::Shared;
 use crate::harness::brokers::BrokerCluster;
@@ -109,7 +111,7 @@ pub(super) async fn replace(cluster: &Shared, v: usize, groups: u64) -> Result<(
                         "remove" => {
                             tokio::time::timeout(Duration::from_secs(5), group.remove_member(id))
                                 .await
-                                .map(|r| r.map_err(|e| e.to_string()))
+                                .map(|r| r.map_err(|e| AddRefusal::Failed(e.to_string())))
                         }
                         _ if m.voters.contains(&id) => break,
                         _ => {
@@ -118,10 +120,13 @@ pub(super) async fn replace(cluster: &Shared, v: usize, groups: u64) -> Result<(
                             let add = node.spawn(async move {
                                 replica.add_replica(id, addr, Duration::from_secs(60)).await
                             });
-                            // The outer bound governs (a retry follows it).
-                            match tokio::time::timeout(Duration::from_secs(15), add).await {
-                                Ok(Ok(r)) => Ok(r.map_err(|e| e.to_string())),
-                                Ok(Err(_)) => Ok(Err("the leader's node went down".into())),
+                            // Waited for to its end (its catch-up deadline removes a learner
+                            // that did not catch up), so no two additions overlap.
+                            match tokio::time::timeout(Duration::from_secs(70), add).await {
+                                Ok(Ok(r)) => Ok(r),
+                                Ok(Err(_)) => Ok(Err(AddRefusal::Failed(
+                                    "the leader's node went down".into(),
+                                ))),
                                 Err(e) => Err(e),
                             }
                         }
@@ -130,7 +135,7 @@ pub(super) async fn replace(cluster: &Shared, v: usize, groups: u64) -> Result<(
                         Ok(Ok(())) => break,
                         // What `replica add` tells the operator: retention overtook the copy,
                         // so empty the node and start it with `--rejoin` again.
-                        Ok(Err(e)) if e.contains("cannot catch up") => {
+                        Ok(Err(AddRefusal::MustCopyAgain(e))) => {
                             last = e;
                             let mut c = cluster.lock().await;
                             c.nodes.kill(v);
@@ -139,7 +144,7 @@ pub(super) async fn replace(cluster: &Shared, v: usize, groups: u64) -> Result<(
                                 .map_err(|e| format!("wiping n{}: {e}", v + 1))?;
                             c.nodes.restart(v, false);
                         }
-                        Ok(Err(e)) => last = e,
+                        Ok(Err(e)) => last = e.to_string(),
                         Err(_) => last = "timed out".into(),
                     }
                 }
