@@ -201,7 +201,12 @@ pub struct JoiningHold {
 impl JoiningHold {
     /// The node's log is now known to end at `last` (its probe's answer).
     pub fn holds_up_to(&self, last: u64) {
-        self.replica.joining.lock().unwrap().holds.insert(self.key, last);
+        self.replica
+            .joining
+            .lock()
+            .unwrap()
+            .holds
+            .insert(self.key, last);
     }
 }
 

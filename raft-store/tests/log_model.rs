@@ -197,7 +197,10 @@ async fn run(ops: Vec<Op>, seed: u64) {
         assert_eq!(actual, m.entries);
         // Reads of one entry seek from the sparse index (`Scanner::skip_before`).
         for e in &m.entries {
-            assert_eq!(as_tuples(&store.read(e.0..=e.0).unwrap()), [e.clone()]);
+            assert_eq!(
+                as_tuples(&store.read(e.0..=e.0).unwrap()),
+                std::slice::from_ref(e)
+            );
         }
         let (purged, last) = store.state();
         assert_eq!(purged.map(|p| (p.index, p.leader_id.term)), m.purged);
@@ -237,7 +240,10 @@ fn seeking_reads_find_every_entry_among_large_frames() {
             store.append(entries, IOFlushed::signal(tx)).await.unwrap();
             rx.await.unwrap().unwrap();
             for (i, e) in want.iter().enumerate() {
-                assert_eq!(as_tuples(&store.read(e.0..=e.0).unwrap()), [e.clone()]);
+                assert_eq!(
+                    as_tuples(&store.read(e.0..=e.0).unwrap()),
+                    std::slice::from_ref(e)
+                );
                 let to = (i + 3).min(want.len());
                 assert_eq!(as_tuples(&store.read(e.0..to as u64).unwrap()), want[i..to]);
             }

@@ -107,7 +107,13 @@ impl<'f> Scanner<'f> {
 
     /// A scanner for a read of `count` entries from `pos`, reading no more than it needs for
     /// one entry (see [`SEEK_CHUNK`]).
-    pub fn for_read(file: &'f dyn DiskFile, path: &'f Path, pos: u64, limit: u64, count: u64) -> Self {
+    pub fn for_read(
+        file: &'f dyn DiskFile,
+        path: &'f Path,
+        pos: u64,
+        limit: u64,
+        count: u64,
+    ) -> Self {
         Scanner {
             chunk: if count <= 1 { SEEK_CHUNK } else { SCAN_CHUNK },
             ..Scanner::new(file, path, pos, limit)

@@ -100,7 +100,11 @@ pub(super) async fn replace(cluster: &Shared, v: usize, groups: u64) -> Result<(
                     let replica = leader
                         .and_then(|l| c.core(l))
                         .and_then(|core| core.group(g).ok().map(|h| h.replica.clone()));
-                    (replica, c.raft_addr(v), leader.and_then(|l| c.nodes.handle(l)))
+                    (
+                        replica,
+                        c.raft_addr(v),
+                        leader.and_then(|l| c.nodes.handle(l)),
+                    )
                 };
                 if let (Some(replica), Some(node)) = (replica, node) {
                     let group = replica.group();
