@@ -193,14 +193,14 @@ impl std::fmt::Display for AddRefusal {
 }
 
 /// Holds retention back for a node being added, until dropped ([`Replica::hold_for_joining`]).
-pub struct JoiningHold {
+struct JoiningHold {
     replica: Arc<Replica>,
     key: (NodeId, u64),
 }
 
 impl JoiningHold {
     /// The node's log is now known to end at `last` (its probe's answer).
-    pub fn holds_up_to(&self, last: u64) {
+    fn holds_up_to(&self, last: u64) {
         self.replica
             .joining
             .lock()
@@ -320,7 +320,7 @@ impl Replica {
     /// hold is dropped (then the learner's acknowledgements hold it: `retention`).
     /// Also returns the highest purge requested before the hold existed: the node must hold
     /// the log from there on, whether or not that purge has run yet.
-    pub fn hold_for_joining(self: &Arc<Self>, node: NodeId) -> (JoiningHold, u64) {
+    fn hold_for_joining(self: &Arc<Self>, node: NodeId) -> (JoiningHold, u64) {
         let mut j = self.joining.lock().unwrap();
         let key = (node, j.next_hold);
         j.next_hold += 1;
@@ -336,7 +336,7 @@ impl Replica {
 
     /// Asks the log to purge up to `upto`, or less: no further than what a node being added
     /// holds (`retention`).
-    pub async fn request_purge(&self, upto: u64) -> Result<()> {
+    pub(crate) async fn request_purge(&self, upto: u64) -> Result<()> {
         let upto = {
             let mut j = self.joining.lock().unwrap();
             let upto = j.holds.values().fold(upto, |u, l| u.min(*l));
@@ -354,7 +354,7 @@ impl Replica {
 
     /// The node being added that holds the least of the log, and how much (see
     /// [`Replica::hold_for_joining`]).
-    pub fn joining_low(&self) -> Option<(u64, NodeId)> {
+    pub(crate) fn joining_low(&self) -> Option<(u64, NodeId)> {
         self.joining
             .lock()
             .unwrap()

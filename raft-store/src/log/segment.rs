@@ -105,26 +105,29 @@ impl<'f> Scanner<'f> {
         }
     }
 
-    /// A scanner for a read of `count` entries from `pos`, reading no more than it needs for
-    /// one entry (see [`SEEK_CHUNK`]).
-    pub fn for_read(
+    /// A scanner at entry `index` for a read of `count` entries, from `pos` (a sparse-index
+    /// point before it): it reads no more than it needs for one entry (see [`SEEK_CHUNK`]),
+    /// and moves past the frames before `index` by their headers ([`Scanner::skip_before`]).
+    pub fn at_entry(
         file: &'f dyn DiskFile,
         path: &'f Path,
-        pos: u64,
-        limit: u64,
+        (pos, limit): (u64, u64),
+        index: u64,
         count: u64,
-    ) -> Self {
-        Scanner {
+    ) -> Result<Self> {
+        let mut s = Scanner {
             chunk: if count <= 1 { SEEK_CHUNK } else { SCAN_CHUNK },
             ..Scanner::new(file, path, pos, limit)
-        }
+        };
+        s.skip_before(index)?;
+        Ok(s)
     }
 
     /// Moves past the frames of entries before `index`, reading only their headers (their
     /// CRCs are not checked: nothing of them is returned). Stops at the first frame at or
     /// after `index`, at the end, or at a header that does not parse (which
     /// [`Scanner::next_frame`] then reports).
-    pub fn skip_before(&mut self, index: u64) -> Result<()> {
+    fn skip_before(&mut self, index: u64) -> Result<()> {
         while self.pos() < self.limit && self.fill(FRAME_HEADER_LEN)? {
             let Some(header) = frame::parse_frame_header(&self.buf[self.cur..]) else {
                 return Ok(());
@@ -358,9 +361,8 @@ impl Segment {
             return Ok(0);
         }
         let file = self.file()?;
-        let mut scanner =
-            Scanner::for_read(&*file, &self.path, self.seek_pos(from), self.end, to - from);
-        scanner.skip_before(from)?;
+        let bounds = (self.seek_pos(from), self.end);
+        let mut scanner = Scanner::at_entry(&*file, &self.path, bounds, from, to - from)?;
         let mut read = 0;
         let mut want = from;
         loop {
@@ -415,8 +417,8 @@ impl Segment {
             self.path.display()
         );
         let file = self.file()?;
-        let mut scanner = Scanner::for_read(&*file, &self.path, self.seek_pos(index), self.end, 1);
-        scanner.skip_before(index)?;
+        let bounds = (self.seek_pos(index), self.end);
+        let mut scanner = Scanner::at_entry(&*file, &self.path, bounds, index, 1)?;
         loop {
             match scanner.next_frame()? {
                 Scanned::Frame { pos, header, .. } if header.index == index => return Ok(pos),
