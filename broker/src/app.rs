@@ -70,6 +70,12 @@ impl BrokerApp {
             whole(used + SNAPSHOT_MAGIC.len(), "a")?;
             return Ok(s);
         }
+        if let Some(body) = snapshot.strip_prefix(SNAPSHOT_MAGIC_V4.as_slice()) {
+            let (s, used): (crate::state::legacy::StateV4, usize) =
+                bincode::serde::decode_from_slice(body, cfg).map_err(|e| e.to_string())?;
+            whole(used + SNAPSHOT_MAGIC_V4.len(), "a version 4")?;
+            return Ok(s.into());
+        }
         if let Some(body) = snapshot.strip_prefix(SNAPSHOT_MAGIC_V3.as_slice()) {
             let (s, used): (crate::state::legacy::StateV3, usize) =
                 bincode::serde::decode_from_slice(body, cfg).map_err(|e| e.to_string())?;
@@ -106,11 +112,13 @@ pub fn decode_outcomes(b: &[u8]) -> Result<Vec<Outcome>, String> {
 }
 
 /// Snapshot format: these bytes, then the bincode of [`BrokerState`] (consume queues by their
-/// bounds: their entries are in files). [`SNAPSHOT_MAGIC_V3`] snapshots had no timers
+/// bounds: their entries are in files). [`SNAPSHOT_MAGIC_V4`] snapshots had no FIFO skipped
+/// offsets ([`crate::state::legacy::StateV4`]); [`SNAPSHOT_MAGIC_V3`] snapshots had no timers
 /// ([`crate::state::legacy::StateV3`]); [`SNAPSHOT_MAGIC_V2`] snapshots held every queue's
 /// entries ([`crate::state::legacy::StateV2`]); a snapshot without either was written before the
 /// format was versioned (before retention) and is read as [`crate::state::legacy::LegacyState`].
-const SNAPSHOT_MAGIC: &[u8; 6] = b"RMQS\x00\x04";
+const SNAPSHOT_MAGIC: &[u8; 6] = b"RMQS\x00\x05";
+const SNAPSHOT_MAGIC_V4: &[u8; 6] = b"RMQS\x00\x04";
 const SNAPSHOT_MAGIC_V3: &[u8; 6] = b"RMQS\x00\x03";
 const SNAPSHOT_MAGIC_V2: &[u8; 6] = b"RMQS\x00\x02";
 
@@ -223,8 +231,10 @@ mod tests {
     use super::*;
     use crate::state::consume_queue::CqEntry;
     use crate::state::cq_files::CqFiles;
+    use crate::state::legacy::CqEntryV1;
+    use crate::state::legacy::PopQueueV4;
     use crate::state::offsets::ConsumerOffsets;
-    use crate::state::pop::PopQueue;
+    use crate::state::pop::Inflight;
 
     /// The state's layout before retention, as an older build wrote its snapshots.
     #[derive(Serialize)]
@@ -233,7 +243,7 @@ mod tests {
         topics: BTreeMap<String, crate::model::TopicConfig>,
         groups: BTreeMap<String, crate::model::GroupConfig>,
         queues: BTreeMap<(String, u32), OldQueue>,
-        pops: BTreeMap<(String, String, u32), PopQueue>,
+        pops: BTreeMap<(String, String, u32), PopQueueV4>,
         offsets: ConsumerOffsets,
         receipt_seq: u64,
         applied_index: u64,
@@ -241,14 +251,14 @@ mod tests {
 
     #[derive(Serialize)]
     struct OldQueue {
-        entries: Vec<CqEntry>,
+        entries: Vec<CqEntryV1>,
     }
 
     /// A replica upgraded in place restores the snapshot an older build wrote (queues start
     /// at 0, nothing deleted), and its next snapshot is in the current format.
     #[test]
     fn a_snapshot_from_before_retention_is_read() {
-        let e = CqEntry {
+        let e = CqEntryV1 {
             log_index: 7,
             pos: 13,
             len: 5,
@@ -265,7 +275,20 @@ mod tests {
                     entries: vec![e, e],
                 },
             )]),
-            pops: BTreeMap::new(),
+            pops: BTreeMap::from([(
+                ("g".to_string(), "t".to_string(), 0),
+                PopQueueV4 {
+                    next: 2,
+                    inflight: BTreeMap::from([(
+                        1,
+                        Inflight {
+                            deadline_ms: 2_000,
+                            attempt: 1,
+                            seq: 3,
+                        },
+                    )]),
+                },
+            )]),
             offsets: ConsumerOffsets::default(),
             receipt_seq: 3,
             applied_index: 9,
@@ -276,7 +299,17 @@ mod tests {
         let s = app.state();
         assert_eq!((s.applied_index, s.receipt_seq, s.log_start), (9, 3, 0));
         let q = s.queue("t", 0).unwrap();
-        assert_eq!((q.start(), q.end(), q.get(1)), (0, 2, Some(e)));
+        assert_eq!(
+            (q.start(), q.end(), q.get(1)),
+            (0, 2, Some(CqEntry::from(e)))
+        );
+        assert_eq!(
+            q.get(1).unwrap().group_hash,
+            0,
+            "not known: ordered with everything"
+        );
+        let pq = &s.pops[&("g".to_string(), "t".to_string(), 0)];
+        assert_eq!((pq.next, pq.inflight.len(), pq.skipped.len()), (2, 1, 0));
         let again = app.snapshot();
         assert!(again.starts_with(SNAPSHOT_MAGIC));
         let mut back = BrokerApp::new(Arc::new(Notify::new()), Arc::new(ClusterClock::new()));
@@ -287,11 +320,18 @@ mod tests {
         // over it, but ask for that version).
         assert!(back.readable(&again) && back.readable(&bytes) && back.readable(b"\x05garbage"));
         assert!(back.readable(SNAPSHOT_MAGIC_V2) && back.readable(SNAPSHOT_MAGIC_V3));
-        assert!(!back.readable(b"RMQS\x00\x05anything"));
+        assert!(back.readable(SNAPSHOT_MAGIC_V4));
+        assert!(!back.readable(b"RMQS\x00\x06anything"));
 
-        // Version 3 is the current layout without timers (at its end; empty timers encode as
-        // three zero bytes): a replica upgraded in place reads it with no timers pending.
-        let body = &again[SNAPSHOT_MAGIC.len()..];
+        // Version 4 is the current layout without the skipped offsets at the end of each
+        // receive state (empty: one zero byte), and version 3 that without timers (empty:
+        // three zero bytes at the end): a replica upgraded in place reads both.
+        let body = v4_body(app.state());
+        let mut from_v4 = BrokerApp::new(Arc::new(Notify::new()), Arc::new(ClusterClock::new()));
+        from_v4
+            .restore(&[SNAPSHOT_MAGIC_V4.as_slice(), &body].concat())
+            .unwrap();
+        assert_eq!(from_v4.state(), app.state());
         assert_eq!(&body[body.len() - 3..], &[0, 0, 0]);
         let mut v3 = SNAPSHOT_MAGIC_V3.to_vec();
         v3.extend_from_slice(&body[..body.len() - 3]);
@@ -301,6 +341,50 @@ mod tests {
         assert!(from_v3.state().timers.is_empty());
     }
 
+    /// The state's layout in version 4 (receive state without skipped offsets).
+    #[derive(Serialize)]
+    struct V4<'a> {
+        clock_ms: u64,
+        topics: &'a BTreeMap<String, crate::model::TopicConfig>,
+        groups: &'a BTreeMap<String, crate::model::GroupConfig>,
+        queues: &'a BTreeMap<(String, u32), crate::state::consume_queue::ConsumeQueue>,
+        pops: BTreeMap<(String, String, u32), PopQueueV4>,
+        offsets: &'a ConsumerOffsets,
+        receipt_seq: u64,
+        applied_index: u64,
+        log_start: u64,
+        topic_max_age_ms: &'a BTreeMap<String, u64>,
+        timers: &'a crate::state::timer::Timers,
+    }
+
+    fn v4_body(s: &crate::state::BrokerState) -> Vec<u8> {
+        let v4 = V4 {
+            clock_ms: s.clock_ms,
+            topics: &s.topics,
+            groups: &s.groups,
+            queues: &s.queues,
+            pops: s
+                .pops
+                .iter()
+                .map(|(k, p)| {
+                    assert!(p.skipped.is_empty(), "version 4 has no skipped offsets");
+                    let old = PopQueueV4 {
+                        next: p.next,
+                        inflight: p.inflight.clone(),
+                    };
+                    (k.clone(), old)
+                })
+                .collect(),
+            offsets: &s.offsets,
+            receipt_seq: s.receipt_seq,
+            applied_index: s.applied_index,
+            log_start: s.log_start,
+            topic_max_age_ms: &s.topic_max_age_ms,
+            timers: &s.timers,
+        };
+        bincode::serde::encode_to_vec(&v4, bincode::config::standard()).unwrap()
+    }
+
     /// The state's layout between retention and consume queues on disk (version 2).
     #[derive(Serialize)]
     struct V2 {
@@ -308,7 +392,7 @@ mod tests {
         topics: BTreeMap<String, crate::model::TopicConfig>,
         groups: BTreeMap<String, crate::model::GroupConfig>,
         queues: BTreeMap<(String, u32), V2Queue>,
-        pops: BTreeMap<(String, String, u32), PopQueue>,
+        pops: BTreeMap<(String, String, u32), PopQueueV4>,
         offsets: ConsumerOffsets,
         receipt_seq: u64,
         applied_index: u64,
@@ -318,7 +402,7 @@ mod tests {
     #[derive(Serialize)]
     struct V2Queue {
         start: u64,
-        entries: std::collections::VecDeque<CqEntry>,
+        entries: std::collections::VecDeque<CqEntryV1>,
     }
 
     fn file_app(disk: &Arc<raft_store::disk::SimDisk>) -> BrokerApp {
@@ -333,13 +417,14 @@ mod tests {
     /// messages are on the peer), one without messages is taken.
     #[test]
     fn a_version_2_snapshot_moves_its_queues_to_files() {
-        let e = |i: u64| CqEntry {
+        let e1 = |i: u64| CqEntryV1 {
             log_index: i,
             pos: 0,
             len: 5,
             tag_hash: 1,
             store_ms: 1_000 + i,
         };
+        let e = |i: u64| CqEntry::from(e1(i));
         let v2 = V2 {
             clock_ms: 2_000,
             topics: BTreeMap::from([(
@@ -355,7 +440,7 @@ mod tests {
                 ("t".to_string(), 0),
                 V2Queue {
                     start: 4,
-                    entries: (5..400).map(e).collect(),
+                    entries: (5..400).map(e1).collect(),
                 },
             )]),
             pops: BTreeMap::new(),

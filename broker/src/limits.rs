@@ -55,6 +55,10 @@ pub const MAX_RENEWALS: usize = 4096;
 /// Most consume-queue entries one receive looks at (matched or filtered out) per queue: a pop
 /// whose filter matches nothing in a long backlog stops there, and the next receive goes on.
 pub const MAX_POP_SCAN: u64 = 4096;
+/// Most messages a FIFO group's receives may go past on one queue while their message groups
+/// wait for an earlier message in flight (kept in the replicated state, 8 bytes or so each);
+/// beyond, the queue waits as a whole, as RocketMQ's orderly receive does.
+pub const MAX_FIFO_SKIPPED: usize = 1024;
 
 fn name(what: &str, n: &str) -> Result<(), String> {
     if n.is_empty() || n.len() > MAX_NAME_BYTES {
@@ -223,7 +227,7 @@ pub fn check(c: &Command) -> Result<(), String> {
             name("topic", &o.topic)
         }
         // Any index is meaningful: apply clamps it below the entry's own.
-        Command::Retain(_) | Command::Expire(_) => Ok(()),
+        Command::Retain(_) | Command::Expire(_) | Command::FifoGroups => Ok(()),
         Command::TopicRetention(t) => {
             name("topic", &t.topic)?;
             match t.max_age_ms {

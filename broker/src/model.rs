@@ -204,6 +204,22 @@ pub struct StoredMessage {
     pub body: Vec<u8>,
 }
 
+/// A message group's 64-bit hash (FNV-1a over a domain byte and the name), stored in consume
+/// queues so a FIFO receive can tell message groups apart without reading messages: never 0,
+/// which stands for "no group, or not known" (entries written before issue 14) and orders
+/// with every message of its queue.
+pub fn message_group_hash(group: Option<&str>) -> u64 {
+    let Some(g) = group else {
+        return 0;
+    };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::iter::once(b'G').chain(g.bytes()) {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h.max(1)
+}
+
 /// A stable 64-bit hash of a tag (FNV-1a), stored in consume queues for tag filtering.
 pub fn tag_hash(tag: Option<&str>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

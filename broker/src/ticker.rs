@@ -1,4 +1,5 @@
-//! The leader's timer task: delivers scheduled (DELAY) messages when they are due.
+//! The leader's timer task: delivers scheduled (DELAY) messages when they are due; and, once
+//! per group's life, proposes the [`Command::FifoGroups`] marker.
 //!
 //! Due times are replicated state (`state::timer`); this task only decides *when* to look.
 //! While its replica leads, it sleeps until the earliest pending timer is due in cluster time
@@ -46,6 +47,17 @@ pub async fn run(replica: Weak<Replica>) {
         tokio::pin!(notified);
         notified.as_mut().enable();
         let mut wait = IDLE;
+        if r.is_leader() && r.read(|s| s.groups_from == 0) {
+            // A fresh group gets it at its first election; an upgraded one at the first
+            // election of a leader of this version (older replicas stop there).
+            let marked = r.submit(Command::FifoGroups);
+            if !matches!(
+                tokio::time::timeout(PROPOSAL_WAIT, marked).await,
+                Ok(Ok(Outcome::Done))
+            ) {
+                tracing::debug!(group = %r.group_id(), "FIFO-groups marker not committed yet");
+            }
+        }
         if r.is_leader() {
             let now = r.leader_now();
             let (mut due, next) = r.read(|s| (s.timers.due(now, ROUND), s.timers.next_due()));
@@ -88,6 +100,7 @@ async fn fire(
             len: p.len,
             tag_hash: 0,
             store_ms: 0,
+            group_hash: 0,
         };
         let message = match r.read_message(&at) {
             Ok(m) => m,

@@ -31,6 +31,9 @@ pub struct CqEntry {
     pub tag_hash: u64,
     /// Store time (the entry's time), milliseconds since the epoch.
     pub store_ms: u64,
+    /// The message group's hash ([`crate::model::message_group_hash`]; 0: none, or an entry
+    /// from before FIFO receives told groups apart).
+    pub group_hash: u64,
 }
 
 /// Where a queue's entries are.

@@ -1,7 +1,10 @@
-//! Consume queues on disk (issue 12): per (topic, queue), fixed-size 32-byte entries in chunk
-//! files of [`Layout::chunk`] entries, named `<topic>.<queue>.<first offset>.cq` in the
-//! group's `cq/` directory — RocketMQ's ConsumeQueue layout (offset → log position, size, tag
-//! hash, store time), so finding offset `o` is one read at `(o - base) * 32`.
+//! Consume queues on disk (issue 12): per (topic, queue), fixed-size entries in chunk files of
+//! [`Layout::chunk`] entries, named `<topic>.<queue>.<first offset>.cqg` in the group's `cq/`
+//! directory — RocketMQ's ConsumeQueue layout (offset → log position, size, tag hash, store
+//! time) plus the message group's hash, so finding offset `o` is one read at `(o - base) * 40`.
+//! Chunks an older build wrote (`.cq`, 32 bytes an entry, no group hash) are read and
+//! appended to as they are; their entries have group hash 0 ("not known"), which a FIFO
+//! receive orders with every message of the queue, as before.
 //!
 //! The files are a cache of state the log defines, made durable by checkpoints: a state
 //! snapshot ([`crate::app::BrokerApp`]'s checkpoint) first writes every queue's pending
@@ -34,8 +37,37 @@ use raft_store::disk::DiskFile;
 
 use super::consume_queue::CqEntry;
 
-/// Bytes per entry.
-pub const ENTRY_BYTES: usize = 32;
+/// How a chunk file lays out its entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Width {
+    /// 32 bytes, no group hash (`.cq`, written before issue 14's FIFO groups).
+    Narrow,
+    /// 40 bytes: the narrow layout and the message group's hash (`.cqg`).
+    Wide,
+}
+
+impl Width {
+    /// Bytes per entry.
+    pub const fn bytes(self) -> usize {
+        match self {
+            Width::Narrow => 32,
+            Width::Wide => 40,
+        }
+    }
+
+    const fn ext(self) -> &'static str {
+        match self {
+            Width::Narrow => ".cq",
+            Width::Wide => ".cqg",
+        }
+    }
+
+    fn of(name: &str) -> Option<Width> {
+        [Width::Wide, Width::Narrow]
+            .into_iter()
+            .find(|w| name.ends_with(w.ext()))
+    }
+}
 
 /// Sizes, in entries. [`Layout::default`] is what brokers use; tests shrink it so that a few
 /// hundred messages cross chunk, write and read-block boundaries.
@@ -80,19 +112,22 @@ impl Layout {
 }
 /// Open chunk handles kept (a small cache: the number of queues is unbounded).
 const MAX_HANDLES: usize = 64;
-const EXT: &str = ".cq";
 
-/// Encodes one entry (little-endian: log index, position, length, tag hash, store time).
-pub fn encode(e: &CqEntry, out: &mut Vec<u8>) {
+/// Encodes one entry (little-endian: log index, position, length, tag hash, store time, and
+/// in a wide chunk the group hash; a narrow chunk drops it).
+pub fn encode(e: &CqEntry, w: Width, out: &mut Vec<u8>) {
     out.extend_from_slice(&e.log_index.to_le_bytes());
     out.extend_from_slice(&e.pos.to_le_bytes());
     out.extend_from_slice(&e.len.to_le_bytes());
     out.extend_from_slice(&e.tag_hash.to_le_bytes());
     out.extend_from_slice(&e.store_ms.to_le_bytes());
+    if w == Width::Wide {
+        out.extend_from_slice(&e.group_hash.to_le_bytes());
+    }
 }
 
-/// Decodes one entry from 32 bytes.
-pub fn decode(b: &[u8]) -> CqEntry {
+/// Decodes one entry from `w.bytes()` bytes.
+pub fn decode(b: &[u8], w: Width) -> CqEntry {
     let u64at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
     let u32at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
     CqEntry {
@@ -101,6 +136,7 @@ pub fn decode(b: &[u8]) -> CqEntry {
         len: u32at(12),
         tag_hash: u64at(16),
         store_ms: u64at(24),
+        group_hash: if w == Width::Wide { u64at(32) } else { 0 },
     }
 }
 
@@ -128,8 +164,8 @@ pub fn prefix(topic: &str, queue: u32) -> String {
     format!("{esc}.{queue}.")
 }
 
-fn chunk_name(prefix: &str, base: u64) -> String {
-    format!("{prefix}{base:020}{EXT}")
+fn chunk_name(prefix: &str, base: u64, w: Width) -> String {
+    format!("{prefix}{base:020}{}", w.ext())
 }
 
 /// One group's consume-queue directory: the disk, open handles, and a sticky read error.
@@ -175,7 +211,7 @@ impl CqFiles {
         let unclaimed = disk
             .list(&dir)?
             .into_iter()
-            .filter(|n| n.ends_with(EXT))
+            .filter(|n| Width::of(n).is_some())
             .collect();
         Ok(Arc::new(Self {
             disk,
@@ -206,8 +242,8 @@ impl CqFiles {
         g.error.get_or_insert(what);
     }
 
-    /// Claims the files of `prefix` found at open: their chunk bases, and their names.
-    fn claim(&self, prefix: &str) -> BTreeMap<u64, String> {
+    /// Claims the files of `prefix` found at open: their chunk bases, names and widths.
+    fn claim(&self, prefix: &str) -> Vec<(u64, String, Width)> {
         let mut g = self.inner.lock().unwrap();
         let names: Vec<String> = g
             .unclaimed
@@ -215,13 +251,16 @@ impl CqFiles {
             .take_while(|n| n.starts_with(prefix))
             .cloned()
             .collect();
-        let mut out = BTreeMap::new();
+        let mut out = Vec::new();
         for n in names {
-            g.unclaimed.remove(&n);
-            let base = n[prefix.len()..n.len() - EXT.len()].parse::<u64>();
+            let Some(w) = Width::of(&n) else {
+                continue; // unreachable: only chunk names are kept at open
+            };
+            let base = n[prefix.len()..n.len() - w.ext().len()].parse::<u64>();
             match base {
                 Ok(b) if b % self.layout.chunk == 0 => {
-                    out.insert(b, n);
+                    g.unclaimed.remove(&n);
+                    out.push((b, n, w));
                 }
                 _ => {} // not ours (another queue whose prefix extends this one's)
             }
@@ -282,8 +321,8 @@ pub struct FileQueue {
     files: Arc<CqFiles>,
     lay: Layout,
     prefix: String,
-    /// Chunk bases that exist on disk.
-    chunks: BTreeSet<u64>,
+    /// Chunks that exist on disk, by base, with their layout.
+    chunks: BTreeMap<u64, Width>,
     /// Entries `[tail_base, end)` (the unwritten ones and a few written ones).
     tail_base: u64,
     tail: Vec<CqEntry>,
@@ -321,14 +360,14 @@ impl FileQueue {
     /// A new, empty queue starting at `start`; any files left under its name are removed.
     pub fn create(files: Arc<CqFiles>, topic: &str, queue: u32, start: u64) -> Self {
         let prefix = prefix(topic, queue);
-        for name in files.claim(&prefix).into_values() {
+        for (_, name, _) in files.claim(&prefix) {
             files.remove(&name);
         }
         Self {
             lay: files.layout,
             files,
             prefix,
-            chunks: BTreeSet::new(),
+            chunks: BTreeMap::new(),
             tail_base: start,
             tail: Vec::new(),
             written: start,
@@ -354,7 +393,7 @@ impl FileQueue {
             lay: files.layout,
             files: files.clone(),
             prefix,
-            chunks: BTreeSet::new(),
+            chunks: BTreeMap::new(),
             tail_base: end,
             tail: Vec::new(),
             written: end,
@@ -366,9 +405,15 @@ impl FileQueue {
         } else {
             (1, 0) // keep nothing
         };
-        for (base, name) in found {
+        for (base, name, w) in found {
             if base >= lo && base <= hi {
-                q.chunks.insert(base);
+                if q.chunks.insert(base, w).is_some() {
+                    // Never written so: a chunk is created only where none exists.
+                    return Err(format!(
+                        "consume queue {}: two files for the chunk at offset {base}",
+                        q.prefix
+                    ));
+                }
             } else {
                 files.remove(&name); // wholly below start (retention) or after end (stale)
             }
@@ -378,14 +423,14 @@ impl FileQueue {
         }
         let mut base = lo;
         while base <= hi {
-            if !q.chunks.contains(&base) {
+            let Some(w) = q.chunks.get(&base).copied() else {
                 return Err(format!(
                     "consume queue file {} is missing",
-                    chunk_name(&q.prefix, base)
+                    chunk_name(&q.prefix, base, Width::Wide)
                 ));
-            }
-            let need = (end.min(base + q.lay.chunk) - base) * ENTRY_BYTES as u64;
-            let name = chunk_name(&q.prefix, base);
+            };
+            let need = (end.min(base + q.lay.chunk) - base) * w.bytes() as u64;
+            let name = chunk_name(&q.prefix, base, w);
             let len = files
                 .handle(&name, false)
                 .and_then(|h| h.len())
@@ -455,17 +500,21 @@ impl FileQueue {
         while self.written < end {
             let base = self.lay.chunk_of(self.written);
             let upto = end.min(base + self.lay.chunk);
-            let mut buf = Vec::with_capacity((upto - self.written) as usize * ENTRY_BYTES);
+            // A chunk an older build started stays narrow to its end; new chunks are wide.
+            let (w, fresh) = match self.chunks.get(&base) {
+                Some(w) => (*w, false),
+                None => (Width::Wide, true),
+            };
+            let mut buf = Vec::with_capacity((upto - self.written) as usize * w.bytes());
             for o in self.written..upto {
-                encode(&self.tail[(o - self.tail_base) as usize], &mut buf);
+                encode(&self.tail[(o - self.tail_base) as usize], w, &mut buf);
             }
-            let name = chunk_name(&self.prefix, base);
-            let fresh = !self.chunks.contains(&base);
+            let name = chunk_name(&self.prefix, base, w);
             let h = self.files.handle(&name, fresh)?;
             if fresh {
-                self.chunks.insert(base);
+                self.chunks.insert(base, w);
             }
-            h.write_at(&buf, (self.written - base) * ENTRY_BYTES as u64)?;
+            h.write_at(&buf, (self.written - base) * w.bytes() as u64)?;
             self.dirty.insert(base);
             self.written = upto;
         }
@@ -479,10 +528,18 @@ impl FileQueue {
         while o < to {
             let base = self.lay.chunk_of(o);
             let upto = to.min(base + self.lay.chunk);
-            let mut buf = vec![0u8; (upto - o) as usize * ENTRY_BYTES];
-            let h = self.files.handle(&chunk_name(&self.prefix, base), false)?;
-            raft_store::disk::read_exact_at(&*h, &mut buf, (o - base) * ENTRY_BYTES as u64)?;
-            out.extend(buf.chunks_exact(ENTRY_BYTES).map(decode));
+            let Some(w) = self.chunks.get(&base).copied() else {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no chunk at offset {base}"),
+                ));
+            };
+            let mut buf = vec![0u8; (upto - o) as usize * w.bytes()];
+            let h = self
+                .files
+                .handle(&chunk_name(&self.prefix, base, w), false)?;
+            raft_store::disk::read_exact_at(&*h, &mut buf, (o - base) * w.bytes() as u64)?;
+            out.extend(buf.chunks_exact(w.bytes()).map(|b| decode(b, w)));
             o = upto;
         }
         Ok(out)
@@ -542,19 +599,21 @@ impl FileQueue {
         // replica anyway).
         let mut cp = QueueCheckpoint::default();
         for base in &self.dirty {
-            let name = chunk_name(&self.prefix, *base);
-            cp.sync.push(self.files.dir.join(name));
+            if let Some(w) = self.chunks.get(base) {
+                let name = chunk_name(&self.prefix, *base, *w);
+                cp.sync.push(self.files.dir.join(name));
+            }
         }
         self.dirty.clear();
-        let gone: Vec<u64> = self
+        let gone: Vec<(u64, Width)> = self
             .chunks
             .iter()
-            .copied()
-            .take_while(|b| b + self.lay.chunk <= start)
+            .map(|(b, w)| (*b, *w))
+            .take_while(|(b, _)| b + self.lay.chunk <= start)
             .collect();
-        for base in gone {
+        for (base, w) in gone {
             self.chunks.remove(&base);
-            let name = chunk_name(&self.prefix, base);
+            let name = chunk_name(&self.prefix, base, w);
             self.files.inner.lock().unwrap().handles.remove(&name);
             cp.obsolete.push(self.files.dir.join(name));
         }
@@ -588,11 +647,24 @@ mod tests {
             len: u32::MAX,
             tag_hash: 0xdead_beef,
             store_ms: 1 << 40,
+            group_hash: 0x0123_4567_89ab_cdef,
         };
         let mut b = Vec::new();
-        encode(&e, &mut b);
-        assert_eq!(b.len(), ENTRY_BYTES);
-        assert_eq!(decode(&b), e);
+        encode(&e, Width::Wide, &mut b);
+        assert_eq!(b.len(), Width::Wide.bytes());
+        assert_eq!(decode(&b, Width::Wide), e);
+        // A narrow (older) chunk has no group hash: read back as "not known".
+        let mut n = Vec::new();
+        encode(&e, Width::Narrow, &mut n);
+        assert_eq!(n.len(), 32);
+        assert_eq!(n[..], b[..32]);
+        assert_eq!(decode(&n, Width::Narrow), CqEntry { group_hash: 0, ..e });
+        assert_eq!(
+            Width::of("a.0.00000000000000000000.cq"),
+            Some(Width::Narrow)
+        );
+        assert_eq!(Width::of("a.0.00000000000000000000.cqg"), Some(Width::Wide));
+        assert_eq!(Width::of("a.0.tmp"), None);
         assert_eq!(prefix("%DLQ%g-1", 0), "%25DLQ%25g-1.0.");
         assert_eq!(prefix("a|b", 12), "a%7Cb.12.");
         let long = prefix(&"%".repeat(127), 3);

@@ -149,6 +149,11 @@ pub struct BrokerState {
     pub topic_max_age_ms: BTreeMap<String, u64>,
     /// Scheduled messages not yet delivered ([`timer`]).
     pub timers: Timers,
+    /// The log index of the [`Command::FifoGroups`] marker (0 until it applies): FIFO receives
+    /// tell message groups apart by the group hashes of messages stored at or after it. Every
+    /// replica that applied those stored the hashes; a message stored before may have been
+    /// stored by an older binary without one, so its group counts as not known everywhere.
+    pub groups_from: u64,
     /// Where new queues keep their entries (files on a broker replica; memory when absent).
     #[serde(skip)]
     files: QueueFiles,
@@ -302,6 +307,12 @@ impl BrokerState {
             Command::Ack(a) => self.ack(&a),
             Command::DeadLetter(a) => self.forward_to_dead_letter(now, &a),
             Command::Nack(a) => self.nack(now, &a),
+            Command::FifoGroups => {
+                if self.groups_from == 0 {
+                    self.groups_from = index;
+                }
+                Outcome::Done
+            }
             Command::ChangeInvisible(c) => self.change_invisible(now, c, true),
             Command::Renew(c) => self.change_invisible(now, c, false),
             Command::RenewMany(list) => Outcome::Renewed(
@@ -384,6 +395,7 @@ impl BrokerState {
             len,
             tag_hash: tag_hash(m.tag.as_deref()),
             store_ms: now,
+            group_hash: crate::model::message_group_hash(m.message_group.as_deref()),
         };
         let files = self.files.0.as_ref();
         let offset = self
@@ -444,6 +456,7 @@ impl BrokerState {
             if let Some(start) = starts.get(&(topic.clone(), *q)).copied() {
                 pq.next = pq.next.max(start);
                 pq.inflight = pq.inflight.split_off(&start);
+                pq.skipped = pq.skipped.split_off(&start);
             }
         }
     }
@@ -495,18 +508,17 @@ impl BrokerState {
             Some(q) => vec![q],
             None => (0..t.queues).collect(),
         };
+        let fifo = self.groups.get(group).is_some_and(|g| g.fifo);
         queues.into_iter().any(|q| {
-            let end = self
-                .queues
-                .get(&(topic.to_string(), q))
-                .map_or(0, |c| c.end());
-            let start = self
-                .queues
-                .get(&(topic.to_string(), q))
-                .map_or(0, |c| c.start());
+            let Some(cq) = self.queues.get(&(topic.to_string(), q)) else {
+                return false;
+            };
             match self.pops.get(&(group.to_string(), topic.to_string(), q)) {
-                Some(pq) => pq.has_visible(end, now_ms),
-                None => end > start,
+                Some(pq) if fifo => {
+                    round::fifo_could_take(cq, pq, now_ms, self.log_start, self.groups_from)
+                }
+                Some(pq) => pq.has_visible(cq.end(), now_ms),
+                None => cq.end() > cq.start(),
             }
         })
     }
@@ -543,6 +555,12 @@ impl BrokerState {
                 assert!(
                     *first >= start,
                     "in-flight offset {first} below the queue start {start}"
+                );
+            }
+            if let Some(first) = pq.skipped.first() {
+                assert!(
+                    *first >= start,
+                    "skipped offset {first} below the queue start {start}"
                 );
             }
         }

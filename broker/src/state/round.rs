@@ -1,8 +1,10 @@
-//! One receive (pop) as it is applied: its bounds, what it has taken so far, and the two ways
-//! it takes messages from a queue (expired deliveries again, then messages never handed out).
+//! One receive (pop) as it is applied: its bounds, what it has taken so far, and the ways it
+//! takes messages from a queue (expired deliveries again, then messages never handed out; for
+//! an orderly group, all of them in offset order, message group by message group).
 //! The choice of queues and their order, and the dead-letter topic, are [`BrokerState::pop`]'s.
 
 use std::cmp::Reverse;
+use std::collections::BTreeSet;
 use std::collections::BinaryHeap;
 
 use super::BrokerState;
@@ -17,6 +19,7 @@ use super::pop::PopQueue;
 use crate::command::Pop;
 use crate::command::PopOrder;
 use crate::command::Receipt;
+use crate::command::TagFilter;
 use crate::limits;
 use crate::model::QueueId;
 use crate::model::QueueOffset;
@@ -39,11 +42,128 @@ pub(super) struct PopRound<'a> {
     pub(super) max_attempts: u32,
     /// Body bytes the reply may still take.
     pub(super) budget: u64,
+    /// [`BrokerState::groups_from`].
+    pub(super) groups_from: u64,
     pub(super) deliveries: Vec<Delivery>,
     pub(super) dead: Vec<CqEntry>,
 }
 
+/// Where a FIFO receive's next candidate comes from.
+#[derive(Clone, Copy)]
+enum Source {
+    /// In flight, its invisibility over.
+    Expired,
+    /// Gone past earlier ([`PopQueue::skipped`]).
+    Skipped,
+    /// Never reached (`next`).
+    New,
+}
+
+/// The message group of `e` as FIFO receives see it: its hash if it was stored at or after
+/// the [`BrokerState::groups_from`] marker, else 0 (not known: ordered with everything).
+fn group_of(e: &CqEntry, groups_from: u64) -> u64 {
+    if groups_from != 0 && e.log_index >= groups_from {
+        e.group_hash
+    } else {
+        0
+    }
+}
+
+/// The message groups of an orderly group's queue that wait: each has a message in flight and
+/// still invisible (being processed). `None` if the whole queue waits: a message in flight
+/// whose group is not known (no group, or stored before the marker) orders with everything.
+fn blocked_groups(
+    cq: &ConsumeQueue,
+    pq: &PopQueue,
+    now: u64,
+    groups_from: u64,
+) -> Option<BTreeSet<u64>> {
+    let mut blocked = BTreeSet::new();
+    for (off, inf) in &pq.inflight {
+        if inf.deadline_ms > now {
+            match cq.get(*off).map(|e| group_of(&e, groups_from)) {
+                Some(h) if h != 0 => {
+                    blocked.insert(h);
+                }
+                _ => return None,
+            }
+        }
+    }
+    Some(blocked)
+}
+
+/// True if a FIFO receive at `now` would hand out something of this queue or move the
+/// group's receive state on (filters aside): it is tried on a copy, looking at one new message
+/// at most. A long poll waits instead of proposing receives that take nothing. (Before message
+/// groups were told apart, a FIFO queue blocked by its head still looked available, and a
+/// long poll proposed empty receives until the head was acknowledged; `fifo_model`'s
+/// `no-spin` check holds this to the receive itself.)
+pub(super) fn fifo_could_take(
+    cq: &ConsumeQueue,
+    pq: &PopQueue,
+    now: u64,
+    log_start: u64,
+    groups_from: u64,
+) -> bool {
+    let probe = Pop {
+        group: String::new(),
+        topic: String::new(),
+        queue: None,
+        max: 1,
+        invisible_ms: 0,
+        filter: TagFilter::All,
+        max_bytes: u64::MAX,
+        order: PopOrder::default(),
+    };
+    let mut round = PopRound {
+        p: &probe,
+        now,
+        log_start,
+        max: 1,
+        deadline: now,
+        // A message out of attempts is dead-lettered by the real receive: progress too.
+        max_attempts: u32::MAX,
+        budget: u64::MAX,
+        groups_from,
+        deliveries: Vec::new(),
+        dead: Vec::new(),
+    };
+    let mut trial = pq.clone();
+    round.take_fifo(0, cq, &mut trial, &mut 0, 1);
+    !round.deliveries.is_empty() || trial != *pq
+}
+
 impl PopRound<'_> {
+    /// Hands out `entry` at offset `off` of queue `q` as delivery `attempt`.
+    fn hand_out(
+        &mut self,
+        q: u32,
+        off: u64,
+        entry: CqEntry,
+        attempt: u32,
+        pq: &mut PopQueue,
+        receipt_seq: &mut u64,
+    ) {
+        *receipt_seq += 1;
+        let inf = Inflight {
+            deadline_ms: self.deadline,
+            attempt,
+            seq: *receipt_seq,
+        };
+        pq.inflight.insert(off, inf);
+        self.deliveries.push(Delivery {
+            topic: self.p.topic.clone(),
+            receipt: Receipt {
+                queue: QueueId(q),
+                offset: QueueOffset(off),
+                seq: inf.seq,
+            },
+            entry,
+            attempt,
+            deadline_ms: inf.deadline_ms,
+        });
+    }
+
     /// The reply must fit in a message: stop once the bodies reach the budget (at least one
     /// message always goes, or a message larger than the budget would never be delivered).
     fn full(&mut self, len: u32) -> bool {
@@ -82,24 +202,7 @@ impl PopRound<'_> {
                 self.dead.push(entry);
                 continue;
             }
-            *receipt_seq += 1;
-            let next = Inflight {
-                deadline_ms: self.deadline,
-                attempt: inf.attempt + 1,
-                seq: *receipt_seq,
-            };
-            pq.inflight.insert(off, next);
-            self.deliveries.push(Delivery {
-                topic: self.p.topic.clone(),
-                receipt: Receipt {
-                    queue: QueueId(q),
-                    offset: QueueOffset(off),
-                    seq: next.seq,
-                },
-                entry,
-                attempt: next.attempt,
-                deadline_ms: next.deadline_ms,
-            });
+            self.hand_out(q, off, entry, inf.attempt + 1, pq, receipt_seq);
         }
     }
 
@@ -133,24 +236,110 @@ impl PopRound<'_> {
                 break;
             }
             pq.next += 1;
-            *receipt_seq += 1;
-            let inf = Inflight {
-                deadline_ms: self.deadline,
-                attempt: 1,
-                seq: *receipt_seq,
+            self.hand_out(q, off, entry, 1, pq, receipt_seq);
+        }
+    }
+
+    /// Hands out queue `q` to an orderly (FIFO) group: expired deliveries, messages gone past
+    /// and new ones, merged in offset order, each only if no earlier message of its message
+    /// group is in flight and invisible. A message of a waiting group is gone past (recorded
+    /// in [`PopQueue::skipped`]) so other groups sharing the queue go on; RocketMQ instead
+    /// holds the whole queue while any message of it is being processed. A message whose
+    /// group is not known waits for everything before it, and nothing passes it.
+    pub(super) fn take_fifo(
+        &mut self,
+        q: u32,
+        cq: &ConsumeQueue,
+        pq: &mut PopQueue,
+        receipt_seq: &mut u64,
+        mut scan: u64,
+    ) {
+        pq.next = pq.next.max(cq.start());
+        pq.skipped = pq.skipped.split_off(&cq.start());
+        let Some(blocked) = blocked_groups(cq, pq, self.now, self.groups_from) else {
+            return;
+        };
+        // Something earlier than the candidate is left in this queue (in flight or gone past).
+        let mut behind = !blocked.is_empty();
+        let expired = pq.expired(self.now);
+        let skipped: Vec<u64> = pq.skipped.iter().copied().collect();
+        let (mut ei, mut si) = (0, 0);
+        while self.deliveries.len() < self.max {
+            let e = expired.get(ei).copied();
+            let s = skipped.get(si).copied();
+            let n = (pq.next < cq.end() && scan > 0).then_some(pq.next);
+            let Some(off) = [e, s, n].into_iter().flatten().min() else {
+                break;
             };
-            pq.inflight.insert(off, inf);
-            self.deliveries.push(Delivery {
-                topic: self.p.topic.clone(),
-                receipt: Receipt {
-                    queue: QueueId(q),
-                    offset: QueueOffset(off),
-                    seq: inf.seq,
-                },
-                entry,
-                attempt: 1,
-                deadline_ms: inf.deadline_ms,
-            });
+            let source = if e == Some(off) {
+                ei += 1;
+                Source::Expired
+            } else if s == Some(off) {
+                si += 1;
+                Source::Skipped
+            } else {
+                scan -= 1;
+                Source::New
+            };
+            let Some(entry) = cq.get(off) else {
+                break; // unreachable: every candidate is below the end
+            };
+            let gone = entry.log_index < self.log_start;
+            let unwanted = gone || !self.p.filter.matches(entry.tag_hash);
+            match source {
+                Source::Expired if gone => {
+                    pq.inflight.remove(&off);
+                    continue;
+                }
+                Source::Skipped if unwanted => {
+                    pq.skipped.remove(&off);
+                    continue;
+                }
+                Source::New if unwanted => {
+                    pq.next += 1; // consumed for this group, as `take_new` does
+                    continue;
+                }
+                _ => {}
+            }
+            let h = group_of(&entry, self.groups_from);
+            let waits = if h == 0 { behind } else { blocked.contains(&h) };
+            if waits {
+                if h == 0 {
+                    break;
+                }
+                behind = true;
+                if let Source::New = source {
+                    if pq.skipped.len() >= limits::MAX_FIFO_SKIPPED {
+                        break; // nothing more is remembered: the queue waits as a whole
+                    }
+                    pq.skipped.insert(off);
+                    pq.next += 1;
+                }
+                continue;
+            }
+            let attempt = match source {
+                Source::Expired => {
+                    let inf = pq.inflight[&off];
+                    if inf.attempt >= self.max_attempts {
+                        pq.inflight.remove(&off);
+                        self.dead.push(entry);
+                        continue;
+                    }
+                    inf.attempt + 1
+                }
+                Source::Skipped | Source::New => 1,
+            };
+            if self.full(entry.len) {
+                break;
+            }
+            match source {
+                Source::Skipped => {
+                    pq.skipped.remove(&off);
+                }
+                Source::New => pq.next += 1,
+                Source::Expired => {}
+            }
+            self.hand_out(q, off, entry, attempt, pq, receipt_seq);
         }
     }
 }
@@ -167,9 +356,9 @@ impl BrokerState {
             .groups
             .get(&p.group)
             .map_or(DEFAULT_MAX_ATTEMPTS, |g| g.max_delivery_attempts);
-        // An orderly (FIFO) group reads a queue strictly in order: while any message it took
-        // from the queue is still invisible (being processed), nothing else of that queue is
-        // handed out; expired ones come back first, before anything newer.
+        // An orderly (FIFO) group reads each message group strictly in order: while a message
+        // it took is still invisible (being processed), nothing newer of its message group is
+        // handed out; expired ones come back first, before anything newer (`take_fifo`).
         let fifo = self.groups.get(&p.group).is_some_and(|g| g.fifo);
         let mut round = PopRound {
             p,
@@ -179,6 +368,7 @@ impl BrokerState {
             deadline: now.saturating_add(p.invisible_ms),
             max_attempts,
             budget: p.max_bytes,
+            groups_from: self.groups_from,
             deliveries: Vec::new(),
             dead: Vec::new(),
         };
@@ -196,7 +386,8 @@ impl BrokerState {
                 .pops
                 .entry((p.group.clone(), p.topic.clone(), q))
                 .or_default();
-            if fifo && pq.inflight.values().any(|i| i.deadline_ms > now) {
+            if fifo {
+                round.take_fifo(q, cq, pq, &mut self.receipt_seq, limits::MAX_POP_SCAN);
                 continue;
             }
             // Expired deliveries first, oldest offset first: a retry is due.

@@ -301,7 +301,8 @@ impl BrokerCluster {
         };
         for g in 1..=self.groups {
             let cq = std::path::PathBuf::from(format!("/data/group-{g}/cq"));
-            if let Some(name) = sorted(&cq, ".cq").first() {
+            // Chunk files: `.cqg`, or `.cq` written by an older layout.
+            if let Some(name) = sorted(&cq, ".cqg").first() {
                 let path = cq.join(name);
                 disk.remove(&path).ok()?;
                 return Some(format!("removed {}", path.display()));
