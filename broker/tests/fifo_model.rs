@@ -253,6 +253,9 @@ struct Model {
     msgs: BTreeMap<(u32, u64), (Option<&'static str>, bool)>,
     /// The marker applied.
     marked: bool,
+    /// Queues that held messages when it applied: their groups do not count (until offset
+    /// 2^17, which the test never reaches).
+    uncounted: std::collections::BTreeSet<u32>,
     /// Receipts handed out and not acknowledged: the latest per message.
     open: BTreeMap<(u32, u64), Receipt>,
 }
@@ -289,6 +292,7 @@ fn run(ops: Vec<Op>, seed: u64) {
     let mut m = Model {
         msgs: BTreeMap::new(),
         marked: false,
+        uncounted: Default::default(),
         open: BTreeMap::new(),
     };
     let mut n = 0u64;
@@ -316,7 +320,7 @@ fn run(ops: Vec<Op>, seed: u64) {
                 let Outcome::Sent { queue, offset } = o else {
                     panic!("{o:?}")
                 };
-                let g = GROUPS[group].filter(|_| m.marked);
+                let g = GROUPS[group].filter(|_| m.marked && !m.uncounted.contains(&queue.0));
                 m.msgs.insert((queue.0, offset.0), (g, false));
             }
             Op::Pop {
@@ -370,6 +374,9 @@ fn run(ops: Vec<Op>, seed: u64) {
             Op::Advance { ms } => h.now += ms as u64,
             Op::Mark => {
                 mark(&mut h);
+                if !m.marked {
+                    m.uncounted = m.msgs.keys().map(|(q, _)| *q).collect();
+                }
                 m.marked = true;
             }
         }
@@ -411,35 +418,47 @@ proptest! {
 }
 
 /// Messages stored before the FIFO-groups marker (by a build that may not have recorded their
-/// group) wait for everything before them, as FIFO receives always did; those stored after it
-/// wait only for their own group.
+/// group) wait for everything before them, as FIFO receives always did, and so does a queue
+/// that held messages then, up to its next chunk boundary (an upgraded replica appends to the
+/// older build's chunk, which has no room for group hashes); a queue that starts after the
+/// marker tells groups apart from its first message.
 #[test]
 fn messages_from_before_the_marker_wait_for_the_whole_queue() {
     let mut h = Harness::new(1_000);
     h.twin = Some(Twin::new(5));
-    setup(&mut h, 1);
-    // 0 A, 1 B before the marker; 2 A, 3 B after it.
+    setup(&mut h, 2);
+    // Queue 0: 0 A, 1 B before the marker; 2 A, 3 B after it. Queue 1: 0 A, 1 B after it.
     h.apply(&[
         Command::Send(grouped(0, 0, Some("A"))),
         Command::Send(grouped(0, 1, Some("B"))),
     ]);
     mark(&mut h);
+    assert_eq!(
+        h.state.grouped_from,
+        BTreeMap::from([(("t".to_string(), 0), 1 << 17)])
+    );
     h.apply(&[
         Command::Send(grouped(0, 2, Some("A"))),
         Command::Send(grouped(0, 3, Some("B"))),
+        Command::Send(grouped(1, 4, Some("A"))),
+        Command::Send(grouped(1, 5, Some("B"))),
     ]);
-    let first = h.apply1(pop(1, 100, None));
-    assert_eq!(offsets(&first), vec![0]);
-    // A's 0 has no group that counts: it holds the whole queue.
-    assert!(!h.state.has_visible("g", "t", None, h.now));
-    assert_eq!(offsets(&h.apply1(pop(10, 100, None))), Vec::<u64>::new());
-    h.apply1(ack(got(&first)[0].2));
-    let second = h.apply1(pop(1, 100, None));
-    assert_eq!(offsets(&second), vec![1]);
-    h.apply1(ack(got(&second)[0].2));
-    // From here on, groups count: A's 2 in flight does not hold B's 3.
-    assert_eq!(offsets(&h.apply1(pop(1, 100, None))), vec![2]);
-    assert_eq!(offsets(&h.apply1(pop(10, 100, None))), vec![3]);
+    let q0 = Some(0);
+    let mut taken = Vec::new();
+    for _ in 0..4 {
+        let o = h.apply1(pop(1, 100, q0));
+        assert_eq!(offsets(&o).len(), 1);
+        // Each holds the whole queue until acknowledged.
+        assert!(!h.state.has_visible("g", "t", q0, h.now));
+        assert_eq!(offsets(&h.apply1(pop(10, 100, q0))), Vec::<u64>::new());
+        taken.extend(offsets(&o));
+        h.apply1(ack(got(&o)[0].2));
+    }
+    assert_eq!(taken, vec![0, 1, 2, 3]);
+    // Queue 1 started after the marker: A's 0 in flight does not hold B's 1.
+    let q1 = Some(1);
+    assert_eq!(offsets(&h.apply1(pop(1, 100, q1))), vec![0]);
+    assert_eq!(offsets(&h.apply1(pop(10, 100, q1))), vec![1]);
     // A second marker changes nothing.
     let from = h.state.groups_from;
     mark(&mut h);

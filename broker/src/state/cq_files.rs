@@ -3,8 +3,9 @@
 //! directory — RocketMQ's ConsumeQueue layout (offset → log position, size, tag hash, store
 //! time) plus the message group's hash, so finding offset `o` is one read at `(o - base) * 40`.
 //! Chunks an older build wrote (`.cq`, 32 bytes an entry, no group hash) are read and
-//! appended to as they are; their entries have group hash 0 ("not known"), which a FIFO
-//! receive orders with every message of the queue, as before.
+//! appended to as they are; their entries have group hash 0 ("not known"). The replicated
+//! state counts no group hash below the first chunk boundary after the marker that enables
+//! them ([`crate::state::BrokerState::grouped_from`]), so every replica reads the same.
 //!
 //! The files are a cache of state the log defines, made durable by checkpoints: a state
 //! snapshot ([`crate::app::BrokerApp`]'s checkpoint) first writes every queue's pending
@@ -36,6 +37,10 @@ use raft_store::disk::Disk;
 use raft_store::disk::DiskFile;
 
 use super::consume_queue::CqEntry;
+
+/// Entries per chunk file on a broker ([`Layout::default`]). The replicated state relies on
+/// it ([`crate::state::BrokerState::grouped_from`]); a layout's chunk must divide it.
+pub const CHUNK_ENTRIES: u64 = 1 << 17;
 
 /// How a chunk file lays out its entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +92,7 @@ pub struct Layout {
 impl Default for Layout {
     fn default() -> Self {
         Self {
-            chunk: 1 << 17,
+            chunk: CHUNK_ENTRIES,
             flush: 128,
             keep: 64,
             read_block: 128,
@@ -205,6 +210,7 @@ impl CqFiles {
         layout: Layout,
     ) -> io::Result<Arc<Self>> {
         assert!(layout.read_block > 0 && layout.chunk.is_multiple_of(layout.read_block));
+        assert!(CHUNK_ENTRIES.is_multiple_of(layout.chunk));
         assert!(layout.flush > 0);
         let dir = dir.as_ref().to_path_buf();
         disk.create_dir_all(&dir)?;
@@ -670,5 +676,58 @@ mod tests {
         let long = prefix(&"%".repeat(127), 3);
         assert!(long.len() < 200 && long.ends_with(".3."));
         assert_ne!(long, prefix(&"%".repeat(126), 3));
+    }
+
+    /// A queue an older build kept (a narrow chunk) is attached, appended to in that chunk
+    /// (whose entries have no room for a hash) and past it in a wide one, and read back alike
+    /// after a checkpoint and a fresh attach.
+    #[test]
+    fn a_narrow_chunk_of_an_older_build_is_read_and_appended_to() {
+        use raft_store::disk::Disk;
+        let disk = Arc::new(raft_store::disk::SimDisk::new(1));
+        let e = |i: u64, g: u64| CqEntry {
+            log_index: 10 + i,
+            pos: 0,
+            len: 5,
+            tag_hash: 1,
+            store_ms: 1_000 + i,
+            group_hash: g,
+        };
+        let lay = Layout::tiny(); // 8 entries a chunk
+        let d: Arc<dyn Disk> = disk.clone();
+        d.create_dir_all(Path::new("/cq")).unwrap();
+        let mut old = Vec::new();
+        for i in 0..5 {
+            encode(&e(i, 0), Width::Narrow, &mut old);
+        }
+        let narrow = d
+            .create(Path::new("/cq/t.0.00000000000000000000.cq"))
+            .unwrap();
+        narrow.write_at(&old, 0).unwrap();
+        let files = CqFiles::open_with(d.clone(), "/cq", lay).unwrap();
+        let mut q = FileQueue::attach(files, "t", 0, 0, 5, 100).unwrap();
+        for i in 5..12 {
+            q.push(e(i, 7), i);
+        }
+        let cp = q.checkpoint(0).unwrap();
+        let names: Vec<String> = cp
+            .sync
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "t.0.00000000000000000000.cq",
+                "t.0.00000000000000000008.cqg"
+            ]
+        );
+        let files = CqFiles::open_with(d, "/cq", lay).unwrap();
+        let q = FileQueue::attach(files, "t", 0, 0, 12, 100).unwrap();
+        for i in 0..12 {
+            // Stored by this build in the narrow chunk: the hash is not on disk.
+            let g = if i < 8 { 0 } else { 7 };
+            assert_eq!(q.get(i, 0), Some(e(i, g)), "offset {i}");
+        }
     }
 }

@@ -34,6 +34,8 @@ impl BrokerState {
         if self.take_inflight(a).is_none() {
             return Outcome::Rejected(self.why_not_in_flight(a));
         }
+        let rule = self.group_rule(&a.topic, a.receipt.queue.0);
+        let entry = rule.dead(a.receipt.offset.0, entry);
         self.dead_letter(&a.group, now, vec![entry]);
         Outcome::DeadLettered
     }

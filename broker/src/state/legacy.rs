@@ -174,6 +174,7 @@ impl From<StateV2> for BrokerState {
             topic_max_age_ms: BTreeMap::new(),
             timers: Default::default(),
             groups_from: 0,
+            grouped_from: BTreeMap::new(),
             files: QueueFiles::default(),
         }
     }
@@ -246,6 +247,7 @@ impl From<StateV4> for BrokerState {
             topic_max_age_ms: l.topic_max_age_ms,
             timers: l.timers,
             groups_from: 0,
+            grouped_from: BTreeMap::new(),
             files: QueueFiles::default(),
         }
     }

@@ -154,6 +154,12 @@ pub struct BrokerState {
     /// replica that applied those stored the hashes; a message stored before may have been
     /// stored by an older binary without one, so its group counts as not known everywhere.
     pub groups_from: u64,
+    /// Queues that held messages when the marker applied: the offset from which their group
+    /// hashes count, the next chunk boundary ([`cq_files::CHUNK_ENTRIES`]). A replica that
+    /// kept such a queue since an older build appends to that build's last chunk file, whose
+    /// entries have no room for a hash; past it every replica's chunks have one. (Queues
+    /// created since count from 0.)
+    pub grouped_from: BTreeMap<(String, u32), u64>,
     /// Where new queues keep their entries (files on a broker replica; memory when absent).
     #[serde(skip)]
     files: QueueFiles,
@@ -310,6 +316,12 @@ impl BrokerState {
             Command::FifoGroups => {
                 if self.groups_from == 0 {
                     self.groups_from = index;
+                    for (key, cq) in &self.queues {
+                        let from = cq.end().next_multiple_of(cq_files::CHUNK_ENTRIES);
+                        if from > 0 {
+                            self.grouped_from.insert(key.clone(), from);
+                        }
+                    }
                 }
                 Outcome::Done
             }
@@ -514,13 +526,29 @@ impl BrokerState {
                 return false;
             };
             match self.pops.get(&(group.to_string(), topic.to_string(), q)) {
-                Some(pq) if fifo => {
-                    round::fifo_could_take(cq, pq, now_ms, self.log_start, self.groups_from)
-                }
+                Some(pq) if fifo => round::fifo_could_take(
+                    cq,
+                    pq,
+                    now_ms,
+                    self.log_start,
+                    self.group_rule(topic, q),
+                ),
                 Some(pq) => pq.has_visible(cq.end(), now_ms),
                 None => cq.end() > cq.start(),
             }
         })
+    }
+
+    /// Which group hashes of queue (`topic`, `q`) count.
+    fn group_rule(&self, topic: &str, q: u32) -> round::GroupRule {
+        round::GroupRule {
+            groups_from: self.groups_from,
+            queue_from: self
+                .grouped_from
+                .get(&(topic.to_string(), q))
+                .copied()
+                .unwrap_or(0),
+        }
     }
 
     /// The earliest time an in-flight message of `group` on `topic` becomes visible again.

@@ -42,8 +42,6 @@ pub(super) struct PopRound<'a> {
     pub(super) max_attempts: u32,
     /// Body bytes the reply may still take.
     pub(super) budget: u64,
-    /// [`BrokerState::groups_from`].
-    pub(super) groups_from: u64,
     pub(super) deliveries: Vec<Delivery>,
     pub(super) dead: Vec<CqEntry>,
 }
@@ -59,13 +57,35 @@ enum Source {
     New,
 }
 
-/// The message group of `e` as FIFO receives see it: its hash if it was stored at or after
-/// the [`BrokerState::groups_from`] marker, else 0 (not known: ordered with everything).
-fn group_of(e: &CqEntry, groups_from: u64) -> u64 {
-    if groups_from != 0 && e.log_index >= groups_from {
-        e.group_hash
-    } else {
-        0
+/// Which group hashes of one queue count ([`BrokerState::groups_from`],
+/// [`BrokerState::grouped_from`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct GroupRule {
+    /// The marker's log index (0: not applied yet).
+    pub(super) groups_from: u64,
+    /// The queue's first offset whose hash counts.
+    pub(super) queue_from: u64,
+}
+
+impl GroupRule {
+    /// The message group of `e`, at offset `off`, as FIFO receives see it: its hash if every
+    /// replica stored one (the message was stored at or after the marker, at or past the
+    /// queue's first counted offset), else 0 (not known: ordered with everything).
+    pub(super) fn of(self, off: u64, e: &CqEntry) -> u64 {
+        if self.groups_from != 0 && e.log_index >= self.groups_from && off >= self.queue_from {
+            e.group_hash
+        } else {
+            0
+        }
+    }
+
+    /// `e` as a dead-letter queue keeps it: with the group that counts here, which stays
+    /// true wherever the copy sits.
+    pub(super) fn dead(self, off: u64, e: CqEntry) -> CqEntry {
+        CqEntry {
+            group_hash: self.of(off, &e),
+            ..e
+        }
     }
 }
 
@@ -76,12 +96,12 @@ fn blocked_groups(
     cq: &ConsumeQueue,
     pq: &PopQueue,
     now: u64,
-    groups_from: u64,
+    rule: GroupRule,
 ) -> Option<BTreeSet<u64>> {
     let mut blocked = BTreeSet::new();
     for (off, inf) in &pq.inflight {
         if inf.deadline_ms > now {
-            match cq.get(*off).map(|e| group_of(&e, groups_from)) {
+            match cq.get(*off).map(|e| rule.of(*off, &e)) {
                 Some(h) if h != 0 => {
                     blocked.insert(h);
                 }
@@ -103,7 +123,7 @@ pub(super) fn fifo_could_take(
     pq: &PopQueue,
     now: u64,
     log_start: u64,
-    groups_from: u64,
+    rule: GroupRule,
 ) -> bool {
     let probe = Pop {
         group: String::new(),
@@ -124,12 +144,11 @@ pub(super) fn fifo_could_take(
         // A message out of attempts is dead-lettered by the real receive: progress too.
         max_attempts: u32::MAX,
         budget: u64::MAX,
-        groups_from,
         deliveries: Vec::new(),
         dead: Vec::new(),
     };
     let mut trial = pq.clone();
-    round.take_fifo(0, cq, &mut trial, &mut 0, 1);
+    round.take_fifo(0, cq, &mut trial, &mut 0, 1, rule);
     !round.deliveries.is_empty() || trial != *pq
 }
 
@@ -182,6 +201,7 @@ impl PopRound<'_> {
         cq: &ConsumeQueue,
         pq: &mut PopQueue,
         receipt_seq: &mut u64,
+        rule: GroupRule,
     ) {
         for off in pq.expired(self.now) {
             if self.deliveries.len() >= self.max {
@@ -199,7 +219,7 @@ impl PopRound<'_> {
             }
             if inf.attempt >= self.max_attempts {
                 pq.inflight.remove(&off);
-                self.dead.push(entry);
+                self.dead.push(rule.dead(off, entry));
                 continue;
             }
             self.hand_out(q, off, entry, inf.attempt + 1, pq, receipt_seq);
@@ -253,10 +273,11 @@ impl PopRound<'_> {
         pq: &mut PopQueue,
         receipt_seq: &mut u64,
         mut scan: u64,
+        rule: GroupRule,
     ) {
         pq.next = pq.next.max(cq.start());
         pq.skipped = pq.skipped.split_off(&cq.start());
-        let Some(blocked) = blocked_groups(cq, pq, self.now, self.groups_from) else {
+        let Some(blocked) = blocked_groups(cq, pq, self.now, rule) else {
             return;
         };
         // Something earlier than the candidate is left in this queue (in flight or gone past).
@@ -301,7 +322,7 @@ impl PopRound<'_> {
                 }
                 _ => {}
             }
-            let h = group_of(&entry, self.groups_from);
+            let h = rule.of(off, &entry);
             let waits = if h == 0 { behind } else { blocked.contains(&h) };
             if waits {
                 if h == 0 {
@@ -322,7 +343,7 @@ impl PopRound<'_> {
                     let inf = pq.inflight[&off];
                     if inf.attempt >= self.max_attempts {
                         pq.inflight.remove(&off);
-                        self.dead.push(entry);
+                        self.dead.push(rule.dead(off, entry));
                         continue;
                     }
                     inf.attempt + 1
@@ -368,7 +389,6 @@ impl BrokerState {
             deadline: now.saturating_add(p.invisible_ms),
             max_attempts,
             budget: p.max_bytes,
-            groups_from: self.groups_from,
             deliveries: Vec::new(),
             dead: Vec::new(),
         };
@@ -381,17 +401,18 @@ impl BrokerState {
             if round.deliveries.len() >= round.max {
                 break;
             }
+            let rule = self.group_rule(&p.topic, q);
             let cq = self.queues.get(&(p.topic.clone(), q)).unwrap_or(&empty);
             let pq = self
                 .pops
                 .entry((p.group.clone(), p.topic.clone(), q))
                 .or_default();
             if fifo {
-                round.take_fifo(q, cq, pq, &mut self.receipt_seq, limits::MAX_POP_SCAN);
+                round.take_fifo(q, cq, pq, &mut self.receipt_seq, limits::MAX_POP_SCAN, rule);
                 continue;
             }
             // Expired deliveries first, oldest offset first: a retry is due.
-            round.redeliver_expired(q, cq, pq, &mut self.receipt_seq);
+            round.redeliver_expired(q, cq, pq, &mut self.receipt_seq, rule);
             // Then messages never handed out to this group.
             if merge {
                 open.push(q);
