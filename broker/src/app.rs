@@ -95,6 +95,14 @@ impl BrokerApp {
         Ok(legacy.into())
     }
 
+    /// Timer slots of `slot_ms` instead of [`crate::state::timer::SLOT_MS`] (tests: to cross
+    /// slots in milliseconds). Only for a state with no timers.
+    pub fn with_timer_slot(mut self, slot_ms: u64) -> Self {
+        assert!(self.state.timers.is_empty());
+        self.state.timers = crate::state::timer::Timers::with_slot(slot_ms);
+        self
+    }
+
     /// The state.
     pub fn state(&self) -> &BrokerState {
         &self.state
@@ -354,7 +362,7 @@ mod tests {
         applied_index: u64,
         log_start: u64,
         topic_max_age_ms: &'a BTreeMap<String, u64>,
-        timers: &'a crate::state::timer::Timers,
+        timers: crate::state::legacy::TimersV4,
     }
 
     fn v4_body(s: &crate::state::BrokerState) -> Vec<u8> {
@@ -380,7 +388,10 @@ mod tests {
             applied_index: s.applied_index,
             log_start: s.log_start,
             topic_max_age_ms: &s.topic_max_age_ms,
-            timers: &s.timers,
+            timers: {
+                assert!(s.timers.is_empty(), "the test's state has no timers");
+                Default::default()
+            },
         };
         bincode::serde::encode_to_vec(&v4, bincode::config::standard()).unwrap()
     }

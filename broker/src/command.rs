@@ -82,6 +82,9 @@ pub mod op {
     /// empty body). Proposed once by a leader of this version: a replica too old to do so stops
     /// here instead of applying receives differently from the group.
     pub const FIFO_GROUPS: u8 = 22;
+    /// Nothing but the entry's time ([`super::Command::Advance`]; empty body): an idle leader
+    /// moves the state's clock so the timers of the next slot are read into memory.
+    pub const ADVANCE: u8 = 23;
 }
 
 /// Byte limit for decoding anything that crosses a process boundary or comes out of the log:
@@ -349,6 +352,8 @@ pub enum Command {
     Nack(Ack),
     /// [`op::FIFO_GROUPS`]
     FifoGroups,
+    /// [`op::ADVANCE`]
+    Advance,
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -386,12 +391,13 @@ impl Command {
             Command::DeadLetter(a) => (op::DEAD_LETTER, enc(a)),
             Command::Nack(a) => (op::NACK, enc(a)),
             Command::FifoGroups => (op::FIFO_GROUPS, Vec::new()),
+            Command::Advance => (op::ADVANCE, Vec::new()),
         }
     }
 
     /// True if this binary knows `op`.
     pub fn known_op(op: u8) -> bool {
-        (op::UPSERT_TOPIC..=op::FIFO_GROUPS).contains(&op)
+        (op::UPSERT_TOPIC..=op::ADVANCE).contains(&op)
     }
 
     /// Decodes one command body.
@@ -438,6 +444,8 @@ impl Command {
             op::NACK => Command::Nack(dec(body)?),
             op::FIFO_GROUPS if body.is_empty() => Command::FifoGroups,
             op::FIFO_GROUPS => return Err("a FIFO-groups marker with a body".into()),
+            op::ADVANCE if body.is_empty() => Command::Advance,
+            op::ADVANCE => return Err("an advance with a body".into()),
             other => {
                 return Err(format!(
                     "unknown op code {other}: this binary is older than the log"

@@ -227,7 +227,7 @@ pub fn check(c: &Command) -> Result<(), String> {
             name("topic", &o.topic)
         }
         // Any index is meaningful: apply clamps it below the entry's own.
-        Command::Retain(_) | Command::Expire(_) | Command::FifoGroups => Ok(()),
+        Command::Retain(_) | Command::Expire(_) | Command::FifoGroups | Command::Advance => Ok(()),
         Command::TopicRetention(t) => {
             name("topic", &t.topic)?;
             match t.max_age_ms {

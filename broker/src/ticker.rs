@@ -58,6 +58,13 @@ pub async fn run(replica: Weak<Replica>) {
                 tracing::debug!(group = %r.group_id(), "FIFO-groups marker not committed yet");
             }
         }
+        let now = r.leader_now();
+        if r.is_leader() && r.read(|s| s.timers.needs_advance(now)) {
+            // An idle group's clock moves only with entries: nudge it so the next slot's
+            // timers are read into memory before they are due.
+            let advanced = r.submit(Command::Advance);
+            let _ = tokio::time::timeout(PROPOSAL_WAIT, advanced).await;
+        }
         if r.is_leader() {
             let now = r.leader_now();
             let (mut due, next) = r.read(|s| (s.timers.due(now, ROUND), s.timers.next_due()));

@@ -341,6 +341,15 @@ impl ConsumeQueue {
         }
     }
 
+    /// The queue is gone from the state: the files to remove once a checkpoint without it
+    /// is persisted.
+    pub fn retire(self) -> Vec<std::path::PathBuf> {
+        match self.backing {
+            Backing::File(f) => f.retire(),
+            Backing::Mem(_) | Backing::Detached => Vec::new(),
+        }
+    }
+
     /// Checks internal invariants (tests and simulation); O(1) for file-backed queues beyond
     /// the tail in memory.
     pub fn check_invariants(&self) {

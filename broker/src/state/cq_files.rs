@@ -626,6 +626,17 @@ impl FileQueue {
         Ok(cp)
     }
 
+    /// The queue is gone: every chunk file it has, to remove after the next checkpoint.
+    pub fn retire(self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for (base, w) in &self.chunks {
+            let name = chunk_name(&self.prefix, *base, *w);
+            self.files.inner.lock().unwrap().handles.remove(&name);
+            out.push(self.files.dir.join(name));
+        }
+        out
+    }
+
     /// Checks the tail (the part in memory) against the queue's bounds.
     pub fn check_invariants(&self, start: u64, end: u64) {
         assert_eq!(

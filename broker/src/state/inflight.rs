@@ -46,7 +46,11 @@ impl BrokerState {
         let given = self
             .pops
             .get(&(a.group.clone(), a.topic.clone(), a.receipt.queue.0))
-            .is_some_and(|pq| a.receipt.offset.0 < pq.next && a.receipt.seq <= self.receipt_seq);
+            .is_some_and(|pq| {
+                let off = a.receipt.offset.0;
+                // A message a FIFO receive went past was never handed out.
+                off < pq.next && !pq.skipped.contains(&off) && a.receipt.seq <= self.receipt_seq
+            });
         if given {
             Reject::NoLongerInFlight
         } else {

@@ -24,7 +24,9 @@ use super::consume_queue::CqEntry;
 use super::offsets::ConsumerOffsets;
 use super::pop::Inflight;
 use super::pop::PopQueue;
+use super::timer::Pending;
 use super::timer::Timers;
+use crate::command::TimerKey;
 use crate::model::GroupConfig;
 use crate::model::TopicConfig;
 
@@ -229,7 +231,18 @@ pub struct StateV4 {
     applied_index: u64,
     log_start: u64,
     topic_max_age_ms: BTreeMap<String, u64>,
-    timers: Timers,
+    timers: TimersV4,
+}
+
+/// Timers as versions 4 held them: all in memory.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct TimersV4 {
+    /// Pending timers.
+    pub pending: BTreeMap<TimerKey, Pending>,
+    /// Fired so far.
+    pub fired: u64,
+    /// Recalled so far.
+    pub recalled: u64,
 }
 
 impl From<StateV4> for BrokerState {
@@ -245,7 +258,7 @@ impl From<StateV4> for BrokerState {
             applied_index: l.applied_index,
             log_start: l.log_start,
             topic_max_age_ms: l.topic_max_age_ms,
-            timers: l.timers,
+            timers: Timers::from_pending(l.timers.pending, l.timers.fired, l.timers.recalled),
             groups_from: 0,
             grouped_from: BTreeMap::new(),
             files: QueueFiles::default(),

@@ -211,6 +211,7 @@ impl BrokerState {
             }
             cq.attach(&files, topic, *q, self.applied_index)?;
         }
+        self.timers.attach(&files, self.applied_index)?;
         files.remove_unclaimed();
         self.files = QueueFiles(Some(files));
         Ok(())
@@ -226,6 +227,11 @@ impl BrokerState {
                 ));
             }
         }
+        if !self.timers.detached_to_memory() {
+            return Err(
+                "timers are kept in files, and no consume-queue directory was given".into(),
+            );
+        }
         Ok(())
     }
 
@@ -239,6 +245,9 @@ impl BrokerState {
             cp.sync.extend(q.sync);
             cp.obsolete.extend(q.obsolete);
         }
+        let (sync, obsolete) = self.timers.checkpoint()?;
+        cp.sync.extend(sync);
+        cp.obsolete.extend(obsolete);
         if let Some(f) = &self.files.0 {
             cp.sync_dirs.push(f.dir().to_path_buf());
         }
@@ -264,6 +273,8 @@ impl BrokerState {
         self.applied_index = index;
         self.clock_ms = self.clock_ms.max(entry.now_ms);
         let now = self.clock_ms;
+        // Timers coming due move from their slot's files into memory (`timer`).
+        self.timers.advance(now);
         Ok(entry
             .commands
             .into_iter()
@@ -313,6 +324,8 @@ impl BrokerState {
             Command::Ack(a) => self.ack(&a),
             Command::DeadLetter(a) => self.forward_to_dead_letter(now, &a),
             Command::Nack(a) => self.nack(now, &a),
+            // The entry's time moved the clock (and loaded timers) above.
+            Command::Advance => Outcome::Done,
             Command::FifoGroups => {
                 if self.groups_from == 0 {
                     self.groups_from = index;
@@ -569,6 +582,7 @@ impl BrokerState {
 
     /// Checks every invariant (tests run it after every apply; so does the simulator).
     pub fn check_invariants(&self) {
+        self.timers.check_invariants();
         for ((topic, q), cq) in &self.queues {
             let t = self.topics.get(topic).expect("queue of an unknown topic");
             assert!(*q < t.queues, "queue {q} beyond {topic}'s {}", t.queues);

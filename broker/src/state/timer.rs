@@ -9,10 +9,20 @@
 //! `Fire` whose timer is not due at the entry's time is refused), and is never lost (it stays
 //! until a `Fire` or a recall removes it, and retention keeps its entry: [`Timers::oldest_index`]).
 //!
-//! Timers are held in memory (about 70 bytes each). Moving them to an on-disk wheel for
-//! millions of pending timers is issue 14's item 2, not done yet.
+//! Timers due within the current and the next slot ([`SLOT_MS`], ten minutes) are held in
+//! memory ("near", about 70 bytes each). Later ones wait in one append-only queue per slot
+//! ("far": consume-queue files under the name [`TIMER_QUEUE`], 40 bytes a timer, in log
+//! order), so a million timers pending for hours or days take disk, not memory. When the
+//! state's clock enters a slot, the next slot's queue is read into memory and its files are
+//! retired at the next checkpoint; a leader with nothing else to propose nudges the clock
+//! with [`crate::command::Command::Advance`]. Which timers are near and which far is state,
+//! decided by the entries' times, so every replica agrees; a recall of a far timer finds it by
+//! binary search (a slot's queue is in log order) and is remembered until its slot loads.
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::Serialize;
@@ -20,12 +30,22 @@ use serde::Serialize;
 use super::BrokerState;
 use super::Outcome;
 use super::Reject;
+use super::consume_queue::ConsumeQueue;
+use super::consume_queue::CqEntry;
+use super::cq_files::CqFiles;
 use crate::command;
 use crate::command::Fire;
 use crate::command::Recall;
 use crate::command::TimerKey;
 use crate::model::QueueId;
 use crate::model::StoredMessage;
+
+/// Width of a timer slot: the unit in which far timers are kept and loaded.
+pub const SLOT_MS: u64 = 600_000;
+
+/// The queue name of far timers' slots (queue id: the slot). Not a topic name any client or
+/// admin command can use (they allow `[%|a-zA-Z0-9_-]`), so its files never meet a topic's.
+pub const TIMER_QUEUE: &str = "\u{0}timers";
 
 /// What identifies the message behind a timer to a recall or a fire: a hash of its topic and
 /// message id (kept instead of the strings: a timer's memory is the key and this).
@@ -42,45 +62,227 @@ pub struct Pending {
     pub len: u32,
 }
 
+/// The far timers of one slot: a queue of records in log order (due time in `tag_hash`, the
+/// message's identity in `group_hash`).
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Bucket {
+    queue: ConsumeQueue,
+    /// The lowest log index of its timers (the first: the queue is in log order).
+    first_index: u64,
+}
+
+fn record(key: &TimerKey, p: &Pending, now: u64) -> CqEntry {
+    CqEntry {
+        log_index: key.log_index,
+        pos: key.pos,
+        len: p.len,
+        tag_hash: key.due_ms,
+        store_ms: now,
+        group_hash: p.identity,
+    }
+}
+
+fn unrecord(e: &CqEntry) -> (TimerKey, Pending) {
+    let key = TimerKey {
+        due_ms: e.tag_hash,
+        log_index: e.log_index,
+        pos: e.pos,
+    };
+    (
+        key,
+        Pending {
+            identity: e.group_hash,
+            len: e.len,
+        },
+    )
+}
+
+/// Slot queues read into memory, whose files go once a checkpoint no longer needs them. Not
+/// part of the state's value.
+#[derive(Debug, Default)]
+struct Retiring(Vec<ConsumeQueue>);
+
+impl PartialEq for Retiring {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Retiring {}
+
 /// The pending timers of one group, and counts of what became of the others.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timers {
-    /// Pending timers.
-    pending: BTreeMap<TimerKey, Pending>,
+    /// Slot width (ms): [`SLOT_MS`], smaller in tests.
+    slot_ms: u64,
+    /// Every pending timer due before `loaded_to`, by key.
+    near: BTreeMap<TimerKey, Pending>,
+    /// A slot boundary: timers due from here on are far.
+    loaded_to: u64,
+    /// Far timers, by slot (due / `slot_ms`, at most `u32::MAX`).
+    far: BTreeMap<u32, Bucket>,
+    /// Far timers recalled (or fired early: never) since their slot's queue was written; they
+    /// are dropped when it loads.
+    recalled_far: BTreeSet<TimerKey>,
     /// Timers fired so far.
     pub fired: u64,
     /// Timers recalled so far.
     pub recalled: u64,
+    #[serde(skip)]
+    retiring: Retiring,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Self::with_slot(SLOT_MS)
+    }
 }
 
 impl Timers {
-    /// Adds a timer.
-    pub fn schedule(&mut self, key: TimerKey, p: Pending) {
-        self.pending.insert(key, p);
+    /// No timers, slots of `slot_ms` (tests use small ones to cross slots quickly).
+    pub fn with_slot(slot_ms: u64) -> Self {
+        assert!(slot_ms > 0);
+        Self {
+            slot_ms,
+            near: BTreeMap::new(),
+            loaded_to: 0,
+            far: BTreeMap::new(),
+            recalled_far: BTreeSet::new(),
+            fired: 0,
+            recalled: 0,
+            retiring: Retiring::default(),
+        }
+    }
+
+    /// Timers as an older snapshot held them: all in memory.
+    pub(super) fn from_pending(
+        pending: BTreeMap<TimerKey, Pending>,
+        fired: u64,
+        recalled: u64,
+    ) -> Self {
+        let mut t = Self::default();
+        if let Some(last) = pending.keys().map(|k| k.due_ms).max() {
+            t.loaded_to = t.slot_start(t.slot(last).saturating_add(1));
+        }
+        t.near = pending;
+        t.fired = fired;
+        t.recalled = recalled;
+        t
+    }
+
+    fn slot(&self, ms: u64) -> u32 {
+        u32::try_from(ms / self.slot_ms).unwrap_or(u32::MAX)
+    }
+
+    fn slot_start(&self, slot: u32) -> u64 {
+        u64::from(slot).saturating_mul(self.slot_ms)
+    }
+
+    /// Where near ends when the clock reads `now`: after the next slot.
+    fn horizon(&self, now: u64) -> u64 {
+        self.slot_start(self.slot(now).saturating_add(2))
+    }
+
+    /// True if the clock at `now` would load another slot: an idle leader proposes an
+    /// [`crate::command::Command::Advance`] then.
+    pub fn needs_advance(&self, now: u64) -> bool {
+        self.horizon(now) > self.loaded_to
+    }
+
+    /// Moves near's end to the horizon of `now`, reading the slots it passes into memory
+    /// (their queues retire). A record that cannot be read stops the replica (recorded by
+    /// the queue's files), as for consume queues.
+    pub fn advance(&mut self, now: u64) {
+        let to = self.horizon(now);
+        if to <= self.loaded_to {
+            return;
+        }
+        self.loaded_to = to;
+        let bound = self.slot(to);
+        while let Some(entry) = self.far.first_entry() {
+            if *entry.key() >= bound {
+                break;
+            }
+            let bucket = entry.remove();
+            let q = &bucket.queue;
+            for off in q.start()..q.end() {
+                let Some(e) = q.get(off) else {
+                    break; // unreadable: recorded, the replica stops
+                };
+                let (key, p) = unrecord(&e);
+                if !self.recalled_far.remove(&key) {
+                    self.near.insert(key, p);
+                }
+            }
+            self.retiring.0.push(bucket.queue);
+        }
+    }
+
+    /// Adds a timer (stored by the entry applied at `now`; far slots' queues are in `files`
+    /// when given).
+    pub fn schedule(&mut self, key: TimerKey, p: Pending, now: u64, files: Option<&Arc<CqFiles>>) {
+        if key.due_ms < self.loaded_to {
+            self.near.insert(key, p);
+            return;
+        }
+        let slot = self.slot(key.due_ms);
+        let bucket = self.far.entry(slot).or_insert_with(|| Bucket {
+            queue: ConsumeQueue::new(files, TIMER_QUEUE, slot),
+            first_index: key.log_index,
+        });
+        bucket.queue.push(record(&key, &p, now));
+    }
+
+    /// The far timer `key`'s record, if its slot's queue holds it (by binary search: a slot's
+    /// queue is in log order).
+    fn find_far(&self, key: &TimerKey) -> Option<Pending> {
+        let q = &self.far.get(&self.slot(key.due_ms))?.queue;
+        let (mut lo, mut hi) = (q.start(), q.end());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let e = q.get(mid)?;
+            match (e.log_index, e.pos).cmp(&(key.log_index, key.pos)) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => {
+                    let (k, p) = unrecord(&e);
+                    return (k == *key).then_some(p);
+                }
+            }
+        }
+        None
     }
 
     /// Removes the timer `key` if it is pending for the message `identity`; true if it was.
     pub fn take(&mut self, key: &TimerKey, identity: u64) -> bool {
-        if self
-            .pending
-            .get(key)
-            .is_some_and(|p| p.identity == identity)
-        {
-            self.pending.remove(key);
-            true
-        } else {
-            false
+        if key.due_ms < self.loaded_to {
+            let hit = self.near.get(key).is_some_and(|p| p.identity == identity);
+            if hit {
+                self.near.remove(key);
+            }
+            return hit;
         }
+        let hit = !self.recalled_far.contains(key)
+            && self.find_far(key).is_some_and(|p| p.identity == identity);
+        if hit {
+            self.recalled_far.insert(*key);
+        }
+        hit
     }
 
     /// True if `key` is pending.
     pub fn contains(&self, key: &TimerKey) -> bool {
-        self.pending.contains_key(key)
+        if key.due_ms < self.loaded_to {
+            self.near.contains_key(key)
+        } else {
+            !self.recalled_far.contains(key) && self.find_far(key).is_some()
+        }
     }
 
-    /// Up to `max` pending timers due at `now_ms`, earliest first.
+    /// Up to `max` pending timers due at `now_ms`, earliest first (all near: the horizon is
+    /// past the clock).
     pub fn due(&self, now_ms: u64, max: usize) -> Vec<(TimerKey, Pending)> {
-        self.pending
+        self.near
             .iter()
             .take_while(|(k, _)| k.due_ms <= now_ms)
             .take(max)
@@ -88,25 +290,101 @@ impl Timers {
             .collect()
     }
 
-    /// The earliest due time pending.
+    /// The earliest due time pending, or for far timers the start of their first slot (no
+    /// later than their due time).
     pub fn next_due(&self) -> Option<u64> {
-        self.pending.keys().next().map(|k| k.due_ms)
+        self.near.keys().next().map(|k| k.due_ms).or_else(|| {
+            self.far
+                .keys()
+                .next()
+                .map(|s| self.slot_start(*s).max(self.loaded_to))
+        })
     }
 
     /// How many timers are pending.
     pub fn len(&self) -> usize {
-        self.pending.len()
+        let far: u64 = self
+            .far
+            .values()
+            .map(|b| b.queue.end() - b.queue.start())
+            .sum();
+        self.near.len() + far as usize - self.recalled_far.len()
     }
 
     /// True if none is pending.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.len() == 0
     }
 
-    /// The lowest log index holding a pending timer's message: retention must keep it. O(n):
-    /// called when a retention entry applies (every few seconds), not per message.
+    /// How many pending timers are held in memory (the rest are in their slots' files).
+    pub fn in_memory(&self) -> usize {
+        self.near.len()
+    }
+
+    /// The end offsets of the slot queues that may have files: far slots, and slots read into
+    /// memory whose files the next checkpoint retires (tests count files by them).
+    pub fn slot_queue_ends(&self) -> Vec<u64> {
+        let far = self.far.values().map(|b| b.queue.end());
+        far.chain(self.retiring.0.iter().map(|q| q.end())).collect()
+    }
+
+    /// The lowest log index holding a pending timer's message: retention must keep it. O(near
+    /// + slots): called when a retention entry applies (every few seconds), not per message.
+    /// A far timer recalled still holds its entry until its slot loads.
     pub fn oldest_index(&self) -> Option<u64> {
-        self.pending.keys().map(|k| k.log_index).min()
+        let near = self.near.keys().map(|k| k.log_index).min();
+        let far = self.far.values().map(|b| b.first_index).min();
+        near.into_iter().chain(far).min()
+    }
+
+    /// Attaches the far slots' queues to their files after a restore (see
+    /// [`ConsumeQueue::attach`]).
+    pub(super) fn attach(&mut self, files: &Arc<CqFiles>, applied: u64) -> Result<(), String> {
+        for (slot, b) in self.far.iter_mut() {
+            b.queue.attach(files, TIMER_QUEUE, *slot, applied)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps restored far slots in memory (no files: tests); false if one holds timers.
+    pub(super) fn detached_to_memory(&mut self) -> bool {
+        self.far.values_mut().all(|b| b.queue.detached_to_memory())
+    }
+
+    /// Writes the far slots' pending records; what to sync before the snapshot, and what to
+    /// remove after it (the files of slots read into memory).
+    pub(super) fn checkpoint(&mut self) -> std::io::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+        let (mut sync, mut obsolete) = (Vec::new(), Vec::new());
+        for b in self.far.values_mut() {
+            let c = b.queue.checkpoint()?;
+            sync.extend(c.sync);
+            obsolete.extend(c.obsolete);
+        }
+        for q in self.retiring.0.drain(..) {
+            obsolete.extend(q.retire());
+        }
+        Ok((sync, obsolete))
+    }
+
+    /// Checks invariants (tests and the simulator).
+    pub fn check_invariants(&self) {
+        if let Some(k) = self.near.keys().next_back() {
+            assert!(
+                k.due_ms < self.loaded_to,
+                "a near timer due past the horizon"
+            );
+        }
+        for (slot, b) in &self.far {
+            assert!(
+                self.slot_start(*slot) >= self.loaded_to || *slot == u32::MAX,
+                "slot {slot} is far but before the horizon {}",
+                self.loaded_to
+            );
+            b.queue.check_invariants();
+        }
+        for k in &self.recalled_far {
+            assert!(k.due_ms >= self.loaded_to, "a recalled far timer is near");
+        }
     }
 }
 
@@ -135,13 +413,11 @@ impl BrokerState {
                     log_index: index,
                     pos,
                 };
-                self.timers.schedule(
-                    key,
-                    Pending {
-                        identity: identity(&m.topic, &m.message_id),
-                        len,
-                    },
-                );
+                let p = Pending {
+                    identity: identity(&m.topic, &m.message_id),
+                    len,
+                };
+                self.timers.schedule(key, p, now, self.files.0.as_ref());
                 Outcome::Scheduled { queue, key }
             }
             _ => self.store(index, now, m, queue, pos, len),
@@ -210,10 +486,12 @@ mod tests {
     #[test]
     fn due_timers_come_earliest_first_and_fire_once() {
         let mut t = Timers::default();
+        t.advance(0);
         let p = |identity| Pending { identity, len: 5 };
-        t.schedule(key(300, 1), p(7));
-        t.schedule(key(100, 2), p(8));
-        t.schedule(key(100, 3), p(9));
+        t.schedule(key(300, 1), p(7), 0, None);
+        t.schedule(key(100, 2), p(8), 0, None);
+        t.schedule(key(100, 3), p(9), 0, None);
+        assert_eq!(t.in_memory(), 3);
         let keys = |v: Vec<(TimerKey, Pending)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
         assert_eq!(keys(t.due(99, 10)), vec![]);
         assert_eq!(keys(t.due(200, 10)), vec![key(100, 2), key(100, 3)]);
@@ -225,5 +503,47 @@ mod tests {
         assert!(t.take(&key(100, 2), 8));
         assert!(!t.take(&key(100, 2), 8));
         assert_eq!(t.len(), 2);
+    }
+
+    /// Timers past the next slot wait in their slot's queue, not in memory; a recall finds
+    /// one there; entering the slot before reads it in (recalled ones dropped), in due order.
+    #[test]
+    fn far_timers_wait_in_their_slot_and_load_a_slot_ahead() {
+        let mut t = Timers::with_slot(1_000);
+        t.advance(0); // near: due before 2,000
+        let p = |identity| Pending { identity, len: 5 };
+        t.schedule(key(1_500, 1), p(1), 0, None);
+        t.schedule(key(5_900, 2), p(2), 0, None);
+        t.schedule(key(5_100, 3), p(3), 0, None);
+        t.schedule(key(7_000, 4), p(4), 0, None);
+        assert_eq!((t.len(), t.in_memory()), (4, 1));
+        assert_eq!(t.oldest_index(), Some(1));
+        assert!(t.contains(&key(5_100, 3)) && !t.contains(&key(5_100, 9)));
+        // Recalled in its slot: gone for good, though still in the queue's file.
+        assert!(!t.take(&key(5_900, 2), 7), "not that message");
+        assert!(t.take(&key(5_900, 2), 2));
+        assert!(!t.take(&key(5_900, 2), 2));
+        assert!(!t.contains(&key(5_900, 2)));
+        assert_eq!(t.len(), 3);
+        assert!(t.take(&key(1_500, 1), 1));
+        assert_eq!(
+            t.oldest_index(),
+            Some(2),
+            "a recalled far timer holds its entry"
+        );
+        assert_eq!(t.next_due(), Some(5_000), "the first slot's start");
+        // At 3,500 the horizon is 5,000: slot 5 is still far; at 4,000 it loads.
+        assert!(!t.needs_advance(0) && t.needs_advance(3_000));
+        t.advance(3_500);
+        assert_eq!(t.in_memory(), 0);
+        t.advance(4_000);
+        assert_eq!((t.len(), t.in_memory()), (2, 1));
+        assert_eq!(t.next_due(), Some(5_100));
+        let keys = |v: Vec<(TimerKey, Pending)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        assert_eq!(keys(t.due(6_000, 10)), vec![key(5_100, 3)]);
+        assert_eq!(t.oldest_index(), Some(3));
+        t.check_invariants();
+        // The slot's queue retires at the next checkpoint (in memory here: no files).
+        assert_eq!(t.checkpoint().unwrap(), (vec![], vec![]));
     }
 }

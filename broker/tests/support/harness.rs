@@ -44,29 +44,41 @@ pub struct Twin {
     /// Entries applied since (index, bytes, encoded outcomes).
     since: Vec<(u64, Vec<u8>, Vec<u8>)>,
     applies: u64,
+    /// Timer slot width, if not the default.
+    timer_slot: Option<u64>,
 }
 
 const CQ_DIR: &str = "/g/cq";
 
-fn twin_app(disk: &Arc<SimDisk>) -> BrokerApp {
+fn twin_app(disk: &Arc<SimDisk>, timer_slot: Option<u64>) -> BrokerApp {
     let d: Arc<dyn Disk> = disk.clone();
     let files = CqFiles::open_with(d, CQ_DIR, Layout::tiny()).unwrap();
-    BrokerApp::new(
+    let app = BrokerApp::new(
         Arc::new(tokio::sync::Notify::new()),
         Arc::new(ClusterClock::new()),
-    )
+    );
+    match timer_slot {
+        Some(ms) => app.with_timer_slot(ms),
+        None => app,
+    }
     .with_files(files)
 }
 
 impl Twin {
     pub fn new(seed: u64) -> Self {
+        Self::with_timer_slot(seed, None)
+    }
+
+    /// A twin whose timer slots are `slot_ms` wide (see `BrokerApp::with_timer_slot`).
+    pub fn with_timer_slot(seed: u64, slot_ms: Option<u64>) -> Self {
         let disk = Arc::new(SimDisk::new(seed));
         Self {
-            app: twin_app(&disk),
+            app: twin_app(&disk, slot_ms),
             disk,
             snapshot: None,
             since: Vec::new(),
             applies: 0,
+            timer_slot: slot_ms,
         }
     }
 
@@ -107,7 +119,7 @@ impl Twin {
     /// entries after it again, which must answer exactly as before.
     fn crash_and_recover(&mut self) {
         self.disk.crash();
-        self.app = twin_app(&self.disk);
+        self.app = twin_app(&self.disk, self.timer_slot);
         if let Some(s) = &self.snapshot {
             self.app.restore(s).unwrap();
         }
@@ -122,8 +134,10 @@ impl Twin {
         // Nothing but the chunks of live queues is left behind, none beyond a queue's end
         // (chunks wholly below a queue's start go at a later checkpoint).
         let chunk = Layout::tiny().chunk;
-        let live: u64 = (self.app.state().queues.values())
-            .map(|q| q.end() / chunk + 1)
+        let state = self.app.state();
+        let ends = state.queues.values().map(|q| q.end());
+        let live: u64 = (ends.chain(state.timers.slot_queue_ends()))
+            .map(|end| end / chunk + 1)
             .sum();
         assert!(
             names.len() as u64 <= live,
