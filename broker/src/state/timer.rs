@@ -41,7 +41,12 @@ use crate::model::QueueId;
 use crate::model::StoredMessage;
 
 /// Width of a timer slot: the unit in which far timers are kept and loaded.
+#[cfg(not(madsim))]
 pub const SLOT_MS: u64 = 600_000;
+/// In the whole-cluster simulation, whose delays are seconds, slots of half a second: most
+/// timers wait in slot files, and slots load through kills, partitions and power losses.
+#[cfg(madsim)]
+pub const SLOT_MS: u64 = 500;
 
 /// The queue name of far timers' slots (queue id: the slot). Not a topic name any client or
 /// admin command can use (they allow `[%|a-zA-Z0-9_-]`), so its files never meet a topic's.
