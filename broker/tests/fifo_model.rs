@@ -261,6 +261,12 @@ struct Model {
 }
 
 impl Model {
+    /// An open delivery, chosen by `pick`.
+    fn pick(&self, pick: u16) -> Option<(u32, u64)> {
+        let n = self.open.len().max(1);
+        self.open.keys().nth(pick as usize % n).copied()
+    }
+
     fn related(a: Option<&str>, b: Option<&str>) -> bool {
         a == b || a.is_none() || b.is_none()
     }
@@ -336,12 +342,7 @@ fn run(ops: Vec<Op>, seed: u64) {
                 );
             }
             Op::Ack { pick } => {
-                let Some(k) = m
-                    .open
-                    .keys()
-                    .nth(pick as usize % m.open.len().max(1))
-                    .copied()
-                else {
+                let Some(k) = m.pick(pick) else {
                     continue;
                 };
                 let r = m.open[&k];
@@ -353,12 +354,7 @@ fn run(ops: Vec<Op>, seed: u64) {
                 }
             }
             Op::Change { pick, invisible } => {
-                let Some(k) = m
-                    .open
-                    .keys()
-                    .nth(pick as usize % m.open.len().max(1))
-                    .copied()
-                else {
+                let Some(k) = m.pick(pick) else {
                     continue;
                 };
                 let o = h.apply1(Command::ChangeInvisible(ChangeInvisible {
