@@ -95,11 +95,13 @@ impl BrokerApp {
         Ok(legacy.into())
     }
 
-    /// Timer slots of `slot_ms` instead of [`crate::state::timer::SLOT_MS`] (tests: to cross
-    /// slots in milliseconds). Only for a state with no timers.
-    pub fn with_timer_slot(mut self, slot_ms: u64) -> Self {
+    /// Timer slots of `slot_ms`, loaded `load_batch` records an entry, instead of
+    /// [`crate::state::timer::SLOT_MS`] and [`crate::state::timer::LOAD_BATCH`] (tests: to
+    /// cross slots in milliseconds and load them over several entries). Only for a state with
+    /// no timers.
+    pub fn with_timer_slot(mut self, slot_ms: u64, load_batch: u64) -> Self {
         assert!(self.state.timers.is_empty());
-        self.state.timers = crate::state::timer::Timers::with_slot(slot_ms);
+        self.state.timers = crate::state::timer::Timers::with_slot(slot_ms, load_batch);
         self
     }
 

@@ -227,6 +227,22 @@ impl ConsumeQueue {
         }
     }
 
+    /// Entries `[from, to)` within the retained ones, in offset order (`None` if one could
+    /// not be read: the error is recorded and the replica stops).
+    pub fn entries(&self, from: u64, to: u64) -> Option<Vec<CqEntry>> {
+        if from < self.start || to > self.end || from > to {
+            return None;
+        }
+        match &self.backing {
+            Backing::Mem(v) => {
+                let (a, b) = ((from - self.start) as usize, (to - self.start) as usize);
+                Some(v.range(a..b).copied().collect())
+            }
+            Backing::File(f) => f.range(from, to),
+            Backing::Detached => (from == to).then(Vec::new),
+        }
+    }
+
     /// The first retained offset.
     pub fn start(&self) -> u64 {
         self.start

@@ -585,6 +585,29 @@ impl FileQueue {
         }
     }
 
+    /// Entries `[from, to)`, which the caller checked are in `[start, end)`, read a chunk at
+    /// a time (a timer slot read into memory whole). A read error is recorded on the
+    /// directory and answered `None`.
+    pub fn range(&self, from: u64, to: u64) -> Option<Vec<CqEntry>> {
+        let split = to.min(self.tail_base).max(from);
+        let mut out = match self.read_range(from, split) {
+            Ok(v) => v,
+            Err(err) => {
+                self.files.fail(format!(
+                    "cannot read consume queue {} at offsets {from}..{split}: {err}",
+                    self.prefix
+                ));
+                return None;
+            }
+        };
+        // The rest is in the tail (then `split` is at or past its base).
+        if to > split {
+            let tail = (split - self.tail_base) as usize..(to - self.tail_base) as usize;
+            out.extend_from_slice(self.tail.get(tail)?);
+        }
+        Some(out)
+    }
+
     /// Retention moved the start: drop tail entries below it and forget a stale read block.
     pub fn trimmed(&mut self, start: u64) {
         if start > self.tail_base {

@@ -44,13 +44,13 @@ pub struct Twin {
     /// Entries applied since (index, bytes, encoded outcomes).
     since: Vec<(u64, Vec<u8>, Vec<u8>)>,
     applies: u64,
-    /// Timer slot width, if not the default.
-    timer_slot: Option<u64>,
+    /// Timer slot width and load batch, if not the defaults.
+    timer_slot: Option<(u64, u64)>,
 }
 
 const CQ_DIR: &str = "/g/cq";
 
-fn twin_app(disk: &Arc<SimDisk>, timer_slot: Option<u64>) -> BrokerApp {
+fn twin_app(disk: &Arc<SimDisk>, timer_slot: Option<(u64, u64)>) -> BrokerApp {
     let d: Arc<dyn Disk> = disk.clone();
     let files = CqFiles::open_with(d, CQ_DIR, Layout::tiny()).unwrap();
     let app = BrokerApp::new(
@@ -58,7 +58,7 @@ fn twin_app(disk: &Arc<SimDisk>, timer_slot: Option<u64>) -> BrokerApp {
         Arc::new(ClusterClock::new()),
     );
     match timer_slot {
-        Some(ms) => app.with_timer_slot(ms),
+        Some((ms, batch)) => app.with_timer_slot(ms, batch),
         None => app,
     }
     .with_files(files)
@@ -69,8 +69,9 @@ impl Twin {
         Self::with_timer_slot(seed, None)
     }
 
-    /// A twin whose timer slots are `slot_ms` wide (see `BrokerApp::with_timer_slot`).
-    pub fn with_timer_slot(seed: u64, slot_ms: Option<u64>) -> Self {
+    /// A twin whose timer slots are `slot_ms` wide, loaded `load_batch` records an entry
+    /// (see `BrokerApp::with_timer_slot`).
+    pub fn with_timer_slot(seed: u64, slot_ms: Option<(u64, u64)>) -> Self {
         let disk = Arc::new(SimDisk::new(seed));
         Self {
             app: twin_app(&disk, slot_ms),
