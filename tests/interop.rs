@@ -61,6 +61,21 @@ fn python_client_send_receive_push_redelivery_and_dead_letters() {
             "PyDelayGroup",
         ],
     );
+    // A failed delivery comes back after the group's retry backoff, which the official push
+    // consumer reads from Settings (issue 14, items 4 and 6).
+    dev.admin(&["group", "PyBackoff", "--backoff", "2,4"]);
+    python_scenario(
+        dev.port,
+        &[
+            "backoff",
+            "--count",
+            "5",
+            "--topic",
+            "PyBackoffTopic",
+            "--group",
+            "PyBackoff",
+        ],
+    );
     dev.admin(&["group", "PyRetry", "--max-attempts", "2"]);
     python_scenario(
         dev.port,

@@ -13,6 +13,8 @@ Each subcommand is one scenario; exit status 0 means it passed. The Rust test
   expect-empty  a receive finds nothing (acked messages do not come back)
   produce-for   send one at a time for --seconds, recording acked and attempted ids
   consume-at-least  every acked id arrives at least once; duplicates are counted
+  backoff       a PushConsumer fails each message twice: it comes back after the group's
+                customized backoff (set to 2 s, 4 s beforehand), announced in Settings
   delay         N scheduled messages (delivery time in seconds, and in ms as the SDK documents
                 it); every tenth recalled: none arrives early, each with its delivery time,
                 recalled ones never, and a delivered one cannot be recalled
@@ -160,6 +162,51 @@ def cmd_push(a):
         problems.append(f"{len(unknown)} unknown messages consumed")
     dups = sum(1 for n in collector.ids.values() if n > 1)
     log(f"push consumer got {len(collector.ids)} distinct messages, {dups} delivered more than once")
+    finish(problems)
+
+
+class Failing(MessageListener):
+    """Fails the first two deliveries of each message; records when each attempt arrived."""
+
+    def __init__(self):
+        self.seen = {}  # message id -> {attempt: time}
+        self.lock = threading.Lock()
+
+    def consume(self, message):
+        with self.lock:
+            self.seen.setdefault(message.message_id, {})[message.delivery_attempt] = time.time()
+        return ConsumeResult.SUCCESS if message.delivery_attempt >= 3 else ConsumeResult.FAILURE
+
+
+def cmd_backoff(a):
+    run = uuid.uuid4().hex[:8]
+    listener = Failing()
+    consumer = PushConsumer(config(a.endpoint), a.group, listener, {a.topic: FilterExpression("*")})
+    consumer.startup()
+    problems = []
+    try:
+        ids = produce(a.endpoint, a.topic, a.count, run)
+        start = time.time()
+        while time.time() - start < 60:
+            with listener.lock:
+                if all(3 in listener.seen.get(i, {}) for i in ids):
+                    break
+            time.sleep(0.2)
+        time.sleep(1)
+    finally:
+        consumer.shutdown()
+    # The group's policy: 2 s after the first failure, 4 s after the second (a little early
+    # for the client's and the broker's clocks; at most 3 s late on this loaded machine).
+    for i in ids:
+        t = listener.seen.get(i, {})
+        if not all(n in t for n in (1, 2, 3)):
+            problems.append(f"{i}: attempts seen {sorted(t)}")
+            continue
+        for n, want in ((2, 2.0), (3, 4.0)):
+            gap = t[n] - t[n - 1]
+            if not want - 0.3 <= gap <= want + 3.0:
+                problems.append(f"{i}: attempt {n} came {gap:.2f} s after attempt {n - 1}, want {want} s")
+    log(f"backoff: {len(ids)} messages each failed twice and redelivered after the group's backoff")
     finish(problems)
 
 
@@ -423,7 +470,7 @@ def cmd_delay(a):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("scenario", choices=["send-receive", "push", "redelivery", "produce", "consume", "expect-empty",
-                                        "produce-for", "consume-at-least", "delay"])
+                                        "produce-for", "consume-at-least", "delay", "backoff"])
     p.add_argument("--endpoint", default="127.0.0.1:8081")
     p.add_argument("--topic", default="InteropTopic")
     p.add_argument("--group", default="InteropGroup")
@@ -437,7 +484,7 @@ def main():
     {"send-receive": cmd_send_receive, "push": cmd_push, "redelivery": cmd_redelivery,
      "produce": cmd_produce, "consume": cmd_consume, "expect-empty": cmd_expect_empty,
      "produce-for": cmd_produce_for, "consume-at-least": cmd_consume_at_least,
-     "delay": cmd_delay}[a.scenario](a)
+     "delay": cmd_delay, "backoff": cmd_backoff}[a.scenario](a)
 
 
 if __name__ == "__main__":
