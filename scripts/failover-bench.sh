@@ -12,6 +12,7 @@
 #   CLIENT=timers            `raftmq bench-timers` through the nameserver: TIMERS (30,000)
 #                            scheduled messages due evenly across the faults, and how late
 #                            each was delivered (early, duplicate, missing counted).
+#                            TIMER_ARGS adds options (e.g. "--grace 90").
 # Prints the unavailability window around each fault (the longest gap between successful sends)
 # and its p50/p99/max.
 #
@@ -72,7 +73,7 @@ if [ "$CLIENT" = timers ]; then
     # Scheduled messages due evenly from 10 s after the start until the last fault has
     # settled, through the nameserver: how late each is delivered across the faults.
     "$BIN" bench-timers --endpoint "127.0.0.1:$((BASE + 90))" --timers "${TIMERS:-30000}" --lead 10 \
-        --spread "$((DURATION - 10))" > "$WORK/bench.out" 2>&1 & BENCH_PID=$!
+        --spread "$((DURATION - 10))" ${TIMER_ARGS:-} > "$WORK/bench.out" 2>&1 & BENCH_PID=$!
 elif [ "$CLIENT" = python ]; then
     HOME="$WORK" "$PY" scripts/failover_python.py "127.0.0.1:$((BASE + 90))" FailoverTopic "$DURATION" 16 "$WORK" \
         > "$WORK/bench.out" 2> "$WORK/python.err" & BENCH_PID=$!

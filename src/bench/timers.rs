@@ -129,7 +129,9 @@ pub async fn run(a: TimerArgs) -> anyhow::Result<()> {
         let (c, seen, stop) = (consumer.clone(), seen.clone(), stop.clone());
         loops.push(tokio::spawn(async move {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let Ok(msgs) = c.receive(32, Duration::from_secs(60)).await else {
+                // Invisible for 15 s: a receive whose answer a leader's kill lost comes back
+                // within `--grace` (with 60 s, a failover run reported it missing).
+                let Ok(msgs) = c.receive(32, Duration::from_secs(15)).await else {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 };
