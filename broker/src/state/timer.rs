@@ -363,8 +363,8 @@ impl Timers {
     }
 
     /// The lowest log index holding a pending timer's message: retention must keep it. O(near
-    /// + slots): called when a retention entry applies (every few seconds), not per message.
-    /// A far timer recalled still holds its entry until its slot loads.
+    /// plus slots): called when a retention entry applies (every few seconds), not per
+    /// message. A far timer recalled still holds its entry until its slot loads.
     pub fn oldest_index(&self) -> Option<u64> {
         let near = self.near.keys().map(|k| k.log_index).min();
         let far = self.far.values().map(|b| b.first_index).min();
