@@ -460,3 +460,29 @@ fn messages_from_before_the_marker_wait_for_the_whole_queue() {
     mark(&mut h);
     assert_eq!(h.state.groups_from, from);
 }
+
+/// A group made not orderly any more gets what its FIFO receives went past, and a long poll
+/// does not spin on it. (Review of issue 14: those messages were never delivered.)
+#[test]
+fn a_group_no_longer_orderly_gets_what_it_went_past() {
+    let mut h = Harness::new(1_000);
+    h.twin = Some(Twin::new(9));
+    setup(&mut h, 1);
+    mark(&mut h);
+    h.apply(&[
+        Command::Send(grouped(0, 0, Some("A"))),
+        Command::Send(grouped(0, 1, Some("A"))),
+        Command::Send(grouped(0, 2, Some("B"))),
+    ]);
+    assert_eq!(offsets(&h.apply1(pop(1, 10_000, None))), vec![0]);
+    assert_eq!(offsets(&h.apply1(pop(10, 10_000, None))), vec![2]);
+    let key = ("g".to_string(), "t".to_string(), 0);
+    assert_eq!(h.state.pops[&key].skipped.len(), 1);
+    let mut plain = GroupConfig::with_defaults("g");
+    plain.fifo = false;
+    h.apply1(Command::UpsertGroup(plain));
+    assert!(h.state.has_visible("g", "t", None, h.now));
+    assert_eq!(offsets(&h.apply1(pop(10, 10_000, None))), vec![1]);
+    assert!(h.state.pops[&key].skipped.is_empty());
+    assert!(!h.state.has_visible("g", "t", None, h.now));
+}

@@ -539,13 +539,15 @@ impl BrokerState {
                 return false;
             };
             match self.pops.get(&(group.to_string(), topic.to_string(), q)) {
-                Some(pq) if fifo => round::fifo_could_take(
-                    cq,
-                    pq,
-                    now_ms,
-                    self.log_start,
-                    self.group_rule(topic, q),
-                ),
+                Some(pq) if fifo && self.groups_from != 0 => {
+                    let rule = self.group_rule(topic, q);
+                    round::fifo_could_take(cq, pq, now_ms, self.log_start, rule)
+                }
+                // Before the marker, as older builds read it (see `pop`).
+                Some(pq) if fifo => {
+                    !pq.inflight.values().any(|i| i.deadline_ms > now_ms)
+                        && pq.has_visible(cq.end(), now_ms)
+                }
                 Some(pq) => pq.has_visible(cq.end(), now_ms),
                 None => cq.end() > cq.start(),
             }

@@ -260,6 +260,37 @@ impl PopRound<'_> {
         }
     }
 
+    /// Hands out the messages of queue `q` a FIFO receive went past ([`PopQueue::skipped`]),
+    /// in offset order, to a group that is not orderly any more (its configuration changed):
+    /// they would otherwise never be delivered, and the group's acknowledged offset would stay
+    /// below them. (Review of issue 14.)
+    pub(super) fn take_skipped(
+        &mut self,
+        q: u32,
+        cq: &ConsumeQueue,
+        pq: &mut PopQueue,
+        receipt_seq: &mut u64,
+    ) {
+        while self.deliveries.len() < self.max {
+            let Some(off) = pq.skipped.first().copied() else {
+                break;
+            };
+            let Some(entry) = cq.get(off) else {
+                pq.skipped.remove(&off); // below the queue's start: deleted
+                continue;
+            };
+            if entry.log_index < self.log_start || !self.p.filter.matches(entry.tag_hash) {
+                pq.skipped.remove(&off); // deleted, or filtered out: consumed for this group
+                continue;
+            }
+            if self.full(entry.len) {
+                break;
+            }
+            pq.skipped.remove(&off);
+            self.hand_out(q, off, entry, 1, pq, receipt_seq);
+        }
+    }
+
     /// Hands out queue `q` to an orderly (FIFO) group: expired deliveries, messages gone past
     /// and new ones, merged in offset order, each only if no earlier message of its message
     /// group is in flight and invisible. A message of a waiting group is gone past (recorded
@@ -407,12 +438,21 @@ impl BrokerState {
                 .pops
                 .entry((p.group.clone(), p.topic.clone(), q))
                 .or_default();
-            if fifo {
+            if fifo && rule.groups_from != 0 {
                 round.take_fifo(q, cq, pq, &mut self.receipt_seq, limits::MAX_POP_SCAN, rule);
+                continue;
+            }
+            // Before the FIFO-groups marker an orderly group reads as older builds did, which
+            // may be applying the same entry: nothing of a queue while a message it took from
+            // it is invisible. (Review of issue 14: `take_fifo` before the marker took a
+            // receive from any queue queue by queue, where older builds merge oldest first.)
+            if fifo && pq.inflight.values().any(|i| i.deadline_ms > now) {
                 continue;
             }
             // Expired deliveries first, oldest offset first: a retry is due.
             round.redeliver_expired(q, cq, pq, &mut self.receipt_seq, rule);
+            // Then what a FIFO receive went past, if the group is not orderly any more.
+            round.take_skipped(q, cq, pq, &mut self.receipt_seq);
             // Then messages never handed out to this group.
             if merge {
                 open.push(q);

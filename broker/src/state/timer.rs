@@ -81,8 +81,6 @@ pub struct Pending {
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Bucket {
     queue: ConsumeQueue,
-    /// The lowest log index of its timers (the first: the queue is in log order).
-    first_index: u64,
     /// Records below this offset were read into memory (the slot is loading).
     loaded: u64,
 }
@@ -266,7 +264,6 @@ impl Timers {
         let slot = self.slot(key.due_ms);
         let bucket = self.far.entry(slot).or_insert_with(|| Bucket {
             queue: ConsumeQueue::new(files, TIMER_QUEUE, slot),
-            first_index: key.log_index,
             loaded: 0,
         });
         bucket.queue.push(record(&key, &p, now));
@@ -364,11 +361,35 @@ impl Timers {
 
     /// The lowest log index holding a pending timer's message: retention must keep it. O(near
     /// plus slots): called when a retention entry applies (every few seconds), not per
-    /// message. A far timer recalled still holds its entry until its slot loads.
+    /// message. Exact wherever a timer is kept, since replicas may keep the same timer in
+    /// different places (an older build keeps all in memory; a replica restored from a
+    /// version 4 snapshot draws the line where that snapshot's timers ended), and retention
+    /// must delete the same on all of them. (Review of issue 14: recalled far timers held
+    /// their slot's first entry here, and replicas could retain differently.)
     pub fn oldest_index(&self) -> Option<u64> {
         let near = self.near.keys().map(|k| k.log_index).min();
-        let far = self.far.values().map(|b| b.first_index).min();
+        let far = self
+            .far
+            .values()
+            .filter_map(|b| self.first_pending(b))
+            .min();
         near.into_iter().chain(far).min()
+    }
+
+    /// The log index of a slot's first pending record not read into memory (the queue is in
+    /// log order): past those recalled. One that cannot be read answers its slot's start
+    /// (the error is recorded and the replica stops after the entry).
+    fn first_pending(&self, b: &Bucket) -> Option<u64> {
+        let q = &b.queue;
+        for off in b.loaded..q.end() {
+            let Some(e) = q.get(off) else {
+                return q.get(q.start()).map(|e| e.log_index).or(Some(0));
+            };
+            if !self.recalled_far.contains(&unrecord(&e).0) {
+                return Some(e.log_index);
+            }
+        }
+        None
     }
 
     /// Attaches the far slots' queues to their files after a restore (see
@@ -571,8 +592,8 @@ mod tests {
         assert!(t.take(&key(1_500, 1), 1));
         assert_eq!(
             t.oldest_index(),
-            Some(2),
-            "a recalled far timer holds its entry"
+            Some(3),
+            "a recalled far timer holds nothing"
         );
         assert_eq!(t.next_due(), Some(5_000), "the first slot's start");
         // At 3,500 the horizon is 5,000: slot 5 is still far; at 4,000 it loads.
