@@ -486,3 +486,24 @@ fn a_group_no_longer_orderly_gets_what_it_went_past() {
     assert!(h.state.pops[&key].skipped.is_empty());
     assert!(!h.state.has_visible("g", "t", None, h.now));
 }
+
+/// Before the FIFO-groups marker an orderly group's receive from any queue is what older
+/// builds, which may apply the same entry, make of it: the oldest messages first across the
+/// queues, and a queue with a message in flight held whole. (Review of issue 14: the receive
+/// that tells groups apart went queue by queue here, and replicas of two builds diverged.)
+#[test]
+fn before_the_marker_a_receive_is_what_older_builds_make_of_it() {
+    let mut h = Harness::new(1_000);
+    h.twin = Some(Twin::new(11));
+    setup(&mut h, 2);
+    // Log order: queue 0 offset 0, queue 1 offset 0, queue 0 offset 1.
+    h.apply1(Command::Send(grouped(0, 0, Some("A"))));
+    h.apply1(Command::Send(grouped(1, 1, Some("B"))));
+    h.apply1(Command::Send(grouped(0, 2, Some("C"))));
+    let o = h.apply1(pop(2, 100, None));
+    let got: Vec<(u32, u64)> = got(&o).iter().map(|d| (d.2.queue.0, d.0)).collect();
+    assert_eq!(got, vec![(0, 0), (1, 0)], "oldest first across the queues");
+    // Both queues hold a message in flight: nothing more, though C is another group.
+    assert!(!h.state.has_visible("g", "t", None, h.now));
+    assert!(offsets(&h.apply1(pop(10, 100, None))).is_empty());
+}
