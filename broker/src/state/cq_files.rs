@@ -642,22 +642,23 @@ impl FileQueue {
             .collect();
         for (base, w) in gone {
             self.chunks.remove(&base);
-            let name = chunk_name(&self.prefix, base, w);
-            self.files.inner.lock().unwrap().handles.remove(&name);
-            cp.obsolete.push(self.files.dir.join(name));
+            cp.obsolete.push(self.forget(base, w));
         }
         Ok(cp)
     }
 
     /// The queue is gone: every chunk file it has, to remove after the next checkpoint.
     pub fn retire(self) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        for (base, w) in &self.chunks {
-            let name = chunk_name(&self.prefix, *base, *w);
-            self.files.inner.lock().unwrap().handles.remove(&name);
-            out.push(self.files.dir.join(name));
-        }
-        out
+        (self.chunks.iter())
+            .map(|(base, w)| self.forget(*base, *w))
+            .collect()
+    }
+
+    /// Closes the chunk file at `base` and names it, for removal after a checkpoint.
+    fn forget(&self, base: u64, w: Width) -> PathBuf {
+        let name = chunk_name(&self.prefix, base, w);
+        self.files.inner.lock().unwrap().handles.remove(&name);
+        self.files.dir.join(name)
     }
 
     /// Checks the tail (the part in memory) against the queue's bounds.
