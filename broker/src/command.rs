@@ -85,6 +85,17 @@ pub mod op {
     /// Nothing but the entry's time ([`super::Command::Advance`]; empty body): an idle leader
     /// moves the state's clock so the timers of the next slot are read into memory.
     pub const ADVANCE: u8 = 23;
+    /// Store the half message of a transaction ([`super::Command::Half`]): kept, invisible to
+    /// every consumer, until a [`COMMIT_TX`] or [`ROLLBACK_TX`] decides it.
+    pub const HALF: u8 = 24;
+    /// Commit a transaction ([`super::CommitTx`]): its message, copied into this entry, joins
+    /// its queue.
+    pub const COMMIT_TX: u8 = 25;
+    /// Roll a transaction back ([`super::RollbackTx`]): its half message is discarded.
+    pub const ROLLBACK_TX: u8 = 26;
+    /// Count one check-back of an undecided transaction, or end it after the last
+    /// ([`super::CheckTx`]); proposed by the leader's transaction task.
+    pub const CHECK_TX: u8 = 27;
 }
 
 /// Byte limit for decoding anything that crosses a process boundary or comes out of the log:
@@ -306,6 +317,116 @@ pub struct Recall {
     pub key: TimerKey,
 }
 
+/// Names one transaction: where its half message ([`Command::Half`]) sits in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TxKey {
+    /// Log index of the entry holding the half message.
+    pub log_index: u64,
+    /// Byte offset of the message in that entry.
+    pub pos: u32,
+}
+
+/// Length of a [`Half`] body's fixed prefix (the first check's delay) before the message.
+pub const HALF_PREFIX: u32 = 8;
+
+/// The half message of a transaction (v2 `SendMessage` of type TRANSACTION).
+///
+/// Encoded as `check_after_ms` (little-endian u64, [`HALF_PREFIX`] bytes) followed by the
+/// message's bincode, so a commit can read the message out of the entry like a send's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Half {
+    /// The first check-back is due this long after the entry's time, if still undecided.
+    pub check_after_ms: u64,
+    /// The message.
+    pub message: StoredMessage,
+}
+
+/// Who decided a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxSource {
+    /// The producer, on its own (v2 `SOURCE_CLIENT`).
+    Client,
+    /// The producer, answering a check-back (v2 `SOURCE_SERVER_CHECK`).
+    Check,
+    /// An operator (`raftmq admin tx`).
+    Admin,
+}
+
+impl TxSource {
+    fn code(self) -> u8 {
+        match self {
+            TxSource::Client => 1,
+            TxSource::Check => 2,
+            TxSource::Admin => 3,
+        }
+    }
+
+    fn from_code(c: u8) -> Result<Self, String> {
+        match c {
+            1 => Ok(TxSource::Client),
+            2 => Ok(TxSource::Check),
+            3 => Ok(TxSource::Admin),
+            other => Err(format!("unknown transaction source {other}")),
+        }
+    }
+}
+
+/// Length of a [`CommitTx`] body's fixed prefix: the key and the source.
+pub const COMMIT_PREFIX: u32 = 13;
+
+/// Commits a transaction: the proposer copies the half message (read from its entry) into
+/// this command, so the consume-queue entry points here, in log order, as a timer's fire does.
+/// Applies only while the transaction is pending and the copy is its message: once.
+///
+/// Encoded as the key (`log_index` u64, `pos` u32, little-endian), the source (u8) and the
+/// message's bincode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitTx {
+    /// The transaction.
+    pub key: TxKey,
+    /// Who decided.
+    pub source: TxSource,
+    /// The half message, as stored.
+    pub message: StoredMessage,
+}
+
+/// Rolls a transaction back: its half message is never delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackTx {
+    /// The transaction.
+    pub key: TxKey,
+    /// The topic the producer names (must be the message's).
+    pub topic: String,
+    /// The message id it names (must be the message's).
+    pub message_id: String,
+    /// Who decided.
+    pub source: TxSource,
+}
+
+/// What happens to a transaction still undecided after its last check-back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AfterMax {
+    /// Discarded, as a rollback (RocketMQ's behaviour).
+    Discard,
+    /// Kept undecided and no longer checked, until its producer or an operator decides it.
+    Keep,
+}
+
+/// One check-back of an undecided transaction, proposed by the leader when it is due. The
+/// schedule travels in the command (from the proposer's configuration), so every replica
+/// applies the same one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckTx {
+    /// The transaction.
+    pub key: TxKey,
+    /// The next check is due this long after this one.
+    pub interval_ms: u64,
+    /// Checks to make before the transaction ends as `after_max` says.
+    pub max_checks: u32,
+    /// The end of a transaction never decided.
+    pub after_max: AfterMax,
+}
+
 /// One command. (Serde is for forwarding between nodes of the same version; the log uses the
 /// op-code encoding below.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -354,6 +475,14 @@ pub enum Command {
     FifoGroups,
     /// [`op::ADVANCE`]
     Advance,
+    /// [`op::HALF`]
+    Half(Half),
+    /// [`op::COMMIT_TX`]
+    CommitTx(CommitTx),
+    /// [`op::ROLLBACK_TX`]
+    RollbackTx(RollbackTx),
+    /// [`op::CHECK_TX`]
+    CheckTx(CheckTx),
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -392,12 +521,16 @@ impl Command {
             Command::Nack(a) => (op::NACK, enc(a)),
             Command::FifoGroups => (op::FIFO_GROUPS, Vec::new()),
             Command::Advance => (op::ADVANCE, Vec::new()),
+            Command::Half(h) => (op::HALF, encode_half(h)),
+            Command::CommitTx(c) => (op::COMMIT_TX, encode_commit(c)),
+            Command::RollbackTx(r) => (op::ROLLBACK_TX, enc(r)),
+            Command::CheckTx(c) => (op::CHECK_TX, enc(c)),
         }
     }
 
     /// True if this binary knows `op`.
     pub fn known_op(op: u8) -> bool {
-        (op::UPSERT_TOPIC..=op::ADVANCE).contains(&op)
+        (op::UPSERT_TOPIC..=op::CHECK_TX).contains(&op)
     }
 
     /// Decodes one command body.
@@ -446,6 +579,10 @@ impl Command {
             op::FIFO_GROUPS => return Err("a FIFO-groups marker with a body".into()),
             op::ADVANCE if body.is_empty() => Command::Advance,
             op::ADVANCE => return Err("an advance with a body".into()),
+            op::HALF => Command::Half(decode_half(body)?),
+            op::COMMIT_TX => Command::CommitTx(decode_commit(body)?),
+            op::ROLLBACK_TX => Command::RollbackTx(dec(body)?),
+            op::CHECK_TX => Command::CheckTx(dec(body)?),
             other => {
                 return Err(format!(
                     "unknown op code {other}: this binary is older than the log"
@@ -457,7 +594,11 @@ impl Command {
     /// Approximate encoded size, for batching limits.
     pub fn approx_size(&self) -> usize {
         match self {
-            Command::Send(m) | Command::Schedule(m) | Command::Fire(Fire { message: m, .. }) => {
+            Command::Send(m)
+            | Command::Schedule(m)
+            | Command::Fire(Fire { message: m, .. })
+            | Command::Half(Half { message: m, .. })
+            | Command::CommitTx(CommitTx { message: m, .. }) => {
                 m.body.len()
                     + m.topic.len()
                     + m.message_id.len()
@@ -496,6 +637,46 @@ fn decode_fire(body: &[u8]) -> Result<Fire, String> {
             pos: u32::from_le_bytes(body[16..20].try_into().unwrap()),
         },
         message: dec(&body[FIRE_PREFIX as usize..])?,
+    })
+}
+
+fn encode_half(h: &Half) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HALF_PREFIX as usize + h.message.body.len() + 128);
+    out.extend_from_slice(&h.check_after_ms.to_le_bytes());
+    out.extend_from_slice(&enc(&h.message));
+    out
+}
+
+fn decode_half(body: &[u8]) -> Result<Half, String> {
+    if body.len() < HALF_PREFIX as usize {
+        return Err("half message shorter than its prefix".into());
+    }
+    Ok(Half {
+        check_after_ms: u64::from_le_bytes(body[..8].try_into().unwrap()),
+        message: dec(&body[HALF_PREFIX as usize..])?,
+    })
+}
+
+fn encode_commit(c: &CommitTx) -> Vec<u8> {
+    let mut out = Vec::with_capacity(COMMIT_PREFIX as usize + c.message.body.len() + 128);
+    out.extend_from_slice(&c.key.log_index.to_le_bytes());
+    out.extend_from_slice(&c.key.pos.to_le_bytes());
+    out.push(c.source.code());
+    out.extend_from_slice(&enc(&c.message));
+    out
+}
+
+fn decode_commit(body: &[u8]) -> Result<CommitTx, String> {
+    if body.len() < COMMIT_PREFIX as usize {
+        return Err("transaction commit shorter than its key".into());
+    }
+    Ok(CommitTx {
+        key: TxKey {
+            log_index: u64::from_le_bytes(body[..8].try_into().unwrap()),
+            pos: u32::from_le_bytes(body[8..12].try_into().unwrap()),
+        },
+        source: TxSource::from_code(body[12])?,
+        message: dec(&body[COMMIT_PREFIX as usize..])?,
     })
 }
 
@@ -712,6 +893,66 @@ mod tests {
             msg(4)
         );
         assert!(decode_fire(&[0; 19]).is_err());
+    }
+
+    /// A half message and a commit's copy are read straight out of their entries, after their
+    /// prefixes, like a send's.
+    #[test]
+    fn transaction_commands_round_trip_and_their_messages_read_in_place() {
+        let key = TxKey {
+            log_index: 11,
+            pos: 40,
+        };
+        let cmds = vec![
+            Command::Half(Half {
+                check_after_ms: 6_000,
+                message: msg(5),
+            }),
+            Command::CommitTx(CommitTx {
+                key,
+                source: TxSource::Check,
+                message: msg(5),
+            }),
+            Command::RollbackTx(RollbackTx {
+                key,
+                topic: "t".into(),
+                message_id: "id5".into(),
+                source: TxSource::Admin,
+            }),
+            Command::CheckTx(CheckTx {
+                key,
+                interval_ms: 60_000,
+                max_checks: 15,
+                after_max: AfterMax::Keep,
+            }),
+        ];
+        let bytes = encode_entry(5, &cmds);
+        let d = decode_entry(&bytes).unwrap();
+        let back: Vec<Command> = d
+            .commands
+            .iter()
+            .map(|l| l.command.clone().unwrap())
+            .collect();
+        assert_eq!(back, cmds);
+        let h = &d.commands[0];
+        assert_eq!(
+            decode_message(&bytes, h.pos + HALF_PREFIX, h.len - HALF_PREFIX).unwrap(),
+            msg(5)
+        );
+        let c = &d.commands[1];
+        assert_eq!(
+            decode_message(&bytes, c.pos + COMMIT_PREFIX, c.len - COMMIT_PREFIX).unwrap(),
+            msg(5)
+        );
+        assert!(decode_half(&[0; 7]).is_err());
+        assert!(decode_commit(&[0; 12]).is_err());
+        let mut bad_source = encode_commit(&CommitTx {
+            key,
+            source: TxSource::Client,
+            message: msg(5),
+        });
+        bad_source[12] = 9;
+        assert!(decode_commit(&bad_source).is_err());
     }
 
     #[test]

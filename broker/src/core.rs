@@ -4,6 +4,7 @@
 //! connected clients, and auto-renewal of push consumers' receipts.
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
@@ -63,6 +64,8 @@ pub struct BrokerSettings {
     pub min_free_bytes: u64,
     /// How long messages are kept (`[retention]`).
     pub retention: crate::retention::RetentionSettings,
+    /// Transaction check-backs (`[transactions]`).
+    pub transactions: crate::checkback::TxSettings,
     /// Log segment size: retention deletes whole segments (`[storage] segment_mb`).
     pub segment_bytes: u64,
     /// Check every sealed log segment's frames at start-up instead of trusting its summary
@@ -92,6 +95,7 @@ impl Default for BrokerSettings {
             limits: ClientLimits::default(),
             min_free_bytes: crate::config::DEFAULT_MIN_FREE_MB << 20,
             retention: crate::retention::RetentionSettings::default(),
+            transactions: crate::checkback::TxSettings::default(),
             segment_bytes: (crate::config::DEFAULT_SEGMENT_MB as u64) << 20,
             verify_log_on_start: false,
             snapshot_every: crate::config::DEFAULT_SNAPSHOT_EVERY,
@@ -130,6 +134,9 @@ pub type TelemetrySender = mpsc::Sender<Result<raftmq_proto::v2::TelemetryComman
 struct Client {
     last_seen_ms: u64,
     telemetry: Option<TelemetrySender>,
+    /// Topics it publishes to (its Settings): a transaction check-back of one of them may go
+    /// to it.
+    publishing: BTreeSet<String>,
 }
 
 /// (Raft group, consumer group, topic, queue, offset) of a renewed delivery.
@@ -147,6 +154,9 @@ struct Renewal {
     /// The delivery's attempt (the retry backoff of a client that went away depends on it).
     attempt: u32,
 }
+
+/// Most topics remembered per producer for check-backs.
+const MAX_PUBLISHING_TOPICS: usize = 1_000;
 
 /// See the module docs.
 pub struct BrokerCore {
@@ -369,7 +379,7 @@ impl BrokerCore {
         command: Command,
         wait: Option<Duration>,
     ) -> Result<Outcome> {
-        if matches!(command, Command::Send(_)) {
+        if matches!(command, Command::Send(_) | Command::Half(_)) {
             self.storage.check()?;
         }
         // The client's deadline is absolute: a retry after an election gets what is left of
@@ -395,7 +405,7 @@ impl BrokerCore {
     /// entry point, so a request moves at most one hop).
     pub async fn submit_local(&self, id: u64, command: Command) -> Result<Outcome> {
         // The leader's disk is the one the entry goes to first.
-        if matches!(command, Command::Send(_)) {
+        if matches!(command, Command::Send(_) | Command::Half(_)) {
             self.storage.check()?;
         }
         let r = &self.group(id)?.replica;
@@ -568,6 +578,7 @@ impl BrokerCore {
         let c = clients.entry(client.to_string()).or_insert(Client {
             last_seen_ms: 0,
             telemetry: None,
+            publishing: BTreeSet::new(),
         });
         c.last_seen_ms = now;
     }
@@ -583,6 +594,40 @@ impl BrokerCore {
         if let Some(c) = self.clients.lock().unwrap().get_mut(client) {
             c.telemetry = sender;
         }
+    }
+
+    /// Records the topics a producer declared in its settings (capped: a client's settings
+    /// are not a place to store unbounded data).
+    pub fn set_publishing(&self, client: &str, topics: impl IntoIterator<Item = String>) {
+        self.touch_client(client);
+        if let Some(c) = self.clients.lock().unwrap().get_mut(client) {
+            c.publishing = topics.into_iter().take(MAX_PUBLISHING_TOPICS).collect();
+        }
+    }
+
+    /// Hands `cmd` to one producer of `topic` with a live Telemetry stream on this node (a
+    /// different one each time, where there are several); false if none took it.
+    pub fn send_to_producer(&self, topic: &str, cmd: &raftmq_proto::v2::TelemetryCommand) -> bool {
+        let clients = self.clients.lock().unwrap();
+        let producers: Vec<&TelemetrySender> = clients
+            .values()
+            .filter(|c| c.publishing.contains(topic))
+            .filter_map(|c| c.telemetry.as_ref())
+            .collect();
+        if producers.is_empty() {
+            return false;
+        }
+        let start = self.next_round_robin() as usize;
+        (0..producers.len()).any(|i| {
+            producers[(start + i) % producers.len()]
+                .try_send(Ok(cmd.clone()))
+                .is_ok()
+        })
+    }
+
+    /// The forwarding client (calls to peers).
+    pub fn forwarder(&self) -> &Forwarder {
+        &self.forwarder
     }
 
     /// Forgets a client that said goodbye; its auto-renewed deliveries are released at the

@@ -203,6 +203,30 @@ pub fn check(c: &Command) -> Result<(), String> {
             message(m)
         }
         Command::Fire(f) => message(&f.message),
+        Command::Half(h) => {
+            if h.check_after_ms > MAX_TX_CHECK_MS {
+                return Err(format!(
+                    "first check-back after {} ms, more than {MAX_TX_CHECK_MS} ms",
+                    h.check_after_ms
+                ));
+            }
+            message(&h.message)
+        }
+        Command::CommitTx(c) => message(&c.message),
+        Command::RollbackTx(r) => {
+            name("topic", &r.topic)?;
+            field("message id", &r.message_id)
+        }
+        Command::CheckTx(c) => {
+            if !(1..=MAX_TX_CHECK_MS).contains(&c.interval_ms) || c.max_checks > MAX_TX_CHECKS {
+                return Err(format!(
+                    "check-backs every {} ms, at most {}: not within 1 ms..{MAX_TX_CHECK_MS} ms \
+                     and {MAX_TX_CHECKS} checks",
+                    c.interval_ms, c.max_checks
+                ));
+            }
+            Ok(())
+        }
         Command::Recall(r) => {
             name("topic", &r.topic)?;
             field("message id", &r.message_id)
@@ -239,6 +263,22 @@ pub fn check(c: &Command) -> Result<(), String> {
         }
     }
 }
+
+/// Longest wait before a transaction's first check-back, and between two (a day).
+pub const MAX_TX_CHECK_MS: u64 = 24 * 3600 * 1000;
+
+/// Most check-backs of one transaction.
+pub const MAX_TX_CHECKS: u32 = 1_000;
+
+/// Most undecided transactions a group holds (each about 150 bytes of state, in memory and in
+/// every snapshot: 75 MB at the limit); a half message beyond is refused (TOO_MANY_REQUESTS)
+/// until some are decided. Producers that die mid-transaction fill it only as fast as
+/// check-backs fail to end them (RocketMQ's 15 checks a minute apart: a quarter of an hour).
+pub const MAX_PENDING_TX: usize = 500_000;
+
+/// Decided transactions remembered (about 60 bytes each), so that a second decision of one of
+/// them is answered for what it is rather than as an unknown transaction.
+pub const MAX_DECIDED_TX: usize = 100_000;
 
 /// Shortest retention age a topic may have (1 s).
 pub const MIN_TOPIC_AGE_MS: u64 = 1_000;

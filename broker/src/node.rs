@@ -119,6 +119,10 @@ impl Node {
         let sharing = core.groups().count() as u64;
         for g in core.groups() {
             tasks.push(tokio::spawn(crate::ticker::run(Arc::downgrade(&g.replica))));
+            tasks.push(tokio::spawn(crate::checkback::run(
+                Arc::downgrade(&core),
+                g.id,
+            )));
             let c = Arc::downgrade(&core);
             tasks.push(tokio::spawn(crate::retention::run(
                 Arc::downgrade(&g.replica),

@@ -59,6 +59,20 @@ pub fn recall_handle_group(h: &str) -> Option<u64> {
     parts.next()?.parse().ok()
 }
 
+/// The version tag that begins RaftMQ's transaction ids: `tx1:<Raft group id>:…` (the rest
+/// is the broker's business: `broker::service::transaction`).
+pub const TRANSACTION_ID_V1: &str = "tx1";
+
+/// The Raft group a transaction id names, if it is one of RaftMQ's (a nameserver forwards
+/// EndTransaction to that group's members).
+pub fn transaction_group(id: &str) -> Option<u64> {
+    let mut parts = id.splitn(3, ':');
+    if parts.next()? != TRANSACTION_ID_V1 {
+        return None;
+    }
+    parts.next()?.parse().ok()
+}
+
 /// A protobuf timestamp from milliseconds since the epoch.
 pub fn ms_to_ts(ms: u64) -> prost_types::Timestamp {
     prost_types::Timestamp {

@@ -123,6 +123,9 @@ pub struct BrokerToml {
     /// How long messages are kept.
     #[serde(default)]
     pub retention: RetentionToml,
+    /// Transaction check-backs.
+    #[serde(default)]
+    pub transactions: TransactionsToml,
     /// Every node of the cluster.
     pub nodes: Vec<NodeToml>,
     /// Every Raft group of the cluster.
@@ -294,6 +297,7 @@ impl BrokerToml {
                 )?,
                 ..self.retention.settings()?
             },
+            transactions: self.transactions.settings()?,
             segment_bytes: segment_bytes(self.storage.segment_mb)?,
             verify_log_on_start: self.storage.verify_log_on_start,
             snapshot_every: match self.storage.snapshot_every {

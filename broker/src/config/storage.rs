@@ -1,4 +1,4 @@
-//! The `[storage]`, `[retention]` and `[timeouts]` tables of a broker's configuration and
+//! The `[storage]`, `[retention]`, `[transactions]` and `[timeouts]` tables of a broker's configuration and
 //! the checks of their values (split from `config/mod.rs`, which holds the node's own and the
 //! cluster's tables).
 
@@ -110,6 +110,72 @@ impl RetentionToml {
             max_bytes,
             interval: Duration::from_secs_f64(check),
             delete_below_free: None,
+        })
+    }
+}
+
+/// `[transactions]`: when undecided transactions are checked back. Every node should agree
+/// (each check's schedule comes from the leader that proposes it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransactionsToml {
+    /// First check-back this many seconds after a half message is stored (unless the producer
+    /// says otherwise); RocketMQ's `transactionTimeOut` is 6.
+    pub check_after_secs: f64,
+    /// Then one every this many seconds (RocketMQ's documentation: 60).
+    pub check_interval_secs: f64,
+    /// Check-backs before the transaction ends (RocketMQ's `transactionCheckMax`: 15).
+    pub max_checks: u32,
+    /// Then: `"discard"` (as a rollback; RocketMQ) or `"keep"` (undecided, no longer checked,
+    /// until the producer or `raftmq admin` decides it).
+    pub after_max: String,
+}
+
+impl Default for TransactionsToml {
+    fn default() -> Self {
+        Self {
+            check_after_secs: 6.0,
+            check_interval_secs: 60.0,
+            max_checks: 15,
+            after_max: "discard".into(),
+        }
+    }
+}
+
+impl TransactionsToml {
+    /// Validates and converts.
+    pub fn settings(&self) -> Result<crate::checkback::TxSettings, String> {
+        let max = crate::limits::MAX_TX_CHECK_MS as f64 / 1000.0;
+        let secs = |what: &str, v: f64| {
+            if v.is_finite() && (1.0..=max).contains(&v) {
+                Ok(Duration::from_secs_f64(v))
+            } else {
+                Err(format!(
+                    "transactions.{what}: {v} is not between 1 and {max}"
+                ))
+            }
+        };
+        if self.max_checks > crate::limits::MAX_TX_CHECKS {
+            return Err(format!(
+                "transactions.max_checks: {} is more than {}",
+                self.max_checks,
+                crate::limits::MAX_TX_CHECKS
+            ));
+        }
+        let after_max = match self.after_max.as_str() {
+            "discard" => crate::command::AfterMax::Discard,
+            "keep" => crate::command::AfterMax::Keep,
+            other => {
+                return Err(format!(
+                    "transactions.after_max: {other:?} is neither \"discard\" nor \"keep\""
+                ));
+            }
+        };
+        Ok(crate::checkback::TxSettings {
+            check_after: secs("check_after_secs", self.check_after_secs)?,
+            check_interval: secs("check_interval_secs", self.check_interval_secs)?,
+            max_checks: self.max_checks,
+            after_max,
         })
     }
 }

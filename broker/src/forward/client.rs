@@ -88,6 +88,19 @@ impl Forwarder {
             .await
     }
 
+    /// Asks the node at `addr` to hand a transaction check-back to a producer connected
+    /// there: true if one took it.
+    pub async fn deliver(
+        &self,
+        addr: &str,
+        check: &crate::checkback::CheckBack,
+        timeout: Duration,
+    ) -> Result<bool, BrokerError> {
+        self.calls
+            .call(addr, method::DELIVER, 0, check, timeout)
+            .await
+    }
+
     /// Runs a read on the leader at `addr`.
     pub async fn read(
         &self,
@@ -186,6 +199,7 @@ impl Calls {
             match method {
                 method::SUBMIT => c.submit(req).await,
                 method::POP => c.pop(req).await,
+                method::DELIVER => c.deliver(req).await,
                 _ => c.read(req).await,
             }
         })

@@ -118,6 +118,16 @@ impl Forward for ForwardServer {
         .await
     }
 
+    async fn deliver(
+        &self,
+        req: tonic::Request<pb::ForwardRequest>,
+    ) -> Result<tonic::Response<pb::ForwardReply>, tonic::Status> {
+        self.serve(method::DELIVER, req, |core, _, check| async move {
+            Ok(crate::checkback::deliver_local(&core, check))
+        })
+        .await
+    }
+
     async fn submit_batch(
         &self,
         req: tonic::Request<pb::ForwardRequest>,

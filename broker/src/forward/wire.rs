@@ -25,6 +25,8 @@ pub mod method {
     pub const READ: &str = "forward.Read";
     /// Many commands to propose ([`super::Forwarded`]).
     pub const SUBMIT_BATCH: &str = "forward.SubmitBatch";
+    /// A transaction check-back for a producer connected to the receiving node.
+    pub const DELIVER: &str = "forward.Deliver";
 }
 
 /// One command of a batched forward, with how long its submitter still waits for it: the

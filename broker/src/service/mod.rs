@@ -2,7 +2,7 @@
 //! `route` (QueryRoute, Heartbeat, QueryAssignment, NotifyClientTermination), `send`,
 //! `receive` (ReceiveMessage, Ack, ChangeInvisibleDuration), `dead_letter`
 //! (ForwardMessageToDeadLetterQueue), `recall` (RecallMessage), `pull` (PullMessage and the
-//! offset RPCs), `telemetry`; plus `convert`,
+//! offset RPCs), `transaction` (EndTransaction), `telemetry`; plus `convert`,
 //! `validate` and `status` helpers. Business errors are v2 statuses inside gRPC-OK responses;
 //! gRPC errors are used only for unimplemented RPCs.
 
@@ -15,6 +15,7 @@ mod route;
 mod send;
 pub mod status;
 mod telemetry;
+pub mod transaction;
 pub mod validate;
 
 use std::pin::Pin;
@@ -167,14 +168,11 @@ impl MessagingService for MessagingServer {
 
     async fn end_transaction(
         &self,
-        _req: Request<pb::EndTransactionRequest>,
+        req: Request<pb::EndTransactionRequest>,
     ) -> RpcResult<pb::EndTransactionResponse> {
-        Ok(Response::new(pb::EndTransactionResponse {
-            status: Some(status::status(
-                Code::Unsupported,
-                "transactional messages are not supported yet",
-            )),
-        }))
+        Ok(Response::new(
+            transaction::end_transaction(&self.core, req).await,
+        ))
     }
 
     async fn telemetry(

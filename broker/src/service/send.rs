@@ -23,6 +23,7 @@ use super::status::status;
 use super::validate;
 use crate::batcher::now_ms;
 use crate::command::Command;
+use crate::command::Half;
 use crate::core::BrokerCore;
 use crate::model::MessageKind;
 use crate::model::QueueId;
@@ -35,9 +36,21 @@ use crate::state::Outcome;
 /// entry, in order, separated by spaces (`-` for a message that was not stored).
 pub const STORED_IN: &str = "x-raftmq-stored-in";
 
-/// A stored message: its id, offset (0 while scheduled), group, queue and recall handle (a
-/// scheduled message's; empty otherwise).
-type Stored = (String, u64, u64, u32, String);
+/// A stored message.
+struct Stored {
+    /// Its message id.
+    id: String,
+    /// Its queue offset (0 while scheduled or undecided).
+    offset: u64,
+    /// Raft group.
+    group: u64,
+    /// Queue.
+    queue: u32,
+    /// A scheduled message's recall handle (else empty).
+    recall_handle: String,
+    /// A half message's transaction id (else empty).
+    transaction_id: String,
+}
 
 pub async fn send_message(
     core: &BrokerCore,
@@ -99,14 +112,17 @@ pub async fn send_message(
         led: &led,
         deadline,
     };
-    let sends = checked.into_iter().map(|c| send_one(core, &targets, c));
+    let sends = checked
+        .into_iter()
+        .zip(&req.messages)
+        .map(|(c, m)| send_one(core, &targets, c, check_after(core, m)));
     let results = join_all(sends).await;
     let places: Vec<String> = results
         .iter()
         .map(|r| match r {
-            Ok((_, _, g, q, _)) => core
-                .group(*g)
-                .map_or_else(|_| "-".to_string(), |h| format!("{}/{q}", h.name)),
+            Ok(st) => core
+                .group(st.group)
+                .map_or_else(|_| "-".to_string(), |h| format!("{}/{}", h.name, st.queue)),
             Err(_) => "-".to_string(),
         })
         .collect();
@@ -181,6 +197,7 @@ async fn send_one(
     core: &BrokerCore,
     t: &Targets<'_>,
     c: Result<StoredMessage, pb::Status>,
+    check_after_ms: u64,
 ) -> Result<Stored, pb::Status> {
     let (topic, slots, led) = (t.topic, t.slots, t.led);
     let mut m = c?;
@@ -204,23 +221,42 @@ async fn send_one(
     let wait = t
         .deadline
         .map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
-    // A message with a delivery time waits in the group's timers (`state::timer`).
-    let command = if m.kind == MessageKind::Delay {
-        Command::Schedule(m)
-    } else {
-        Command::Send(m)
+    // A message with a delivery time waits in the group's timers (`state::timer`); a half
+    // message for its transaction's decision (`state::txn`).
+    let command = match m.kind {
+        MessageKind::Delay => Command::Schedule(m),
+        MessageKind::Transaction => Command::Half(Half {
+            check_after_ms,
+            message: m,
+        }),
+        _ => Command::Send(m),
+    };
+    let stored = |offset: u64| Stored {
+        id: id.clone(),
+        offset,
+        group: g,
+        queue: q,
+        recall_handle: String::new(),
+        transaction_id: String::new(),
     };
     match core.submit_within(g, command, wait).await {
         // Under the simulator, sometimes lose the answer of a stored send: the client
         // must treat it as unknown.
-        Ok(Outcome::Sent { .. } | Outcome::Scheduled { .. }) if raft_store::buggify!() => Err(
-            status(Code::MasterPersistenceTimeout, "answer lost (simulated)"),
-        ),
-        Ok(Outcome::Sent { offset, .. }) => Ok((id, offset.0, g, q, String::new())),
-        Ok(Outcome::Scheduled { key, .. }) => {
-            let handle = super::recall::handle(g, topic, &key, &id);
-            Ok((id, 0, g, q, handle))
+        Ok(Outcome::Sent { .. } | Outcome::Scheduled { .. } | Outcome::Half { .. }) if raft_store::buggify!() => {
+            Err(status(
+                Code::MasterPersistenceTimeout,
+                "answer lost (simulated)",
+            ))
         }
+        Ok(Outcome::Sent { offset, .. }) => Ok(stored(offset.0)),
+        Ok(Outcome::Scheduled { key, .. }) => Ok(Stored {
+            recall_handle: super::recall::handle(g, topic, &key, &id),
+            ..stored(0)
+        }),
+        Ok(Outcome::Half { key, .. }) => Ok(Stored {
+            transaction_id: super::transaction::transaction_id(g, &key),
+            ..stored(0)
+        }),
         Ok(Outcome::Rejected(r)) => Err(from_reject(&r)),
         Ok(other) => Err(status(
             Code::InternalError,
@@ -228,6 +264,24 @@ async fn send_one(
         )),
         Err(e) => Err(from_error(&e)),
     }
+}
+
+/// When a half message's first check-back is due: after the producer's
+/// `orphaned_transaction_recovery_duration` if it gave one (within a second and the log's
+/// bound), else after `[transactions] check_after`.
+fn check_after(core: &BrokerCore, m: &pb::Message) -> u64 {
+    let asked = m
+        .system_properties
+        .as_ref()
+        .and_then(|p| p.orphaned_transaction_recovery_duration.as_ref())
+        .map(|d| {
+            (d.seconds.max(0) as u64)
+                .saturating_mul(1000)
+                .saturating_add(d.nanos.max(0) as u64 / 1_000_000)
+        });
+    asked
+        .unwrap_or(core.settings.transactions.check_after.as_millis() as u64)
+        .clamp(1_000, crate::limits::MAX_TX_CHECK_MS)
 }
 
 /// One entry of the answer.
@@ -290,10 +344,11 @@ fn answer(
         .into_iter()
         .zip(&req.messages)
         .map(|(r, m)| match r {
-            Ok((id, offset, _, _, recall_handle)) => pb::SendResultEntry {
-                offset: offset as i64,
-                recall_handle,
-                ..entry(ok(), &id)
+            Ok(st) => pb::SendResultEntry {
+                offset: st.offset as i64,
+                recall_handle: st.recall_handle,
+                transaction_id: st.transaction_id,
+                ..entry(ok(), &st.id)
             },
             Err(s) => entry(
                 s,

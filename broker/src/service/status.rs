@@ -46,10 +46,37 @@ pub fn from_reject(r: &Reject) -> Status {
             Code::InvalidReceiptHandle,
             "the delivery is no longer in flight (acknowledged, forwarded, or delivered again)",
         ),
+        Reject::TxUnknown => status(
+            Code::InvalidTransactionId,
+            "no such transaction is waiting for a decision: unknown here, decided long ago, \
+             or the transaction id names another message",
+        ),
+        Reject::TxDecided(end) => status(
+            Code::PreconditionFailed,
+            format!("the transaction was {} already", tx_end(*end)),
+        ),
+        Reject::TxNotDue => status(Code::BadRequest, "the transaction's check is not due"),
+        Reject::TooManyTx => status(
+            Code::TooManyRequests,
+            format!(
+                "{} transactions are waiting for a decision in this group; decide some first",
+                crate::limits::MAX_PENDING_TX
+            ),
+        ),
         Reject::TimerNotPending => status(
             Code::NotFound,
             "no such scheduled message is waiting: it was delivered or recalled already, \
              or never scheduled",
         ),
+    }
+}
+
+/// How a transaction ended, in words.
+pub fn tx_end(e: crate::state::txn::TxEnd) -> &'static str {
+    use crate::state::txn::TxEnd;
+    match e {
+        TxEnd::Committed => "committed",
+        TxEnd::RolledBack => "rolled back",
+        TxEnd::Discarded => "discarded after its last check-back",
     }
 }

@@ -4,7 +4,8 @@
 //! without it. The response stream is returned at once so its headers go out immediately
 //! (the Rust 5.0.0 client blocks until they arrive). The official Rust client gets no Settings
 //! reply: it has no handler for one and would log an error for each (issue 13); it uses the
-//! stream only for transaction checks.
+//! stream only for transaction checks. A producer's settings name the topics it publishes to:
+//! a transaction check-back of one of them may be sent on its stream (`crate::checkback`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,9 +67,14 @@ pub async fn telemetry(
     tokio::spawn(async move {
         while let Ok(Some(cmd)) = inbound.message().await {
             core.touch_client(&client);
-            if let Some(pb::telemetry_command::Command::Settings(s)) = cmd.command
-                && answer_settings
-            {
+            if let Some(pb::telemetry_command::Command::Settings(s)) = cmd.command {
+                // A producer's topics: where its transactions' check-backs may go.
+                if let Some(pb::settings::PubSub::Publishing(p)) = &s.pub_sub {
+                    core.set_publishing(&client, p.topics.iter().map(|t| t.name.clone()));
+                }
+                if !answer_settings {
+                    continue;
+                }
                 let reply = settings_reply(&core, s).await;
                 if tx.send(Ok(reply)).await.is_err() {
                     break;

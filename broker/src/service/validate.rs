@@ -163,12 +163,6 @@ pub fn message(
             ),
         ));
     }
-    if matches!(kind, MessageKind::Transaction) {
-        return Err(bad(
-            Code::Unsupported,
-            format!("{kind:?} messages are not supported by this broker version yet"),
-        ));
-    }
     Ok(StoredMessage {
         topic,
         queue: QueueId(sys.queue_id.max(0) as u32),
@@ -344,6 +338,12 @@ fn message_kind(
         MessageKind::Normal if sys.message_group.is_some() || delivery_ms.is_some() => {
             return Err(conflict(
                 "a NORMAL message cannot have a message group or a delivery timestamp",
+            ));
+        }
+        // RocketMQ's rule too: a transaction's message is decided, not ordered or timed.
+        MessageKind::Transaction if sys.message_group.is_some() || delivery_ms.is_some() => {
+            return Err(conflict(
+                "a TRANSACTION message cannot have a message group or a delivery timestamp",
             ));
         }
         _ => {}

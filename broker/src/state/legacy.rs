@@ -2,7 +2,8 @@
 //! was: [`LegacyState`] (before retention: no queue starts, no log start) and [`StateV2`]
 //! (between retention and consume queues on disk: every queue's entries in the snapshot) and
 //! [`StateV3`] (before scheduled messages: no timers) and [`StateV4`] (before FIFO receives
-//! told message groups apart: no skipped offsets, no group hashes).
+//! told message groups apart: no skipped offsets, no group hashes) and [`StateV5`] (before
+//! transactions).
 //! Each converts to the next; the last to [`BrokerState`], with its queues in memory until
 //! [`BrokerState::use_files`] writes them out.
 //!
@@ -177,6 +178,7 @@ impl From<StateV2> for BrokerState {
             timers: Default::default(),
             groups_from: 0,
             grouped_from: BTreeMap::new(),
+            txns: Default::default(),
             files: QueueFiles::default(),
         }
     }
@@ -261,6 +263,47 @@ impl From<StateV4> for BrokerState {
             timers: Timers::from_pending(l.timers.pending, l.timers.fired, l.timers.recalled),
             groups_from: 0,
             grouped_from: BTreeMap::new(),
+            txns: Default::default(),
+            files: QueueFiles::default(),
+        }
+    }
+}
+
+/// The state before transactions (snapshot version 5).
+#[derive(Deserialize)]
+pub struct StateV5 {
+    clock_ms: u64,
+    topics: BTreeMap<String, TopicConfig>,
+    groups: BTreeMap<String, GroupConfig>,
+    queues: BTreeMap<(String, u32), ConsumeQueue>,
+    pops: BTreeMap<(String, String, u32), PopQueue>,
+    offsets: ConsumerOffsets,
+    receipt_seq: u64,
+    applied_index: u64,
+    log_start: u64,
+    topic_max_age_ms: BTreeMap<String, u64>,
+    timers: Timers,
+    groups_from: u64,
+    grouped_from: BTreeMap<(String, u32), u64>,
+}
+
+impl From<StateV5> for BrokerState {
+    fn from(l: StateV5) -> Self {
+        BrokerState {
+            clock_ms: l.clock_ms,
+            topics: l.topics,
+            groups: l.groups,
+            queues: l.queues,
+            pops: l.pops,
+            offsets: l.offsets,
+            receipt_seq: l.receipt_seq,
+            applied_index: l.applied_index,
+            log_start: l.log_start,
+            topic_max_age_ms: l.topic_max_age_ms,
+            timers: l.timers,
+            groups_from: l.groups_from,
+            grouped_from: l.grouped_from,
+            txns: Default::default(),
             files: QueueFiles::default(),
         }
     }

@@ -14,6 +14,7 @@ pub mod offsets;
 pub mod pop;
 mod round;
 pub mod timer;
+pub mod txn;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,10 +29,13 @@ use self::cq_files::CqFiles;
 use self::offsets::ConsumerOffsets;
 use self::pop::PopQueue;
 use self::timer::Timers;
+use self::txn::Transactions;
+use self::txn::TxEnd;
 use crate::command;
 use crate::command::Command;
 use crate::command::Receipt;
 use crate::command::TimerKey;
+use crate::command::TxKey;
 use crate::limits;
 use crate::model::GroupConfig;
 use crate::model::QueueId;
@@ -60,6 +64,15 @@ pub enum Reject {
     /// acknowledged, forwarded to the dead-letter topic, or delivered again since. (Appended
     /// last, as every variant.)
     NoLongerInFlight,
+    /// No such transaction is waiting for a decision, and none was decided recently: never
+    /// stored here, decided long ago, or a transaction id that names another message.
+    TxUnknown,
+    /// The transaction was decided already, this way.
+    TxDecided(TxEnd),
+    /// A check-back of a transaction whose check is not due (counted already, or parked).
+    TxNotDue,
+    /// The group holds [`limits::MAX_PENDING_TX`] undecided transactions.
+    TooManyTx,
 }
 
 /// One message handed out by a receive.
@@ -119,6 +132,18 @@ pub enum Outcome {
     /// A delivery was forwarded to its group's dead-letter topic by its consumer. (Variants
     /// are appended last: outcomes cross the wire between nodes of different versions.)
     DeadLettered,
+    /// A half message was stored, undecided.
+    Half {
+        /// The queue a commit delivers it to.
+        queue: QueueId,
+        /// Its transaction.
+        key: TxKey,
+    },
+    /// A check-back was counted: the proposer asks a producer now.
+    TxChecked {
+        /// Checks made so far, this one included.
+        checks: u32,
+    },
 }
 
 /// The whole replicated broker state of one Raft group.
@@ -160,6 +185,8 @@ pub struct BrokerState {
     /// entries have no room for a hash; past it every replica's chunks have one. (Queues
     /// created since count from 0.)
     pub grouped_from: BTreeMap<(String, u32), u64>,
+    /// Transactions waiting for their decision ([`txn`]).
+    pub txns: Transactions,
     /// Where new queues keep their entries (files on a broker replica; memory when absent).
     #[serde(skip)]
     files: QueueFiles,
@@ -198,6 +225,13 @@ impl BrokerState {
             return Err(format!(
                 "a snapshot from a peer holds scheduled messages (the oldest in log entry {i}) \
                  that this replica does not have; a replica must catch up from the log \
+                 (docs/operations.md, replacing a failed disk)"
+            ));
+        }
+        if !restored_locally && let Some(i) = self.txns.oldest_index() {
+            return Err(format!(
+                "a snapshot from a peer holds undecided transactions (the oldest in log entry \
+                 {i}) that this replica does not have; a replica must catch up from the log \
                  (docs/operations.md, replacing a failed disk)"
             ));
         }
@@ -320,6 +354,10 @@ impl BrokerState {
             Command::Schedule(m) => self.schedule(index, now, &m, pos, len),
             Command::Fire(f) => self.fire(index, now, &f, pos, len),
             Command::Recall(r) => self.recall(&r),
+            Command::Half(h) => self.half(index, now, &h, pos, len),
+            Command::CommitTx(c) => self.commit_tx(index, now, &c, pos, len),
+            Command::RollbackTx(r) => self.rollback_tx(&r),
+            Command::CheckTx(c) => self.check_tx(now, &c),
             Command::Pop(p) => self.pop(now, &p),
             Command::Ack(a) => self.ack(&a),
             Command::DeadLetter(a) => self.forward_to_dead_letter(now, &a),
@@ -497,6 +535,10 @@ impl BrokerState {
         if let Some(oldest) = self.timers.oldest_index() {
             upto = upto.min(oldest.saturating_sub(1));
         }
+        // So is an undecided transaction's: a commit copies the message from it.
+        if let Some(oldest) = self.txns.oldest_index() {
+            upto = upto.min(oldest.saturating_sub(1));
+        }
         if upto < self.log_start {
             return;
         }
@@ -585,6 +627,7 @@ impl BrokerState {
     /// Checks every invariant (tests run it after every apply; so does the simulator).
     pub fn check_invariants(&self) {
         self.timers.check_invariants();
+        self.txns.check_invariants();
         for ((topic, q), cq) in &self.queues {
             let t = self.topics.get(topic).expect("queue of an unknown topic");
             assert!(*q < t.queues, "queue {q} beyond {topic}'s {}", t.queues);
