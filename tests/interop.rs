@@ -1,5 +1,6 @@
 //! The official RocketMQ clients against `raftmq dev`: the Python SDK 5.1.2 (SimpleConsumer,
-//! PushConsumer, scheduled messages and recall, redelivery, dead letters), the Rust SDK 5.0.0 and the Node.js SDK 1.0.8; and a
+//! PushConsumer, scheduled messages and recall, transactions with check-back, redelivery, dead
+//! letters), the Rust SDK 5.0.0 and the Node.js SDK 1.0.8; and a
 //! restart between sending and receiving.
 #![cfg(not(madsim))]
 
@@ -74,6 +75,20 @@ fn python_client_send_receive_push_redelivery_and_dead_letters() {
             "PyBackoffTopic",
             "--group",
             "PyBackoff",
+        ],
+    );
+    // Transactional messages: decided by the producer, or by its checker when the broker
+    // checks back (issue 15).
+    python_scenario(
+        dev.port,
+        &[
+            "transaction",
+            "--count",
+            "40",
+            "--topic",
+            "PyTx",
+            "--group",
+            "PyTxGroup",
         ],
     );
     dev.admin(&["group", "PyRetry", "--max-attempts", "2"]);

@@ -15,6 +15,10 @@ Each subcommand is one scenario; exit status 0 means it passed. The Rust test
   consume-at-least  every acked id arrives at least once; duplicates are counted
   backoff       a PushConsumer fails each message twice: it comes back after the group's
                 customized backoff (set to 2 s, 4 s beforehand), announced in Settings
+  transaction   N transactional messages: a quarter committed and a quarter rolled back by the
+                producer, the rest left undecided for the broker's check-back, whose checker
+                commits or rolls back; committed ones arrive exactly once, rolled-back ones never,
+                a repeated commit is accepted and a contrary decision refused
   delay         N scheduled messages (delivery time in seconds, and in ms as the SDK documents
                 it); every tenth recalled: none arrives early, each with its delivery time,
                 recalled ones never, and a delivered one cannot be recalled
@@ -28,6 +32,8 @@ import uuid
 
 from rocketmq import (ClientConfiguration, ConsumeResult, Credentials, FilterExpression,
                       Message, MessageListener, Producer, PushConsumer, SimpleConsumer)
+from rocketmq.v5.producer.producer import TransactionChecker
+from rocketmq.grpc_protocol import TransactionResolution
 
 
 def log(*a):
@@ -467,10 +473,99 @@ def cmd_delay(a):
     finish(problems)
 
 
+class DecidingChecker(TransactionChecker):
+    """Answers a check-back from the message's `decide` property, and records each check."""
+
+    def __init__(self):
+        self.checked = {}
+        self.lock = threading.Lock()
+
+    def check(self, message):
+        with self.lock:
+            self.checked[message.message_id] = self.checked.get(message.message_id, 0) + 1
+        if message.properties.get("decide") == "commit":
+            return TransactionResolution.COMMIT
+        return TransactionResolution.ROLLBACK
+
+
+def cmd_transaction(a):
+    checker = DecidingChecker()
+    p = Producer(config(a.endpoint), (a.topic,), checker)
+    p.startup()
+    # i % 4: 0 the producer commits, 1 it rolls back, 2 and 3 it leaves to the check-back,
+    # whose checker commits 2 and rolls back 3.
+    fate = {}
+    problems = []
+    try:
+        for i in range(a.count):
+            m = make_message(a.topic, "tx", i)
+            m.add_property("decide", "commit" if i % 4 in (0, 2) else "rollback")
+            tx = p.begin_transaction()
+            r = p.send(m, tx)
+            if not r.transaction_id:
+                problems.append(f"{r.message_id}: no transaction id")
+            fate[r.message_id] = (i, i % 4 in (0, 2))
+            if i % 4 == 0:
+                tx.commit()
+                if i == 0:
+                    # A repeat of the same decision is accepted; a contrary one is refused.
+                    tx.commit()
+                    try:
+                        tx.rollback()
+                        problems.append("a rollback after a commit succeeded")
+                    except Exception as e:
+                        log(f"rollback after commit refused: {e!r}"[:200])
+            elif i % 4 == 1:
+                tx.rollback()
+        log(f"sent {len(fate)} half messages")
+        committed = {mid: i for mid, (i, c) in fate.items() if c}
+        c = SimpleConsumer(config(a.endpoint), a.group, {a.topic: FilterExpression("*")}, await_duration=2)
+        c.startup()
+        got = set()
+        start = time.time()
+        try:
+            # Undecided ones wait for their first check-back (6 s by default), then a few
+            # seconds more to see that no rolled-back one arrives.
+            while time.time() - start < 60:
+                if got >= set(committed) and time.time() - start > 10:
+                    break
+                for m in c.receive(32, 30):
+                    mid = m.message_id
+                    if mid not in fate:
+                        problems.append(f"unexpected message {mid}")
+                        continue
+                    i, commit = fate[mid]
+                    if not commit:
+                        problems.append(f"rolled-back message {mid} (#{i}) was delivered")
+                    if mid in got:
+                        problems.append(f"duplicate delivery of {mid}")
+                    problems += [f"{mid}: {q}" for q in check_message(m, "tx", i)]
+                    got.add(mid)
+                    c.ack(m)
+        finally:
+            c.shutdown()
+        missing = set(committed) - got
+        if missing:
+            problems.append(f"{len(missing)} committed messages never delivered, e.g. {sorted(missing)[:3]}")
+        undecided = {mid for mid, (i, _) in fate.items() if i % 4 in (2, 3)}
+        unchecked = undecided - set(checker.checked)
+        if unchecked:
+            problems.append(f"{len(unchecked)} undecided transactions were never checked back")
+        decided_checked = set(checker.checked) - undecided
+        if decided_checked:
+            problems.append(f"{len(decided_checked)} transactions decided by the producer were checked back")
+        log(f"delivered {len(got)} of {len(committed)} committed; "
+            f"{len(checker.checked)} check-backs answered in {time.time() - start:.1f}s")
+    finally:
+        p.shutdown()
+    finish(problems)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("scenario", choices=["send-receive", "push", "redelivery", "produce", "consume", "expect-empty",
-                                        "produce-for", "consume-at-least", "delay", "backoff"])
+                                        "produce-for", "consume-at-least", "delay", "backoff",
+                                        "transaction"])
     p.add_argument("--endpoint", default="127.0.0.1:8081")
     p.add_argument("--topic", default="InteropTopic")
     p.add_argument("--group", default="InteropGroup")
@@ -484,7 +579,8 @@ def main():
     {"send-receive": cmd_send_receive, "push": cmd_push, "redelivery": cmd_redelivery,
      "produce": cmd_produce, "consume": cmd_consume, "expect-empty": cmd_expect_empty,
      "produce-for": cmd_produce_for, "consume-at-least": cmd_consume_at_least,
-     "delay": cmd_delay, "backoff": cmd_backoff}[a.scenario](a)
+     "delay": cmd_delay, "backoff": cmd_backoff,
+     "transaction": cmd_transaction}[a.scenario](a)
 
 
 if __name__ == "__main__":

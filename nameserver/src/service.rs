@@ -17,6 +17,7 @@ use raftmq_proto::nameserver::registry_server::Registry;
 use raftmq_proto::nameserver::registry_server::RegistryServer;
 use raftmq_proto::v2 as pb;
 use raftmq_proto::v2::Code;
+use raftmq_proto::v2::messaging_service_client::MessagingServiceClient;
 use raftmq_proto::v2::messaging_service_server::MessagingService;
 use raftmq_proto::v2::messaging_service_server::MessagingServiceServer;
 use raftmq_proto::v2util;
@@ -368,11 +369,28 @@ impl MessagingService for NameServer {
         Err(not_here("QueryOffset"))
     }
 
+    /// The Rust SDK ends transactions (and answers check-backs) on its access point: the
+    /// transaction id names the Raft group, and the request goes to its members.
     async fn end_transaction(
         &self,
-        _req: Request<pb::EndTransactionRequest>,
+        req: Request<pb::EndTransactionRequest>,
     ) -> RpcResult<pb::EndTransactionResponse> {
-        Err(not_here("EndTransaction"))
+        let answer = |s: pb::Status| {
+            Ok(Response::new(pb::EndTransactionResponse { status: Some(s) }))
+        };
+        let Some(group) = v2util::transaction_group(&req.get_ref().transaction_id) else {
+            return answer(v2util::status(
+                Code::InvalidTransactionId,
+                "the transaction id is not one RaftMQ issued",
+            ));
+        };
+        match self
+            .to_group(group, req, |mut c, r| async move { c.end_transaction(r).await })
+            .await
+        {
+            Ok(resp) => Ok(resp),
+            Err(s) => answer(s),
+        }
     }
 
     async fn telemetry(
@@ -456,6 +474,32 @@ impl MessagingService for NameServer {
                 "the recall handle is not one RaftMQ issued",
             ));
         };
+        match self
+            .to_group(group, req, |mut c, r| async move { c.recall_message(r).await })
+            .await
+        {
+            Ok(resp) => Ok(resp),
+            Err(s) => answer(s),
+        }
+    }
+}
+
+impl NameServer {
+    /// Sends a client's request to the members of Raft `group` (leader first; any member
+    /// forwards it to the leader), with the client's metadata, within its deadline: the first
+    /// answer, or the status to answer with. (The Rust SDK sends EndTransaction and the Python
+    /// SDK RecallMessage to its access point, usually a nameserver.)
+    async fn to_group<Q, A, F, Fut>(
+        &self,
+        group: u64,
+        req: Request<Q>,
+        call: F,
+    ) -> Result<Response<A>, pb::Status>
+    where
+        Q: Clone,
+        F: Fn(MessagingServiceClient<tonic::transport::Channel>, Request<Q>) -> Fut,
+        Fut: std::future::Future<Output = Result<Response<A>, tonic::Status>>,
+    {
         let endpoints = self
             .table
             .lock()
@@ -480,23 +524,38 @@ impl MessagingService for NameServer {
             let mut r = Request::new(body.clone());
             *r.metadata_mut() = meta.clone();
             r.set_timeout(left);
-            match recall_at(&addr, r, left).await {
+            let sent = async {
+                let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                    .map_err(|e| Forward::NotSent(e.to_string()))?
+                    .connect_timeout(left.min(Duration::from_secs(1)))
+                    .connect()
+                    .await
+                    .map_err(|e| Forward::NotSent(e.to_string()))?;
+                call(MessagingServiceClient::new(ch), r).await.map_err(|s| {
+                    if v2util::is_connect_failure(&s) {
+                        Forward::NotSent(s.to_string())
+                    } else {
+                        Forward::Unknown(s.to_string())
+                    }
+                })
+            };
+            match sent.await {
                 Ok(resp) => return Ok(resp),
                 // Not sent: the next member may take it.
                 Err(Forward::NotSent(e)) => last = format!("{addr}: {e}"),
-                // It may have been applied, and a retry would then find nothing (NOT_FOUND,
-                // a definite refusal of a recall that happened): unknown.
+                // It may have been applied, and a retry would then be answered as a repeat
+                // (a recall finds nothing): unknown.
                 Err(Forward::Unknown(e)) => {
-                    return answer(v2util::status(
+                    return Err(v2util::status(
                         Code::ProxyTimeout,
-                        format!("the recall's outcome is unknown ({addr}: {e})"),
+                        format!("the outcome is unknown ({addr}: {e})"),
                     ));
                 }
             }
         }
-        answer(v2util::status(
+        Err(v2util::status(
             Code::HaNotAvailable,
-            format!("the recall could not reach its group: {last}"),
+            format!("the request could not reach its group: {last}"),
         ))
     }
 }
@@ -507,30 +566,6 @@ enum Forward {
     NotSent(String),
     /// Afterwards: it may have happened.
     Unknown(String),
-}
-
-/// Sends a recall to the broker at `addr`.
-async fn recall_at(
-    addr: &str,
-    req: Request<pb::RecallMessageRequest>,
-    within: Duration,
-) -> Result<Response<pb::RecallMessageResponse>, Forward> {
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| Forward::NotSent(e.to_string()))?
-        .connect_timeout(within.min(Duration::from_secs(1)))
-        .connect()
-        .await
-        .map_err(|e| Forward::NotSent(e.to_string()))?;
-    raftmq_proto::v2::messaging_service_client::MessagingServiceClient::new(ch)
-        .recall_message(req)
-        .await
-        .map_err(|s| {
-            if v2util::is_connect_failure(&s) {
-                Forward::NotSent(s.to_string())
-            } else {
-                Forward::Unknown(s.to_string())
-            }
-        })
 }
 
 /// The server builder: bounded streams per connection and, in real builds, registrations'
