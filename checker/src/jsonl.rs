@@ -78,6 +78,8 @@ fn f_name(op: &Op) -> &'static str {
         Op::Expired { .. } => "expired",
         Op::Scheduled { .. } => "scheduled",
         Op::Recall { .. } => "recall",
+        Op::Transaction { .. } => "transaction",
+        Op::EndTx { .. } => "end-transaction",
     }
 }
 
@@ -92,7 +94,10 @@ pub fn process(op: &Op) -> String {
         }
         Op::Receive { consumer, .. } | Op::Ack { consumer, .. } => format!("c{consumer}"),
         // The scheduling producer's ids are `<producer>-<n>`.
-        Op::Scheduled { id, .. } | Op::Recall { id, .. } => id
+        Op::Scheduled { id, .. }
+        | Op::Recall { id, .. }
+        | Op::Transaction { id, .. }
+        | Op::EndTx { id, .. } => id
             .rsplit_once('-')
             .map_or(id.as_str(), |(p, _)| p)
             .to_string(),
@@ -127,8 +132,11 @@ pub fn span(op: &Op) -> (u64, u64) {
         }
         | Op::Recall {
             invoked, completed, ..
+        }
+        | Op::EndTx {
+            invoked, completed, ..
         } => (*invoked, *completed),
-        Op::Scheduled { invoked, .. } => (*invoked, *invoked),
+        Op::Scheduled { invoked, .. } | Op::Transaction { invoked, .. } => (*invoked, *invoked),
     }
 }
 
@@ -138,7 +146,8 @@ pub fn outcome(op: &Op) -> Kind {
         Op::Send { result, .. }
         | Op::Ack { result, .. }
         | Op::Commit { result, .. }
-        | Op::Recall { result, .. } => match result {
+        | Op::Recall { result, .. }
+        | Op::EndTx { result, .. } => match result {
             Result3::Ok => Kind::Ok,
             Result3::Fail => Kind::Fail,
             Result3::Info => Kind::Info,
@@ -147,7 +156,8 @@ pub fn outcome(op: &Op) -> Kind {
         | Op::Pull { .. }
         | Op::ReadCommitted { .. }
         | Op::Expired { .. }
-        | Op::Scheduled { .. } => Kind::Ok,
+        | Op::Scheduled { .. }
+        | Op::Transaction { .. } => Kind::Ok,
     }
 }
 
@@ -176,6 +186,9 @@ fn invoke_value(op: &Op) -> serde_json::Value {
             serde_json::json!({ "id": id, "not_before": not_before })
         }
         Op::Recall { id, .. } => serde_json::json!({ "id": id }),
+        Op::Transaction { id, commit, .. } | Op::EndTx { id, commit, .. } => {
+            serde_json::json!({ "id": id, "commit": commit })
+        }
     }
 }
 

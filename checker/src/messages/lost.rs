@@ -1,6 +1,7 @@
 //! `lost`: a send acknowledged OK must be delivered to a consumer (plain or FIFO) by the end
 //! of the history (which ends with a drain), unless it was recalled (or may have been);
-//! `timer-lost` if it was a scheduled message. Also counts deliveries for the report.
+//! `timer-lost` if it was a scheduled message; for a transaction's half message, once its
+//! commit was answered OK (`tx-lost`). Also counts deliveries for the report.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -31,12 +32,21 @@ pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &
         }
     }
     let delivered = |id: &str| received.contains_key(id) || fifo.contains(id);
-    for id in &s.ok {
+    // A half message is owed to consumers once its commit is answered OK (whatever its send's
+    // answer said), not before.
+    let owed = s
+        .ok
+        .iter()
+        .filter(|id| !s.txns.contains_key(*id))
+        .chain(&s.committed);
+    for id in owed {
         // A recalled message is never delivered; one whose recall may have happened may not be.
         let recalled = s.recalled.contains(id) || s.maybe_recalled.contains(id);
         if !delivered(id) && !s.expired.contains(id) && !recalled {
             let kind = if s.scheduled.contains_key(id) {
                 "timer-lost"
+            } else if s.txns.contains_key(id) {
+                "tx-lost"
             } else {
                 "lost"
             };

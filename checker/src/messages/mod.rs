@@ -31,7 +31,12 @@
 //! - scheduled messages ([`Op::Scheduled`]): `early-delivery` (delivered before its time),
 //!   `recalled-delivered` (delivered although a recall of it succeeded), `timer-duplicate`
 //!   (handed out as a first delivery twice: two copies), and `timer-lost` (`lost` for a
-//!   scheduled message; one whose recall succeeded or may have is not expected).
+//!   scheduled message; one whose recall succeeded or may have is not expected);
+//! - transactions ([`Op::Transaction`]): `aborted-delivered` (a message its producer rolls back
+//!   was delivered: by a rollback, or by a check-back its checker answers with one),
+//!   `tx-duplicate` (a committed message handed out as a first delivery twice) and `tx-lost`
+//!   (`lost` for a transaction whose commit was answered OK; a half message alone is not owed
+//!   to anyone).
 //!
 //! | module | anomalies |
 //! |---|---|
@@ -45,6 +50,7 @@
 //! | [`offsets`] | `commit-regression` |
 //! | [`retention`] | `premature-deletion` (and the `expired` set `lost` and [`fifo`] leave out) |
 //! | [`timers`] | `early-delivery`, `recalled-delivered`, `timer-duplicate` (`timer-lost` in [`lost`]) |
+//! | [`txns`] | `aborted-delivered`, `tx-duplicate` (`tx-lost` in [`lost`]) |
 
 mod delivered;
 mod fifo;
@@ -58,6 +64,7 @@ mod sends;
 #[cfg(test)]
 mod testing;
 mod timers;
+mod txns;
 
 use serde::Deserialize;
 use serde::Serialize;
@@ -222,6 +229,31 @@ pub enum Op {
         /// Outcome.
         result: Result3,
     },
+    /// The send of `id` (recorded just before this) was a transaction's half message, and the
+    /// producer means it to end committed (`commit`) or rolled back, whether it decides itself
+    /// or its checker answers a check-back: its checker gives the same answer.
+    Transaction {
+        /// Message id.
+        id: String,
+        /// Invoked (of the send).
+        invoked: u64,
+        /// The producer's (and its checker's) decision.
+        commit: bool,
+    },
+    /// The producer ended transaction `id` (v2 EndTransaction). A commit answered OK must be
+    /// delivered; a rollback's message never may be.
+    EndTx {
+        /// Message id.
+        id: String,
+        /// Commit or roll back.
+        commit: bool,
+        /// Invoked.
+        invoked: u64,
+        /// Completed.
+        completed: u64,
+        /// Outcome.
+        result: Result3,
+    },
     /// A read of the committed offset.
     ReadCommitted {
         /// Broker.
@@ -285,6 +317,12 @@ pub struct Stats {
     /// Scheduled messages recalled OK.
     #[serde(default)]
     pub recalled: usize,
+    /// Half messages sent (any outcome).
+    #[serde(default)]
+    pub transactions: usize,
+    /// Transactions whose producer's commit was answered OK.
+    #[serde(default)]
+    pub tx_committed: usize,
 }
 
 /// Checks `history`. Deliveries by receives (plain and FIFO consumers) count for `lost`;
@@ -303,5 +341,6 @@ pub fn check(history: &[Op]) -> (Vec<Anomaly>, Stats) {
     retention::check(history, &sends, &mut out);
     lost::check(history, &sends, &mut out, &mut st);
     timers::check(history, &sends, &mut out, &mut st);
+    txns::check(history, &sends, &mut out, &mut st);
     (out, st)
 }

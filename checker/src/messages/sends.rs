@@ -1,7 +1,7 @@
 //! The send side of a history, indexed once for every invariant: what was attempted (body and
 //! invocation time), what definitely failed, what was acknowledged or left unknown, which ids
-//! may repeat, each message's first OK ack, the FIFO sends of every message group, and which
-//! messages were scheduled and recalled.
+//! may repeat, each message's first OK ack, the FIFO sends of every message group, which
+//! messages were scheduled and recalled, and which were transactional and committed.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -33,6 +33,10 @@ pub(super) struct Sends<'h> {
     pub recalled: BTreeSet<&'h str>,
     /// Ids whose recall may have happened (unknown outcome).
     pub maybe_recalled: BTreeSet<&'h str>,
+    /// Half messages → whether their producer commits them ([`Op::Transaction`]).
+    pub txns: BTreeMap<&'h str, bool>,
+    /// Transactions whose commit was answered OK ([`Op::EndTx`]).
+    pub committed: BTreeSet<&'h str>,
 }
 
 impl<'h> Sends<'h> {
@@ -49,6 +53,8 @@ impl<'h> Sends<'h> {
             scheduled: BTreeMap::new(),
             recalled: BTreeSet::new(),
             maybe_recalled: BTreeSet::new(),
+            txns: BTreeMap::new(),
+            committed: BTreeSet::new(),
         };
         for op in history {
             match op {
@@ -78,6 +84,17 @@ impl<'h> Sends<'h> {
                 }
                 Op::Scheduled { id, not_before, .. } => {
                     s.scheduled.insert(id, *not_before);
+                }
+                Op::Transaction { id, commit, .. } => {
+                    s.txns.insert(id, *commit);
+                }
+                Op::EndTx {
+                    id,
+                    commit: true,
+                    result: Result3::Ok,
+                    ..
+                } => {
+                    s.committed.insert(id);
                 }
                 Op::Recall { id, result, .. } => match result {
                     Result3::Ok => {
