@@ -244,6 +244,83 @@ pub async fn schedule(
     p.shutdown().await;
 }
 
+/// A transactional producer on the plain topic (issue 15): ids `<name>-<n>`, each sent as a
+/// half message whose fate is drawn at once (`:c` commit or `:r` roll back, at the end of its
+/// body); its producer ends about 60% of them itself and leaves the rest to the broker's
+/// check-back, which its checker answers from the body, the same way. Records each send, its
+/// [`Op::Transaction`] and each decision ([`Op::EndTx`]).
+pub async fn transact(ctx: Ctx, name: String, seed: u64, stop: Arc<AtomicBool>) {
+    let topic = ctx.names.topic;
+    let Some(p) = start_with_retry(&stop, || {
+        Producer::builder(ctx.config.clone())
+            .topics([topic])
+            .transaction_checker(|m: &raftmq_client::ReceivedMessage| {
+                if m.body.ends_with(b":c") {
+                    raftmq_client::TransactionResolution::Commit
+                } else {
+                    raftmq_client::TransactionResolution::Rollback
+                }
+            })
+            .start()
+    })
+    .await
+    else {
+        return;
+    };
+    let mut r = SmallRng::seed_from_u64(seed);
+    let mut n = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let id = format!("{name}-{n}");
+        n += 1;
+        let commit = r.random::<bool>();
+        let body = format!(
+            "{id}:{}:{}",
+            "x".repeat(r.random_range(0..32)),
+            if commit { "c" } else { "r" }
+        )
+        .into_bytes();
+        let mut tx = p.begin_transaction();
+        let invoked = ctx.now();
+        let m = Message::new(topic, body.clone()).with_message_id(id.clone());
+        let res = tx.send(m).await;
+        ctx.record(Op::Send {
+            id: id.clone(),
+            body,
+            group: None,
+            invoked,
+            completed: ctx.now(),
+            result: outcome(&res),
+            pos: None,
+            may_repeat: false,
+        });
+        ctx.record(Op::Transaction {
+            id: id.clone(),
+            invoked,
+            commit,
+        });
+        if res.is_ok() && r.random::<f64>() < 0.6 {
+            let wait = Duration::from_millis(r.random_range(0..500));
+            tokio::time::sleep(wait).await;
+            let invoked = ctx.now();
+            let end = if commit {
+                tx.commit().await
+            } else {
+                tx.rollback().await
+            };
+            ctx.record(Op::EndTx {
+                id,
+                commit,
+                invoked,
+                completed: ctx.now(),
+                result: outcome(&end),
+            });
+        }
+        let (lo, hi) = ctx.send_pause_ms;
+        tokio::time::sleep(Duration::from_millis(r.random_range(lo..hi.max(lo + 1)))).await;
+    }
+    p.shutdown().await;
+}
+
 /// A consumer: receives, mostly acks (FIFO: in order, stopping at the first message it
 /// leaves unacknowledged). Once `draining` is set (producers stopped, faults healed) it acks
 /// everything: redelivery is exercised during the chaos, and a FIFO group stalls for the whole

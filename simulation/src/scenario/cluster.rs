@@ -118,6 +118,9 @@ pub struct Options {
     pub retention: bool,
     /// A producer of scheduled (DELAY) messages with recalls on the plain topic (issue 14).
     pub scheduled: bool,
+    /// A transactional producer on the plain topic, half of its transactions left to the
+    /// brokers' check-backs (issue 15).
+    pub transactions: bool,
 }
 
 /// Retention age when [`Options::retention`] is on.
@@ -150,6 +153,8 @@ impl Options {
             bit_flips: r.random::<bool>(),
             retention: r.random::<bool>(),
             scheduled: r.random::<bool>(),
+            // Drawn last: the seeds before it keep every other option.
+            transactions: r.random::<bool>(),
         };
         // `SIM_MASK=partitions,kills` turns classes off after drawing, keeping the stream.
         if let Ok(mask) = std::env::var("SIM_MASK") {
@@ -167,6 +172,7 @@ impl Options {
                     "bit_flips" => o.bit_flips = false,
                     "retention" => o.retention = false,
                     "scheduled" => o.scheduled = false,
+                    "transactions" => o.transactions = false,
                     _ => {}
                 }
             }
@@ -294,6 +300,13 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
         };
         settings.segment_bytes = RETENTION_SEGMENT;
     }
+    // Check-backs within the run: first after a second, then every second, three at most.
+    settings.transactions = broker::checkback::TxSettings {
+        check_after: Duration::from_secs(1),
+        check_interval: Duration::from_secs(1),
+        max_checks: 3,
+        after_max: broker::command::AfterMax::Discard,
+    };
     let cluster: Shared = Arc::new(tokio::sync::Mutex::new(BrokerCluster::with_settings(
         o.nodes, o.groups, settings,
     )));
@@ -455,6 +468,11 @@ fn spawn_clients(
         };
         let s = stops.producers.clone();
         let producer = workload::schedule(ctx.clone(), "s0".into(), slack, seed ^ 41, s);
+        tasks.push(client_node.spawn(producer));
+    }
+    if o.transactions {
+        let s = stops.producers.clone();
+        let producer = workload::transact(ctx.clone(), "t0".into(), seed ^ 51, s);
         tasks.push(client_node.spawn(producer));
     }
     for k in 0..o.consumers {
