@@ -551,8 +551,9 @@ pub async fn drained_since(history: &History, start: Instant, quiet: Duration) {
     }
 }
 
-/// True if every acknowledged send has been received, except those `gone` says retention
-/// deleted or the history records as [`Op::Expired`], and no receive has returned anything for
+/// True if every acknowledged send (for a transaction: every acknowledged commit) has been
+/// received, except those `gone` says retention deleted or the history records as
+/// [`Op::Expired`], and no receive has returned anything for
 /// `quiet` before `now` (µs of the history's clock).
 pub fn is_drained(h: &[Op], now: u64, quiet: Duration, gone: &dyn Fn(&str) -> bool) -> bool {
     let expired: BTreeSet<&str> = h
@@ -572,6 +573,15 @@ pub fn is_drained(h: &[Op], now: u64, quiet: Duration, gone: &dyn Fn(&str) -> bo
         })
         .collect();
     let gone = |id: &str| expired.contains(id) || recalled.contains(id) || gone(id);
+    // A transaction's message is expected once its commit was answered OK (one left to the
+    // check-back may come, or be discarded after the last check).
+    let txns: BTreeSet<&str> = h
+        .iter()
+        .filter_map(|op| match op {
+            Op::Transaction { id, .. } => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
     let mut sent = BTreeSet::new();
     let mut got = BTreeSet::new();
     let mut last = 0;
@@ -579,6 +589,14 @@ pub fn is_drained(h: &[Op], now: u64, quiet: Duration, gone: &dyn Fn(&str) -> bo
         match op {
             Op::Send {
                 id,
+                result: Result3::Ok,
+                ..
+            } if !gone(id) && !txns.contains(id.as_str()) => {
+                sent.insert(id.as_str());
+            }
+            Op::EndTx {
+                id,
+                commit: true,
                 result: Result3::Ok,
                 ..
             } if !gone(id) => {

@@ -28,6 +28,9 @@ pub(super) fn index<'h>(history: &'h [Op], s: &mut Sends<'h>) {
             for id in ids {
                 if let Some(ok) = s.ok.get(id.as_str()) {
                     s.expired.insert(ok);
+                } else if let Some(c) = s.committed.get(id.as_str()) {
+                    // A transaction committed OK whose half message's send ended unknown.
+                    s.expired.insert(c);
                 }
             }
         }

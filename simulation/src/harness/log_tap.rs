@@ -174,9 +174,12 @@ fn read_new(c: &BrokerCluster, seen: &mut Seen) {
                 match l.command {
                     // A scheduled message sits in its schedule entry and, once fired, in
                     // the fire's copy (which its queue entry points at): it is deleted when
-                    // both are (retention keeps a pending timer's entry).
+                    // both are (retention keeps a pending timer's entry). Likewise a half
+                    // message and its commit's copy.
                     Ok(Command::Send(m) | Command::Schedule(m))
-                    | Ok(Command::Fire(broker::command::Fire { message: m, .. })) => {
+                    | Ok(Command::Fire(broker::command::Fire { message: m, .. }))
+                    | Ok(Command::Half(broker::command::Half { message: m, .. }))
+                    | Ok(Command::CommitTx(broker::command::CommitTx { message: m, .. })) => {
                         seen.ids.entry(m.message_id).or_default().push((g, index));
                     }
                     Ok(Command::Retain(rt)) => {
