@@ -376,7 +376,9 @@ impl MessagingService for NameServer {
         req: Request<pb::EndTransactionRequest>,
     ) -> RpcResult<pb::EndTransactionResponse> {
         let answer = |s: pb::Status| {
-            Ok(Response::new(pb::EndTransactionResponse { status: Some(s) }))
+            Ok(Response::new(pb::EndTransactionResponse {
+                status: Some(s),
+            }))
         };
         let Some(group) = v2util::transaction_group(&req.get_ref().transaction_id) else {
             return answer(v2util::status(
@@ -385,7 +387,11 @@ impl MessagingService for NameServer {
             ));
         };
         match self
-            .to_group(group, req, |mut c, r| async move { c.end_transaction(r).await })
+            .to_group(
+                group,
+                req,
+                |mut c, r| async move { c.end_transaction(r).await },
+            )
             .await
         {
             Ok(resp) => Ok(resp),
@@ -475,7 +481,11 @@ impl MessagingService for NameServer {
             ));
         };
         match self
-            .to_group(group, req, |mut c, r| async move { c.recall_message(r).await })
+            .to_group(
+                group,
+                req,
+                |mut c, r| async move { c.recall_message(r).await },
+            )
             .await
         {
             Ok(resp) => Ok(resp),

@@ -34,11 +34,10 @@ pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &
     let delivered = |id: &str| received.contains_key(id) || fifo.contains(id);
     // A half message is owed to consumers once its commit is answered OK (whatever its send's
     // answer said), not before.
-    let owed = s
-        .ok
-        .iter()
-        .filter(|id| !s.txns.contains_key(*id))
-        .chain(&s.committed);
+    let owed =
+        s.ok.iter()
+            .filter(|id| !s.txns.contains_key(*id))
+            .chain(&s.committed);
     for id in owed {
         // A recalled message is never delivered; one whose recall may have happened may not be.
         let recalled = s.recalled.contains(id) || s.maybe_recalled.contains(id);
