@@ -27,6 +27,7 @@ use crate::command::TxKey;
 use crate::core::BrokerCore;
 use crate::model::StoredMessage;
 use crate::state::Outcome;
+use crate::state::Reject;
 use crate::state::consume_queue::CqEntry;
 use crate::state::txn::PendingTx;
 
@@ -109,16 +110,22 @@ pub fn deliver_local(core: &BrokerCore, check: CheckBack) -> bool {
     core.send_to_producer(&topic, &check.command(&host))
 }
 
-/// Hands a check-back to a producer of its topic: on this node if one is connected here,
-/// else on the first peer that has one. False if nobody took it.
-pub async fn deliver(core: &BrokerCore, check: CheckBack) -> bool {
+/// Hands a check-back of a transaction of group `group` to a producer of its topic: on this
+/// node if one is connected here, else on the first other member of the group that has one.
+/// Only members: a producer answers on the node that asked it, which must serve the group
+/// (review of issue 15). False if nobody took it.
+pub async fn deliver(core: &BrokerCore, group: u64, check: CheckBack) -> bool {
     if deliver_local(core, check.clone()) {
         return true;
     }
-    for (id, addrs) in core.peers() {
-        if *id == core.node_id() {
+    let members = core.members(group).unwrap_or_default();
+    for id in members {
+        if id == core.node_id() {
             continue;
         }
+        let Some(addrs) = core.peers().get(&id) else {
+            continue;
+        };
         match core
             .forwarder()
             .deliver(&addrs.raft, &check, DELIVER_WAIT)
@@ -219,14 +226,17 @@ async fn check_round(core: &BrokerCore, group: u64, due: Vec<(TxKey, PendingTx)>
                     store_ms: p.stored_ms,
                     message,
                 };
-                if !deliver(core, check).await {
+                if !deliver(core, group, check).await {
                     tracing::info!(group, ?key, checks, topic = %p.topic,
                         "check-back: no producer of the topic is connected; counted anyway");
                 }
                 true
             }
-            // Ended after its last check; or decided, or checked, meanwhile.
-            Ok(Outcome::Done | Outcome::Rejected(_)) => true,
+            // Ended after its last check; or decided meanwhile.
+            Ok(Outcome::Done | Outcome::Rejected(Reject::TxUnknown)) => true,
+            // Checked already, or this leader's clock is behind the entry's stamp: wait a
+            // moment rather than propose the round again at once (review of issue 15).
+            Ok(Outcome::Rejected(_)) => false,
             Ok(other) => {
                 tracing::warn!(group, ?key, ?other, "check-back: unexpected outcome");
                 false

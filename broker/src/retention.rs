@@ -330,7 +330,11 @@ pub async fn run(
         // `Retain` keeps that entry and everything after it, whatever the age, size or free
         // space says (docs/operations.md). Say so, rather than propose deletions that apply
         // as nothing.
-        let oldest_timer = r.read(|s| s.timers.oldest_index());
+        // Likewise an undecided transaction's half message (a commit copies it).
+        let oldest_timer = r.read(|s| match (s.timers.oldest_index(), s.txns.oldest_index()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        });
         if held < due {
             r.set_retention_note(format!(
                 "held back: entries up to {due} are due for deletion, but node {by} holds \
@@ -345,7 +349,7 @@ pub async fn run(
             upto = t - 1;
             r.set_retention_note(format!(
                 "held back: entries up to {due} are due for deletion, but entry {t} holds a \
-                 scheduled message that is not delivered yet"
+                 scheduled message not delivered yet or an undecided transaction"
             ));
             if upto < log_start {
                 continue;

@@ -72,6 +72,7 @@ pub async fn end_transaction(
         return answer(s);
     }
     let wait = grpc_timeout(&req);
+    let started = tokio::time::Instant::now();
     let req = req.into_inner();
     let topic = match validate::topic(req.topic.as_ref()) {
         Ok(t) => t,
@@ -116,6 +117,8 @@ pub async fn end_transaction(
             source,
         })
     };
+    // What is left of the client's deadline after the wait for the half message.
+    let wait = wait.map(|w| w.saturating_sub(started.elapsed()));
     answer(match core.submit_within(group, cmd, wait).await {
         Ok(Outcome::Sent { .. } | Outcome::Done) => ok(),
         Ok(Outcome::Rejected(r)) => decided(&r, commit),
@@ -182,7 +185,9 @@ async fn commit_command(
         if applied >= key.log_index {
             match (pending, ended) {
                 (Some(p), _) if p.identity == id => break p,
-                (None, Some(end)) => return Err(decided(&Reject::TxDecided(end), true)),
+                (None, Some((end, ident))) if ident == id => {
+                    return Err(decided(&Reject::TxDecided(end), true));
+                }
                 _ => return Err(from_reject(&Reject::TxUnknown)),
             }
         }

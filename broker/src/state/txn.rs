@@ -112,9 +112,9 @@ impl Transactions {
         self.pending.get(key)
     }
 
-    /// How `key` ended, if it was decided recently.
-    pub fn decided(&self, key: &TxKey) -> Option<TxEnd> {
-        self.decided.get(key).map(|(e, _)| *e)
+    /// How `key` ended, if it was decided recently, and the [`identity`] of its message.
+    pub fn decided(&self, key: &TxKey) -> Option<(TxEnd, u64)> {
+        self.decided.get(key).copied()
     }
 
     /// The transactions whose check is due at `now_ms`, earliest first, at most `max`.
