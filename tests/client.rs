@@ -70,7 +70,7 @@ fn native_client_examples_and_cli_against_raftmq_dev() {
         failures::forwarded_messages_go_to_the_dead_letter_topic(config()).await;
         failures::nacked_messages_come_back_after_the_group_backoff(config()).await;
         failures::a_departed_push_consumers_deliveries_come_back_after_the_backoff(config()).await;
-        unsupported_kinds_are_definite_refusals().await;
+        transactions_commit_roll_back_and_check_back().await;
     });
     examples_and_cli();
     dev.stop();
@@ -549,18 +549,67 @@ async fn delayed_messages_wait_and_recalled_ones_never_come() {
     p.shutdown().await;
 }
 
-async fn unsupported_kinds_are_definite_refusals() {
+/// Transactions (issue 15): a committed half message is delivered once, a rolled-back one
+/// never; one left undecided is delivered once the broker's check-back (after 6 s) reaches
+/// the producer's checker, and one its checker does not know stays undecided; a repeated
+/// commit is accepted, a contrary rollback refused. And an invalid topic is a definite
+/// refusal.
+async fn transactions_commit_roll_back_and_check_back() {
+    let checked = Arc::new(Mutex::new(Vec::new()));
+    let seen = checked.clone();
     let p = Producer::builder(config())
-        .topics(["plain"])
+        .topics(["tx"])
+        .transaction_checker(move |m: &raftmq_client::ReceivedMessage| {
+            seen.lock().unwrap().push(m.message_id.clone());
+            match m.body.last() {
+                Some(b'c') => raftmq_client::TransactionResolution::Commit,
+                Some(b'r') => raftmq_client::TransactionResolution::Rollback,
+                _ => raftmq_client::TransactionResolution::Unknown,
+            }
+        })
         .start()
         .await
         .unwrap();
-    let mut tx = p.begin_transaction();
-    let e = tx
-        .send(Message::new("plain", b"half".to_vec()))
+    let half = |body: &'static [u8]| Message::new("tx", body.to_vec());
+    let mut a = p.begin_transaction();
+    let ra = a.send(half(b"a-c")).await.unwrap();
+    assert!(ra.transaction_id.as_deref().is_some_and(|t| !t.is_empty()));
+    a.commit().await.unwrap();
+    let mut b = p.begin_transaction();
+    let rb = b.send(half(b"b-r")).await.unwrap();
+    b.rollback().await.unwrap();
+    // Left to the check-back: the checker commits the first, does not know the second.
+    let mut c = p.begin_transaction();
+    let rc = c.send(half(b"c-c")).await.unwrap();
+    let mut d = p.begin_transaction();
+    let rd = d.send(half(b"d-u")).await.unwrap();
+    drop((c, d));
+
+    let consumer = SimpleConsumer::builder(config(), "c-tx")
+        .subscribe("tx", Filter::All)
+        .start()
         .await
-        .unwrap_err();
-    assert!(matches!(e, ClientError::Unsupported(_)), "{e}");
+        .unwrap();
+    let mut got = BTreeMap::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(12) {
+        for m in consumer.receive(8, Duration::from_secs(30)).await.unwrap() {
+            *got.entry(m.body.clone()).or_insert(0) += 1;
+            consumer.ack(&m).await.unwrap();
+        }
+        if got.contains_key(b"c-c".as_slice()) && start.elapsed() > Duration::from_secs(8) {
+            break;
+        }
+    }
+    let want = BTreeMap::from([(b"a-c".to_vec(), 1), (b"c-c".to_vec(), 1)]);
+    assert_eq!(got, want, "committed once each, the rest never");
+    let asked = checked.lock().unwrap().clone();
+    assert!(asked.contains(&rc.message_id) && asked.contains(&rd.message_id), "{asked:?}");
+    assert!(
+        !asked.contains(&ra.message_id) && !asked.contains(&rb.message_id),
+        "a decided transaction was checked back: {asked:?}"
+    );
+    consumer.shutdown().await;
     let e = p
         .send(Message::new("bad topic", b"x".to_vec()))
         .await
