@@ -604,7 +604,10 @@ async fn transactions_commit_roll_back_and_check_back() {
     let want = BTreeMap::from([(b"a-c".to_vec(), 1), (b"c-c".to_vec(), 1)]);
     assert_eq!(got, want, "committed once each, the rest never");
     let asked = checked.lock().unwrap().clone();
-    assert!(asked.contains(&rc.message_id) && asked.contains(&rd.message_id), "{asked:?}");
+    assert!(
+        asked.contains(&rc.message_id) && asked.contains(&rd.message_id),
+        "{asked:?}"
+    );
     assert!(
         !asked.contains(&ra.message_id) && !asked.contains(&rb.message_id),
         "a decided transaction was checked back: {asked:?}"
