@@ -2,7 +2,8 @@
 //!
 //! - `raftmq dev`: a 3-replica group in one process with its data under `./data` and the
 //!   RocketMQ v2 endpoint on 127.0.0.1:8081. Ctrl-C stops it cleanly; a restart keeps the data.
-//! - `raftmq admin ...`: topics, groups and status over the admin service.
+//! - `raftmq admin ...`: topics, groups, status, replicas and transactions over the admin
+//!   service.
 //! - `raftmq bench`: send load through the v2 protocol and report throughput and latency.
 //! - `raftmq produce` / `raftmq consume`: send and receive with the native client.
 
@@ -183,6 +184,38 @@ enum AdminAction {
     Replica {
         #[command(subcommand)]
         change: ReplicaAction,
+    },
+    /// Transactions waiting for their producer's decision: list them, or decide one by hand.
+    Tx {
+        #[command(subcommand)]
+        action: TxAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TxAction {
+    /// Undecided transactions (as this node's replicas have applied them), oldest first, with
+    /// their check-backs so far; and each group's counts.
+    List {
+        /// Only this topic's.
+        #[arg(long)]
+        topic: Option<String>,
+        /// At most this many per group.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// One JSON object, for machines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Commit one: its message is delivered (once).
+    Commit {
+        /// The transaction id (`tx1:...`, from `list` or the send's receipt).
+        transaction_id: String,
+    },
+    /// Roll one back: its message is never delivered.
+    Rollback {
+        /// The transaction id.
+        transaction_id: String,
     },
 }
 
@@ -578,7 +611,97 @@ async fn admin(
             println!("group {name} updated");
             Ok(())
         }
+        AdminAction::Tx { action } => admin_tx(&mut c, action).await,
     }
+}
+
+/// `raftmq admin tx ...`.
+async fn admin_tx(
+    c: &mut AdminClient<tonic::transport::Channel>,
+    action: TxAction,
+) -> anyhow::Result<()> {
+    let (id, commit) = match action {
+        TxAction::List { topic, limit, json } => {
+            let r = c
+                .transactions(pb::TxListRequest {
+                    topic: topic.unwrap_or_default(),
+                    limit,
+                })
+                .await?
+                .into_inner();
+            if json {
+                let pending: Vec<_> = r
+                    .pending
+                    .iter()
+                    .map(|p| {
+                        serde_json::json!({
+                            "group": p.group, "transaction_id": p.transaction_id,
+                            "topic": p.topic, "message_id": p.message_id, "queue": p.queue,
+                            "stored_ms": p.stored_ms, "next_check_ms": p.next_check_ms,
+                            "checks": p.checks, "parked": p.parked,
+                        })
+                    })
+                    .collect();
+                let groups: Vec<_> = r
+                    .groups
+                    .iter()
+                    .map(|g| {
+                        serde_json::json!({
+                            "group": g.group, "pending": g.pending, "committed": g.committed,
+                            "rolled_back": g.rolled_back, "discarded": g.discarded,
+                            "checks": g.checks,
+                        })
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({ "pending": pending, "groups": groups })
+                );
+                return Ok(());
+            }
+            for g in &r.groups {
+                println!(
+                    "group {}: {} undecided; {} committed, {} rolled back, {} discarded after \
+                     their last check, {} check-backs",
+                    g.group, g.pending, g.committed, g.rolled_back, g.discarded, g.checks
+                );
+            }
+            for p in &r.pending {
+                println!(
+                    "{}  topic {} queue {}  message {}  checks {}{}",
+                    p.transaction_id,
+                    p.topic,
+                    p.queue,
+                    p.message_id,
+                    p.checks,
+                    if p.parked {
+                        ", kept after its last check".to_string()
+                    } else {
+                        format!(", next check at {} ms", p.next_check_ms)
+                    }
+                );
+            }
+            return Ok(());
+        }
+        TxAction::Commit { transaction_id } => (transaction_id, true),
+        TxAction::Rollback { transaction_id } => (transaction_id, false),
+    };
+    let e = c
+        .resolve_transaction(pb::TxResolve {
+            transaction_id: id.clone(),
+            commit,
+        })
+        .await?
+        .into_inner()
+        .error;
+    if !e.is_empty() {
+        bail!("transaction {id}: {e}");
+    }
+    println!(
+        "transaction {id} {}",
+        if commit { "committed" } else { "rolled back" }
+    );
+    Ok(())
 }
 
 /// A duration in milliseconds for people: hours, minutes or seconds.

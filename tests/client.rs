@@ -612,6 +612,49 @@ async fn transactions_commit_roll_back_and_check_back() {
         !asked.contains(&ra.message_id) && !asked.contains(&rb.message_id),
         "a decided transaction was checked back: {asked:?}"
     );
+    // The one its checker does not know waits, listed by `raftmq admin tx list`, until an
+    // operator commits it.
+    let admin = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_raftmq"))
+            .args(["admin", "--endpoint", &endpoint(PORT), "tx"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = admin(&["list", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d_id = rd.transaction_id.clone().unwrap();
+    let entry = listed["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["transaction_id"] == d_id.as_str())
+        .unwrap_or_else(|| panic!("{d_id} not listed: {listed}"))
+        .clone();
+    assert_eq!(entry["message_id"], rd.message_id.as_str());
+    assert!(entry["checks"].as_u64().unwrap() >= 1, "{entry}");
+    let out = admin(&["commit", &d_id]);
+    assert!(out.status.success(), "{out:?}");
+    let out = admin(&["rollback", &d_id]);
+    assert!(
+        !out.status.success(),
+        "a rollback after the commit was accepted"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("committed already"),
+        "{out:?}"
+    );
+    let start = Instant::now();
+    let late = loop {
+        assert!(start.elapsed() < Duration::from_secs(10), "never delivered");
+        let got = consumer.receive(8, Duration::from_secs(30)).await.unwrap();
+        if let Some(m) = got.into_iter().next() {
+            consumer.ack(&m).await.unwrap();
+            break m;
+        }
+    };
+    assert_eq!(late.body, b"d-u");
     consumer.shutdown().await;
     let e = p
         .send(Message::new("bad topic", b"x".to_vec()))

@@ -1,6 +1,7 @@
 //! RaftMQ's admin service (`raftmq.admin.Admin`): create or update topics and groups (in every
-//! Raft group the node hosts), report the Raft and topic state, and add or remove a group's
-//! replicas (replacing a failed disk, docs/operations.md). Served beside the v2 endpoint;
+//! Raft group the node hosts), report the Raft and topic state, add or remove a group's
+//! replicas (replacing a failed disk, docs/operations.md), and list or decide undecided
+//! transactions. Served beside the v2 endpoint;
 //! `raftmq admin` calls it.
 
 use std::sync::Arc;
@@ -478,5 +479,76 @@ impl Admin for AdminServer {
             sends_refused,
             disk_free_bytes,
         }))
+    }
+
+    async fn transactions(
+        &self,
+        req: Request<pb::TxListRequest>,
+    ) -> Result<Response<pb::TxListReply>, tonic::Status> {
+        let req = req.into_inner();
+        let limit = match req.limit {
+            0 => 1000,
+            n => n.min(100_000),
+        } as usize;
+        let mut out = pb::TxListReply::default();
+        for g in self.core.groups() {
+            let (list, counts) = g.replica.read(|s| {
+                let list: Vec<_> = s
+                    .txns
+                    .pending()
+                    .filter(|(_, p)| req.topic.is_empty() || p.topic == req.topic)
+                    .take(limit)
+                    .map(|(k, p)| (*k, p.clone()))
+                    .collect();
+                let t = &s.txns;
+                let counts = pb::TxGroupCounts {
+                    group: g.id,
+                    pending: t.len() as u64,
+                    committed: t.committed,
+                    rolled_back: t.rolled_back,
+                    discarded: t.discarded,
+                    checks: t.checks,
+                };
+                (list, counts)
+            });
+            out.groups.push(counts);
+            for (key, p) in list {
+                // The message id is in the log, not the state (which keeps a hash of it).
+                let at = crate::state::consume_queue::CqEntry {
+                    log_index: key.log_index,
+                    pos: key.pos,
+                    len: p.len,
+                    tag_hash: 0,
+                    store_ms: 0,
+                    group_hash: 0,
+                };
+                let message_id = g
+                    .replica
+                    .read_message(&at)
+                    .map_or_else(|e| format!("(unreadable: {e})"), |m| m.message_id);
+                out.pending.push(pb::PendingTx {
+                    group: g.id,
+                    transaction_id: crate::service::transaction::transaction_id(g.id, &key),
+                    topic: p.topic,
+                    message_id,
+                    queue: p.queue.0,
+                    stored_ms: p.stored_ms,
+                    next_check_ms: p.next_check_ms,
+                    checks: p.checks,
+                    parked: p.parked,
+                });
+            }
+        }
+        Ok(Response::new(out))
+    }
+
+    async fn resolve_transaction(
+        &self,
+        req: Request<pb::TxResolve>,
+    ) -> Result<Response<pb::AdminReply>, tonic::Status> {
+        let r = req.into_inner();
+        Ok(reply(
+            crate::service::transaction::resolve(&self.core, &r.transaction_id, r.commit).await,
+        ))
     }
 }

@@ -215,6 +215,53 @@ async fn commit_command(
     }))
 }
 
+/// Decides transaction `id` by hand (`raftmq admin tx commit | rollback`): its message is
+/// read from this node's log for its topic and id. Err says why not (decided already, unknown).
+pub async fn resolve(core: &BrokerCore, id: &str, commit: bool) -> Result<(), String> {
+    let (group, key) = parse(id).ok_or("not a transaction id this broker issued")?;
+    let r = core
+        .group(group)
+        .map_err(|_| format!("group {group} is not served by this node"))?
+        .replica
+        .clone();
+    let (pending, ended) = r.read(|s| (s.txns.get(&key).cloned(), s.txns.decided(&key)));
+    let Some(p) = pending else {
+        return Err(match ended {
+            Some((end, _)) => format!("the transaction was {} already", tx_end(end)),
+            None => "no such transaction is waiting for a decision on this node".into(),
+        });
+    };
+    let at = CqEntry {
+        log_index: key.log_index,
+        pos: key.pos,
+        len: p.len,
+        tag_hash: 0,
+        store_ms: 0,
+        group_hash: 0,
+    };
+    let message = r.read_message(&at).map_err(|e| e.to_string())?;
+    let cmd = if commit {
+        Command::CommitTx(CommitTx {
+            key,
+            source: TxSource::Admin,
+            message,
+        })
+    } else {
+        Command::RollbackTx(RollbackTx {
+            key,
+            topic: message.topic,
+            message_id: message.message_id,
+            source: TxSource::Admin,
+        })
+    };
+    match core.submit(group, cmd).await {
+        Ok(Outcome::Sent { .. } | Outcome::Done) => Ok(()),
+        Ok(Outcome::Rejected(r)) => Err(from_reject(&r).message),
+        Ok(other) => Err(format!("unexpected outcome {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
