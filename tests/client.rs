@@ -71,9 +71,59 @@ fn native_client_examples_and_cli_against_raftmq_dev() {
         failures::nacked_messages_come_back_after_the_group_backoff(config()).await;
         failures::a_departed_push_consumers_deliveries_come_back_after_the_backoff(config()).await;
         transactions_commit_roll_back_and_check_back().await;
+        a_resent_message_id_is_stored_once().await;
     });
     examples_and_cli();
     dev.stop();
+}
+
+/// The idempotent producer (issue 15, item 4): a message sent again with the same id inside the
+/// broker's deduplication window gets the first copy's receipt, and a consumer gets it once.
+async fn a_resent_message_id_is_stored_once() {
+    let p = Producer::builder(config())
+        .topics(["dedup"])
+        .start()
+        .await
+        .unwrap();
+    let m = |body: &[u8]| Message::new("dedup", body.to_vec()).with_message_id("dedup-1");
+    let first = p.send(m(b"one")).await.unwrap();
+    // Another body, another queue asked for: the id names the message.
+    let again = p.send(m(b"two")).await.unwrap();
+    assert_eq!(
+        (first.offset, &first.stored_in),
+        (again.offset, &again.stored_in)
+    );
+    let other = p
+        .send(Message::new("dedup", b"three".to_vec()).with_message_id("dedup-2"))
+        .await
+        .unwrap();
+    assert_ne!(
+        (first.offset, &first.stored_in),
+        (other.offset, &other.stored_in)
+    );
+    let c = SimpleConsumer::builder(config(), "c-dedup")
+        .subscribe("dedup", Filter::All)
+        .start()
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        for r in c.receive(8, Duration::from_secs(30)).await.unwrap() {
+            got.push((r.message_id.clone(), r.body.clone()));
+            c.ack(&r).await.unwrap();
+        }
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("dedup-1".to_string(), b"one".to_vec()),
+            ("dedup-2".to_string(), b"three".to_vec())
+        ]
+    );
+    c.shutdown().await;
+    p.shutdown().await;
 }
 
 async fn producer_and_simple_consumer() {

@@ -128,7 +128,8 @@ pub fn decode_outcomes(b: &[u8]) -> Result<Vec<Outcome>, String> {
 }
 
 /// Snapshot format: these bytes, then the bincode of [`BrokerState`] (consume queues by their
-/// bounds: their entries are in files). [`SNAPSHOT_MAGIC_V5`] snapshots had no transactions
+/// bounds: their entries are in files). [`SNAPSHOT_MAGIC_V5`] snapshots had no transactions and
+/// no deduplication window
 /// ([`crate::state::legacy::StateV5`]); [`SNAPSHOT_MAGIC_V4`] snapshots had no FIFO skipped
 /// offsets ([`crate::state::legacy::StateV4`]); [`SNAPSHOT_MAGIC_V3`] snapshots had no timers
 /// ([`crate::state::legacy::StateV3`]); [`SNAPSHOT_MAGIC_V2`] snapshots held every queue's
@@ -345,13 +346,14 @@ mod tests {
         assert!(back.readable(SNAPSHOT_MAGIC_V4) && back.readable(SNAPSHOT_MAGIC_V5));
         assert!(!back.readable(b"RMQS\x00\x07anything"));
 
-        // Version 5 is the current layout without the transactions at the end (empty: four
-        // empty collections and four zero counters, eight zero bytes).
+        // Version 5 is the current layout without the transactions and the deduplication
+        // window at the end (empty: four empty collections and four zero counters, then no
+        // window, two empty collections and a zero counter; twelve zero bytes).
         let body = &again[SNAPSHOT_MAGIC.len()..];
-        assert_eq!(&body[body.len() - 8..], &[0; 8]);
+        assert_eq!(&body[body.len() - 12..], &[0; 12]);
         let mut from_v5 = BrokerApp::new(Arc::new(Notify::new()), Arc::new(ClusterClock::new()));
         from_v5
-            .restore(&[SNAPSHOT_MAGIC_V5.as_slice(), &body[..body.len() - 8]].concat())
+            .restore(&[SNAPSHOT_MAGIC_V5.as_slice(), &body[..body.len() - 12]].concat())
             .unwrap();
         assert_eq!(from_v5.state(), app.state());
 

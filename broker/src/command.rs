@@ -96,6 +96,10 @@ pub mod op {
     /// Count one check-back of an undecided transaction, or end it after the last
     /// ([`super::CheckTx`]); proposed by the leader's transaction task.
     pub const CHECK_TX: u8 = 27;
+    /// From this entry on, sends are deduplicated by message id within a window
+    /// ([`super::DedupWindow`]); proposed by a leader whose configuration differs from the
+    /// state's (issue 15, the idempotent producer).
+    pub const DEDUP: u8 = 28;
 }
 
 /// Byte limit for decoding anything that crosses a process boundary or comes out of the log:
@@ -326,6 +330,18 @@ pub struct TxKey {
     pub pos: u32,
 }
 
+/// The idempotent producer's window ([`op::DEDUP`]): a send (plain, scheduled or the half
+/// message of a transaction) whose topic and message id were stored less than `window_ms` ago,
+/// and are among the group's last `max_ids` such ids, is answered with the first store's
+/// receipt and stores nothing. `window_ms` 0 turns deduplication off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DedupWindow {
+    /// How long an id is remembered (cluster ms).
+    pub window_ms: u64,
+    /// Most ids remembered; the oldest go first.
+    pub max_ids: u64,
+}
+
 /// Length of a [`Half`] body's fixed prefix (the first check's delay) before the message.
 pub const HALF_PREFIX: u32 = 8;
 
@@ -483,6 +499,8 @@ pub enum Command {
     RollbackTx(RollbackTx),
     /// [`op::CHECK_TX`]
     CheckTx(CheckTx),
+    /// [`op::DEDUP`]
+    Dedup(DedupWindow),
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -525,12 +543,13 @@ impl Command {
             Command::CommitTx(c) => (op::COMMIT_TX, encode_commit(c)),
             Command::RollbackTx(r) => (op::ROLLBACK_TX, enc(r)),
             Command::CheckTx(c) => (op::CHECK_TX, enc(c)),
+            Command::Dedup(d) => (op::DEDUP, enc(d)),
         }
     }
 
     /// True if this binary knows `op`.
     pub fn known_op(op: u8) -> bool {
-        (op::UPSERT_TOPIC..=op::CHECK_TX).contains(&op)
+        (op::UPSERT_TOPIC..=op::DEDUP).contains(&op)
     }
 
     /// Decodes one command body.
@@ -583,6 +602,7 @@ impl Command {
             op::COMMIT_TX => Command::CommitTx(decode_commit(body)?),
             op::ROLLBACK_TX => Command::RollbackTx(dec(body)?),
             op::CHECK_TX => Command::CheckTx(dec(body)?),
+            op::DEDUP => Command::Dedup(dec(body)?),
             other => {
                 return Err(format!(
                     "unknown op code {other}: this binary is older than the log"

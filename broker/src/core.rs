@@ -66,6 +66,8 @@ pub struct BrokerSettings {
     pub retention: crate::retention::RetentionSettings,
     /// Transaction check-backs (`[transactions]`).
     pub transactions: crate::checkback::TxSettings,
+    /// The idempotent producer's window (`[dedup]`), proposed by each group's leader.
+    pub dedup: crate::command::DedupWindow,
     /// Log segment size: retention deletes whole segments (`[storage] segment_mb`).
     pub segment_bytes: u64,
     /// Check every sealed log segment's frames at start-up instead of trusting its summary
@@ -96,6 +98,7 @@ impl Default for BrokerSettings {
             min_free_bytes: crate::config::DEFAULT_MIN_FREE_MB << 20,
             retention: crate::retention::RetentionSettings::default(),
             transactions: crate::checkback::TxSettings::default(),
+            dedup: crate::config::DedupToml::default().window(),
             segment_bytes: (crate::config::DEFAULT_SEGMENT_MB as u64) << 20,
             verify_log_on_start: false,
             snapshot_every: crate::config::DEFAULT_SNAPSHOT_EVERY,

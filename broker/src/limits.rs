@@ -252,6 +252,16 @@ pub fn check(c: &Command) -> Result<(), String> {
         }
         // Any index is meaningful: apply clamps it below the entry's own.
         Command::Retain(_) | Command::Expire(_) | Command::FifoGroups | Command::Advance => Ok(()),
+        Command::Dedup(d) => {
+            if d.window_ms > MAX_DEDUP_WINDOW_MS || d.max_ids > MAX_DEDUP_IDS {
+                return Err(format!(
+                    "a deduplication window of {} ms and {} ids: more than {MAX_DEDUP_WINDOW_MS} \
+                     ms or {MAX_DEDUP_IDS} ids",
+                    d.window_ms, d.max_ids
+                ));
+            }
+            Ok(())
+        }
         Command::TopicRetention(t) => {
             name("topic", &t.topic)?;
             match t.max_age_ms {
@@ -279,6 +289,13 @@ pub const MAX_PENDING_TX: usize = 500_000;
 /// Decided transactions remembered (about 60 bytes each), so that a second decision of one of
 /// them is answered for what it is rather than as an unknown transaction.
 pub const MAX_DECIDED_TX: usize = 100_000;
+
+/// Longest deduplication window (a day).
+pub const MAX_DEDUP_WINDOW_MS: u64 = 24 * 3600 * 1000;
+
+/// Most message ids a group's deduplication window remembers (each about 100 bytes of state,
+/// in memory and in every snapshot: 1 GB at the limit).
+pub const MAX_DEDUP_IDS: u64 = 10_000_000;
 
 /// Shortest retention age a topic may have (1 s).
 pub const MIN_TOPIC_AGE_MS: u64 = 1_000;

@@ -118,7 +118,10 @@ impl Node {
         ];
         let sharing = core.groups().count() as u64;
         for g in core.groups() {
-            tasks.push(tokio::spawn(crate::ticker::run(Arc::downgrade(&g.replica))));
+            tasks.push(tokio::spawn(crate::ticker::run(
+                Arc::downgrade(&g.replica),
+                core.settings.dedup,
+            )));
             tasks.push(tokio::spawn(crate::checkback::run(
                 Arc::downgrade(&core),
                 g.id,

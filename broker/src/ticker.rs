@@ -1,5 +1,6 @@
-//! The leader's timer task: delivers scheduled (DELAY) messages when they are due; and, once
-//! per group's life, proposes the [`Command::FifoGroups`] marker.
+//! The leader's timer task: delivers scheduled (DELAY) messages when they are due; once per
+//! group's life, proposes the [`Command::FifoGroups`] marker; and proposes the configured
+//! deduplication window ([`Command::Dedup`]) when the state's differs.
 //!
 //! Due times are replicated state (`state::timer`); this task only decides *when* to look.
 //! While its replica leads, it sleeps until the earliest pending timer is due in cluster time
@@ -15,6 +16,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::command::Command;
+use crate::command::DedupWindow;
 use crate::command::Fire;
 use crate::replica::Replica;
 use crate::state::Outcome;
@@ -36,8 +38,10 @@ const PROPOSAL_WAIT: Duration = Duration::from_secs(5);
 /// looks at the timers without being woken.
 const IDLE: Duration = Duration::from_millis(200);
 
-/// Runs the timer task of one replica until the replica is dropped.
-pub async fn run(replica: Weak<Replica>) {
+/// Runs the timer task of one replica until the replica is dropped; `dedup` is this node's
+/// `[dedup]` window.
+pub async fn run(replica: Weak<Replica>, dedup: DedupWindow) {
+    let wanted = (dedup.window_ms > 0 && dedup.max_ids > 0).then_some(dedup);
     loop {
         let Some(r) = replica.upgrade() else { return };
         let changed = r.changed().clone();
@@ -56,6 +60,17 @@ pub async fn run(replica: Weak<Replica>) {
                 Ok(Ok(Outcome::Done))
             ) {
                 tracing::debug!(group = %r.group_id(), "FIFO-groups marker not committed yet");
+            }
+        }
+        if r.is_leader() && r.read(|s| s.dedup.window != wanted) {
+            // Every replica switches at the same entry; a log written before stores every
+            // send, as the binary that wrote it did.
+            let set = r.submit(Command::Dedup(dedup));
+            if !matches!(
+                tokio::time::timeout(PROPOSAL_WAIT, set).await,
+                Ok(Ok(Outcome::Done))
+            ) {
+                tracing::debug!(group = %r.group_id(), "deduplication window not committed yet");
             }
         }
         let now = r.leader_now();

@@ -26,9 +26,11 @@ pub struct ClientConfig {
     pub backoff_initial: Duration,
     /// Longest pause between attempts (default 1 s).
     pub backoff_max: Duration,
-    /// Also retry sends whose outcome is unknown, with the same message id (default false).
-    /// Turning this on trades "may be lost" for "may be duplicated": consumers see the same
-    /// message id twice at worst.
+    /// Also retry sends whose outcome is unknown, with the same message id, to the same queue
+    /// (default false). A RaftMQ broker answers a resend inside its deduplication window
+    /// (`[dedup]`, 10 minutes by default) with the first copy's receipt, so the message is
+    /// stored once; past the window, or at a broker without one, consumers may see the same
+    /// message id twice.
     pub retry_unknown: bool,
     /// How often routes are refreshed when nothing fails (default 30 s); any failure
     /// refreshes the route of the topic involved at once.

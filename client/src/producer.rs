@@ -391,6 +391,8 @@ impl Inner {
         let mut last = Failure::Retryable("not tried".into());
         // Some attempt may have stored messages (with `retry_unknown`, sends are retried).
         let mut maybe_done = false;
+        // The queue of the first attempt whose outcome is unknown.
+        let mut stay: Option<(String, i32)> = None;
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for attempt in 1..=cfg.max_attempts {
             tokio::time::sleep(cfg.backoff(attempt)).await;
@@ -409,10 +411,18 @@ impl Inner {
                     message: format!("topic {topic} accepts no {kind:?} messages"),
                 });
             }
-            // FIFO stays on its group's queue; anything else moves to the next queue.
-            let qi = match messages[0].message_group() {
-                Some(g) => fnv1a(g) as usize,
-                None => start.wrapping_add(attempt as usize - 1),
+            // FIFO stays on its group's queue; anything else moves to the next queue, except
+            // after an unknown outcome: the resend goes where the first copy may be, so the
+            // broker's deduplication window answers it with the first copy's receipt.
+            let again = stay.as_ref().and_then(|(broker, id)| {
+                queues
+                    .iter()
+                    .position(|q| q.broker == *broker && q.id == *id)
+            });
+            let qi = match (messages[0].message_group(), again) {
+                (Some(g), _) => fnv1a(g) as usize,
+                (None, Some(i)) => i,
+                (None, None) => start.wrapping_add(attempt as usize - 1),
             } % queues.len();
             let q = queues[qi];
             // The leader is listed first; later attempts try the other members.
@@ -445,7 +455,10 @@ impl Inner {
                     if is_final(&f, cfg.retry_unknown) {
                         return Err(f.into_error(attempt));
                     }
-                    maybe_done |= matches!(f, Failure::Ambiguous(_));
+                    if matches!(f, Failure::Ambiguous(_)) {
+                        maybe_done = true;
+                        stay.get_or_insert_with(|| (q.broker.clone(), q.id));
+                    }
                     last = f;
                     continue;
                 }
@@ -463,7 +476,10 @@ impl Inner {
                 if is_final(&last, cfg.retry_unknown) {
                     return Err(last.into_error(attempt));
                 }
-                maybe_done |= matches!(last, Failure::Ambiguous(_));
+                if matches!(last, Failure::Ambiguous(_)) {
+                    maybe_done = true;
+                    stay.get_or_insert_with(|| (q.broker.clone(), q.id));
+                }
                 continue;
             }
             match absorb(&pending, resp.entries, &mut receipts, ids, (&addr, &places)) {
@@ -471,7 +487,10 @@ impl Inner {
                 Some(f) if is_final(&f, cfg.retry_unknown) => return Err(f.into_error(attempt)),
                 Some(f) => {
                     tracing::debug!(attempt, addr, ?f, "send attempt refused for now");
-                    maybe_done |= matches!(f, Failure::Ambiguous(_));
+                    if matches!(f, Failure::Ambiguous(_)) {
+                        maybe_done = true;
+                        stay.get_or_insert_with(|| (q.broker.clone(), q.id));
+                    }
                     last = f;
                 }
             }

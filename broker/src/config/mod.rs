@@ -126,6 +126,9 @@ pub struct BrokerToml {
     /// Transaction check-backs.
     #[serde(default)]
     pub transactions: TransactionsToml,
+    /// The idempotent producer's window.
+    #[serde(default)]
+    pub dedup: DedupToml,
     /// Every node of the cluster.
     pub nodes: Vec<NodeToml>,
     /// Every Raft group of the cluster.
@@ -298,6 +301,7 @@ impl BrokerToml {
                 ..self.retention.settings()?
             },
             transactions: self.transactions.settings()?,
+            dedup: self.dedup.settings()?,
             segment_bytes: segment_bytes(self.storage.segment_mb)?,
             verify_log_on_start: self.storage.verify_log_on_start,
             snapshot_every: match self.storage.snapshot_every {

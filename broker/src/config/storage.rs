@@ -1,4 +1,4 @@
-//! The `[storage]`, `[retention]`, `[transactions]` and `[timeouts]` tables of a broker's configuration and
+//! The `[storage]`, `[retention]`, `[transactions]`, `[dedup]` and `[timeouts]` tables of a broker's configuration and
 //! the checks of their values (split from `config/mod.rs`, which holds the node's own and the
 //! cluster's tables).
 
@@ -185,6 +185,57 @@ impl TransactionsToml {
             max_checks: self.max_checks,
             after_max,
         })
+    }
+}
+
+/// `[dedup]`: the idempotent producer. A send whose topic and message id were stored within
+/// the window gets the first store's receipt instead of a second copy (a client's resend after
+/// an unknown outcome). Every node should agree: each group's leader proposes its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DedupToml {
+    /// How long an id is remembered, seconds (0: no deduplication).
+    pub window_secs: f64,
+    /// Most ids a group remembers (about 110 bytes each, in memory and in every snapshot);
+    /// the oldest go first, so a busy group's window is shorter than `window_secs`.
+    pub max_ids: u64,
+}
+
+impl Default for DedupToml {
+    fn default() -> Self {
+        Self {
+            window_secs: 600.0,
+            max_ids: 300_000,
+        }
+    }
+}
+
+impl DedupToml {
+    /// The defaults as a window.
+    pub fn window(&self) -> crate::command::DedupWindow {
+        crate::command::DedupWindow {
+            window_ms: (self.window_secs * 1000.0) as u64,
+            max_ids: self.max_ids,
+        }
+    }
+
+    /// Validates and converts.
+    pub fn settings(&self) -> Result<crate::command::DedupWindow, String> {
+        let max = crate::limits::MAX_DEDUP_WINDOW_MS as f64 / 1000.0;
+        if !(self.window_secs.is_finite() && (0.0..=max).contains(&self.window_secs)) {
+            return Err(format!(
+                "dedup.window_secs: {} is not between 0 and {max}",
+                self.window_secs
+            ));
+        }
+        if self.max_ids > crate::limits::MAX_DEDUP_IDS {
+            return Err(format!(
+                "dedup.max_ids: {} is more than {}",
+                self.max_ids,
+                crate::limits::MAX_DEDUP_IDS
+            ));
+        }
+        Ok(self.window())
     }
 }
 

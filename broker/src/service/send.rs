@@ -231,11 +231,13 @@ async fn send_one(
         }),
         _ => Command::Send(m),
     };
-    let stored = |offset: u64| Stored {
+    // The queue comes from the outcome: a resend inside the deduplication window is answered
+    // with where the first copy went, not the queue picked for this one.
+    let stored = |offset: u64, queue: QueueId| Stored {
         id: id.clone(),
         offset,
         group: g,
-        queue: q,
+        queue: queue.0,
         recall_handle: String::new(),
         transaction_id: String::new(),
     };
@@ -248,14 +250,14 @@ async fn send_one(
                 "answer lost (simulated)",
             ))
         }
-        Ok(Outcome::Sent { offset, .. }) => Ok(stored(offset.0)),
-        Ok(Outcome::Scheduled { key, .. }) => Ok(Stored {
+        Ok(Outcome::Sent { offset, queue }) => Ok(stored(offset.0, queue)),
+        Ok(Outcome::Scheduled { key, queue }) => Ok(Stored {
             recall_handle: super::recall::handle(g, topic, &key, &id),
-            ..stored(0)
+            ..stored(0, queue)
         }),
-        Ok(Outcome::Half { key, .. }) => Ok(Stored {
+        Ok(Outcome::Half { key, queue }) => Ok(Stored {
             transaction_id: super::transaction::transaction_id(g, &key),
-            ..stored(0)
+            ..stored(0, queue)
         }),
         Ok(Outcome::Rejected(r)) => Err(from_reject(&r)),
         Ok(other) => Err(status(

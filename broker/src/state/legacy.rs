@@ -179,6 +179,7 @@ impl From<StateV2> for BrokerState {
             groups_from: 0,
             grouped_from: BTreeMap::new(),
             txns: Default::default(),
+            dedup: Default::default(),
             files: QueueFiles::default(),
         }
     }
@@ -264,6 +265,7 @@ impl From<StateV4> for BrokerState {
             groups_from: 0,
             grouped_from: BTreeMap::new(),
             txns: Default::default(),
+            dedup: Default::default(),
             files: QueueFiles::default(),
         }
     }
@@ -304,6 +306,7 @@ impl From<StateV5> for BrokerState {
             groups_from: l.groups_from,
             grouped_from: l.grouped_from,
             txns: Default::default(),
+            dedup: Default::default(),
             files: QueueFiles::default(),
         }
     }

@@ -4,10 +4,12 @@
 //! comes from the entry): every replica computes the same outcomes. Submodules hold the pieces:
 //! [`consume_queue`], [`pop`] (per-group receive state), `round` (applying a receive),
 //! `inflight` (ack, forward to the dead-letter topic, change of invisibility), [`timer`]
-//! (scheduled messages) and [`offsets`].
+//! (scheduled messages), [`txn`] (transactions), [`dedup`] (the idempotent producer's window)
+//! and [`offsets`].
 
 pub mod consume_queue;
 pub mod cq_files;
+pub mod dedup;
 mod inflight;
 pub mod legacy;
 pub mod offsets;
@@ -187,6 +189,8 @@ pub struct BrokerState {
     pub grouped_from: BTreeMap<(String, u32), u64>,
     /// Transactions waiting for their decision ([`txn`]).
     pub txns: Transactions,
+    /// Message ids stored recently, for the idempotent producer ([`dedup`]).
+    pub dedup: dedup::Dedup,
     /// Where new queues keep their entries (files on a broker replica; memory when absent).
     #[serde(skip)]
     files: QueueFiles,
@@ -347,14 +351,18 @@ impl BrokerState {
                 self.groups.entry(g.name.clone()).or_insert(g);
                 Outcome::Done
             }
-            Command::Send(m) => match self.route(&m) {
-                Ok(queue) => self.store(index, now, &m, queue, pos, len),
+            Command::Send(m) => self.once(now, &m.topic, &m.message_id, |s| match s.route(&m) {
+                Ok(queue) => s.store(index, now, &m, queue, pos, len),
                 Err(r) => Outcome::Rejected(r),
-            },
-            Command::Schedule(m) => self.schedule(index, now, &m, pos, len),
+            }),
+            Command::Schedule(m) => self.once(now, &m.topic, &m.message_id, |s| {
+                s.schedule(index, now, &m, pos, len)
+            }),
             Command::Fire(f) => self.fire(index, now, &f, pos, len),
             Command::Recall(r) => self.recall(&r),
-            Command::Half(h) => self.half(index, now, &h, pos, len),
+            Command::Half(h) => self.once(now, &h.message.topic, &h.message.message_id, |s| {
+                s.half(index, now, &h, pos, len)
+            }),
             Command::CommitTx(c) => self.commit_tx(index, now, &c, pos, len),
             Command::RollbackTx(r) => self.rollback_tx(&r),
             Command::CheckTx(c) => self.check_tx(now, &c),
@@ -362,6 +370,10 @@ impl BrokerState {
             Command::Ack(a) => self.ack(&a),
             Command::DeadLetter(a) => self.forward_to_dead_letter(now, &a),
             Command::Nack(a) => self.nack(now, &a),
+            Command::Dedup(w) => {
+                self.dedup.set(now, w);
+                Outcome::Done
+            }
             // The entry's time moved the clock (and loaded timers) above.
             Command::Advance => Outcome::Done,
             Command::FifoGroups => {
@@ -426,6 +438,24 @@ impl BrokerState {
                 Outcome::Done
             }
         }
+    }
+
+    /// Applies a store of `topic`/`message_id` once within the deduplication window: a repeat
+    /// gets the first store's outcome and stores nothing.
+    fn once(
+        &mut self,
+        now: u64,
+        topic: &str,
+        message_id: &str,
+        store: impl FnOnce(&mut Self) -> Outcome,
+    ) -> Outcome {
+        let key = self.dedup.key(topic, message_id);
+        if let Some(first) = self.dedup.seen(now, key) {
+            return first;
+        }
+        let o = store(self);
+        self.dedup.record(now, key, &o);
+        o
     }
 
     /// The queue a message to send goes to, or why it is refused.
@@ -628,6 +658,7 @@ impl BrokerState {
     pub fn check_invariants(&self) {
         self.timers.check_invariants();
         self.txns.check_invariants();
+        self.dedup.check_invariants();
         for ((topic, q), cq) in &self.queues {
             let t = self.topics.get(topic).expect("queue of an unknown topic");
             assert!(*q < t.queues, "queue {q} beyond {topic}'s {}", t.queues);
