@@ -150,3 +150,137 @@ fn scheduled_messages_outlive_a_leader_sigkill() {
     println!("{text}");
     assert!(text.contains("PASS"), "{text}");
 }
+
+/// Kept transactions (`[transactions] after_max = "keep"`, issue 15): a transaction whose
+/// producer never knows is checked back `max_checks` times, then kept, undecided and no longer
+/// checked; it stays so, with its count, through a SIGKILL of the leader, and waits for an
+/// operator: `raftmq admin tx commit` delivers it once, `rollback` discards the other.
+#[test]
+fn kept_transactions_outlive_a_leader_sigkill_until_an_operator_decides() {
+    use std::sync::Arc;
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    use raftmq_client::ClientConfig;
+    use raftmq_client::Filter;
+    use raftmq_client::Message;
+    use raftmq_client::Producer;
+    use raftmq_client::SimpleConsumer;
+    use raftmq_client::TransactionResolution;
+
+    let dir = tempfile::tempdir().unwrap();
+    let base = 18800;
+    let keep = "[transactions]\ncheck_after_secs = 1\ncheck_interval_secs = 1\nmax_checks = 2\n\
+                after_max = \"keep\"\n";
+    let mut c = Cluster::configure_with(dir.path(), base, 1, |_| 1, keep);
+    for i in 0..3 {
+        c.restart(i);
+    }
+    c.wait_all_led();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut config = ClientConfig::new(c.nameserver());
+    config.request_timeout = Duration::from_secs(5);
+    config.long_polling_timeout = Duration::from_secs(1);
+    let asked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = asked.clone();
+    let (p, ids) = rt.block_on(async {
+        let p = Producer::builder(config.clone())
+            .topics(["Kept"])
+            .transaction_checker(move |m: &raftmq_client::ReceivedMessage| {
+                seen.lock().unwrap().push(m.message_id.clone());
+                TransactionResolution::Unknown
+            })
+            .start()
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for body in [b"kept-a".as_slice(), b"kept-b"] {
+            let mut tx = p.begin_transaction();
+            let r = tx.send(Message::new("Kept", body.to_vec())).await.unwrap();
+            ids.push((r.transaction_id.unwrap(), r.message_id));
+            drop(tx);
+        }
+        (p, ids)
+    });
+    // Listed as kept ("parked") once both checks were made.
+    let list = |c: &Cluster, i: usize| -> serde_json::Value {
+        let (ok, out) = c.admin(i, &["tx", "list", "--json"]);
+        assert!(ok, "{out}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let kept = |v: &serde_json::Value| -> Vec<(String, u64, bool)> {
+        v["pending"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["transaction_id"].as_str().unwrap().to_string(),
+                    p["checks"].as_u64().unwrap_or(0),
+                    p["parked"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect()
+    };
+    let leader = c.leader_of(1).unwrap();
+    let want: Vec<(String, u64, bool)> = ids.iter().map(|(t, _)| (t.clone(), 2, true)).collect();
+    let start = Instant::now();
+    while kept(&list(&c, leader)) != want {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never kept: {}",
+            list(&c, leader)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let asked_then = asked.lock().unwrap().len();
+    assert!(asked_then >= 2, "the checker was asked {asked_then} times");
+    println!("SIGKILL node {}", leader + 1);
+    c.kill(leader);
+    let start = Instant::now();
+    let next = loop {
+        assert!(start.elapsed() < Duration::from_secs(15), "no new leader");
+        if let Some(l) = c.leader_of(1).filter(|l| *l != leader) {
+            break l;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Still kept, and no longer checked, under the new leader.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(kept(&list(&c, next)), want);
+    assert_eq!(
+        asked.lock().unwrap().len(),
+        asked_then,
+        "a kept one was checked"
+    );
+    // Decided through the follower (forwarded to the leader) and the leader.
+    let other = (0..3).find(|i| *i != leader && *i != next).unwrap();
+    let (ok, out) = c.admin(other, &["tx", "commit", &ids[0].0]);
+    assert!(ok, "{out}");
+    let (ok, out) = c.admin(next, &["tx", "rollback", &ids[1].0]);
+    assert!(ok, "{out}");
+    assert!(kept(&list(&c, next)).is_empty());
+    let got = rt.block_on(async {
+        let consumer = SimpleConsumer::builder(config, "KeptGroup")
+            .subscribe("Kept", Filter::All)
+            .start()
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(6) {
+            for m in consumer.receive(8, Duration::from_secs(30)).await.unwrap() {
+                got.push(m.message_id.clone());
+                consumer.ack(&m).await.unwrap();
+            }
+        }
+        consumer.shutdown().await;
+        p.shutdown().await;
+        got
+    });
+    assert_eq!(got, vec![ids[0].1.clone()]);
+}

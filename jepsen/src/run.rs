@@ -221,12 +221,13 @@ fn start_clients(opts: &Opts, ctx: &Ctx, stops: &Stops) -> Vec<tokio::task::Join
     let mut tasks = Vec::new();
     for p in 0..opts.producers {
         let (name, s) = (format!("p{p}"), p_stop.clone());
-        let f = workload::produce(ctx.clone(), name, None, seed ^ (p + 1), s);
+        // The first resends unknown outcomes with the same id: the idempotent producer.
+        let f = workload::produce(ctx.clone(), name, None, seed ^ (p + 1), s, p == 0);
         tasks.push(tokio::spawn(f));
     }
     for p in 0..opts.fifo_producers {
         let (name, g, s) = (format!("f{p}"), Some(format!("fg{p}")), p_stop.clone());
-        let f = workload::produce(ctx.clone(), name, g, seed ^ (p + 11), s);
+        let f = workload::produce(ctx.clone(), name, g, seed ^ (p + 11), s, false);
         tasks.push(tokio::spawn(f));
     }
     for k in 0..opts.consumers {

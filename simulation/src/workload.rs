@@ -108,23 +108,28 @@ where
 }
 
 /// A plain (`group` None) or FIFO producer: sequential sends with ids `<name>-<n>` and bodies
-/// `<id>:xxx…`, until `stop`.
+/// `<id>:xxx…`, until `stop`. With `resend`, the idempotent producer (issue 15): the client
+/// retries unknown outcomes itself, and the workload sends a message whose outcome stayed
+/// unknown again with the same id, until it is acknowledged, refused or the producers stop.
+/// The brokers' deduplication window must then store it once: its send is recorded as one
+/// that may not repeat, so a second copy is a `duplicate`.
 pub async fn produce(
     ctx: Ctx,
     name: String,
     group: Option<String>,
     seed: u64,
     stop: Arc<AtomicBool>,
+    resend: bool,
 ) {
     let topic = if group.is_some() {
         ctx.names.fifo_topic
     } else {
         ctx.names.topic
     };
+    let mut config = ctx.config.clone();
+    config.retry_unknown = resend;
     let Some(p) = start_with_retry(&stop, || {
-        Producer::builder(ctx.config.clone())
-            .topics([topic])
-            .start()
+        Producer::builder(config.clone()).topics([topic]).start()
     })
     .await
     else {
@@ -141,7 +146,23 @@ pub async fn produce(
             m = m.with_message_group(g.clone());
         }
         let invoked = ctx.now();
-        let res = p.send(m).await;
+        let mut res = p.send(m.clone()).await;
+        // Once an attempt may have stored it, a later "certainly not stored" (no node
+        // reachable) says nothing of that one: go on until it is known, or call it unknown
+        // (seed 30 recorded such a send as failed, and its first copy was delivered).
+        let mut maybe = false;
+        while resend && !stop.load(Ordering::SeqCst) {
+            match &res {
+                Err(e) if !e.is_definite() => maybe = true,
+                Err(ClientError::Unavailable { .. }) if maybe => {}
+                _ => break,
+            }
+            res = p.send(m.clone()).await;
+        }
+        let result = match &res {
+            Err(_) if maybe => Result3::Info,
+            _ => outcome(&res),
+        };
         let completed = ctx.now();
         if res.is_ok()
             && n % 16 == 1
@@ -155,7 +176,7 @@ pub async fn produce(
             group: group.clone(),
             invoked,
             completed,
-            result: outcome(&res),
+            result,
             // Where the broker stored it: retention observers in the real-process suite tell
             // deleted messages by it, and every check of positions gets the receipt's view.
             pos: res.as_ref().ok().and_then(|r| {

@@ -126,8 +126,8 @@ pub struct TransactionsToml {
     pub check_interval_secs: f64,
     /// Check-backs before the transaction ends (RocketMQ's `transactionCheckMax`: 15).
     pub max_checks: u32,
-    /// Then: `"discard"` (as a rollback; RocketMQ). (`"keep"`, undecided and no longer checked
-    /// until an operator decides, waits for the admin command.)
+    /// Then: `"discard"` (as a rollback; RocketMQ), or `"keep"`: undecided and no longer
+    /// checked until an operator decides (`raftmq admin tx commit | rollback`).
     pub after_max: String,
 }
 
@@ -164,15 +164,9 @@ impl TransactionsToml {
         }
         let after_max = match self.after_max.as_str() {
             "discard" => crate::command::AfterMax::Discard,
-            // Replicated and tested (`AfterMax::Keep`), but a kept transaction holds retention
-            // back until someone decides it, and `raftmq admin` cannot yet (issue 15, item 5).
-            "keep" => {
-                return Err(
-                    "transactions.after_max: \"keep\" needs an operator command to decide kept \
-                     transactions, which this version does not have yet; use \"discard\""
-                        .into(),
-                );
-            }
+            // A kept transaction holds retention back until an operator decides it
+            // (`raftmq admin tx`; tests/cluster.rs keeps two through a leader's SIGKILL).
+            "keep" => crate::command::AfterMax::Keep,
             other => {
                 return Err(format!(
                     "transactions.after_max: {other:?} is neither \"discard\" nor \"keep\""

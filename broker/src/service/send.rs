@@ -97,19 +97,10 @@ pub async fn send_message(
         .iter()
         .flat_map(|(g, c)| (0..c.queues).map(move |q| (*g, q)))
         .collect();
-    // Plain messages prefer groups led here (no forwarding hop), spread round robin; clients'
-    // queue choices are not reliable (the Python client always says queue 0), so the broker
-    // picks, as the Apache proxy does.
-    let led: Vec<(u64, u32)> = slots
-        .iter()
-        .copied()
-        .filter(|(g, _)| core.group(*g).is_ok_and(|h| h.replica.is_leader()))
-        .collect();
     let targets = Targets {
         topic: &topic,
         kind: configs[0].1.kind,
         slots: &slots,
-        led: &led,
         deadline,
     };
     let sends = checked
@@ -185,8 +176,6 @@ struct Targets<'a> {
     kind: TopicKind,
     /// Every (group, queue) of the topic on this node, in a fixed order.
     slots: &'a [(u64, u32)],
-    /// The slots of groups led here.
-    led: &'a [(u64, u32)],
     /// Until when the client waits for the answer (its gRPC deadline), if it said.
     deadline: Option<tokio::time::Instant>,
 }
@@ -199,7 +188,7 @@ async fn send_one(
     c: Result<StoredMessage, pb::Status>,
     check_after_ms: u64,
 ) -> Result<Stored, pb::Status> {
-    let (topic, slots, led) = (t.topic, t.slots, t.led);
+    let (topic, slots) = (t.topic, t.slots);
     let mut m = c?;
     if !t.kind.accepts(m.kind) {
         return Err(status(
@@ -207,13 +196,28 @@ async fn send_one(
             format!("topic {topic} does not accept {:?} messages", m.kind),
         ));
     }
-    // Messages of one message group always go to one queue, whatever queue the client
-    // picked, so the group keeps its order.
+    // Clients' queue choices are not reliable (the Python client always says queue 0), so the
+    // broker picks, as the Apache proxy does. Messages of one message group always go to one
+    // queue, so the group keeps its order. Any other message goes to the Raft group its id
+    // hashes to, wherever it was sent and whoever leads: a resend after an unknown outcome
+    // meets its first copy in that group's deduplication window (`state::dedup`); within the
+    // group, queues take turns. (It used to prefer groups led by the receiving node, saving a
+    // forwarding hop in clusters of several groups, and a resend could land in another group.)
     let (g, q) = match &m.message_group {
         Some(mg) => slots[(tag_hash(Some(mg)) % slots.len() as u64) as usize],
         None => {
-            let pool = if led.is_empty() { slots } else { led };
-            pool[(core.next_round_robin() % pool.len() as u64) as usize]
+            let mut groups: Vec<u64> = slots.iter().map(|(g, _)| *g).collect();
+            groups.dedup();
+            let g = groups[(tag_hash(Some(&m.message_id)) % groups.len() as u64) as usize];
+            let queues: Vec<u32> = slots
+                .iter()
+                .filter(|(h, _)| *h == g)
+                .map(|(_, q)| *q)
+                .collect();
+            (
+                g,
+                queues[(core.next_round_robin() % queues.len() as u64) as usize],
+            )
         }
     };
     m.queue = QueueId(q);

@@ -1,7 +1,7 @@
 //! `lost`: a send acknowledged OK must be delivered to a consumer (plain or FIFO) by the end
 //! of the history (which ends with a drain), unless it was recalled (or may have been);
 //! `timer-lost` if it was a scheduled message; for a transaction's half message, once its
-//! commit was answered OK (`tx-lost`). Also counts deliveries for the report.
+//! commit was answered OK (`txn-committed-lost`). Also counts deliveries for the report.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -45,7 +45,7 @@ pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &
             let kind = if s.scheduled.contains_key(id) {
                 "timer-lost"
             } else if s.txns.contains_key(id) {
-                "tx-lost"
+                "txn-committed-lost"
             } else {
                 "lost"
             };

@@ -32,11 +32,11 @@
 //!   `recalled-delivered` (delivered although a recall of it succeeded), `timer-duplicate`
 //!   (handed out as a first delivery twice: two copies), and `timer-lost` (`lost` for a
 //!   scheduled message; one whose recall succeeded or may have is not expected);
-//! - transactions ([`Op::Transaction`]): `aborted-delivered` (a message its producer rolls back
-//!   was delivered: by a rollback, or by a check-back its checker answers with one),
-//!   `tx-duplicate` (a committed message handed out as a first delivery twice) and `tx-lost`
-//!   (`lost` for a transaction whose commit was answered OK; a half message alone is not owed
-//!   to anyone).
+//! - transactions ([`Op::Transaction`]): `txn-rolled-back-visible` (a message its producer
+//!   rolls back was delivered: by a rollback, or by a check-back its checker answers with
+//!   one), `txn-duplicate` (a committed message handed out as a first delivery twice) and
+//!   `txn-committed-lost` (`lost` for a transaction whose commit was answered OK; a half
+//!   message alone is not owed to anyone).
 //!
 //! | module | anomalies |
 //! |---|---|
@@ -50,7 +50,7 @@
 //! | [`offsets`] | `commit-regression` |
 //! | [`retention`] | `premature-deletion` (and the `expired` set `lost` and [`fifo`] leave out) |
 //! | [`timers`] | `early-delivery`, `recalled-delivered`, `timer-duplicate` (`timer-lost` in [`lost`]) |
-//! | [`txns`] | `aborted-delivered`, `tx-duplicate` (`tx-lost` in [`lost`]) |
+//! | [`txns`] | `txn-rolled-back-visible`, `txn-duplicate` (`txn-committed-lost`: [`lost`]) |
 
 mod delivered;
 mod fifo;

@@ -1,11 +1,11 @@
-//! Transactional messages: `aborted-delivered` and `tx-duplicate` (`tx-lost` is
+//! Transactional messages: `txn-rolled-back-visible` and `txn-duplicate` (`txn-committed-lost` is
 //! [`super::lost`]'s, which knows what was delivered at all).
 //!
-//! - `aborted-delivered`: a receive or pull handed out a message whose producer rolls its
+//! - `txn-rolled-back-visible`: a receive or pull handed out a message whose producer rolls its
 //!   transaction back ([`Op::Transaction`] with `commit: false`): by its own rollback, or by its
 //!   checker's answer to a check-back, or the broker's discard after the last check. None of
 //!   these may make the message visible. (Elle's G1a for one-message transactions.)
-//! - `tx-duplicate`: two receives by the main group both handed out a transaction's message as
+//! - `txn-duplicate`: two receives by the main group both handed out a transaction's message as
 //!   its first delivery (attempt 1): it was delivered from two copies (a commit applied twice,
 //!   e.g. the producer's and a check answer's).
 
@@ -26,7 +26,7 @@ pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &
     let aborted = |id: &str, what: &str, out: &mut Vec<Anomaly>| {
         if s.txns.get(id) == Some(&false) {
             out.push(anomaly(
-                "aborted-delivered",
+                "txn-rolled-back-visible",
                 format!("{id} was {what} although its transaction is rolled back"),
             ));
         }
@@ -46,7 +46,7 @@ pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &
                         *n += 1;
                         if *n == 2 {
                             out.push(anomaly(
-                                "tx-duplicate",
+                                "txn-duplicate",
                                 format!("{} was handed out as a first delivery twice", m.id),
                             ));
                         }
@@ -126,7 +126,11 @@ mod tests {
             end("c", true, 5, Result3::Ok),
         ];
         let k = kinds(&h);
-        for want in ["aborted-delivered", "tx-duplicate", "tx-lost"] {
+        for want in [
+            "txn-rolled-back-visible",
+            "txn-duplicate",
+            "txn-committed-lost",
+        ] {
             assert!(k.contains(&want), "{want} missing from {k:?}");
         }
     }

@@ -121,6 +121,9 @@ pub struct Options {
     /// A transactional producer on the plain topic, half of its transactions left to the
     /// brokers' check-backs (issue 15).
     pub transactions: bool,
+    /// The first plain producer resends a message whose outcome is unknown with the same id
+    /// until it knows (issue 15, the idempotent producer): a second copy is a `duplicate`.
+    pub resend: bool,
 }
 
 /// Retention age when [`Options::retention`] is on.
@@ -153,8 +156,9 @@ impl Options {
             bit_flips: r.random::<bool>(),
             retention: r.random::<bool>(),
             scheduled: r.random::<bool>(),
-            // Drawn last: the seeds before it keep every other option.
             transactions: r.random::<bool>(),
+            // Drawn last: the seeds before it keep every other option.
+            resend: r.random::<bool>(),
         };
         // `SIM_MASK=partitions,kills` turns classes off after drawing, keeping the stream.
         if let Ok(mask) = std::env::var("SIM_MASK") {
@@ -173,6 +177,7 @@ impl Options {
                     "retention" => o.retention = false,
                     "scheduled" => o.scheduled = false,
                     "transactions" => o.transactions = false,
+                    "resend" => o.resend = false,
                     _ => {}
                 }
             }
@@ -427,6 +432,15 @@ async fn configure_fifo(cluster: &Shared, groups: u64) -> Result<(), String> {
                 last = format!("group {g}: {e}");
                 all = false;
             }
+            // The resending producer's copies are deduplicated from the window's entry on
+            // (a send stored before it is not remembered): the workload starts after it.
+            if !core
+                .group(g)
+                .is_ok_and(|h| h.replica.read(|s| s.dedup.window.is_some()))
+            {
+                last = format!("group {g}: no deduplication window yet");
+                all = false;
+            }
         }
         if all {
             return Ok(());
@@ -448,13 +462,14 @@ fn spawn_clients(
     let mut tasks = Vec::new();
     for p in 0..o.producers {
         let (name, s) = (format!("p{p}"), stops.producers.clone());
-        let producer = workload::produce(ctx.clone(), name, None, seed ^ (p + 1), s);
+        let resend = o.resend && p == 0;
+        let producer = workload::produce(ctx.clone(), name, None, seed ^ (p + 1), s, resend);
         tasks.push(client_node.spawn(producer));
     }
     for p in 0..o.fifo_producers {
         let (name, group) = (format!("f{p}"), Some(format!("fg{p}")));
         let s = stops.producers.clone();
-        let producer = workload::produce(ctx.clone(), name, group, seed ^ (p + 11), s);
+        let producer = workload::produce(ctx.clone(), name, group, seed ^ (p + 11), s, false);
         tasks.push(client_node.spawn(producer));
     }
     if o.scheduled {
