@@ -131,6 +131,25 @@ fn rust_official_client_send_receive() {
     );
 }
 
+/// The official Rust client's transaction producer (issue 15): commit, rollback and two
+/// transactions resolved by its `TransactionChecker` through the broker's check-back.
+#[test]
+fn rust_official_client_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path(), 20600, &[]);
+    let out = common::run_ok(
+        "official Rust client, transactions",
+        Command::new(common::rust_official()).args([
+            "transactions",
+            &common::endpoint(dev.port),
+            "RustTx",
+            "RustTxGroup",
+        ]),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("PASS"), "{text}");
+}
+
 /// The official Node.js client (issue 13, item 7: its log has no warning or error, as the Rust
 /// client's had for every Telemetry reply it could not handle).
 #[test]
