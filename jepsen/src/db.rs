@@ -121,6 +121,11 @@ impl Db {
         } else {
             storage = retention;
         }
+        // Check-backs as in the simulator (first after 1 s, then every second, three at
+        // most, then discarded): the transactions left to them end within a run.
+        let storage = format!(
+            "[transactions]\ncheck_after_secs = 1\ncheck_interval_secs = 1\nmax_checks = 3\n\n{storage}"
+        );
         for i in 1..=nodes {
             let toml = format!(
                 "node_id = {i}\ndata_dir = \"{}\"\nlisten = \"{}\"\nraft_listen = \"{}:{RAFT_PORT}\"\nnameservers = [\"{}\"]\ncluster_secret_file = \"{}\"\n\n{storage}{node_list}\n{groups}",

@@ -338,6 +338,16 @@ async fn drive(
             stops.producers.clone(),
         )));
     }
+    // Transactions (issue 15, W5), half of them left to the check-back; not with retention
+    // either: a committed message has no send receipt offset.
+    if opts.retention_s.is_none() {
+        tasks.push(tokio::spawn(workload::transact(
+            ctx.clone(),
+            "t0".into(),
+            opts.seed ^ 51,
+            stops.producers.clone(),
+        )));
+    }
     // Watches what retention deletes until the drain is over (the drain does not wait for it).
     let observed = Arc::new(AtomicBool::new(false));
     let observer = opts.retention_s.map(|secs| {
