@@ -88,6 +88,10 @@ pub struct BenchArgs {
     /// `--topics 1250` sends to 10,000 queues (issue 13, item 4). 1: the one `--topic`.
     #[arg(long, default_value_t = 1)]
     topics: usize,
+    /// Send each message as a transaction (issue 15): a half message, then its commit
+    /// (EndTransaction); a send counts, and its latency is measured, once both are answered.
+    #[arg(long)]
+    transactional: bool,
 }
 
 /// The topics of one step.
@@ -154,7 +158,12 @@ fn histogram() -> Histogram<u64> {
     Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap()
 }
 
-fn request(topic: &str, id: String, body: &[u8]) -> tonic::Request<pb::SendMessageRequest> {
+fn request(
+    topic: &str,
+    id: String,
+    body: &[u8],
+    transactional: bool,
+) -> tonic::Request<pb::SendMessageRequest> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -166,7 +175,11 @@ fn request(topic: &str, id: String, body: &[u8]) -> tonic::Request<pb::SendMessa
         user_properties: Default::default(),
         system_properties: Some(pb::SystemProperties {
             message_id: id,
-            message_type: pb::MessageType::Normal as i32,
+            message_type: if transactional {
+                pb::MessageType::Transaction as i32
+            } else {
+                pb::MessageType::Normal as i32
+            },
             body_encoding: pb::Encoding::Identity as i32,
             born_timestamp: Some(prost_types::Timestamp {
                 seconds: now.as_secs() as i64,
@@ -226,13 +239,43 @@ struct Shared {
 
 type Client = MessagingServiceClient<tonic::transport::Channel>;
 
+/// Commits the transaction a half message's answer names; true if the broker said OK.
+async fn commit(
+    client: &mut Client,
+    topic: &str,
+    id: &str,
+    resp: &pb::SendMessageResponse,
+) -> bool {
+    let Some(entry) = resp.entries.first() else {
+        return false;
+    };
+    let mut r = tonic::Request::new(pb::EndTransactionRequest {
+        topic: Some(pb::Resource {
+            resource_namespace: String::new(),
+            name: topic.to_string(),
+        }),
+        message_id: id.to_string(),
+        transaction_id: entry.transaction_id.clone(),
+        resolution: pb::TransactionResolution::Commit as i32,
+        source: pb::TransactionSource::SourceClient as i32,
+        trace_context: String::new(),
+    });
+    r.metadata_mut()
+        .insert("x-mq-client-id", "raftmq-bench".parse().unwrap());
+    r.set_timeout(Duration::from_secs(10));
+    matches!(client.end_transaction(r).await, Ok(a) if a.get_ref().status.as_ref().is_some_and(|x| x.code == pb::Code::Ok as i32))
+}
+
 /// One sender: sends one message at a time until stopped; returns its latency histogram.
+/// Message ids start with `run`, so that a later step's are not taken for resends of an
+/// earlier one's (the brokers' deduplication window would answer them without storing).
 async fn sender(
     s: usize,
     clients: Vec<Client>,
     sh: Shared,
     body: Arc<Vec<u8>>,
     topics: Topics,
+    (run, transactional): (u64, bool),
 ) -> Histogram<u64> {
     let mut h = histogram();
     let mut n = 0u64;
@@ -240,11 +283,18 @@ async fn sender(
     while !sh.stop.load(Ordering::Relaxed) {
         let t = Instant::now();
         let mut client = clients[at].clone();
+        let (topic, id) = (topics.of(s, n), format!("bench-{run}-{s}-{n}"));
         let r = client
-            .send_message(request(&topics.of(s, n), format!("bench-{s}-{n}"), &body))
+            .send_message(request(&topic, id.clone(), &body, transactional))
             .await;
         n += 1;
-        let ok = matches!(&r, Ok(resp) if resp.get_ref().status.as_ref().is_some_and(|x| x.code == pb::Code::Ok as i32));
+        let mut ok = matches!(&r, Ok(resp) if resp.get_ref().status.as_ref().is_some_and(|x| x.code == pb::Code::Ok as i32));
+        if ok
+            && transactional
+            && let Ok(resp) = &r
+        {
+            ok = commit(&mut client, &topic, &id, resp.get_ref()).await;
+        }
         if ok {
             let now = epoch_ms();
             let prev = sh.last_ok.fetch_max(now, Ordering::Relaxed);
@@ -317,7 +367,12 @@ async fn run_step(
     // One send first: creates the topic in dev mode and fails fast on a bad setup.
     let mut probe = MessagingServiceClient::new(channels[0][0].clone());
     let st = probe
-        .send_message(request(&topics.of(0, 0), "bench-probe".into(), b"probe"))
+        .send_message(request(
+            &topics.of(0, 0),
+            format!("bench-probe-{}", epoch_ms()),
+            b"probe",
+            false,
+        ))
         .await?
         .into_inner()
         .status
@@ -346,6 +401,7 @@ async fn run_step(
         consumer_client = Some(c);
     }
     let body = Arc::new(vec![b'x'; args.size]);
+    let run = epoch_ms();
     let mut tasks = Vec::new();
     for s in 0..senders {
         let clients: Vec<_> = channels
@@ -356,7 +412,8 @@ async fn run_step(
                     .max_encoding_message_size(64 << 20)
             })
             .collect();
-        let f = sender(s, clients, sh.clone(), body.clone(), topics.clone());
+        let how = (run, args.transactional);
+        let f = sender(s, clients, sh.clone(), body.clone(), topics.clone(), how);
         tasks.push(tokio::spawn(f));
     }
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
