@@ -514,14 +514,7 @@ impl Admin for AdminServer {
             out.groups.push(counts);
             for (key, p) in list {
                 // The message id is in the log, not the state (which keeps a hash of it).
-                let at = crate::state::consume_queue::CqEntry {
-                    log_index: key.log_index,
-                    pos: key.pos,
-                    len: p.len,
-                    tag_hash: 0,
-                    store_ms: 0,
-                    group_hash: 0,
-                };
+                let at = crate::state::consume_queue::CqEntry::at(key.log_index, key.pos, p.len);
                 let message_id = g
                     .replica
                     .read_message(&at)

@@ -204,14 +204,7 @@ async fn check_round(core: &BrokerCore, group: u64, due: Vec<(TxKey, PendingTx)>
         };
         match res {
             Ok(Outcome::TxChecked { checks }) => {
-                let at = CqEntry {
-                    log_index: key.log_index,
-                    pos: key.pos,
-                    len: p.len,
-                    tag_hash: 0,
-                    store_ms: 0,
-                    group_hash: 0,
-                };
+                let at = CqEntry::at(key.log_index, key.pos, p.len);
                 let message = match r.read_message(&at) {
                     Ok(m) => m,
                     Err(e) => {

@@ -116,14 +116,7 @@ async fn fire(
     due: Vec<(crate::command::TimerKey, crate::state::timer::Pending)>,
 ) -> bool {
     let proposals = due.into_iter().map(|(key, p)| async move {
-        let at = CqEntry {
-            log_index: key.log_index,
-            pos: key.pos,
-            len: p.len,
-            tag_hash: 0,
-            store_ms: 0,
-            group_hash: 0,
-        };
+        let at = CqEntry::at(key.log_index, key.pos, p.len);
         let message = match r.read_message(&at) {
             Ok(m) => m,
             Err(e) => {

@@ -199,14 +199,7 @@ async fn commit_command(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    let at = CqEntry {
-        log_index: key.log_index,
-        pos: key.pos,
-        len: pending.len,
-        tag_hash: 0,
-        store_ms: 0,
-        group_hash: 0,
-    };
+    let at = CqEntry::at(key.log_index, key.pos, pending.len);
     let message = r.read_message(&at).map_err(|e| from_error(&e))?;
     Ok(Command::CommitTx(CommitTx {
         key,
@@ -231,14 +224,7 @@ pub async fn resolve(core: &BrokerCore, id: &str, commit: bool) -> Result<(), St
             None => "no such transaction is waiting for a decision on this node".into(),
         });
     };
-    let at = CqEntry {
-        log_index: key.log_index,
-        pos: key.pos,
-        len: p.len,
-        tag_hash: 0,
-        store_ms: 0,
-        group_hash: 0,
-    };
+    let at = CqEntry::at(key.log_index, key.pos, p.len);
     let message = r.read_message(&at).map_err(|e| e.to_string())?;
     let cmd = if commit {
         Command::CommitTx(CommitTx {

@@ -36,6 +36,21 @@ pub struct CqEntry {
     pub group_hash: u64,
 }
 
+impl CqEntry {
+    /// Only where a message sits (`len` bytes at `pos` of log entry `log_index`), to read it
+    /// back: a pending timer's or transaction's message, which no queue holds yet.
+    pub fn at(log_index: u64, pos: u32, len: u32) -> CqEntry {
+        CqEntry {
+            log_index,
+            pos,
+            len,
+            tag_hash: 0,
+            store_ms: 0,
+            group_hash: 0,
+        }
+    }
+}
+
 /// Where a queue's entries are.
 #[derive(Debug, Default)]
 enum Backing {
