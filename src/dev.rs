@@ -37,6 +37,8 @@ pub struct DevOptions {
     pub max_long_polls: usize,
     /// Most Telemetry sessions per node.
     pub max_telemetry_sessions: usize,
+    /// Transaction check-backs (`--tx-check-interval-secs`).
+    pub transactions: broker::checkback::TxSettings,
     /// Refuse sends below this many MiB free on the data directory's disk (0: never).
     pub min_free_mb: u64,
     /// How long messages are kept.
@@ -101,6 +103,7 @@ pub fn node_configs(o: &DevOptions) -> Vec<NodeConfig> {
                 min_free_bytes: o.min_free_mb << 20,
                 retention: o.retention.clone(),
                 segment_bytes: o.segment_bytes,
+                transactions: o.transactions.clone(),
                 ..BrokerSettings::default()
             },
             cluster_key: o.cluster_key.clone(),

@@ -87,6 +87,10 @@ enum Command {
         /// never; must be above --min-free-mb).
         #[arg(long, default_value_t = 0)]
         delete_below_free_mb: u64,
+        /// Seconds between two check-backs of an undecided transaction (the first comes
+        /// after 6 s; `[transactions] check_interval_secs` of a cluster node).
+        #[arg(long, default_value_t = 60.0)]
+        tx_check_interval_secs: f64,
     },
     /// Run one broker node of a cluster.
     Broker {
@@ -270,7 +274,14 @@ async fn main() -> anyhow::Result<()> {
             retention_check_secs,
             segment_mb,
             delete_below_free_mb,
+            tx_check_interval_secs,
         } => {
+            let transactions = broker::config::TransactionsToml {
+                check_interval_secs: tx_check_interval_secs,
+                ..Default::default()
+            }
+            .settings()
+            .map_err(anyhow::Error::msg)?;
             let retention = broker::retention::RetentionSettings {
                 delete_below_free: broker::config::delete_below_free(
                     delete_below_free_mb,
@@ -299,6 +310,7 @@ async fn main() -> anyhow::Result<()> {
                 min_free_mb,
                 retention,
                 segment_bytes,
+                transactions,
             };
             println!(
                 "raftmq dev: 3 nodes in {} (v2 on {listen} and the next two ports, raft {}..{}{}); Ctrl-C to stop",
