@@ -107,7 +107,8 @@ pub fn deliver_local(core: &BrokerCore, check: CheckBack) -> bool {
         .get(&core.node_id())
         .map(|a| a.client.clone())
         .unwrap_or_default();
-    core.send_to_producer(&topic, &check.command(&host))
+    core.clients()
+        .send_to_producer(&topic, &check.command(&host))
 }
 
 /// Hands a check-back of a transaction of group `group` to a producer of its topic: on this

@@ -1,10 +1,9 @@
 //! The broker core of one node, shared by every front end (the v2 service, admin, forwarding,
 //! simulation): the Raft groups this node hosts, submitting commands to each group's leader
 //! (locally, or forwarded in one hop), auto-creation of topics and consumer groups, the
-//! connected clients, and auto-renewal of push consumers' receipts.
+//! connected clients (`clients`), and auto-renewal of push consumers' receipts.
 
 use std::collections::BTreeMap;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
@@ -14,9 +13,10 @@ use std::time::Duration;
 
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::Semaphore;
-use tokio::sync::mpsc;
 
 use crate::batcher::now_ms;
+use crate::clients::Clients;
+pub use crate::clients::TelemetrySender;
 use crate::command::ChangeInvisible;
 use crate::command::Command;
 use crate::command::Pop;
@@ -131,17 +131,6 @@ pub struct HostedGroup {
     pub configured_members: Vec<u64>,
 }
 
-/// A telemetry stream to a client: where server-pushed commands go.
-pub type TelemetrySender = mpsc::Sender<Result<raftmq_proto::v2::TelemetryCommand, tonic::Status>>;
-
-struct Client {
-    last_seen_ms: u64,
-    telemetry: Option<TelemetrySender>,
-    /// Topics it publishes to (its Settings): a transaction check-back of one of them may go
-    /// to it.
-    publishing: BTreeSet<String>,
-}
-
 /// (Raft group, consumer group, topic, queue, offset) of a renewed delivery.
 type RenewalKey = (u64, String, String, u32, u64);
 
@@ -158,9 +147,6 @@ struct Renewal {
     attempt: u32,
 }
 
-/// Most topics remembered per producer for check-backs.
-const MAX_PUBLISHING_TOPICS: usize = 1_000;
-
 /// See the module docs.
 pub struct BrokerCore {
     /// Settings.
@@ -173,7 +159,7 @@ pub struct BrokerCore {
     forwarder: Forwarder,
     /// The cluster credential: signs forwarded requests, and checks admin membership changes.
     key: raftmq_proto::auth::ClusterKey,
-    clients: Mutex<BTreeMap<String, Client>>,
+    clients: Clients,
     renewals: Mutex<BTreeMap<RenewalKey, Renewal>>,
     round_robin: AtomicU64,
     draining: AtomicBool,
@@ -197,7 +183,7 @@ impl BrokerCore {
             groups: groups.into_iter().map(|g| (g.id, g)).collect(),
             forwarder: Forwarder::new(key.clone(), node_id),
             key,
-            clients: Mutex::new(BTreeMap::new()),
+            clients: Clients::new(settings.limits.max_clients),
             renewals: Mutex::new(BTreeMap::new()),
             round_robin: AtomicU64::new(0),
             draining: AtomicBool::new(false),
@@ -563,80 +549,16 @@ impl BrokerCore {
         self.round_robin.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Records that `client` was heard from.
-    pub fn touch_client(&self, client: &str) {
-        let now = now_ms();
-        let mut clients = self.clients.lock().unwrap();
-        if clients.len() >= self.settings.limits.max_clients && !clients.contains_key(client) {
-            // At the cap: forget the longest-idle client (it reconnects as new if it is
-            // still there), so the map never grows past the cap however many ids appear.
-            if let Some(oldest) = clients
-                .iter()
-                .min_by_key(|(_, c)| c.last_seen_ms)
-                .map(|(k, _)| k.clone())
-            {
-                clients.remove(&oldest);
-            }
-        }
-        let c = clients.entry(client.to_string()).or_insert(Client {
-            last_seen_ms: 0,
-            telemetry: None,
-            publishing: BTreeSet::new(),
-        });
-        c.last_seen_ms = now;
-    }
-
-    /// How many clients this node remembers.
-    pub fn known_clients(&self) -> usize {
-        self.clients.lock().unwrap().len()
-    }
-
-    /// Registers (or clears) a client's telemetry stream.
-    pub fn set_telemetry(&self, client: &str, sender: Option<TelemetrySender>) {
-        self.touch_client(client);
-        if let Some(c) = self.clients.lock().unwrap().get_mut(client) {
-            c.telemetry = sender;
-        }
-    }
-
-    /// Records the topics a producer declared in its settings (capped: a client's settings
-    /// are not a place to store unbounded data).
-    pub fn set_publishing(&self, client: &str, topics: impl IntoIterator<Item = String>) {
-        self.touch_client(client);
-        if let Some(c) = self.clients.lock().unwrap().get_mut(client) {
-            c.publishing = topics.into_iter().take(MAX_PUBLISHING_TOPICS).collect();
-        }
-    }
-
-    /// Hands `cmd` to one producer of `topic` with a live Telemetry stream on this node (a
-    /// different one each time, where there are several); false if none took it.
-    pub fn send_to_producer(&self, topic: &str, cmd: &raftmq_proto::v2::TelemetryCommand) -> bool {
-        let clients = self.clients.lock().unwrap();
-        let producers: Vec<&TelemetrySender> = clients
-            .values()
-            .filter(|c| c.publishing.contains(topic))
-            .filter_map(|c| c.telemetry.as_ref())
-            .collect();
-        if producers.is_empty() {
-            return false;
-        }
-        let start = self.next_round_robin() as usize;
-        (0..producers.len()).any(|i| {
-            producers[(start + i) % producers.len()]
-                .try_send(Ok(cmd.clone()))
-                .is_ok()
-        })
+    /// The clients this node has heard from. A client that said goodbye
+    /// ([`Clients::remove`]) has its auto-renewed deliveries released at the next renewal
+    /// tick (back after the group's retry backoff: [`Self::renew_due`]).
+    pub fn clients(&self) -> &Clients {
+        &self.clients
     }
 
     /// The forwarding client (calls to peers).
     pub fn forwarder(&self) -> &Forwarder {
         &self.forwarder
-    }
-
-    /// Forgets a client that said goodbye; its auto-renewed deliveries are released at the
-    /// next renewal tick (back after the group's retry backoff: [`Self::renew_due`]).
-    pub fn remove_client(&self, client: &str) {
-        self.clients.lock().unwrap().remove(client);
     }
 
     /// Keeps a delivery invisible on behalf of a connected push consumer.
@@ -705,13 +627,12 @@ impl BrokerCore {
         let mut due: BTreeMap<u64, Vec<Change>> = BTreeMap::new();
         let mut released = Vec::new();
         {
-            let mut clients = self.clients.lock().unwrap();
             // Forget clients not heard from (bounded memory; their Telemetry is gone too).
-            clients.retain(|_, c| c.last_seen_ms >= alive_after);
+            self.clients.forget_idle(alive_after);
             let mut renewals = self.renewals.lock().unwrap();
             // A client that went away (goodbye, or silence) gets no more renewals.
             renewals.retain(|_, r| {
-                let alive = clients.contains_key(&r.client);
+                let alive = self.clients.contains(&r.client);
                 if !alive {
                     released.push(r.clone());
                 }

@@ -20,6 +20,7 @@ pub mod admin;
 pub mod app;
 pub mod batcher;
 pub mod checkback;
+pub mod clients;
 pub mod clock;
 pub mod command;
 pub mod config;

@@ -58,8 +58,8 @@ async fn the_client_map_never_grows_past_its_cap() {
         raftmq_proto::auth::ClusterKey::insecure_for_tests(),
     );
     for i in 0..100 {
-        core.touch_client(&format!("client-{i}"));
-        assert!(core.known_clients() <= 3);
+        core.clients().touch(&format!("client-{i}"));
+        assert!(core.clients().len() <= 3);
     }
-    assert_eq!(core.known_clients(), 3);
+    assert_eq!(core.clients().len(), 3);
 }

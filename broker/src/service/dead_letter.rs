@@ -36,7 +36,7 @@ pub async fn forward_message_to_dead_letter_queue(
 ) -> pb::ForwardMessageToDeadLetterQueueResponse {
     let answer = |s: pb::Status| pb::ForwardMessageToDeadLetterQueueResponse { status: Some(s) };
     match client_id(&req) {
-        Ok(c) => core.touch_client(&c),
+        Ok(c) => core.clients().touch(&c),
         Err(s) => return answer(s),
     }
     let wait = grpc_timeout(&req);

@@ -72,7 +72,7 @@ pub async fn receive_message(
             ),
         ));
     };
-    core.touch_client(&client);
+    core.clients().touch(&client);
     let req = req.into_inner();
     let receive = match prepare(core, &req, started, rpc_deadline).await {
         Ok(r) => r,
@@ -395,7 +395,7 @@ pub async fn ack_message(
         status: Some(s),
     };
     match id_check {
-        Ok(c) => core.touch_client(&c),
+        Ok(c) => core.clients().touch(&c),
         Err(s) => return fail(s),
     }
     let (group, topic) = match (
@@ -466,7 +466,7 @@ pub async fn change_invisible_duration(
         receipt_handle: req.receipt_handle.clone(),
     };
     match id_check {
-        Ok(c) => core.touch_client(&c),
+        Ok(c) => core.clients().touch(&c),
         Err(s) => return fail(s),
     }
     let (group, topic) = match (

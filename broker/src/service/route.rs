@@ -70,7 +70,7 @@ pub async fn heartbeat(
         Ok(id) => id,
         Err(s) => return pb::HeartbeatResponse { status: Some(s) },
     };
-    core.touch_client(&id);
+    core.clients().touch(&id);
     let req = req.into_inner();
     if let Some(g) = req.group.as_ref().filter(|g| !g.name.is_empty()) {
         let name = match validate::group(Some(g)) {
@@ -98,7 +98,7 @@ pub async fn query_assignment(
         Ok(id) => id,
         Err(s) => return reply(s, vec![]),
     };
-    core.touch_client(&client);
+    core.clients().touch(&client);
     let all = v2util::is_rust_client(req.metadata());
     // Spread push consumers of one group over the members, one member per client.
     let spread = crate::model::tag_hash(Some(&client));
@@ -158,7 +158,7 @@ pub async fn notify_client_termination(
 ) -> pb::NotifyClientTerminationResponse {
     match client_id(&req) {
         Ok(id) => {
-            core.remove_client(&id);
+            core.clients().remove(&id);
             pb::NotifyClientTerminationResponse { status: Some(ok()) }
         }
         Err(s) => pb::NotifyClientTerminationResponse { status: Some(s) },

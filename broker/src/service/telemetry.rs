@@ -63,14 +63,15 @@ pub async fn telemetry(
     };
     let mut inbound = req.into_inner();
     let (tx, rx) = mpsc::channel(64);
-    core.set_telemetry(&client, Some(tx.clone()));
+    let stream = core.clients().open_telemetry(&client, tx.clone());
     tokio::spawn(async move {
         while let Ok(Some(cmd)) = inbound.message().await {
-            core.touch_client(&client);
+            core.clients().touch(&client);
             if let Some(pb::telemetry_command::Command::Settings(s)) = cmd.command {
                 // A producer's topics: where its transactions' check-backs may go.
                 if let Some(pb::settings::PubSub::Publishing(p)) = &s.pub_sub {
-                    core.set_publishing(&client, p.topics.iter().map(|t| t.name.clone()));
+                    core.clients()
+                        .set_publishing(&client, p.topics.iter().map(|t| t.name.clone()));
                 }
                 if !answer_settings {
                     continue;
@@ -81,7 +82,7 @@ pub async fn telemetry(
                 }
             }
         }
-        core.set_telemetry(&client, None);
+        core.clients().close_telemetry(&client, stream);
         drop(permit);
     });
     Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
