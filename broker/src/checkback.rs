@@ -99,8 +99,9 @@ impl CheckBack {
     }
 }
 
-/// Hands a check-back to a producer of its topic connected to this node; false if none is.
-pub fn deliver_local(core: &BrokerCore, check: CheckBack) -> bool {
+/// Hands a check-back to a producer of its topic connected to this node (only to one known to
+/// use transactions if `transactional_only`); false if none took it.
+pub fn deliver_local(core: &BrokerCore, check: CheckBack, transactional_only: bool) -> bool {
     let topic = check.message.topic.clone();
     let host = core
         .peers()
@@ -108,33 +109,36 @@ pub fn deliver_local(core: &BrokerCore, check: CheckBack) -> bool {
         .map(|a| a.client.clone())
         .unwrap_or_default();
     core.clients()
-        .send_to_producer(&topic, &check.command(&host))
+        .send_to_producer(&topic, &check.command(&host), transactional_only)
 }
 
 /// Hands a check-back of a transaction of group `group` to a producer of its topic: on this
-/// node if one is connected here, else on the first other member of the group that has one.
-/// Only members: a producer answers on the node that asked it, which must serve the group
-/// (review of issue 15). False if nobody took it.
+/// node if one is connected here, else on the first other member of the group that has one;
+/// first only to producers known to use transactions (a plain producer of the topic ignores
+/// a check), then to any. Only members: a producer answers on the node that asked it, which
+/// must serve the group (review of issue 15). False if nobody took it.
 pub async fn deliver(core: &BrokerCore, group: u64, check: CheckBack) -> bool {
-    if deliver_local(core, check.clone()) {
-        return true;
-    }
     let members = core.members(group).unwrap_or_default();
-    for id in members {
-        if id == core.node_id() {
-            continue;
+    for transactional_only in [true, false] {
+        if deliver_local(core, check.clone(), transactional_only) {
+            return true;
         }
-        let Some(addrs) = core.peers().get(&id) else {
-            continue;
-        };
-        match core
-            .forwarder()
-            .deliver(&addrs.raft, &check, DELIVER_WAIT)
-            .await
-        {
-            Ok(true) => return true,
-            Ok(false) => {}
-            Err(e) => tracing::debug!(peer = id, error = %e, "check-back: peer not reached"),
+        for id in &members {
+            if *id == core.node_id() {
+                continue;
+            }
+            let Some(addrs) = core.peers().get(id) else {
+                continue;
+            };
+            let forwarder = core.forwarder();
+            match forwarder
+                .deliver(&addrs.raft, &check, transactional_only, DELIVER_WAIT)
+                .await
+            {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(e) => tracing::debug!(peer = id, error = %e, "check-back: peer not reached"),
+            }
         }
     }
     false

@@ -39,6 +39,12 @@ struct Client {
     /// Topics it publishes to (its Settings): a transaction check-back of one of them may go
     /// to it.
     publishing: BTreeSet<String>,
+    /// It sent a half message or ended a transaction through this node: it has a
+    /// transaction checker. A check goes to such a producer first; any producer of the topic
+    /// gets it only when none is connected (a plain producer drops it: the official SDKs and
+    /// ours ignore a check without a checker; the jepsen run `none` found three of every
+    /// seven undecided transactions never checked that way).
+    transactional: bool,
 }
 
 /// See the module docs.
@@ -85,6 +91,7 @@ impl Clients {
             last_seen_ms: 0,
             telemetry: Vec::new(),
             publishing: BTreeSet::new(),
+            transactional: false,
         });
         c.last_seen_ms = c.last_seen_ms.max(now_ms);
     }
@@ -135,13 +142,28 @@ impl Clients {
         }
     }
 
+    /// Records that `client` uses transactions (it sent a half message or ended one).
+    pub fn mark_transactional(&self, client: &str) {
+        self.touch(client);
+        if let Some(c) = self.map.lock().unwrap().get_mut(client) {
+            c.transactional = true;
+        }
+    }
+
     /// Hands `cmd` to one producer of `topic` with an open Telemetry stream here (a different
-    /// one each time, where there are several); false if none took it.
-    pub fn send_to_producer(&self, topic: &str, cmd: &TelemetryCommand) -> bool {
+    /// one each time, where there are several), only to one known to use transactions if
+    /// `transactional_only`; false if none took it.
+    pub fn send_to_producer(
+        &self,
+        topic: &str,
+        cmd: &TelemetryCommand,
+        transactional_only: bool,
+    ) -> bool {
         let map = self.map.lock().unwrap();
         let producers: Vec<&TelemetrySender> = map
             .values()
             .filter(|c| c.publishing.contains(topic))
+            .filter(|c| c.transactional || !transactional_only)
             .flat_map(|c| c.telemetry.iter().map(|(_, s)| s))
             .collect();
         if producers.is_empty() {
@@ -191,15 +213,18 @@ mod tests {
         drop(short_rx);
         clients.close_telemetry("p", short);
         for _ in 0..3 {
-            assert!(clients.send_to_producer("T", &check()));
+            assert!(clients.send_to_producer("T", &check(), false));
             assert!(long_rx.try_recv().is_ok(), "the long-lived stream got it");
         }
         assert!(
-            !clients.send_to_producer("U", &check()),
+            !clients.send_to_producer("U", &check(), false),
             "not a producer of U"
         );
         clients.close_telemetry("p", long);
-        assert!(!clients.send_to_producer("T", &check()), "no stream left");
+        assert!(
+            !clients.send_to_producer("T", &check(), false),
+            "no stream left"
+        );
         assert!(
             clients.contains("p"),
             "closing streams does not forget the client"
@@ -219,10 +244,37 @@ mod tests {
         clients.set_publishing("b", ["T".to_string()]);
         drop(a_rx);
         for _ in 0..4 {
-            assert!(clients.send_to_producer("T", &check()));
+            assert!(clients.send_to_producer("T", &check(), false));
         }
         let mut got = 0;
         while b_rx.try_recv().is_ok() {
+            got += 1;
+        }
+        assert_eq!(got, 4);
+    }
+
+    /// A plain producer of the topic gets a check only when no producer known to use
+    /// transactions is connected.
+    #[tokio::test]
+    async fn transactional_producers_are_asked_first() {
+        let clients = Clients::new(10);
+        let (plain_tx, mut plain_rx) = mpsc::channel(8);
+        let (tx_tx, mut tx_rx) = mpsc::channel(8);
+        clients.open_telemetry("plain", plain_tx);
+        clients.open_telemetry("tx", tx_tx);
+        clients.set_publishing("plain", ["T".to_string()]);
+        clients.set_publishing("tx", ["T".to_string()]);
+        assert!(
+            !clients.send_to_producer("T", &check(), true),
+            "none known yet"
+        );
+        clients.mark_transactional("tx");
+        for _ in 0..4 {
+            assert!(clients.send_to_producer("T", &check(), true));
+        }
+        assert!(plain_rx.try_recv().is_err());
+        let mut got = 0;
+        while tx_rx.try_recv().is_ok() {
             got += 1;
         }
         assert_eq!(got, 4);

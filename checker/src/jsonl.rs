@@ -80,6 +80,8 @@ fn f_name(op: &Op) -> &'static str {
         Op::Recall { .. } => "recall",
         Op::Transaction { .. } => "transaction",
         Op::EndTx { .. } => "end-transaction",
+        Op::TxChecked { .. } => "transaction-checked",
+        Op::TxCheckOwed { .. } => "transaction-check-owed",
     }
 }
 
@@ -97,12 +99,14 @@ pub fn process(op: &Op) -> String {
         Op::Scheduled { id, .. }
         | Op::Recall { id, .. }
         | Op::Transaction { id, .. }
+        | Op::TxChecked { id, .. }
         | Op::EndTx { id, .. } => id
             .rsplit_once('-')
             .map_or(id.as_str(), |(p, _)| p)
             .to_string(),
         Op::Pull { .. } | Op::Commit { .. } | Op::ReadCommitted { .. } => "puller".into(),
         Op::Expired { .. } => "retention".into(),
+        Op::TxCheckOwed { .. } => "runner".into(),
     }
 }
 
@@ -137,6 +141,7 @@ pub fn span(op: &Op) -> (u64, u64) {
             invoked, completed, ..
         } => (*invoked, *completed),
         Op::Scheduled { invoked, .. } | Op::Transaction { invoked, .. } => (*invoked, *invoked),
+        Op::TxChecked { at, .. } | Op::TxCheckOwed { from: at, .. } => (*at, *at),
     }
 }
 
@@ -157,7 +162,9 @@ pub fn outcome(op: &Op) -> Kind {
         | Op::ReadCommitted { .. }
         | Op::Expired { .. }
         | Op::Scheduled { .. }
-        | Op::Transaction { .. } => Kind::Ok,
+        | Op::Transaction { .. }
+        | Op::TxChecked { .. }
+        | Op::TxCheckOwed { .. } => Kind::Ok,
     }
 }
 
@@ -189,6 +196,8 @@ fn invoke_value(op: &Op) -> serde_json::Value {
         Op::Transaction { id, commit, .. } | Op::EndTx { id, commit, .. } => {
             serde_json::json!({ "id": id, "commit": commit })
         }
+        Op::TxChecked { id, .. } => serde_json::json!({ "id": id }),
+        Op::TxCheckOwed { within, .. } => serde_json::json!({ "within": within }),
     }
 }
 

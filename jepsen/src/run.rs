@@ -290,6 +290,12 @@ async fn heal_and_drain(
             "the probe send failed 20 s after healing: {e}"
         )));
     }
+    if opts.retention_s.is_none() {
+        // Healed and led: an undecided transaction is checked within its first delay (1 s,
+        // `db.rs`), one more interval and two seconds of slack for real processes on a
+        // loaded machine (`txn-unchecked`).
+        workload::check_back_probe(ctx.clone(), 4, Duration::from_secs(4)).await;
+    }
     let drain = Duration::from_secs(opts.drain_s);
     let drained = workload::drained(ctx, Duration::from_secs(6));
     if tokio::time::timeout(drain, drained).await.is_err() {

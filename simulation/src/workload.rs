@@ -275,13 +275,7 @@ pub async fn transact(ctx: Ctx, name: String, seed: u64, stop: Arc<AtomicBool>) 
     let Some(p) = start_with_retry(&stop, || {
         Producer::builder(ctx.config.clone())
             .topics([topic])
-            .transaction_checker(|m: &raftmq_client::ReceivedMessage| {
-                if m.body.ends_with(b":c") {
-                    raftmq_client::TransactionResolution::Commit
-                } else {
-                    raftmq_client::TransactionResolution::Rollback
-                }
-            })
+            .transaction_checker(checker(&ctx))
             .start()
     })
     .await
@@ -338,6 +332,101 @@ pub async fn transact(ctx: Ctx, name: String, seed: u64, stop: Arc<AtomicBool>) 
         }
         let (lo, hi) = ctx.send_pause_ms;
         tokio::time::sleep(Duration::from_millis(r.random_range(lo..hi.max(lo + 1)))).await;
+    }
+    p.shutdown().await;
+}
+
+/// The transactional producers' checker: answers from the body (`:c` commit, else roll
+/// back) and records that a check-back reached it ([`Op::TxChecked`]).
+fn checker(ctx: &Ctx) -> impl raftmq_client::TransactionChecker {
+    let ctx = ctx.clone();
+    move |m: &raftmq_client::ReceivedMessage| {
+        ctx.record(Op::TxChecked {
+            id: m.message_id.clone(),
+            at: ctx.now(),
+        });
+        if m.body.ends_with(b":c") {
+            raftmq_client::TransactionResolution::Commit
+        } else {
+            raftmq_client::TransactionResolution::Rollback
+        }
+    }
+}
+
+/// After healing (`txn-unchecked`, issue 15): records that from now on a transaction left
+/// undecided is owed a check within `within` ([`Op::TxCheckOwed`]), then a new transactional
+/// producer (`tp-<n>`) sends `n` half messages it never ends, and stays until each was checked
+/// or `within` and a second more have passed. Its sends and checks are in the history; the
+/// checker judges them.
+pub async fn check_back_probe(ctx: Ctx, n: u64, within: Duration) {
+    let topic = ctx.names.topic;
+    ctx.record(Op::TxCheckOwed {
+        from: ctx.now(),
+        within: within.as_micros() as u64,
+    });
+    let give_up = tokio::time::Instant::now() + within * 3;
+    let p = loop {
+        let started = Producer::builder(ctx.config.clone())
+            .topics([topic])
+            .transaction_checker(checker(&ctx))
+            .start()
+            .await;
+        match started {
+            Ok(p) => break p,
+            Err(_) if tokio::time::Instant::now() < give_up => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "check-back probe: no producer");
+                return;
+            }
+        }
+    };
+    let mut ids = Vec::new();
+    for k in 0..n {
+        let id = format!("tp-{k}");
+        let body = format!("{id}:{}", if k % 2 == 0 { "c" } else { "r" }).into_bytes();
+        let mut tx = p.begin_transaction();
+        let invoked = ctx.now();
+        let res = tx
+            .send(Message::new(topic, body.clone()).with_message_id(id.clone()))
+            .await;
+        ctx.record(Op::Send {
+            id: id.clone(),
+            body,
+            group: None,
+            invoked,
+            completed: ctx.now(),
+            result: outcome(&res),
+            pos: None,
+            may_repeat: false,
+        });
+        ctx.record(Op::Transaction {
+            id: id.clone(),
+            invoked,
+            commit: k % 2 == 0,
+        });
+        // Left undecided: dropping it neither commits nor rolls back.
+        drop(tx);
+        ids.push(id);
+    }
+    let until = tokio::time::Instant::now() + within + Duration::from_secs(1);
+    while tokio::time::Instant::now() < until {
+        let checked = {
+            let h = ctx.history.lock().unwrap();
+            let seen: BTreeSet<&str> = h
+                .iter()
+                .filter_map(|op| match op {
+                    Op::TxChecked { id, .. } => Some(id.as_str()),
+                    _ => None,
+                })
+                .collect();
+            ids.iter().all(|id| seen.contains(id.as_str()))
+        };
+        if checked {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     p.shutdown().await;
 }

@@ -89,15 +89,19 @@ impl Forwarder {
     }
 
     /// Asks the node at `addr` to hand a transaction check-back to a producer connected
-    /// there: true if one took it.
+    /// there (only to one known to use transactions if `transactional_only`): true if one
+    /// took it. The call's group field carries the choice (1: transactional only); a node
+    /// that predates it reads any producer.
     pub async fn deliver(
         &self,
         addr: &str,
         check: &crate::checkback::CheckBack,
+        transactional_only: bool,
         timeout: Duration,
     ) -> Result<bool, BrokerError> {
+        let mode = u64::from(transactional_only);
         self.calls
-            .call(addr, method::DELIVER, 0, check, timeout)
+            .call(addr, method::DELIVER, mode, check, timeout)
             .await
     }
 

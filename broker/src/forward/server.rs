@@ -122,8 +122,9 @@ impl Forward for ForwardServer {
         &self,
         req: tonic::Request<pb::ForwardRequest>,
     ) -> Result<tonic::Response<pb::ForwardReply>, tonic::Status> {
-        self.serve(method::DELIVER, req, |core, _, check| async move {
-            Ok(crate::checkback::deliver_local(&core, check))
+        // The group field carries the choice (see `Forwarder::deliver`).
+        self.serve(method::DELIVER, req, |core, mode, check| async move {
+            Ok(crate::checkback::deliver_local(&core, check, mode == 1))
         })
         .await
     }

@@ -59,9 +59,10 @@ pub async fn send_message(
     let id_check = client_id(&req);
     let deadline = grpc_timeout(&req).map(|w| tokio::time::Instant::now() + w);
     let req = req.into_inner();
-    if let Err(s) = id_check {
-        return Response::new(fail_all(&req, s));
-    }
+    let client = match id_check {
+        Ok(c) => c,
+        Err(s) => return Response::new(fail_all(&req, s)),
+    };
     if let Err(s) = check_batch(core, &req) {
         return Response::new(fail_all(&req, s));
     }
@@ -75,6 +76,14 @@ pub async fn send_message(
             now,
             core.settings.limits.max_delay_secs.saturating_mul(1000),
         ));
+    }
+    // A producer that sends half messages has a transaction checker: check-backs go to it
+    // first (`Clients::mark_transactional`).
+    if checked
+        .iter()
+        .any(|c| c.as_ref().is_ok_and(|m| m.kind == MessageKind::Transaction))
+    {
+        core.clients().mark_transactional(&client);
     }
     let Some(topic) = checked
         .iter()

@@ -68,8 +68,10 @@ pub async fn end_transaction(
     req: Request<pb::EndTransactionRequest>,
 ) -> pb::EndTransactionResponse {
     let answer = |s: pb::Status| pb::EndTransactionResponse { status: Some(s) };
-    if let Err(s) = client_id(&req) {
-        return answer(s);
+    match client_id(&req) {
+        // It ends transactions: check-backs go to it first (`Clients::mark_transactional`).
+        Ok(c) => core.clients().mark_transactional(&c),
+        Err(s) => return answer(s),
     }
     let wait = grpc_timeout(&req);
     let started = tokio::time::Instant::now();

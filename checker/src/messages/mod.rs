@@ -36,7 +36,8 @@
 //!   rolls back was delivered: by a rollback, or by a check-back its checker answers with
 //!   one), `txn-duplicate` (a committed message handed out as a first delivery twice) and
 //!   `txn-committed-lost` (`lost` for a transaction whose commit was answered OK; a half
-//!   message alone is not owed to anyone).
+//!   message alone is not owed to anyone), and `txn-unchecked` (a half message its producer
+//!   left undecided that no check-back reached within the bound an [`Op::TxCheckOwed`] sets).
 //!
 //! | module | anomalies |
 //! |---|---|
@@ -50,7 +51,7 @@
 //! | [`offsets`] | `commit-regression` |
 //! | [`retention`] | `premature-deletion` (and the `expired` set `lost` and [`fifo`] leave out) |
 //! | [`timers`] | `early-delivery`, `recalled-delivered`, `timer-duplicate` (`timer-lost` in [`lost`]) |
-//! | [`txns`] | `txn-rolled-back-visible`, `txn-duplicate` (`txn-committed-lost`: [`lost`]) |
+//! | [`txns`] | `txn-rolled-back-visible`, `txn-duplicate`, `txn-unchecked` (`txn-committed-lost`: [`lost`]) |
 
 mod delivered;
 mod fifo;
@@ -254,6 +255,23 @@ pub enum Op {
         /// Outcome.
         result: Result3,
     },
+    /// A check-back reached the producer: its transaction checker was asked about `id`.
+    TxChecked {
+        /// Message id.
+        id: String,
+        /// When.
+        at: u64,
+    },
+    /// The environment's promise from `from` on (faults healed, leaders elected): a half
+    /// message acknowledged OK at or after `from` that its producer leaves undecided (no
+    /// end-transaction, or only ones that definitely failed) must reach the producer's
+    /// checker within `within` of its acknowledgement, when the history lasts that long.
+    TxCheckOwed {
+        /// Start of the promise.
+        from: u64,
+        /// The bound: the first check's delay, one more interval and slack.
+        within: u64,
+    },
     /// A read of the committed offset.
     ReadCommitted {
         /// Broker.
@@ -323,6 +341,16 @@ pub struct Stats {
     /// Transactions whose producer's commit was answered OK.
     #[serde(default)]
     pub tx_committed: usize,
+    /// Check-backs that reached a producer.
+    #[serde(default)]
+    pub tx_checks: usize,
+    /// Transactions owed a check ([`Op::TxCheckOwed`]) and judged (the history lasted long
+    /// enough).
+    #[serde(default)]
+    pub tx_owed: usize,
+    /// The longest time from a judged transaction's acknowledgement to its first check (µs).
+    #[serde(default)]
+    pub tx_first_check_max_us: u64,
 }
 
 /// Checks `history`. Deliveries by receives (plain and FIFO consumers) count for `lost`;

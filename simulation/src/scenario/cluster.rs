@@ -305,13 +305,7 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
         };
         settings.segment_bytes = RETENTION_SEGMENT;
     }
-    // Check-backs within the run: first after a second, then every second, three at most.
-    settings.transactions = broker::checkback::TxSettings {
-        check_after: Duration::from_secs(1),
-        check_interval: Duration::from_secs(1),
-        max_checks: 3,
-        after_max: broker::command::AfterMax::Discard,
-    };
+    settings.transactions = tx_settings();
     let cluster: Shared = Arc::new(tokio::sync::Mutex::new(BrokerCluster::with_settings(
         o.nodes, o.groups, settings,
     )));
@@ -371,7 +365,8 @@ async fn run(seed: u64, o: &Options) -> Result<String, Failed> {
     }
     stops.producers.store(true, Ordering::SeqCst);
     let log = nemesis.log();
-    let drain_ok = liveness(&cluster, &client_node, &ctx, tap.as_ref())
+    let txns = o.transactions;
+    let drain_ok = liveness(&cluster, &client_node, &ctx, tap.as_ref(), txns)
         .await
         .map_err(|e| fail(format!("{e}; faults {log:?}")))?;
     stops.consumers.store(true, Ordering::SeqCst);
@@ -616,6 +611,16 @@ async fn heal(cluster: &Shared, nemesis: &mut Nemesis<BrokerCluster, Own>) -> Re
     Ok(())
 }
 
+/// Check-backs within the run: first after a second, then every second, three at most.
+fn tx_settings() -> broker::checkback::TxSettings {
+    broker::checkback::TxSettings {
+        check_after: Duration::from_secs(1),
+        check_interval: Duration::from_secs(1),
+        max_checks: 3,
+        after_max: broker::command::AfterMax::Discard,
+    }
+}
+
 /// Liveness after healing: every group elects a leader within 15 s, a probe send succeeds,
 /// and the consumers drain. Returns whether they drained within 90 s (a bound the checker
 /// reports as `unavailable` unless it found the cause, a lost message).
@@ -624,6 +629,7 @@ async fn liveness(
     client_node: &NodeHandle,
     ctx: &Ctx,
     tap: Option<&LogTap>,
+    transactions: bool,
 ) -> Result<bool, String> {
     if !brokers::wait_all_led(cluster, Duration::from_secs(15)).await {
         return Err("unavailable: a group has no leader 15 s after healing".into());
@@ -633,6 +639,15 @@ async fn liveness(
         return Err(format!(
             "unavailable: the probe send failed after healing: {probe:?}"
         ));
+    }
+    if transactions {
+        // Healed and led: an undecided transaction is checked within its first delay, one
+        // more interval (a check proposed by a leader that then lost leadership is made again
+        // an interval later) and a second of slack (`txn-unchecked`).
+        let t = tx_settings();
+        let within = t.check_after + t.check_interval + Duration::from_secs(1);
+        let probe = workload::check_back_probe(ctx.clone(), 4, within);
+        let _ = client_node.spawn(probe).await;
     }
     // A message retention deleted before anyone received it is not waited for.
     let drained = async {
