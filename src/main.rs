@@ -138,6 +138,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure how late scheduled (DELAY) messages are delivered.
     BenchTimers(bench::timers::TimerArgs),
+    /// Measure how soon transaction check-backs reach a producer.
+    BenchCheckback(bench::checkback::CheckBackArgs),
     /// Send messages with the native client.
     Produce(client_cli::ProduceArgs),
     /// Receive and acknowledge messages with the native client.
@@ -380,6 +382,7 @@ async fn main() -> anyhow::Result<()> {
         } => admin(&endpoint, cluster_secret_file.as_deref(), action).await,
         Command::Bench(args) => bench::run(args).await,
         Command::BenchTimers(args) => bench::timers::run(args).await,
+        Command::BenchCheckback(args) => bench::checkback::run(args).await,
         Command::Produce(args) => client_cli::produce(args).await,
         Command::Consume(args) => client_cli::consume(args).await,
     }

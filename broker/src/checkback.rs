@@ -101,7 +101,7 @@ impl CheckBack {
 
 /// Hands a check-back to a producer of its topic connected to this node (only to one known to
 /// use transactions if `transactional_only`); false if none took it.
-pub fn deliver_local(core: &BrokerCore, check: CheckBack, transactional_only: bool) -> bool {
+pub async fn deliver_local(core: &BrokerCore, check: CheckBack, transactional_only: bool) -> bool {
     let topic = check.message.topic.clone();
     let host = core
         .peers()
@@ -109,7 +109,13 @@ pub fn deliver_local(core: &BrokerCore, check: CheckBack, transactional_only: bo
         .map(|a| a.client.clone())
         .unwrap_or_default();
     core.clients()
-        .send_to_producer(&topic, &check.command(&host), transactional_only)
+        .send_to_producer(
+            &topic,
+            &check.command(&host),
+            transactional_only,
+            STREAM_WAIT,
+        )
+        .await
 }
 
 /// Hands a check-back of a transaction of group `group` to a producer of its topic: on this
@@ -120,7 +126,7 @@ pub fn deliver_local(core: &BrokerCore, check: CheckBack, transactional_only: bo
 pub async fn deliver(core: &BrokerCore, group: u64, check: CheckBack) -> bool {
     let members = core.members(group).unwrap_or_default();
     for transactional_only in [true, false] {
-        if deliver_local(core, check.clone(), transactional_only) {
+        if deliver_local(core, check.clone(), transactional_only).await {
             return true;
         }
         for id in &members {
@@ -152,6 +158,10 @@ const PROPOSAL_WAIT: Duration = Duration::from_secs(5);
 
 /// How long a peer may take to say whether it handed a check to a producer.
 const DELIVER_WAIT: Duration = Duration::from_secs(1);
+
+/// How long a producer's full Telemetry buffer is waited for (less than [`DELIVER_WAIT`]: a
+/// peer answers within it).
+const STREAM_WAIT: Duration = Duration::from_millis(500);
 
 /// The longest sleep (how soon a new leader looks at the schedule).
 const IDLE: Duration = Duration::from_millis(500);

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use raftmq_proto::v2::TelemetryCommand;
 use tokio::sync::mpsc;
@@ -152,29 +153,36 @@ impl Clients {
 
     /// Hands `cmd` to one producer of `topic` with an open Telemetry stream here (a different
     /// one each time, where there are several), only to one known to use transactions if
-    /// `transactional_only`; false if none took it.
-    pub fn send_to_producer(
+    /// `transactional_only`; false if none took it. A stream whose buffer is full is waited
+    /// for up to `wait` before the next is tried: a burst of check-backs (thousands due in
+    /// the same second) must queue, not be dropped (`raftmq bench-checkback` with 20,000
+    /// transactions left 44 unchecked when a full buffer counted as no producer).
+    pub async fn send_to_producer(
         &self,
         topic: &str,
         cmd: &TelemetryCommand,
         transactional_only: bool,
+        wait: Duration,
     ) -> bool {
-        let map = self.map.lock().unwrap();
-        let producers: Vec<&TelemetrySender> = map
-            .values()
-            .filter(|c| c.publishing.contains(topic))
-            .filter(|c| c.transactional || !transactional_only)
-            .flat_map(|c| c.telemetry.iter().map(|(_, s)| s))
-            .collect();
+        let producers: Vec<TelemetrySender> = {
+            let map = self.map.lock().unwrap();
+            map.values()
+                .filter(|c| c.publishing.contains(topic))
+                .filter(|c| c.transactional || !transactional_only)
+                .flat_map(|c| c.telemetry.iter().map(|(_, s)| s.clone()))
+                .collect()
+        };
         if producers.is_empty() {
             return false;
         }
         let start = self.turn.fetch_add(1, Ordering::Relaxed) as usize;
-        (0..producers.len()).any(|i| {
-            producers[(start + i) % producers.len()]
-                .try_send(Ok(cmd.clone()))
-                .is_ok()
-        })
+        for i in 0..producers.len() {
+            let p = &producers[(start + i) % producers.len()];
+            if p.send_timeout(Ok(cmd.clone()), wait).await.is_ok() {
+                return true;
+            }
+        }
+        false
     }
 
     /// Forgets a client that said goodbye.
@@ -195,6 +203,8 @@ impl Clients {
 mod tests {
     use super::*;
 
+    const W: Duration = Duration::from_millis(10);
+
     fn check() -> TelemetryCommand {
         TelemetryCommand::default()
     }
@@ -213,16 +223,16 @@ mod tests {
         drop(short_rx);
         clients.close_telemetry("p", short);
         for _ in 0..3 {
-            assert!(clients.send_to_producer("T", &check(), false));
+            assert!(clients.send_to_producer("T", &check(), false, W).await);
             assert!(long_rx.try_recv().is_ok(), "the long-lived stream got it");
         }
         assert!(
-            !clients.send_to_producer("U", &check(), false),
+            !clients.send_to_producer("U", &check(), false, W).await,
             "not a producer of U"
         );
         clients.close_telemetry("p", long);
         assert!(
-            !clients.send_to_producer("T", &check(), false),
+            !clients.send_to_producer("T", &check(), false, W).await,
             "no stream left"
         );
         assert!(
@@ -244,7 +254,7 @@ mod tests {
         clients.set_publishing("b", ["T".to_string()]);
         drop(a_rx);
         for _ in 0..4 {
-            assert!(clients.send_to_producer("T", &check(), false));
+            assert!(clients.send_to_producer("T", &check(), false, W).await);
         }
         let mut got = 0;
         while b_rx.try_recv().is_ok() {
@@ -265,12 +275,12 @@ mod tests {
         clients.set_publishing("plain", ["T".to_string()]);
         clients.set_publishing("tx", ["T".to_string()]);
         assert!(
-            !clients.send_to_producer("T", &check(), true),
+            !clients.send_to_producer("T", &check(), true, W).await,
             "none known yet"
         );
         clients.mark_transactional("tx");
         for _ in 0..4 {
-            assert!(clients.send_to_producer("T", &check(), true));
+            assert!(clients.send_to_producer("T", &check(), true, W).await);
         }
         assert!(plain_rx.try_recv().is_err());
         let mut got = 0;

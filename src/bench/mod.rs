@@ -8,6 +8,7 @@
 //! send to its receipt. A list of sender counts (`--senders 1,4,16,64`) runs one step per value;
 //! `--json` keeps the steps and `--plot` draws their latency against throughput (a PNG).
 
+pub mod checkback;
 mod plot;
 pub mod timers;
 

@@ -124,7 +124,7 @@ impl Forward for ForwardServer {
     ) -> Result<tonic::Response<pb::ForwardReply>, tonic::Status> {
         // The group field carries the choice (see `Forwarder::deliver`).
         self.serve(method::DELIVER, req, |core, mode, check| async move {
-            Ok(crate::checkback::deliver_local(&core, check, mode == 1))
+            Ok(crate::checkback::deliver_local(&core, check, mode == 1).await)
         })
         .await
     }
