@@ -326,7 +326,9 @@ fn a_message_sent_again_through_any_node_is_stored_once() {
                 .unwrap();
             producers.push(p);
         }
-        let mut receipts: BTreeMap<String, Vec<(Option<(String, i32)>, i64)>> = BTreeMap::new();
+        // Per id: (group and queue, offset) of each answer.
+        type Where = (Option<(String, i32)>, i64);
+        let mut receipts: BTreeMap<String, Vec<Where>> = BTreeMap::new();
         for n in 0..12 {
             let id = format!("once-{n}");
             for p in &producers {
