@@ -551,7 +551,7 @@ impl BrokerCore {
 
     /// The clients this node has heard from. A client that said goodbye
     /// ([`Clients::remove`]) has its auto-renewed deliveries released at the next renewal
-    /// tick (back after the group's retry backoff: [`Self::renew_due`]).
+    /// tick (back after the group's retry backoff: `renew_due`).
     pub fn clients(&self) -> &Clients {
         &self.clients
     }

@@ -1,0 +1,217 @@
+//! Encoding round trips and limits of the log's commands and entries.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::model::MessageKind;
+use crate::model::QueueId;
+use crate::model::QueueOffset;
+use crate::model::TopicKind;
+
+fn msg(i: u32) -> StoredMessage {
+    StoredMessage {
+        topic: "t".into(),
+        queue: QueueId(i % 4),
+        message_id: format!("id{i}"),
+        tag: Some("TagA".into()),
+        keys: vec!["k".into()],
+        properties: BTreeMap::from([("a".to_string(), "b".to_string())]),
+        kind: MessageKind::Normal,
+        message_group: None,
+        delivery_ms: None,
+        born_ms: 7,
+        born_host: "h".into(),
+        body_encoding: 1,
+        trace_context: None,
+        body: vec![i as u8; 100],
+    }
+}
+
+#[test]
+fn entry_round_trip_and_message_slices() {
+    let cmds = vec![
+        Command::UpsertTopic(TopicConfig {
+            name: "t".into(),
+            queues: 4,
+            kind: TopicKind::Normal,
+        }),
+        Command::Send(msg(1)),
+        Command::Send(msg(2)),
+        Command::Ack(Ack {
+            group: "g".into(),
+            topic: "t".into(),
+            receipt: Receipt {
+                queue: QueueId(1),
+                offset: QueueOffset(9),
+                seq: 3,
+            },
+        }),
+        Command::CreateTopic(TopicConfig {
+            name: "u".into(),
+            queues: 2,
+            kind: TopicKind::Mixed,
+        }),
+        Command::CreateGroup(crate::model::GroupConfig::with_defaults("g")),
+    ];
+    let bytes = encode_entry(1234, &cmds);
+    let d = decode_entry(&bytes).unwrap();
+    assert_eq!(d.now_ms, 1234);
+    assert_eq!(
+        d.commands
+            .iter()
+            .map(|l| l.command.clone().unwrap())
+            .collect::<Vec<_>>(),
+        cmds
+    );
+    let l = &d.commands[2];
+    assert_eq!(decode_message(&bytes, l.pos, l.len).unwrap(), msg(2));
+}
+
+/// A fire's message is read straight out of the entry, after the key, like a send's.
+#[test]
+fn timer_commands_round_trip_and_a_fired_message_reads_in_place() {
+    let key = TimerKey {
+        due_ms: 1_700_000_000_123,
+        log_index: 9,
+        pos: 44,
+    };
+    let cmds = vec![
+        Command::Schedule(msg(3)),
+        Command::Fire(Fire {
+            key,
+            message: msg(4),
+        }),
+        Command::Recall(Recall {
+            topic: "t".into(),
+            message_id: "id3".into(),
+            key,
+        }),
+        Command::DeadLetter(Ack {
+            group: "g".into(),
+            topic: "t".into(),
+            receipt: Receipt {
+                queue: QueueId(1),
+                offset: QueueOffset(7),
+                seq: 3,
+            },
+        }),
+        Command::Nack(Ack {
+            group: "g".into(),
+            topic: "t".into(),
+            receipt: Receipt {
+                queue: QueueId(2),
+                offset: QueueOffset(8),
+                seq: 4,
+            },
+        }),
+    ];
+    let bytes = encode_entry(5, &cmds);
+    let d = decode_entry(&bytes).unwrap();
+    let back: Vec<Command> = d
+        .commands
+        .iter()
+        .map(|l| l.command.clone().unwrap())
+        .collect();
+    assert_eq!(back, cmds);
+    let f = &d.commands[1];
+    assert_eq!(
+        decode_message(&bytes, f.pos + FIRE_PREFIX, f.len - FIRE_PREFIX).unwrap(),
+        msg(4)
+    );
+    assert!(decode_fire(&[0; 19]).is_err());
+}
+
+/// A half message and a commit's copy are read straight out of their entries, after their
+/// prefixes, like a send's.
+#[test]
+fn transaction_commands_round_trip_and_their_messages_read_in_place() {
+    let key = TxKey {
+        log_index: 11,
+        pos: 40,
+    };
+    let cmds = vec![
+        Command::Half(Half {
+            check_after_ms: 6_000,
+            message: msg(5),
+        }),
+        Command::CommitTx(CommitTx {
+            key,
+            source: TxSource::Check,
+            message: msg(5),
+        }),
+        Command::RollbackTx(RollbackTx {
+            key,
+            topic: "t".into(),
+            message_id: "id5".into(),
+            source: TxSource::Admin,
+        }),
+        Command::CheckTx(CheckTx {
+            key,
+            interval_ms: 60_000,
+            max_checks: 15,
+            after_max: AfterMax::Keep,
+        }),
+    ];
+    let bytes = encode_entry(5, &cmds);
+    let d = decode_entry(&bytes).unwrap();
+    let back: Vec<Command> = d
+        .commands
+        .iter()
+        .map(|l| l.command.clone().unwrap())
+        .collect();
+    assert_eq!(back, cmds);
+    let h = &d.commands[0];
+    assert_eq!(
+        decode_message(&bytes, h.pos + HALF_PREFIX, h.len - HALF_PREFIX).unwrap(),
+        msg(5)
+    );
+    let c = &d.commands[1];
+    assert_eq!(
+        decode_message(&bytes, c.pos + COMMIT_PREFIX, c.len - COMMIT_PREFIX).unwrap(),
+        msg(5)
+    );
+    assert!(decode_half(&[0; 7]).is_err());
+    assert!(decode_commit(&[0; 12]).is_err());
+    let mut bad_source = encode_commit(&CommitTx {
+        key,
+        source: TxSource::Client,
+        message: msg(5),
+    });
+    bad_source[12] = 9;
+    assert!(decode_commit(&bad_source).is_err());
+}
+
+#[test]
+fn a_receives_order_travels_in_its_op_code() {
+    for (order, code) in [
+        (PopOrder::OldestFirst, op::POP_OLDEST),
+        (PopOrder::QueueByQueue, op::POP_BOUNDED),
+    ] {
+        let pop = Command::Pop(Pop {
+            group: "g".into(),
+            topic: "t".into(),
+            queue: None,
+            max: 32,
+            invisible_ms: 30_000,
+            filter: TagFilter::All,
+            max_bytes: 1 << 20,
+            order,
+        });
+        let (op, body) = pop.encode();
+        assert_eq!(op, code);
+        assert_eq!(Command::decode(op, &body).unwrap(), pop);
+    }
+}
+
+#[test]
+fn unknown_op_and_damage_are_errors() {
+    let mut bytes = encode_entry(1, &[Command::Send(msg(1))]);
+    assert!(decode_entry(&bytes[..bytes.len() - 1]).is_err());
+    bytes[13] = 200;
+    assert!(
+        decode_entry(&bytes)
+            .unwrap_err()
+            .contains("unknown op code")
+    );
+    assert!(decode_entry(&[9; 20]).unwrap_err().contains("version"));
+}
