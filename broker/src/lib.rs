@@ -26,6 +26,7 @@ pub mod command;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod filter;
 pub mod forward;
 pub mod limits;
 pub mod listener;

@@ -294,26 +294,8 @@ pub async fn transact(ctx: Ctx, name: String, seed: u64, stop: Arc<AtomicBool>) 
             if commit { "c" } else { "r" }
         )
         .into_bytes();
-        let mut tx = p.begin_transaction();
-        let invoked = ctx.now();
-        let m = Message::new(topic, body.clone()).with_message_id(id.clone());
-        let res = tx.send(m).await;
-        ctx.record(Op::Send {
-            id: id.clone(),
-            body,
-            group: None,
-            invoked,
-            completed: ctx.now(),
-            result: outcome(&res),
-            pos: None,
-            may_repeat: false,
-        });
-        ctx.record(Op::Transaction {
-            id: id.clone(),
-            invoked,
-            commit,
-        });
-        if res.is_ok() && r.random::<f64>() < 0.6 {
+        let (tx, sent) = send_half(&ctx, &p, &id, body, commit).await;
+        if sent && r.random::<f64>() < 0.6 {
             let wait = Duration::from_millis(r.random_range(0..500));
             tokio::time::sleep(wait).await;
             let invoked = ctx.now();
@@ -334,6 +316,38 @@ pub async fn transact(ctx: Ctx, name: String, seed: u64, stop: Arc<AtomicBool>) 
         tokio::time::sleep(Duration::from_millis(r.random_range(lo..hi.max(lo + 1)))).await;
     }
     p.shutdown().await;
+}
+
+/// Sends `body` as the half message `id` of a new transaction of `p` on the plain topic,
+/// recording the send and its [`Op::Transaction`] (`commit`: what its producer means to
+/// decide); whether the send was acknowledged.
+async fn send_half(
+    ctx: &Ctx,
+    p: &Producer,
+    id: &str,
+    body: Vec<u8>,
+    commit: bool,
+) -> (raftmq_client::Transaction, bool) {
+    let mut tx = p.begin_transaction();
+    let invoked = ctx.now();
+    let m = Message::new(ctx.names.topic, body.clone()).with_message_id(id.to_string());
+    let res = tx.send(m).await;
+    ctx.record(Op::Send {
+        id: id.to_string(),
+        body,
+        group: None,
+        invoked,
+        completed: ctx.now(),
+        result: outcome(&res),
+        pos: None,
+        may_repeat: false,
+    });
+    ctx.record(Op::Transaction {
+        id: id.to_string(),
+        invoked,
+        commit,
+    });
+    (tx, res.is_ok())
 }
 
 /// The transactional producers' checker: answers from the body (`:c` commit, else roll
@@ -386,26 +400,7 @@ pub async fn check_back_probe(ctx: Ctx, n: u64, within: Duration) {
     for k in 0..n {
         let id = format!("tp-{k}");
         let body = format!("{id}:{}", if k % 2 == 0 { "c" } else { "r" }).into_bytes();
-        let mut tx = p.begin_transaction();
-        let invoked = ctx.now();
-        let res = tx
-            .send(Message::new(topic, body.clone()).with_message_id(id.clone()))
-            .await;
-        ctx.record(Op::Send {
-            id: id.clone(),
-            body,
-            group: None,
-            invoked,
-            completed: ctx.now(),
-            result: outcome(&res),
-            pos: None,
-            may_repeat: false,
-        });
-        ctx.record(Op::Transaction {
-            id: id.clone(),
-            invoked,
-            commit: k % 2 == 0,
-        });
+        let (tx, _) = send_half(&ctx, &p, &id, body, k % 2 == 0).await;
         // Left undecided: dropping it neither commits nor rolls back.
         drop(tx);
         ids.push(id);
