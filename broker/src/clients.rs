@@ -292,8 +292,10 @@ mod tests {
         assert_eq!(got, 4);
     }
 
-    #[test]
-    fn bounded_in_clients_streams_and_topics() {
+    /// (A runtime test: registering a stream reads the clock, which the simulator's build
+    /// serves only inside its runtime.)
+    #[tokio::test]
+    async fn bounded_in_clients_streams_and_topics() {
         let clients = Clients::new(3);
         for (i, c) in ["a", "b", "c", "d"].iter().enumerate() {
             clients.touch_at(c, 100 + i as u64);
