@@ -1,6 +1,7 @@
 //! `raftmq bench` against `raftmq dev`: an end-to-end sweep (issue 13, item 5) writes its
 //! figures as JSON and its latency–throughput plot as a PNG, and every message sent during a
-//! step is consumed by its receive loops.
+//! step is consumed by its receive loops; `raftmq bench-checkback` sees every transaction it
+//! leaves undecided checked once.
 #![cfg(not(madsim))]
 
 mod common;
@@ -54,4 +55,29 @@ fn an_end_to_end_sweep_writes_figures_and_a_plot() {
     }
     let bytes = std::fs::read(&png).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+}
+
+/// `raftmq bench-checkback` (issue 15, item 7): every half message it leaves undecided is
+/// checked once, after the broker's first-check delay (6 s by default).
+#[test]
+fn bench_checkback_sees_every_transaction_checked_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path(), 20700, &[]);
+    let out = common::run_ok(
+        "raftmq bench-checkback",
+        Command::new(env!("CARGO_BIN_EXE_raftmq")).args([
+            "bench-checkback",
+            "--endpoint",
+            &common::endpoint(dev.port),
+            "--transactions",
+            "50",
+            "--grace",
+            "10",
+        ]),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("50 of 50 checked, 0 checked twice, 0 never"),
+        "{text}"
+    );
 }
