@@ -369,7 +369,7 @@ pub fn raft_group(core: &crate::core::BrokerCore, mq: &pb::MessageQueue) -> Resu
     }
 }
 
-/// Parses a filter expression; only tag filters are supported so far.
+/// Parses a filter expression; only tag filters are applied so far (a SQL92 one is checked).
 pub fn filter(
     f: Option<&pb::FilterExpression>,
     limits: &crate::limits::ClientLimits,
@@ -414,10 +414,18 @@ pub fn filter(
                 tags.into_iter().map(|t| tag_hash(Some(t))).collect(),
             ))
         }
-        pb::FilterType::Sql => Err(status(
-            Code::Unsupported,
-            "SQL92 filters are not supported yet",
-        )),
+        // A malformed expression is refused with its position now; applying a valid one
+        // comes with the rest of issue 16.
+        pb::FilterType::Sql => match crate::filter::sql92::Sql92::parse(&f.expression) {
+            Err(e) => Err(status(
+                Code::IllegalFilterExpression,
+                format!("SQL92 filter: {e}"),
+            )),
+            Ok(_) => Err(status(
+                Code::Unsupported,
+                "SQL92 filters are not applied yet (the expression is valid)",
+            )),
+        },
     }
 }
 
@@ -436,5 +444,19 @@ mod tests {
         assert_eq!(delivery_ms(&ts(1_700_000_000, 0)), 1_700_000_000_000);
         assert_eq!(delivery_ms(&ts(1_700_000_000_250, 0)), 1_700_000_000_250);
         assert_eq!(delivery_ms(&ts(-5, 0)), 0);
+    }
+
+    #[test]
+    fn a_malformed_sql92_filter_is_refused_with_its_position() {
+        let limits = crate::limits::ClientLimits::default();
+        let sql = |e: &str| pb::FilterExpression {
+            r#type: pb::FilterType::Sql as i32,
+            expression: e.to_string(),
+        };
+        let bad = filter(Some(&sql("a > 1 AND b = ")), &limits).unwrap_err();
+        assert_eq!(bad.code, Code::IllegalFilterExpression as i32);
+        assert!(bad.message.contains("line 1, column 15"), "{}", bad.message);
+        let good = filter(Some(&sql("a > 1 AND b = 'x'")), &limits).unwrap_err();
+        assert_eq!(good.code, Code::Unsupported as i32, "{}", good.message);
     }
 }
