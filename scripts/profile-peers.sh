@@ -51,6 +51,8 @@ TOML
       printf '[[groups]]\nid = %d\nmembers = [1, 2, 3]\npreferred_leader = %d\n' \
         "$g" $(( (g - 1) % 3 + 1 )) >> "$d/n$i.toml"
     done
+    # RAFTMQ_TOML: more configuration for every node, e.g. $'[dedup]\nwindow_secs = 0'.
+    [ -n "${RAFTMQ_TOML:-}" ] && printf '%s\n' "$RAFTMQ_TOML" >> "$d/n$i.toml"
   done
   nohup "$RAFTMQ_BIN" nameserver --listen "127.0.0.1:$((base + 90))" \
     --cluster-secret-file "$d/secret" > "$PEERS_TMP/logs/raftmq-ns.log" 2>&1 &
