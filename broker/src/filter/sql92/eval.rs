@@ -13,7 +13,7 @@ use super::Value;
 
 /// The truth of `e` (a condition; a value is read as a boolean: `'true'`/`'false'` in any case,
 /// else unknown).
-pub fn truth(e: &Expr, p: &impl Properties) -> Option<bool> {
+pub fn truth<P: Properties>(e: &Expr, p: &P) -> Option<bool> {
     match e {
         Expr::Not(x) => truth(x, p).map(|b| !b),
         // SQL's three-valued AND and OR, short-circuiting on the deciding value.
@@ -33,12 +33,12 @@ pub fn truth(e: &Expr, p: &impl Properties) -> Option<bool> {
                 _ => None,
             },
         },
-        Expr::Cmp(op, a, b) => compare(&value(a, p), &value(b, p), *op),
-        Expr::IsNull(x, not) => Some((value(x, p) == Value::Null) != *not),
+        Expr::Cmp(op, a, b) => compare(value(a, p), value(b, p), *op),
+        Expr::IsNull(x, not) => Some(matches!(value(x, p), V::Null) != *not),
         Expr::Between { v, lo, hi, negated } => {
             let v = value(v, p);
-            let ge = compare(&v, &value(lo, p), Cmp::Ge);
-            let le = compare(&v, &value(hi, p), Cmp::Le);
+            let ge = compare(v, value(lo, p), Cmp::Ge);
+            let le = compare(v, value(hi, p), Cmp::Le);
             let within = match (ge, le) {
                 (Some(false), _) | (_, Some(false)) => Some(false),
                 (Some(true), Some(true)) => Some(true),
@@ -57,7 +57,7 @@ pub fn truth(e: &Expr, p: &impl Properties) -> Option<bool> {
             pat,
             negated,
         } => match value(v, p) {
-            Value::Str(s) => Some(
+            V::Str(s) => Some(
                 match op {
                     Text::Contains => s.contains(pat.as_str()),
                     Text::StartsWith => s.starts_with(pat.as_str()),
@@ -66,58 +66,79 @@ pub fn truth(e: &Expr, p: &impl Properties) -> Option<bool> {
             ),
             _ => None,
         },
-        Expr::Lit(_) | Expr::Prop(_) | Expr::Neg(_) => match value(e, p) {
-            Value::Bool(b) => Some(b),
-            Value::Str(s) if s.eq_ignore_ascii_case("true") => Some(true),
-            Value::Str(s) if s.eq_ignore_ascii_case("false") => Some(false),
-            _ => None,
-        },
+        Expr::Lit(_) | Expr::Prop(_) | Expr::Neg(_) => boolean(value(e, p)),
     }
 }
 
-/// The value of `e` (a condition's value is its truth, unknown as [`Value::Null`]).
-fn value(e: &Expr, p: &impl Properties) -> Value {
+/// A value met while evaluating, borrowed from the expression or the message: evaluating a
+/// filter against a message copies no string.
+#[derive(Debug, Clone, Copy)]
+enum V<'a> {
+    Null,
+    Int(i64),
+    Float(f64),
+    Str(&'a str),
+    Bool(bool),
+}
+
+impl<'a> V<'a> {
+    fn of(v: &'a Value) -> V<'a> {
+        match v {
+            Value::Null => V::Null,
+            Value::Int(n) => V::Int(*n),
+            Value::Float(f) => V::Float(*f),
+            Value::Str(s) => V::Str(s),
+            Value::Bool(b) => V::Bool(*b),
+        }
+    }
+}
+
+/// The value of `e` (a condition's value is its truth, unknown as [`V::Null`]).
+fn value<'a, P: Properties>(e: &'a Expr, p: &'a P) -> V<'a> {
     match e {
-        Expr::Lit(v) => v.clone(),
-        Expr::Prop(name) => p
-            .get(name)
-            .map_or(Value::Null, |s| Value::Str(s.to_string())),
-        Expr::Neg(x) => match number(&value(x, p)) {
-            Some(Value::Int(n)) => n.checked_neg().map_or(Value::Null, Value::Int),
-            Some(Value::Float(f)) => Value::Float(-f),
-            _ => Value::Null,
+        Expr::Lit(v) => V::of(v),
+        Expr::Prop(name) => p.get(name).map_or(V::Null, V::Str),
+        Expr::Neg(x) => match number(value(x, p)) {
+            Some(V::Int(n)) => n.checked_neg().map_or(V::Null, V::Int),
+            Some(V::Float(f)) => V::Float(-f),
+            _ => V::Null,
         },
-        _ => truth(e, p).map_or(Value::Null, Value::Bool),
+        _ => truth(e, p).map_or(V::Null, V::Bool),
     }
 }
 
 /// `v` as a number: itself, or a string holding an integer or a finite decimal.
-fn number(v: &Value) -> Option<Value> {
+fn number(v: V<'_>) -> Option<V<'_>> {
     match v {
-        Value::Int(_) | Value::Float(_) => Some(v.clone()),
-        Value::Str(s) => {
+        V::Int(_) | V::Float(_) => Some(v),
+        V::Str(s) => {
             let s = s.trim();
             if let Ok(n) = s.parse::<i64>() {
-                Some(Value::Int(n))
+                Some(V::Int(n))
             } else {
                 s.parse::<f64>()
                     .ok()
                     .filter(|f| f.is_finite())
-                    .map(Value::Float)
+                    .map(V::Float)
             }
         }
         _ => None,
     }
 }
 
+/// `a op b` for two constants (the parser's check of BETWEEN's bounds).
+pub fn compare_constants(a: &Value, b: &Value, op: Cmp) -> Option<bool> {
+    compare(V::of(a), V::of(b), op)
+}
+
 /// `a op b`; unknown if either is missing or they do not compare. Two strings are equal or
 /// not as strings, and ordered as numbers; a string and a number compare as numbers; a
 /// string and a boolean as booleans (`'true'`/`'false'`); booleans are equal or not.
-pub fn compare(a: &Value, b: &Value, op: Cmp) -> Option<bool> {
+fn compare(a: V<'_>, b: V<'_>, op: Cmp) -> Option<bool> {
     let ord = match (a, b) {
-        (Value::Null, _) | (_, Value::Null) => return None,
-        (Value::Str(x), Value::Str(y)) if matches!(op, Cmp::Eq | Cmp::Ne) => x.cmp(y),
-        (Value::Bool(_), _) | (_, Value::Bool(_)) => {
+        (V::Null, _) | (_, V::Null) => return None,
+        (V::Str(x), V::Str(y)) if matches!(op, Cmp::Eq | Cmp::Ne) => x.cmp(y),
+        (V::Bool(_), _) | (_, V::Bool(_)) => {
             let (x, y) = (boolean(a)?, boolean(b)?);
             if !matches!(op, Cmp::Eq | Cmp::Ne) {
                 return None;
@@ -125,8 +146,8 @@ pub fn compare(a: &Value, b: &Value, op: Cmp) -> Option<bool> {
             x.cmp(&y)
         }
         _ => match (number(a)?, number(b)?) {
-            (Value::Int(x), Value::Int(y)) => x.cmp(&y),
-            (x, y) => float(&x)?.partial_cmp(&float(&y)?)?,
+            (V::Int(x), V::Int(y)) => x.cmp(&y),
+            (x, y) => float(x)?.partial_cmp(&float(y)?)?,
         },
     };
     Some(match op {
@@ -139,19 +160,20 @@ pub fn compare(a: &Value, b: &Value, op: Cmp) -> Option<bool> {
     })
 }
 
-fn boolean(v: &Value) -> Option<bool> {
+/// `v` as a boolean: itself, or `'true'`/`'false'` in any case.
+fn boolean(v: V<'_>) -> Option<bool> {
     match v {
-        Value::Bool(b) => Some(*b),
-        Value::Str(s) if s.eq_ignore_ascii_case("true") => Some(true),
-        Value::Str(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        V::Bool(b) => Some(b),
+        V::Str(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        V::Str(s) if s.eq_ignore_ascii_case("false") => Some(false),
         _ => None,
     }
 }
 
-fn float(v: &Value) -> Option<f64> {
+fn float(v: V<'_>) -> Option<f64> {
     match v {
-        Value::Int(n) => Some(*n as f64),
-        Value::Float(f) => Some(*f),
+        V::Int(n) => Some(n as f64),
+        V::Float(f) => Some(f),
         _ => None,
     }
 }

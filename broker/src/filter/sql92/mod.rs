@@ -66,10 +66,10 @@ impl fmt::Display for SqlError {
 
 impl std::error::Error for SqlError {}
 
-/// A constant, or a value met while evaluating.
+/// A constant.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
-    /// Missing, or unknown.
+    /// NULL.
     Null,
     /// A 64-bit integer.
     Int(i64),

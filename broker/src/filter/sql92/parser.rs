@@ -234,7 +234,7 @@ impl Parser {
                     operand(Cmp::Ge, e, p)?;
                 }
                 if let (Expr::Lit(l), Expr::Lit(h)) = (&lo, &hi)
-                    && super::eval::compare(l, h, Cmp::Gt) == Some(true)
+                    && super::eval::compare_constants(l, h, Cmp::Gt) == Some(true)
                 {
                     return Err(SqlError::at(
                         lo_at,
