@@ -144,28 +144,30 @@ impl Parser {
 
     fn expr(&mut self) -> Result<Expr, SqlError> {
         self.deeper()?;
-        let at = self.pos();
-        let mut e = self.and()?;
-        while self.eat_kw(Kw::Or) {
-            let right_at = self.pos();
-            let r = self.and()?;
-            condition(&e, at)?;
-            condition(&r, right_at)?;
-            e = Expr::Or(Box::new(e), Box::new(r));
-        }
+        let e = self.chain(Kw::Or, Self::and, Expr::Or)?;
         self.depth -= 1;
         Ok(e)
     }
 
     fn and(&mut self) -> Result<Expr, SqlError> {
+        self.chain(Kw::And, Self::not, Expr::And)
+    }
+
+    /// `operand (kw operand)*`, left-associative; every operand must be a condition.
+    fn chain(
+        &mut self,
+        kw: Kw,
+        operand: fn(&mut Self) -> Result<Expr, SqlError>,
+        join: fn(Box<Expr>, Box<Expr>) -> Expr,
+    ) -> Result<Expr, SqlError> {
         let at = self.pos();
-        let mut e = self.not()?;
-        while self.eat_kw(Kw::And) {
+        let mut e = operand(self)?;
+        while self.eat_kw(kw) {
             let right_at = self.pos();
-            let r = self.not()?;
+            let r = operand(self)?;
             condition(&e, at)?;
             condition(&r, right_at)?;
-            e = Expr::And(Box::new(e), Box::new(r));
+            e = join(Box::new(e), Box::new(r));
         }
         Ok(e)
     }
