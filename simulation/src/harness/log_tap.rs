@@ -23,6 +23,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use broker::command::Command;
+use broker::model::QueueId;
+use broker::model::QueueOffset;
+use broker::state::Outcome;
+use broker::state::dedup::Dedup;
 use raft_store::types::EntryPayload;
 
 use super::brokers::BrokerCluster;
@@ -45,6 +49,12 @@ struct Seen {
     clock: BTreeMap<u64, u64>,
     /// Entries purged before the tap read them (their messages are unknown to it).
     missed: u64,
+    /// Per group: the idempotent producer's window, replayed entry by entry as the state
+    /// applies it, so a resend the window answered (it stored nothing) is not counted as a
+    /// copy. Found by cluster_chaos seed 264626746232282: a resend's duplicate entry sat
+    /// above the log start after retention had deleted the one stored copy, and the
+    /// message was reported `lost` instead of `expired`.
+    dedup: BTreeMap<u64, Dedup>,
 }
 
 /// See the module docs.
@@ -170,23 +180,42 @@ fn read_new(c: &BrokerCluster, seen: &mut Seen) {
             let clock = seen.clock.entry(g).or_default();
             *clock = (*clock).max(d.now_ms);
             let clock = *clock;
+            let dedup = seen.dedup.entry(g).or_default();
+            let mut stored = Vec::new();
             for l in d.commands {
                 match l.command {
+                    // Deduplicated by id (`State::once`): stored only if the window does not
+                    // answer it. (A send apply refuses would be counted as stored and its
+                    // resend as a duplicate; the simulator's topics all exist, so none is.)
+                    Ok(Command::Send(m) | Command::Schedule(m))
+                    | Ok(Command::Half(broker::command::Half { message: m, .. })) => {
+                        let key = dedup.key(&m.topic, &m.message_id);
+                        if dedup.seen(clock, key).is_none() {
+                            let o = Outcome::Sent {
+                                queue: QueueId(0),
+                                offset: QueueOffset(0),
+                            };
+                            dedup.record(clock, key, &o);
+                            stored.push(m.message_id);
+                        }
+                    }
                     // A scheduled message sits in its schedule entry and, once fired, in
                     // the fire's copy (which its queue entry points at): it is deleted when
                     // both are (retention keeps a pending timer's entry). Likewise a half
                     // message and its commit's copy.
-                    Ok(Command::Send(m) | Command::Schedule(m))
-                    | Ok(Command::Fire(broker::command::Fire { message: m, .. }))
-                    | Ok(Command::Half(broker::command::Half { message: m, .. }))
+                    Ok(Command::Fire(broker::command::Fire { message: m, .. }))
                     | Ok(Command::CommitTx(broker::command::CommitTx { message: m, .. })) => {
-                        seen.ids.entry(m.message_id).or_default().push((g, index));
+                        stored.push(m.message_id);
                     }
+                    Ok(Command::Dedup(w)) => dedup.set(clock, w),
                     Ok(Command::Retain(rt)) => {
                         seen.retains.push((g, index, clock, rt.upto, rt.decided_ms));
                     }
                     _ => {}
                 }
+            }
+            for id in stored {
+                seen.ids.entry(id).or_default().push((g, index));
             }
         }
         seen.next.insert(g, last + 1);
