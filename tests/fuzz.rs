@@ -253,6 +253,8 @@ fn fuzz_forwarded_payloads() {
         filter: TagFilter::Tags([1, 2, 3].into()),
         max_bytes: 1 << 20,
         order: Default::default(),
+        sql: None,
+        verdicts: None,
     };
     let read = wire::Read::Pull {
         topic: "t".into(),

@@ -20,9 +20,11 @@ pub use crate::clients::TelemetrySender;
 use crate::command::ChangeInvisible;
 use crate::command::Command;
 use crate::command::Pop;
+use crate::command::PopOrder;
 use crate::command::Receipt;
 use crate::error::BrokerError;
 use crate::error::Result;
+use crate::filter::sql92::Sql92;
 use crate::forward::client::Forwarder;
 use crate::forward::wire::Popped;
 use crate::forward::wire::Read;
@@ -425,6 +427,15 @@ impl BrokerCore {
         if !r.is_leader() {
             return Err(BrokerError::NotLeader { leader: r.leader() });
         }
+        let mut pop = pop;
+        if let Some(text) = &pop.sql {
+            // Checked where the receive came in; a forwarded one is checked again here.
+            let sql = Sql92::parse(text).map_err(|e| {
+                BrokerError::Rejected(Reject::Invalid(format!("SQL92 filter: {e}")))
+            })?;
+            pop.verdicts = Some(crate::filter::judge::judge(&r, &pop, &sql)?);
+            pop.order = PopOrder::OldestFirst;
+        }
         match r.submit(Command::Pop(pop)).await? {
             Outcome::Popped { deliveries, .. } => deliveries
                 .into_iter()
@@ -445,7 +456,9 @@ impl BrokerCore {
     /// unknown outcome.
     pub async fn leader_read(&self, id: u64, read: Read) -> Result<ReadAnswer> {
         let wait = match &read {
-            Read::Pull { wait_ms, .. } => Duration::from_millis(*wait_ms),
+            Read::Pull { wait_ms, .. } | Read::PullSql { wait_ms, .. } => {
+                Duration::from_millis(*wait_ms)
+            }
             _ => Duration::ZERO,
         };
         let timeout = self.settings.forward_timeout + wait;

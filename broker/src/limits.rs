@@ -55,6 +55,10 @@ pub const MAX_RENEWALS: usize = 4096;
 /// Most consume-queue entries one receive looks at (matched or filtered out) per queue: a pop
 /// whose filter matches nothing in a long backlog stops there, and the next receive goes on.
 pub const MAX_POP_SCAN: u64 = 4096;
+/// Most messages the leader judges for one SQL92 receive, over all queues (the verdicts the
+/// receive carries in the log are a bit each: 512 bytes at most). A subscription matching
+/// few messages of a long backlog reads this many per receive and goes on in the next.
+pub const MAX_SQL_JUDGED: u64 = 4096;
 /// Most messages a FIFO group's receives may go past on one queue while their message groups
 /// wait for an earlier message in flight (kept in the replicated state, 8 bytes or so each);
 /// beyond, the queue waits as a whole, as RocketMQ's orderly receive does.
@@ -173,6 +177,21 @@ pub fn pop(p: &Pop) -> Result<(), String> {
         return Err("a receive needs a byte budget".into());
     }
     invisible(p.invisible_ms)?;
+    if let Some(v) = &p.verdicts {
+        if v.judged() > MAX_SQL_JUDGED {
+            return Err(format!(
+                "a receive judging {} messages, more than {MAX_SQL_JUDGED}",
+                v.judged()
+            ));
+        }
+        if let Some((q, _)) = v
+            .queues
+            .iter()
+            .find(|(_, r)| r.bits.len() != (r.len as usize).div_ceil(64))
+        {
+            return Err(format!("verdicts on queue {q} of the wrong length"));
+        }
+    }
     if let TagFilter::Tags(t) = &p.filter
         && t.len() > MAX_FILTER_TAGS
     {

@@ -85,6 +85,8 @@ fn pop(max: u32, invisible_ms: u64, queue: Option<u32>) -> Command {
         filter: TagFilter::All,
         max_bytes: u64::MAX,
         order: Default::default(),
+        sql: None,
+        verdicts: None,
     })
 }
 

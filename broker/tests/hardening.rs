@@ -92,6 +92,8 @@ fn pop(topic: &str, max: u32, filter: TagFilter, max_bytes: u64) -> Command {
         filter,
         max_bytes,
         order: Default::default(),
+        sql: None,
+        verdicts: None,
     })
 }
 
@@ -462,6 +464,8 @@ fn arb_command() -> impl Strategy<Value = Command> {
                         filter,
                         max_bytes,
                         order: Default::default(),
+                        sql: None,
+                        verdicts: None,
                     })
                 }
             ),

@@ -180,6 +180,8 @@ fn run(ops: Vec<Op>, seed: u64) {
                     filter: TagFilter::All,
                     max_bytes: u64::MAX,
                     order,
+                    sql: None,
+                    verdicts: None,
                 };
                 let new_before: Vec<(u32, u64)> = model
                     .iter()
@@ -473,6 +475,8 @@ fn run(ops: Vec<Op>, seed: u64) {
             filter: TagFilter::All,
             max_bytes: u64::MAX,
             order: Default::default(),
+            sql: None,
+            verdicts: None,
         }));
         let Outcome::Popped { deliveries, .. } = o else {
             panic!()
@@ -541,6 +545,8 @@ fn tag_filter_skips_without_delivering_and_clock_never_goes_back() {
         filter: TagFilter::Tags([broker::model::tag_hash(Some("B"))].into()),
         max_bytes: u64::MAX,
         order: Default::default(),
+        sql: None,
+        verdicts: None,
     }));
     let Outcome::Popped { deliveries, .. } = o else {
         panic!()
@@ -586,6 +592,8 @@ fn fifo_group_waits_for_the_head_of_the_queue() {
             filter: TagFilter::All,
             max_bytes: u64::MAX,
             order: Default::default(),
+            sql: None,
+            verdicts: None,
         })
     };
     let offsets = |o: Outcome| -> Vec<(u64, u32)> {
@@ -613,6 +621,8 @@ fn fifo_group_waits_for_the_head_of_the_queue() {
         filter: TagFilter::All,
         max_bytes: u64::MAX,
         order: Default::default(),
+        sql: None,
+        verdicts: None,
     }));
     assert_eq!(offsets(o), vec![(0, 1), (1, 1)]);
 }

@@ -111,6 +111,8 @@ fn receive_all(h: &mut Harness) -> Vec<broker::state::Delivery> {
         filter: TagFilter::All,
         max_bytes: u64::MAX,
         order: Default::default(),
+        sql: None,
+        verdicts: None,
     }));
     let Outcome::Popped { deliveries, .. } = o else {
         panic!("{o:?}")

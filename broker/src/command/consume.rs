@@ -1,6 +1,7 @@
 //! Receive-side commands: receives (pops), acks, invisibility changes and offset commits, and
 //! the receipt that names one delivery.
 
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
 use serde::Deserialize;
@@ -52,6 +53,113 @@ pub struct Pop {
     /// apply one entry two ways.
     #[serde(skip)]
     pub order: PopOrder,
+    /// A SQL92 subscription's expression (issue 16). Not in the body: a forwarded receive
+    /// carries it to the leader ([`crate::forward::wire::PopCall`]), which judges the
+    /// messages the receive may reach and proposes its [`Pop::verdicts`].
+    #[serde(skip)]
+    pub sql: Option<String>,
+    /// The leader's verdicts on the messages this receive may take (a SQL92 receive): the
+    /// log carries them ([`super::op::POP_SQL`]), so every replica applies the same choice
+    /// without evaluating anything or reading a message.
+    #[serde(skip)]
+    pub verdicts: Option<Verdicts>,
+}
+
+/// Which messages a SQL92 receive wants, judged by the leader before proposing it: per
+/// queue, one bit for each of a run of offsets from the group's receive position. A receive
+/// takes new messages of a queue only inside its run; past it, it stops (the next receive
+/// judges further). Messages a FIFO receive went past, and deliveries due again, were judged
+/// when first reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdicts {
+    /// Queue → its run.
+    pub queues: BTreeMap<QueueId, Run>,
+}
+
+/// Verdicts on offsets `from..from + len` of one queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    /// The first offset judged.
+    pub from: QueueOffset,
+    /// How many were.
+    pub len: u32,
+    /// Bit `i` (word `i / 64`, bit `i % 64`): offset `from + i` matches.
+    pub bits: Vec<u64>,
+}
+
+impl Run {
+    /// An empty run from `from`.
+    pub fn new(from: u64) -> Self {
+        Self {
+            from: QueueOffset(from),
+            len: 0,
+            bits: Vec::new(),
+        }
+    }
+
+    /// Appends the verdict on the next offset.
+    pub fn push(&mut self, matches: bool) {
+        let i = self.len as usize;
+        if i % 64 == 0 {
+            self.bits.push(0);
+        }
+        if matches {
+            self.bits[i / 64] |= 1 << (i % 64);
+        }
+        self.len += 1;
+    }
+
+    /// The verdict on `offset`, or `None` outside the run.
+    pub fn get(&self, offset: u64) -> Option<bool> {
+        let i = offset.checked_sub(self.from.0)?;
+        if i >= u64::from(self.len) {
+            return None;
+        }
+        let word = self.bits.get((i / 64) as usize)?;
+        Some(word >> (i % 64) & 1 == 1)
+    }
+}
+
+impl Verdicts {
+    /// The verdict on `offset` of `queue` (`None`: not judged).
+    pub fn get(&self, queue: u32, offset: u64) -> Option<bool> {
+        self.queues.get(&QueueId(queue))?.get(offset)
+    }
+
+    /// Offsets judged, over every queue.
+    pub fn judged(&self) -> u64 {
+        self.queues.values().map(|r| u64::from(r.len)).sum()
+    }
+}
+
+impl Pop {
+    /// Whether the receive wants the message at `offset` of `queue` (tag hash `tag_hash`)
+    /// when reaching it for the first time: `None` if it cannot say (a SQL92 receive the
+    /// leader did not judge that far), and the receive stops on that queue.
+    pub fn wants_new(&self, queue: u32, offset: u64, tag_hash: u64) -> Option<bool> {
+        let sql = match &self.verdicts {
+            Some(v) => v.get(queue, offset)?,
+            // A SQL92 receive nobody judged takes nothing new.
+            None if self.sql.is_some() => return None,
+            None => true,
+        };
+        Some(sql && self.filter.matches(tag_hash))
+    }
+
+    /// False if the receive cannot say whether it wants the new message at `offset` of
+    /// `queue` ([`Pop::wants_new`] is `None`).
+    pub fn reaches(&self, queue: u32, offset: u64) -> bool {
+        match &self.verdicts {
+            Some(v) => v.get(queue, offset).is_some(),
+            None => self.sql.is_none(),
+        }
+    }
+
+    /// Whether the receive wants a message a FIFO receive went past (it matched when it was
+    /// gone past; a tag filter is asked again, as before SQL92).
+    pub fn wants_skipped(&self, tag_hash: u64) -> bool {
+        self.filter.matches(tag_hash)
+    }
 }
 
 /// How a receive from any queue of a topic picks the messages it takes.

@@ -115,6 +115,9 @@ pub mod op {
     /// ([`super::DedupWindow`]); proposed by a leader whose configuration differs from the
     /// state's (issue 15, the idempotent producer).
     pub const DEDUP: u8 = 28;
+    /// A SQL92 receive (issue 16): [`super::Pop`] taking new messages oldest first, as
+    /// [`POP_OLDEST`], and the leader's [`super::Verdicts`] on them.
+    pub const POP_SQL: u8 = 29;
 }
 
 /// Byte limit for decoding anything that crosses a process boundary or comes out of the log:
@@ -151,7 +154,7 @@ pub enum Command {
     /// [`op::SEND`]
     Send(StoredMessage),
     /// [`op::POP_OLDEST`] or [`op::POP_BOUNDED`] as its order says (op code 4 entries decode to
-    /// the latter with no byte budget)
+    /// the latter with no byte budget); [`op::POP_SQL`] if it carries verdicts
     Pop(Pop),
     /// [`op::ACK`]
     Ack(Ack),
@@ -215,9 +218,10 @@ impl Command {
             Command::UpsertTopic(c) => (op::UPSERT_TOPIC, enc(c)),
             Command::UpsertGroup(c) => (op::UPSERT_GROUP, enc(c)),
             Command::Send(m) => (op::SEND, enc(m)),
-            Command::Pop(p) => match p.order {
-                PopOrder::QueueByQueue => (op::POP_BOUNDED, enc(p)),
-                PopOrder::OldestFirst => (op::POP_OLDEST, enc(p)),
+            Command::Pop(p) => match (&p.verdicts, p.order) {
+                (Some(v), _) => (op::POP_SQL, enc(&(p, v))),
+                (None, PopOrder::QueueByQueue) => (op::POP_BOUNDED, enc(p)),
+                (None, PopOrder::OldestFirst) => (op::POP_OLDEST, enc(p)),
             },
             Command::Ack(a) => (op::ACK, enc(a)),
             Command::ChangeInvisible(c) => (op::CHANGE_INVISIBLE, enc(c)),
@@ -246,7 +250,7 @@ impl Command {
 
     /// True if this binary knows `op`.
     pub fn known_op(op: u8) -> bool {
-        (op::UPSERT_TOPIC..=op::DEDUP).contains(&op)
+        (op::UPSERT_TOPIC..=op::POP_SQL).contains(&op)
     }
 
     /// Decodes one command body.
@@ -263,6 +267,8 @@ impl Command {
                     filter: p.filter,
                     max_bytes: u64::MAX,
                     order: PopOrder::QueueByQueue,
+                    sql: None,
+                    verdicts: None,
                 })
             }
             op::POP_BOUNDED => Command::Pop(Pop {
@@ -273,6 +279,14 @@ impl Command {
                 order: PopOrder::OldestFirst,
                 ..dec(body)?
             }),
+            op::POP_SQL => {
+                let (p, v): (Pop, Verdicts) = dec(body)?;
+                Command::Pop(Pop {
+                    order: PopOrder::OldestFirst,
+                    verdicts: Some(v),
+                    ..p
+                })
+            }
             op::RENEW_MANY => Command::RenewMany(dec(body)?),
             op::UPSERT_TOPIC => Command::UpsertTopic(dec(body)?),
             op::UPSERT_GROUP => Command::UpsertGroup(dec(body)?),

@@ -196,11 +196,79 @@ fn a_receives_order_travels_in_its_op_code() {
             filter: TagFilter::All,
             max_bytes: 1 << 20,
             order,
+            sql: None,
+            verdicts: None,
         });
         let (op, body) = pop.encode();
         assert_eq!(op, code);
         assert_eq!(Command::decode(op, &body).unwrap(), pop);
     }
+}
+
+#[test]
+fn a_sql_receive_carries_its_verdicts_and_not_its_expression() {
+    let mut run = Run::new(7);
+    for i in 0..70 {
+        run.push(i % 3 == 0);
+    }
+    assert_eq!(run.bits.len(), 2);
+    assert_eq!(run.get(6), None);
+    assert_eq!(run.get(7), Some(true));
+    assert_eq!(run.get(8), Some(false));
+    assert_eq!(run.get(7 + 69), Some(true));
+    assert_eq!(run.get(7 + 70), None);
+    let mut verdicts = Verdicts::default();
+    verdicts.queues.insert(QueueId(2), run);
+    let pop = Pop {
+        group: "g".into(),
+        topic: "t".into(),
+        queue: None,
+        max: 32,
+        invisible_ms: 30_000,
+        filter: TagFilter::All,
+        max_bytes: 1 << 20,
+        order: PopOrder::OldestFirst,
+        sql: Some("a > 1".into()),
+        verdicts: Some(verdicts.clone()),
+    };
+    let (op, body) = Command::Pop(pop.clone()).encode();
+    assert_eq!(op, op::POP_SQL);
+    let Command::Pop(back) = Command::decode(op, &body).unwrap() else {
+        panic!("not a receive");
+    };
+    // The expression was judged on the leader: replicas need only the verdicts.
+    assert_eq!(
+        back,
+        Pop {
+            sql: None,
+            ..pop.clone()
+        }
+    );
+    assert_eq!(back.wants_new(2, 7, 0), Some(true));
+    assert_eq!(back.wants_new(2, 8, 0), Some(false));
+    assert_eq!(back.wants_new(2, 77, 0), None);
+    assert_eq!(back.wants_new(1, 7, 0), None);
+    assert!(!back.reaches(1, 7));
+    // Unjudged, a SQL92 receive takes nothing new; a receive without one, anything.
+    let unjudged = Pop {
+        verdicts: None,
+        ..pop.clone()
+    };
+    assert_eq!(unjudged.wants_new(2, 7, 0), None);
+    let plain = Pop {
+        sql: None,
+        verdicts: None,
+        ..pop
+    };
+    assert_eq!(plain.wants_new(2, 7, 0), Some(true));
+    // Verdicts of the wrong length are refused before they change anything.
+    let mut bad = verdicts;
+    bad.queues.get_mut(&QueueId(2)).unwrap().bits.pop();
+    let bad = Pop {
+        verdicts: Some(bad),
+        ..plain
+    };
+    assert!(crate::limits::pop(&bad).is_err());
 }
 
 #[test]

@@ -18,6 +18,7 @@ use super::lane::Lanes;
 use super::wire::BatchAnswer;
 use super::wire::ForwardError;
 use super::wire::Forwarded;
+use super::wire::PopCall;
 use super::wire::Popped;
 use super::wire::Read;
 use super::wire::ReadAnswer;
@@ -83,9 +84,22 @@ impl Forwarder {
         pop: &Pop,
         timeout: Duration,
     ) -> Result<Popped, BrokerError> {
-        self.calls
-            .call(addr, method::POP, group, pop, timeout)
-            .await
+        match &pop.sql {
+            Some(sql) => {
+                let call = PopCall {
+                    pop: pop.clone(),
+                    sql: Some(sql.clone()),
+                };
+                self.calls
+                    .call(addr, method::POP, group, &call, timeout)
+                    .await
+            }
+            None => {
+                self.calls
+                    .call(addr, method::POP, group, pop, timeout)
+                    .await
+            }
+        }
     }
 
     /// Asks the node at `addr` to hand a transaction check-back to a producer connected

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use super::lane::serve_batch;
 use super::wire::ForwardError;
 use super::wire::Forwarded;
+use super::wire::PopCall;
 use super::wire::dec;
 use super::wire::enc;
 use super::wire::method;
@@ -102,10 +103,16 @@ impl Forward for ForwardServer {
         &self,
         req: tonic::Request<pb::ForwardRequest>,
     ) -> Result<tonic::Response<pb::ForwardReply>, tonic::Status> {
-        self.serve(method::POP, req, |core, group, pop| async move {
-            core.pop_local(group, pop).await
-        })
-        .await
+        // Decoded by hand: the payload is a bare receive or a SQL92 one ([`PopCall`]).
+        let req = self.authenticated(method::POP, req)?;
+        let result = async {
+            let core = self.core()?;
+            let pop = PopCall::decode(&req.payload).map_err(ForwardError::Corrupt)?;
+            core.pop_local(req.group, pop)
+                .await
+                .map_err(ForwardError::from)
+        };
+        reply(result.await)
     }
 
     async fn read(

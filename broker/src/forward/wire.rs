@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::command::Command;
+use crate::command::Pop;
 use crate::command::TagFilter;
 use crate::error::BrokerError;
 use crate::model::StoredMessage;
@@ -39,6 +40,32 @@ pub struct Forwarded {
     pub budget_ms: u64,
     /// The command.
     pub command: Command,
+}
+
+/// A forwarded SQL92 receive: the receive and its expression, which the receive's own
+/// encoding leaves out ([`Pop::sql`]). A receive without one is forwarded as the bare
+/// [`Pop`], as before, so a leader that predates SQL92 still serves it; the leader reads
+/// either ([`PopCall::decode`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PopCall {
+    /// The receive.
+    pub pop: Pop,
+    /// Its SQL92 expression.
+    pub sql: Option<String>,
+}
+
+impl PopCall {
+    /// A forwarded receive, in either form (a bare [`Pop`] leaves no bytes for the
+    /// expression, and a call has trailing bytes for a bare [`Pop`]: one of them decodes).
+    pub fn decode(b: &[u8]) -> Result<Pop, String> {
+        match dec::<PopCall>(b) {
+            Ok(c) => Ok(Pop {
+                sql: c.sql,
+                ..c.pop
+            }),
+            Err(_) => dec::<Pop>(b),
+        }
+    }
 }
 
 /// The answer to a batched forward: one result per command, in order.
@@ -141,6 +168,24 @@ pub enum Read {
         topic: String,
         /// Queue.
         queue: u32,
+    },
+    /// [`Read::Pull`] with a SQL92 filter instead of a tag filter (appended: variants are
+    /// never reordered, and a leader that predates it refuses it as undecodable).
+    PullSql {
+        /// Topic.
+        topic: String,
+        /// Queue.
+        queue: u32,
+        /// First offset wanted.
+        offset: u64,
+        /// Most messages.
+        batch: u32,
+        /// The expression.
+        sql: String,
+        /// Long poll.
+        wait_ms: u64,
+        /// Bodies stop at this many bytes (at least one message).
+        max_bytes: u64,
     },
 }
 

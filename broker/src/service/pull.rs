@@ -134,14 +134,27 @@ pub async fn pull_message(
         rpc_deadline,
     );
     let offset = r.offset as u64;
-    let read = Read::Pull {
-        topic: topic.clone(),
-        queue,
-        offset,
-        batch: batch as u32,
-        filter,
-        wait_ms: wait.saturating_sub(started.elapsed()).as_millis() as u64,
-        max_bytes: core.settings.limits.max_reply_bytes as u64,
+    let wait_ms = wait.saturating_sub(started.elapsed()).as_millis() as u64;
+    let max_bytes = core.settings.limits.max_reply_bytes as u64;
+    let read = match filter.sql {
+        Some(sql) => Read::PullSql {
+            topic: topic.clone(),
+            queue,
+            offset,
+            batch: batch as u32,
+            sql,
+            wait_ms,
+            max_bytes,
+        },
+        None => Read::Pull {
+            topic: topic.clone(),
+            queue,
+            offset,
+            batch: batch as u32,
+            filter: filter.tags,
+            wait_ms,
+            max_bytes,
+        },
     };
     let answer = core.leader_read(g, read).await;
     pulled(core, answer, &topic, queue, offset)

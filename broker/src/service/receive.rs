@@ -123,9 +123,11 @@ async fn prepare(
         queue: queue.map(QueueId),
         max: req.batch_size as u32,
         invisible_ms: invisible.as_millis() as u64,
-        filter,
+        filter: filter.tags,
         max_bytes: core.settings.limits.max_reply_bytes as u64,
         order: Default::default(),
+        sql: filter.sql,
+        verdicts: None,
     };
     Ok(Receive {
         pop,

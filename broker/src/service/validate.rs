@@ -10,6 +10,7 @@ use raftmq_proto::v2::Status;
 use super::convert::ts_to_ms;
 use super::status::status;
 use crate::command::TagFilter;
+use crate::filter::Wanted;
 use crate::model::DLQ_PREFIX;
 use crate::model::MessageKind;
 use crate::model::QueueId;
@@ -369,13 +370,14 @@ pub fn raft_group(core: &crate::core::BrokerCore, mq: &pb::MessageQueue) -> Resu
     }
 }
 
-/// Parses a filter expression; only tag filters are applied so far (a SQL92 one is checked).
+/// Parses a filter expression: tags, or a SQL92 expression (refused with the position of its
+/// first error).
 pub fn filter(
     f: Option<&pb::FilterExpression>,
     limits: &crate::limits::ClientLimits,
-) -> Result<TagFilter, pb::Status> {
+) -> Result<Wanted, pb::Status> {
     let Some(f) = f else {
-        return Ok(TagFilter::All);
+        return Ok(Wanted::ALL);
     };
     if f.expression.len() > limits.max_filter_bytes {
         return Err(status(
@@ -391,7 +393,7 @@ pub fn filter(
         pb::FilterType::Tag | pb::FilterType::Unspecified => {
             let e = f.expression.trim();
             if e.is_empty() || e == "*" {
-                return Ok(TagFilter::All);
+                return Ok(Wanted::ALL);
             }
             let tags: Vec<&str> = e.split("||").map(str::trim).collect();
             if tags.len() > limits.max_filter_tags {
@@ -410,21 +412,20 @@ pub fn filter(
                     format!("illegal tag expression {e:?}"),
                 ));
             }
-            Ok(TagFilter::Tags(
-                tags.into_iter().map(|t| tag_hash(Some(t))).collect(),
-            ))
+            Ok(Wanted {
+                tags: TagFilter::Tags(tags.into_iter().map(|t| tag_hash(Some(t))).collect()),
+                sql: None,
+            })
         }
-        // A malformed expression is refused with its position now; applying a valid one
-        // comes with the rest of issue 16.
         pb::FilterType::Sql => match crate::filter::sql92::Sql92::parse(&f.expression) {
             Err(e) => Err(status(
                 Code::IllegalFilterExpression,
                 format!("SQL92 filter: {e}"),
             )),
-            Ok(_) => Err(status(
-                Code::Unsupported,
-                "SQL92 filters are not applied yet (the expression is valid)",
-            )),
+            Ok(_) => Ok(Wanted {
+                tags: TagFilter::All,
+                sql: Some(f.expression.clone()),
+            }),
         },
     }
 }

@@ -134,6 +134,8 @@ pub(super) fn fifo_could_take(
         filter: TagFilter::All,
         max_bytes: u64::MAX,
         order: PopOrder::default(),
+        sql: None,
+        verdicts: None,
     };
     let mut round = PopRound {
         p: &probe,
@@ -247,8 +249,16 @@ impl PopRound<'_> {
             let Some(entry) = cq.get(off) else {
                 break; // unreachable: below end
             };
+            let wanted = if entry.log_index < self.log_start {
+                false // deleted
+            } else {
+                match self.p.wants_new(q, off, entry.tag_hash) {
+                    Some(w) => w,
+                    None => break, // a SQL92 receive judged no further
+                }
+            };
             *scan -= 1;
-            if !self.p.filter.matches(entry.tag_hash) || entry.log_index < self.log_start {
+            if !wanted {
                 pq.next += 1;
                 continue; // filtered out (or deleted): consumed for this group
             }
@@ -279,7 +289,7 @@ impl PopRound<'_> {
                 pq.skipped.remove(&off); // below the queue's start: deleted
                 continue;
             };
-            if entry.log_index < self.log_start || !self.p.filter.matches(entry.tag_hash) {
+            if entry.log_index < self.log_start || !self.p.wants_skipped(entry.tag_hash) {
                 pq.skipped.remove(&off); // deleted, or filtered out: consumed for this group
                 continue;
             }
@@ -319,7 +329,9 @@ impl PopRound<'_> {
         while self.deliveries.len() < self.max {
             let e = expired.get(ei).copied();
             let s = skipped.get(si).copied();
-            let n = (pq.next < cq.end() && scan > 0).then_some(pq.next);
+            // A SQL92 receive goes no further than the leader judged.
+            let n =
+                (pq.next < cq.end() && scan > 0 && self.p.reaches(q, pq.next)).then_some(pq.next);
             let Some(off) = [e, s, n].into_iter().flatten().min() else {
                 break;
             };
@@ -337,7 +349,11 @@ impl PopRound<'_> {
                 break; // unreachable: every candidate is below the end
             };
             let gone = entry.log_index < self.log_start;
-            let unwanted = gone || !self.p.filter.matches(entry.tag_hash);
+            let unwanted = gone
+                || match source {
+                    Source::New => self.p.wants_new(q, off, entry.tag_hash) != Some(true),
+                    _ => !self.p.wants_skipped(entry.tag_hash),
+                };
             match source {
                 Source::Expired if gone => {
                     pq.inflight.remove(&off);
@@ -519,6 +535,45 @@ impl BrokerState {
                 heads.push(Reverse((i, q, scan)));
             }
         }
+    }
+
+    /// The messages a receive would reach for the first time, up to `cap`, in the order it
+    /// reaches them (oldest first across its queues), each with its queue and offset: what
+    /// the leader judges for a SQL92 receive ([`crate::filter::judge`]). Each queue's are
+    /// consecutive offsets from its receive position, as [`crate::command::Run`] needs.
+    pub fn reach_new(&self, p: &Pop, cap: u64) -> Vec<(u32, u64, CqEntry)> {
+        let Ok(queues) = self.pop_queues(p) else {
+            return Vec::new();
+        };
+        let mut heads = BinaryHeap::new();
+        for q in queues {
+            let Some(cq) = self.queues.get(&(p.topic.clone(), q)) else {
+                continue;
+            };
+            let next = self
+                .pops
+                .get(&(p.group.clone(), p.topic.clone(), q))
+                .map_or(0, |pq| pq.next)
+                .max(cq.start());
+            if let Some(e) = (next < cq.end()).then(|| cq.get(next)).flatten() {
+                heads.push(Reverse((e.log_index, q, next)));
+            }
+        }
+        let mut out = Vec::new();
+        while (out.len() as u64) < cap {
+            let Some(Reverse((_, q, off))) = heads.pop() else {
+                break;
+            };
+            let cq = &self.queues[&(p.topic.clone(), q)];
+            let Some(e) = cq.get(off) else {
+                break; // unreachable: below the queue's end
+            };
+            out.push((q, off, e));
+            if let Some(n) = (off + 1 < cq.end()).then(|| cq.get(off + 1)).flatten() {
+                heads.push(Reverse((n.log_index, q, off + 1)));
+            }
+        }
+        out
     }
 
     /// The queues a receive reads, in order, or why it is refused.
