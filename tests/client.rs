@@ -5,6 +5,8 @@
 mod common;
 #[path = "support/client_failures.rs"]
 mod failures;
+#[path = "support/client_filters.rs"]
+mod filters;
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -72,6 +74,7 @@ fn native_client_examples_and_cli_against_raftmq_dev() {
         failures::a_departed_push_consumers_deliveries_come_back_after_the_backoff(config()).await;
         transactions_commit_roll_back_and_check_back().await;
         a_resent_message_id_is_stored_once().await;
+        filters::sql92_subscriptions_get_only_matching_messages(config()).await;
     });
     examples_and_cli();
     dev.stop();
