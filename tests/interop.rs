@@ -91,6 +91,19 @@ fn python_client_send_receive_push_redelivery_and_dead_letters() {
             "PyTxGroup",
         ],
     );
+    // SQL92 subscriptions (issue 16).
+    python_scenario(
+        dev.port,
+        &[
+            "sql",
+            "--count",
+            "200",
+            "--topic",
+            "PySql",
+            "--group",
+            "PySqlGroup",
+        ],
+    );
     dev.admin(&["group", "PyRetry", "--max-attempts", "2"]);
     python_scenario(
         dev.port,

@@ -33,7 +33,7 @@ import uuid
 from rocketmq import (ClientConfiguration, ConsumeResult, Credentials, FilterExpression,
                       Message, MessageListener, Producer, PushConsumer, SimpleConsumer)
 from rocketmq.v5.producer.producer import TransactionChecker
-from rocketmq.grpc_protocol import TransactionResolution
+from rocketmq.grpc_protocol import Code, FilterType, TransactionResolution
 
 
 def log(*a):
@@ -86,9 +86,9 @@ def check_message(m, run, i):
     return problems
 
 
-def receive_all(endpoint, topic, group, expected, run, ack=True, deadline_s=90):
+def receive_all(endpoint, topic, group, expected, run, ack=True, deadline_s=90, filter=None):
     """Receives until every id in `expected` (id -> index) arrived; returns (received, problems)."""
-    c = SimpleConsumer(config(endpoint), group, {topic: FilterExpression("*")}, await_duration=5)
+    c = SimpleConsumer(config(endpoint), group, {topic: filter or FilterExpression("*")}, await_duration=5)
     c.startup()
     got = {}
     problems = []
@@ -561,11 +561,49 @@ def cmd_transaction(a):
     finish(problems)
 
 
+def cmd_sql(a):
+    """SQL92 subscriptions (issue 16): a consumer gets exactly the messages its expression
+    matches (user properties compared as numbers, TAGS, KEYS), nothing more after them; a
+    malformed expression is refused with ILLEGAL_FILTER_EXPRESSION."""
+    run = uuid.uuid4().hex[:8]
+    ids = produce(a.endpoint, a.topic, a.count, run)
+    half = a.count // 2
+    expr = f"run = '{run}' AND ((index >= {half} AND TAGS = 'TagA') OR KEYS = 'key-{run}-1')"
+    expected = {mid: i for mid, i in ids.items() if (i >= half and i % 2 == 0) or i == 1}
+    sql = FilterExpression(expr, FilterType.SQL)
+    _, problems = receive_all(a.endpoint, a.topic, a.group, expected, run, filter=sql)
+    # Nothing else comes: the rest does not match.
+    c = SimpleConsumer(config(a.endpoint), a.group, {a.topic: sql}, await_duration=3)
+    c.startup()
+    try:
+        for _ in range(2):
+            for m in c.receive(32, 30):
+                problems.append(f"{m.message_id} (index {ids.get(m.message_id)}) does not match")
+                c.ack(m)
+    finally:
+        c.shutdown()
+    # A malformed expression.
+    bad = SimpleConsumer(config(a.endpoint), a.group + "Bad",
+                         {a.topic: FilterExpression("index > AND", FilterType.SQL)}, await_duration=3)
+    bad.startup()
+    try:
+        bad.receive(1, 30)
+        problems.append("a malformed SQL92 expression was accepted")
+    except Exception as e:
+        code = getattr(e, "code", None)
+        log(f"malformed expression refused: {e}")
+        if code != Code.ILLEGAL_FILTER_EXPRESSION:
+            problems.append(f"a malformed expression gave {code!r}: {e}")
+    finally:
+        bad.shutdown()
+    finish(problems)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("scenario", choices=["send-receive", "push", "redelivery", "produce", "consume", "expect-empty",
                                         "produce-for", "consume-at-least", "delay", "backoff",
-                                        "transaction"])
+                                        "transaction", "sql"])
     p.add_argument("--endpoint", default="127.0.0.1:8081")
     p.add_argument("--topic", default="InteropTopic")
     p.add_argument("--group", default="InteropGroup")
@@ -580,7 +618,7 @@ def main():
      "produce": cmd_produce, "consume": cmd_consume, "expect-empty": cmd_expect_empty,
      "produce-for": cmd_produce_for, "consume-at-least": cmd_consume_at_least,
      "delay": cmd_delay, "backoff": cmd_backoff,
-     "transaction": cmd_transaction}[a.scenario](a)
+     "transaction": cmd_transaction, "sql": cmd_sql}[a.scenario](a)
 
 
 if __name__ == "__main__":
