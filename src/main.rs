@@ -140,6 +140,8 @@ enum Command {
     BenchTimers(bench::timers::TimerArgs),
     /// Measure how soon transaction check-backs reach a producer.
     BenchCheckback(bench::checkback::CheckBackArgs),
+    /// Measure receive throughput of filtered (SQL92, tag) groups over a backlog.
+    BenchFilter(bench::filter::FilterArgs),
     /// Send messages with the native client.
     Produce(client_cli::ProduceArgs),
     /// Receive and acknowledge messages with the native client.
@@ -383,6 +385,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args).await,
         Command::BenchTimers(args) => bench::timers::run(args).await,
         Command::BenchCheckback(args) => bench::checkback::run(args).await,
+        Command::BenchFilter(args) => bench::filter::run(args).await,
         Command::Produce(args) => client_cli::produce(args).await,
         Command::Consume(args) => client_cli::consume(args).await,
     }

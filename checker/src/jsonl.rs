@@ -404,6 +404,7 @@ mod tests {
             result,
             pos: None,
             may_repeat: false,
+            topic: None,
         }
     }
 

@@ -61,7 +61,9 @@ def producer(a, out):
             op = {"f": "send", "id": mid, "body": list(body), "group": None, "invoked": invoked,
                   "completed": now_us(a.t0), "result": result, "pos": None,
                   # The SDK resends after timeouts with the same id: copies are allowed.
-                  "may_repeat": True}
+                  "may_repeat": True,
+                  # Not the run's plain topic: the filtered group there is owed none of these.
+                  "topic": a.topic}
             out.write(json.dumps(op) + "\n")
             out.flush()
             time.sleep(random.uniform(0.005, 0.04))

@@ -49,6 +49,9 @@ struct TestArgs {
     /// No offset reader.
     #[arg(long)]
     no_puller: bool,
+    /// No SQL92-filtered consumer group.
+    #[arg(long)]
+    no_filtered: bool,
     /// Seed (default: from the clock; printed and stored in test.json).
     #[arg(long)]
     seed: Option<u64>,
@@ -135,6 +138,7 @@ fn opts(a: &TestArgs) -> Opts {
         fifo_producers: a.fifo_producers,
         consumers: a.consumers,
         puller: !a.no_puller,
+        filtered: !a.no_filtered,
         seed: a.seed.unwrap_or_else(clock_seed),
         quiet_ms: (a.quiet_ms[0], a.quiet_ms[1].max(a.quiet_ms[0])),
         hold_ms: (a.hold_ms[0], a.hold_ms[1].max(a.hold_ms[0])),

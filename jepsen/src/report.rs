@@ -369,6 +369,7 @@ mod tests {
             result: Result3::Ok,
             pos: None,
             may_repeat: false,
+            topic: None,
         }];
         let faults = vec![Fault {
             name: "partition".into(),

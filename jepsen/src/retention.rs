@@ -113,6 +113,7 @@ mod tests {
             result: Result3::Ok,
             pos: Some(("T/b1".into(), queue, offset)),
             may_repeat: false,
+            topic: None,
         }
     }
 

@@ -38,6 +38,7 @@ const NAMES: Names = Names {
     group: "JGroup",
     fifo_group: "JFifoGroup",
     pull_group: "JPullGroup",
+    filtered_group: "JFilteredGroup",
 };
 
 /// Everything a run depends on; stored in `test.json` so `replay` can run it again.
@@ -62,6 +63,10 @@ pub struct Opts {
     pub consumers: u64,
     /// An offset reader.
     pub puller: bool,
+    /// A consumer of a SQL92-filtered group on the plain topic (issue 16; absent from runs
+    /// recorded before it).
+    #[serde(default)]
+    pub filtered: bool,
     /// Seed of the nemesis schedule and the workload.
     pub seed: u64,
     /// Quiet time between faults (ms).
@@ -245,6 +250,12 @@ fn start_clients(opts: &Opts, ctx: &Ctx, stops: &Stops) -> Vec<tokio::task::Join
             s,
             d,
         )));
+    }
+    if opts.filtered {
+        let (s, d) = (c_stop.clone(), p_stop.clone());
+        let k = checker::messages::filtered::FILTERED_CONSUMER;
+        let f = workload::consume(ctx.clone(), k, false, seed ^ 61, s, d);
+        tasks.push(tokio::spawn(f));
     }
     if opts.puller {
         tasks.push(tokio::spawn(workload::pull(ctx.clone(), c_stop.clone())));

@@ -15,6 +15,7 @@ use std::time::Duration;
 use checker::messages::Delivered;
 use checker::messages::Op;
 use checker::messages::Result3;
+use checker::messages::filtered;
 use raftmq_client::ClientConfig;
 use raftmq_client::ClientError;
 use raftmq_client::Filter;
@@ -43,6 +44,8 @@ pub struct Names {
     pub fifo_group: &'static str,
     /// The offset reader's group.
     pub pull_group: &'static str,
+    /// The SQL92-filtered group on the plain topic ([`checker::messages::filtered`]).
+    pub filtered_group: &'static str,
 }
 
 /// Called with the id of some acknowledged sends (the simulator checks they are durable on a
@@ -80,6 +83,15 @@ impl Ctx {
     pub fn record(&self, op: Op) {
         self.history.lock().unwrap().push(op);
     }
+}
+
+/// A message of the workload: id `id`, and the property the SQL92-filtered group's
+/// expression reads ([`checker::messages::filtered`]).
+pub fn message(topic: &str, body: Vec<u8>, id: &str) -> Message {
+    let pick = filtered::pick(&body).to_string();
+    Message::new(topic, body)
+        .with_message_id(id)
+        .with_property(filtered::PROPERTY, pick)
 }
 
 /// How a client call ended, as the checker needs it.
@@ -141,7 +153,7 @@ pub async fn produce(
         let id = format!("{name}-{n}");
         n += 1;
         let body = format!("{id}:{}", "x".repeat(r.random_range(0..48))).into_bytes();
-        let mut m = Message::new(topic, body.clone()).with_message_id(id.clone());
+        let mut m = message(topic, body.clone(), &id);
         if let Some(g) = &group {
             m = m.with_message_group(g.clone());
         }
@@ -184,6 +196,7 @@ pub async fn produce(
                 Some((format!("{topic}/{broker}"), queue, r.offset))
             }),
             may_repeat: false,
+            topic: None,
         });
         let (lo, hi) = ctx.send_pause_ms;
         tokio::time::sleep(Duration::from_millis(r.random_range(lo..hi.max(lo + 1)))).await;
@@ -223,9 +236,7 @@ pub async fn schedule(
         // same instant as the history's clock: due on the history's clock at `invoked +
         // delay`, give or take the millisecond the wall clock is truncated to.
         let invoked = ctx.now();
-        let m = Message::new(topic, body.clone())
-            .with_message_id(id.clone())
-            .with_delay(delay);
+        let m = message(topic, body.clone(), &id).with_delay(delay);
         let res = p.send(m).await;
         let completed = ctx.now();
         ctx.record(Op::Send {
@@ -237,6 +248,7 @@ pub async fn schedule(
             result: outcome(&res),
             pos: None,
             may_repeat: false,
+            topic: None,
         });
         let not_before = (invoked + delay.as_micros() as u64)
             .saturating_sub(1_000 + clock_slack.as_micros() as u64);
@@ -330,7 +342,7 @@ async fn send_half(
 ) -> (raftmq_client::Transaction, bool) {
     let mut tx = p.begin_transaction();
     let invoked = ctx.now();
-    let m = Message::new(ctx.names.topic, body.clone()).with_message_id(id.to_string());
+    let m = message(ctx.names.topic, body.clone(), id);
     let res = tx.send(m).await;
     ctx.record(Op::Send {
         id: id.to_string(),
@@ -341,6 +353,7 @@ async fn send_half(
         result: outcome(&res),
         pos: None,
         may_repeat: false,
+        topic: None,
     });
     ctx.record(Op::Transaction {
         id: id.to_string(),
@@ -439,14 +452,17 @@ pub async fn consume(
     stop: Arc<AtomicBool>,
     draining: Arc<AtomicBool>,
 ) {
-    let (topic, group) = if fifo {
-        (ctx.names.fifo_topic, ctx.names.fifo_group)
+    let (topic, group, filter) = if fifo {
+        (ctx.names.fifo_topic, ctx.names.fifo_group, Filter::All)
+    } else if k >= filtered::FILTERED_CONSUMER {
+        let sql = Filter::Sql(filtered::EXPRESSION.into());
+        (ctx.names.topic, ctx.names.filtered_group, sql)
     } else {
-        (ctx.names.topic, ctx.names.group)
+        (ctx.names.topic, ctx.names.group, Filter::All)
     };
     let Some(c) = start_with_retry(&stop, || {
         SimpleConsumer::builder(ctx.config.clone(), group)
-            .subscribe(topic, Filter::All)
+            .subscribe(topic, filter.clone())
             .start()
     })
     .await
@@ -611,9 +627,7 @@ pub async fn probe(ctx: Ctx, tries: u32) -> Result<(), ClientError> {
         };
         let id = format!("probe-{n}");
         let invoked = ctx.now();
-        let r = p
-            .send(Message::new(topic, id.clone().into_bytes()).with_message_id(id.clone()))
-            .await;
+        let r = p.send(message(topic, id.clone().into_bytes(), &id)).await;
         ctx.record(Op::Send {
             body: id.clone().into_bytes(),
             id,
@@ -623,6 +637,7 @@ pub async fn probe(ctx: Ctx, tries: u32) -> Result<(), ClientError> {
             result: outcome(&r),
             pos: None,
             may_repeat: false,
+            topic: None,
         });
         match r {
             Ok(_) => {
@@ -689,15 +704,45 @@ pub fn is_drained(h: &[Op], now: u64, quiet: Duration, gone: &dyn Fn(&str) -> bo
         .collect();
     let mut sent = BTreeSet::new();
     let mut got = BTreeSet::new();
+    // The SQL92-filtered group, if there is one: the plain topic's sends it wants (for a
+    // transaction, its half message's send; the commit makes it owed).
+    let mut plain = BTreeSet::new();
+    let mut filtered_got = BTreeSet::new();
+    let mut has_filtered = false;
     let mut last = 0;
     for op in h {
         match op {
+            Op::Send {
+                id,
+                result,
+                group: None,
+                topic: None,
+                body,
+                ..
+            } if filtered::wanted(body) => {
+                plain.insert(id.as_str());
+                if *result == Result3::Ok && !gone(id) && !txns.contains(id.as_str()) {
+                    sent.insert(id.as_str());
+                }
+            }
             Op::Send {
                 id,
                 result: Result3::Ok,
                 ..
             } if !gone(id) && !txns.contains(id.as_str()) => {
                 sent.insert(id.as_str());
+            }
+            Op::Receive {
+                consumer,
+                msgs,
+                invoked,
+                ..
+            } if *consumer >= filtered::FILTERED_CONSUMER => {
+                has_filtered = true;
+                if !msgs.is_empty() {
+                    last = last.max(*invoked);
+                }
+                filtered_got.extend(msgs.iter().map(|m| m.id.as_str()));
             }
             Op::EndTx {
                 id,
@@ -714,5 +759,11 @@ pub fn is_drained(h: &[Op], now: u64, quiet: Duration, gone: &dyn Fn(&str) -> bo
             _ => {}
         }
     }
-    sent.is_subset(&got) && now.saturating_sub(last) > quiet.as_micros() as u64
+    // `plain`: the plain topic's messages the filtered group wants, whatever their outcome.
+    let filtered_done = !has_filtered
+        || sent
+            .iter()
+            .filter(|id| plain.contains(*id))
+            .all(|id| filtered_got.contains(id));
+    sent.is_subset(&got) && filtered_done && now.saturating_sub(last) > quiet.as_micros() as u64
 }

@@ -9,6 +9,7 @@
 //! `--json` keeps the steps and `--plot` draws their latency against throughput (a PNG).
 
 pub mod checkback;
+pub mod filter;
 mod plot;
 pub mod timers;
 

@@ -13,6 +13,25 @@ use super::anomaly;
 use super::sends::Sends;
 
 pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &mut Stats) {
+    for (id, kind) in missing(history, s) {
+        out.push(anomaly(
+            kind,
+            format!("{id} was acknowledged but never delivered"),
+        ));
+    }
+    let (received, fifo) = deliveries(history);
+    let delivered = |id: &str| received.contains_key(id) || fifo.contains(id);
+    st.sent_ok = s.ok.len();
+    st.sent_info = s.info.len();
+    st.sent_fail = s.failed.len();
+    st.received = received.len();
+    st.redeliveries = received.values().map(|n| n - 1).sum();
+    st.recovered = s.info.iter().filter(|id| delivered(id)).count();
+    st.expired = s.expired.iter().filter(|id| !delivered(id)).count();
+}
+
+/// Deliveries by plain consumers (id → how many) and the ids FIFO consumers received.
+fn deliveries(history: &[Op]) -> (BTreeMap<&str, usize>, BTreeSet<&str>) {
     let mut received: BTreeMap<&str, usize> = BTreeMap::new();
     let mut fifo: BTreeSet<&str> = BTreeSet::new();
     for op in history {
@@ -31,6 +50,13 @@ pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &
             }
         }
     }
+    (received, fifo)
+}
+
+/// The messages owed to the history's consumers that none received, each with its anomaly
+/// name (`lost`, `timer-lost` or `txn-committed-lost`).
+pub(super) fn missing<'h>(history: &'h [Op], s: &Sends<'h>) -> Vec<(&'h str, &'static str)> {
+    let (received, fifo) = deliveries(history);
     let delivered = |id: &str| received.contains_key(id) || fifo.contains(id);
     // A half message is owed to consumers once its commit is answered OK (whatever its send's
     // answer said), not before.
@@ -38,6 +64,7 @@ pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &
         s.ok.iter()
             .filter(|id| !s.txns.contains_key(*id))
             .chain(&s.committed);
+    let mut out = Vec::new();
     for id in owed {
         // A recalled message is never delivered; one whose recall may have happened may not be.
         let recalled = s.recalled.contains(id) || s.maybe_recalled.contains(id);
@@ -49,19 +76,10 @@ pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &
             } else {
                 "lost"
             };
-            out.push(anomaly(
-                kind,
-                format!("{id} was acknowledged but never delivered"),
-            ));
+            out.push((*id, kind));
         }
     }
-    st.sent_ok = s.ok.len();
-    st.sent_info = s.info.len();
-    st.sent_fail = s.failed.len();
-    st.received = received.len();
-    st.redeliveries = received.values().map(|n| n - 1).sum();
-    st.recovered = s.info.iter().filter(|id| delivered(id)).count();
-    st.expired = s.expired.iter().filter(|id| !delivered(id)).count();
+    out
 }
 
 #[cfg(test)]

@@ -37,7 +37,10 @@
 //!   one), `txn-duplicate` (a committed message handed out as a first delivery twice) and
 //!   `txn-committed-lost` (`lost` for a transaction whose commit was answered OK; a half
 //!   message alone is not owed to anyone), and `txn-unchecked` (a half message its producer
-//!   left undecided that no check-back reached within the bound an [`Op::TxCheckOwed`] sets).
+//!   left undecided that no check-back reached within the bound an [`Op::TxCheckOwed`] sets);
+//! - a SQL92-filtered group ([`filtered`]): `filter-mismatch` (it got a message its
+//!   expression does not match) and `filter-lost` (a matching message owed to the plain
+//!   topic's consumers never reached it).
 //!
 //! | module | anomalies |
 //! |---|---|
@@ -52,9 +55,11 @@
 //! | [`retention`] | `premature-deletion` (and the `expired` set `lost` and [`fifo`] leave out) |
 //! | [`timers`] | `early-delivery`, `recalled-delivered`, `timer-duplicate` (`timer-lost` in [`lost`]) |
 //! | [`txns`] | `txn-rolled-back-visible`, `txn-duplicate`, `txn-unchecked` (`txn-committed-lost`: [`lost`]) |
+//! | [`filtered`] | `filter-mismatch`, `filter-lost` (and the main group's checks on its own view) |
 
 mod delivered;
 mod fifo;
+pub mod filtered;
 mod lost;
 mod offsets;
 mod positions;
@@ -131,6 +136,10 @@ pub enum Op {
         /// not violations for it.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         may_repeat: bool,
+        /// The topic, when not the run's plain or FIFO topic (jepsen's Python clients use
+        /// their own): a SQL92-filtered group on the plain topic is owed none of these.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
     },
     /// A receive by `consumer`; `fifo` if the consumer group is FIFO.
     Receive {
@@ -351,11 +360,29 @@ pub struct Stats {
     /// The longest time from a judged transaction's acknowledgement to its first check (µs).
     #[serde(default)]
     pub tx_first_check_max_us: u64,
+    /// Distinct messages the SQL92-filtered group received ([`filtered`]).
+    #[serde(default)]
+    pub filtered_received: usize,
 }
 
 /// Checks `history`. Deliveries by receives (plain and FIFO consumers) count for `lost`;
-/// pulls are checked for consistency only.
+/// pulls are checked for consistency only. A SQL92-filtered group's receives and acks
+/// ([`filtered`]) are checked apart, on their own view of the history.
 pub fn check(history: &[Op]) -> (Vec<Anomaly>, Stats) {
+    let Some((main, view)) = filtered::split(history) else {
+        return check_group(history);
+    };
+    let (mut out, mut st) = check_group(&main);
+    let (found, view_st) = check_group(&view);
+    let mut sends = sends::Sends::index(&view);
+    retention::index(&view, &mut sends);
+    filtered::check(&view, &sends, found, &mut out);
+    st.filtered_received = view_st.received;
+    (out, st)
+}
+
+/// [`check`] for one consumer group's view of the history.
+fn check_group(history: &[Op]) -> (Vec<Anomaly>, Stats) {
     let mut out = Vec::new();
     let mut st = Stats::default();
     let mut sends = sends::Sends::index(history);

@@ -16,6 +16,7 @@ pub fn send(id: &str, group: Option<&str>, t: u64, r: Result3, pos: Option<i64>)
         result: r,
         pos: pos.map(|o| ("b".to_string(), 0, o)),
         may_repeat: false,
+        topic: None,
     }
 }
 

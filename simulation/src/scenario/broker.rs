@@ -200,6 +200,7 @@ async fn produce(run: Run, p: u64, seed: u64) {
             result,
             pos: None,
             may_repeat: false,
+            topic: None,
         });
         tokio::time::sleep(Duration::from_millis(rng.random_range(1..15))).await;
     }

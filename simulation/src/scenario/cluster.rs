@@ -61,6 +61,7 @@ const NAMES: Names = Names {
     group: GROUP,
     fifo_group: FIFO_GROUP,
     pull_group: PULL_GROUP,
+    filtered_group: "SimFilteredGroup",
 };
 const INVISIBLE: Duration = Duration::from_secs(3);
 
@@ -124,6 +125,9 @@ pub struct Options {
     /// The first plain producer resends a message whose outcome is unknown with the same id
     /// until it knows (issue 15, the idempotent producer): a second copy is a `duplicate`.
     pub resend: bool,
+    /// A consumer of a SQL92-filtered group on the plain topic (issue 16): it must get every
+    /// message its expression matches and nothing else (`filter-lost`, `filter-mismatch`).
+    pub filtered: bool,
 }
 
 /// Retention age when [`Options::retention`] is on.
@@ -157,8 +161,9 @@ impl Options {
             retention: r.random::<bool>(),
             scheduled: r.random::<bool>(),
             transactions: r.random::<bool>(),
-            // Drawn last: the seeds before it keep every other option.
+            // Drawn last: the seeds before them keep every other option.
             resend: r.random::<bool>(),
+            filtered: r.random::<bool>(),
         };
         // `SIM_MASK=partitions,kills` turns classes off after drawing, keeping the stream.
         if let Ok(mask) = std::env::var("SIM_MASK") {
@@ -178,6 +183,7 @@ impl Options {
                     "scheduled" => o.scheduled = false,
                     "transactions" => o.transactions = false,
                     "resend" => o.resend = false,
+                    "filtered" => o.filtered = false,
                     _ => {}
                 }
             }
@@ -493,6 +499,12 @@ fn spawn_clients(
     if o.fifo_producers > 0 {
         let (s, d) = (stops.consumers.clone(), stops.producers.clone());
         tasks.push(client_node.spawn(workload::consume(ctx.clone(), 99, true, seed ^ 31, s, d)));
+    }
+    if o.filtered {
+        let (s, d) = (stops.consumers.clone(), stops.producers.clone());
+        let k = checker::messages::filtered::FILTERED_CONSUMER;
+        let consumer = workload::consume(ctx.clone(), k, false, seed ^ 61, s, d);
+        tasks.push(client_node.spawn(consumer));
     }
     if o.puller {
         tasks.push(client_node.spawn(workload::pull(ctx.clone(), stops.consumers.clone())));
