@@ -29,10 +29,10 @@ const COUNT: usize = 200;
 /// tenth has `color = red`.
 fn message(i: usize) -> Message {
     let mut m = Message::new(TOPIC, format!("body-{i}").into_bytes())
-        .with_tag(if i % 2 == 0 { "a" } else { "b" })
+        .with_tag(if i.is_multiple_of(2) { "a" } else { "b" })
         .with_keys([format!("key-{i}")])
         .with_property("n", i.to_string());
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         m = m.with_property("color", "red");
     }
     m

@@ -100,7 +100,7 @@ impl Run {
     /// Appends the verdict on the next offset.
     pub fn push(&mut self, matches: bool) {
         let i = self.len as usize;
-        if i % 64 == 0 {
+        if i.is_multiple_of(64) {
             self.bits.push(0);
         }
         if matches {
