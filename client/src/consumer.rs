@@ -28,7 +28,7 @@ pub enum Filter {
     All,
     /// Messages whose tag is one of these (`"a || b"` in RocketMQ's notation).
     Tags(Vec<String>),
-    /// An SQL92 expression over properties (if the broker supports it).
+    /// An SQL92 expression over the message's properties and its `TAGS` and `KEYS`.
     Sql(String),
 }
 

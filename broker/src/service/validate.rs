@@ -448,7 +448,7 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_sql92_filter_is_refused_with_its_position() {
+    fn a_malformed_sql92_filter_is_refused_with_its_position_and_a_valid_one_is_kept() {
         let limits = crate::limits::ClientLimits::default();
         let sql = |e: &str| pb::FilterExpression {
             r#type: pb::FilterType::Sql as i32,
@@ -457,7 +457,8 @@ mod tests {
         let bad = filter(Some(&sql("a > 1 AND b = ")), &limits).unwrap_err();
         assert_eq!(bad.code, Code::IllegalFilterExpression as i32);
         assert!(bad.message.contains("line 1, column 15"), "{}", bad.message);
-        let good = filter(Some(&sql("a > 1 AND b = 'x'")), &limits).unwrap_err();
-        assert_eq!(good.code, Code::Unsupported as i32, "{}", good.message);
+        let good = filter(Some(&sql("a > 1 AND b = 'x'")), &limits).unwrap();
+        assert_eq!(good.sql.as_deref(), Some("a > 1 AND b = 'x'"));
+        assert_eq!(good.tags, TagFilter::All);
     }
 }
