@@ -204,6 +204,28 @@ pub struct StoredMessage {
     pub body: Vec<u8>,
 }
 
+/// The head of a [`StoredMessage`] as its encoding begins (same fields, same order), borrowed
+/// from the log entry: what a SQL92 filter reads (tag, keys, properties), decoded without
+/// copying a string or the body ([`crate::command::decode_head`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MessageHead<'a> {
+    /// Topic it was sent to.
+    pub topic: &'a str,
+    /// Queue it was sent to.
+    pub queue: QueueId,
+    /// Client-generated message id.
+    pub message_id: &'a str,
+    /// Tag, if any.
+    #[serde(borrow)]
+    pub tag: Option<&'a str>,
+    /// Keys.
+    #[serde(borrow)]
+    pub keys: Vec<&'a str>,
+    /// User properties.
+    #[serde(borrow)]
+    pub properties: BTreeMap<&'a str, &'a str>,
+}
+
 /// A message group's 64-bit hash (FNV-1a over a domain byte and the name), stored in consume
 /// queues so a FIFO receive can tell message groups apart without reading messages: never 0,
 /// which stands for "no group, or not known" (entries written before issue 14) and orders

@@ -26,6 +26,7 @@ use crate::command;
 use crate::command::Command;
 use crate::error::BrokerError;
 use crate::error::Result;
+use crate::model::MessageHead;
 use crate::model::StoredMessage;
 use crate::state::BrokerState;
 use crate::state::Outcome;
@@ -214,6 +215,14 @@ impl Drop for JoiningHold {
     fn drop(&mut self) {
         self.replica.joining.lock().unwrap().holds.remove(&self.key);
     }
+}
+
+/// A message that does not decode where its queue entry points.
+fn corrupt(e: &CqEntry, why: String) -> BrokerError {
+    BrokerError::Corrupt(format!(
+        "message at entry {} byte {}: {why}",
+        e.log_index, e.pos
+    ))
 }
 
 impl Replica {
@@ -514,30 +523,34 @@ impl Replica {
 
     /// Reads a committed message from the log.
     pub fn read_message(&self, e: &CqEntry) -> Result<StoredMessage> {
-        let cached = self.cache.lock().unwrap().get(e.log_index);
-        let bytes = match cached {
-            Some(b) => b,
-            None => {
-                let entries = self.group.log().read(e.log_index..e.log_index + 1)?;
-                let payload = match entries.into_iter().next().map(|en| en.payload) {
-                    Some(EntryPayload::Normal(r)) => Arc::new(r.0),
-                    other => {
-                        return Err(BrokerError::Corrupt(format!(
-                            "log entry {} is not a broker entry: {other:?}",
-                            e.log_index
-                        )));
-                    }
-                };
-                self.cache.lock().unwrap().put(e.log_index, payload.clone());
-                payload
+        let bytes = self.entry_bytes(e.log_index)?;
+        command::decode_message(&bytes, e.pos, e.len).map_err(|m| corrupt(e, m))
+    }
+
+    /// Runs `f` on the head of the message `e` points at (its tag, keys and properties,
+    /// borrowed: nothing is copied, the body is not decoded): what a SQL92 filter reads.
+    pub fn with_head<T>(&self, e: &CqEntry, f: impl FnOnce(&MessageHead<'_>) -> T) -> Result<T> {
+        let bytes = self.entry_bytes(e.log_index)?;
+        let head = command::decode_head(&bytes, e.pos, e.len).map_err(|m| corrupt(e, m))?;
+        Ok(f(&head))
+    }
+
+    /// The bytes of log entry `index`, through the entry cache.
+    fn entry_bytes(&self, index: u64) -> Result<Arc<Vec<u8>>> {
+        if let Some(b) = self.cache.lock().unwrap().get(index) {
+            return Ok(b);
+        }
+        let entries = self.group.log().read(index..index + 1)?;
+        let payload = match entries.into_iter().next().map(|en| en.payload) {
+            Some(EntryPayload::Normal(r)) => Arc::new(r.0),
+            other => {
+                return Err(BrokerError::Corrupt(format!(
+                    "log entry {index} is not a broker entry: {other:?}"
+                )));
             }
         };
-        command::decode_message(&bytes, e.pos, e.len).map_err(|m| {
-            BrokerError::Corrupt(format!(
-                "message at entry {} byte {}: {m}",
-                e.log_index, e.pos
-            ))
-        })
+        self.cache.lock().unwrap().put(index, payload.clone());
+        Ok(payload)
     }
 
     /// Hands leadership to the most caught-up voter if this replica leads; keeps running.

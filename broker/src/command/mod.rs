@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::model::GroupConfig;
+use crate::model::MessageHead;
 use crate::model::StoredMessage;
 use crate::model::TopicConfig;
 
@@ -435,8 +436,20 @@ pub fn decode_entry(bytes: &[u8]) -> Result<DecodedEntry, String> {
 
 /// Decodes the message stored at `pos..pos+len` of an entry (a send's body).
 pub fn decode_message(entry: &[u8], pos: u32, len: u32) -> Result<StoredMessage, String> {
-    let body = entry
+    dec(message_slice(entry, pos, len)?)
+}
+
+/// The head of the message at `pos` (`len` bytes) of an entry's bytes, borrowed from them
+/// (the rest of the message, its body included, is not read).
+pub fn decode_head(entry: &[u8], pos: u32, len: u32) -> Result<MessageHead<'_>, String> {
+    let slice = message_slice(entry, pos, len)?;
+    let (head, _) =
+        bincode::serde::borrow_decode_from_slice(slice, bounded()).map_err(|e| e.to_string())?;
+    Ok(head)
+}
+
+fn message_slice(entry: &[u8], pos: u32, len: u32) -> Result<&[u8], String> {
+    entry
         .get(pos as usize..(pos as usize).saturating_add(len as usize))
-        .ok_or("message position outside the entry")?;
-    dec(body)
+        .ok_or_else(|| "message position outside the entry".to_string())
 }

@@ -272,6 +272,50 @@ fn a_sql_receive_carries_its_verdicts_and_not_its_expression() {
 }
 
 #[test]
+fn a_messages_head_decodes_in_place_and_filters_as_the_whole_message() {
+    use crate::filter::MessageProperties;
+    use crate::filter::sql92::Sql92;
+
+    let mut b = msg(2);
+    b.tag = None;
+    b.keys = vec!["k1".into(), "k2".into()];
+    b.properties.insert("n".into(), "12".into());
+    let bytes = encode_entry(1, &[Command::Send(msg(1)), Command::Send(b)]);
+    let entry = decode_entry(&bytes).unwrap();
+    let sqls = [
+        "TAGS = 'TagA'",
+        "TAGS IS NULL AND n > 10",
+        "KEYS = 'k1 k2'",
+        "KEYS = 'k' AND a = 'b'",
+    ];
+    for l in &entry.commands {
+        let Ok(Command::Send(m)) = &l.command else {
+            panic!("{:?}", l.command)
+        };
+        let head = decode_head(&bytes, l.pos, l.len).unwrap();
+        assert_eq!(
+            (head.topic, head.message_id, head.tag, head.keys.len()),
+            (
+                m.topic.as_str(),
+                m.message_id.as_str(),
+                m.tag.as_deref(),
+                m.keys.len()
+            )
+        );
+        for sql in sqls {
+            let f = Sql92::parse(sql).unwrap();
+            assert_eq!(
+                f.matches(&MessageProperties::of_head(&head)),
+                f.matches(&MessageProperties::new(m)),
+                "{sql} on {}",
+                m.message_id
+            );
+        }
+    }
+    assert!(decode_head(&bytes, 1 << 20, 10).is_err());
+}
+
+#[test]
 fn unknown_op_and_damage_are_errors() {
     let mut bytes = encode_entry(1, &[Command::Send(msg(1))]);
     assert!(decode_entry(&bytes[..bytes.len() - 1]).is_err());

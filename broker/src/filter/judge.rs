@@ -34,8 +34,8 @@ pub fn judge(replica: &Replica, p: &Pop, sql: &Sql92) -> Result<Verdicts> {
         }
         // A message retention deleted is skipped by the receive whatever the verdict.
         let wanted = e.log_index >= log_start
-            && match replica.read_message(&e) {
-                Ok(m) => sql.matches(&MessageProperties::new(&m)),
+            && match replica.with_head(&e, |h| sql.matches(&MessageProperties::of_head(h))) {
+                Ok(w) => w,
                 Err(_) if replica.read(|s| e.log_index < s.log_start) => false,
                 Err(err) => return Err(err),
             };
