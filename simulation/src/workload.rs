@@ -715,22 +715,17 @@ pub fn is_drained(h: &[Op], now: u64, quiet: Duration, gone: &dyn Fn(&str) -> bo
             Op::Send {
                 id,
                 result,
-                group: None,
-                topic: None,
+                group,
+                topic,
                 body,
                 ..
-            } if filtered::wanted(body) => {
-                plain.insert(id.as_str());
+            } => {
                 if *result == Result3::Ok && !gone(id) && !txns.contains(id.as_str()) {
                     sent.insert(id.as_str());
                 }
-            }
-            Op::Send {
-                id,
-                result: Result3::Ok,
-                ..
-            } if !gone(id) && !txns.contains(id.as_str()) => {
-                sent.insert(id.as_str());
+                if group.is_none() && topic.is_none() && filtered::wanted(body) {
+                    plain.insert(id.as_str());
+                }
             }
             Op::Receive {
                 consumer,

@@ -149,10 +149,8 @@ impl Pop {
     /// False if the receive cannot say whether it wants the new message at `offset` of
     /// `queue` ([`Pop::wants_new`] is `None`).
     pub fn reaches(&self, queue: u32, offset: u64) -> bool {
-        match &self.verdicts {
-            Some(v) => v.get(queue, offset).is_some(),
-            None => self.sql.is_none(),
-        }
+        // Whether a message is judged does not depend on its tag.
+        self.wants_new(queue, offset, 0).is_some()
     }
 
     /// Whether the receive wants a message a FIFO receive went past (it matched when it was

@@ -84,22 +84,19 @@ impl Forwarder {
         pop: &Pop,
         timeout: Duration,
     ) -> Result<Popped, BrokerError> {
-        match &pop.sql {
-            Some(sql) => {
-                let call = PopCall {
-                    pop: pop.clone(),
-                    sql: Some(sql.clone()),
-                };
-                self.calls
-                    .call(addr, method::POP, group, &call, timeout)
-                    .await
-            }
-            None => {
-                self.calls
-                    .call(addr, method::POP, group, pop, timeout)
-                    .await
-            }
-        }
+        let Some(sql) = &pop.sql else {
+            return self
+                .calls
+                .call(addr, method::POP, group, pop, timeout)
+                .await;
+        };
+        let call = PopCall {
+            pop: pop.clone(),
+            sql: sql.clone(),
+        };
+        self.calls
+            .call(addr, method::POP, group, &call, timeout)
+            .await
     }
 
     /// Asks the node at `addr` to hand a transaction check-back to a producer connected

@@ -77,10 +77,27 @@ impl ForwardServer {
         F: FnOnce(Arc<BrokerCore>, u64, Q) -> Fut,
         Fut: Future<Output = crate::error::Result<A>>,
     {
+        self.serve_decoded(method, req, dec, run).await
+    }
+
+    /// [`ForwardServer::serve`] with its own decoder (a receive comes in two forms,
+    /// [`PopCall::decode`]).
+    async fn serve_decoded<Q, A, F, Fut>(
+        &self,
+        method: &str,
+        req: tonic::Request<pb::ForwardRequest>,
+        decode: fn(&[u8]) -> Result<Q, String>,
+        run: F,
+    ) -> Result<tonic::Response<pb::ForwardReply>, tonic::Status>
+    where
+        A: Serialize,
+        F: FnOnce(Arc<BrokerCore>, u64, Q) -> Fut,
+        Fut: Future<Output = crate::error::Result<A>>,
+    {
         let req = self.authenticated(method, req)?;
         let result = async {
             let core = self.core()?;
-            let q = dec(&req.payload).map_err(ForwardError::Corrupt)?;
+            let q = decode(&req.payload).map_err(ForwardError::Corrupt)?;
             run(core, req.group, q).await.map_err(ForwardError::from)
         };
         reply(result.await)
@@ -103,16 +120,13 @@ impl Forward for ForwardServer {
         &self,
         req: tonic::Request<pb::ForwardRequest>,
     ) -> Result<tonic::Response<pb::ForwardReply>, tonic::Status> {
-        // Decoded by hand: the payload is a bare receive or a SQL92 one ([`PopCall`]).
-        let req = self.authenticated(method::POP, req)?;
-        let result = async {
-            let core = self.core()?;
-            let pop = PopCall::decode(&req.payload).map_err(ForwardError::Corrupt)?;
-            core.pop_local(req.group, pop)
-                .await
-                .map_err(ForwardError::from)
-        };
-        reply(result.await)
+        self.serve_decoded(
+            method::POP,
+            req,
+            PopCall::decode,
+            |core, group, pop| async move { core.pop_local(group, pop).await },
+        )
+        .await
     }
 
     async fn read(

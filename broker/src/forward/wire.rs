@@ -51,7 +51,7 @@ pub struct PopCall {
     /// The receive.
     pub pop: Pop,
     /// Its SQL92 expression.
-    pub sql: Option<String>,
+    pub sql: String,
 }
 
 impl PopCall {
@@ -60,11 +60,44 @@ impl PopCall {
     pub fn decode(b: &[u8]) -> Result<Pop, String> {
         match dec::<PopCall>(b) {
             Ok(c) => Ok(Pop {
-                sql: c.sql,
+                sql: Some(c.sql),
                 ..c.pop
             }),
             Err(_) => dec::<Pop>(b),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::TagFilter;
+
+    /// A leader reads a receive forwarded by a node that predates SQL92 (a bare [`Pop`]) and
+    /// a SQL92 one, and keeps the expression of the latter.
+    #[test]
+    fn a_forwarded_receive_decodes_in_either_form() {
+        let pop = Pop {
+            group: "g".into(),
+            topic: "t".into(),
+            queue: None,
+            max: 32,
+            invisible_ms: 30_000,
+            filter: TagFilter::All,
+            max_bytes: 1 << 20,
+            order: Default::default(),
+            sql: None,
+            verdicts: None,
+        };
+        assert_eq!(PopCall::decode(&enc(&pop)).unwrap(), pop);
+        let call = PopCall {
+            pop: pop.clone(),
+            sql: "a > 1".into(),
+        };
+        let back = PopCall::decode(&enc(&call)).unwrap();
+        assert_eq!(back.sql.as_deref(), Some("a > 1"));
+        assert_eq!(Pop { sql: None, ..back }, pop);
+        assert!(PopCall::decode(&enc(&call)[..10]).is_err());
     }
 }
 
