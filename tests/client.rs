@@ -7,6 +7,8 @@ mod common;
 mod failures;
 #[path = "support/client_filters.rs"]
 mod filters;
+#[path = "support/client_namespaces.rs"]
+mod namespaces;
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -75,6 +77,7 @@ fn native_client_examples_and_cli_against_raftmq_dev() {
         transactions_commit_roll_back_and_check_back().await;
         a_resent_message_id_is_stored_once().await;
         filters::sql92_subscriptions_get_only_matching_messages(config()).await;
+        namespaces::namespaces_keep_same_names_apart(config()).await;
     });
     examples_and_cli();
     dev.stop();

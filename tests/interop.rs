@@ -104,6 +104,19 @@ fn python_client_send_receive_push_redelivery_and_dead_letters() {
             "PySqlGroup",
         ],
     );
+    // Namespaces (issue 16): the same names in two namespaces and none are kept apart.
+    python_scenario(
+        dev.port,
+        &[
+            "namespace",
+            "--count",
+            "50",
+            "--topic",
+            "PyNs",
+            "--group",
+            "PyNsGroup",
+        ],
+    );
     dev.admin(&["group", "PyRetry", "--max-attempts", "2"]);
     python_scenario(
         dev.port,

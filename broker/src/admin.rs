@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use raftmq_proto::admin as pb;
 use raftmq_proto::admin::admin_server::Admin;
+use raftmq_proto::names;
 use tonic::Request;
 use tonic::Response;
 
@@ -246,13 +247,6 @@ fn reply(r: Result<(), String>) -> Response<pb::AdminReply> {
     })
 }
 
-fn name_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 127
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"%|_-".contains(&b))
-}
-
 #[tonic::async_trait]
 impl Admin for AdminServer {
     async fn upsert_topic(
@@ -260,8 +254,11 @@ impl Admin for AdminServer {
         req: Request<pb::TopicSpec>,
     ) -> Result<Response<pb::AdminReply>, tonic::Status> {
         let t = req.into_inner();
-        if !name_ok(&t.name) {
-            return Ok(reply(Err(format!("illegal topic name {:?}", t.name))));
+        if !names::stored_topic_ok(&t.name) {
+            return Ok(reply(Err(format!(
+                "illegal topic name {:?}: use [a-zA-Z0-9_|-], ns%name in namespace ns",
+                t.name
+            ))));
         }
         // queues 0 and no kind: only the retention age changes.
         let age_only = t.queues == 0 && t.kind.is_empty();
@@ -328,8 +325,11 @@ impl Admin for AdminServer {
         req: Request<pb::GroupSpec>,
     ) -> Result<Response<pb::AdminReply>, tonic::Status> {
         let g = req.into_inner();
-        if !name_ok(&g.name) || g.name.starts_with('%') {
-            return Ok(reply(Err(format!("illegal group name {:?}", g.name))));
+        if !names::stored_group_ok(&g.name) {
+            return Ok(reply(Err(format!(
+                "illegal group name {:?}: use [a-zA-Z0-9_|-], ns%name in namespace ns",
+                g.name
+            ))));
         }
         if g.max_delivery_attempts == 0
             || g.max_delivery_attempts > crate::limits::MAX_DELIVERY_ATTEMPTS

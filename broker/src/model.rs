@@ -95,7 +95,7 @@ pub struct TopicConfig {
 }
 
 /// Prefix of the dead-letter topic of a consumer group.
-pub const DLQ_PREFIX: &str = "%DLQ%";
+pub use raftmq_proto::names::DLQ_PREFIX;
 
 /// The dead-letter topic of `group`.
 pub fn dlq_topic(group: &str) -> String {

@@ -19,6 +19,8 @@ Each subcommand is one scenario; exit status 0 means it passed. The Rust test
                 producer, the rest left undecided for the broker's check-back, whose checker
                 commits or rolls back; committed ones arrive exactly once, rolled-back ones never,
                 a repeated commit is accepted and a contrary decision refused
+  sql           SQL92 subscriptions: exactly the matching messages; a malformed expression refused
+  namespace     the same names in two namespaces and none are apart; push in a namespace too
   delay         N scheduled messages (delivery time in seconds, and in ms as the SDK documents
                 it); every tenth recalled: none arrives early, each with its delivery time,
                 recalled ones never, and a delivered one cannot be recalled
@@ -40,8 +42,8 @@ def log(*a):
     print(*a, flush=True)
 
 
-def config(endpoint):
-    return ClientConfiguration(endpoint, Credentials(), namespace="", request_timeout=5)
+def config(endpoint, namespace=""):
+    return ClientConfiguration(endpoint, Credentials(), namespace=namespace, request_timeout=5)
 
 
 def make_message(topic, run, i):
@@ -55,8 +57,8 @@ def make_message(topic, run, i):
     return m
 
 
-def produce(endpoint, topic, count, run):
-    p = Producer(config(endpoint), (topic,))
+def produce(endpoint, topic, count, run, namespace=""):
+    p = Producer(config(endpoint, namespace), (topic,))
     p.startup()
     ids = {}
     try:
@@ -86,9 +88,11 @@ def check_message(m, run, i):
     return problems
 
 
-def receive_all(endpoint, topic, group, expected, run, ack=True, deadline_s=90, filter=None):
+def receive_all(endpoint, topic, group, expected, run, ack=True, deadline_s=90, filter=None,
+                namespace=""):
     """Receives until every id in `expected` (id -> index) arrived; returns (received, problems)."""
-    c = SimpleConsumer(config(endpoint), group, {topic: filter or FilterExpression("*")}, await_duration=5)
+    c = SimpleConsumer(config(endpoint, namespace), group, {topic: filter or FilterExpression("*")},
+                       await_duration=5)
     c.startup()
     got = {}
     problems = []
@@ -104,6 +108,8 @@ def receive_all(endpoint, topic, group, expected, run, ack=True, deadline_s=90, 
                 i = expected[m.message_id]
                 if run is not None:
                     problems += [f"{m.message_id}: {p}" for p in check_message(m, run, i)]
+                if m.namespace != namespace or m.topic != topic:
+                    problems.append(f"{m.message_id}: from {m.namespace!r}/{m.topic}")
                 if m.delivery_attempt != 1:
                     problems.append(f"{m.message_id}: delivery attempt {m.delivery_attempt}")
                 got[m.message_id] = m
@@ -599,11 +605,58 @@ def cmd_sql(a):
     finish(problems)
 
 
+def cmd_namespace(a):
+    """Namespaces (issue 16): the same topic and group names in namespaces A, B and none are
+    three topics and three groups. Each consumer gets exactly its namespace's messages (any
+    other is "unexpected"), named with its namespace and topic; a push consumer in A too; an
+    illegal namespace is refused."""
+    run = uuid.uuid4().hex[:8]
+    spaces = ["nsA", "nsB", ""]
+    sent = {ns: produce(a.endpoint, a.topic, a.count, run, namespace=ns) for ns in spaces}
+    problems = []
+    for ns in spaces:
+        _, p = receive_all(a.endpoint, a.topic, a.group, sent[ns], run, namespace=ns)
+        problems += [f"namespace {ns!r}: {x}" for x in p]
+        # Nothing more: every other namespace's messages stay out.
+        c = SimpleConsumer(config(a.endpoint, ns), a.group, {a.topic: FilterExpression("*")},
+                           await_duration=2)
+        c.startup()
+        try:
+            for m in c.receive(32, 30):
+                problems.append(f"namespace {ns!r} got {m.message_id} from {m.namespace!r}")
+        finally:
+            c.shutdown()
+    # A push consumer (QueryAssignment, Settings) in namespace A, a new group: A's messages.
+    collector = Collector()
+    push = PushConsumer(config(a.endpoint, "nsA"), a.group + "Push", collector,
+                        {a.topic: FilterExpression("*")})
+    push.startup()
+    try:
+        start = time.time()
+        while time.time() - start < 60:
+            with collector.lock:
+                if set(sent["nsA"]) <= set(collector.ids):
+                    break
+            time.sleep(0.2)
+        time.sleep(1)
+    finally:
+        push.shutdown()
+    if set(collector.ids) != set(sent["nsA"]):
+        problems.append(f"push consumer in nsA got {len(collector.ids)} messages, "
+                        f"{len(set(collector.ids) & set(sent['nsA']))} of nsA's {len(sent['nsA'])}")
+    try:
+        produce(a.endpoint, a.topic, 1, run, namespace="bad%ns")
+        problems.append("a send in namespace 'bad%ns' was accepted")
+    except Exception as e:
+        log(f"illegal namespace refused: {e}")
+    finish(problems)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("scenario", choices=["send-receive", "push", "redelivery", "produce", "consume", "expect-empty",
                                         "produce-for", "consume-at-least", "delay", "backoff",
-                                        "transaction", "sql"])
+                                        "transaction", "sql", "namespace"])
     p.add_argument("--endpoint", default="127.0.0.1:8081")
     p.add_argument("--topic", default="InteropTopic")
     p.add_argument("--group", default="InteropGroup")
@@ -618,7 +671,8 @@ def main():
      "produce": cmd_produce, "consume": cmd_consume, "expect-empty": cmd_expect_empty,
      "produce-for": cmd_produce_for, "consume-at-least": cmd_consume_at_least,
      "delay": cmd_delay, "backoff": cmd_backoff,
-     "transaction": cmd_transaction, "sql": cmd_sql}[a.scenario](a)
+     "transaction": cmd_transaction, "sql": cmd_sql,
+     "namespace": cmd_namespace}[a.scenario](a)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ use std::time::UNIX_EPOCH;
 
 use futures::Stream;
 use raftmq_proto::auth::ClusterKey;
+use raftmq_proto::names;
 use raftmq_proto::nameserver as nspb;
 use raftmq_proto::nameserver::registry_server::Registry;
 use raftmq_proto::nameserver::registry_server::RegistryServer;
@@ -167,11 +168,11 @@ impl Registry for NameServer {
     }
 }
 
+/// The stored name of a request's topic (`ns%name` in a namespace), as brokers register it.
 fn topic_of(r: Option<&pb::Resource>) -> Result<String, pb::Status> {
-    match r {
-        Some(r) if !r.name.is_empty() => Ok(r.name.clone()),
-        _ => Err(v2util::status(Code::IllegalTopic, "topic is required")),
-    }
+    let r = r.ok_or_else(|| v2util::status(Code::IllegalTopic, "topic is required"))?;
+    names::topic(&r.resource_namespace, &r.name)
+        .map_err(|e| v2util::status(Code::IllegalTopic, e.0))
 }
 
 fn not_here(rpc: &str) -> tonic::Status {
@@ -271,11 +272,12 @@ impl MessagingService for NameServer {
             Ok(t) => t,
             Err(s) => return reply(s, vec![]),
         };
+        // An invalid group is no group: the assignment of a plain one.
         let group = req
             .get_ref()
             .group
             .as_ref()
-            .map(|g| g.name.clone())
+            .and_then(|g| names::group(&g.resource_namespace, &g.name).ok())
             .unwrap_or_default();
         let now = now_ms();
         let table = self.table.lock().unwrap();

@@ -7,6 +7,7 @@
 //! - [`forward`]: forwarding a command to a group's leader in one hop;
 //! - [`nameserver`]: broker registration with nameservers;
 //! - [`auth`]: the cluster credential every internal RPC carries;
+//! - [`names`]: topic and group names and the v2 namespaces they live in;
 //! - [`v2util`]: protocol helpers shared by the broker and the nameserver (statuses,
 //!   timestamps, the settings answer, route entries).
 //!
@@ -50,5 +51,7 @@ pub mod nameserver {
 }
 
 pub mod v2util;
+
+pub mod names;
 
 pub mod auth;

@@ -237,7 +237,8 @@ pub fn endpoints(addrs: &[String]) -> pb::Endpoints {
     }
 }
 
-/// A route entry: queue `id` of `topic` on broker `broker` at `endpoints`.
+/// A route entry: queue `id` of `topic` (its stored name: the entry names its namespace) on
+/// broker `broker` at `endpoints`.
 pub fn message_queue(
     topic: &str,
     id: i32,
@@ -246,10 +247,7 @@ pub fn message_queue(
     accept: Vec<i32>,
 ) -> pb::MessageQueue {
     pb::MessageQueue {
-        topic: Some(pb::Resource {
-            resource_namespace: String::new(),
-            name: topic.to_string(),
-        }),
+        topic: Some(crate::names::resource(topic)),
         id,
         permission: pb::Permission::ReadWrite as i32,
         broker: Some(pb::Broker {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use md5::Digest as _;
 use md5::Md5;
+use raftmq_proto::names;
 use raftmq_proto::v2 as pb;
 
 use crate::model::MessageKind;
@@ -87,8 +88,10 @@ pub struct DeliveryStamp<'a> {
 
 /// Builds the v2 message for a delivery.
 pub fn to_pb_message(m: StoredMessage, s: DeliveryStamp<'_>) -> pb::Message {
+    // The origin's name as the reader's namespace knows it (a group's dead letters are its
+    // namespace's messages).
     let dead_letter_queue = (s.topic != m.topic).then(|| pb::DeadLetterQueue {
-        topic: m.topic.clone(),
+        topic: names::split(&m.topic).1,
         message_id: m.message_id.clone(),
     });
     let sys = pb::SystemProperties {
@@ -123,10 +126,7 @@ pub fn to_pb_message(m: StoredMessage, s: DeliveryStamp<'_>) -> pb::Message {
         priority: None,
     };
     pb::Message {
-        topic: Some(pb::Resource {
-            resource_namespace: String::new(),
-            name: s.topic.to_string(),
-        }),
+        topic: Some(names::resource(s.topic)),
         user_properties: m.properties.into_iter().collect(),
         system_properties: Some(sys),
         body: m.body.into(),

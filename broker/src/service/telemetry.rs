@@ -23,29 +23,30 @@ use raftmq_proto::v2util;
 
 /// The server's answer to a client's settings.
 pub async fn settings_reply(core: &BrokerCore, s: pb::Settings) -> pb::TelemetryCommand {
-    let policy = match &s.pub_sub {
-        Some(pb::settings::PubSub::Subscription(sub)) => {
-            let group = sub
-                .group
-                .as_ref()
-                .map(|g| g.name.clone())
-                .unwrap_or_default();
-            let cfg = core
-                .ensure_group(&group)
-                .await
-                .unwrap_or_else(|_| crate::model::GroupConfig::with_defaults(group));
-            Some(v2util::GroupPolicy {
-                max_delivery_attempts: cfg.max_delivery_attempts,
-                fifo: cfg.fifo,
-                retry_backoff: cfg
-                    .retry_backoff_ms
-                    .iter()
-                    .map(|ms| Duration::from_millis(*ms))
-                    .collect(),
-            })
+    let policy = async {
+        match &s.pub_sub {
+            // By the group's stored name (in its namespace). An invalid name gets the defaults
+            // and creates nothing (before namespaces, an empty one created group "").
+            Some(pb::settings::PubSub::Subscription(sub)) => {
+                let group = super::validate::group(sub.group.as_ref()).ok()?;
+                let cfg = core
+                    .ensure_group(&group)
+                    .await
+                    .unwrap_or_else(|_| crate::model::GroupConfig::with_defaults(group));
+                Some(v2util::GroupPolicy {
+                    max_delivery_attempts: cfg.max_delivery_attempts,
+                    fifo: cfg.fifo,
+                    retry_backoff: cfg
+                        .retry_backoff_ms
+                        .iter()
+                        .map(|ms| Duration::from_millis(*ms))
+                        .collect(),
+                })
+            }
+            _ => None,
         }
-        _ => None,
-    };
+    }
+    .await;
     v2util::settings_reply(s, policy, core.settings.limits.max_body_bytes)
 }
 
@@ -70,8 +71,12 @@ pub async fn telemetry(
             if let Some(pb::telemetry_command::Command::Settings(s)) = cmd.command {
                 // A producer's topics: where its transactions' check-backs may go.
                 if let Some(pb::settings::PubSub::Publishing(p)) = &s.pub_sub {
-                    core.clients()
-                        .set_publishing(&client, p.topics.iter().map(|t| t.name.clone()));
+                    // By stored name (a namespaced producer's `ns%topic`); an invalid one
+                    // names no topic, so it is left out.
+                    let topics = p.topics.iter().filter_map(|t| {
+                        raftmq_proto::names::topic(&t.resource_namespace, &t.name).ok()
+                    });
+                    core.clients().set_publishing(&client, topics);
                 }
                 if !answer_settings {
                     continue;

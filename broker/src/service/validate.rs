@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use raftmq_proto::names;
 use raftmq_proto::v2 as pb;
 use raftmq_proto::v2::Code;
 use raftmq_proto::v2::Status;
@@ -52,7 +53,6 @@ const RESERVED_KEYS: &[&str] = &[
 const MAX_PROPERTIES: usize = 128;
 const MAX_PROPERTY_BYTES: usize = 16 << 10;
 const MAX_GROUP_BYTES: usize = 64;
-const MAX_NAME_LEN: usize = 127;
 /// RocketMQ's message ids are 32-34 hex characters; leave room for other clients' formats.
 const MAX_MESSAGE_ID_BYTES: usize = 128;
 const MAX_TAG_BYTES: usize = 255;
@@ -69,53 +69,16 @@ fn has_control(s: &str) -> bool {
     s.chars().any(char::is_control)
 }
 
-fn name_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_NAME_LEN
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"%|_-".contains(&b))
-}
-
-/// The topic name of a resource (namespaces are not supported).
+/// The stored name of a resource's topic (`ns%name` in a namespace: [`names`]).
 pub fn topic(r: Option<&pb::Resource>) -> Result<String, Status> {
     let r = r.ok_or_else(|| bad(Code::IllegalTopic, "topic is required"))?;
-    if !r.resource_namespace.is_empty() {
-        return Err(bad(
-            Code::IllegalTopic,
-            "namespaces are not supported; leave the namespace empty",
-        ));
-    }
-    if !name_ok(&r.name) {
-        return Err(bad(
-            Code::IllegalTopic,
-            format!(
-                "illegal topic name {:?}: use 1-127 characters of [%|a-zA-Z0-9_-]",
-                r.name
-            ),
-        ));
-    }
-    Ok(r.name.clone())
+    names::topic(&r.resource_namespace, &r.name).map_err(|e| bad(Code::IllegalTopic, e.0))
 }
 
-/// The consumer group name of a resource.
+/// The stored name of a resource's consumer group.
 pub fn group(r: Option<&pb::Resource>) -> Result<String, Status> {
     let r = r.ok_or_else(|| bad(Code::IllegalConsumerGroup, "consumer group is required"))?;
-    if !r.resource_namespace.is_empty() {
-        return Err(bad(
-            Code::IllegalConsumerGroup,
-            "namespaces are not supported; leave the namespace empty",
-        ));
-    }
-    if !name_ok(&r.name) || r.name.starts_with('%') {
-        return Err(bad(
-            Code::IllegalConsumerGroup,
-            format!(
-                "illegal consumer group name {:?}: use 1-127 characters of [a-zA-Z0-9_-]",
-                r.name
-            ),
-        ));
-    }
-    Ok(r.name.clone())
+    names::group(&r.resource_namespace, &r.name).map_err(|e| bad(Code::IllegalConsumerGroup, e.0))
 }
 
 /// Validates a message to send and converts it; a delivery time may be at most
