@@ -156,10 +156,11 @@ enum AdminAction {
     Topic {
         /// Topic name.
         name: String,
-        /// Number of queues (never reduced; 8 if only --kind is given).
+        /// Number of queues (never reduced; 8 if only --kind is given, 10 for a priority topic).
         #[arg(long)]
         queues: Option<u32>,
-        /// normal, fifo, delay, transaction or mixed (mixed if only --queues is given).
+        /// normal, fifo, delay, transaction, mixed (if only --queues is given) or priority
+        /// (each queue of a group one priority, 0 the lowest; 10 queues for 0-9).
         #[arg(long)]
         kind: Option<String>,
         /// Keep this topic's messages this many hours (at least 1 s), whatever the cluster's
@@ -578,6 +579,8 @@ async fn admin(
             // Neither queues nor kind, but an age: only the age changes.
             let (queues, kind) = match (queues, kind) {
                 (None, None) if retention_ms.is_some() => (0, String::new()),
+                // A priority topic: one queue per priority, 0-9 as RocketMQ's default.
+                (q, Some(k)) if k.eq_ignore_ascii_case("priority") => (q.unwrap_or(10), k),
                 (q, k) => (q.unwrap_or(8), k.unwrap_or_else(|| "mixed".into())),
             };
             check(

@@ -9,6 +9,8 @@ mod failures;
 mod filters;
 #[path = "support/client_namespaces.rs"]
 mod namespaces;
+#[path = "support/client_priority.rs"]
+mod priority;
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -60,6 +62,7 @@ async fn wait_for(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
 fn native_client_examples_and_cli_against_raftmq_dev() {
     let dir = tempfile::tempdir().unwrap();
     let mut dev = Dev::start(dir.path(), PORT, &[]);
+    dev.admin(&["topic", priority::TOPIC, "--kind", "priority"]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -78,6 +81,7 @@ fn native_client_examples_and_cli_against_raftmq_dev() {
         a_resent_message_id_is_stored_once().await;
         filters::sql92_subscriptions_get_only_matching_messages(config()).await;
         namespaces::namespaces_keep_same_names_apart(config()).await;
+        priority::a_backlog_is_received_highest_priority_first(config()).await;
     });
     examples_and_cli();
     dev.stop();

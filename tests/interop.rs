@@ -117,6 +117,20 @@ fn python_client_send_receive_push_redelivery_and_dead_letters() {
             "PyNsGroup",
         ],
     );
+    // Priority messages (issue 16) on a priority topic of 10 queues (priorities 0-9).
+    dev.admin(&["topic", "PyPrio", "--kind", "priority"]);
+    python_scenario(
+        dev.port,
+        &[
+            "priority",
+            "--count",
+            "100",
+            "--topic",
+            "PyPrio",
+            "--group",
+            "PyPrioGroup",
+        ],
+    );
     dev.admin(&["group", "PyRetry", "--max-attempts", "2"]);
     python_scenario(
         dev.port,

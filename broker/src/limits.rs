@@ -55,6 +55,12 @@ pub const MAX_RENEWALS: usize = 4096;
 /// Most consume-queue entries one receive looks at (matched or filtered out) per queue: a pop
 /// whose filter matches nothing in a long backlog stops there, and the next receive goes on.
 pub const MAX_POP_SCAN: u64 = 4096;
+
+/// In a priority topic, a message that has waited this long (from its store time to a
+/// receive's, both from the log) goes ahead of younger messages of any priority, oldest first:
+/// no message starves behind a stream of higher-priority ones for longer than this plus the
+/// time to deliver the older ones. Within it, a receive takes higher priorities first.
+pub const PRIORITY_AGING_MS: u64 = 60_000;
 /// Most messages the leader judges for one SQL92 receive, over all queues (the verdicts the
 /// receive carries in the log are a bit each: 512 bytes at most). A subscription matching
 /// few messages of a long backlog reads this many per receive and goes on in the next.

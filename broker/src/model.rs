@@ -39,8 +39,13 @@ pub enum TopicKind {
     Delay,
     /// Transactional (half) messages.
     Transaction,
-    /// Any of the above.
+    /// Any of the above (not priority messages).
     Mixed,
+    /// Priority messages (and plain ones, at the lowest priority): each queue of a group
+    /// holds one priority, a receive takes from the highest first
+    /// ([`crate::state::BrokerState`]'s receive; issue 16). Appended: the variants before keep
+    /// their encoding.
+    Priority,
 }
 
 /// The type of one message, as sent.
@@ -54,19 +59,34 @@ pub enum MessageKind {
     Delay,
     /// Half message of a transaction.
     Transaction,
+    /// A priority message: the higher, the sooner (RocketMQ 5's PRIORITY, 0 the lowest).
+    /// Appended, as [`TopicKind::Priority`].
+    Priority(u32),
+}
+
+impl MessageKind {
+    /// The message's priority in a priority topic: its own, or 0 (a plain message).
+    pub fn priority(self) -> u32 {
+        match self {
+            MessageKind::Priority(p) => p,
+            _ => 0,
+        }
+    }
 }
 
 impl TopicKind {
-    /// True if the topic takes messages of `kind`.
+    /// True if the topic takes messages of `kind`. Priority messages go only to a priority
+    /// topic (a mixed one would store them without their order, silently).
     pub fn accepts(self, kind: MessageKind) -> bool {
-        matches!(
-            (self, kind),
-            (TopicKind::Mixed, _)
-                | (TopicKind::Normal, MessageKind::Normal)
-                | (TopicKind::Fifo, MessageKind::Fifo)
-                | (TopicKind::Delay, MessageKind::Delay)
-                | (TopicKind::Transaction, MessageKind::Transaction)
-        )
+        match (self, kind) {
+            (_, MessageKind::Priority(_)) => self == TopicKind::Priority,
+            (TopicKind::Mixed, _) => true,
+            (TopicKind::Normal | TopicKind::Priority, MessageKind::Normal) => true,
+            (TopicKind::Fifo, MessageKind::Fifo)
+            | (TopicKind::Delay, MessageKind::Delay)
+            | (TopicKind::Transaction, MessageKind::Transaction) => true,
+            _ => false,
+        }
     }
 
     /// The message kinds the topic takes.
@@ -76,6 +96,7 @@ impl TopicKind {
             MessageKind::Fifo,
             MessageKind::Delay,
             MessageKind::Transaction,
+            MessageKind::Priority(0),
         ]
         .into_iter()
         .filter(|k| self.accepts(*k))

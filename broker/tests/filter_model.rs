@@ -88,7 +88,7 @@ fn judged_pop(
     };
     let mut v = Verdicts::default();
     let mut matched = 0;
-    for (q, off, _) in h.state.reach_new(&pop, cap) {
+    for (q, off, _) in h.state.reach_new(&pop, cap, h.state.clock_ms) {
         if matched >= max {
             break;
         }

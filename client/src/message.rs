@@ -25,15 +25,18 @@ pub enum MessageKind {
     Delay,
     /// A half message of a transaction.
     Transaction,
+    /// A message with a priority, for a priority topic.
+    Priority,
 }
 
 impl MessageKind {
-    fn to_pb(self) -> pb::MessageType {
+    pub(crate) fn to_pb(self) -> pb::MessageType {
         match self {
             MessageKind::Normal => pb::MessageType::Normal,
             MessageKind::Fifo => pb::MessageType::Fifo,
             MessageKind::Delay => pb::MessageType::Delay,
             MessageKind::Transaction => pb::MessageType::Transaction,
+            MessageKind::Priority => pb::MessageType::Priority,
         }
     }
 }
@@ -57,6 +60,7 @@ pub struct Message {
     properties: BTreeMap<String, String>,
     message_group: Option<String>,
     delivery_time_ms: Option<u64>,
+    priority: Option<u32>,
     message_id: Option<String>,
 }
 
@@ -71,6 +75,7 @@ impl Message {
             properties: BTreeMap::new(),
             message_group: None,
             delivery_time_ms: None,
+            priority: None,
             message_id: None,
         }
     }
@@ -121,6 +126,13 @@ impl Message {
         self.with_delivery_time(at)
     }
 
+    /// Makes this a priority message (0 the lowest), for a topic created with kind
+    /// `priority`: a receive takes higher priorities first among the messages waiting.
+    pub fn with_priority(mut self, priority: u32) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
     /// Uses `id` as the message id instead of a generated one (ids must be unique; a resend
     /// of the same message should reuse its id so consumers can deduplicate).
     pub fn with_message_id(mut self, id: impl Into<String>) -> Self {
@@ -155,6 +167,8 @@ impl Message {
             MessageKind::Fifo
         } else if self.delivery_time_ms.is_some() {
             MessageKind::Delay
+        } else if self.priority.is_some() {
+            MessageKind::Priority
         } else {
             MessageKind::Normal
         }
@@ -164,14 +178,9 @@ impl Message {
     pub(crate) fn validate(&self, transactional: bool) -> Result<(), ClientError> {
         let bad = |m: String| Err(ClientError::InvalidMessage(m));
         let t = &self.topic;
-        if t.is_empty()
-            || t.len() > 127
-            || !t
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-'))
-        {
+        if !raftmq_proto::names::plain_ok(t) {
             return bad(format!(
-                "topic {t:?} must be 1-127 characters of [A-Za-z0-9%|_-]"
+                "topic {t:?} must be 1-127 characters of [A-Za-z0-9|_-]"
             ));
         }
         if let Some(tag) = &self.tag
@@ -196,9 +205,19 @@ impl Message {
         if self.message_group.is_some() && self.delivery_time_ms.is_some() {
             return bad("a message cannot have both a message group and a delivery time".into());
         }
-        if transactional && (self.message_group.is_some() || self.delivery_time_ms.is_some()) {
+        if self.priority.is_some()
+            && (self.message_group.is_some() || self.delivery_time_ms.is_some())
+        {
+            return bad("a priority message cannot have a message group or a delivery time".into());
+        }
+        if transactional
+            && (self.message_group.is_some()
+                || self.delivery_time_ms.is_some()
+                || self.priority.is_some())
+        {
             return bad(
-                "a transactional message cannot have a message group or a delivery time".into(),
+                "a transactional message cannot have a message group, a delivery time or a priority"
+                    .into(),
             );
         }
         if let Some(id) = &self.message_id
@@ -244,6 +263,7 @@ impl Message {
                 delivery_timestamp: self.delivery_time_ms.map(v2util::ms_to_ts),
                 queue_id,
                 message_group: self.message_group.clone(),
+                priority: self.priority.map(|p| p.min(i32::MAX as u32) as i32),
                 ..Default::default()
             }),
             body: self.body.clone().into(),
@@ -308,6 +328,8 @@ pub struct ReceivedMessage {
     pub store_ms: Option<u64>,
     /// The requested delivery time of a delayed message (ms since the epoch).
     pub delivery_ms: Option<u64>,
+    /// The priority of a priority message.
+    pub priority: Option<u32>,
     /// The broker (Raft group) the receive was addressed to. RaftMQ serves a non-FIFO receive
     /// from another group of the topic when the named one has nothing, so with several groups
     /// this names where the client asked, not necessarily where the message is stored (the
@@ -361,6 +383,7 @@ impl ReceivedMessage {
             born_ms: sp.born_timestamp.as_ref().map_or(0, v2util::ts_to_ms),
             store_ms: sp.store_timestamp.as_ref().map(v2util::ts_to_ms),
             delivery_ms: sp.delivery_timestamp.as_ref().map(v2util::ts_to_ms),
+            priority: sp.priority.and_then(|p| u32::try_from(p).ok()),
             broker: broker.to_string(),
             queue_id: sp.queue_id,
             queue_offset: sp.queue_offset,

@@ -500,12 +500,7 @@ impl Inner {
 }
 
 fn wire_kind(kind: MessageKind) -> i32 {
-    (match kind {
-        MessageKind::Normal => pb::MessageType::Normal,
-        MessageKind::Fifo => pb::MessageType::Fifo,
-        MessageKind::Delay => pb::MessageType::Delay,
-        MessageKind::Transaction => pb::MessageType::Transaction,
-    }) as i32
+    kind.to_pb() as i32
 }
 
 /// A failure no further attempt may follow: a refusal, or an unknown outcome unless unknown

@@ -20,6 +20,7 @@ Each subcommand is one scenario; exit status 0 means it passed. The Rust test
                 commits or rolls back; committed ones arrive exactly once, rolled-back ones never,
                 a repeated commit is accepted and a contrary decision refused
   sql           SQL92 subscriptions: exactly the matching messages; a malformed expression refused
+  priority      a backlog of priorities is received highest first (the topic is made beforehand)
   namespace     the same names in two namespaces and none are apart; push in a namespace too
   delay         N scheduled messages (delivery time in seconds, and in ms as the SDK documents
                 it); every tenth recalled: none arrives early, each with its delivery time,
@@ -27,6 +28,7 @@ Each subcommand is one scenario; exit status 0 means it passed. The Rust test
 """
 import argparse
 import os
+import random
 import sys
 import threading
 import time
@@ -652,11 +654,71 @@ def cmd_namespace(a):
     finish(problems)
 
 
+def cmd_priority(a):
+    """Priority messages (issue 16): a backlog of priorities 0-9 (and plain messages, which
+    rank as 0) on a priority topic (created beforehand, 10 queues) is received highest
+    priority first, each message with the priority it was sent with; a priority message to a
+    topic without priorities is refused."""
+    rng = random.Random(16)
+    prios = [None if i % 10 == 5 else rng.randrange(10) for i in range(a.count)]
+    p = Producer(config(a.endpoint), (a.topic,))
+    p.startup()
+    sent = {}
+    try:
+        for i, pr in enumerate(prios):
+            m = Message()
+            m.topic = a.topic
+            m.body = f"priority-{i}".encode()
+            if pr is not None:
+                m.priority = pr
+            sent[p.send(m).message_id] = pr
+    finally:
+        p.shutdown()
+    problems = []
+    c = SimpleConsumer(config(a.endpoint), a.group, {a.topic: FilterExpression("*")}, await_duration=5)
+    c.startup()
+    order = []
+    try:
+        start = time.time()
+        while len(order) < len(sent) and time.time() - start < 60:
+            for m in c.receive(4, 30):
+                if m.message_id not in sent:
+                    problems.append(f"unexpected message {m.message_id}")
+                    continue
+                want = sent[m.message_id]
+                if want is not None and m.priority != want:
+                    problems.append(f"{m.message_id}: priority {m.priority}, sent {want}")
+                order.append(want or 0)
+                c.ack(m)
+    finally:
+        c.shutdown()
+    if len(order) != len(sent):
+        problems.append(f"received {len(order)} of {len(sent)}")
+    if order != sorted(order, reverse=True):
+        problems.append(f"not highest priority first: {order}")
+    log(f"received {len(order)} by priority: {order[:12]}...{order[-12:]}")
+    # A topic without priorities refuses them.
+    plain = Producer(config(a.endpoint), (a.topic + "Plain",))
+    plain.startup()
+    try:
+        m = Message()
+        m.topic = a.topic + "Plain"
+        m.body = b"x"
+        m.priority = 3
+        plain.send(m)
+        problems.append("a priority message to a mixed topic was accepted")
+    except Exception as e:
+        log(f"priority message to a plain topic refused: {e}")
+    finally:
+        plain.shutdown()
+    finish(problems)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("scenario", choices=["send-receive", "push", "redelivery", "produce", "consume", "expect-empty",
                                         "produce-for", "consume-at-least", "delay", "backoff",
-                                        "transaction", "sql", "namespace"])
+                                        "transaction", "sql", "namespace", "priority"])
     p.add_argument("--endpoint", default="127.0.0.1:8081")
     p.add_argument("--topic", default="InteropTopic")
     p.add_argument("--group", default="InteropGroup")
@@ -672,7 +734,7 @@ def main():
      "produce-for": cmd_produce_for, "consume-at-least": cmd_consume_at_least,
      "delay": cmd_delay, "backoff": cmd_backoff,
      "transaction": cmd_transaction, "sql": cmd_sql,
-     "namespace": cmd_namespace}[a.scenario](a)
+     "namespace": cmd_namespace, "priority": cmd_priority}[a.scenario](a)
 
 
 if __name__ == "__main__":

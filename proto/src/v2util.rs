@@ -267,6 +267,7 @@ pub fn accepted_types(kind: &str) -> Vec<i32> {
         "fifo" => vec![T::Fifo as i32],
         "delay" => vec![T::Delay as i32],
         "transaction" => vec![T::Transaction as i32],
+        "priority" => vec![T::Normal as i32, T::Priority as i32],
         _ => vec![
             T::Normal as i32,
             T::Fifo as i32,

@@ -24,7 +24,9 @@ use crate::replica::Replica;
 
 /// Judges, for `p` on `replica` (its group's leader), the messages it would reach first.
 pub fn judge(replica: &Replica, p: &Pop, sql: &Sql92) -> Result<Verdicts> {
-    let (reach, log_start) = replica.read(|s| (s.reach_new(p, MAX_SQL_JUDGED), s.log_start));
+    // The receive's time is not known yet: the newest applied entry's stands for it.
+    let (reach, log_start) =
+        replica.read(|s| (s.reach_new(p, MAX_SQL_JUDGED, s.clock_ms), s.log_start));
     let mut v = Verdicts::default();
     let (mut matched, mut bytes) = (0u32, 0u64);
     for (q, off, e) in reach {

@@ -24,6 +24,7 @@ pub fn kind_to_pb(k: MessageKind) -> pb::MessageType {
         MessageKind::Fifo => pb::MessageType::Fifo,
         MessageKind::Delay => pb::MessageType::Delay,
         MessageKind::Transaction => pb::MessageType::Transaction,
+        MessageKind::Priority(_) => pb::MessageType::Priority,
     }
 }
 
@@ -43,6 +44,7 @@ pub fn parse_topic_kind(s: &str) -> Option<TopicKind> {
         "delay" => TopicKind::Delay,
         "transaction" => TopicKind::Transaction,
         "mixed" | "" => TopicKind::Mixed,
+        "priority" => TopicKind::Priority,
         _ => return None,
     })
 }
@@ -55,6 +57,7 @@ pub fn topic_kind_name(k: TopicKind) -> &'static str {
         TopicKind::Delay => "delay",
         TopicKind::Transaction => "transaction",
         TopicKind::Mixed => "mixed",
+        TopicKind::Priority => "priority",
     }
 }
 
@@ -123,7 +126,10 @@ pub fn to_pb_message(m: StoredMessage, s: DeliveryStamp<'_>) -> pb::Message {
         orphaned_transaction_recovery_duration: None,
         dead_letter_queue,
         lite_topic: None,
-        priority: None,
+        priority: match m.kind {
+            MessageKind::Priority(p) => Some(p.min(i32::MAX as u32) as i32),
+            _ => None,
+        },
     };
     pb::Message {
         topic: Some(names::resource(s.topic)),

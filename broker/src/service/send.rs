@@ -223,10 +223,14 @@ async fn send_one(
                 .filter(|(h, _)| *h == g)
                 .map(|(_, q)| *q)
                 .collect();
-            (
-                g,
-                queues[(core.next_round_robin() % queues.len() as u64) as usize],
-            )
+            // A priority topic's queue q holds priority q, the last queue every priority
+            // from its own up (a receive takes from the highest queue first).
+            let turn = if t.kind == TopicKind::Priority {
+                (m.kind.priority() as usize).min(queues.len() - 1)
+            } else {
+                (core.next_round_robin() % queues.len() as u64) as usize
+            };
+            (g, queues[turn])
         }
     };
     m.queue = QueueId(q);

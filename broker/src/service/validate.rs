@@ -271,11 +271,26 @@ fn message_kind(
 ) -> Result<MessageKind, Status> {
     let declared =
         pb::MessageType::try_from(sys.message_type).unwrap_or(pb::MessageType::Unspecified);
+    if let Some(p) = sys.priority.filter(|p| *p < 0) {
+        return Err(bad(Code::BadRequest, format!("priority {p} is below 0")));
+    }
     let kind = match declared {
         pb::MessageType::Normal => MessageKind::Normal,
         pb::MessageType::Fifo => MessageKind::Fifo,
         pb::MessageType::Delay => MessageKind::Delay,
         pb::MessageType::Transaction => MessageKind::Transaction,
+        pb::MessageType::Priority => match sys.priority {
+            Some(p) => MessageKind::Priority(p as u32),
+            None => {
+                return Err(bad(
+                    Code::MessagePropertyConflictWithType,
+                    "a PRIORITY message needs a priority",
+                ));
+            }
+        },
+        pb::MessageType::Unspecified if let Some(p) = sys.priority => {
+            MessageKind::Priority(p as u32)
+        }
         pb::MessageType::Unspecified if sys.message_group.is_some() => MessageKind::Fifo,
         pb::MessageType::Unspecified if delivery_ms.is_some() => MessageKind::Delay,
         pb::MessageType::Unspecified => MessageKind::Normal,
@@ -287,6 +302,17 @@ fn message_kind(
         }
     };
     let conflict = |why: &str| bad(Code::MessagePropertyConflictWithType, why.to_string());
+    // RocketMQ's rule (and the Python client's): a priority orders a plain message only.
+    if sys.priority.is_some()
+        && (!matches!(kind, MessageKind::Priority(_))
+            || sys.message_group.is_some()
+            || delivery_ms.is_some())
+    {
+        return Err(conflict(
+            "a priority goes only with a PRIORITY message, without a message group or a \
+             delivery timestamp",
+        ));
+    }
     match kind {
         MessageKind::Fifo if sys.message_group.is_none() => {
             return Err(conflict("a FIFO message needs a message group"));
@@ -396,6 +422,7 @@ pub fn filter(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::TopicKind;
 
     #[test]
     fn delivery_times_in_seconds_millis_or_millis_in_seconds_agree() {
@@ -408,6 +435,42 @@ mod tests {
         assert_eq!(delivery_ms(&ts(1_700_000_000, 0)), 1_700_000_000_000);
         assert_eq!(delivery_ms(&ts(1_700_000_000_250, 0)), 1_700_000_000_250);
         assert_eq!(delivery_ms(&ts(-5, 0)), 0);
+    }
+
+    /// A PRIORITY message carries its priority (0 and up); a priority with a message group, a
+    /// delivery time or another type is a conflict, as in RocketMQ and the Python client.
+    #[test]
+    fn a_priority_goes_with_a_plain_priority_message_only() {
+        let sys = |t: pb::MessageType, priority: Option<i32>| pb::SystemProperties {
+            message_type: t as i32,
+            priority,
+            ..Default::default()
+        };
+        let kind = |s: &pb::SystemProperties, delay: Option<u64>| message_kind(s, delay);
+        let t = pb::MessageType::Priority;
+        assert_eq!(kind(&sys(t, Some(7)), None), Ok(MessageKind::Priority(7)));
+        assert_eq!(
+            kind(&sys(pb::MessageType::Unspecified, Some(0)), None),
+            Ok(MessageKind::Priority(0))
+        );
+        let code = |r: Result<MessageKind, Status>| r.unwrap_err().code;
+        let conflict = Code::MessagePropertyConflictWithType as i32;
+        assert_eq!(code(kind(&sys(t, None), None)), conflict);
+        assert_eq!(code(kind(&sys(t, Some(-1)), None)), Code::BadRequest as i32);
+        assert_eq!(code(kind(&sys(t, Some(1)), Some(5))), conflict);
+        assert_eq!(
+            code(kind(&sys(pb::MessageType::Normal, Some(1)), None)),
+            conflict
+        );
+        let mut fifo = sys(t, Some(1));
+        fifo.message_group = Some("g".into());
+        assert_eq!(code(kind(&fifo, None)), conflict);
+        // The topic side: only a priority topic takes them; it takes plain ones too.
+        assert!(TopicKind::Priority.accepts(MessageKind::Priority(3)));
+        assert!(TopicKind::Priority.accepts(MessageKind::Normal));
+        assert!(!TopicKind::Mixed.accepts(MessageKind::Priority(3)));
+        assert!(!TopicKind::Fifo.accepts(MessageKind::Priority(0)));
+        assert!(!TopicKind::Priority.accepts(MessageKind::Fifo));
     }
 
     #[test]

@@ -412,6 +412,20 @@ impl PopRound<'_> {
     }
 }
 
+/// Where a queue's next new message stands in a receive from any queue: the smallest goes
+/// first. Oldest (lowest log index) first; in a `priority` topic the highest queue (priority)
+/// first, oldest first within it, except that a message stored at least
+/// [`limits::PRIORITY_AGING_MS`] before the receive goes ahead of every younger one, oldest
+/// first: the bound on starvation (issue 16, docs/architecture.md). Ties (messages of one
+/// log entry) go by queue.
+fn rank(priority: bool, now: u64, q: u32, e: &CqEntry) -> (bool, u64, u64) {
+    if !priority || now.saturating_sub(e.store_ms) >= limits::PRIORITY_AGING_MS {
+        (false, e.log_index, 0)
+    } else {
+        (true, u64::from(u32::MAX - q), e.log_index)
+    }
+}
+
 /// Applying a receive.
 impl BrokerState {
     /// [`crate::command::Command::Pop`]: hands out visible messages of the group's topic.
@@ -441,8 +455,10 @@ impl BrokerState {
         };
         let empty = ConsumeQueue::default();
         // From any queue, new messages go oldest first across the queues (after every due
-        // retry); otherwise queue by queue.
-        let merge = p.queue.is_none() && p.order == PopOrder::OldestFirst;
+        // retry), or in a priority topic highest priority first (`rank`); otherwise queue by
+        // queue.
+        let ranked = self.is_priority(&p.topic);
+        let merge = p.queue.is_none() && (p.order == PopOrder::OldestFirst || ranked);
         let mut open = Vec::new();
         for q in queues {
             if round.deliveries.len() >= round.max {
@@ -478,7 +494,7 @@ impl BrokerState {
             }
         }
         if merge {
-            self.take_oldest_first(&mut round, open);
+            self.take_ranked(&mut round, open, ranked);
         }
         let PopRound {
             deliveries, dead, ..
@@ -491,16 +507,16 @@ impl BrokerState {
         }
     }
 
-    /// Hands out the messages of `queues` never handed out to the round's group, oldest
-    /// (lowest log index) first across the queues: one at a time from the queue whose next
-    /// message is oldest, so no queue waits behind another's backlog.
-    fn take_oldest_first(&mut self, round: &mut PopRound<'_>, queues: Vec<u32>) {
+    /// Hands out the messages of `queues` never handed out to the round's group in [`rank`]
+    /// order (oldest first, unless `priority`): one at a time from the queue whose next
+    /// message ranks first, so no queue waits behind another's backlog.
+    fn take_ranked(&mut self, round: &mut PopRound<'_>, queues: Vec<u32>, priority: bool) {
         let p = round.p;
-        let (group, topic) = (&p.group, &p.topic);
+        let (group, topic, now) = (&p.group, &p.topic, round.now);
         let empty = ConsumeQueue::default();
-        let next_index = |cq: &ConsumeQueue, pq: &PopQueue| {
+        let next_rank = |cq: &ConsumeQueue, pq: &PopQueue, q: u32| {
             let off = pq.next.max(cq.start());
-            (off < cq.end()).then(|| cq.get(off).map(|e| e.log_index))?
+            (off < cq.end()).then(|| cq.get(off).map(|e| rank(priority, now, q, &e)))?
         };
         let mut heads = BinaryHeap::new();
         for q in queues {
@@ -508,8 +524,8 @@ impl BrokerState {
             if let Some(pq) = self.pops.get_mut(&(group.clone(), topic.clone(), q)) {
                 // As `take_new` does: past what retention deleted, even with nothing to take.
                 pq.next = pq.next.max(cq.start());
-                if let Some(i) = next_index(cq, pq) {
-                    heads.push(Reverse((i, q, limits::MAX_POP_SCAN)));
+                if let Some(r) = next_rank(cq, pq, q) {
+                    heads.push(Reverse((r, q, limits::MAX_POP_SCAN)));
                 }
             }
         }
@@ -530,21 +546,33 @@ impl BrokerState {
             // A queue that gave nothing (filtered to its end, scan bound, or byte budget) is
             // done for this round.
             if round.deliveries.len() > before
-                && let Some(i) = next_index(cq, pq)
+                && let Some(r) = next_rank(cq, pq, q)
             {
-                heads.push(Reverse((i, q, scan)));
+                heads.push(Reverse((r, q, scan)));
             }
         }
+    }
+
+    /// True if `topic` is a priority topic.
+    fn is_priority(&self, topic: &str) -> bool {
+        self.topics
+            .get(topic)
+            .is_some_and(|t| t.kind == TopicKind::Priority)
     }
 
     /// The messages a receive would reach for the first time, up to `cap`, in the order it
     /// reaches them (oldest first across its queues), each with its queue and offset: what
     /// the leader judges for a SQL92 receive ([`crate::filter::judge`]). Each queue's are
     /// consecutive offsets from its receive position, as [`crate::command::Run`] needs.
-    pub fn reach_new(&self, p: &Pop, cap: u64) -> Vec<(u32, u64, CqEntry)> {
+    ///
+    /// `now` stands for the receive's time, which the leader can only guess (its clock): in a
+    /// priority topic it decides which messages have waited long enough to go by age, so a
+    /// wrong guess changes which messages are judged, not what a receive may take.
+    pub fn reach_new(&self, p: &Pop, cap: u64, now: u64) -> Vec<(u32, u64, CqEntry)> {
         let Ok(queues) = self.pop_queues(p) else {
             return Vec::new();
         };
+        let priority = self.is_priority(&p.topic) && p.queue.is_none();
         let mut heads = BinaryHeap::new();
         for q in queues {
             let Some(cq) = self.queues.get(&(p.topic.clone(), q)) else {
@@ -556,7 +584,7 @@ impl BrokerState {
                 .map_or(0, |pq| pq.next)
                 .max(cq.start());
             if let Some(e) = (next < cq.end()).then(|| cq.get(next)).flatten() {
-                heads.push(Reverse((e.log_index, q, next)));
+                heads.push(Reverse((rank(priority, now, q, &e), q, next)));
             }
         }
         let mut out = Vec::new();
@@ -570,7 +598,7 @@ impl BrokerState {
             };
             out.push((q, off, e));
             if let Some(n) = (off + 1 < cq.end()).then(|| cq.get(off + 1)).flatten() {
-                heads.push(Reverse((n.log_index, q, off + 1)));
+                heads.push(Reverse((rank(priority, now, q, &n), q, off + 1)));
             }
         }
         out
@@ -588,6 +616,8 @@ impl BrokerState {
         Ok(match p.queue {
             Some(q) if q.0 < queue_count => vec![q.0],
             Some(_) => return Err(Reject::QueueNotFound),
+            // A priority topic: the highest priority (queue) first, every time.
+            None if topic.kind == TopicKind::Priority => (0..queue_count).rev().collect(),
             // Any queue: start somewhere different each time so no queue starves.
             None => {
                 let start = (self.receipt_seq % queue_count as u64) as u32;
