@@ -10,6 +10,7 @@
 mod bench;
 mod client_cli;
 mod dev;
+mod reset_cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -199,6 +200,10 @@ enum AdminAction {
         #[command(subcommand)]
         action: TxAction,
     },
+    /// Move a consumer group's position in a topic (receive, push and pull consumers alike),
+    /// backwards or forwards: to the earliest or latest message, an offset, or a time.
+    /// Deliveries in flight in those queues are forgotten (their acks are refused).
+    Reset(reset_cli::ResetArgs),
 }
 
 #[derive(Subcommand)]
@@ -633,6 +638,7 @@ async fn admin(
             Ok(())
         }
         AdminAction::Tx { action } => admin_tx(&mut c, action).await,
+        AdminAction::Reset(a) => reset_cli::run(&mut c, a).await,
     }
 }
 

@@ -11,6 +11,8 @@ mod filters;
 mod namespaces;
 #[path = "support/client_priority.rs"]
 mod priority;
+#[path = "support/client_reset.rs"]
+mod resets;
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -82,6 +84,7 @@ fn native_client_examples_and_cli_against_raftmq_dev() {
         filters::sql92_subscriptions_get_only_matching_messages(config()).await;
         namespaces::namespaces_keep_same_names_apart(config()).await;
         priority::a_backlog_is_received_highest_priority_first(config()).await;
+        resets::a_reset_moves_a_group_for_every_consumer_model(config(), &dev).await;
     });
     examples_and_cli();
     dev.stop();

@@ -35,6 +35,73 @@ impl AdminServer {
     /// Applies a configuration command to every group this node hosts; a group that refuses
     /// it is an error (the groups before it have applied it: the command is idempotent, so
     /// the operator repeats it).
+    /// [`pb::ResetSpec`]: a [`Command::Reset`] in each named Raft group hosting the topic.
+    async fn reset(&self, r: pb::ResetSpec) -> Result<Vec<pb::ResetMove>, String> {
+        use crate::command::Reset;
+        use crate::command::ResetTo;
+        use crate::model::QueueId;
+        use crate::model::QueueOffset;
+        use pb::reset_spec::To;
+        if !names::stored_group_ok(&r.group) {
+            return Err(format!("illegal group name {:?}", r.group));
+        }
+        if !names::stored_topic_ok(&r.topic) {
+            return Err(format!("illegal topic name {:?}", r.topic));
+        }
+        let to = match r.to {
+            Some(To::Earliest(_)) => ResetTo::Earliest,
+            Some(To::Latest(_)) => ResetTo::Latest,
+            Some(To::Offset(o)) => ResetTo::Offset(QueueOffset(o)),
+            Some(To::TimestampMs(ms)) => ResetTo::Time(ms),
+            None => return Err("say where to: earliest, latest, an offset or a time".into()),
+        };
+        let queue = match r.queue {
+            -1 => None,
+            q if q >= 0 => Some(QueueId(q as u32)),
+            q => return Err(format!("queue {q}: give a queue id, or -1 for every queue")),
+        };
+        let groups: Vec<_> = self
+            .core
+            .groups()
+            .filter(|g| r.broker.is_empty() || g.name == r.broker)
+            .filter(|g| g.replica.read(|s| s.topics.contains_key(&r.topic)))
+            .collect();
+        if groups.is_empty() {
+            return Err(format!(
+                "no Raft group{} of this node hosts topic {}",
+                if r.broker.is_empty() {
+                    String::new()
+                } else {
+                    format!(" named {:?}", r.broker)
+                },
+                r.topic
+            ));
+        }
+        let mut moved = Vec::new();
+        for g in groups {
+            let cmd = Command::Reset(Reset {
+                group: r.group.clone(),
+                topic: r.topic.clone(),
+                queue,
+                to,
+            });
+            match self.core.submit(g.id, cmd).await {
+                Ok(crate::state::Outcome::Reset(qs)) => {
+                    moved.extend(qs.into_iter().map(|q| pb::ResetMove {
+                        broker: g.name.clone(),
+                        queue: q.queue.0 as i32,
+                        from: q.from.0,
+                        to: q.to.0,
+                        dropped_in_flight: q.dropped,
+                    }));
+                }
+                Ok(o) => return Err(format!("group {}: refused: {o:?}", g.name)),
+                Err(e) => return Err(format!("group {}: {e}", g.name)),
+            }
+        }
+        Ok(moved)
+    }
+
     async fn on_every_group(&self, cmd: Command) -> Result<(), String> {
         for g in self.core.groups() {
             match self.core.submit(g.id, cmd.clone()).await {
@@ -533,6 +600,23 @@ impl Admin for AdminServer {
             }
         }
         Ok(Response::new(out))
+    }
+
+    async fn reset_offset(
+        &self,
+        req: Request<pb::ResetSpec>,
+    ) -> Result<Response<pb::ResetReply>, tonic::Status> {
+        let r = req.into_inner();
+        Ok(Response::new(match self.reset(r).await {
+            Ok(moved) => pb::ResetReply {
+                error: String::new(),
+                moved,
+            },
+            Err(error) => pb::ResetReply {
+                error,
+                moved: Vec::new(),
+            },
+        }))
     }
 
     async fn resolve_transaction(

@@ -165,6 +165,8 @@ fn may_make_available(o: &Outcome) -> bool {
         // this (its check may be due before the one it sleeps for).
         Outcome::Half { .. } => true,
         Outcome::TxChecked { .. } => false,
+        // A group moved back has messages to take again.
+        Outcome::Reset(_) => true,
     }
 }
 

@@ -275,6 +275,10 @@ pub fn check(c: &Command) -> Result<(), String> {
             name("consumer group", &o.group)?;
             name("topic", &o.topic)
         }
+        Command::Reset(r) => {
+            name("consumer group", &r.group)?;
+            name("topic", &r.topic)
+        }
         // Any index is meaningful: apply clamps it below the entry's own.
         Command::Retain(_) | Command::Expire(_) | Command::FifoGroups | Command::Advance => Ok(()),
         Command::Dedup(d) => {

@@ -466,14 +466,31 @@ def cmd_delay(a):
             log(f"delivered {len(got)}: lateness p50 {lateness[len(lateness) // 2]:.0f} ms, "
                 f"p99 {lateness[len(lateness) * 99 // 100]:.0f} ms, "
                 f"max {lateness[-1]:.0f} ms (against second-granular due times)")
-        # A delivered message cannot be recalled any more.
+        # A delivered message cannot be recalled any more. Wait for its delivery rather than
+        # for its time: a timer fires moments after its time, later on a loaded machine or
+        # while a leader is elected (a fixed 2.5 s wait failed a CI run with a killed node).
         m = make_message(a.topic, "delay", a.count)
         m.delivery_timestamp = int(time.time()) + 1
         r = p.send(m)
-        time.sleep(2.5)
+        c = SimpleConsumer(config(a.endpoint), a.group, {a.topic: FilterExpression("*")}, await_duration=5)
+        c.startup()
+        seen = False
+        try:
+            start = time.time()
+            while not seen and time.time() - start < 60:
+                for x in c.receive(16, 30):
+                    seen = seen or x.message_id == r.message_id
+                    try:
+                        c.ack(x)
+                    except Exception as e:
+                        log(f"ack failed: {e!r}"[:200])
+        finally:
+            c.shutdown()
+        if not seen:
+            problems.append("the last scheduled message never came")
         try:
             p.recall_message(a.topic, r.recall_handle)
-            problems.append("recalling a message after its time succeeded")
+            problems.append("recalling a delivered message succeeded")
         except Exception as e:
             log(f"late recall refused: {e!r}"[:200])
     finally:

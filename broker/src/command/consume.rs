@@ -233,3 +233,34 @@ pub struct CommitOffset {
     /// Allow moving backwards (an administrative reset); otherwise stale commits are ignored.
     pub reset: bool,
 }
+
+/// Where a [`Reset`] moves a consumer group in a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResetTo {
+    /// The first retained message.
+    Earliest,
+    /// Past the last message stored: only messages stored after the reset come.
+    Latest,
+    /// This offset, clamped to the retained ones.
+    Offset(QueueOffset),
+    /// The first message stored at or after this time (ms since the epoch; by the log's
+    /// clock, which stamps each message).
+    Time(u64),
+}
+
+/// An operator moves a consumer group's position in one queue or every queue of a topic
+/// (issue 16, item 4), for every consumer model: the receive position and the committed
+/// offset both go there, backwards or forwards, and the group's deliveries in flight in those
+/// queues are forgotten (their receipts are refused afterwards; a message at or after the new
+/// position comes again). Resolved where it applies, so every replica moves alike.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reset {
+    /// Consumer group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// One queue, or (`None`) every queue of the topic in this Raft group.
+    pub queue: Option<QueueId>,
+    /// Where to.
+    pub to: ResetTo,
+}

@@ -119,6 +119,8 @@ pub mod op {
     /// A SQL92 receive (issue 16): [`super::Pop`] taking new messages oldest first, as
     /// [`POP_OLDEST`], and the leader's [`super::Verdicts`] on them.
     pub const POP_SQL: u8 = 29;
+    /// An operator moves a consumer group's position ([`super::Reset`], issue 16).
+    pub const RESET: u8 = 30;
 }
 
 /// Byte limit for decoding anything that crosses a process boundary or comes out of the log:
@@ -202,6 +204,8 @@ pub enum Command {
     CheckTx(CheckTx),
     /// [`op::DEDUP`]
     Dedup(DedupWindow),
+    /// [`op::RESET`]
+    Reset(Reset),
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -246,12 +250,13 @@ impl Command {
             Command::RollbackTx(r) => (op::ROLLBACK_TX, enc(r)),
             Command::CheckTx(c) => (op::CHECK_TX, enc(c)),
             Command::Dedup(d) => (op::DEDUP, enc(d)),
+            Command::Reset(r) => (op::RESET, enc(r)),
         }
     }
 
     /// True if this binary knows `op`.
     pub fn known_op(op: u8) -> bool {
-        (op::UPSERT_TOPIC..=op::POP_SQL).contains(&op)
+        (op::UPSERT_TOPIC..=op::RESET).contains(&op)
     }
 
     /// Decodes one command body.
@@ -315,6 +320,7 @@ impl Command {
             op::ROLLBACK_TX => Command::RollbackTx(dec(body)?),
             op::CHECK_TX => Command::CheckTx(dec(body)?),
             op::DEDUP => Command::Dedup(dec(body)?),
+            op::RESET => Command::Reset(dec(body)?),
             other => {
                 return Err(format!(
                     "unknown op code {other}: this binary is older than the log"

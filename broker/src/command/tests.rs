@@ -52,6 +52,28 @@ fn entry_round_trip_and_message_slices() {
             kind: TopicKind::Mixed,
         }),
         Command::CreateGroup(crate::model::GroupConfig::with_defaults("g")),
+        // Issue 16: priority topics and messages, resets.
+        Command::UpsertTopic(TopicConfig {
+            name: "p".into(),
+            queues: 10,
+            kind: TopicKind::Priority,
+        }),
+        Command::Send(StoredMessage {
+            kind: MessageKind::Priority(7),
+            ..msg(3)
+        }),
+        Command::Reset(Reset {
+            group: "g".into(),
+            topic: "t".into(),
+            queue: None,
+            to: ResetTo::Time(5),
+        }),
+        Command::Reset(Reset {
+            group: "g".into(),
+            topic: "t".into(),
+            queue: Some(QueueId(2)),
+            to: ResetTo::Offset(QueueOffset(4)),
+        }),
     ];
     let bytes = encode_entry(1234, &cmds);
     let d = decode_entry(&bytes).unwrap();

@@ -14,6 +14,7 @@ mod inflight;
 pub mod legacy;
 pub mod offsets;
 pub mod pop;
+mod reset;
 mod round;
 pub mod timer;
 pub mod txn;
@@ -146,6 +147,22 @@ pub enum Outcome {
         /// Checks made so far, this one included.
         checks: u32,
     },
+    /// A consumer group was moved ([`Command::Reset`]): per queue, its position before and
+    /// after.
+    Reset(Vec<ResetQueue>),
+}
+
+/// One queue a [`Command::Reset`] moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetQueue {
+    /// Queue.
+    pub queue: QueueId,
+    /// The group's receive position before (everything below was handed out).
+    pub from: QueueOffset,
+    /// The position now.
+    pub to: QueueOffset,
+    /// Deliveries in flight it forgot.
+    pub dropped: u32,
 }
 
 /// The whole replicated broker state of one Raft group.
@@ -403,6 +420,7 @@ impl BrokerState {
                     .commit(&c.group, &c.topic, c.queue.0, c.offset.0, c.reset);
                 Outcome::Done
             }
+            Command::Reset(r) => self.reset(&r),
             Command::Retain(r) => {
                 // A few ms of slack: the leader decides on its clock's estimate and stamps the
                 // entry moments later (within the slew).
