@@ -82,6 +82,7 @@ fn f_name(op: &Op) -> &'static str {
         Op::EndTx { .. } => "end-transaction",
         Op::TxChecked { .. } => "transaction-checked",
         Op::TxCheckOwed { .. } => "transaction-check-owed",
+        Op::Reset { .. } => "reset",
     }
 }
 
@@ -107,6 +108,7 @@ pub fn process(op: &Op) -> String {
         Op::Pull { .. } | Op::Commit { .. } | Op::ReadCommitted { .. } => "puller".into(),
         Op::Expired { .. } => "retention".into(),
         Op::TxCheckOwed { .. } => "runner".into(),
+        Op::Reset { .. } => "operator".into(),
     }
 }
 
@@ -139,6 +141,9 @@ pub fn span(op: &Op) -> (u64, u64) {
         }
         | Op::EndTx {
             invoked, completed, ..
+        }
+        | Op::Reset {
+            invoked, completed, ..
         } => (*invoked, *completed),
         Op::Scheduled { invoked, .. } | Op::Transaction { invoked, .. } => (*invoked, *invoked),
         Op::TxChecked { at, .. } | Op::TxCheckOwed { from: at, .. } => (*at, *at),
@@ -152,7 +157,8 @@ pub fn outcome(op: &Op) -> Kind {
         | Op::Ack { result, .. }
         | Op::Commit { result, .. }
         | Op::Recall { result, .. }
-        | Op::EndTx { result, .. } => match result {
+        | Op::EndTx { result, .. }
+        | Op::Reset { result, .. } => match result {
             Result3::Ok => Kind::Ok,
             Result3::Fail => Kind::Fail,
             Result3::Info => Kind::Info,
@@ -198,6 +204,7 @@ fn invoke_value(op: &Op) -> serde_json::Value {
         }
         Op::TxChecked { id, .. } => serde_json::json!({ "id": id }),
         Op::TxCheckOwed { within, .. } => serde_json::json!({ "within": within }),
+        Op::Reset { fifo, .. } => serde_json::json!({ "fifo": fifo, "to": "earliest" }),
     }
 }
 

@@ -52,6 +52,9 @@ struct TestArgs {
     /// No SQL92-filtered consumer group.
     #[arg(long)]
     no_filtered: bool,
+    /// No operator resetting consumer groups to the earliest message.
+    #[arg(long)]
+    no_resets: bool,
     /// Seed (default: from the clock; printed and stored in test.json).
     #[arg(long)]
     seed: Option<u64>,
@@ -139,6 +142,7 @@ fn opts(a: &TestArgs) -> Opts {
         consumers: a.consumers,
         puller: !a.no_puller,
         filtered: !a.no_filtered,
+        resets: !a.no_resets,
         seed: a.seed.unwrap_or_else(clock_seed),
         quiet_ms: (a.quiet_ms[0], a.quiet_ms[1].max(a.quiet_ms[0])),
         hold_ms: (a.hold_ms[0], a.hold_ms[1].max(a.hold_ms[0])),

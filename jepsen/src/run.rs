@@ -67,6 +67,10 @@ pub struct Opts {
     /// recorded before it).
     #[serde(default)]
     pub filtered: bool,
+    /// An operator resets the plain or FIFO group to the earliest message now and then
+    /// (issue 16; absent from runs recorded before it).
+    #[serde(default)]
+    pub resets: bool,
     /// Seed of the nemesis schedule and the workload.
     pub seed: u64,
     /// Quiet time between faults (ms).
@@ -259,6 +263,13 @@ fn start_clients(opts: &Opts, ctx: &Ctx, stops: &Stops) -> Vec<tokio::task::Join
     }
     if opts.puller {
         tasks.push(tokio::spawn(workload::pull(ctx.clone(), c_stop.clone())));
+    }
+    if opts.resets {
+        // Every node hosts every group (`Db::new`): any node's admin service resets them all.
+        let admins = (1..=opts.nodes).map(db::endpoint).collect();
+        let fifo = opts.fifo_producers > 0;
+        let f = workload::reset(ctx.clone(), admins, fifo, seed ^ 71, p_stop.clone());
+        tasks.push(tokio::spawn(f));
     }
     tasks
 }

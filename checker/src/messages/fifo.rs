@@ -18,13 +18,15 @@ use super::Op;
 use super::Result3;
 use super::Stats;
 use super::anomaly;
+use super::resets::Resets;
 use super::sends::Sends;
 
-/// FIFO deliveries: (completed, position in the answer) ordered, and (receive invoked, id).
+/// FIFO deliveries: (completed, position in the answer) ordered, and (receive invoked,
+/// completed, id); OK acks: (completed, invoked, id).
 struct Seen<'h> {
     by_completion: Vec<(u64, &'h str)>,
-    receives: Vec<(u64, &'h str)>,
-    acks: Vec<(u64, &'h str)>,
+    receives: Vec<(u64, u64, &'h str)>,
+    acks: Vec<(u64, u64, &'h str)>,
 }
 
 fn seen(history: &[Op]) -> Seen<'_> {
@@ -44,15 +46,16 @@ fn seen(history: &[Op]) -> Seen<'_> {
             } => {
                 for (k, m) in msgs.iter().enumerate() {
                     s.by_completion.push((*completed * 1024 + k as u64, &m.id));
-                    s.receives.push((*invoked, &m.id));
+                    s.receives.push((*invoked, *completed, &m.id));
                 }
             }
             Op::Ack {
                 id,
+                invoked,
                 completed,
                 result: Result3::Ok,
                 ..
-            } => s.acks.push((*completed, id)),
+            } => s.acks.push((*completed, *invoked, id)),
             _ => {}
         }
     }
@@ -65,21 +68,25 @@ type GroupSends<'h> = [(u64, &'h str, Result3)];
 fn group(
     name: &str,
     sends: &GroupSends<'_>,
-    expired: &BTreeSet<&str>,
+    (expired, resets): (&BTreeSet<&str>, &Resets),
     seen: &Seen<'_>,
     out: &mut Vec<Anomaly>,
     st: &mut Stats,
 ) {
     let index: BTreeMap<&str, usize> = sends.iter().enumerate().map(|(i, s)| (s.1, i)).collect();
-    let acks: Vec<(u64, usize)> = seen
+    let acks: Vec<(u64, u64, usize)> = seen
         .acks
         .iter()
-        .filter_map(|(t, id)| index.get(id).map(|i| (*t, *i)))
+        .filter_map(|(t, a, id)| index.get(id).map(|i| (*t, *a, *i)))
         .collect();
     let mut late: BTreeSet<usize> = BTreeSet::new();
-    for (invoked, id) in &seen.receives {
+    for (invoked, completed, id) in &seen.receives {
         let Some(&i) = index.get(id) else { continue };
-        if let Some((t, j)) = acks.iter().find(|(t, j)| t < invoked && *j > i) {
+        // A reset after the later message's ack began starts the group over.
+        let inverted = |&&(t, a, j): &&(u64, u64, usize)| {
+            t < *invoked && j > i && !resets.between(true, a, *completed)
+        };
+        if let Some((t, _, j)) = acks.iter().find(inverted) {
             if sends[i].2 != Result3::Ok {
                 late.insert(i);
                 continue;
@@ -110,11 +117,17 @@ fn group(
     st.late_unknown_sends += late.len();
 }
 
-pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &mut Stats) {
+pub(super) fn check(
+    history: &[Op],
+    s: &Sends<'_>,
+    resets: &Resets,
+    out: &mut Vec<Anomaly>,
+    st: &mut Stats,
+) {
     let seen = seen(history);
     st.fifo_delivered = seen.by_completion.len();
     for (name, sends) in &s.fifo {
-        group(name, sends, &s.expired, &seen, out, st);
+        group(name, sends, (&s.expired, resets), &seen, out, st);
     }
 }
 

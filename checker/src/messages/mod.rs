@@ -38,6 +38,9 @@
 //!   `txn-committed-lost` (`lost` for a transaction whose commit was answered OK; a half
 //!   message alone is not owed to anyone), and `txn-unchecked` (a half message its producer
 //!   left undecided that no check-back reached within the bound an [`Op::TxCheckOwed`] sets);
+//! - a reset ([`Op::Reset`], [`resets`]) may explain a message delivered again after its ack
+//!   or while held, a FIFO group starting over, a scheduled or committed message handed out
+//!   first twice: those are not reported when a reset may have happened in between;
 //! - a SQL92-filtered group ([`filtered`]): `filter-mismatch` (it got a message its
 //!   expression does not match) and `filter-lost` (a matching message owed to the plain
 //!   topic's consumers never reached it).
@@ -56,6 +59,7 @@
 //! | [`timers`] | `early-delivery`, `recalled-delivered`, `timer-duplicate` (`timer-lost` in [`lost`]) |
 //! | [`txns`] | `txn-rolled-back-visible`, `txn-duplicate`, `txn-unchecked` (`txn-committed-lost`: [`lost`]) |
 //! | [`filtered`] | `filter-mismatch`, `filter-lost` (and the main group's checks on its own view) |
+//! | [`resets`] | (what a reset excuses in [`receipts`], [`fifo`], [`timers`] and [`txns`]) |
 
 mod delivered;
 mod fifo;
@@ -65,6 +69,7 @@ mod offsets;
 mod positions;
 mod pulls;
 mod receipts;
+mod resets;
 mod retention;
 mod sends;
 #[cfg(test)]
@@ -281,6 +286,18 @@ pub enum Op {
         /// The bound: the first check's delay, one more interval and slack.
         within: u64,
     },
+    /// An operator reset the plain (`fifo` false) or FIFO consumer group to the earliest
+    /// message of its topic ([`resets`]): it may get every message again.
+    Reset {
+        /// The FIFO group (else the plain one).
+        fifo: bool,
+        /// Invoked.
+        invoked: u64,
+        /// Completed.
+        completed: u64,
+        /// Outcome.
+        result: Result3,
+    },
     /// A read of the committed offset.
     ReadCommitted {
         /// Broker.
@@ -363,6 +380,9 @@ pub struct Stats {
     /// Distinct messages the SQL92-filtered group received ([`filtered`]).
     #[serde(default)]
     pub filtered_received: usize,
+    /// Resets of a consumer group that may have happened ([`resets`]).
+    #[serde(default)]
+    pub resets: usize,
 }
 
 /// Checks `history`. Deliveries by receives (plain and FIFO consumers) count for `lost`;
@@ -387,15 +407,17 @@ fn check_group(history: &[Op]) -> (Vec<Anomaly>, Stats) {
     let mut st = Stats::default();
     let mut sends = sends::Sends::index(history);
     retention::index(history, &mut sends);
+    let resets = resets::Resets::index(history);
+    st.resets = resets.count();
     delivered::check(history, &sends, &mut out);
     positions::check(history, &sends, &mut out, &mut st);
     pulls::check(history, &mut out, &mut st);
-    receipts::check(history, &sends, &mut out, &mut st);
-    fifo::check(history, &sends, &mut out, &mut st);
+    receipts::check(history, &sends, &resets, &mut out, &mut st);
+    fifo::check(history, &sends, &resets, &mut out, &mut st);
     offsets::check(history, &mut out);
     retention::check(history, &sends, &mut out);
     lost::check(history, &sends, &mut out, &mut st);
-    timers::check(history, &sends, &mut out, &mut st);
-    txns::check(history, &sends, &mut out, &mut st);
+    timers::check(history, &sends, &resets, &mut out, &mut st);
+    txns::check(history, &sends, &resets, &mut out, &mut st);
     (out, st)
 }

@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use super::Anomaly;
 use super::Op;
 use super::RECEIPT_CLOCK_SLACK_PPM;
+use super::Result3;
 use super::Stats;
 use super::anomaly;
+use super::resets::Resets;
 use super::sends::Sends;
 
 /// The broker promises an invisible duration up to the cluster clock's slew short
@@ -19,11 +21,32 @@ fn at_least(v: u64) -> u64 {
     v - v * RECEIPT_CLOCK_SLACK_PPM / 1_000_000
 }
 
-pub(super) fn check<'h>(history: &'h [Op], s: &Sends<'h>, out: &mut Vec<Anomaly>, st: &mut Stats) {
-    // Per message id: (invoked, completed, invisible) of each delivery to a consumer.
-    let mut windows: BTreeMap<&'h str, Vec<(u64, u64, u64)>> = BTreeMap::new();
+pub(super) fn check<'h>(
+    history: &'h [Op],
+    s: &Sends<'h>,
+    resets: &Resets,
+    out: &mut Vec<Anomaly>,
+    st: &mut Stats,
+) {
+    // Per message id: its OK acks, (invoked, completed).
+    let mut acks: BTreeMap<&'h str, Vec<(u64, u64)>> = BTreeMap::new();
+    for op in history {
+        if let Op::Ack {
+            id,
+            invoked,
+            completed,
+            result: Result3::Ok,
+            ..
+        } = op
+        {
+            acks.entry(id).or_default().push((*invoked, *completed));
+        }
+    }
+    // Per message id: (invoked, completed, invisible, FIFO group) of each delivery.
+    let mut windows: BTreeMap<&'h str, Vec<(u64, u64, u64, bool)>> = BTreeMap::new();
     for op in history {
         let Op::Receive {
+            fifo,
             invoked,
             completed,
             invisible_us,
@@ -35,12 +58,15 @@ pub(super) fn check<'h>(history: &'h [Op], s: &Sends<'h>, out: &mut Vec<Anomaly>
         };
         for d in msgs {
             let id = d.id.as_str();
-            if let Some(&acked) = s.first_ack.get(id)
-                && *invoked > acked
-            {
+            // The last ack begun (and ended) before this receive: a reset after it, before
+            // the delivery, explains one more delivery.
+            let before = acks
+                .get(id)
+                .and_then(|v| v.iter().filter(|(_, c)| c < invoked).max());
+            if let Some(&(ack_invoked, acked)) = before {
                 if s.repeats.contains(id) {
                     st.retry_duplicates += 1;
-                } else {
+                } else if !resets.between(*fifo, ack_invoked, *completed) {
                     out.push(anomaly(
                         "acked-redelivered",
                         format!("{id} acked at {acked}, handed out again by a receive invoked at {invoked}"),
@@ -50,17 +76,21 @@ pub(super) fn check<'h>(history: &'h [Op], s: &Sends<'h>, out: &mut Vec<Anomaly>
             windows
                 .entry(id)
                 .or_default()
-                .push((*invoked, *completed, *invisible_us));
+                .push((*invoked, *completed, *invisible_us, *fifo));
         }
     }
-    // Both windows contain the other's delivery.
+    // Both windows contain the other's delivery, and no reset came between (it forgets what
+    // is in flight).
     for (id, ws) in &windows {
         if s.repeats.contains(id) || s.first_ack.contains_key(id) {
             continue;
         }
-        for (a, &(i1, c1, v1)) in ws.iter().enumerate() {
-            for &(i2, c2, v2) in &ws[a + 1..] {
-                if c2 < i1 + at_least(v1) && c1 < i2 + at_least(v2) {
+        for (a, &(i1, c1, v1, fifo)) in ws.iter().enumerate() {
+            for &(i2, c2, v2, _) in &ws[a + 1..] {
+                if c2 < i1 + at_least(v1)
+                    && c1 < i2 + at_least(v2)
+                    && !resets.between(fifo, i1.min(i2), c1.max(c2))
+                {
                     out.push(anomaly(
                         "concurrent-ownership",
                         format!(
@@ -75,8 +105,8 @@ pub(super) fn check<'h>(history: &'h [Op], s: &Sends<'h>, out: &mut Vec<Anomaly>
 
 #[cfg(test)]
 mod tests {
-    use super::super::Result3;
     use super::super::testing::*;
+    use super::Result3;
 
     #[test]
     fn a_message_comes_back_only_after_its_window_and_never_after_an_ack() {

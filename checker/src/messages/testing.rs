@@ -59,6 +59,16 @@ pub fn ack(id: &str, t: u64) -> Op {
     }
 }
 
+/// A reset of the FIFO (`fifo`) or plain group invoked at `t`, completed at `t + 1`.
+pub fn reset_op(fifo: bool, t: u64, result: Result3) -> Op {
+    Op::Reset {
+        fifo,
+        invoked: t,
+        completed: t + 1,
+        result,
+    }
+}
+
 /// A pull of queue ("b", 0) from `from`.
 pub fn pull(from: i64, offs: &[(i64, &str)], next: i64) -> Op {
     Op::Pull {

@@ -8,21 +8,27 @@
 //! - `timer-duplicate`: two receives by the main group both handed out a scheduled message as
 //!   its first delivery (attempt 1): it was delivered from two copies (a timer fired twice).
 
-use std::collections::BTreeMap;
-
 use super::Anomaly;
 use super::Op;
 use super::Stats;
 use super::anomaly;
+use super::resets::FirstDeliveries;
+use super::resets::Resets;
 use super::sends::Sends;
 
-pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &mut Stats) {
+pub(super) fn check<'h>(
+    history: &'h [Op],
+    s: &Sends<'h>,
+    resets: &Resets,
+    out: &mut Vec<Anomaly>,
+    st: &mut Stats,
+) {
     st.scheduled = s.scheduled.len();
     st.recalled = s.recalled.len();
     if s.scheduled.is_empty() {
         return;
     }
-    let mut first: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut first = FirstDeliveries::default();
     let early = |id: &str, completed: u64, what: &str, out: &mut Vec<Anomaly>| {
         if let Some(nb) = s.scheduled.get(id)
             && completed < *nb
@@ -40,6 +46,7 @@ pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &
         match op {
             Op::Receive {
                 fifo,
+                invoked,
                 completed,
                 msgs,
                 ..
@@ -56,15 +63,12 @@ pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &
                         && m.attempt == 1
                         && s.scheduled.contains_key(m.id.as_str())
                         && !s.repeats.contains(m.id.as_str())
+                        && first.copy(&m.id, *invoked, *completed, resets)
                     {
-                        let n = first.entry(&m.id).or_default();
-                        *n += 1;
-                        if *n == 2 {
-                            out.push(anomaly(
-                                "timer-duplicate",
-                                format!("{} was handed out as a first delivery twice", m.id),
-                            ));
-                        }
+                        out.push(anomaly(
+                            "timer-duplicate",
+                            format!("{} was handed out as a first delivery twice", m.id),
+                        ));
                     }
                 }
             }

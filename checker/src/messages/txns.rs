@@ -23,9 +23,17 @@ use super::Anomaly;
 use super::Op;
 use super::Stats;
 use super::anomaly;
+use super::resets::FirstDeliveries;
+use super::resets::Resets;
 use super::sends::Sends;
 
-pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &mut Stats) {
+pub(super) fn check<'h>(
+    history: &'h [Op],
+    s: &Sends<'h>,
+    resets: &Resets,
+    out: &mut Vec<Anomaly>,
+    st: &mut Stats,
+) {
     st.transactions = s.txns.len();
     st.tx_committed = s.committed.len();
     if s.txns.is_empty() {
@@ -40,25 +48,28 @@ pub(super) fn check(history: &[Op], s: &Sends<'_>, out: &mut Vec<Anomaly>, st: &
             ));
         }
     };
-    let mut first: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut first = FirstDeliveries::default();
     for op in history {
         match op {
-            Op::Receive { fifo, msgs, .. } => {
+            Op::Receive {
+                fifo,
+                invoked,
+                completed,
+                msgs,
+                ..
+            } => {
                 for m in msgs {
                     aborted(&m.id, "received", out);
                     if !*fifo
                         && m.attempt == 1
                         && s.txns.contains_key(m.id.as_str())
                         && !s.repeats.contains(m.id.as_str())
+                        && first.copy(&m.id, *invoked, *completed, resets)
                     {
-                        let n = first.entry(&m.id).or_default();
-                        *n += 1;
-                        if *n == 2 {
-                            out.push(anomaly(
-                                "txn-duplicate",
-                                format!("{} was handed out as a first delivery twice", m.id),
-                            ));
-                        }
+                        out.push(anomaly(
+                            "txn-duplicate",
+                            format!("{} was handed out as a first delivery twice", m.id),
+                        ));
                     }
                 }
             }

@@ -128,6 +128,9 @@ pub struct Options {
     /// A consumer of a SQL92-filtered group on the plain topic (issue 16): it must get every
     /// message its expression matches and nothing else (`filter-lost`, `filter-mismatch`).
     pub filtered: bool,
+    /// An operator resets the plain or FIFO group to the earliest message now and then during
+    /// the chaos (issue 16): the checker accepts what a reset explains, nothing more.
+    pub resets: bool,
 }
 
 /// Retention age when [`Options::retention`] is on.
@@ -164,6 +167,7 @@ impl Options {
             // Drawn last: the seeds before them keep every other option.
             resend: r.random::<bool>(),
             filtered: r.random::<bool>(),
+            resets: r.random::<bool>(),
         };
         // `SIM_MASK=partitions,kills` turns classes off after drawing, keeping the stream.
         if let Ok(mask) = std::env::var("SIM_MASK") {
@@ -184,6 +188,7 @@ impl Options {
                     "transactions" => o.transactions = false,
                     "resend" => o.resend = false,
                     "filtered" => o.filtered = false,
+                    "resets" => o.resets = false,
                     _ => {}
                 }
             }
@@ -509,6 +514,11 @@ fn spawn_clients(
     if o.puller {
         tasks.push(client_node.spawn(workload::pull(ctx.clone(), stops.consumers.clone())));
     }
+    if o.resets {
+        let admins = (0..o.nodes).map(brokers::v2_addr).collect();
+        let (fifo, s) = (o.fifo_producers > 0, stops.producers.clone());
+        tasks.push(client_node.spawn(workload::reset(ctx.clone(), admins, fifo, seed ^ 71, s)));
+    }
     tasks
 }
 
@@ -746,7 +756,7 @@ fn check(
         ));
     }
     Ok(format!(
-        "{} ok / {} unknown ({} recovered) / {} failed sends, {} received, {} redeliveries, {} FIFO deliveries, {} pulled, {} expired",
+        "{} ok / {} unknown ({} recovered) / {} failed sends, {} received, {} redeliveries, {} FIFO deliveries, {} pulled, {} expired, {} resets",
         stats.sent_ok,
         stats.sent_info,
         stats.recovered,
@@ -756,5 +766,6 @@ fn check(
         stats.fifo_delivered,
         stats.pulled,
         stats.expired,
+        stats.resets,
     ))
 }

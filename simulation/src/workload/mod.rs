@@ -4,6 +4,9 @@
 //! [`Op`]s for `checker::messages`; plus the probe send and the drain wait of the liveness
 //! phase. Nothing here knows which runtime it is on.
 
+mod reset;
+pub use reset::reset;
+
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
