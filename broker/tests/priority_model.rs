@@ -16,7 +16,6 @@ use broker::command::Ack;
 use broker::command::Command;
 use broker::command::Pop;
 use broker::command::PopOrder;
-use broker::command::TagFilter;
 use broker::limits;
 use broker::model::GroupConfig;
 use broker::model::MessageKind;
@@ -30,6 +29,7 @@ mod harness;
 
 use harness::Harness;
 use harness::msg;
+use harness::pop_any;
 
 /// Priority levels (queues) of the topic; priorities above the last share its queue.
 const LEVELS: u32 = 4;
@@ -121,18 +121,7 @@ fn run(ops: Vec<Op>) {
             }
         }
         Op::Pop { max } => {
-            let o = h.apply1(Command::Pop(Pop {
-                group: "g".into(),
-                topic: "t".into(),
-                queue: None,
-                max: u32::from(max),
-                invisible_ms: 36_000_000,
-                filter: TagFilter::All,
-                max_bytes: u64::MAX,
-                order: PopOrder::OldestFirst,
-                sql: None,
-                verdicts: None,
-            }));
+            let o = h.apply1(Command::Pop(pop_any(u32::from(max), 36_000_000)));
             let Outcome::Popped { deliveries, .. } = o else {
                 panic!("receive: {o:?}")
             };
@@ -199,18 +188,12 @@ fn higher_priority_first_until_a_message_has_waited_the_bound() {
         h.apply1(Command::Send(m))
     };
     let pop = |h: &mut Harness| {
-        let Outcome::Popped { deliveries, .. } = h.apply1(Command::Pop(Pop {
-            group: "g".into(),
-            topic: "t".into(),
-            queue: None,
-            max: 1,
-            invisible_ms: 36_000_000,
-            filter: TagFilter::All,
-            max_bytes: u64::MAX,
+        // Queue by queue as the op says: a priority topic ranks its receives either way.
+        let p = Pop {
             order: PopOrder::QueueByQueue,
-            sql: None,
-            verdicts: None,
-        })) else {
+            ..pop_any(1, 36_000_000)
+        };
+        let Outcome::Popped { deliveries, .. } = h.apply1(Command::Pop(p)) else {
             panic!("no receive")
         };
         deliveries

@@ -17,11 +17,8 @@ use std::collections::BTreeSet;
 
 use broker::command::Ack;
 use broker::command::Command;
-use broker::command::Pop;
-use broker::command::PopOrder;
 use broker::command::Reset;
 use broker::command::ResetTo;
-use broker::command::TagFilter;
 use broker::model::GroupConfig;
 use broker::model::QueueId;
 use broker::model::QueueOffset;
@@ -36,6 +33,7 @@ mod harness;
 
 use harness::Harness;
 use harness::msg;
+use harness::pop_any;
 
 const QUEUES: u32 = 2;
 
@@ -117,18 +115,7 @@ fn run(fifo: bool, ops: Vec<Op>) {
             m.owed.insert((queue.0, offset.0));
         }
         Op::Pop { max } => {
-            let o = h.apply1(Command::Pop(Pop {
-                group: "g".into(),
-                topic: "t".into(),
-                queue: None,
-                max: u32::from(max),
-                invisible_ms: 200,
-                filter: TagFilter::All,
-                max_bytes: u64::MAX,
-                order: PopOrder::OldestFirst,
-                sql: None,
-                verdicts: None,
-            }));
+            let o = h.apply1(Command::Pop(pop_any(u32::from(max), 200)));
             let Outcome::Popped { deliveries, .. } = o else {
                 panic!("receive: {o:?}")
             };

@@ -20,6 +20,9 @@ use raft_store::state_machine::App;
 use raft_store::types::LogIndex;
 
 use broker::command::Command;
+use broker::command::Pop;
+use broker::command::PopOrder;
+use broker::command::TagFilter;
 use broker::command::encode_entry;
 use broker::model::MessageKind;
 use broker::model::QueueId;
@@ -207,5 +210,23 @@ pub fn msg(queue: u32, n: u64) -> StoredMessage {
         body_encoding: 1,
         trace_context: None,
         body: n.to_le_bytes().to_vec(),
+    }
+}
+
+/// A receive of up to `max` from any queue of topic `t` for group `g`, invisible for
+/// `invisible_ms`, oldest first, no filter.
+#[allow(dead_code)] // Not every test that includes the harness receives this way.
+pub fn pop_any(max: u32, invisible_ms: u64) -> Pop {
+    Pop {
+        group: "g".into(),
+        topic: "t".into(),
+        queue: None,
+        max,
+        invisible_ms,
+        filter: TagFilter::All,
+        max_bytes: u64::MAX,
+        order: PopOrder::OldestFirst,
+        sql: None,
+        verdicts: None,
     }
 }
