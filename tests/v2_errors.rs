@@ -121,6 +121,19 @@ fn bad_requests_get_the_right_code_and_change_nothing() {
             Code::MessagePropertyConflictWithType as i32
         );
 
+        // A batch across two namespaces of one topic name is two topics (review of issue 16:
+        // only the names were compared).
+        let mut other = message("Known", "id6", b"x".to_vec());
+        other.topic.as_mut().unwrap().resource_namespace = "ns".into();
+        let r = c
+            .send_message(req(pb::SendMessageRequest {
+                messages: vec![message("Known", "id7", b"x".to_vec()), other],
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status.unwrap().code, Code::BadRequest as i32);
+
         // No client id.
         let r = c
             .send_message(tonic::Request::new(pb::SendMessageRequest {

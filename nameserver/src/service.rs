@@ -413,10 +413,11 @@ impl MessagingService for NameServer {
                 if let Some(pb::telemetry_command::Command::Settings(s)) = cmd.command {
                     let policy = match &s.pub_sub {
                         Some(pb::settings::PubSub::Subscription(sub)) => {
+                            // By stored name, in the group's namespace (an invalid one: none).
                             let name = sub
                                 .group
                                 .as_ref()
-                                .map(|g| g.name.clone())
+                                .and_then(|g| names::group(&g.resource_namespace, &g.name).ok())
                                 .unwrap_or_default();
                             table
                                 .lock()

@@ -339,11 +339,11 @@ fn check_batch(core: &BrokerCore, req: &pb::SendMessageRequest) -> Result<(), pb
             ),
         ));
     }
-    // A batch must share its topic (and type), as the SDKs guarantee.
+    // A batch must share its topic (and type), as the SDKs guarantee: namespace and name.
     let topics: std::collections::BTreeSet<_> = req
         .messages
         .iter()
-        .map(|m| m.topic.as_ref().map(|t| &t.name))
+        .map(|m| m.topic.as_ref().map(|t| (&t.resource_namespace, &t.name)))
         .collect();
     if topics.len() > 1 {
         return Err(status(

@@ -4,8 +4,10 @@
 //! that `acked-redelivered`, `concurrent-ownership`, `order-violation`, `timer-duplicate` or
 //! `txn-duplicate` ask [`Resets::between`] first: a reset that may have taken effect after
 //! the earlier event began and before the later delivery returned excuses it. An OK reset
-//! took effect within its own interval; an unknown one at any time after it was invoked.
-//! Nothing else is excused: a group that was never reset is held to every rule.
+//! took effect within its own interval; an unknown one at any time after it was invoked (a
+//! committed entry applies whenever its group next has a leader), so from then on the four
+//! rules are off for that group: the price of not knowing. Nothing else is excused: a group
+//! that was never reset is held to every rule.
 
 use std::collections::BTreeMap;
 

@@ -63,10 +63,12 @@ pub async fn reset(ctx: Ctx, admins: Vec<String>, fifo: bool, seed: u64, stop: A
             }
         })
         .await;
-        // Anything but an answer of success may have reset some Raft groups of the topic
-        // (each is reset on its own): unknown.
+        // A node that hosts none of the topic's groups (yet) submitted nothing. Anything else
+        // but success may have reset some Raft groups of the topic (each is reset on its
+        // own): unknown, which the checker must assume took effect at any later time.
         let result = match result {
             Ok(Ok(())) => Result3::Ok,
+            Ok(Err(e)) if e.starts_with("no Raft group") => Result3::Fail,
             _ => Result3::Info,
         };
         ctx.record(Op::Reset {
